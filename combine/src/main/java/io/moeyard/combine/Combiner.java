@@ -1,0 +1,137 @@
+package io.moeyard.combine;
+
+import io.moeyard.dispatch.DispatchHandle;
+import io.moeyard.engine.CollectiveException;
+import io.moeyard.engine.DType;
+import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.transport.Transport;
+import java.lang.foreign.Arena;
+import java.util.Arrays;
+import java.util.Objects;
+
+/**
+ * The combine collective on one rank: expert outputs, laid out like the dispatch's receive
+ * buffer, go back to their tokens' home ranks, weighted by the top-k weights and summed, in token
+ * order. Every rank calls {@link #combine} with the handle of the same dispatch.
+ *
+ * <p>Reduction order (identical on every path and backend, hence identical bits): on the expert
+ * rank, a token's rows are summed in ascending local slot order as {@code acc + w * y} in float
+ * and rounded once to the output type (one partial per token-rank pair); at home the partials
+ * are summed in ascending rank order in float and rounded once. Tokens routed nowhere get zeros.
+ *
+ * <p>Protocol: validate and announce (bad input fails every rank, naming it, before any output
+ * is touched), move partials home, barrier, reduce at home. One instance per rank; it keeps its
+ * scratch between calls.
+ */
+public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
+  protected final Transport transport;
+  protected final int rank;
+  protected final int ranks;
+  protected final int chunk;
+  protected final Arena scratch = Arena.ofShared();
+  protected float[] acc = new float[0];
+  protected float[] partial = new float[0];
+
+  Combiner(Transport transport, int chunk) {
+    this.transport = Objects.requireNonNull(transport, "transport");
+    if (chunk <= 0) throw new IllegalArgumentException("chunk must be > 0, got " + chunk);
+    this.rank = transport.rank();
+    this.ranks = transport.size();
+    this.chunk = chunk;
+  }
+
+  /** What a rank tells the others before combining: verdict, format, where its partials go. */
+  record Announcement(String problem, int hidden, DType dtype, RowBuffer homeBuffer) {}
+
+  /**
+   * Writes into {@code out} ({@code tokens} rows of this rank's dispatch) the weighted sum of
+   * {@code expertOut} (at least {@code handle.receivedRows()} rows, expert-major as received).
+   */
+  public void combine(DispatchHandle handle, RowBuffer expertOut, RowBuffer out) {
+    Objects.requireNonNull(handle, "handle");
+    Objects.requireNonNull(expertOut, "expertOut");
+    Objects.requireNonNull(out, "out");
+    String problem = localProblem(handle, expertOut, out);
+    RowBuffer home = problem == null ? homeBuffer(handle, out.hidden(), out.dtype()) : null;
+    Object[] got = transport.allGather(new Announcement(problem, out.hidden(), out.dtype(), home));
+    Announcement[] all = new Announcement[got.length];
+    for (int r = 0; r < got.length; r++) all[r] = (Announcement) got[r];
+    String wp = worldProblem(all);
+    if (wp != null) throw new CollectiveException("combine: " + wp);
+    try {
+      int h = out.hidden();
+      if (acc.length < h) {
+        acc = new float[h];
+        partial = new float[h];
+      }
+      RowBuffer[] homes = new RowBuffer[ranks];
+      for (int r = 0; r < ranks; r++) homes[r] = all[r].homeBuffer();
+      send(handle, expertOut, homes);
+      transport.barrier();
+      reduceAtHome(handle, home, out);
+    } catch (CollectiveException e) {
+      throw e;
+    } catch (RuntimeException | Error e) {
+      transport.abort(e);
+      throw e;
+    }
+  }
+
+  private String localProblem(DispatchHandle handle, RowBuffer expertOut, RowBuffer out) {
+    String me = "rank " + rank + ": ";
+    if (!handle.isOpen()) return me + "the dispatch handle is closed";
+    if (handle.transport() != transport) return me + "the dispatch handle belongs to another transport";
+    if (!out.dtype().combinable()) return me + "combine output dtype " + out.dtype().cliName() + " is not bf16, fp16 or fp32";
+    if (expertOut.dtype() != out.dtype()) {
+      return me + "expert output is " + expertOut.dtype().cliName() + " but out is " + out.dtype().cliName();
+    }
+    if (expertOut.hidden() != out.hidden()) {
+      return me + "expert output hidden " + expertOut.hidden() + " differs from out hidden " + out.hidden();
+    }
+    if (expertOut.rows() < handle.receivedRows()) {
+      return me + "expert output has " + expertOut.rows() + " rows, the dispatch delivered " + handle.receivedRows();
+    }
+    if (out.rows() != handle.layout().tokens) {
+      return me + "out has " + out.rows() + " rows, the dispatch had " + handle.layout().tokens + " tokens";
+    }
+    return null;
+  }
+
+  private static String worldProblem(Announcement[] all) {
+    for (Announcement a : all) if (a.problem() != null) return a.problem();
+    for (int r = 1; r < all.length; r++) {
+      if (all[r].hidden() != all[0].hidden()) {
+        return "ranks disagree on hidden size: rank 0 has " + all[0].hidden() + ", rank " + r + " has " + all[r].hidden();
+      }
+      if (all[r].dtype() != all[0].dtype()) {
+        return "ranks disagree on dtype: rank 0 has " + all[0].dtype().cliName() + ", rank " + r + " has " + all[r].dtype().cliName();
+      }
+    }
+    return null;
+  }
+
+  /** The buffer peers write into at this rank (partials or returned rows), from scratch. */
+  abstract RowBuffer homeBuffer(DispatchHandle handle, int hidden, DType dtype);
+
+  /** Expert side: moves this rank's expert outputs toward their homes. */
+  abstract void send(DispatchHandle handle, RowBuffer expertOut, RowBuffer[] homes);
+
+  /** Home side, after every rank sent: sums what arrived into {@code out}. */
+  abstract void reduceAtHome(DispatchHandle handle, RowBuffer home, RowBuffer out);
+
+  private RowBuffer cached;
+
+  /** Scratch that only grows; old buffers stay alive because peers may hold their addresses. */
+  final RowBuffer scratchRows(int rows, int hidden, DType dtype) {
+    RowBuffer b = cached;
+    if (b == null || b.hidden() != hidden || b.dtype() != dtype || b.rows() < rows) {
+      b = RowBuffer.allocate(scratch, Math.max(rows, b == null ? 0 : b.rows()), hidden, dtype);
+      cached = b;
+    }
+    return b;
+  }
+
+  final void clear(int h) {
+    Arrays.fill(acc, 0, h, 0f);
+  }
+}

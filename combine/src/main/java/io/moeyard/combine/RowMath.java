@@ -1,0 +1,106 @@
+package io.moeyard.combine;
+
+import io.moeyard.engine.DType;
+import io.moeyard.engine.Numerics;
+import io.moeyard.engine.RowBuffer;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * The arithmetic of combine, one definition for every path: float accumulators, products and
+ * sums rounded separately (Java never fuses {@code a + w * y} into an FMA; the CUDA kernels use
+ * {@code __fmul_rn}/{@code __fadd_rn} to match), one rounding to the storage type per stored
+ * value. Loops are specialised per dtype so the JIT sees straight-line code.
+ */
+final class RowMath {
+  private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED;
+  private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
+  private RowMath() {}
+
+  /** {@code acc[c] = acc[c] + w * y[row][c]} for every channel. */
+  static void addWeighted(float[] acc, RowBuffer y, int row, float w) {
+    MemorySegment s = y.segment();
+    long at = y.rowOffset(row);
+    int h = y.hidden();
+    switch (y.dtype()) {
+      case BF16 -> {
+        for (int c = 0; c < h; c++) {
+          float p = w * Float.intBitsToFloat((s.get(SHORT, at + 2L * c) & 0xFFFF) << 16);
+          acc[c] = acc[c] + p;
+        }
+      }
+      case FP16 -> {
+        for (int c = 0; c < h; c++) {
+          float p = w * Float.float16ToFloat(s.get(SHORT, at + 2L * c));
+          acc[c] = acc[c] + p;
+        }
+      }
+      case FP32 -> {
+        for (int c = 0; c < h; c++) {
+          float p = w * s.get(FLOAT, at + 4L * c);
+          acc[c] = acc[c] + p;
+        }
+      }
+      default -> throw new IllegalArgumentException("combine cannot read " + y.dtype().cliName());
+    }
+  }
+
+  /** {@code acc[c] = acc[c] + y[row][c]}. */
+  static void add(float[] acc, RowBuffer y, int row) {
+    MemorySegment s = y.segment();
+    long at = y.rowOffset(row);
+    int h = y.hidden();
+    switch (y.dtype()) {
+      case BF16 -> {
+        for (int c = 0; c < h; c++) acc[c] = acc[c] + Float.intBitsToFloat((s.get(SHORT, at + 2L * c) & 0xFFFF) << 16);
+      }
+      case FP16 -> {
+        for (int c = 0; c < h; c++) acc[c] = acc[c] + Float.float16ToFloat(s.get(SHORT, at + 2L * c));
+      }
+      case FP32 -> {
+        for (int c = 0; c < h; c++) acc[c] = acc[c] + s.get(FLOAT, at + 4L * c);
+      }
+      default -> throw new IllegalArgumentException("combine cannot read " + y.dtype().cliName());
+    }
+  }
+
+  /** {@code dst[row][c] = round(acc[c])} to dst's type, nearest even. */
+  static void store(float[] acc, RowBuffer dst, int row) {
+    MemorySegment s = dst.segment();
+    long at = dst.rowOffset(row);
+    int h = dst.hidden();
+    switch (dst.dtype()) {
+      case BF16 -> {
+        for (int c = 0; c < h; c++) s.set(SHORT, at + 2L * c, Numerics.floatToBf16(acc[c]));
+      }
+      case FP16 -> {
+        for (int c = 0; c < h; c++) s.set(SHORT, at + 2L * c, Float.floatToFloat16(acc[c]));
+      }
+      case FP32 -> {
+        for (int c = 0; c < h; c++) s.set(FLOAT, at + 4L * c, acc[c]);
+      }
+      default -> throw new IllegalArgumentException("combine cannot write " + dst.dtype().cliName());
+    }
+  }
+
+  /** {@code acc[c] = acc[c] + float(round(partial[c]))}: adds a partial as if it had been stored in {@code dtype}. */
+  static void addRounded(float[] acc, float[] partial, DType dtype, int h) {
+    switch (dtype) {
+      case BF16 -> {
+        for (int c = 0; c < h; c++) acc[c] = acc[c] + Numerics.bf16ToFloat(Numerics.floatToBf16(partial[c]));
+      }
+      case FP16 -> {
+        for (int c = 0; c < h; c++) acc[c] = acc[c] + Float.float16ToFloat(Float.floatToFloat16(partial[c]));
+      }
+      case FP32 -> {
+        for (int c = 0; c < h; c++) acc[c] = acc[c] + partial[c];
+      }
+      default -> throw new IllegalArgumentException("combine cannot round to " + dtype.cliName());
+    }
+  }
+
+  static void zero(RowBuffer dst, int row) {
+    dst.segment().asSlice(dst.rowOffset(row), dst.rowBytes()).fill((byte) 0);
+  }
+}

@@ -1,0 +1,97 @@
+package io.moeyard.combine;
+
+import io.moeyard.dispatch.DispatchHandle;
+import io.moeyard.dispatch.DispatchOptions;
+import io.moeyard.dispatch.layout.DispatchLayout;
+import io.moeyard.engine.DType;
+import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.schedule.ChunkSchedule;
+import io.moeyard.engine.transport.Transport;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The unfused baseline of combine (Megatron's reverse path): sort the expert-major rows back
+ * into [source][slot][token] blocks, all-to-all-v every selection's row back to its home (no
+ * dedup), then unpermute and reduce at home. The home reduction follows moeyard's order (group
+ * by expert rank, round each group's partial to the output type, sum groups in rank order), so
+ * its output equals the fused path's bit for bit and the two are compared on data movement alone.
+ */
+public final class UnfusedCombiner extends Combiner {
+  private final Arena local = Arena.ofShared();
+  private RowBuffer sortedBack;
+  private final int[] blockStart;
+  private final int[] blockRows;
+
+  public UnfusedCombiner(Transport transport) {
+    this(transport, DispatchOptions.DEFAULT_CHUNK_PAIRS);
+  }
+
+  public UnfusedCombiner(Transport transport, int chunkRows) {
+    super(transport, chunkRows);
+    this.blockStart = new int[ranks];
+    this.blockRows = new int[ranks];
+  }
+
+  @Override
+  RowBuffer homeBuffer(DispatchHandle handle, int hidden, DType dtype) {
+    return scratchRows(handle.layout().selections(), hidden, dtype);
+  }
+
+  @Override
+  void send(DispatchHandle handle, RowBuffer y, RowBuffer[] homes) {
+    int spr = handle.expertMap().slotsPerRank();
+    int rows = handle.receivedRows();
+    if (sortedBack == null || sortedBack.hidden() != y.hidden() || sortedBack.dtype() != y.dtype() || sortedBack.rows() < rows) {
+      sortedBack = RowBuffer.allocate(local, rows, y.hidden(), y.dtype());
+    }
+    long rowBytes = y.rowBytes();
+    // sort chunks back: [slot][source][token] -> [source][slot][token]
+    int dst = 0;
+    for (int r = 0; r < ranks; r++) {
+      blockStart[r] = dst;
+      for (int e = 0; e < spr; e++) {
+        int n = handle.countFrom(r, e);
+        if (n > 0) {
+          int src = handle.slotOffset(e) + handle.sourceOffsetInSlot(r, e);
+          MemorySegment.copy(y.segment(), y.rowOffset(src), sortedBack.segment(), sortedBack.rowOffset(dst), n * rowBytes);
+        }
+        dst += n;
+      }
+      blockRows[r] = dst - blockStart[r];
+    }
+    // all-to-all-v back: source r's block lands where r's permuted buffer had it
+    int[][] counts = handle.worldSendCounts();
+    ChunkSchedule.forEachChunk(rank, blockRows, chunk, (r, from, to) -> {
+      int at = 0;
+      for (int p = 0; p < rank * spr; p++) at += counts[r][p];
+      MemorySegment.copy(sortedBack.segment(), sortedBack.rowOffset(blockStart[r] + from),
+          homes[r].segment(), homes[r].rowOffset(at + from), (to - from) * rowBytes);
+    });
+  }
+
+  @Override
+  void reduceAtHome(DispatchHandle handle, RowBuffer returned, RowBuffer out) {
+    DispatchLayout layout = handle.layout();
+    int[] perm = layout.permutedPosition();
+    float[] w = handle.homeWeights();
+    int h = out.hidden();
+    for (int t = 0; t < layout.tokens; t++) {
+      int first = layout.pairOffset[t];
+      int last = layout.pairOffset[t + 1];
+      if (first == last) {
+        RowMath.zero(out, t);
+        continue;
+      }
+      clear(h);
+      for (int q = first; q < last; q++) {
+        java.util.Arrays.fill(partial, 0, h, 0f);
+        for (int sel = layout.pairSel[q]; sel < layout.pairSelEnd[q]; sel++) {
+          RowMath.addWeighted(partial, returned, perm[sel], w[t * layout.topk + layout.sortedK[sel]]);
+        }
+        RowMath.addRounded(acc, partial, out.dtype(), h);
+      }
+      RowMath.store(acc, out, t);
+    }
+  }
+}

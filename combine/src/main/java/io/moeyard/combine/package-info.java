@@ -1,0 +1,9 @@
+/**
+ * The combine collective: expert outputs, in the dispatch's expert-major layout, back to their
+ * tokens' home ranks, weighted and summed. {@link io.moeyard.combine.FusedCombiner} reduces on
+ * the expert rank first (one partial per token-rank pair crosses back);
+ * {@link io.moeyard.combine.UnfusedCombiner} is Megatron's sort-back / all-to-all-v / unpermute
+ * baseline with the same arithmetic, so both produce the same bits (see
+ * {@link io.moeyard.combine.Combiner} for the reduction order).
+ */
+package io.moeyard.combine;

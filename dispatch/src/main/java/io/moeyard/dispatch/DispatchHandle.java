@@ -1,0 +1,195 @@
+package io.moeyard.dispatch;
+
+import io.moeyard.dispatch.layout.DispatchLayout;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.transport.Transport;
+import java.lang.foreign.Arena;
+
+/**
+ * The result of one dispatch on one rank, and everything combine needs to reverse it.
+ *
+ * <p>As an expert rank: {@link #received()} holds the rows routed to this rank's local slots,
+ * expert-major (all rows of local slot 0, then slot 1, ...; within a slot by source rank, then
+ * source token), {@link #slotCounts()} how many each slot got, {@link #receivedWeights()} the
+ * top-k weight of each row's selection and {@link #rowSourceRank}/{@link #rowSourceToken} where
+ * each row came from. As a home rank: the layout of its own tokens ({@link #layout()}).
+ *
+ * <p>Closing the handle frees the receive buffer if dispatch allocated it (not one the caller
+ * passed in). Combine must be called before close.
+ */
+public final class DispatchHandle implements AutoCloseable {
+  private final Transport transport;
+  private final ExpertMap map;
+  private final DispatchLayout layout;
+  private final float[] homeWeights;
+  private final RowBuffer received;
+  private final int receivedRows;
+  private final int[] slotOffsets;
+  private final float[] receivedWeights;
+  private final int[] rowSourceRank;
+  private final int[] rowSourceToken;
+  private final int[] pairSourceRank;
+  private final int[] pairHomeIndex;
+  private final int[] pairRowStart;
+  private final int[] pairRows;
+  private final int[][] worldSendCounts;
+  private final int[] sourcePairStart;
+  private final Arena arena;
+  private boolean closed;
+
+  DispatchHandle(
+      Transport transport,
+      ExpertMap map,
+      DispatchLayout layout,
+      float[] homeWeights,
+      RowBuffer received,
+      int receivedRows,
+      int[] slotOffsets,
+      ReceiveWindow window,
+      int[][] worldSendCounts,
+      int[] sourcePairStart,
+      Arena arena) {
+    this.transport = transport;
+    this.map = map;
+    this.layout = layout;
+    this.homeWeights = homeWeights;
+    this.received = received;
+    this.receivedRows = receivedRows;
+    this.slotOffsets = slotOffsets;
+    this.receivedWeights = window.weights;
+    this.rowSourceRank = window.rowSrcRank;
+    this.rowSourceToken = window.rowSrcToken;
+    this.pairSourceRank = window.pairSrcRank;
+    this.pairHomeIndex = window.pairHomeIndex;
+    this.pairRowStart = window.pairRowStart;
+    this.pairRows = window.pairRows;
+    this.worldSendCounts = worldSendCounts;
+    this.sourcePairStart = sourcePairStart;
+    this.arena = arena;
+  }
+
+  public Transport transport() {
+    return transport;
+  }
+
+  public ExpertMap expertMap() {
+    return map;
+  }
+
+  /** This rank's own tokens resolved to slots and pairs (the home side of the dispatch). */
+  public DispatchLayout layout() {
+    return layout;
+  }
+
+  /** The top-k weights this rank dispatched with ({@code [tokens * topk]}, a copy taken at dispatch). */
+  public float[] homeWeights() {
+    return homeWeights;
+  }
+
+  /** The receive buffer; its first {@link #receivedRows()} rows are valid. */
+  public RowBuffer received() {
+    checkOpen();
+    return received;
+  }
+
+  /** Rows received in total (one per selection routed to this rank). */
+  public int receivedRows() {
+    return receivedRows;
+  }
+
+  /** Rows received per local slot. */
+  public int[] slotCounts() {
+    int[] c = new int[slotOffsets.length - 1];
+    for (int e = 0; e < c.length; e++) c[e] = slotOffsets[e + 1] - slotOffsets[e];
+    return c;
+  }
+
+  /** First row of local slot {@code e} in {@link #received()}; {@code slotOffset(S)} = rows. */
+  public int slotOffset(int e) {
+    return slotOffsets[e];
+  }
+
+  /** Top-k weight of the selection behind each received row ({@code [receivedRows]}, do not modify). */
+  public float[] receivedWeights() {
+    return receivedWeights;
+  }
+
+  public int rowSourceRank(int row) {
+    return rowSourceRank[row];
+  }
+
+  public int rowSourceToken(int row) {
+    return rowSourceToken[row];
+  }
+
+  /** Token-rank pairs received (rows that crossed the wire, one per source token). */
+  public int receivedPairs() {
+    return pairSourceRank.length;
+  }
+
+  /** Source rank of received pair {@code q}; pairs are ordered by source rank, then token. */
+  public int pairSourceRank(int q) {
+    return pairSourceRank[q];
+  }
+
+  /** The index of received pair {@code q} among its home rank's pairs. */
+  public int pairHomeIndex(int q) {
+    return pairHomeIndex[q];
+  }
+
+  /** Received pair q owns rows {@code pairRows[pairRowStart[q] .. pairRowStart[q+1])}, ascending local slot. */
+  public int pairRowStart(int q) {
+    return pairRowStart[q];
+  }
+
+  public int pairRow(int i) {
+    return pairRows[i];
+  }
+
+  /** Received pairs from {@code source} are {@code [sourcePairStart(source), sourcePairStart(source + 1))}. */
+  public int sourcePairStart(int source) {
+    return sourcePairStart[source];
+  }
+
+  /** {@code [source rank][physical slot]}: N[r][d][e] of the whole world, as announced at dispatch. */
+  public int[][] worldSendCounts() {
+    return worldSendCounts;
+  }
+
+  /** Received rows of local slot {@code e} that came from {@code source} (N[source][self][e]). */
+  public int countFrom(int source, int e) {
+    return worldSendCounts[source][transport.rank() * map.slotsPerRank() + e];
+  }
+
+  /** Rows of local slot e from sources below {@code source}: where source's rows start inside the slot. */
+  public int sourceOffsetInSlot(int source, int e) {
+    int s = 0;
+    for (int r = 0; r < source; r++) s += countFrom(r, e);
+    return s;
+  }
+
+  /** Rows this rank receives from {@code source} (all local slots). */
+  public int rowsFrom(int source) {
+    int s = 0;
+    for (int e = 0; e < map.slotsPerRank(); e++) s += countFrom(source, e);
+    return s;
+  }
+
+  public boolean isOpen() {
+    return !closed;
+  }
+
+  private void checkOpen() {
+    if (closed) throw new IllegalStateException("dispatch handle is closed");
+  }
+
+  @Override
+  public void close() {
+    if (!closed) {
+      closed = true;
+      if (arena != null) arena.close();
+    }
+  }
+
+}

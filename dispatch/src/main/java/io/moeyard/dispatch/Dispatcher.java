@@ -1,0 +1,252 @@
+package io.moeyard.dispatch;
+
+import io.moeyard.dispatch.layout.DispatchLayout;
+import io.moeyard.engine.CollectiveException;
+import io.moeyard.engine.DType;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.transport.Transport;
+import java.lang.foreign.Arena;
+import java.util.Objects;
+
+/**
+ * The dispatch collective on one rank. Every rank of the world calls {@link #dispatch} with its
+ * own tokens; each returns a {@link DispatchHandle} with the rows routed to its local slots in
+ * the FUSCO expert-major layout. Two implementations move the same bytes to the same places:
+ * {@link FusedDispatcher} (one pass, straight into place) and {@link UnfusedDispatcher}
+ * (Megatron's permute / all-to-all-v / sort-chunks, the baseline).
+ *
+ * <p>The protocol, shared by both: (1) every rank validates its input, resolves its layout and
+ * announces its counts; after the all-gather every rank checks every announcement, so bad input
+ * anywhere fails every rank with the same message before any buffer is touched; (2) receivers
+ * publish their windows; (3) senders move rows and metadata into the windows; (4) a barrier, then
+ * receivers finish (the unfused path sorts its chunks here).
+ *
+ * <p>A dispatcher instance belongs to one rank and is not thread-safe; it keeps scratch buffers
+ * between calls so that steady-state calls allocate only the handle's receive buffer (pass one
+ * in to avoid that too).
+ */
+public abstract sealed class Dispatcher permits FusedDispatcher, UnfusedDispatcher {
+  protected final Transport transport;
+  protected final ExpertMap map;
+  protected final DispatchOptions options;
+  protected final int rank;
+  protected final int ranks;
+  protected final int slotsPerRank;
+
+  Dispatcher(Transport transport, ExpertMap map, DispatchOptions options) {
+    this.transport = Objects.requireNonNull(transport, "transport");
+    this.map = Objects.requireNonNull(map, "map");
+    this.options = Objects.requireNonNull(options, "options");
+    if (map.ranks() != transport.size()) {
+      throw new IllegalArgumentException("expert map is for " + map.ranks() + " ranks, the world has " + transport.size());
+    }
+    this.rank = transport.rank();
+    this.ranks = transport.size();
+    this.slotsPerRank = map.slotsPerRank();
+  }
+
+  public ExpertMap expertMap() {
+    return map;
+  }
+
+  /** Dispatches {@code x} (one row per token) by {@code routing}; allocates the receive buffer. */
+  public DispatchHandle dispatch(RowBuffer x, Routing routing) {
+    return dispatch(x, routing, null);
+  }
+
+  /**
+   * Dispatches into {@code receiveInto} (reused across calls; must hold at least the rows this
+   * rank receives, else every rank fails naming the capacity). Pass null to have the handle
+   * allocate and own the receive buffer.
+   */
+  public DispatchHandle dispatch(RowBuffer x, Routing routing, RowBuffer receiveInto) {
+    Objects.requireNonNull(x, "x");
+    Objects.requireNonNull(routing, "routing");
+    String problem = localProblem(x, routing, receiveInto);
+    DispatchLayout layout = problem == null ? DispatchLayout.compute(rank, map, routing) : null;
+    Announcement mine = layout == null
+        ? new Announcement(problem, x.hidden(), x.dtype(), null, null, null, -1)
+        : new Announcement(null, x.hidden(), x.dtype(), layout.sendCounts, layout.pairsTo, layout.selectionsTo,
+            receiveInto == null ? -1 : receiveInto.rows());
+    Announcement[] all = gather(mine);
+    String worldProblem = worldProblem(all);
+    if (worldProblem != null) throw new CollectiveException("dispatch: " + worldProblem);
+    try {
+      return run(x, routing, receiveInto, layout, all);
+    } catch (CollectiveException e) {
+      throw e;
+    } catch (RuntimeException | Error e) {
+      transport.abort(e);
+      throw e;
+    }
+  }
+
+  private Announcement[] gather(Announcement mine) {
+    Object[] got = transport.allGather(mine);
+    Announcement[] all = new Announcement[got.length];
+    for (int r = 0; r < got.length; r++) all[r] = (Announcement) got[r];
+    return all;
+  }
+
+  private String localProblem(RowBuffer x, Routing routing, RowBuffer receiveInto) {
+    String p = routing.problem(map.experts());
+    if (p != null) return "rank " + rank + ": " + p;
+    if (x.rows() != routing.tokens()) {
+      return "rank " + rank + ": x has " + x.rows() + " rows but routing has " + routing.tokens() + " tokens";
+    }
+    if (receiveInto != null) {
+      if (receiveInto.hidden() != x.hidden() || receiveInto.dtype() != x.dtype()) {
+        return "rank " + rank + ": receive buffer is " + receiveInto.hidden() + " x " + receiveInto.dtype().cliName()
+            + " but x is " + x.hidden() + " x " + x.dtype().cliName();
+      }
+    }
+    return null;
+  }
+
+  /** The same verdict on every rank, since every rank sees the same announcements. */
+  private static String worldProblem(Announcement[] all) {
+    for (Announcement a : all) if (a.problem() != null) return a.problem();
+    for (int r = 1; r < all.length; r++) {
+      if (all[r].hidden() != all[0].hidden()) {
+        return "ranks disagree on hidden size: rank 0 has " + all[0].hidden() + ", rank " + r + " has " + all[r].hidden();
+      }
+      if (all[r].dtype() != all[0].dtype()) {
+        return "ranks disagree on dtype: rank 0 has " + all[0].dtype().cliName() + ", rank " + r + " has " + all[r].dtype().cliName();
+      }
+    }
+    for (int d = 0; d < all.length; d++) {
+      if (all[d].capacityRows() < 0) continue;
+      long need = 0;
+      for (Announcement a : all) need += a.selectionsTo()[d];
+      if (need > all[d].capacityRows()) {
+        return "rank " + d + ": receive buffer holds " + all[d].capacityRows() + " rows, this dispatch sends it " + need;
+      }
+    }
+    return null;
+  }
+
+  private DispatchHandle run(RowBuffer x, Routing routing, RowBuffer receiveInto, DispatchLayout layout, Announcement[] all) {
+    int[][] counts = new int[ranks][];
+    for (int r = 0; r < ranks; r++) counts[r] = all[r].sendCounts();
+    int self0 = rank * slotsPerRank;
+    // receiving side: slot offsets, pairs per source
+    int[] slotOffsets = new int[slotsPerRank + 1];
+    for (int e = 0; e < slotsPerRank; e++) {
+      int tot = 0;
+      for (int r = 0; r < ranks; r++) tot += counts[r][self0 + e];
+      slotOffsets[e + 1] = slotOffsets[e] + tot;
+    }
+    int receivedRows = slotOffsets[slotsPerRank];
+    int[] sourcePairStart = new int[ranks + 1];
+    for (int r = 0; r < ranks; r++) sourcePairStart[r + 1] = sourcePairStart[r] + all[r].pairsTo()[rank];
+    Arena arena = null;
+    RowBuffer rows = receiveInto;
+    if (rows == null) {
+      arena = Arena.ofShared();
+      rows = RowBuffer.allocate(arena, receivedRows, x.hidden(), x.dtype());
+    }
+    ReceiveWindow window;
+    try {
+      window = new ReceiveWindow(rows, staging(receivedRows, x.hidden(), x.dtype()), receivedRows, sourcePairStart[ranks]);
+      Object[] got = transport.allGather(window);
+      ReceiveWindow[] windows = new ReceiveWindow[ranks];
+      for (int r = 0; r < ranks; r++) windows[r] = (ReceiveWindow) got[r];
+      SendPlan plan = new SendPlan(layout, all, counts);
+      move(x, routing, layout, plan, windows);
+      transport.barrier();
+      finish(window, counts, slotOffsets);
+    } catch (RuntimeException | Error e) {
+      if (arena != null) arena.close();
+      throw e;
+    }
+    return new DispatchHandle(transport, map, layout, routing.topkWeights().clone(), rows, receivedRows, slotOffsets,
+        window, counts, sourcePairStart, arena);
+  }
+
+  /** The unfused path's all-to-all target on this rank, or null. */
+  abstract RowBuffer staging(int receivedRows, int hidden, DType dtype);
+
+  /** Moves this rank's rows and their metadata into every destination's window. */
+  abstract void move(RowBuffer x, Routing routing, DispatchLayout layout, SendPlan plan, ReceiveWindow[] windows);
+
+  /** Runs after every sender is done: the last local step on the receiving side. */
+  abstract void finish(ReceiveWindow window, int[][] counts, int[] slotOffsets);
+
+  /**
+   * Where this sender's rows and pairs start in every destination's window, from the announced
+   * counts: the FUSCO position of the j-th token this rank sends for physical slot p is
+   * {@code slotStart[p] + j}, with slotStart = sum of the slot's rows below p's local slot plus
+   * the rows of lower source ranks in that slot.
+   */
+  final class SendPlan {
+    final int[] slotStart;
+    final int[] pairBase;
+    final int[] rowBase;
+
+    SendPlan(DispatchLayout layout, Announcement[] all, int[][] counts) {
+      int spr = slotsPerRank;
+      slotStart = new int[ranks * spr];
+      pairBase = new int[ranks];
+      rowBase = new int[ranks];
+      for (int d = 0; d < ranks; d++) {
+        int base = 0;
+        for (int e = 0; e < spr; e++) {
+          int p = d * spr + e;
+          int below = 0;
+          int tot = 0;
+          for (int r = 0; r < ranks; r++) {
+            if (r < rank) below += counts[r][p];
+            tot += counts[r][p];
+          }
+          slotStart[p] = base + below;
+          base += tot;
+        }
+        for (int r = 0; r < rank; r++) {
+          pairBase[d] += all[r].pairsTo()[d];
+          rowBase[d] += all[r].selectionsTo()[d];
+        }
+      }
+    }
+  }
+
+  /**
+   * Writes pair and row metadata of this rank's pairs {@code [from, to)} to {@code d} and, when
+   * {@code x != null}, copies each token's row into every row position it owns on {@code d}
+   * (read once, stored once per local slot: the fused path).
+   */
+  final void sendPairs(
+      int d, int from, int to, RowBuffer x, Routing routing, DispatchLayout layout, SendPlan plan,
+      ReceiveWindow w, int[] nextPos, int[] rowCursor) {
+    int[] destPairs = layout.destPairs;
+    int dBase = layout.destPairStart[d];
+    float[] weights = routing.topkWeights();
+    int topk = layout.topk;
+    long rowBytes = x == null ? 0 : x.rowBytes();
+    int scalesPerRow = x == null ? 0 : x.scalesPerRow();
+    RowBuffer dst = w.rows;
+    for (int i = from; i < to; i++) {
+      int q = destPairs[dBase + i];
+      int t = layout.pairToken[q];
+      int wp = plan.pairBase[d] + i;
+      w.pairSrcRank[wp] = rank;
+      w.pairHomeIndex[wp] = q;
+      w.pairRowStart[wp] = plan.rowBase[d] + rowCursor[d];
+      for (int sel = layout.pairSel[q], end = layout.pairSelEnd[q]; sel < end; sel++) {
+        int slot = layout.sortedSlot[sel];
+        int pos = nextPos[slot]++;
+        w.pairRows[plan.rowBase[d] + rowCursor[d]++] = pos;
+        w.weights[pos] = weights[t * topk + layout.sortedK[sel]];
+        w.rowSrcRank[pos] = rank;
+        w.rowSrcToken[pos] = t;
+        if (x != null) {
+          java.lang.foreign.MemorySegment.copy(x.segment(), x.rowOffset(t), dst.segment(), dst.rowOffset(pos), rowBytes);
+          if (scalesPerRow > 0) {
+            java.lang.foreign.MemorySegment.copy(x.scales(), (long) t * scalesPerRow * Float.BYTES,
+                dst.scales(), (long) pos * scalesPerRow * Float.BYTES, (long) scalesPerRow * Float.BYTES);
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,106 @@
+package io.moeyard.dispatch;
+
+import io.moeyard.dispatch.layout.DispatchLayout;
+import io.moeyard.engine.DType;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.schedule.ChunkSchedule;
+import io.moeyard.engine.transport.Transport;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The unfused baseline, what engines run today (Megatron-Core's alltoall token dispatcher):
+ * (1) permute: copy one row per selection into a buffer ordered by destination rank, local slot,
+ * token (no dedup); (2) all-to-all-v: copy each destination's contiguous block into its staging
+ * buffer, source-rank-major; (3) sort chunks: each receiver reorders its [source][slot] blocks
+ * into the expert-major layout. Same final bytes as {@link FusedDispatcher}, three copies
+ * instead of one, and every selection crosses (no dedup): the figure fusion is measured against.
+ */
+public final class UnfusedDispatcher extends Dispatcher {
+  private final Arena scratch = Arena.ofShared();
+  private RowBuffer permuted;
+  private RowBuffer stagingBuffer;
+  private int[] nextPos = new int[0];
+  private final int[] rowCursor;
+  private final int[] chunkRows;
+
+  public UnfusedDispatcher(Transport transport, ExpertMap map) {
+    this(transport, map, DispatchOptions.defaults());
+  }
+
+  public UnfusedDispatcher(Transport transport, ExpertMap map, DispatchOptions options) {
+    super(transport, map, options);
+    this.rowCursor = new int[ranks];
+    this.chunkRows = new int[ranks];
+  }
+
+  @Override
+  RowBuffer staging(int receivedRows, int hidden, DType dtype) {
+    stagingBuffer = grow(stagingBuffer, receivedRows, hidden, dtype);
+    return stagingBuffer;
+  }
+
+  private RowBuffer grow(RowBuffer b, int rows, int hidden, DType dtype) {
+    if (b != null && b.hidden() == hidden && b.dtype() == dtype && b.rows() >= rows) return b;
+    // Scratch only grows: the old buffer stays in the arena until the dispatcher is dropped,
+    // because a peer may still hold its address from an earlier call's window.
+    return RowBuffer.allocate(scratch, Math.max(rows, b == null ? 0 : b.rows()), hidden, dtype);
+  }
+
+  @Override
+  void move(RowBuffer x, Routing routing, DispatchLayout layout, SendPlan plan, ReceiveWindow[] windows) {
+    // metadata to every destination (the same descriptors the fused path writes)
+    if (nextPos.length != plan.slotStart.length) nextPos = new int[plan.slotStart.length];
+    System.arraycopy(plan.slotStart, 0, nextPos, 0, nextPos.length);
+    java.util.Arrays.fill(rowCursor, 0);
+    ChunkSchedule.forEachChunk(rank, layout.pairsTo, options.chunkPairs(),
+        (d, from, to) -> sendPairs(d, from, to, null, routing, layout, plan, windows[d], nextPos, rowCursor));
+
+    // (1) permute
+    int selections = layout.selections();
+    permuted = grow(permuted, selections, x.hidden(), x.dtype());
+    int[] perm = layout.permutedPosition();
+    long rowBytes = x.rowBytes();
+    int spr = x.scalesPerRow();
+    for (int t = 0; t < layout.tokens; t++) {
+      for (int i = t * layout.topk, end = i + layout.topk; i < end && perm[i] >= 0; i++) {
+        copyRows(x, t, permuted, perm[i], 1, rowBytes, spr);
+      }
+    }
+    // (2) all-to-all-v: destination d's block is contiguous in the permuted buffer
+    int[] blockStart = new int[ranks + 1];
+    for (int d = 0; d < ranks; d++) blockStart[d + 1] = blockStart[d] + layout.selectionsTo[d];
+    int chunk = options.chunkPairs();
+    ChunkSchedule.forEachChunk(rank, layout.selectionsTo, chunk, (d, from, to) ->
+        copyRows(permuted, blockStart[d] + from, windows[d].staging, plan.rowBase[d] + from, to - from, rowBytes, spr));
+  }
+
+  @Override
+  void finish(ReceiveWindow window, int[][] counts, int[] slotOffsets) {
+    // (3) sort chunks: staging is [source][local slot][token]; the layout wants [slot][source][token]
+    RowBuffer staging = window.staging;
+    RowBuffer rows = window.rows;
+    long rowBytes = rows.rowBytes();
+    int spr = rows.scalesPerRow();
+    int self0 = rank * slotsPerRank;
+    int src = 0;
+    int[] fill = new int[slotsPerRank];
+    for (int r = 0; r < ranks; r++) {
+      for (int e = 0; e < slotsPerRank; e++) {
+        int n = counts[r][self0 + e];
+        if (n > 0) copyRows(staging, src, rows, slotOffsets[e] + fill[e], n, rowBytes, spr);
+        fill[e] += n;
+        src += n;
+      }
+    }
+  }
+
+  private static void copyRows(RowBuffer from, int fromRow, RowBuffer to, int toRow, int n, long rowBytes, int scalesPerRow) {
+    MemorySegment.copy(from.segment(), from.rowOffset(fromRow), to.segment(), to.rowOffset(toRow), n * rowBytes);
+    if (scalesPerRow > 0) {
+      long sb = (long) scalesPerRow * Float.BYTES;
+      MemorySegment.copy(from.scales(), fromRow * sb, to.scales(), toRow * sb, n * sb);
+    }
+  }
+}

@@ -1,0 +1,12 @@
+/**
+ * The dispatch collective: {@link io.moeyard.dispatch.FusedDispatcher} carries each routed token
+ * straight into its final expert-major place on every rank that holds one of its experts (once
+ * per rank: dedup), {@link io.moeyard.dispatch.UnfusedDispatcher} is the permute / all-to-all-v /
+ * sort-chunks baseline it is measured against. Both return a
+ * {@link io.moeyard.dispatch.DispatchHandle} that combine reverses.
+ *
+ * <p>Receive layout (FUSCO): on rank d, the j-th token that rank r sends for local slot e lands at
+ * row {@code sum_{e'<e} T[e'] + sum_{r'<r} N[r', e] + j}, where N[r, e] counts r's tokens for slot
+ * e and T[e] = sum_r N[r, e]. Deterministic, so results are reproducible bit for bit.
+ */
+package io.moeyard.dispatch;
