@@ -1,0 +1,182 @@
+package io.moeyard.bench.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.moeyard.bench.run.BenchConfig;
+import io.moeyard.bench.run.BenchResult;
+import io.moeyard.bench.run.CpuBench;
+import io.moeyard.bench.run.Preset;
+import io.moeyard.engine.DType;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code moeyard bench}: the standalone all-to-all benchmark. */
+@Command(
+    name = "bench",
+    mixinStandardHelpOptions = true,
+    description = {
+      "Runs dispatch and combine, fused and unfused, on random routing; verifies them against each other and a",
+      "naive reference; prints median time, GB/s (DeepEP's bytes received per rank: one row per token-rank pair,",
+      "self included), the fused/unfused ratio and the roofline (a plain copy of the same bytes, same threads, same run)."
+    })
+public final class BenchCommand implements Callable<Integer> {
+  @Option(names = "--backend", description = "cpu (embedded, default) or cuda", defaultValue = "cpu")
+  String backend;
+
+  @Option(names = "--preset", description = "model shape: ${COMPLETION-CANDIDATES}; sets hidden, experts, top-k, 8 ranks, 4096 tokens",
+      completionCandidates = PresetNames.class)
+  String preset;
+
+  @Option(names = "--ranks", description = "ranks (threads on the cpu backend); default 8")
+  Integer ranks;
+
+  @Option(names = "--tokens", description = "tokens per rank; default 1024 (4096 with --preset)")
+  Integer tokens;
+
+  @Option(names = "--hidden", description = "hidden size (channels per token); default 2048")
+  Integer hidden;
+
+  @Option(names = "--experts", description = "logical experts (divisible by ranks); default 64")
+  Integer experts;
+
+  @Option(names = "--topk", description = "experts per token; default 8")
+  Integer topk;
+
+  @Option(names = "--dtype", description = "bf16 (default), fp16, fp32 or fp8 (e4m3 + one scale per 128 channels; combine in bf16)")
+  String dtype;
+
+  @Option(names = "--iters", description = "timed iterations per measurement (median reported); default ${DEFAULT-VALUE}", defaultValue = "20")
+  int iters;
+
+  @Option(names = "--warmup", description = "untimed iterations first; default ${DEFAULT-VALUE}", defaultValue = "5")
+  int warmup;
+
+  @Option(names = "--chunk", description = "pipelining chunk in token-rank pairs; default ${DEFAULT-VALUE}", defaultValue = "128")
+  int chunk;
+
+  @Option(names = "--seed", description = "routing and payload seed; default ${DEFAULT-VALUE}", defaultValue = "1")
+  long seed;
+
+  @Option(names = "--json", description = "also write the results as JSON to this file")
+  Path json;
+
+  static final class PresetNames implements Iterable<String> {
+    @Override
+    public java.util.Iterator<String> iterator() {
+      return java.util.Arrays.stream(Preset.values()).map(p -> p.cliName).iterator();
+    }
+  }
+
+  @Override
+  public Integer call() throws IOException {
+    BenchConfig config;
+    try {
+      config = config();
+    } catch (IllegalArgumentException e) {
+      System.err.println("moeyard bench: " + e.getMessage());
+      return 2;
+    }
+    String problem = config.problem();
+    if (problem != null) {
+      System.err.println("moeyard bench: " + problem);
+      return 2;
+    }
+    BenchResult result;
+    switch (backend.toLowerCase(Locale.ROOT)) {
+      case "cpu" -> result = CpuBench.run(config, System.err);
+      case "cuda" -> {
+        System.err.println("moeyard bench: " + Backends.cudaUnavailableReason());
+        return 3;
+      }
+      default -> {
+        System.err.println("moeyard bench: unknown --backend '" + backend + "' (cpu or cuda)");
+        return 2;
+      }
+    }
+    print(result, System.out);
+    if (json != null) writeJson(result, json);
+    return result.verified() ? 0 : 1;
+  }
+
+  BenchConfig config() {
+    Preset p = preset == null ? null : Preset.parse(preset);
+    int h = hidden != null ? hidden : p != null ? p.hidden : 2048;
+    int e = experts != null ? experts : p != null ? p.experts : 64;
+    int k = topk != null ? topk : p != null ? p.topk : 8;
+    int t = tokens != null ? tokens : p != null ? 4096 : 1024;
+    int r = ranks != null ? ranks : 8;
+    DType dt = dtype == null ? DType.BF16 : DType.parse(dtype);
+    return new BenchConfig(r, t, h, e, k, dt, p == null ? null : p.cliName, iters, warmup, chunk, seed);
+  }
+
+  static void print(BenchResult res, PrintStream out) {
+    BenchConfig c = res.config();
+    out.printf(Locale.ROOT, "moeyard bench  backend=%s (%s)  %d ranks x %d tokens  hidden %d %s  %d experts top-%d%s%n",
+        res.backend(), res.device(), c.ranks(), c.tokens(), c.hidden(), c.dtype().cliName(), c.experts(), c.topk(),
+        c.preset() == null ? "" : "  preset " + c.preset());
+    out.printf(Locale.ROOT, "bytes received per rank (one row per token-rank pair, self included): dispatch %.2f MB, combine %.2f MB%n",
+        res.dispatchBytesPerRank() / 1e6, res.combineBytesPerRank() / 1e6);
+    out.printf(Locale.ROOT, "medians of %d iterations after %d warm-up%n%n", c.iters(), c.warmup());
+    out.printf(Locale.ROOT, "%-18s %12s %9s %12s %10s%n", "", "median_us", "GB/s", "fused/unfused", "of copy");
+    row(out, "dispatch fused", res.dispatchFused(), res.dispatchUnfused(), res.copyGbps());
+    row(out, "dispatch unfused", res.dispatchUnfused(), null, res.copyGbps());
+    row(out, "combine fused", res.combineFused(), res.combineUnfused(), res.copyGbps());
+    row(out, "combine unfused", res.combineUnfused(), null, res.copyGbps());
+    out.printf(Locale.ROOT, "%-18s %12.1f %9.2f %12s %10s%n", "copy (roofline)", res.copyMedianUs(), res.copyGbps(), "", "100%");
+    out.printf(Locale.ROOT, "%nverified: %s%n", res.verified() ? "yes (" + res.verifyNote() + ")" : "NO: " + res.verifyNote());
+  }
+
+  private static void row(PrintStream out, String name, BenchResult.Timing t, BenchResult.Timing base, double copy) {
+    String ratio = base == null ? "" : String.format(Locale.ROOT, "%.2fx", base.medianUs() / t.medianUs());
+    out.printf(Locale.ROOT, "%-18s %12.1f %9.2f %12s %9.0f%%%n", name, t.medianUs(), t.gbps(), ratio, 100 * t.gbps() / copy);
+  }
+
+  static void writeJson(BenchResult res, Path file) throws IOException {
+    ObjectMapper om = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+    ObjectNode root = om.createObjectNode();
+    BenchConfig c = res.config();
+    ObjectNode cfg = root.putObject("config");
+    cfg.put("backend", res.backend());
+    cfg.put("device", res.device());
+    cfg.put("ranks", c.ranks());
+    cfg.put("tokens", c.tokens());
+    cfg.put("hidden", c.hidden());
+    cfg.put("experts", c.experts());
+    cfg.put("topk", c.topk());
+    cfg.put("dtype", c.dtype().cliName());
+    if (c.preset() != null) cfg.put("preset", c.preset());
+    cfg.put("iters", c.iters());
+    cfg.put("warmup", c.warmup());
+    cfg.put("chunk", c.chunk());
+    cfg.put("seed", c.seed());
+    cfg.put("dispatch_bytes_per_rank", res.dispatchBytesPerRank());
+    cfg.put("combine_bytes_per_rank", res.combineBytesPerRank());
+    pair(root.putObject("dispatch"), res.dispatchFused(), res.dispatchUnfused());
+    pair(root.putObject("combine"), res.combineFused(), res.combineUnfused());
+    root.put("copy_gbps", res.copyGbps());
+    root.put("device", res.device());
+    root.put("verified", res.verified());
+    if (!res.verified()) root.put("verify_error", res.verifyNote());
+    Path tmp = Files.createTempFile(file.toAbsolutePath().getParent(), ".moeyard-bench", ".json");
+    om.writeValue(tmp.toFile(), root);
+    Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  private static void pair(ObjectNode node, BenchResult.Timing fused, BenchResult.Timing unfused) {
+    ObjectNode f = node.putObject("fused");
+    f.put("median_us", fused.medianUs());
+    f.put("gbps", fused.gbps());
+    ObjectNode u = node.putObject("unfused");
+    u.put("median_us", unfused.medianUs());
+    u.put("gbps", unfused.gbps());
+    node.put("fused_over_unfused", unfused.medianUs() / fused.medianUs());
+  }
+}

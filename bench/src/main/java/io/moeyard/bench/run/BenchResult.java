@@ -1,0 +1,25 @@
+package io.moeyard.bench.run;
+
+/**
+ * Figures of one bench run. Bytes are DeepEP's "bytes received per rank": one row per token-rank
+ * pair (self included), averaged over ranks; GB/s = those bytes / median time, so a path that
+ * moves more (the unfused one: every selection, three copies) shows as slower, not as busier.
+ */
+public record BenchResult(
+    BenchConfig config,
+    String backend,
+    String device,
+    double dispatchBytesPerRank,
+    double combineBytesPerRank,
+    Timing dispatchFused,
+    Timing dispatchUnfused,
+    Timing combineFused,
+    Timing combineUnfused,
+    double copyMedianUs,
+    double copyGbps,
+    boolean verified,
+    String verifyNote) {
+
+  /** Median time of one call across all ranks, and the bandwidth it implies. */
+  public record Timing(double medianUs, double gbps) {}
+}

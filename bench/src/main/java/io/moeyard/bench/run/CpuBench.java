@@ -1,0 +1,216 @@
+package io.moeyard.bench.run;
+
+import io.moeyard.bench.verify.NaiveReference;
+import io.moeyard.combine.Combiner;
+import io.moeyard.combine.FusedCombiner;
+import io.moeyard.combine.UnfusedCombiner;
+import io.moeyard.dispatch.DispatchHandle;
+import io.moeyard.dispatch.DispatchOptions;
+import io.moeyard.dispatch.Dispatcher;
+import io.moeyard.dispatch.FusedDispatcher;
+import io.moeyard.dispatch.Routing;
+import io.moeyard.dispatch.UnfusedDispatcher;
+import io.moeyard.engine.DType;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.Topology;
+import io.moeyard.engine.transport.CpuWorld;
+import io.moeyard.engine.transport.Transport;
+import java.io.PrintStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+import java.util.function.IntConsumer;
+
+/**
+ * The all-to-all benchmark on the embedded CPU backend: R ranks as threads of this JVM, random
+ * routing, fused and unfused dispatch and combine timed side by side in one run, each verified
+ * against the other and against {@link NaiveReference}, and the roofline: every rank thread
+ * copying the same number of bytes with one bulk copy, in the same run.
+ *
+ * <p>Timing: every iteration is bracketed by two world barriers, so one sample is the time the
+ * slowest rank took; the median over {@code iters} samples is reported. Receive buffers are
+ * allocated once and passed in (the reuse path an engine takes), so allocation is not timed.
+ */
+public final class CpuBench {
+  private CpuBench() {}
+
+  public static BenchResult run(BenchConfig c, PrintStream progress) {
+    int ranks = c.ranks();
+    Topology topo = Topology.singleNode(ranks);
+    ExpertMap map = ExpertMap.trivial(topo, c.experts());
+    DType outType = c.dtype() == DType.FP8_E4M3 ? DType.BF16 : c.dtype();
+    int[] tokens = new int[ranks];
+    Arrays.fill(tokens, c.tokens());
+    int[][] idx = new int[ranks][];
+    float[][] w = new float[ranks][];
+    for (int r = 0; r < ranks; r++) {
+      SplittableRandom rnd = new SplittableRandom(c.seed() * 1_000_003L + r);
+      idx[r] = randomRouting(rnd, c.tokens(), c.experts(), c.topk());
+      w[r] = randomWeights(rnd, c.tokens(), c.topk());
+    }
+    progress.printf("moeyard bench: %d ranks x %d tokens, hidden %d %s, %d experts top-%d; preparing data...%n",
+        ranks, c.tokens(), c.hidden(), c.dtype().cliName(), c.experts(), c.topk());
+    NaiveReference ref = new NaiveReference(map, idx, tokens, c.topk());
+    long[][] samples = new long[5][c.iters()];
+    double[] dispatchBytes = new double[ranks];
+    double[] combineBytes = new double[ranks];
+    String[] problems = new String[ranks];
+    try (CpuWorld world = CpuWorld.create(topo); Arena arena = Arena.ofShared()) {
+      RowBuffer[] x = new RowBuffer[ranks];
+      RowBuffer[] y = new RowBuffer[ranks];
+      for (int r = 0; r < ranks; r++) {
+        x[r] = RowBuffer.allocate(arena, c.tokens(), c.hidden(), c.dtype());
+        fill(x[r], new SplittableRandom(c.seed() + 17 * r));
+        y[r] = RowBuffer.allocate(arena, ref.rowsReceivedBy(r), c.hidden(), outType);
+        fill(y[r], new SplittableRandom(c.seed() + 31 * r));
+      }
+      world.run(t -> {
+        rankBody(t, c, map, x[t.rank()], y, outType, new Routing(c.tokens(), c.topk(), idx[t.rank()], w[t.rank()]),
+            ref, x, samples, dispatchBytes, combineBytes, problems, progress);
+        return null;
+      });
+    }
+    String note = null;
+    for (String p : problems) if (p != null && note == null) note = p;
+    double db = mean(dispatchBytes);
+    double cb = mean(combineBytes);
+    double copyUs = median(samples[4]) / 1e3;
+    return new BenchResult(c, "cpu", cpuName(), db, cb,
+        timing(samples[0], db), timing(samples[1], db), timing(samples[2], cb), timing(samples[3], cb),
+        copyUs, db / (copyUs * 1e3), note == null, note == null ? "fused == unfused == reference, bit for bit" : note);
+  }
+
+  private static void rankBody(
+      Transport t, BenchConfig c, ExpertMap map, RowBuffer x, RowBuffer[] y, DType outType, Routing routing,
+      NaiveReference ref, RowBuffer[] allX, long[][] samples, double[] dispatchBytes, double[] combineBytes,
+      String[] problems, PrintStream progress) {
+    int r = t.rank();
+    boolean lead = r == 0;
+    DispatchOptions opts = new DispatchOptions(c.chunk());
+    Dispatcher fused = new FusedDispatcher(t, map, opts);
+    Dispatcher unfused = new UnfusedDispatcher(t, map, opts);
+    Combiner fusedC = new FusedCombiner(t, c.chunk());
+    Combiner unfusedC = new UnfusedCombiner(t, c.chunk());
+    try (Arena arena = Arena.ofShared();
+        DispatchHandle hf = fused.dispatch(x, routing);
+        DispatchHandle hu = unfused.dispatch(x, routing)) {
+      // --- verification, once, before timing
+      String p = ref.checkDispatch(r, hf.received(), hf.receivedRows(), allX);
+      if (p == null) p = sameRows(hf, hu);
+      RowBuffer outF = RowBuffer.allocate(arena, c.tokens(), c.hidden(), outType);
+      RowBuffer outU = RowBuffer.allocate(arena, c.tokens(), c.hidden(), outType);
+      fusedC.combine(hf, y[r], outF);
+      unfusedC.combine(hu, y[r], outU);
+      if (p == null) p = ref.checkCombine(r, routing.topkWeights(), y, outF);
+      if (p == null && outF.segment().mismatch(outU.segment()) != -1) p = "rank " + r + ": fused and unfused combine differ";
+      problems[r] = p;
+      int pairs = hf.receivedPairs();
+      dispatchBytes[r] = (double) pairs * (x.rowBytes() + (long) x.scalesPerRow() * Float.BYTES);
+      combineBytes[r] = (double) pairs * outF.rowBytes();
+
+      RowBuffer recv = RowBuffer.allocate(arena, hf.receivedRows(), c.hidden(), c.dtype());
+      if (lead) progress.printf("verified: %s; timing %d + %d warm-up iterations of each...%n",
+          p == null ? "yes" : "NO (" + p + ")", c.iters(), c.warmup());
+      time(t, c, samples[0], i -> fused.dispatch(x, routing, recv).close());
+      time(t, c, samples[1], i -> unfused.dispatch(x, routing, recv).close());
+      time(t, c, samples[2], i -> fusedC.combine(hf, y[r], outF));
+      time(t, c, samples[3], i -> unfusedC.combine(hu, y[r], outU));
+      long bytes = (long) dispatchBytes[r];
+      MemorySegment src = arena.allocate(Math.max(1, bytes), 64);
+      MemorySegment dst = arena.allocate(Math.max(1, bytes), 64);
+      src.fill((byte) 1);
+      time(t, c, samples[4], i -> MemorySegment.copy(src, 0, dst, 0, bytes));
+    }
+  }
+
+  /** Runs {@code op} warmup + iters times between world barriers; rank 0 records each iteration. */
+  private static void time(Transport t, BenchConfig c, long[] out, IntConsumer op) {
+    for (int i = 0; i < c.warmup() + c.iters(); i++) {
+      t.barrier();
+      long t0 = System.nanoTime();
+      op.accept(i);
+      t.barrier();
+      long dt = System.nanoTime() - t0;
+      if (t.rank() == 0 && i >= c.warmup()) out[i - c.warmup()] = dt;
+    }
+  }
+
+  private static String sameRows(DispatchHandle a, DispatchHandle b) {
+    if (a.receivedRows() != b.receivedRows()) return "fused and unfused dispatch received different row counts";
+    RowBuffer ra = a.received();
+    RowBuffer rb = b.received();
+    long n = a.receivedRows() * ra.rowBytes();
+    if (MemorySegment.mismatch(ra.segment(), ra.offset(), ra.offset() + n, rb.segment(), rb.offset(), rb.offset() + n) != -1) {
+      return "fused and unfused dispatch received different bytes";
+    }
+    if (!Arrays.equals(a.receivedWeights(), b.receivedWeights())) return "fused and unfused dispatch received different weights";
+    return null;
+  }
+
+  /** Distinct uniformly random experts per token, as a balanced router would produce on average. */
+  static int[] randomRouting(SplittableRandom rnd, int tokens, int experts, int topk) {
+    int[] idx = new int[tokens * topk];
+    int[] perm = new int[experts];
+    for (int e = 0; e < experts; e++) perm[e] = e;
+    for (int t = 0; t < tokens; t++) {
+      for (int k = 0; k < topk; k++) {
+        int j = k + rnd.nextInt(experts - k);
+        int tmp = perm[k]; perm[k] = perm[j]; perm[j] = tmp;
+        idx[t * topk + k] = perm[k];
+      }
+    }
+    return idx;
+  }
+
+  static float[] randomWeights(SplittableRandom rnd, int tokens, int topk) {
+    float[] w = new float[tokens * topk];
+    for (int t = 0; t < tokens; t++) {
+      double sum = 0;
+      for (int k = 0; k < topk; k++) sum += (w[t * topk + k] = (float) rnd.nextDouble(0.05, 1));
+      for (int k = 0; k < topk; k++) w[t * topk + k] /= (float) sum;
+    }
+    return w;
+  }
+
+  /** Random finite values (never zeros: they hide unwritten outputs). */
+  static void fill(RowBuffer b, SplittableRandom rnd) {
+    if (b.dtype() == DType.FP8_E4M3) {
+      long n = (long) b.rows() * b.hidden();
+      for (long i = 0; i < n; i++) {
+        int v = rnd.nextInt(256);
+        if ((v & 0x7F) == 0x7F) v ^= 1; // not NaN
+        b.segment().set(ValueLayout.JAVA_BYTE, b.offset() + i, (byte) v);
+      }
+      for (long i = 0; i < (long) b.rows() * b.scalesPerRow(); i++) {
+        b.scales().setAtIndex(ValueLayout.JAVA_FLOAT, i, (float) rnd.nextDouble(0.01, 1));
+      }
+      return;
+    }
+    for (int row = 0; row < b.rows(); row++) for (int c = 0; c < b.hidden(); c++) b.setFloat(row, c, (float) rnd.nextDouble(-2, 2));
+  }
+
+  private static BenchResult.Timing timing(long[] ns, double bytes) {
+    double us = median(ns) / 1e3;
+    return new BenchResult.Timing(us, bytes / (us * 1e3));
+  }
+
+  static double median(long[] v) {
+    long[] s = v.clone();
+    Arrays.sort(s);
+    int n = s.length;
+    return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2.0;
+  }
+
+  private static double mean(double[] v) {
+    double s = 0;
+    for (double d : v) s += d;
+    return v.length == 0 ? 0 : s / v.length;
+  }
+
+  private static String cpuName() {
+    return Runtime.getRuntime().availableProcessors() + " CPU cores, Java " + Runtime.version().feature();
+  }
+}
