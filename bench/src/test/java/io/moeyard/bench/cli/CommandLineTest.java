@@ -1,0 +1,121 @@
+package io.moeyard.bench.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+class CommandLineTest {
+  @TempDir Path dir;
+
+  private static int run(String... args) {
+    return new CommandLine(new Moeyard()).execute(args);
+  }
+
+  @Test
+  void benchWritesTheDocumentedJsonAndVerifies() throws Exception {
+    Path json = dir.resolve("bench.json");
+    for (String dt : new String[] {"bf16", "fp8"}) {
+      int rc = run("bench", "--ranks", "3", "--tokens", "40", "--hidden", "128", "--experts", "6", "--topk", "2",
+          "--dtype", dt, "--iters", "2", "--warmup", "0", "--json", json.toString());
+      assertEquals(0, rc, dt);
+      JsonNode root = new ObjectMapper().readTree(json.toFile());
+      assertEquals(3, root.path("config").path("ranks").asInt());
+      assertEquals(dt, root.path("config").path("dtype").asText());
+      for (String op : new String[] {"dispatch", "combine"}) {
+        for (String path : new String[] {"fused", "unfused"}) {
+          assertTrue(root.path(op).path(path).path("median_us").asDouble() > 0, op + " " + path);
+          assertTrue(root.path(op).path(path).path("gbps").asDouble() > 0, op + " " + path);
+        }
+      }
+      assertTrue(root.path("copy_gbps").asDouble() > 0);
+      assertTrue(root.path("verified").asBoolean());
+    }
+  }
+
+  @Test
+  void benchRejectsBadOptionsWithExitCode2() {
+    assertEquals(2, run("bench", "--experts", "10", "--ranks", "4"));
+    assertEquals(2, run("bench", "--dtype", "int4"));
+    assertEquals(2, run("bench", "--preset", "gpt-5"));
+    assertEquals(2, run("bench", "--dtype", "fp8", "--hidden", "100"));
+  }
+
+  @Test
+  void layoutMatchesABruteForceEnumeration() throws Exception {
+    long seed = System.nanoTime();
+    SplittableRandom rnd = new SplittableRandom(seed);
+    ObjectMapper om = new ObjectMapper();
+    for (int trial = 0; trial < 5; trial++) {
+      int ranks = 1 + rnd.nextInt(4);
+      int experts = ranks * (1 + rnd.nextInt(3));
+      int topk = 1 + rnd.nextInt(Math.min(3, experts));
+      List<List<int[]>> idx = new ArrayList<>();
+      for (int r = 0; r < ranks; r++) {
+        List<int[]> rows = new ArrayList<>();
+        int tokens = rnd.nextInt(6);
+        for (int t = 0; t < tokens; t++) {
+          int[] row = new int[topk];
+          java.util.Arrays.fill(row, -1);
+          for (int k = 0; k < topk; k++) {
+            int e = rnd.nextInt(experts);
+            boolean dup = false;
+            for (int j = 0; j < k; j++) dup |= row[j] == e;
+            row[k] = dup || rnd.nextInt(5) == 0 ? -1 : e;
+          }
+          rows.add(row);
+        }
+        idx.add(rows);
+      }
+      Path in = dir.resolve("routing.json");
+      Path out = dir.resolve("layout.json");
+      om.writeValue(in.toFile(), java.util.Map.of("ranks", ranks, "experts", experts, "topk_idx", idx));
+      assertEquals(0, run("layout", "--routing", in.toString(), "--json", out.toString()));
+      JsonNode got = om.readTree(out.toFile()).path("ranks");
+      int spr = experts / ranks;
+      for (int d = 0; d < ranks; d++) {
+        List<String> want = new ArrayList<>();
+        for (int e = 0; e < spr; e++) {
+          for (int r = 0; r < ranks; r++) {
+            for (int t = 0; t < idx.get(r).size(); t++) {
+              for (int v : idx.get(r).get(t)) if (v == d * spr + e) want.add("[" + e + "," + r + "," + t + "]");
+            }
+          }
+        }
+        List<String> have = new ArrayList<>();
+        got.get(d).path("rows").forEach(n -> have.add(n.toString()));
+        assertEquals(want, have, "seed " + seed + " rank " + d);
+      }
+    }
+  }
+
+  @Test
+  void layoutRejectsMalformedFilesWithExitCode2() throws Exception {
+    Path in = dir.resolve("bad.json");
+    Files.writeString(in, "{\"ranks\": 2, \"experts\": 3, \"topk_idx\": [[], []]}");
+    PrintStream old = System.err;
+    ByteArrayOutputStream err = new ByteArrayOutputStream();
+    System.setErr(new PrintStream(err));
+    try {
+      assertEquals(2, run("layout", "--routing", in.toString()));
+      Files.writeString(in, "{not json");
+      assertEquals(2, run("layout", "--routing", in.toString()));
+    } finally {
+      System.setErr(old);
+    }
+    assertTrue(err.toString().contains("\"experts\" (3) must be a positive multiple of \"ranks\" (2)"), err.toString());
+    assertFalse(err.toString().contains("Exception in thread"));
+  }
+}
