@@ -9,7 +9,7 @@ import picocli.CommandLine.Command;
     mixinStandardHelpOptions = true,
     version = "moeyard 0.1.0-SNAPSHOT",
     description = "Fused MoE dispatch/combine benchmarks, layout inspection and expert placement.",
-    subcommands = {BenchCommand.class, LayoutCommand.class, CommandLine.HelpCommand.class})
+    subcommands = {BenchCommand.class, LayoutCommand.class, JmhCommand.class, CommandLine.HelpCommand.class})
 public final class Moeyard implements Runnable {
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
@@ -18,7 +18,14 @@ public final class Moeyard implements Runnable {
     spec.commandLine().usage(System.out);
   }
 
+  /** The command tree; JMH's options pass through {@code jmh} unparsed, in their order. */
+  public static CommandLine commandLine() {
+    CommandLine cl = new CommandLine(new Moeyard());
+    cl.getSubcommands().get("jmh").setUnmatchedOptionsArePositionalParams(true);
+    return cl;
+  }
+
   public static void main(String[] args) {
-    System.exit(new CommandLine(new Moeyard()).execute(args));
+    System.exit(commandLine().execute(args));
   }
 }

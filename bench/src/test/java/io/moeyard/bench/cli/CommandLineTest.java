@@ -21,7 +21,7 @@ class CommandLineTest {
   @TempDir Path dir;
 
   private static int run(String... args) {
-    return new CommandLine(new Moeyard()).execute(args);
+    return Moeyard.commandLine().execute(args);
   }
 
   @Test
