@@ -4,87 +4,132 @@ import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.CollectiveTimeoutException;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.concurrent.atomic.AtomicReferenceArray;
+import java.util.concurrent.locks.LockSupport;
 
 /**
  * The in-JVM meeting point behind {@link Transport#allGather}: a generation-counted barrier that
  * also carries one value per rank. On timeout it names the ranks that never arrived and aborts
  * the world, so that one dead rank fails everybody with the same explanation instead of hanging.
  *
+ * <p>Lock-free: a rank stores its value, then increments the arrival count; the last to arrive
+ * resets the count, advances the generation and unparks the sleepers. Waiters back off in three
+ * steps (spin, yield, park), Agrona's idle-strategy shape: a collective's barriers are microseconds
+ * apart when ranks are balanced, and a monitor's wait/notify hand-off costs more than the work
+ * between them; parking last keeps oversubscribed worlds (more ranks than cores) from starving
+ * the ranks that still have work.
+ *
  * <p>Two contribution arrays alternate between generations: a rank that leaves generation g can
  * only write into generation g + 1, whose array is not the one its peers are still reading.
  */
 final class Rendezvous {
+  private static final int SPINS = 256;
+  private static final int YIELDS = 64;
+  private static final long MAX_PARK_NANOS = 1_000_000;
+
   private final int size;
   private final long timeoutNanos;
   private final Object[][] slots;
-  private final long[] arrivedAt;
-  private long generation;
-  private int arrived;
-  private String abortReason;
-  private Throwable abortCause;
+  private final AtomicLongArray arrivedAt;
+  private final AtomicReferenceArray<Thread> sleeping;
+  private final AtomicInteger arrived = new AtomicInteger();
+  private volatile long generation;
+  private volatile String abortReason;
+  private volatile Throwable abortCause;
 
   Rendezvous(int size, long timeoutNanos) {
     this.size = size;
     this.timeoutNanos = timeoutNanos;
     this.slots = new Object[][] {new Object[size], new Object[size]};
-    this.arrivedAt = new long[size];
+    this.arrivedAt = new AtomicLongArray(size);
+    this.sleeping = new AtomicReferenceArray<>(size);
   }
 
-  synchronized Object[] allGather(int rank, Object mine) {
+  Object[] allGather(int rank, Object mine) {
     checkAborted();
     long gen = generation;
     Object[] current = slots[(int) (gen & 1)];
     current[rank] = mine;
-    arrivedAt[rank] = gen + 1;
-    if (++arrived == size) {
-      arrived = 0;
-      generation++;
-      notifyAll();
-      return current.clone();
-    }
-    long deadline = System.nanoTime() + timeoutNanos;
-    while (generation == gen && abortReason == null) {
-      long left = deadline - System.nanoTime();
-      if (left <= 0) {
-        List<Integer> missing = new ArrayList<>();
-        for (int r = 0; r < size; r++) if (arrivedAt[r] <= gen) missing.add(r);
-        String msg = "rank(s) " + missing + " did not reach the collective within "
-            + (timeoutNanos / 1_000_000) + " ms (rank " + rank + " waited)";
-        CollectiveTimeoutException e = new CollectiveTimeoutException(msg, missing);
-        abort(msg, e);
-        throw e;
+    arrivedAt.set(rank, gen + 1);
+    if (arrived.incrementAndGet() == size) {
+      Object[] result = current.clone();
+      arrived.set(0);
+      generation = gen + 1;
+      for (int r = 0; r < size; r++) {
+        Thread t = sleeping.get(r);
+        if (t != null) LockSupport.unpark(t);
       }
-      try {
-        wait(Math.max(1, left / 1_000_000), 0);
-      } catch (InterruptedException ie) {
-        Thread.currentThread().interrupt();
-        CollectiveException e = new CollectiveException("rank " + rank + " was interrupted in a collective", ie);
-        abort(e.getMessage(), e);
-        throw e;
-      }
+      return result;
     }
-    if (generation == gen) checkAborted();
+    awaitGeneration(rank, gen);
     return current.clone();
+  }
+
+  private void awaitGeneration(int rank, long gen) {
+    long deadline = System.nanoTime() + timeoutNanos;
+    int idle = 0;
+    long park = 10_000;
+    while (generation == gen) {
+      if (abortReason != null) {
+        if (generation != gen) return;
+        checkAborted();
+      }
+      if (idle < SPINS) {
+        Thread.onSpinWait();
+      } else if (idle < SPINS + YIELDS) {
+        Thread.yield();
+      } else {
+        long left = deadline - System.nanoTime();
+        if (left <= 0) timeout(rank, gen);
+        sleeping.set(rank, Thread.currentThread());
+        if (generation == gen && abortReason == null) LockSupport.parkNanos(this, Math.min(park, left));
+        sleeping.set(rank, null);
+        park = Math.min(MAX_PARK_NANOS, park * 2);
+        if (Thread.interrupted()) {
+          CollectiveException e = new CollectiveException("rank " + rank + " was interrupted in a collective");
+          abort(e.getMessage(), e);
+          throw e;
+        }
+      }
+      idle++;
+    }
+  }
+
+  private void timeout(int rank, long gen) {
+    List<Integer> missing = new ArrayList<>();
+    for (int r = 0; r < size; r++) if (arrivedAt.get(r) <= gen) missing.add(r);
+    String msg = "rank(s) " + missing + " did not reach the collective within "
+        + (timeoutNanos / 1_000_000) + " ms (rank " + rank + " waited)";
+    CollectiveTimeoutException e = new CollectiveTimeoutException(msg, missing);
+    abort(msg, e);
+    throw e;
   }
 
   synchronized void abort(String reason, Throwable cause) {
     if (abortReason == null) {
-      abortReason = reason;
       abortCause = cause;
+      abortReason = reason;
     }
-    notifyAll();
+    for (int r = 0; r < size; r++) {
+      Thread t = sleeping.get(r);
+      if (t != null) LockSupport.unpark(t);
+    }
   }
 
-  synchronized boolean aborted() {
+  boolean aborted() {
     return abortReason != null;
   }
 
   private void checkAborted() {
-    if (abortReason != null) {
-      if (abortCause instanceof CollectiveTimeoutException t) {
-        throw new CollectiveTimeoutException("world aborted: " + abortReason, t.missingRanks());
+    String reason = abortReason;
+    if (reason != null) {
+      Throwable cause = abortCause;
+      if (cause instanceof CollectiveTimeoutException t) {
+        throw new CollectiveTimeoutException("world aborted: " + reason, t.missingRanks());
       }
-      throw new CollectiveException("world aborted: " + abortReason, abortCause);
+      throw new CollectiveException("world aborted: " + reason, cause);
     }
   }
 }
