@@ -48,10 +48,9 @@ public record RowBuffer(
     return new RowBuffer(segment, 0, rows, hidden, dtype, null);
   }
 
-  /** Allocates zeroed rows (and scales for FP8) in {@code arena}, 64-byte aligned. */
+  /** Allocates zeroed rows (and scales for FP8) in {@code arena}; large buffers get huge pages ({@link HugePages}). */
   public static RowBuffer allocate(Arena arena, int rows, int hidden, DType dtype) {
-    long bytes = Math.max(1, (long) rows * hidden * dtype.bytes());
-    MemorySegment seg = arena.allocate(bytes, 64);
+    MemorySegment seg = HugePages.allocate(arena, (long) rows * hidden * dtype.bytes());
     MemorySegment scales = null;
     if (dtype.hasScales()) {
       scales = arena.allocate(Math.max(1, (long) rows * (hidden / DType.FP8_SCALE_BLOCK) * Float.BYTES), 64);

@@ -119,8 +119,9 @@ public final class CpuBench {
       time(t, c, samples[2], i -> fusedC.combine(hf, y[r], outF));
       time(t, c, samples[3], i -> unfusedC.combine(hu, y[r], outU));
       long bytes = (long) dispatchBytes[r];
-      MemorySegment src = arena.allocate(Math.max(1, bytes), 64);
-      MemorySegment dst = arena.allocate(Math.max(1, bytes), 64);
+      // same allocator as the collectives' buffers, so the roofline gets the same pages
+      MemorySegment src = io.moeyard.engine.HugePages.allocate(arena, bytes);
+      MemorySegment dst = io.moeyard.engine.HugePages.allocate(arena, bytes);
       src.fill((byte) 1);
       time(t, c, samples[4], i -> MemorySegment.copy(src, 0, dst, 0, bytes));
     }
