@@ -1,0 +1,57 @@
+// moeyard native: device helpers shared by the row kernels (vector copies, dtype conversions with
+// explicit rounding). Device-only.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+
+#include "config.cuh"
+
+namespace moeyard {
+
+__device__ __forceinline__ int warp_id_global() {
+  return (int)((blockIdx.x * (long long)blockDim.x + threadIdx.x) / cfg::kWarpSize);
+}
+__device__ __forceinline__ int lane_id() { return threadIdx.x & (cfg::kWarpSize - 1); }
+
+inline int blocks_for_warps(long long warps) {
+  return (int)((warps + cfg::kRowsPerBlock - 1) / cfg::kRowsPerBlock);
+}
+
+// Read-only, non-coherent cached load of one vector (the source rows are never written while a
+// kernel reads them).
+template <typename V>
+__device__ __forceinline__ V load_nc(const V* p) { return __ldg(p); }
+
+// Copy one row of nvec vectors with a whole warp: row read once, stored to every non-null dst.
+template <typename V>
+__device__ __forceinline__ void warp_copy_row(const V* __restrict__ src, V* const* dsts, int ndst,
+                                              int nvec, int lane) {
+  for (int v = lane; v < nvec; v += cfg::kWarpSize) {
+    const V val = load_nc(src + v);
+#pragma unroll
+    for (int k = 0; k < cfg::kMaxTopk; ++k)
+      if (k < ndst && dsts[k] != nullptr) dsts[k][v] = val;
+  }
+}
+
+// Dtype conversion with round-to-nearest-even and no contraction.
+template <typename T> struct Conv;
+template <> struct Conv<__nv_bfloat16> {
+  __device__ static __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+  __device__ static __forceinline__ __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
+};
+template <> struct Conv<__half> {
+  __device__ static __forceinline__ float to_float(__half v) { return __half2float(v); }
+  __device__ static __forceinline__ __half from_float(float v) { return __float2half_rn(v); }
+};
+template <> struct Conv<float> {
+  __device__ static __forceinline__ float to_float(float v) { return v; }
+  __device__ static __forceinline__ float from_float(float v) { return v; }
+};
+
+// VEC elements of T moved as one aligned load / store.
+template <typename T, int VEC> struct alignas(sizeof(T) * VEC) Pack { T v[VEC]; };
+
+}  // namespace moeyard
