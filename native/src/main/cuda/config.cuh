@@ -14,14 +14,16 @@ constexpr int kRowsPerBlock = kRowThreads / kWarpSize;
 // Layout kernels: tokens per layout chunk (one block per chunk) and threads per layout block.
 // The in-chunk position of a selection is counted over the earlier tokens of its chunk, so the
 // work per thread grows with the chunk; counts per chunk are scanned across chunks.
-constexpr int kLayoutChunkTokens = 128;
-constexpr int kLayoutThreads = 128;
+constexpr int kLayoutChunkTokens = 64;
+constexpr int kLayoutThreads = 64;
 
 // Threads of the small element-wise kernels (map slots, scans).
 constexpr int kSmallThreads = 256;
 
 // Vectorised loads / stores: 16 bytes (int4) when every row size and base pointer allow it.
 constexpr int kVecBytes = 16;
+// Vectors each lane loads before storing them (memory-level parallelism of the row copies).
+constexpr int kCopyUnroll = 4;
 // Required alignment of every device buffer base (cudaMalloc gives 256).
 constexpr int kBufferAlignment = 256;
 

@@ -25,10 +25,25 @@ template <typename V>
 __device__ __forceinline__ V load_nc(const V* p) { return __ldg(p); }
 
 // Copy one row of nvec vectors with a whole warp: row read once, stored to every non-null dst.
+// kCopyUnroll vectors per lane are loaded before they are stored, to keep loads in flight.
 template <typename V>
 __device__ __forceinline__ void warp_copy_row(const V* __restrict__ src, V* const* dsts, int ndst,
                                               int nvec, int lane) {
-  for (int v = lane; v < nvec; v += cfg::kWarpSize) {
+  constexpr int U = cfg::kCopyUnroll;
+  constexpr int W = cfg::kWarpSize;
+  int v = lane;
+  for (; v + (U - 1) * W < nvec; v += U * W) {
+    V val[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) val[u] = load_nc(src + v + u * W);
+#pragma unroll
+    for (int k = 0; k < cfg::kMaxTopk; ++k)
+      if (k < ndst && dsts[k] != nullptr) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) dsts[k][v + u * W] = val[u];
+      }
+  }
+  for (; v < nvec; v += W) {
     const V val = load_nc(src + v);
 #pragma unroll
     for (int k = 0; k < cfg::kMaxTopk; ++k)

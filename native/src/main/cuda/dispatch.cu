@@ -64,14 +64,22 @@ dispatch_fused_kernel(const DispatchArgs a) {
     a.recvW[myD][myRow] = a.topkW[o + lane];
     if (first_of_rank(a.slotIds + o, K, S, lane)) {
       // The pair record on the destination: which home pair, and its rows in ascending order.
+      // Each row goes to its rank among the pair's rows (rows are distinct): no local arrays.
       const int idx = a.pairBase[myD][a.rank] + a.pairPos[o + lane];
-      int mine[cfg::kMaxTopk];
-      int n = 0;
-      for (int k = 0; k < K; ++k)
-        if (ds[k] == myD) mine[n++] = rows[k];
-      sort_small(mine, n);
       int* dstRows = a.pairRows[myD] + (long long)idx * K;
-      for (int i = 0; i < K; ++i) dstRows[i] = i < n ? mine[i] : -1;
+      int n = 0;
+#pragma unroll
+      for (int k = 0; k < cfg::kMaxTopk; ++k) {
+        if (k < K && ds[k] == myD) {
+          int before = 0;
+#pragma unroll
+          for (int q = 0; q < cfg::kMaxTopk; ++q)
+            before += (q < K && ds[q] == myD && rows[q] < rows[k]) ? 1 : 0;
+          dstRows[before] = rows[k];
+          ++n;
+        }
+      }
+      for (int i = n; i < K; ++i) dstRows[i] = -1;
       a.pairSrc[myD][idx] = a.rank;
       a.pairHome[myD][idx] = a.pairIdx[o + lane];
       a.pairToken[myD][idx] = t;

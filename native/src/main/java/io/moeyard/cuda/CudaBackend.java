@@ -182,8 +182,9 @@ public final class CudaBackend implements AutoCloseable {
    * @param recvWeights [rows] the top-k weight of each row's selection
    * @param slotCounts [S] rows per local slot
    * @param pairs received token-rank pairs
-   * @param pairSrc [pairs] source rank of each received pair (rank-major, token ascending)
-   * @param pairToken [pairs] source token of each received pair
+   * @param pairSrc [pairs] source rank of each received pair (rank-major, token ascending); empty
+   *     after an unfused dispatch (it writes no pair records)
+   * @param pairToken [pairs] source token of each received pair (empty after an unfused dispatch)
    * @param numTokensPerRank [R] tokens this rank sends to each rank (its layout)
    * @param isTokenInRank [T, R] of this rank's tokens
    */
@@ -214,7 +215,9 @@ public final class CudaBackend implements AutoCloseable {
   private final long mapSlots;
   private final Rank[] rank;
   private final ExecutorService waiter;
+  private final int layoutChunk;
   private boolean dispatched;
+  private Variant lastDispatch;
   private boolean closed;
   private long lastNanos;
 
@@ -230,6 +233,7 @@ public final class CudaBackend implements AutoCloseable {
     this.evSend = new long[nR];
     this.evDone = new long[nR];
     this.rank = new Rank[nR];
+    this.layoutChunk = NativeKernels.limits()[3]; // cfg::kLayoutChunkTokens
     this.waiter =
         Executors.newSingleThreadExecutor(
             r -> {
@@ -288,7 +292,7 @@ public final class CudaBackend implements AutoCloseable {
     s.topkIdx = s.in.ints(in.topkIdx());
     s.topkW = s.in.floats(in.topkWeights());
     int nb = nP + nR;
-    int chunks = Math.max(1, (s.t + 127) / 128); // cfg::kLayoutChunkTokens
+    int chunks = Math.max(1, (s.t + layoutChunk - 1) / layoutChunk);
     s.slotIds = s.in.alloc(4L * tk);
     s.pos = s.in.alloc(4L * tk);
     s.pairPos = s.in.alloc(4L * tk);
@@ -535,6 +539,7 @@ public final class CudaBackend implements AutoCloseable {
       NativeKernels.eventRecord(evDone[d], streams[d]);
     }
     dispatched = true;
+    lastDispatch = v;
   }
 
   private DispatchResult[] downloadDispatch() {
@@ -552,10 +557,12 @@ public final class CudaBackend implements AutoCloseable {
       NativeKernels.floatsFromDevice(s.recvW, w, 0, w.length);
       int[] counts = new int[nS];
       NativeKernels.intsFromDevice(s.slotTotal, counts, 0, nS);
-      int[] src = new int[s.pairs];
-      int[] tok = new int[s.pairs];
-      NativeKernels.intsFromDevice(s.pairSrc, src, 0, s.pairs);
-      NativeKernels.intsFromDevice(s.pairToken, tok, 0, s.pairs);
+      // Pair records (the fused combine's handle) exist only after a fused dispatch.
+      boolean fused = lastDispatch == Variant.FUSED;
+      int[] src = new int[fused ? s.pairs : 0];
+      int[] tok = new int[fused ? s.pairs : 0];
+      NativeKernels.intsFromDevice(s.pairSrc, src, 0, src.length);
+      NativeKernels.intsFromDevice(s.pairToken, tok, 0, tok.length);
       int[] perRank = Arrays.copyOfRange(s.totalsHost, nP, nP + nR);
       byte[] inRank = new byte[s.t * nR];
       NativeKernels.bytesFromDevice(s.inRank, inRank, 0, inRank.length);
@@ -572,6 +579,10 @@ public final class CudaBackend implements AutoCloseable {
     checkOpen();
     if (!dispatched) {
       throw new IllegalStateException("dispatch first");
+    }
+    if (v == Variant.FUSED && lastDispatch != Variant.FUSED) {
+      throw new IllegalStateException(
+          "the fused combine needs the pair records of a fused dispatch; run dispatch(FUSED)");
     }
     for (int d = 0; d < nR; d++) {
       if (!rank[d].hasY) {

@@ -241,6 +241,8 @@ class IndexMathHostTest {
       assertArrayEquals(wantOff, pairOff, "pairOffset " + ctx);
       assertArrayEquals(wantOff, NativeKernels.hostPairOffsets(ids[r], tn, k, s), "hostPairOffsets " + ctx);
       int[] wantTotals = new int[p + ranks];
+      int[] seenSlot = new int[p]; // tokens so far that selected each slot
+      int[] seenRank = new int[ranks]; // tokens so far that went to each rank
       for (int t = 0; t < tn; t++) {
         int[] dests = Reference.destRanks(ids[r], k, s, t);
         for (int d = 0; d < ranks; d++) {
@@ -261,15 +263,17 @@ class IndexMathHostTest {
           }
           wantTotals[sl]++;
           int d = sl / s;
-          int jWant = 0;
-          int pairWant = 0;
-          for (int u = 0; u < t; u++) {
-            jWant += Reference.selects(ids[r], k, u, sl) ? 1 : 0;
-            pairWant += Arrays.binarySearch(Reference.destRanks(ids[r], k, s, u), d) >= 0 ? 1 : 0;
-          }
-          assertEquals(jWant, pos[r][o], "pos " + ctx);
-          assertEquals(pairWant, pairPos[o], "pairPos " + ctx);
+          assertEquals(seenSlot[sl], pos[r][o], "pos " + ctx);
+          assertEquals(seenRank[d], pairPos[o], "pairPos " + ctx);
           assertEquals(wantOff[t] + Arrays.binarySearch(dests, d), pairIdx[o], "pairIdx " + ctx);
+        }
+        for (int j = 0; j < k; j++) {
+          if (ids[r][t * k + j] >= 0) {
+            seenSlot[ids[r][t * k + j]]++;
+          }
+        }
+        for (int d : dests) {
+          seenRank[d]++;
         }
       }
       assertArrayEquals(wantTotals, totals[r], "totals " + ctx);
