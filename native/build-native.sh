@@ -40,7 +40,7 @@ gencode="${MOEYARD_GENCODE:--gencode arch=compute_90,code=sm_90 -gencode arch=co
 version="${MOEYARD_VERSION:-dev}"
 # -fmad=false: the combine's float arithmetic must match the CPU backend bit for bit (the kernels
 # also use __fmul_rn / __fadd_rn explicitly; this keeps any other float expression uncontracted).
-common=(-O3 -std=c++17 -Xcompiler -fPIC -fmad=false -DMOEYARD_VERSION="\"$version\"")
+common=(-O3 -std=c++17 -Xcompiler -fPIC,-ffp-contract=off -fmad=false -DMOEYARD_VERSION="\"$version\"")
 mkdir -p "$out" "$obj"
 
 newest_header=0

@@ -116,7 +116,7 @@ unpermute_kernel(const T* __restrict__ returnY, const float* __restrict__ topkW,
         if (curD >= 0) {
 #pragma unroll
           for (int v = 0; v < VEC; ++v) {
-            total[v] = __fadd_rn(total[v], Conv<T>::to_float(Conv<T>::from_float(acc[v])));
+            total[v] = add_rn(total[v], round_through<T>(acc[v]));
             acc[v] = 0.0f;
           }
         }
@@ -125,12 +125,12 @@ unpermute_kernel(const T* __restrict__ returnY, const float* __restrict__ topkW,
       const P in = *reinterpret_cast<const P*>(returnY + (long long)rows[i] * H + c);
 #pragma unroll
       for (int v = 0; v < VEC; ++v)
-        acc[v] = __fadd_rn(acc[v], __fmul_rn(ws[i], Conv<T>::to_float(in.v[v])));
+        acc[v] = combine_step(acc[v], ws[i], Conv<T>::to_float(in.v[v]));
     }
     if (curD >= 0) {
 #pragma unroll
       for (int v = 0; v < VEC; ++v)
-        total[v] = __fadd_rn(total[v], Conv<T>::to_float(Conv<T>::from_float(acc[v])));
+        total[v] = add_rn(total[v], round_through<T>(acc[v]));
     }
     P res;
 #pragma unroll

@@ -43,7 +43,7 @@ combine_fused_kernel(const T* __restrict__ y, const float* __restrict__ recvW,
         const P in = *reinterpret_cast<const P*>(y + (long long)rows[k] * H + c);
 #pragma unroll
         for (int v = 0; v < VEC; ++v)
-          acc[v] = __fadd_rn(acc[v], __fmul_rn(ws[k], Conv<T>::to_float(in.v[v])));
+          acc[v] = combine_step(acc[v], ws[k], Conv<T>::to_float(in.v[v]));
       }
     }
     P out;
@@ -69,7 +69,7 @@ combine_home_kernel(const T* __restrict__ partials, const int* __restrict__ pair
     for (int q = b; q < e; ++q) {
       const P in = *reinterpret_cast<const P*>(partials + (long long)q * H + c);
 #pragma unroll
-      for (int v = 0; v < VEC; ++v) acc[v] = __fadd_rn(acc[v], Conv<T>::to_float(in.v[v]));
+      for (int v = 0; v < VEC; ++v) acc[v] = add_rn(acc[v], Conv<T>::to_float(in.v[v]));
     }
     P o;
 #pragma unroll

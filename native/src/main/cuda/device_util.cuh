@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 #include <cstdint>
 
+#include "arith.cuh"
 #include "config.cuh"
 
 namespace moeyard {
@@ -50,21 +51,6 @@ __device__ __forceinline__ void warp_copy_row(const V* __restrict__ src, V* cons
       if (k < ndst && dsts[k] != nullptr) dsts[k][v] = val;
   }
 }
-
-// Dtype conversion with round-to-nearest-even and no contraction.
-template <typename T> struct Conv;
-template <> struct Conv<__nv_bfloat16> {
-  __device__ static __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-  __device__ static __forceinline__ __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
-};
-template <> struct Conv<__half> {
-  __device__ static __forceinline__ float to_float(__half v) { return __half2float(v); }
-  __device__ static __forceinline__ __half from_float(float v) { return __float2half_rn(v); }
-};
-template <> struct Conv<float> {
-  __device__ static __forceinline__ float to_float(float v) { return v; }
-  __device__ static __forceinline__ float from_float(float v) { return v; }
-};
 
 // VEC elements of T moved as one aligned load / store.
 template <typename T, int VEC> struct alignas(sizeof(T) * VEC) Pack { T v[VEC]; };

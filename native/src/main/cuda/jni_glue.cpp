@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "arith.cuh"
 #include "config.cuh"
 #include "index_math.cuh"
 #include "kernels.cuh"
@@ -151,6 +152,24 @@ void hostLayout(const int* slotIds, int T, int K, int S, int P, int R, int chunk
       }
       off += pair_count(row, K, S);
     }
+  }
+}
+
+// One token's combine on the host with the kernels' arithmetic: rows grouped by token-rank pair
+// (groups[g] rows each, in order), each pair's weighted float sum rounded to T, then the partials
+// summed in order in float and rounded to T.
+template <typename T>
+void hostCombineToken(const T* y, const float* w, const int* groups, int nGroups, int H, T* out) {
+  for (int c = 0; c < H; ++c) {
+    float total = 0.0f;
+    int row = 0;
+    for (int g = 0; g < nGroups; ++g) {
+      float acc = 0.0f;
+      for (int i = 0; i < groups[g]; ++i, ++row)
+        acc = combine_step(acc, w[row], Conv<T>::to_float(y[(long long)row * H + c]));
+      total = add_rn(total, round_through<T>(acc));
+    }
+    out[c] = Conv<T>::from_float(total);
   }
 }
 
@@ -549,4 +568,32 @@ JNI_FN(jintArray, hostSortSmall)(JNIEnv* env, jclass, jintArray a) {
   std::vector<int> v(in.get(), in.get() + in.len);
   sort_small(v.data(), (int)v.size());
   return newIntArray(env, v);
+}
+
+// The combine arithmetic of one token on the host (see hostCombineToken above); y holds the rows
+// as raw little-endian bytes of the dtype; returns the output row as bytes.
+JNI_FN(jbyteArray, hostCombineToken)(JNIEnv* env, jclass, jint dtype, jbyteArray yA, jfloatArray wA,
+                                     jintArray groupsA, jint H) {
+  IntArray groups(env, groupsA);
+  if (groups.data == nullptr || yA == nullptr || wA == nullptr || H < 0) { illegal(env, "bad arguments"); return nullptr; }
+  int rows = 0;
+  for (jsize g = 0; g < groups.len; ++g) rows += groups.get()[g];
+  const int es = dtype == kFP32 ? 4 : 2;
+  if (dtype != kBF16 && dtype != kFP16 && dtype != kFP32) { illegal(env, "combine dtype must be BF16, FP16 or FP32"); return nullptr; }
+  if (env->GetArrayLength(yA) != (long long)rows * H * es || env->GetArrayLength(wA) < rows) {
+    illegal(env, "y / w sizes do not match the groups");
+    return nullptr;
+  }
+  std::vector<jbyte> y((size_t)rows * H * es), out((size_t)H * es);
+  std::vector<float> w(rows);
+  if (!y.empty()) env->GetByteArrayRegion(yA, 0, (jsize)y.size(), y.data());
+  if (rows > 0) env->GetFloatArrayRegion(wA, 0, rows, w.data());
+  switch (dtype) {
+    case kBF16: hostCombineToken(reinterpret_cast<const __nv_bfloat16*>(y.data()), w.data(), groups.get(), groups.len, H, reinterpret_cast<__nv_bfloat16*>(out.data())); break;
+    case kFP16: hostCombineToken(reinterpret_cast<const __half*>(y.data()), w.data(), groups.get(), groups.len, H, reinterpret_cast<__half*>(out.data())); break;
+    default: hostCombineToken(reinterpret_cast<const float*>(y.data()), w.data(), groups.get(), groups.len, H, reinterpret_cast<float*>(out.data())); break;
+  }
+  jbyteArray a = env->NewByteArray((jsize)out.size());
+  if (a != nullptr && !out.empty()) env->SetByteArrayRegion(a, 0, (jsize)out.size(), out.data());
+  return a;
 }

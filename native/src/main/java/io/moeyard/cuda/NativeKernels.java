@@ -178,4 +178,11 @@ public final class NativeKernels {
   public static native int[] hostFindChunk(int[] prefix, int[] rows);
 
   public static native int[] hostSortSmall(int[] values);
+
+  /**
+   * One token's combine with the kernels' arithmetic, on the host: y holds the token's rows (raw
+   * dtype bytes) grouped by token-rank pair in destination-rank order, groups[g] rows each, in
+   * ascending local slot order inside a group; w the weight of each row. Returns the output row.
+   */
+  public static native byte[] hostCombineToken(int dtype, byte[] y, float[] w, int[] groups, int hidden);
 }
