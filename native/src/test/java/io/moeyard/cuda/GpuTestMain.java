@@ -15,7 +15,7 @@ import org.junit.platform.launcher.listeners.TestExecutionSummary;
  * for the GPU machine, which has Java but no Maven:
  * {@code java --enable-native-access=ALL-UNNAMED -cp "test-classes:classes:deps/*"
  * io.moeyard.cuda.GpuTestMain}. Exit code 0 only when no test failed; with
- * {@code --require-gpu}, also 1 when the GPU tests were skipped.
+ * {@code --require-gpu}, also 1 when the backend is unavailable (the GPU tests were skipped).
  */
 public final class GpuTestMain {
   private GpuTestMain() {}
@@ -33,7 +33,10 @@ public final class GpuTestMain {
     s.printFailuresTo(out, 30);
     s.printTo(out);
     boolean failed = s.getTotalFailureCount() > 0;
-    boolean skipped = s.getTestsAbortedCount() > 0 || s.getTestsSkippedCount() > 0;
-    System.exit(failed || (requireGpu && skipped) ? 1 : 0);
+    boolean noGpu = !CudaBackend.availability().available();
+    if (requireGpu && noGpu) {
+      System.out.println("FAILED: --require-gpu, but " + CudaBackend.availability().message());
+    }
+    System.exit(failed || (requireGpu && noGpu) ? 1 : 0);
   }
 }
