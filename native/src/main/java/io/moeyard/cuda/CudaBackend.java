@@ -282,7 +282,7 @@ public final class CudaBackend implements AutoCloseable {
   public void upload(int r, RankInput in) {
     checkOpen();
     Objects.checkIndex(r, nR);
-    validate(r, in);
+    validate(cfg, r, in);
     Rank s = rank[r];
     s.in.close();
     s.t = in.tokens();
@@ -308,7 +308,12 @@ public final class CudaBackend implements AutoCloseable {
     dispatched = false;
   }
 
-  private void validate(int r, RankInput in) {
+  /**
+   * Checks one rank's input against the config; throws {@link IllegalArgumentException} naming the
+   * first bad value (shapes, expert ids outside [-1, E), a logical expert twice in one row).
+   */
+  static void validate(Config cfg, int r, RankInput in) {
+    int nK = cfg.topk();
     Objects.requireNonNull(in, "input");
     int t = in.tokens();
     if (t < 0) {

@@ -164,6 +164,18 @@ class CudaBackendGpuTest {
             assertArrayEquals(want[d].pairSrc(), got[d].pairSrc(), "pair sources " + at);
             assertArrayEquals(want[d].pairToken(), got[d].pairToken(), "pair tokens " + at);
           }
+          // rank d's own layout as a source (DeepEP get_dispatch_layout outputs)
+          int[] ids = Reference.slotIds(c, d, pb.topkIdx()[d]);
+          int[] perRank = new int[ranks];
+          byte[] inRank = new byte[pb.tokens()[d] * ranks];
+          for (int t = 0; t < pb.tokens()[d]; t++) {
+            for (int dest : Reference.destRanks(ids, c.topk(), c.slotsPerRank(), t)) {
+              perRank[dest]++;
+              inRank[t * ranks + dest] = 1;
+            }
+          }
+          assertArrayEquals(perRank, got[d].numTokensPerRank(), "numTokensPerRank " + at);
+          assertArrayEquals(inRank, got[d].isTokenInRank(), "isTokenInRank " + at);
         }
         for (int d = 0; d < ranks; d++) {
           be.setExpertOutputs(d, y[d]);
