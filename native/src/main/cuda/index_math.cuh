@@ -126,18 +126,39 @@ MY_HD bool row_has_slot(const int* row, int K, int p) {
   return false;
 }
 
+// Bit d set when the token selects a slot on rank d (R <= 64, cfg::kMaxRanks).
+MY_HD unsigned long long rank_mask(const int* row, int K, int S) {
+  unsigned long long m = 0ull;
+  for (int k = 0; k < K; ++k)
+    if (row[k] >= 0) m |= 1ull << rank_of_slot(row[k], S);
+  return m;
+}
+
+MY_HD int popcount64(unsigned long long x) {
+#if defined(__CUDA_ARCH__)
+  return __popcll(x);
+#else
+  return __builtin_popcountll(x);
+#endif
+}
+
+// pair_count and pair_rank_index from a rank mask.
+MY_HD int pair_count_mask(unsigned long long m) { return popcount64(m); }
+MY_HD int pair_rank_index_mask(unsigned long long m, int d) {
+  return popcount64(m & ((1ull << d) - 1ull));
+}
+
+// Tokens in [tBegin, t) whose rank mask has bit d.
+MY_HD int count_before_rank_mask(const unsigned long long* masks, int tBegin, int t, int d) {
+  int c = 0;
+  for (int u = tBegin; u < t; ++u) c += (int)((masks[u] >> d) & 1ull);
+  return c;
+}
+
 // Tokens in [tBegin, t) of a slotIds array (rows of K) that select physical slot p.
 MY_HD int count_before_slot(const int* slotIds, int K, int tBegin, int t, int p) {
   int c = 0;
   for (int u = tBegin; u < t; ++u) c += row_has_slot(slotIds + (long long)u * K, K, p) ? 1 : 0;
-  return c;
-}
-
-// Tokens in [tBegin, t) that select at least one slot on rank d.
-MY_HD int count_before_rank(const int* slotIds, int K, int S, int tBegin, int t, int d) {
-  int c = 0;
-  for (int u = tBegin; u < t; ++u)
-    c += row_has_rank(slotIds + (long long)u * K, K, S, d) ? 1 : 0;
   return c;
 }
 

@@ -134,6 +134,8 @@ void hostLayout(const int* slotIds, int T, int K, int S, int P, int R, int chunk
   for (int c = 0; c < nChunks; ++c) {
     const long long tb = chunk_begin(c, chunk);
     const int* cs = slotIds + tb * K;
+    std::vector<unsigned long long> masks;
+    for (long long t = tb; t < chunk_end(c, T, chunk); ++t) masks.push_back(rank_mask(slotIds + t * K, K, S));
     int off = chunkPairBase[c];
     for (long long t = tb; t < chunk_end(c, T, chunk); ++t) {
       const int lt = (int)(t - tb);
@@ -146,11 +148,11 @@ void hostLayout(const int* slotIds, int T, int K, int S, int P, int R, int chunk
         if (p < 0) { pos[o] = -1; pairPos[o] = -1; pairIdx[o] = -1; continue; }
         const int d = rank_of_slot(p, S);
         pos[o] = base[(size_t)c * nb + p] + count_before_slot(cs, K, 0, lt, p);
-        pairPos[o] = base[(size_t)c * nb + P + d] + count_before_rank(cs, K, S, 0, lt, d);
-        pairIdx[o] = off + pair_rank_index(row, K, S, d);
+        pairPos[o] = base[(size_t)c * nb + P + d] + count_before_rank_mask(masks.data(), 0, lt, d);
+        pairIdx[o] = off + pair_rank_index_mask(masks[lt], d);
         isTokenInRank[t * R + d] = 1;
       }
-      off += pair_count(row, K, S);
+      off += pair_count_mask(masks[lt]);
     }
   }
 }

@@ -84,6 +84,7 @@ __global__ void layout_positions_kernel(const int* __restrict__ slotIds, int T, 
                                         int* __restrict__ pairOffset) {
   __shared__ int sSlots[cfg::kLayoutChunkTokens * cfg::kMaxTopk];
   __shared__ int sPairs[cfg::kLayoutChunkTokens];
+  __shared__ unsigned long long sMask[cfg::kLayoutChunkTokens];
   const int c = blockIdx.x;
   const int nb = P + R;
   const int tBegin = c * cfg::kLayoutChunkTokens;
@@ -92,7 +93,11 @@ __global__ void layout_positions_kernel(const int* __restrict__ slotIds, int T, 
     sSlots[i] = slotIds[(long long)tBegin * K + i];
   __syncthreads();
   for (int lt = threadIdx.x; lt < cfg::kLayoutChunkTokens; lt += blockDim.x)
-    sPairs[lt] = lt < n ? pair_count(sSlots + lt * K, K, S) : 0;
+  {
+    const unsigned long long m = lt < n ? rank_mask(sSlots + lt * K, K, S) : 0ull;
+    sMask[lt] = m;
+    sPairs[lt] = pair_count_mask(m);
+  }
   __syncthreads();
   for (int lt = threadIdx.x; lt < n; lt += blockDim.x) {
     const long long t = tBegin + lt;
@@ -107,8 +112,8 @@ __global__ void layout_positions_kernel(const int* __restrict__ slotIds, int T, 
       if (p < 0) { pos[o] = -1; pairPos[o] = -1; pairIdx[o] = -1; continue; }
       const int d = rank_of_slot(p, S);
       pos[o] = chunkBase[(long long)c * nb + p] + count_before_slot(sSlots, K, 0, lt, p);
-      pairPos[o] = chunkBase[(long long)c * nb + P + d] + count_before_rank(sSlots, K, S, 0, lt, d);
-      pairIdx[o] = off + pair_rank_index(row, K, S, d);
+      pairPos[o] = chunkBase[(long long)c * nb + P + d] + count_before_rank_mask(sMask, 0, lt, d);
+      pairIdx[o] = off + pair_rank_index_mask(sMask[lt], d);
       isTokenInRank[t * R + d] = 1;
     }
   }

@@ -177,6 +177,8 @@ class IndexMathHostTest {
     // a rank that receives nothing: experts of rank 3 are never selected
     var cfg2 = CudaBackend.Config.trivial(4, 4, 2, 128, 3, CudaDtype.BF16);
     checkLayout(fixed(cfg2, new int[] {50, 70, 0, 33}, (r, t, j) -> (t + 2 * j + r) % 6), 16);
+    // 64 ranks (the rank masks' full width), top-16 spread over all ranks
+    checkLayout(Reference.randomProblem(rnd, 64, 8, 2, 128, 16, 128, CudaDtype.BF16, 150, 0.05), 64);
     // full top-k 16 onto 16 experts: every token on every rank
     var cfg3 = CudaBackend.Config.trivial(4, 2, 4, 128, 16, CudaDtype.BF16);
     checkLayout(fixed(cfg3, new int[] {129, 3, 0, 200}, (r, t, j) -> (j + t) % 16), 128);
