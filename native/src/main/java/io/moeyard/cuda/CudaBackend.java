@@ -220,6 +220,9 @@ public final class CudaBackend implements AutoCloseable {
   private Variant lastDispatch;
   private boolean closed;
   private long lastNanos;
+  private long evStart;
+  private long evEnd;
+  private float lastDeviceMs;
 
   private CudaBackend(Config cfg) {
     this.cfg = cfg;
@@ -251,6 +254,8 @@ public final class CudaBackend implements AutoCloseable {
         evDone[r] = NativeKernels.eventCreate(false);
         rank[r] = new Rank();
       }
+      evStart = NativeKernels.eventCreate(true);
+      evEnd = NativeKernels.eventCreate(true);
       int[] offs = cfg.csrOffsets();
       int[] slots = cfg.csrSlots();
       mapOffsets = global.ints(offs);
@@ -276,6 +281,62 @@ public final class CudaBackend implements AutoCloseable {
   /** Host wall time of the last dispatch or combine, enqueue to completion, without downloads. */
   public long lastNanos() {
     return lastNanos;
+  }
+
+  /**
+   * Device time (CUDA events) of the data phase of the last operation: for a dispatch, from the
+   * moment every rank's receive offsets are known to the last destination done (the layout and
+   * the host's count read are not in it); for a combine, all of it.
+   */
+  public float lastDeviceMs() {
+    return lastDeviceMs;
+  }
+
+  /** Device-to-device copy of {@code bytes} on one stream, median of {@code iters} timed runs (ms): the roofline. */
+  public float copyMillis(long bytes, int iters) {
+    checkOpen();
+    long a = NativeKernels.malloc(bytes);
+    long b = 0;
+    try {
+      b = NativeKernels.malloc(bytes);
+      NativeKernels.memsetAsync(a, 1, bytes, streams[0]);
+      float[] ms = new float[Math.max(1, iters)];
+      for (int i = -1; i < ms.length; i++) { // one warm-up
+        NativeKernels.eventRecord(evStart, streams[0]);
+        NativeKernels.copyDeviceToDeviceAsync(b, a, bytes, streams[0]);
+        NativeKernels.eventRecord(evEnd, streams[0]);
+        NativeKernels.eventSynchronize(evEnd);
+        if (i >= 0) {
+          ms[i] = NativeKernels.eventElapsedMs(evStart, evEnd);
+        }
+      }
+      Arrays.sort(ms);
+      return ms[ms.length / 2];
+    } finally {
+      NativeKernels.free(a);
+      NativeKernels.free(b);
+    }
+  }
+
+  /** All streams start after evStart, recorded on stream 0 once it has waited for {@code after}. */
+  private void startClock(long[] after) {
+    if (after != null) {
+      for (long e : after) {
+        NativeKernels.streamWaitEvent(streams[0], e);
+      }
+    }
+    NativeKernels.eventRecord(evStart, streams[0]);
+    for (int r = 1; r < nR; r++) {
+      NativeKernels.streamWaitEvent(streams[r], evStart);
+    }
+  }
+
+  /** evEnd on stream 0 after every rank's evDone. */
+  private void stopClock() {
+    for (int r = 0; r < nR; r++) {
+      NativeKernels.streamWaitEvent(streams[0], evDone[r]);
+    }
+    NativeKernels.eventRecord(evEnd, streams[0]);
   }
 
   /** Uploads one rank's tokens (validated first; nothing is changed on bad input). */
@@ -476,6 +537,8 @@ public final class CudaBackend implements AutoCloseable {
           s.slotBase, s.pairBase, s.stagingPrefix, streams[d]);
       NativeKernels.eventRecord(evStage[d], streams[d]);
     }
+    // Every rank's offsets are known once evStart fires: all streams start the data phase there.
+    startClock(evStage);
     if (v == Variant.FUSED) {
       long recvX = tableOf(s -> s.recvX);
       long recvScales = tableOf(s -> s.recvScales);
@@ -488,9 +551,6 @@ public final class CudaBackend implements AutoCloseable {
       long pairRows = tableOf(s -> s.pairRows);
       for (int r = 0; r < nR; r++) {
         Rank s = rank[r];
-        for (int d = 0; d < nR; d++) {
-          NativeKernels.streamWaitEvent(streams[r], evStage[d]);
-        }
         NativeKernels.dispatchFused(s.x, s.scales, sc, s.topkW, s.slotIds, s.pos, s.pairPos,
             s.pairIdx, s.t, nK, nS, nR, r, rb, recvX, recvScales, recvW, rowBase, pairBase,
             pairSrc, pairHome, pairToken, pairRows, streams[r]);
@@ -543,6 +603,7 @@ public final class CudaBackend implements AutoCloseable {
       }
       NativeKernels.eventRecord(evDone[d], streams[d]);
     }
+    stopClock();
     dispatched = true;
     lastDispatch = v;
   }
@@ -611,8 +672,9 @@ public final class CudaBackend implements AutoCloseable {
         s.stagingY = s.comb.alloc((long) s.rows * cb);
       }
     }
+    long partialPtrs = v == Variant.FUSED ? tableOf(s -> s.partials) : 0L;
+    startClock(null);
     if (v == Variant.FUSED) {
-      long partialPtrs = tableOf(s -> s.partials);
       for (int d = 0; d < nR; d++) {
         Rank s = rank[d];
         NativeKernels.combineFused(dt, s.y, s.recvW, s.pairSrc, s.pairHome, s.pairRows, s.pairs,
@@ -654,6 +716,7 @@ public final class CudaBackend implements AutoCloseable {
         NativeKernels.eventRecord(evDone[r], streams[r]);
       }
     }
+    stopClock();
   }
 
   private byte[][] downloadCombine() {
@@ -672,7 +735,9 @@ public final class CudaBackend implements AutoCloseable {
     for (int r = 0; r < nR; r++) {
       NativeKernels.eventSynchronize(evDone[r]);
     }
+    NativeKernels.eventSynchronize(evEnd);
     lastNanos = System.nanoTime() - t0;
+    lastDeviceMs = NativeKernels.eventElapsedMs(evStart, evEnd);
     for (int r = 0; r < nR; r++) {
       NativeKernels.streamSynchronize(streams[r]);
     }
@@ -723,6 +788,10 @@ public final class CudaBackend implements AutoCloseable {
       global.close();
       for (int r = 0; r < nR; r++) {
         NativeKernels.eventDestroy(evStage[r]);
+        if (r == 0) {
+          NativeKernels.eventDestroy(evStart);
+          NativeKernels.eventDestroy(evEnd);
+        }
         NativeKernels.eventDestroy(evSend[r]);
         NativeKernels.eventDestroy(evDone[r]);
         NativeKernels.streamDestroy(streams[r]);

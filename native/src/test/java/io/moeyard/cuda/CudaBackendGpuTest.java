@@ -3,6 +3,7 @@ package io.moeyard.cuda;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Arrays;
 import java.util.Random;
@@ -89,6 +90,46 @@ class CudaBackendGpuTest {
       for (int r = 0; r < pb.ranks(); r++) {
         assertArrayEquals(want[r], out[r], "rank " + r);
       }
+    }
+  }
+
+  /** Not a benchmark: checks that timings are reported, and prints them for the GPU run's log. */
+  @Test
+  void timingsAreReported() {
+    Random rnd = new Random(NativeTestSupport.seed("timingsAreReported"));
+    var pb = Reference.randomProblem(rnd, 8, 8, 32, 256, 8, 7168, CudaDtype.BF16, 512, 0.0);
+    try (CudaBackend be = CudaBackend.open(pb.cfg())) {
+      for (int r = 0; r < pb.ranks(); r++) {
+        be.upload(r, pb.input(r));
+      }
+      long bytes = 0;
+      for (CudaBackend.Variant v : CudaBackend.Variant.values()) {
+        float[] disp = new float[7];
+        float[] comb = new float[7];
+        for (int i = 0; i < disp.length; i++) {
+          var res = be.dispatch(v);
+          disp[i] = be.lastDeviceMs();
+          if (i == 0) {
+            bytes = 0;
+            for (int d = 0; d < pb.ranks(); d++) {
+              be.setExpertOutputs(d, Reference.randomRows(rnd, (long) res[d].rows() * 7168, CudaDtype.BF16));
+              bytes += (long) res[d].rows() * 7168 * 2;
+            }
+          } else {
+            for (int d = 0; d < pb.ranks(); d++) {
+              be.setExpertOutputs(d, new byte[res[d].rows() * 7168 * 2]);
+            }
+          }
+          be.combine(v);
+          comb[i] = be.lastDeviceMs();
+        }
+        Arrays.sort(disp);
+        Arrays.sort(comb);
+        assertTrue(disp[3] > 0 && comb[3] > 0, v + " timings " + disp[3] + " / " + comb[3]);
+        System.out.printf("timing %s: dispatch %.3f ms, combine %.3f ms (median of 7; %d received row bytes)%n",
+            v, disp[3], comb[3], bytes);
+      }
+      System.out.printf("timing copy of %d bytes: %.3f ms%n", bytes, be.copyMillis(bytes, 7));
     }
   }
 
