@@ -294,17 +294,32 @@ final class Reference {
       int tn = pb.tokens()[r];
       float[] o = new float[tn * h];
       for (int t = 0; t < tn; t++) {
+        // the token's selections: destination ranks ascending, local slots ascending inside
+        int[] dests = destRanks(ids[r], k, s, t);
+        int[][] selRows = new int[dests.length][];
+        float[][] selW = new float[dests.length][];
+        for (int i = 0; i < dests.length; i++) {
+          int d = dests[i];
+          List<int[]> sel = new ArrayList<>();
+          for (int ls = 0; ls < s; ls++) {
+            for (int j = 0; j < k; j++) {
+              if (ids[r][t * k + j] == d * s + ls) {
+                sel.add(new int[] {rows[r][t * k + j], j});
+              }
+            }
+          }
+          selRows[i] = sel.stream().mapToInt(a -> a[0]).toArray();
+          selW[i] = new float[sel.size()];
+          for (int q = 0; q < sel.size(); q++) {
+            selW[i][q] = pb.topkW()[r][t * k + sel.get(q)[1]];
+          }
+        }
         for (int ch = 0; ch < h; ch++) {
           float acc = 0.0f;
-          for (int d : destRanks(ids[r], k, s, t)) {
+          for (int i = 0; i < dests.length; i++) {
             float part = 0.0f;
-            for (int ls = 0; ls < s; ls++) {
-              for (int j = 0; j < k; j++) {
-                if (ids[r][t * k + j] == d * s + ls) {
-                  float w = pb.topkW()[r][t * k + j];
-                  part = part + w * yf[d][rows[r][t * k + j] * h + ch];
-                }
-              }
+            for (int q = 0; q < selRows[i].length; q++) {
+              part = part + selW[i][q] * yf[dests[i]][selRows[i][q] * h + ch];
             }
             acc = acc + round(part, dt);
           }
