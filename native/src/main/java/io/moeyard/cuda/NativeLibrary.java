@@ -74,6 +74,7 @@ public final class NativeLibrary {
       Path tmp = Path.of(System.getProperty("java.io.tmpdir", "/tmp"));
       Files.createDirectories(tmp);
       Path dir = Files.createTempDirectory(tmp, "moeyard-native-");
+      dir.toFile().deleteOnExit(); // deleteOnExit runs in reverse order: the file goes first
       file = dir.resolve("libmoeyard_cuda.so");
       try (InputStream in = NativeLibrary.class.getResourceAsStream(RESOURCE)) {
         if (in == null) {
@@ -82,7 +83,6 @@ public final class NativeLibrary {
         Files.copy(in, file, StandardCopyOption.REPLACE_EXISTING);
       }
       file.toFile().deleteOnExit();
-      dir.toFile().deleteOnExit();
     } catch (IOException | SecurityException e) {
       return Status.failed("cannot extract the native library to java.io.tmpdir: " + e);
     }
