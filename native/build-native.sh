@@ -51,6 +51,13 @@ stamp="$obj/flags.txt"
 flags="$nvcc ${common[*]} $gencode"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$flags" ]]; then rm -f "$obj"/*.o; echo "$flags" > "$stamp"; fi
 
+# Objects whose source is gone would still be linked: drop them.
+for o in "$obj"/*.o; do
+  [[ -e "$o" ]] || continue
+  b=$(basename "${o%.o}")
+  if [[ ! -e "$src/$b.cu" && ! -e "$src/$b.cpp" ]]; then rm -f "$o" "$lib"; fi
+done
+
 built=0
 for f in "$src"/*.cu "$src"/*.cpp; do
   [[ -e "$f" ]] || continue
