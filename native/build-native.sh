@@ -31,6 +31,9 @@ if [[ -z "$nvcc" || ! -x "$nvcc" ]]; then
   exit 0
 fi
 jhome="${JAVA_HOME:-}"
+if [[ -z "$jhome" ]] && command -v javac >/dev/null 2>&1; then
+  jhome=$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")
+fi
 if [[ -z "$jhome" || ! -f "$jhome/include/jni.h" ]]; then
   say "jni.h not found under JAVA_HOME='$jhome': cannot build the CUDA library"
   exit 1
