@@ -1,0 +1,188 @@
+package io.moeyard.cuda;
+
+/**
+ * The JNI entry points of {@code libmoeyard_cuda.so} (jni_glue.cpp). Pointers, streams and events
+ * are opaque {@code long} handles owned by the native library: allocate and free them only here.
+ * Kernel launches are asynchronous on the given stream; a failed CUDA call throws
+ * {@link CudaException}. Call {@link #ensureLoaded()} (or go through {@link CudaBackend}) first.
+ *
+ * <p>The {@code host*} methods run the index math of index_math.cuh on the host and need no GPU.
+ */
+public final class NativeKernels {
+
+  private NativeKernels() {}
+
+  /** Loads the library or throws {@link CudaUnavailableException} with the reason. */
+  public static void ensureLoaded() {
+    NativeLibrary.Status s = NativeLibrary.load();
+    if (!s.loaded()) {
+      throw new CudaUnavailableException(CudaAvailability.UNAVAILABLE + s.reason());
+    }
+  }
+
+  // ---- status (never throw) ----
+  public static native String version();
+
+  public static native int runtimeVersion();
+
+  /** null when libcuda.so.1 loads, else why not. */
+  public static native String driverProbe();
+
+  /** Device count, or -(cudaError_t) when cudaGetDeviceCount fails (no driver, no device). */
+  public static native int deviceCount();
+
+  public static native String errorString(int cudaError);
+
+  public static native String deviceName(int device);
+
+  /** {maxTopk, maxRanks, maxLayoutBins, layoutChunkTokens, rowThreads, fp8ScaleBlock, vecBytes}. */
+  public static native int[] limits();
+
+  // ---- device, memory, streams, events ----
+  public static native void setDevice(int device);
+
+  public static native void deviceSynchronize();
+
+  /** cudaMalloc; a zero-byte request still returns a valid pointer. */
+  public static native long malloc(long bytes);
+
+  public static native void free(long ptr);
+
+  public static native void memsetAsync(long ptr, int value, long bytes, long stream);
+
+  public static native void copyDeviceToDeviceAsync(long dst, long src, long bytes, long stream);
+
+  // Host <-> device, synchronous, in elements (off/len index the Java array).
+  public static native void bytesToDevice(byte[] src, int off, int len, long dst);
+
+  public static native void bytesFromDevice(long src, byte[] dst, int off, int len);
+
+  public static native void shortsToDevice(short[] src, int off, int len, long dst);
+
+  public static native void shortsFromDevice(long src, short[] dst, int off, int len);
+
+  public static native void intsToDevice(int[] src, int off, int len, long dst);
+
+  public static native void intsFromDevice(long src, int[] dst, int off, int len);
+
+  public static native void floatsToDevice(float[] src, int off, int len, long dst);
+
+  public static native void floatsFromDevice(long src, float[] dst, int off, int len);
+
+  public static native void longsToDevice(long[] src, int off, int len, long dst);
+
+  public static native void longsFromDevice(long src, long[] dst, int off, int len);
+
+  public static native long streamCreate();
+
+  public static native void streamDestroy(long stream);
+
+  public static native void streamSynchronize(long stream);
+
+  public static native void streamWaitEvent(long stream, long event);
+
+  public static native long eventCreate(boolean timing);
+
+  public static native void eventDestroy(long event);
+
+  public static native void eventRecord(long event, long stream);
+
+  public static native void eventSynchronize(long event);
+
+  /** true when done, false while pending. */
+  public static native boolean eventQuery(long event);
+
+  public static native float eventElapsedMs(long start, long end);
+
+  // ---- layout (per source rank) ----
+  public static native void mapSlots(
+      long topkIdx, int tokens, int topk, long expertOffsets, long expertSlots, int experts,
+      int slotsPerRank, int localRanks, int rank, long slotIds, long stream);
+
+  public static native void layoutCount(
+      long slotIds, int tokens, int topk, int slotsPerRank, int slots, int ranks, long chunkCounts,
+      long stream);
+
+  public static native void layoutScan(
+      long chunkCounts, int tokens, int slots, int ranks, long chunkBase, long totals,
+      long slotPrefix, long chunkPairBase, long pairOffset, long stream);
+
+  public static native void layoutPositions(
+      long slotIds, int tokens, int topk, int slotsPerRank, int slots, int ranks, long chunkBase,
+      long chunkPairBase, long pos, long pairPos, long pairIdx, long isTokenInRank,
+      long pairOffset, long stream);
+
+  /** On destination rank d; totalsPtrs: device array of R pointers to each rank's totals. */
+  public static native void recvOffsets(
+      long totalsPtrs, int d, int ranks, int slotsPerRank, int slots, long recvCounts,
+      long slotTotal, long rowBase, long slotBase, long pairBase, long stagingPrefix, long stream);
+
+  // ---- fused dispatch / combine ----
+  public static native void dispatchFused(
+      long x, long scales, int scaleCols, long topkWeights, long slotIds, long pos, long pairPos,
+      long pairIdx, int tokens, int topk, int slotsPerRank, int ranks, int rank, int rowBytes,
+      long recvXPtrs, long recvScalesPtrs, long recvWeightsPtrs, long rowBasePtrs,
+      long pairBasePtrs, long pairSrcPtrs, long pairHomePtrs, long pairTokenPtrs,
+      long pairRowsPtrs, long stream);
+
+  public static native void combineFused(
+      int dtype, long y, long recvWeights, long pairSrc, long pairHome, long pairRows,
+      int numPairs, int topk, int hidden, long partialPtrs, long stream);
+
+  public static native void combineHome(
+      int dtype, long partials, long pairOffset, int tokens, int hidden, long out, long stream);
+
+  // ---- unfused baseline ----
+  public static native void permute(
+      long x, long scales, int scaleCols, long topkWeights, long slotIds, long pos,
+      long slotPrefix, int tokens, int topk, int rowBytes, long permX, long permScales,
+      long permWeights, long stream);
+
+  public static native void sortChunks(
+      long stagingX, long stagingScales, long stagingWeights, long stagingPrefix, long rowBase,
+      int ranks, int slotsPerRank, int numRows, int rowBytes, int scaleCols, long recvX,
+      long recvScales, long recvWeights, long stream);
+
+  public static native void sortChunksBack(
+      long y, long stagingPrefix, long rowBase, int ranks, int slotsPerRank, int numRows,
+      int rowBytes, long stagingY, long stream);
+
+  public static native void unpermute(
+      int dtype, long returnY, long topkWeights, long slotIds, long pos, long slotPrefix,
+      int tokens, int topk, int slotsPerRank, int hidden, long out, long stream);
+
+  // ---- host index math (no GPU needed) ----
+  /** Physical slot of every (t, k) of one source rank, -1 where topkIdx is -1. */
+  public static native int[] hostChooseReplicas(
+      int[] expertOffsets, int[] expertSlots, int slotsPerRank, int localRanks, int rank,
+      int[] topkIdx, int topk);
+
+  /** FUSCO receive row of each query triple (r, localSlot, j) on a destination with counts[R*S]. */
+  public static native int[] hostRecvRows(int[] counts, int ranks, int slotsPerRank, int[] queries);
+
+  /** slotTotal[S] ++ slotBase[S+1] ++ rowBase[R*S] ++ stagingPrefix[R*S+1]. */
+  public static native int[] hostRecvOffsets(int[] counts, int ranks, int slotsPerRank);
+
+  /** The device layout pipeline emulated on the host with the given chunk size. */
+  public static native void hostLayout(
+      int[] slotIds, int tokens, int topk, int slotsPerRank, int slots, int ranks, int chunk,
+      int[] pos, int[] pairPos, int[] pairIdx, int[] pairOffset, int[] totals, int[] slotPrefix,
+      byte[] isTokenInRank);
+
+  public static native int[] hostPairOffsets(int[] slotIds, int tokens, int topk, int slotsPerRank);
+
+  /** begin0, end0, begin1, end1, ... of the chunks of [0, n). */
+  public static native long[] hostChunkRanges(long n, int size);
+
+  /** For each row, the chunk c with prefix[c] &lt;= row &lt; prefix[c+1], or -1. */
+  public static native int[] hostFindChunk(int[] prefix, int[] rows);
+
+  public static native int[] hostSortSmall(int[] values);
+
+  /**
+   * One token's combine with the kernels' arithmetic, on the host: y holds the token's rows (raw
+   * dtype bytes) grouped by token-rank pair in destination-rank order, groups[g] rows each, in
+   * ascending local slot order inside a group; w the weight of each row. Returns the output row.
+   */
+  public static native byte[] hostCombineToken(int dtype, byte[] y, float[] w, int[] groups, int hidden);
+}
