@@ -34,13 +34,12 @@ import picocli.CommandLine.Option;
     name = "plan",
     mixinStandardHelpOptions = true,
     sortOptions = false,
-    description = {
-      "Plan where experts live from routing traces, write it in an engine's format and report",
-      "balancedness (mean GPU load / max GPU load), cross-GPU / cross-node transitions between",
-      "consecutive layers, dispatch bytes (dedup'd, NVLink / network) and an estimated all-to-all",
-      "time. Several --trace files are several workloads: ilp plans for the worst of them, eplb",
-      "for their summed loads."
-    })
+    description =
+        "Plan where experts live from routing traces, write it in an engine's format and report"
+            + " balancedness (mean GPU load / max GPU load), cross-GPU / cross-node transitions between"
+            + " consecutive layers, dispatch bytes (dedup'd, NVLink / network) and an estimated all-to-all"
+            + " time. Several --trace files are several workloads: ilp plans for the worst of them, eplb"
+            + " for their summed loads. Bad input exits with code 2 and writes no file.")
 public final class PlanCommand implements Callable<Integer> {
   static final List<String> ALGORITHMS = List.of("trivial", "eplb", "ilp");
 
@@ -62,7 +61,7 @@ public final class PlanCommand implements Callable<Integer> {
   Integer replicas;
 
   @Option(names = "--groups", paramLabel = "g", defaultValue = "1",
-      description = "Expert groups for EPLB; hierarchical (groups -> nodes -> GPUs) iff groups % nodes == 0, else global (default ${DEFAULT-VALUE}).")
+      description = "Expert groups for EPLB; hierarchical (groups -> nodes -> GPUs) iff groups %% nodes == 0, else global (default ${DEFAULT-VALUE}).")
   int groups;
 
   @Option(names = "--experts", paramLabel = "E", defaultValue = "0",

@@ -16,12 +16,11 @@ import picocli.CommandLine.Option;
 @Command(
     name = "synth",
     mixinStandardHelpOptions = true,
-    description = {
-      "Write a synthetic per-token routing trace [tokens, layers, topk] as .npy: Zipf-skewed expert",
-      "popularity per layer and tunable cross-layer affinity. Presets: deepseek-v3, qwen3-30b-a3b,",
-      "qwen3-235b-a22b, mixtral-8x7b, gpt-oss-120b, kimi-k2, olmoe, esft-lite; explicit --layers,",
-      "--experts, --topk override the preset."
-    })
+    description =
+        "Write a synthetic per-token routing trace [tokens, layers, topk] as .npy: Zipf-skewed expert"
+            + " popularity per layer and tunable cross-layer affinity. Presets: deepseek-v3, qwen3-30b-a3b,"
+            + " qwen3-235b-a22b, mixtral-8x7b, gpt-oss-120b, kimi-k2, olmoe, esft-lite; explicit --layers,"
+            + " --experts, --topk override the preset.")
 public final class TraceSynthCommand implements Callable<Integer> {
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
