@@ -135,6 +135,28 @@ class CliTest {
     expectBad(plan("--gpus", "4", "--algorithm", "ilp"), "ilp planner not built in this version");
   }
 
+  @Test
+  void ilpPlansThroughTheCliNoWorseThanEplb() throws IOException {
+    Assumptions.assumeTrue(IlpPlannerBridge.available(), "the ilp planner is not built in");
+    Run r = plan("--gpus", "4", "--nodes", "2", "--replicas", "20", "--compare", "--algorithm", "ilp",
+        "--time-limit", "4", "--workers", "1");
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.err().contains("ilp"), "progress lines on stderr: " + r.err());
+    String ilpRow = r.out().lines().filter(l -> l.startsWith("ilp ")).findFirst().orElseThrow(() -> new AssertionError(r.out()));
+    String eplbRow = r.out().lines().filter(l -> l.startsWith("eplb ")).findFirst().orElseThrow();
+    assertTrue(Files.exists(out));
+    assertTrue(ilpRow.contains("gap"), "ilp reports its gap to the bound: " + ilpRow);
+    // Cross-GPU transitions (7th column from the right): the planner's warm start is EPLB's plan
+    // and it may only lower the affinity cost, so it must not come out far worse than EPLB.
+    double ilpX = Double.parseDouble(column(ilpRow, 7)), eplbX = Double.parseDouble(column(eplbRow, 7));
+    assertTrue(ilpX <= eplbX * 1.02, "cross-GPU transitions ilp " + ilpX + " vs eplb " + eplbX + "\n" + r.out());
+  }
+
+  private static String column(String row, int fromRight) {
+    String[] f = row.trim().split("\\s+");
+    return f[f.length - fromRight];
+  }
+
   private void expectBad(Run r, String part) {
     assertEquals(2, r.code(), "exit code; stderr: " + r.err() + " stdout: " + r.out());
     assertTrue(r.err().contains(part), "stderr should name the problem (" + part + "): " + r.err());
