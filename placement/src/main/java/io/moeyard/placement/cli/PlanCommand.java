@@ -167,7 +167,7 @@ public final class PlanCommand implements Callable<Integer> {
           }
           Placement warm = eplb != null ? eplb : Planners.eplb(problem, groups);
           CpSatOptions opts = new CpSatOptions(timeLimit, workers, seed, line -> {
-            err.println("ilp: " + line);
+            err.println(line);
             err.flush();
           });
           plans.put(a, IlpPlannerBridge.plan(problem, warm, opts));
@@ -207,7 +207,7 @@ public final class PlanCommand implements Callable<Integer> {
     List<RoutingTrace> routing = new ArrayList<>();
     for (Trace t : ts) if (t instanceof RoutingTrace r) routing.add(r);
     StringBuilder sb = new StringBuilder();
-    sb.append(String.format(Locale.ROOT, "%-8s %-22s %7s %8s %8s %15s %15s %9s %9s %9s%n",
+    sb.append(String.format(Locale.ROOT, "%-8s %-34s %7s %8s %9s %16s %16s %9s %9s %9s%n",
         "algo", "status", "plan s", "bal mean", "bal worst", "x-GPU trans", "x-node trans", "NVLink GB", "net GB", "a2a ms"));
     long work = (long) plans.size() * routing.size() * problem.layers();
     long tokens = routing.stream().mapToLong(RoutingTrace::tokens).sum();
@@ -235,7 +235,7 @@ public final class PlanCommand implements Callable<Integer> {
           nt = String.format(Locale.ROOT, "%.3f", inter / 1e9);
           ms = String.format(Locale.ROOT, "%.2f", sec * 1e3);
         }
-        sb.append(String.format(Locale.ROOT, "%-8s %-22s %7.2f %8.3f %8.3f %15s %15s %9s %9s %9s%n",
+        sb.append(String.format(Locale.ROOT, "%-8s %-34s %7.2f %8.3f %9.3f %16s %16s %9s %9s %9s%n",
             e.getKey(), status, r.seconds(), s.meanBalancedness(), s.worstBalancedness(), xg, xn, nv, nt, ms));
       }
     }
