@@ -13,6 +13,7 @@ import io.moeyard.placement.model.PlacementProblem;
 import io.moeyard.placement.model.PlanReport;
 import io.moeyard.placement.plan.Planners;
 import io.moeyard.placement.plan.Problems;
+import io.moeyard.placement.trace.ModelPreset;
 import io.moeyard.placement.trace.RoutingTrace;
 import io.moeyard.placement.trace.Trace;
 import io.moeyard.placement.trace.Traces;
@@ -60,9 +61,15 @@ public final class PlanCommand implements Callable<Integer> {
           + " a multiple of G, at least E. Default: the smallest multiple of G that holds every expert.")
   Integer replicas;
 
-  @Option(names = "--groups", paramLabel = "g", defaultValue = "1",
-      description = "Expert groups for EPLB; hierarchical (groups -> nodes -> GPUs) iff groups %% nodes == 0, else global (default ${DEFAULT-VALUE}).")
-  int groups;
+  @Option(names = "--groups", paramLabel = "g",
+      description = "Expert groups for EPLB; hierarchical (groups -> nodes -> GPUs) iff groups %% nodes == 0, else global"
+          + " (default 1, or the --preset's).")
+  Integer groupsOption;
+
+  @Option(names = "--preset", paramLabel = "NAME",
+      description = "Model shape (deepseek-v3, qwen3-30b-a3b, ..., see trace synth): default --hidden and --groups from it,"
+          + " and check that the traces have its layers and experts.")
+  String preset;
 
   @Option(names = "--experts", paramLabel = "E", defaultValue = "0",
       description = "Logical experts per layer; ids outside [0, E) are an error. Default: largest id in the traces + 1.")
@@ -92,9 +99,14 @@ public final class PlanCommand implements Callable<Integer> {
   @Option(names = "--eval-trace", paramLabel = "FILE", description = "Also score the plans on this trace, which they were not planned on; repeatable.")
   List<Path> evalTraces = new ArrayList<>();
 
-  @Option(names = "--hidden", paramLabel = "H", defaultValue = "" + Network.DEFAULT_HIDDEN,
-      description = "Hidden size for dispatch bytes (BF16 rows) (default ${DEFAULT-VALUE}).")
-  int hidden;
+  @Option(names = "--hidden", paramLabel = "H",
+      description = "Hidden size for dispatch bytes (BF16 rows) (default " + Network.DEFAULT_HIDDEN + ", or the --preset's).")
+  Integer hiddenOption;
+
+  /** Effective values once --preset is applied. */
+  private int groups;
+
+  private int hidden;
 
   @Option(names = "--nvlink-gbps", paramLabel = "GB/s", defaultValue = "" + Network.DEFAULT_NVLINK_GBPS,
       description = "Intra-node bandwidth per GPU and direction, GB/s (default ${DEFAULT-VALUE}, DeepEP's H800 NVLink figure).")
@@ -121,7 +133,11 @@ public final class PlanCommand implements Callable<Integer> {
     if (replicas != null && replicas % gpus != 0) {
       throw new BadInput("--replicas " + replicas + " is not a multiple of --gpus " + gpus + " (P is the total slot count)");
     }
+    ModelPreset model = preset == null ? null : ModelPreset.byId(preset);
+    groups = groupsOption != null ? groupsOption : model != null ? model.groups : 1;
+    hidden = hiddenOption != null ? hiddenOption : model != null ? model.hidden : Network.DEFAULT_HIDDEN;
     if (groups <= 0) throw new BadInput("--groups must be positive, got " + groups);
+    if (hidden <= 0) throw new BadInput("--hidden must be positive, got " + hidden);
     if (experts < 0) throw new BadInput("--experts must be positive, got " + experts);
     if (!(timeLimit > 0)) throw new BadInput("--time-limit must be > 0 seconds, got " + timeLimit);
     if (workers < 0) throw new BadInput("--workers must be >= 0, got " + workers);
@@ -133,8 +149,12 @@ public final class PlanCommand implements Callable<Integer> {
     Network net = new Network(nodes, hidden, 2, nvlinkGbps, netGbps);
     if (!compare && alg.equals("ilp") && !IlpPlannerBridge.available()) throw new BadInput(IlpPlannerBridge.UNAVAILABLE);
 
-    List<Trace> planTraces = Traces.load(traces, experts);
+    List<Trace> planTraces = Traces.load(traces, experts > 0 ? experts : model != null ? model.experts : 0);
     int E = planTraces.get(0).experts();
+    if (model != null && (E != model.experts || planTraces.get(0).layers() != model.layers)) {
+      throw new BadInput("traces have " + planTraces.get(0).layers() + " layers x " + E + " experts, preset " + model.id
+          + " has " + model.layers + " x " + model.experts);
+    }
     int P = replicas != null ? replicas : ((E + gpus - 1) / gpus) * gpus;
     if (P < E) throw new BadInput("--replicas " + P + " gives fewer slots than the " + E + " experts");
     if (groups % nodes == 0 && E % groups != 0) {
@@ -155,7 +175,8 @@ public final class PlanCommand implements Callable<Integer> {
       switch (a) {
         case "trivial" -> plans.put(a, Planners.timed("heuristic", () -> Planners.trivial(problem)));
         case "eplb" -> {
-          PlanReport r = Planners.timed("heuristic", () -> Planners.eplb(problem, groups));
+          int g = groups;
+          PlanReport r = Planners.timed("heuristic", () -> Planners.eplb(problem, g));
           eplb = r.placement();
           plans.put(a, r);
         }
@@ -237,6 +258,13 @@ public final class PlanCommand implements Callable<Integer> {
         }
         sb.append(String.format(Locale.ROOT, "%-8s %-34s %7.2f %8.3f %9.3f %16s %16s %9s %9s %9s%n",
             e.getKey(), status, r.seconds(), s.meanBalancedness(), s.worstBalancedness(), xg, xn, nv, nt, ms));
+      }
+    }
+    for (Map.Entry<String, PlanReport> e : plans.entrySet()) {
+      PlanReport r = e.getValue();
+      if (!Double.isNaN(r.objective())) {
+        sb.append(String.format(Locale.ROOT, "%s: objective %.6g, bound %.6g, gap %.2f%% (%s)%n",
+            e.getKey(), r.objective(), r.bound(), 100 * r.gap(), r.status()));
       }
     }
     if (!problem.hasAffinity()) sb.append("(load-only traces: no transitions or dispatch bytes)\n");

@@ -39,7 +39,7 @@ public final class TraceSynthCommand implements Callable<Integer> {
   @Option(names = "--tokens", paramLabel = "N", defaultValue = "8192", description = "Tokens (default ${DEFAULT-VALUE}).")
   int tokens;
 
-  @Option(names = "--skew", paramLabel = "S", defaultValue = "0.6",
+  @Option(names = "--skew", paramLabel = "S", defaultValue = "0.4",
       description = "Zipf exponent of expert popularity; 0 = uniform (default ${DEFAULT-VALUE}).")
   double skew;
 

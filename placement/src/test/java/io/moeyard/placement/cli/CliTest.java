@@ -91,6 +91,19 @@ class CliTest {
   }
 
   @Test
+  void hierarchicalEplbThroughTheCliMatchesTheLibrary() throws IOException {
+    Run r = plan("--gpus", "4", "--nodes", "2", "--replicas", "24", "--groups", "4", "--algorithm", "eplb");
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.out().contains("groups 4"), r.out());
+    JsonNode j = new ObjectMapper().readTree(out.toFile()).get("physical_to_logical_map");
+    var t = io.moeyard.placement.trace.Traces.load(trace, 0);
+    int[][] expected = io.moeyard.placement.eplb.Eplb.rebalance(t.loads(), 24, 4, 2, 4).phy2log();
+    for (int l = 0; l < expected.length; l++) {
+      for (int p = 0; p < 24; p++) assertEquals(expected[l][p], j.get(l).get(p).asInt(), "layer " + l + " slot " + p);
+    }
+  }
+
+  @Test
   void traceStats() {
     Run r = run(new TraceCommand(), "stats", trace.toString(), "--top", "2");
     assertEquals(0, r.code(), r.err());
@@ -121,6 +134,7 @@ class CliTest {
         "no such file");
     expectBad(run(new PlanCommand(), "--trace", trace.toString(), "--gpus", "4", "--out", dir.resolve("no/dir/p.json").toString()),
         "does not exist");
+    expectBad(plan("--gpus", "4", "--preset", "deepseek-v3"), "preset deepseek-v3 has 58 x 256");
     expectBad(run(new TraceCommand(), "stats", empty.toString()), "empty");
     expectBad(run(new TraceCommand(), "synth", "--layers", "2", "--out", dir.resolve("s.npy").toString()), "--preset NAME or all of");
     expectBad(run(new TraceCommand(), "synth", "--preset", "nope", "--out", dir.resolve("s.npy").toString()), "unknown preset");
