@@ -21,12 +21,15 @@
  * <p>Ties. EPLB sorts with torch's default, unstable sort, whose order among equal weights depends
  * on the torch build and the CPU: libstdc++'s introsort (stable up to 16 items, not beyond) or,
  * in x86 builds with x86-simd-sort, a vectorised quicksort. No single order is "EPLB's", so ties
- * go by index, which is what {@code sort(stable=True)} gives and what every build gives for up to
+ * go by index, which is what {@code sort(stable=True)} gives and what libstdc++ gives for up to
  * 16 items. Checked against eplb.py itself (the recorded cases in the tests): identical
  * {@code phy2log} and {@code logcnt} for distinct weights with the unmodified code, and identical
  * {@code phy2log}, {@code log2phy} and {@code logcnt} with many ties against its stable-sort
  * variant. Tied items have equal weight, so a different tie order moves labels, never load:
- * balancedness is the same either way. For the same reason EPLB's {@code log2phy} may list an
+ * balancedness is the same either way. Ties are common in real traces (an expert's replicas always
+ * tie, token counts often do): on the ESFT traces (80 slots, 16 GPUs) this code equals the
+ * stable-sort eplb.py in all 26 layers and torch 1.13's default order in 8 to 12 of them, with
+ * identical balancedness. For the same reason EPLB's {@code log2phy} may list an
  * expert's replicas in another order (replicas of one expert always tie).
  *
  * <p>Robust planning over several traces hands EPLB the sum of the loads: that is what a user who
