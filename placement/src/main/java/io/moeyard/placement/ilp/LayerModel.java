@@ -192,6 +192,110 @@ final class LayerModel {
     return cost(out) <= cost(row) ? out : row.clone();
   }
 
+  /** Local affinity weight an expert earns with replica counts {@code ne[g]} (transition terms only). */
+  private long expertGain(int e, int[] ne, List<Special> sp) {
+    long s = 0;
+    boolean[] node = new boolean[nodes];
+    for (int g = 0; g < gpus; g++) {
+      if (ne[g] > 0) {
+        s += wg[e][g];
+        node[g / gpn] = true;
+      }
+    }
+    for (int k = 0; k < nodes; k++) if (node[k]) s += wn[e][k];
+    for (Special x : sp) {
+      boolean hg = false, hn = false;
+      for (int g = 0; g < gpus; g++) {
+        if (ne[g] > 0) {
+          hg |= x.gmask()[g];
+          hn |= x.nmask()[g / gpn];
+        }
+      }
+      if (hg) s += x.c() * tuning.gpuWeight();
+      if (hn) s += x.c() * tuning.nodeWeight();
+    }
+    return s;
+  }
+
+  /**
+   * Pairwise-swap hill climbing on the transition terms, keeping every workload's scaled GPU load at
+   * or under {@code cap}: a cheap improvement of the hint before CP-SAT (first improvement, random
+   * order, until a full pass finds nothing or the deadline passes). Returns a row never worse under
+   * {@link #cost}.
+   */
+  int[] localSearch(int[] start, long cap, long deadlineNanos, long seed) {
+    if (!hasAffinity) return start.clone();
+    int[] row = start.clone();
+    int[][] n = counts(row);
+    int W = q.length;
+    long[][] load = new long[W][gpus];
+    for (int w = 0; w < W; w++) for (int p = 0; p < slots; p++) load[w][p / spg] += q[w][row[p]];
+    @SuppressWarnings("unchecked")
+    List<Special>[] sp = new List[experts];
+    for (int e = 0; e < experts; e++) sp[e] = new ArrayList<>();
+    for (Special s : specials) sp[s.e()].add(s);
+    long[] gain = new long[experts];
+    for (int e = 0; e < experts; e++) gain[e] = expertGain(e, n[e], sp[e]);
+    java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+    int[] order = new int[slots];
+    for (int i = 0; i < slots; i++) order[i] = i;
+    boolean improved = true;
+    int passes = 0;
+    while (improved && System.nanoTime() < deadlineNanos) {
+      improved = false;
+      passes++;
+      for (int i = slots - 1; i > 0; i--) {
+        int j = rnd.nextInt(i + 1);
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+      }
+      for (int ii = 0; ii < slots; ii++) {
+        if ((ii & 15) == 0 && System.nanoTime() >= deadlineNanos) break;
+        int p1 = order[ii];
+        int g1 = p1 / spg;
+        for (int p2 = 0; p2 < slots; p2++) {
+          int g2 = p2 / spg;
+          if (g2 == g1) continue;
+          int e1 = row[p1], e2 = row[p2];
+          if (e1 == e2) continue;
+          boolean ok = true;
+          for (int w = 0; w < W && ok; w++) {
+            long d = q[w][e2] - q[w][e1];
+            ok = load[w][g1] + d <= cap && load[w][g2] - d <= cap;
+          }
+          if (!ok) continue;
+          long before = gain[e1] + gain[e2];
+          n[e1][g1]--;
+          n[e1][g2]++;
+          n[e2][g2]--;
+          n[e2][g1]++;
+          long a1 = expertGain(e1, n[e1], sp[e1]), a2 = expertGain(e2, n[e2], sp[e2]);
+          if (a1 + a2 > before) {
+            gain[e1] = a1;
+            gain[e2] = a2;
+            row[p1] = e2;
+            row[p2] = e1;
+            for (int w = 0; w < W; w++) {
+              long d = q[w][e2] - q[w][e1];
+              load[w][g1] += d;
+              load[w][g2] -= d;
+            }
+            improved = true;
+            break;
+          }
+          n[e1][g1]++;
+          n[e1][g2]--;
+          n[e2][g2]++;
+          n[e2][g1]--;
+        }
+      }
+    }
+    // normalise slot order within GPUs and keep the better row under the exact cost
+    for (int g = 0; g < gpus; g++) java.util.Arrays.sort(row, g * spg, (g + 1) * spg);
+    return cost(row) <= cost(start) ? row : start.clone();
+  }
+
   /**
    * Solves the layer. {@code minimizeMax}: objective is the worst scaled GPU load (balance only);
    * otherwise the affinity cost, with every workload's scaled GPU load capped at {@code cap}.

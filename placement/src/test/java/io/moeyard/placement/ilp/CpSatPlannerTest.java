@@ -185,4 +185,32 @@ class CpSatPlannerTest {
     long[][] s = {{1, 9, 3}, {8, 2, 1}, {4, 4, 7}};
     assertArrayEquals(new int[] {1, 0, 2}, Hungarian.maximize(s));
   }
+
+  @Test
+  void relabellingRecoversAGpuPermutation() {
+    // layer 1 = layer 0 with GPUs shuffled; transitions are the identity (expert i -> i), so the best
+    // relabelling puts every GPU's contents back and makes every transition local
+    int E = 16, G = 8, P = 16;
+    int[] from = new int[E], to = new int[E];
+    long[] c = new long[E];
+    for (int i = 0; i < E; i++) {
+      from[i] = i;
+      to[i] = i;
+      c[i] = 10 + i;
+    }
+    int[] row0 = new int[P];
+    for (int p = 0; p < P; p++) row0[p] = p;
+    int[] perm = {3, 7, 0, 5, 1, 6, 2, 4};
+    int[] row1 = new int[P];
+    for (int g = 0; g < G; g++) System.arraycopy(row0, g * 2, row1, perm[g] * 2, 2);
+    int[] cnt = new int[E];
+    java.util.Arrays.fill(cnt, 1);
+    double[][] loads = new double[1][E];
+    LayerModel m = new LayerModel(E, G, 2, P, cnt, loads,
+        List.of(new LayerModel.Neighbor(row0, new PairCounts(from, to, c), true)), null, CpSatTuning.defaults());
+    assertTrue(m.cost(row1) > 0);
+    int[] rel = m.relabel(row1);
+    assertEquals(0, m.cost(rel));
+    assertArrayEquals(row0, rel);
+  }
 }

@@ -95,7 +95,7 @@ class IlpBenchTest {
     header();
     row("eplb", p, eplb, null);
     PlanReport relabel = CpSatPlanner.plan(p, eplb, options(0.2), tuning);
-    row("eplb+relabel (ilp, no CP-SAT time)", p, relabel.placement(), relabel);
+    row("eplb+relabel+swaps (ilp, 0.2 s: no CP-SAT)", p, relabel.placement(), relabel);
     PlanReport ilp = CpSatPlanner.plan(p, eplb, options(seconds), tuning);
     row("ilp " + (int) seconds + " s, " + workers + " workers", p, ilp.placement(), ilp);
     PlanMetrics.Traffic te = PlanMetrics.transitions(eplb, p.transitions(), p.nodes());
@@ -137,6 +137,34 @@ class IlpBenchTest {
         out(String.format(Locale.ROOT, "| %s | %+.4f | %+.1f%% | %+.1f%% | %.1f%% |", spec,
             PlanMetrics.meanBalancedness(r.placement(), p.loads()[0]) - be, 100.0 * (ti.crossGpu() - te.crossGpu()) / te.crossGpu(),
             100.0 * (ti.crossNode() - te.crossNode()) / te.crossNode(), 100 * r.gap()));
+      }
+      flush();
+    }
+    if (which.contains("layer")) {
+      // how one layer's sub-problem converges with time (prev layer = the relabelled EPLB plan)
+      List<int[][][]> t = esft();
+      PlacementProblem p = TraceBuilder.summed(TraceBuilder.problem(t, 26, 64, 16, 2, 80, true));
+      Placement eplb = Eplb.rebalance(p.loads()[0], 80, 1, 2, 16);
+      Placement rel = CpSatPlanner.plan(p, eplb, options(0.2), tuning).placement();
+      int l = 13;
+      int[] cnt = new int[64];
+      for (int e : eplb.phy2log()[l]) cnt[e]++;
+      LayerModel m = new LayerModel(64, 16, 2, 80, cnt, new double[][] {p.loads()[0][l]},
+          List.of(new LayerModel.Neighbor(rel.phy2log()[l - 1], p.transitions()[l - 1], true)), null, tuning);
+      int[] hint = m.relabel(eplb.phy2log()[l]);
+      long cap = (long) Math.floor(m.maxScaledLoad(eplb.phy2log()[l]) * (1 + tuning.balanceSlack()));
+      out("layer " + l + ": hint cost " + m.cost(hint) + ", eplb cost " + m.cost(eplb.phy2log()[l]) + ", rel cost " + m.cost(rel.phy2log()[l]));
+      long ls0 = System.nanoTime();
+      int[] ls = m.localSearch(hint, cap, System.nanoTime() + 5_000_000_000L, 1);
+      out(String.format(Locale.ROOT, "  swap local search: cost %d in %.3f s", m.cost(ls), (System.nanoTime() - ls0) / 1e9));
+      hint = ls;
+      for (double s : new double[] {1, 3, 10}) {
+        for (int wk : new int[] {1, 2}) {
+          long t0 = System.nanoTime();
+          LayerModel.Result r = m.solve(hint, false, cap, s, wk, 1);
+          out(String.format(Locale.ROOT, "  %.0f s %d workers: %s cost %.0f bound %.0f (%.1f s)", s, wk, r.status(), r.objective(), r.bound(),
+              (System.nanoTime() - t0) / 1e9));
+        }
       }
       flush();
     }
