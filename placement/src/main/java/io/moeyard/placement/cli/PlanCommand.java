@@ -99,6 +99,9 @@ public final class PlanCommand implements Callable<Integer> {
   @Option(names = "--eval-trace", paramLabel = "FILE", description = "Also score the plans on this trace, which they were not planned on; repeatable.")
   List<Path> evalTraces = new ArrayList<>();
 
+  @Option(names = "--per-layer", description = "After the summary, one row per layer and algorithm.")
+  boolean perLayer;
+
   @Option(names = "--hidden", paramLabel = "H",
       description = "Hidden size for dispatch bytes (BF16 rows) (default " + Network.DEFAULT_HIDDEN + ", or the --preset's).")
   Integer hiddenOption;
@@ -228,6 +231,7 @@ public final class PlanCommand implements Callable<Integer> {
     List<RoutingTrace> routing = new ArrayList<>();
     for (Trace t : ts) if (t instanceof RoutingTrace r) routing.add(r);
     StringBuilder sb = new StringBuilder();
+    StringBuilder layers = new StringBuilder();
     sb.append(String.format(Locale.ROOT, "%-8s %-34s %7s %8s %9s %16s %16s %9s %9s %9s%n",
         "algo", "status", "plan s", "bal mean", "bal worst", "x-GPU trans", "x-node trans", "NVLink GB", "net GB", "a2a ms"));
     long work = (long) plans.size() * routing.size() * problem.layers();
@@ -243,6 +247,8 @@ public final class PlanCommand implements Callable<Integer> {
           xg = String.format(Locale.ROOT, "%.0f (%.1f%%)", s.crossGpu(), 100 * s.crossGpuFraction());
           xn = String.format(Locale.ROOT, "%.0f (%.1f%%)", s.crossNode(), 100 * s.crossNodeFraction());
         }
+        long[] layerIntra = new long[problem.layers()], layerInter = new long[problem.layers()];
+        double[] layerSec = new double[problem.layers()];
         if (!routing.isEmpty()) {
           long intra = 0, inter = 0;
           double sec = 0;
@@ -251,6 +257,11 @@ public final class PlanCommand implements Callable<Integer> {
             intra += d.intraBytes();
             inter += d.interBytes();
             sec += d.seconds();
+            for (int l = 0; l < problem.layers(); l++) {
+              layerIntra[l] += d.layers()[l].intraBytes();
+              layerInter[l] += d.layers()[l].interBytes();
+              layerSec[l] += d.layers()[l].seconds();
+            }
           }
           nv = String.format(Locale.ROOT, "%.3f", intra / 1e9);
           nt = String.format(Locale.ROOT, "%.3f", inter / 1e9);
@@ -258,7 +269,24 @@ public final class PlanCommand implements Callable<Integer> {
         }
         sb.append(String.format(Locale.ROOT, "%-8s %-34s %7.2f %8.3f %9.3f %16s %16s %9s %9s %9s%n",
             e.getKey(), status, r.seconds(), s.meanBalancedness(), s.worstBalancedness(), xg, xn, nv, nt, ms));
+        if (perLayer) {
+          for (var c : s.layers()) {
+            boolean hasT = c.transitions() > 0, hasD = !routing.isEmpty();
+            layers.append(String.format(Locale.ROOT, "%-8s %5d %8.3f %9.3f %10s %10s %10s %10s %9s%n", e.getKey(), c.layer(),
+                c.meanBalancedness(), c.worstBalancedness(),
+                hasT ? String.format(Locale.ROOT, "%.1f%%", 100 * c.crossGpu() / c.transitions()) : "-",
+                hasT ? String.format(Locale.ROOT, "%.1f%%", 100 * c.crossNode() / c.transitions()) : "-",
+                hasD ? String.format(Locale.ROOT, "%.1f", layerIntra[c.layer()] / 1e6) : "-",
+                hasD ? String.format(Locale.ROOT, "%.1f", layerInter[c.layer()] / 1e6) : "-",
+                hasD ? String.format(Locale.ROOT, "%.3f", layerSec[c.layer()] * 1e3) : "-"));
+          }
+        }
       }
+    }
+    if (perLayer) {
+      sb.append(String.format(Locale.ROOT, "%n%-8s %5s %8s %9s %10s %10s %10s %10s %9s%n",
+          "algo", "layer", "bal mean", "bal worst", "x-GPU ->", "x-node ->", "NVLink MB", "net MB", "a2a ms"));
+      sb.append(layers).append('\n');
     }
     for (Map.Entry<String, PlanReport> e : plans.entrySet()) {
       PlanReport r = e.getValue();

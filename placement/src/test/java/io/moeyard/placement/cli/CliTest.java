@@ -55,8 +55,12 @@ class CliTest {
 
   @Test
   void compareWritesThePlanAndTheTable() throws IOException {
-    Run r = plan("--gpus", "4", "--nodes", "2", "--replicas", "20", "--compare", "--format", "eplb");
+    Run r = plan("--gpus", "4", "--nodes", "2", "--replicas", "20", "--compare", "--format", "eplb", "--per-layer",
+        "--time-limit", "2", "--workers", "1");
     assertEquals(0, r.code(), r.err());
+    // 3 algorithms x 4 layers of per-layer rows under their header.
+    assertTrue(r.out().contains("x-node ->"), r.out());
+    assertEquals(12, r.out().lines().filter(l -> l.matches("(trivial|eplb|ilp)\\s+\\d+\\s+.*")).count(), r.out());
     assertTrue(r.out().contains("trivial") && r.out().contains("eplb"), r.out());
     JsonNode j = new ObjectMapper().readTree(out.toFile());
     assertEquals(4, j.get("phy2log").size());
