@@ -88,7 +88,10 @@ class CliTest {
   void loadOnlyTraceWorksForEplb() throws IOException {
     Path lc = dir.resolve("lc.json");
     Files.writeString(lc, "{\"logical_count\": [[5, 1, 1, 1], [1, 1, 1, 9]]}");
-    Run r = run(new PlanCommand(), "--trace", lc.toString(), "--gpus", "2", "--replicas", "6", "--compare", "--out", out.toString());
+    Run r = run(new PlanCommand(), "--trace", lc.toString(), "--gpus", "2", "--replicas", "6", "--compare", "--time-limit", "2",
+        "--workers", "1", "--out", out.toString());
+    // ilp runs without affinity terms on a load-only trace and still writes its row.
+    assertTrue(r.out().lines().anyMatch(l -> l.startsWith("ilp ")) || !IlpPlannerBridge.available(), r.out());
     assertEquals(0, r.code(), r.err());
     assertTrue(r.out().contains("load-only"), r.out());
     assertTrue(Files.exists(out));
