@@ -96,18 +96,27 @@ public final class CpSatPlanner {
     double[] layerObj = new double[L], layerBound = new double[L];
     String[] layerStatus = new String[L];
     boolean[] layerAffinity = new boolean[L];
+    long[] caps = new long[L];
     boolean affinity = problem.hasAffinity() || hasCoact(problem, tuning);
     double passEnd = tuning.refineFraction() > 0 && affinity ? 1 - tuning.refineFraction() : 1;
     long fwdDeadline = t0 + (long) ((deadline - t0) * passEnd);
 
+    boolean cpSat = true;
+    int unknownRun = 0;
     for (int l = 0; l < L; l++) {
       List<LayerModel.Neighbor> nbs = new ArrayList<>();
       if (l > 0 && problem.transitions() != null) nbs.add(new LayerModel.Neighbor(rows[l - 1], problem.transitions()[l - 1], true));
       LayerModel model = new LayerModel(E, G, N, P, cnt[l], loads[l], nbs, coact(problem, l), tuning);
       double budget = Math.max(0, (fwdDeadline - System.nanoTime()) / 1e9 / (L - l));
-      LayerOutcome out = solveLayer(model, base[l], warmRows[l], robust, tuning, budget, workers, options.seed() + l);
+      LayerOutcome out = solveLayer(model, base[l], warmRows[l], robust, tuning, budget, workers, options.seed() + l, cpSat);
+      if (model.hasAffinity) unknownRun = out.status.endsWith("UNKNOWN") ? unknownRun + 1 : 0;
+      if (cpSat && unknownRun >= 3) {
+        cpSat = false;
+        progress.accept("ilp: CP-SAT found no solution in 3 layers' share of the time in a row; swap search only from here on");
+      }
       rows[l] = out.row;
       layerAffinity[l] = model.hasAffinity;
+      caps[l] = out.cap;
       layerObj[l] = out.objective;
       layerBound[l] = out.bound;
       layerStatus[l] = out.status;
@@ -115,11 +124,25 @@ public final class CpSatPlanner {
           l + 1, L, out.status, out.objective, out.bound, out.hintObjective, (System.nanoTime() - t0) / 1e9));
     }
 
-    // refinement sweeps: each layer again with both neighbours fixed (only the affinity cost moves)
+    int[][] forward = new int[L][];
+    for (int l = 0; l < L; l++) forward[l] = rows[l].clone();
+    if (affinity && (!robust || !tuning.robustReplication())) {
+      // the forward pass re-places layer by layer; should the warm start still be better as a whole,
+      // refine from it instead (same replica counts)
+      long fwdCost = totalCost(problem, rows, cnt, tuning), warmCost = totalCost(problem, warmRows, null, tuning);
+      if (warmCost < fwdCost) {
+        progress.accept("ilp: the warm start (cost " + warmCost + ") beats the forward pass (" + fwdCost + "); refining the warm start");
+        for (int l = 0; l < L; l++) rows[l] = warmRows[l].clone();
+      }
+    }
+    // refinement sweeps: each layer again with both neighbours fixed (only the affinity cost moves),
+    // swap local search then CP-SAT; each sweep takes half of the time left, so several run
     int sweeps = 0;
-    if (affinity && passEnd < 1) {
+    if (affinity) {
       while (System.nanoTime() < deadline - 50_000_000L) {
         long before = totalCost(problem, rows, cnt, tuning);
+        long now = System.nanoTime();
+        long sweepEnd = deadline - now < 2_000_000_000L ? deadline : now + (deadline - now) / 2;
         for (int l = 0; l < L && System.nanoTime() < deadline - 50_000_000L; l++) {
           List<LayerModel.Neighbor> nbs = new ArrayList<>();
           if (problem.transitions() != null) {
@@ -128,9 +151,15 @@ public final class CpSatPlanner {
           }
           LayerModel model = new LayerModel(E, G, N, P, cnt[l], loads[l], nbs, coact(problem, l), tuning);
           if (!model.hasAffinity) continue;
-          double budget = Math.max(0, (deadline - System.nanoTime()) / 1e9 / (L - l));
-          long cap = capFor(model, rows[l], base[l], warmRows[l], robust, tuning);
-          LayerModel.Result r = model.solve(rows[l], false, cap, budget, workers, options.seed() + 1000 * (sweeps + 1) + l);
+          double budget = Math.max(0, (sweepEnd - System.nanoTime()) / 1e9 / (L - l));
+          long cap = Math.max(caps[l], model.maxScaledLoad(rows[l]));
+          long ts = System.nanoTime();
+          long seed = options.seed() + 1000L * (sweeps + 1) + l;
+          double lsShare = cpSat ? LOCAL_SEARCH_SHARE : 1.0;
+          rows[l] = model.localSearch(rows[l], cap, ts + (long) (Math.max(budget * lsShare, 0.005) * 1e9), seed);
+          budget -= (System.nanoTime() - ts) / 1e9;
+          if (!cpSat || budget <= 0.05) continue;
+          LayerModel.Result r = model.solve(rows[l], false, cap, budget, workers, (int) seed);
           if (r.row() != null && model.cost(r.row()) < model.cost(rows[l]) && model.maxScaledLoad(r.row()) <= cap) {
             rows[l] = r.row();
           }
@@ -155,9 +184,25 @@ public final class CpSatPlanner {
         status = "WARM_START";
       }
       objective = ours;
-      double b = 0;
-      for (int l = 0; l < L; l++) if (layerAffinity[l] && !Double.isNaN(layerBound[l])) b += layerBound[l];
-      bound = sweeps > 0 ? Double.NaN : Math.min(b, objective);
+      {
+        int[][] rowsOut = plan.phy2log();
+        int[][] cntOut = new int[L][];
+        for (int l = 0; l < L; l++) cntOut[l] = countsOf(rowsOut[l], E);
+        // per layer: the best cost of its terms with the previous layer as finally placed; CP-SAT's
+        // bound where that previous layer did not move after the forward pass, else the relaxed one
+        double b = 0;
+        for (int l = 0; l < L; l++) {
+          List<LayerModel.Neighbor> nbs = new ArrayList<>();
+          if (l > 0 && problem.transitions() != null) nbs.add(new LayerModel.Neighbor(rowsOut[l - 1], problem.transitions()[l - 1], true));
+          LayerModel model = new LayerModel(E, G, N, P, cntOut[l], new double[1][E], nbs, coact(problem, l), tuning);
+          double lb = model.relaxedBound();
+          if (layerAffinity[l] && !Double.isNaN(layerBound[l]) && (l == 0 || Arrays.equals(rowsOut[l - 1], forward[l - 1]))) {
+            lb = Math.max(lb, layerBound[l]);
+          }
+          b += lb;
+        }
+        bound = Math.min(b, objective);
+      }
     } else {
       objective = 0;
       bound = 0;
@@ -177,14 +222,14 @@ public final class CpSatPlanner {
   /** Share of a layer's budget the swap local search may use before CP-SAT (it usually converges far sooner). */
   static final double LOCAL_SEARCH_SHARE = 0.25;
 
-  private record LayerOutcome(int[] row, double objective, double bound, String status, double hintObjective) {}
+  private record LayerOutcome(int[] row, double objective, double bound, String status, double hintObjective, long cap) {}
 
   /**
    * One layer of the forward pass. Objective units: affinity cost in weighted tokens when the layer
    * has affinity terms; otherwise the worst max/mean GPU load ratio.
    */
   private static LayerOutcome solveLayer(LayerModel model, int[] base, int[] warmRow, boolean robust, CpSatTuning tuning,
-      double budget, int workers, int seed) {
+      double budget, int workers, int seed, boolean useCpSat) {
     int[] hint = model.relabel(base);
     boolean minMaxPhase = robust || !model.hasAffinity;
     String status = "HINT";
@@ -202,22 +247,28 @@ public final class CpSatPlanner {
     if (!model.hasAffinity) {
       double obj = model.maxScaledLoad(hint) / (double) LayerModel.MEAN;
       double bound = Double.isNaN(minMaxBound) ? 1.0 : Math.max(1.0, minMaxBound / LayerModel.MEAN);
-      return new LayerOutcome(hint, obj, Math.min(bound, obj), status, Double.NaN);
+      return new LayerOutcome(hint, obj, Math.min(bound, obj), status, Double.NaN,
+          capFor(model, hint, base, warmRow, robust, tuning));
     }
     long cap = capFor(model, hint, base, warmRow, robust, tuning);
     long relabelCost = model.cost(hint);
+    long relaxed = model.relaxedBound();
     long t = System.nanoTime();
-    hint = model.localSearch(hint, cap, t + (long) (budget * LOCAL_SEARCH_SHARE * 1e9), seed);
+    double lsShare = useCpSat ? LOCAL_SEARCH_SHARE : 1.0;
+    hint = model.localSearch(hint, cap, t + (long) (budget * lsShare * 1e9), seed);
     budget -= (System.nanoTime() - t) / 1e9;
     long hintCost = model.cost(hint);
-    if (budget > 0.02) {
+    status = "SWAPS";
+    if (useCpSat && budget > 0.02) {
       LayerModel.Result r = model.solve(hint, false, cap, budget, workers, seed);
+      double bound = Double.isNaN(r.bound()) ? relaxed : Math.max(relaxed, r.bound());
       if (r.row() != null && model.cost(r.row()) <= hintCost && model.maxScaledLoad(r.row()) <= cap) {
-        return new LayerOutcome(r.row(), model.cost(r.row()), r.bound(), r.status(), relabelCost);
+        long c = model.cost(r.row());
+        return new LayerOutcome(r.row(), c, Math.min(bound, c), r.status(), relabelCost, cap);
       }
-      return new LayerOutcome(hint, hintCost, Double.isNaN(r.bound()) ? 0 : Math.min(r.bound(), hintCost), status + "/" + r.status(), relabelCost);
+      return new LayerOutcome(hint, hintCost, Math.min(bound, hintCost), status + "/" + r.status(), relabelCost, cap);
     }
-    return new LayerOutcome(hint, hintCost, 0, status, relabelCost);
+    return new LayerOutcome(hint, hintCost, Math.min(relaxed, hintCost), status, relabelCost, cap);
   }
 
   /**

@@ -192,6 +192,32 @@ final class LayerModel {
     return cost(out) <= cost(row) ? out : row.clone();
   }
 
+  /**
+   * A valid lower bound on {@link #cost} that needs no solver: every expert takes its best GPUs
+   * (its replica count of them) and best nodes regardless of capacity and balance; replicated pairs
+   * and co-activation pairs count as local.
+   */
+  long relaxedBound() {
+    long gain = 0;
+    for (int e = 0; e < experts; e++) {
+      if (cnt[e] == 1) {
+        long best = 0;
+        for (int g = 0; g < gpus; g++) best = Math.max(best, wg[e][g] + wn[e][g / gpn]);
+        gain += best;
+      } else {
+        long[] a = wg[e].clone();
+        java.util.Arrays.sort(a);
+        for (int i = 0; i < Math.min(cnt[e], gpus); i++) gain += a[gpus - 1 - i];
+        long[] b = wn[e].clone();
+        java.util.Arrays.sort(b);
+        for (int i = 0; i < Math.min(cnt[e], nodes); i++) gain += b[nodes - 1 - i];
+      }
+    }
+    for (Special s : specials) gain += s.c() * (tuning.gpuWeight() + tuning.nodeWeight());
+    for (long c : coC) gain += c * (tuning.coactGpuWeight() + tuning.coactNodeWeight());
+    return Math.max(0, constCost - gain);
+  }
+
   /** Local affinity weight an expert earns with replica counts {@code ne[g]} (transition terms only). */
   private long expertGain(int e, int[] ne, List<Special> sp) {
     long s = 0;
