@@ -23,6 +23,8 @@ import picocli.CommandLine.Option;
     name = "bench",
     mixinStandardHelpOptions = true,
     description = {
+      "The all-to-all benchmark: fused vs unfused dispatch and combine vs a plain copy, verified.",
+      "",
       "Runs dispatch and combine, fused and unfused, on random routing; verifies them against each other and a",
       "naive reference; prints median time, GB/s (DeepEP's bytes received per rank: one row per token-rank pair,",
       "self included), the fused/unfused ratio and the roofline (a plain copy of the same bytes, same threads, same run)."

@@ -9,7 +9,8 @@ import picocli.CommandLine.Parameters;
 @Command(
     name = "jmh",
     description = {
-      "Runs the JMH benchmarks (LayoutBenchmark, CopyKernelsBenchmark) with JMH's own options,",
+      "Runs the JMH benchmarks (LayoutBenchmark, CopyKernelsBenchmark) with JMH's options.",
+      "",
       "e.g. `moeyard jmh LayoutBenchmark -f 1 -wi 2 -i 3` or `moeyard jmh -h` for JMH's help."
     })
 public final class JmhCommand implements Callable<Integer> {

@@ -1,5 +1,7 @@
 package io.moeyard.bench.cli;
 
+import io.moeyard.placement.cli.PlanCommand;
+import io.moeyard.placement.cli.TraceCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -9,7 +11,14 @@ import picocli.CommandLine.Command;
     mixinStandardHelpOptions = true,
     version = "moeyard 0.1.0-SNAPSHOT",
     description = "Fused MoE dispatch/combine benchmarks, layout inspection and expert placement.",
-    subcommands = {BenchCommand.class, LayoutCommand.class, JmhCommand.class, CommandLine.HelpCommand.class})
+    subcommands = {
+      BenchCommand.class,
+      LayoutCommand.class,
+      PlanCommand.class,
+      TraceCommand.class,
+      JmhCommand.class,
+      CommandLine.HelpCommand.class
+    })
 public final class Moeyard implements Runnable {
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
@@ -22,6 +31,13 @@ public final class Moeyard implements Runnable {
   public static CommandLine commandLine() {
     CommandLine cl = new CommandLine(new Moeyard());
     cl.getSubcommands().get("jmh").setUnmatchedOptionsArePositionalParams(true);
+    // Bad command lines are bad input like any other: one line naming the problem, exit code 2.
+    cl.setParameterExceptionHandler((ex, args) -> {
+      CommandLine c = ex.getCommandLine();
+      c.getErr().println("moeyard " + c.getCommandName() + ": " + ex.getMessage());
+      c.getErr().println("(see: " + c.getCommandSpec().qualifiedName() + " --help)");
+      return 2;
+    });
     return cl;
   }
 

@@ -1,0 +1,15 @@
+/**
+ * What a placement costs, measured the same way for every planner.
+ *
+ * <p>Two views, because they need different inputs. {@link io.moeyard.placement.cost.CostModel}
+ * works from aggregate counts (loads per expert, layer-to-layer pair counts): it is what a planner
+ * can optimise and what a load-only trace allows, and it is cheap enough to call inside a search.
+ * {@link io.moeyard.placement.cost.DispatchModel} replays a per-token trace: it needs to know which
+ * experts each token chose to count dispatch rows with dedup (one row per token and destination
+ * GPU, however many of its experts live there), which aggregate counts cannot tell.
+ *
+ * <p>Balancedness is SGLang's mean GPU load / max GPU load, so figures compare with what SGLang's
+ * recorder prints. A replica takes an equal share of its expert's load: engines split an expert's
+ * tokens over its replicas, and equal shares are what EPLB itself assumes.
+ */
+package io.moeyard.placement.cost;

@@ -1,0 +1,505 @@
+package io.moeyard.placement.ilp;
+
+import com.google.ortools.sat.BoolVar;
+import com.google.ortools.sat.CpModel;
+import com.google.ortools.sat.CpSolver;
+import com.google.ortools.sat.CpSolverStatus;
+import com.google.ortools.sat.IntVar;
+import com.google.ortools.sat.LinearExpr;
+import com.google.ortools.sat.LinearExprBuilder;
+import io.moeyard.placement.model.PairCounts;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * One layer's sub-problem: the replica counts are fixed, the neighbouring layers (if any) are fixed;
+ * decide how many replicas of each expert each GPU holds. See package-info for the formulation.
+ */
+final class LayerModel {
+  /** Scaled mean GPU load of every workload: loads are normalised so that a perfect layer has max = MEAN. */
+  static final long MEAN = 1_000_000L;
+
+  /** A fixed neighbouring layer and the pairs between it and this one. */
+  record Neighbor(int[] row, PairCounts pairs, boolean currentIsTo) {}
+
+  /** Outcome of one CP-SAT solve. */
+  record Result(int[] row, double objective, double bound, String status) {}
+
+  private record Special(int e, boolean[] gmask, boolean[] nmask, long c) {}
+
+  final int experts, gpus, nodes, slots, spg, gpn;
+  final int[] cnt;
+  /** Scaled load per replica, {@code [w][e]}; a workload without load has an all-zero row. */
+  final long[][] q;
+  private final CpSatTuning tuning;
+
+  // affinity: cost = constCost - sum(local weights)
+  long constCost;
+  final long[][] wg; // [e][g]
+  final long[][] wn; // [e][node]
+  private final List<Special> specials = new ArrayList<>();
+  private final int[] coA, coB;
+  private final long[] coC;
+  final boolean hasAffinity;
+
+  LayerModel(int experts, int gpus, int nodes, int slots, int[] cnt, double[][] loadsW, List<Neighbor> neighbors,
+      PairCounts coact, CpSatTuning tuning) {
+    this.experts = experts;
+    this.gpus = gpus;
+    this.nodes = nodes;
+    this.slots = slots;
+    this.spg = slots / gpus;
+    this.gpn = gpus / nodes;
+    this.cnt = cnt;
+    this.tuning = tuning;
+    this.q = new long[loadsW.length][experts];
+    for (int w = 0; w < loadsW.length; w++) {
+      double total = 0;
+      for (double v : loadsW[w]) total += v;
+      if (total <= 0) continue;
+      double scale = (double) MEAN * gpus / total;
+      for (int e = 0; e < experts; e++) q[w][e] = Math.round(loadsW[w][e] / cnt[e] * scale);
+    }
+    wg = new long[experts][gpus];
+    wn = new long[experts][nodes];
+    long gw = tuning.gpuWeight(), nw = tuning.nodeWeight();
+    boolean any = false;
+    for (Neighbor nb : neighbors) {
+      if (nb.pairs() == null) continue;
+      boolean[][] gp = PlanMetrics.gpuPresence(nb.row(), experts, gpus);
+      boolean[][] np = PlanMetrics.nodePresence(gp, nodes);
+      int[] ng = new int[experts];
+      for (int x = 0; x < experts; x++) for (int g = 0; g < gpus; g++) if (gp[x][g]) ng[x]++;
+      PairCounts pc = nb.pairs();
+      for (int i = 0; i < pc.size(); i++) {
+        int e = nb.currentIsTo() ? pc.to()[i] : pc.from()[i];
+        int x = nb.currentIsTo() ? pc.from()[i] : pc.to()[i];
+        long c = pc.count()[i];
+        if (c == 0) continue;
+        any = true;
+        constCost += c * (gw + nw);
+        if (cnt[e] > 1 && ng[x] > 1) {
+          specials.add(new Special(e, gp[x], np[x], c));
+        } else {
+          for (int g = 0; g < gpus; g++) if (gp[x][g]) wg[e][g] += c * gw;
+          for (int k = 0; k < nodes; k++) if (np[x][k]) wn[e][k] += c * nw;
+        }
+      }
+    }
+    // co-activation: the heaviest pairs whose experts both have a single replica (exact with one index each)
+    List<int[]> keep = new ArrayList<>();
+    if (coact != null && tuning.coactPairs() > 0 && (tuning.coactGpuWeight() > 0 || tuning.coactNodeWeight() > 0)) {
+      Integer[] idx = new Integer[coact.size()];
+      for (int i = 0; i < idx.length; i++) idx[i] = i;
+      java.util.Arrays.sort(idx, (a, b) -> Long.compare(coact.count()[b], coact.count()[a]));
+      for (int i : idx) {
+        if (keep.size() >= tuning.coactPairs()) break;
+        int a = coact.from()[i], b = coact.to()[i];
+        if (a == b || cnt[a] != 1 || cnt[b] != 1 || coact.count()[i] == 0) continue;
+        keep.add(new int[] {a, b, i});
+      }
+    }
+    coA = new int[keep.size()];
+    coB = new int[keep.size()];
+    coC = new long[keep.size()];
+    for (int i = 0; i < keep.size(); i++) {
+      coA[i] = keep.get(i)[0];
+      coB[i] = keep.get(i)[1];
+      coC[i] = coact.count()[keep.get(i)[2]];
+      constCost += coC[i] * (tuning.coactGpuWeight() + tuning.coactNodeWeight());
+      any = true;
+    }
+    hasAffinity = any;
+  }
+
+  /** Replica count matrix {@code [e][g]} of a row. */
+  int[][] counts(int[] row) {
+    int[][] n = new int[experts][gpus];
+    for (int p = 0; p < slots; p++) n[row[p]][p / spg]++;
+    return n;
+  }
+
+  /** Worst over workloads and GPUs of the scaled GPU load (MEAN = perfect balance). */
+  long maxScaledLoad(int[] row) {
+    long max = 0;
+    for (long[] qw : q) {
+      long[] g = new long[gpus];
+      for (int p = 0; p < slots; p++) g[p / spg] += qw[row[p]];
+      for (long v : g) max = Math.max(max, v);
+    }
+    return max;
+  }
+
+  /** Exact affinity cost of a row (what the CP-SAT objective measures), in weighted tokens. */
+  long cost(int[] row) {
+    int[][] n = counts(row);
+    boolean[][] gp = new boolean[experts][gpus];
+    boolean[][] np = new boolean[experts][nodes];
+    for (int e = 0; e < experts; e++) {
+      for (int g = 0; g < gpus; g++) {
+        if (n[e][g] > 0) {
+          gp[e][g] = true;
+          np[e][g / gpn] = true;
+        }
+      }
+    }
+    long local = 0;
+    for (int e = 0; e < experts; e++) {
+      for (int g = 0; g < gpus; g++) if (gp[e][g]) local += wg[e][g];
+      for (int k = 0; k < nodes; k++) if (np[e][k]) local += wn[e][k];
+    }
+    for (Special s : specials) {
+      if (PlanMetrics.shares(s.gmask(), gp[s.e()])) local += s.c() * tuning.gpuWeight();
+      if (PlanMetrics.shares(s.nmask(), np[s.e()])) local += s.c() * tuning.nodeWeight();
+    }
+    int[] gpuOf = new int[experts];
+    for (int p = 0; p < slots; p++) gpuOf[row[p]] = p / spg;
+    for (int i = 0; i < coA.length; i++) {
+      if (gpuOf[coA[i]] == gpuOf[coB[i]]) local += coC[i] * tuning.coactGpuWeight();
+      if (gpuOf[coA[i]] / gpn == gpuOf[coB[i]] / gpn) local += coC[i] * tuning.coactNodeWeight();
+    }
+    return constCost - local;
+  }
+
+  /**
+   * Relabels the GPUs of a row (moves whole GPU contents, so every load stays the same) to maximise
+   * the linear affinity weights: a linear assignment problem, solved exactly for single-replica experts.
+   */
+  int[] relabel(int[] row) {
+    if (!hasAffinity) return row.clone();
+    long[][] score = new long[gpus][gpus];
+    long[][] perExpertGpu = new long[experts][gpus];
+    for (int e = 0; e < experts; e++) for (int g = 0; g < gpus; g++) perExpertGpu[e][g] = wg[e][g] + wn[e][g / gpn];
+    for (Special s : specials) {
+      for (int g = 0; g < gpus; g++) {
+        if (s.gmask()[g]) perExpertGpu[s.e()][g] += s.c() * tuning.gpuWeight();
+        if (s.nmask()[g / gpn]) perExpertGpu[s.e()][g] += s.c() * tuning.nodeWeight();
+      }
+    }
+    for (int h = 0; h < gpus; h++) {
+      for (int j = 0; j < spg; j++) {
+        int e = row[h * spg + j];
+        boolean dup = false;
+        for (int i = 0; i < j; i++) dup |= row[h * spg + i] == e;
+        if (dup) continue;
+        for (int g = 0; g < gpus; g++) score[h][g] += perExpertGpu[e][g];
+      }
+    }
+    int[] assign = Hungarian.maximize(score);
+    int[] out = new int[slots];
+    for (int h = 0; h < gpus; h++) System.arraycopy(row, h * spg, out, assign[h] * spg, spg);
+    // keep whichever is better under the exact cost (co-activation across nodes is not in the scores)
+    return cost(out) <= cost(row) ? out : row.clone();
+  }
+
+  /**
+   * A valid lower bound on {@link #cost} that needs no solver: every expert takes its best GPUs
+   * (its replica count of them) and best nodes regardless of capacity and balance; replicated pairs
+   * and co-activation pairs count as local.
+   */
+  long relaxedBound() {
+    long gain = 0;
+    for (int e = 0; e < experts; e++) {
+      if (cnt[e] == 1) {
+        long best = 0;
+        for (int g = 0; g < gpus; g++) best = Math.max(best, wg[e][g] + wn[e][g / gpn]);
+        gain += best;
+      } else {
+        long[] a = wg[e].clone();
+        java.util.Arrays.sort(a);
+        for (int i = 0; i < Math.min(cnt[e], gpus); i++) gain += a[gpus - 1 - i];
+        long[] b = wn[e].clone();
+        java.util.Arrays.sort(b);
+        for (int i = 0; i < Math.min(cnt[e], nodes); i++) gain += b[nodes - 1 - i];
+      }
+    }
+    for (Special s : specials) gain += s.c() * (tuning.gpuWeight() + tuning.nodeWeight());
+    for (long c : coC) gain += c * (tuning.coactGpuWeight() + tuning.coactNodeWeight());
+    return Math.max(0, constCost - gain);
+  }
+
+  /** Local affinity weight an expert earns with replica counts {@code ne[g]} (transition terms only). */
+  private long expertGain(int e, int[] ne, List<Special> sp) {
+    long s = 0;
+    boolean[] node = new boolean[nodes];
+    for (int g = 0; g < gpus; g++) {
+      if (ne[g] > 0) {
+        s += wg[e][g];
+        node[g / gpn] = true;
+      }
+    }
+    for (int k = 0; k < nodes; k++) if (node[k]) s += wn[e][k];
+    for (Special x : sp) {
+      boolean hg = false, hn = false;
+      for (int g = 0; g < gpus; g++) {
+        if (ne[g] > 0) {
+          hg |= x.gmask()[g];
+          hn |= x.nmask()[g / gpn];
+        }
+      }
+      if (hg) s += x.c() * tuning.gpuWeight();
+      if (hn) s += x.c() * tuning.nodeWeight();
+    }
+    return s;
+  }
+
+  /**
+   * Pairwise-swap hill climbing on the transition terms, keeping every workload's scaled GPU load at
+   * or under {@code cap}: a cheap improvement of the hint before CP-SAT (first improvement, random
+   * order, until a full pass finds nothing or the deadline passes). Returns a row never worse under
+   * {@link #cost}.
+   */
+  int[] localSearch(int[] start, long cap, long deadlineNanos, long seed) {
+    if (!hasAffinity) return start.clone();
+    int[] row = start.clone();
+    int[][] n = counts(row);
+    int W = q.length;
+    long[][] load = new long[W][gpus];
+    for (int w = 0; w < W; w++) for (int p = 0; p < slots; p++) load[w][p / spg] += q[w][row[p]];
+    @SuppressWarnings("unchecked")
+    List<Special>[] sp = new List[experts];
+    for (int e = 0; e < experts; e++) sp[e] = new ArrayList<>();
+    for (Special s : specials) sp[s.e()].add(s);
+    long[] gain = new long[experts];
+    for (int e = 0; e < experts; e++) gain[e] = expertGain(e, n[e], sp[e]);
+    java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+    int[] order = new int[slots];
+    for (int i = 0; i < slots; i++) order[i] = i;
+    boolean improved = true;
+    int passes = 0;
+    while (improved && System.nanoTime() < deadlineNanos) {
+      improved = false;
+      passes++;
+      for (int i = slots - 1; i > 0; i--) {
+        int j = rnd.nextInt(i + 1);
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+      }
+      for (int ii = 0; ii < slots; ii++) {
+        if ((ii & 15) == 0 && System.nanoTime() >= deadlineNanos) break;
+        int p1 = order[ii];
+        int g1 = p1 / spg;
+        for (int p2 = 0; p2 < slots; p2++) {
+          int g2 = p2 / spg;
+          if (g2 == g1) continue;
+          int e1 = row[p1], e2 = row[p2];
+          if (e1 == e2) continue;
+          boolean ok = true;
+          for (int w = 0; w < W && ok; w++) {
+            long d = q[w][e2] - q[w][e1];
+            ok = load[w][g1] + d <= cap && load[w][g2] - d <= cap;
+          }
+          if (!ok) continue;
+          long before = gain[e1] + gain[e2];
+          n[e1][g1]--;
+          n[e1][g2]++;
+          n[e2][g2]--;
+          n[e2][g1]++;
+          long a1 = expertGain(e1, n[e1], sp[e1]), a2 = expertGain(e2, n[e2], sp[e2]);
+          if (a1 + a2 > before) {
+            gain[e1] = a1;
+            gain[e2] = a2;
+            row[p1] = e2;
+            row[p2] = e1;
+            for (int w = 0; w < W; w++) {
+              long d = q[w][e2] - q[w][e1];
+              load[w][g1] += d;
+              load[w][g2] -= d;
+            }
+            improved = true;
+            break;
+          }
+          n[e1][g1]++;
+          n[e1][g2]--;
+          n[e2][g2]++;
+          n[e2][g1]--;
+        }
+      }
+    }
+    // normalise slot order within GPUs and keep the better row under the exact cost
+    for (int g = 0; g < gpus; g++) java.util.Arrays.sort(row, g * spg, (g + 1) * spg);
+    return cost(row) <= cost(start) ? row : start.clone();
+  }
+
+  /**
+   * Solves the layer. {@code minimizeMax}: objective is the worst scaled GPU load (balance only);
+   * otherwise the affinity cost, with every workload's scaled GPU load capped at {@code cap}.
+   */
+  Result solve(int[] hint, boolean minimizeMax, long cap, double seconds, int workers, int seed) {
+    CpModel m = new CpModel();
+    int[][] hn = counts(hint);
+    IntVar[][] n = new IntVar[experts][gpus];
+    BoolVar[][] y = new BoolVar[experts][gpus];
+    for (int e = 0; e < experts; e++) {
+      if (cnt[e] == 1) {
+        for (int g = 0; g < gpus; g++) {
+          y[e][g] = m.newBoolVar("y");
+          n[e][g] = y[e][g];
+        }
+        m.addExactlyOne(y[e]);
+      } else {
+        int ub = Math.min(cnt[e], spg);
+        for (int g = 0; g < gpus; g++) {
+          n[e][g] = m.newIntVar(0, ub, "n");
+          y[e][g] = m.newBoolVar("y");
+          m.addLessOrEqual(y[e][g], n[e][g]);
+          m.addLessOrEqual(n[e][g], LinearExpr.term(y[e][g], ub));
+        }
+        m.addEquality(LinearExpr.sum(n[e]), cnt[e]);
+      }
+    }
+    for (int g = 0; g < gpus; g++) {
+      IntVar[] col = new IntVar[experts];
+      for (int e = 0; e < experts; e++) col[e] = n[e][g];
+      m.addEquality(LinearExpr.sum(col), spg);
+    }
+    long hintMax = maxScaledLoad(hint);
+    IntVar maxVar = null;
+    if (minimizeMax) {
+      long ub = 0;
+      for (long[] qw : q) {
+        long s = 0;
+        for (int e = 0; e < experts; e++) s += qw[e] * cnt[e];
+        ub = Math.max(ub, s);
+      }
+      maxVar = m.newIntVar(0, Math.max(ub, hintMax), "max");
+      m.addHint(maxVar, hintMax);
+    }
+    for (long[] qw : q) {
+      boolean zero = true;
+      for (long v : qw) zero &= v == 0;
+      if (zero) continue;
+      for (int g = 0; g < gpus; g++) {
+        IntVar[] col = new IntVar[experts];
+        for (int e = 0; e < experts; e++) col[e] = n[e][g];
+        LinearExpr load = LinearExpr.weightedSum(col, qw);
+        if (minimizeMax) m.addLessOrEqual(load, maxVar);
+        else m.addLessOrEqual(load, cap);
+      }
+    }
+    // hints for placement variables
+    for (int e = 0; e < experts; e++) {
+      for (int g = 0; g < gpus; g++) {
+        if (cnt[e] == 1) {
+          m.addHint(y[e][g], hn[e][g] > 0);
+        } else {
+          m.addHint(n[e][g], hn[e][g]);
+          m.addHint(y[e][g], hn[e][g] > 0);
+        }
+      }
+    }
+    if (minimizeMax) {
+      m.minimize(maxVar);
+    } else {
+      LinearExprBuilder obj = LinearExpr.newBuilder();
+      obj.add(constCost);
+      BoolVar[][] u = new BoolVar[experts][];
+      for (int e = 0; e < experts; e++) {
+        if (cnt[e] == 1) {
+          for (int g = 0; g < gpus; g++) {
+            long c = wg[e][g] + wn[e][g / gpn];
+            if (c != 0) obj.addTerm(y[e][g], -c);
+          }
+        } else {
+          for (int g = 0; g < gpus; g++) if (wg[e][g] != 0) obj.addTerm(y[e][g], -wg[e][g]);
+          u[e] = new BoolVar[nodes];
+          for (int k = 0; k < nodes; k++) {
+            u[e][k] = m.newBoolVar("u");
+            BoolVar[] ys = new BoolVar[gpn];
+            boolean present = false;
+            for (int j = 0; j < gpn; j++) {
+              ys[j] = y[e][k * gpn + j];
+              present |= hn[e][k * gpn + j] > 0;
+            }
+            m.addLessOrEqual(u[e][k], LinearExpr.sum(ys));
+            m.addHint(u[e][k], present);
+            if (wn[e][k] != 0) obj.addTerm(u[e][k], -wn[e][k]);
+          }
+        }
+      }
+      for (Special s : specials) {
+        BoolVar zg = m.newBoolVar("zg");
+        BoolVar zn = m.newBoolVar("zn");
+        LinearExprBuilder sg = LinearExpr.newBuilder();
+        LinearExprBuilder sn = LinearExpr.newBuilder();
+        boolean hg = false, hnode = false;
+        for (int g = 0; g < gpus; g++) {
+          if (s.gmask()[g]) {
+            sg.add(y[s.e()][g]);
+            hg |= hn[s.e()][g] > 0;
+          }
+        }
+        for (int k = 0; k < nodes; k++) {
+          if (s.nmask()[k]) {
+            sn.add(u[s.e()][k]);
+            for (int j = 0; j < gpn; j++) hnode |= hn[s.e()][k * gpn + j] > 0;
+          }
+        }
+        m.addLessOrEqual(zg, sg);
+        m.addLessOrEqual(zn, sn);
+        m.addHint(zg, hg);
+        m.addHint(zn, hnode);
+        obj.addTerm(zg, -s.c() * tuning.gpuWeight());
+        obj.addTerm(zn, -s.c() * tuning.nodeWeight());
+      }
+      if (coA.length > 0) {
+        IntVar[] gpuIdx = new IntVar[experts];
+        IntVar[] nodeIdx = new IntVar[experts];
+        long[] gi = new long[gpus], ni = new long[gpus];
+        for (int g = 0; g < gpus; g++) {
+          gi[g] = g;
+          ni[g] = g / gpn;
+        }
+        int[] hintGpu = new int[experts];
+        for (int p = 0; p < slots; p++) hintGpu[hint[p]] = p / spg;
+        for (int i = 0; i < coA.length; i++) {
+          for (int e : new int[] {coA[i], coB[i]}) {
+            if (gpuIdx[e] != null) continue;
+            gpuIdx[e] = m.newIntVar(0, gpus - 1, "gi");
+            nodeIdx[e] = m.newIntVar(0, nodes - 1, "ni");
+            m.addEquality(gpuIdx[e], LinearExpr.weightedSum(y[e], gi));
+            m.addEquality(nodeIdx[e], LinearExpr.weightedSum(y[e], ni));
+            m.addHint(gpuIdx[e], hintGpu[e]);
+            m.addHint(nodeIdx[e], hintGpu[e] / gpn);
+          }
+          int a = coA[i], b = coB[i];
+          if (tuning.coactGpuWeight() > 0) {
+            BoolVar qg = m.newBoolVar("qg");
+            m.addEquality(gpuIdx[a], gpuIdx[b]).onlyEnforceIf(qg);
+            m.addHint(qg, hintGpu[a] == hintGpu[b]);
+            obj.addTerm(qg, -coC[i] * tuning.coactGpuWeight());
+          }
+          if (tuning.coactNodeWeight() > 0) {
+            BoolVar qn = m.newBoolVar("qn");
+            m.addEquality(nodeIdx[a], nodeIdx[b]).onlyEnforceIf(qn);
+            m.addHint(qn, hintGpu[a] / gpn == hintGpu[b] / gpn);
+            obj.addTerm(qn, -coC[i] * tuning.coactNodeWeight());
+          }
+        }
+      }
+      m.minimize(obj);
+    }
+    CpSolver solver = new CpSolver();
+    solver.getParameters().setMaxTimeInSeconds(Math.max(0.01, seconds));
+    solver.getParameters().setNumWorkers(workers);
+    solver.getParameters().setRandomSeed(seed);
+    solver.getParameters().setLogSearchProgress(false);
+    CpSolverStatus status = solver.solve(m);
+    if (status != CpSolverStatus.OPTIMAL && status != CpSolverStatus.FEASIBLE) {
+      return new Result(null, Double.NaN, Double.NaN, status.name());
+    }
+    int[] row = new int[slots];
+    int[] fill = new int[gpus];
+    for (int e = 0; e < experts; e++) {
+      for (int g = 0; g < gpus; g++) {
+        long v = solver.value(n[e][g]);
+        for (long r = 0; r < v; r++) row[g * spg + fill[g]++] = e;
+      }
+    }
+    for (int g = 0; g < gpus; g++) {
+      if (fill[g] != spg) throw new IllegalStateException("CP-SAT returned GPU " + g + " with " + fill[g] + " slots, expected " + spg);
+    }
+    return new Result(row, solver.objectiveValue(), solver.bestObjectiveBound(), status.name());
+  }
+}
