@@ -4,61 +4,87 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.util.Locale;
 
 /**
  * Off-heap allocation for row buffers. Dispatch stores rows at scattered positions of large
- * buffers, and with 4 KiB pages nearly every row store is a TLB miss (measured: random 4 KiB row
- * stores into a 32 MiB buffer ran 2-3x slower than the same stores into a buffer backed by
- * transparent huge pages, on a VM where a miss costs a nested page walk). Buffers of at least
- * {@link #THRESHOLD} bytes are therefore 2 MiB aligned and advised {@code MADV_HUGEPAGE} before
- * first touch; where that is not possible (not Linux, native access denied) they are plain
- * allocations and everything still works.
+ * buffers, and with 4 KiB pages nearly every row store misses the TLB (on a VM each miss is a
+ * nested page walk). Buffers of at least {@link #THRESHOLD} bytes are therefore mapped
+ * anonymously ({@code mmap}: zero pages that are only materialised on first touch), 2 MiB
+ * aligned and advised {@code MADV_HUGEPAGE} before that first touch, so the kernel backs them with
+ * transparent huge pages where it can; {@code Arena.allocate} cannot be used for this because it
+ * zeroes, hence touches, every page before any advice could be given. The mapping is unmapped
+ * when the arena closes. Where any of this is unavailable (not Linux, native access not enabled,
+ * {@code -Dmoeyard.hugepages.disable=true}) buffers are plain arena allocations.
  */
 public final class HugePages {
   /** Below this, the TLB covers the buffer anyway. */
   public static final long THRESHOLD = 4L << 20;
 
   private static final long HUGE_PAGE = 2L << 20;
+  private static final int PROT_READ_WRITE = 0x1 | 0x2;
+  private static final int MAP_PRIVATE_ANONYMOUS = 0x02 | 0x20;
   private static final int MADV_HUGEPAGE = 14;
-  private static final MethodHandle MADVISE = lookupMadvise();
+  private static final Native NATIVE = Native.lookup();
 
   private HugePages() {}
 
-  private static MethodHandle lookupMadvise() {
-    if (!System.getProperty("os.name", "").toLowerCase(Locale.ROOT).contains("linux")) return null;
-    if (Boolean.getBoolean("moeyard.hugepages.disable")) return null;
-    try {
-      Linker linker = Linker.nativeLinker();
-      return linker.defaultLookup().find("madvise")
-          .map(addr -> linker.downcallHandle(addr,
-              FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT)))
-          .orElse(null);
-    } catch (RuntimeException | LinkageError e) {
-      return null; // e.g. native access not enabled for this module: plain pages
+  private record Native(MethodHandle mmap, MethodHandle munmap, MethodHandle madvise) {
+    static Native lookup() {
+      if (!System.getProperty("os.name", "").toLowerCase(Locale.ROOT).contains("linux")) return null;
+      if (Boolean.getBoolean("moeyard.hugepages.disable")) return null;
+      try {
+        Linker linker = Linker.nativeLinker();
+        SymbolLookup libc = linker.defaultLookup();
+        MethodHandle mmap = linker.downcallHandle(libc.find("mmap").orElseThrow(),
+            FunctionDescriptor.of(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG,
+                ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG));
+        MethodHandle munmap = linker.downcallHandle(libc.find("munmap").orElseThrow(),
+            FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG));
+        MethodHandle madvise = linker.downcallHandle(libc.find("madvise").orElseThrow(),
+            FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT));
+        return new Native(mmap, munmap, madvise);
+      } catch (RuntimeException | LinkageError e) {
+        return null; // e.g. native access denied to this module: plain pages
+      }
     }
   }
 
-  /** True when large buffers get transparent huge pages advice. */
+  /** True when large buffers are mapped with huge-page advice. */
   public static boolean available() {
-    return MADVISE != null;
+    return NATIVE != null;
   }
 
-  /** Allocates {@code bytes} (zeroed) in {@code arena}, huge-page backed when large and possible. */
+  /** Allocates {@code bytes} of zeroed memory that lives as long as {@code arena}. */
   public static MemorySegment allocate(Arena arena, long bytes) {
-    if (bytes < THRESHOLD || MADVISE == null) return arena.allocate(Math.max(1, bytes), 64);
-    long rounded = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    // Arena zeroes what it allocates, which touches the pages: so allocate uninitialised-size
-    // capacity aligned to 2 MiB, advise, then zero ourselves (the first touch after advice).
-    MemorySegment seg = arena.allocate(rounded, HUGE_PAGE);
+    if (bytes < THRESHOLD || NATIVE == null) return arena.allocate(Math.max(1, bytes), 64);
+    long length = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    long mapped = length + HUGE_PAGE; // slack to align the start to a huge page
+    MemorySegment base;
     try {
-      int rc = (int) MADVISE.invokeExact(seg, rounded, MADV_HUGEPAGE);
-      if (rc == 0) seg.fill((byte) 0);
+      base = (MemorySegment) NATIVE.mmap().invokeExact(MemorySegment.NULL, mapped, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, -1, 0L);
+    } catch (Throwable e) {
+      return arena.allocate(bytes, 64);
+    }
+    if (base.address() == -1L || base.address() == 0L) return arena.allocate(bytes, 64); // MAP_FAILED
+    long start = (base.address() + HUGE_PAGE - 1) & -HUGE_PAGE;
+    MemorySegment aligned = MemorySegment.ofAddress(start).reinterpret(length);
+    try {
+      int ignored = (int) NATIVE.madvise().invokeExact(aligned, length, MADV_HUGEPAGE);
     } catch (Throwable ignored) {
       // advice is an optimisation only
     }
-    return seg.asSlice(0, bytes);
+    long baseAddress = base.address();
+    MethodHandle munmap = NATIVE.munmap();
+    return MemorySegment.ofAddress(start).reinterpret(bytes, arena, seg -> {
+      try {
+        int ignored = (int) munmap.invokeExact(MemorySegment.ofAddress(baseAddress), mapped);
+      } catch (Throwable ignored) {
+        // nothing useful to do while an arena closes
+      }
+    });
   }
 }

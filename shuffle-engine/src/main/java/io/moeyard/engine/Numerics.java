@@ -12,13 +12,16 @@ public final class Numerics {
     return Float.intBitsToFloat((bits & 0xFFFF) << 16);
   }
 
+  /**
+   * Nearest-even rounding to bf16; NaN stays NaN (truncated payload, quiet bit set, sign kept).
+   * Branch-free integer arithmetic, so that the JIT vectorises the loops that call it (combine
+   * rounds every value it stores).
+   */
   public static short floatToBf16(float f) {
     int bits = Float.floatToRawIntBits(f);
-    if ((bits & 0x7FFFFFFF) > 0x7F800000) {
-      return (short) ((bits >>> 16) | 0x0040); // quiet NaN, sign kept
-    }
-    int rounding = 0x7FFF + ((bits >>> 16) & 1);
-    return (short) ((bits + rounding) >>> 16);
+    int isNan = (0x7F800000 - (bits & 0x7FFFFFFF)) >>> 31; // 1 iff |bits| > +inf's bits
+    int rounding = (0x7FFF + ((bits >>> 16) & 1)) & (isNan - 1); // no rounding carry for NaN
+    return (short) (((bits + rounding) >>> 16) | (isNan << 6));
   }
 
   public static float fp16ToFloat(short bits) {

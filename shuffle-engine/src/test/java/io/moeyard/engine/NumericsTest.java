@@ -46,6 +46,13 @@ class NumericsTest {
     assertEquals(0x7F80, Numerics.floatToBf16(Float.POSITIVE_INFINITY) & 0xFFFF);
     assertEquals(true, Float.isNaN(Numerics.bf16ToFloat(Numerics.floatToBf16(Float.NaN))));
     assertEquals(1.5f, Numerics.bf16ToFloat((short) 0x3FC0));
+    // NaNs stay NaN whatever their payload: truncated, quiet bit set, sign kept (no carry into inf or sign)
+    assertEquals((short) 0x7FC0, Numerics.floatToBf16(Float.intBitsToFloat(0x7F800001)));
+    assertEquals((short) 0xFFFF, Numerics.floatToBf16(Float.intBitsToFloat(0xFFFFFFFF)));
+    assertEquals((short) 0x7FFF, Numerics.floatToBf16(Float.intBitsToFloat(0x7FBFFFFF)));
+    // the largest finite values round to infinity only past the half-way point
+    assertEquals((short) 0x7F80, Numerics.floatToBf16(Float.MAX_VALUE));
+    assertEquals((short) 0xFF80, Numerics.floatToBf16(-Float.MAX_VALUE));
   }
 
   @Test

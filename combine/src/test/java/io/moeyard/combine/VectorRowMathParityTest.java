@@ -1,0 +1,75 @@
+package io.moeyard.combine;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moeyard.engine.DType;
+import io.moeyard.engine.RowBuffer;
+import java.lang.foreign.Arena;
+import java.lang.foreign.ValueLayout;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/** The SIMD loops give the scalar loops' bits on random rows, odd widths and special values. */
+class VectorRowMathParityTest {
+  private static float special(SplittableRandom rnd) {
+    return switch (rnd.nextInt(12)) {
+      case 0 -> Float.NaN;
+      case 1 -> Float.POSITIVE_INFINITY;
+      case 2 -> -0.0f;
+      case 3 -> Float.MIN_VALUE;
+      case 4 -> Float.MAX_VALUE;
+      case 5 -> Float.intBitsToFloat(rnd.nextInt()); // any bits, NaN payloads included
+      default -> (float) rnd.nextDouble(-8, 8);
+    };
+  }
+
+  @Test
+  void simdMatchesScalarBitForBit() {
+    assertTrue(RowMath.SIMD, "tests run with --add-modules jdk.incubator.vector (see the parent pom)");
+    long seed = System.nanoTime();
+    SplittableRandom rnd = new SplittableRandom(seed);
+    try (Arena arena = Arena.ofConfined()) {
+      for (int trial = 0; trial < 300; trial++) {
+        DType dt = rnd.nextBoolean() ? DType.BF16 : DType.FP32;
+        int h = 1 + rnd.nextInt(100);
+        RowBuffer y = RowBuffer.allocate(arena, 3, h, dt);
+        for (int r = 0; r < 3; r++) {
+          for (int c = 0; c < h; c++) {
+            if (dt == DType.BF16) y.segment().set(ValueLayout.JAVA_SHORT_UNALIGNED, y.rowOffset(r) + 2L * c, (short) rnd.nextInt());
+            else y.setFloat(r, c, special(rnd));
+          }
+        }
+        float w = special(rnd);
+        float[] a = new float[h];
+        float[] b = new float[h];
+        for (int c = 0; c < h; c++) a[c] = b[c] = special(rnd);
+        String ctx = "seed " + seed + " trial " + trial + " " + dt + " h=" + h;
+        RowMath.addWeighted(a, y, 0, w);
+        RowMath.scalarAddWeighted(b, y, 0, w);
+        assertBits(a, b, ctx + " addWeighted");
+        RowMath.add(a, y, 1);
+        RowMath.scalarAdd(b, y, 1);
+        assertBits(a, b, ctx + " add");
+        float[] p = new float[h];
+        for (int c = 0; c < h; c++) p[c] = special(rnd);
+        RowMath.addRounded(a, p, DType.BF16, h);
+        RowMath.scalarAddRounded(b, p, DType.BF16, h);
+        assertBits(a, b, ctx + " addRounded");
+        RowBuffer o1 = RowBuffer.allocate(arena, 1, h, dt);
+        RowBuffer o2 = RowBuffer.allocate(arena, 1, h, dt);
+        RowMath.store(a, o1, 0);
+        RowMath.scalarStore(a, o2, 0);
+        assertEquals(-1, o1.segment().mismatch(o2.segment()), ctx + " store");
+      }
+    }
+  }
+
+  private static void assertBits(float[] a, float[] b, String ctx) {
+    for (int c = 0; c < a.length; c++) {
+      if (Float.floatToRawIntBits(a[c]) != Float.floatToRawIntBits(b[c]) && !(Float.isNaN(a[c]) && Float.isNaN(b[c]))) {
+        throw new AssertionError(ctx + " channel " + c + ": " + a[c] + " vs " + b[c]);
+      }
+    }
+  }
+}
