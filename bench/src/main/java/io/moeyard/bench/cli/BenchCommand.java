@@ -6,7 +6,10 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moeyard.bench.run.BenchConfig;
 import io.moeyard.bench.run.BenchResult;
 import io.moeyard.bench.run.CpuBench;
+import io.moeyard.bench.run.CudaBench;
 import io.moeyard.bench.run.Preset;
+import io.moeyard.cuda.CudaAvailability;
+import io.moeyard.cuda.CudaBackend;
 import io.moeyard.engine.DType;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -28,7 +31,7 @@ import picocli.CommandLine.Option;
       "self included), the fused/unfused ratio and the roofline (a plain copy of the same bytes, same threads, same run)."
     })
 public final class BenchCommand implements Callable<Integer> {
-  @Option(names = "--backend", description = "cpu (embedded, default) or cuda", defaultValue = "cpu")
+  @Option(names = "--backend", description = "cpu (embedded, default) or cuda (R virtual ranks on GPU 0; exit 3 when unavailable)", defaultValue = "cpu")
   String backend;
 
   @Option(names = "--preset", description = "model shape: ${COMPLETION-CANDIDATES}; sets hidden, experts, top-k, 8 ranks, 4096 tokens",
@@ -93,8 +96,17 @@ public final class BenchCommand implements Callable<Integer> {
     switch (backend.toLowerCase(Locale.ROOT)) {
       case "cpu" -> result = CpuBench.run(config, System.err);
       case "cuda" -> {
-        System.err.println("moeyard bench: " + Backends.cudaUnavailableReason());
-        return 3;
+        CudaAvailability av = CudaBackend.availability();
+        if (!av.available()) {
+          System.err.println("moeyard bench: " + av.message());
+          return 3;
+        }
+        String cudaProblem = CudaBench.problem(config);
+        if (cudaProblem != null) {
+          System.err.println("moeyard bench: " + cudaProblem);
+          return 2;
+        }
+        result = CudaBench.run(config, System.err);
       }
       default -> {
         System.err.println("moeyard bench: unknown --backend '" + backend + "' (cpu or cuda)");

@@ -9,7 +9,7 @@ import picocli.CommandLine.Command;
     mixinStandardHelpOptions = true,
     version = "moeyard 0.1.0-SNAPSHOT",
     description = "Fused MoE dispatch/combine benchmarks, layout inspection and expert placement.",
-    subcommands = {BenchCommand.class, LayoutCommand.class, JmhCommand.class, CommandLine.HelpCommand.class})
+    subcommands = {BenchCommand.class, SelftestCommand.class, LayoutCommand.class, JmhCommand.class, CommandLine.HelpCommand.class})
 public final class Moeyard implements Runnable {
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
