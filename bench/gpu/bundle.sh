@@ -3,6 +3,7 @@
 # into the ignored folder .gpu/ at the repository root:
 #   .gpu/jre.tgz   a Java 25 runtime (the GPU machine has no Java), from the shared make-jre.sh
 #   .gpu/lib/      moeyard-bench.jar + its runtime dependencies, without OR-Tools and protobuf
+#   .gpu/native-test/  the native module's classes, test classes and JUnit (io.moeyard.cuda.GpuTestMain)
 # Then, on the GPU machine, from the repository root: bash bench/gpu/run.sh
 # Env: JAVA_HOME (default temurin 25), MOEYARD_SHARED (folder holding device/make-jre.sh; default
 # ../shared next to the repository root, then /work/shared), MVN_FLAGS (default -o: offline).
@@ -32,7 +33,7 @@ fi
 
 rm -rf .gpu
 mkdir -p .gpu/lib
-bash "$shared/device/make-jre.sh" .gpu
+bash "$shared/device/make-jre.sh" .gpu jdk.zipfs   # zipfs: JUnit scans test jars (GpuTestMain)
 cp "$jar" .gpu/lib/
 for f in bench/target/lib/*.jar; do
   case "$(basename "$f")" in
@@ -40,12 +41,21 @@ for f in bench/target/lib/*.jar; do
     *) cp "$f" .gpu/lib/ ;;
   esac
 done
+# the native module's tests, runnable without Maven (io.moeyard.cuda.GpuTestMain): its classes and
+# test classes as folders (AvailabilityTest copies class files out of the class folder) + JUnit
+mkdir -p .gpu/native-test/lib
+cp -r native/target/classes .gpu/native-test/classes
+cp -r native/target/test-classes .gpu/native-test/test-classes
+# shellcheck disable=SC2086
+./mvnw -B -q ${MVN_FLAGS--o} -pl native dependency:copy-dependencies -DincludeScope=test \
+  -DincludeGroupIds=org.junit.jupiter,org.junit.platform,org.opentest4j,org.apiguardian,org.jspecify \
+  -DoutputDirectory="$root/.gpu/native-test/lib"
 git rev-parse HEAD > .gpu/commit 2>/dev/null || true
 git status --porcelain --untracked-files=no | grep -q . && echo dirty >> .gpu/commit || true
 
 kib=$(du -sk .gpu | cut -f1)
 printf 'bundle: .gpu/ is %d KiB (%.1f MiB; limit %d MiB): %s\n' "$kib" "$(awk "BEGIN{print $kib/1024}")" "$limit_mib" \
-  "$(ls .gpu/lib | wc -l) jars + jre.tgz"
+  "$(ls .gpu/lib | wc -l) jars, $(ls .gpu/native-test/lib | wc -l) test jars, jre.tgz"
 if [ "$kib" -ge $((limit_mib * 1024)) ]; then
   echo "bundle: .gpu/ is over the $limit_mib MiB a GPU run may carry" >&2
   exit 1

@@ -9,8 +9,9 @@
 #   2. moeyard bench --backend cuda --preset deepseek-v3 (4096 tokens/rank)  -> bench-deepseek-v3.json
 #   3. token sweep at the deepseek-v3 shape: 128, 512 tokens per rank (4096 is step 2)
 #   4. torch_baseline.py: Megatron's unfused path in PyTorch, same shape  -> torch-baseline.json
-#   5. compute-sanitizer --tool memcheck on a small selftest (--cases 5), if compute-sanitizer exists
-#   6. the sweep's 16384 tokens per rank, skipped when its estimated GPU or host memory does not fit
+#   5. the native module's JUnit tests (GpuTestMain --require-gpu: CudaBackendGpuTest and the host tests)
+#   6. compute-sanitizer --tool memcheck on a small selftest (--cases 5), if compute-sanitizer exists
+#   7. the sweep's 16384 tokens per rank, skipped when its estimated GPU or host memory does not fit
 # then a short table. Logs and JSON go to $OUT when set (else a fresh /tmp folder).
 # Exit: 0 all steps passed; 3 the CUDA backend is unavailable (the reason is printed); 1 otherwise.
 # MOEYARD_GPU_DRY_RUN=1 runs the same steps on the cpu backend at a tiny shape (to test this
@@ -134,7 +135,14 @@ sweep "${sizes[1]}" 60
 # ---- 4. the PyTorch peer baseline (Megatron's unfused path), the same shape as step 2
 step torch-baseline 120 python3 bench/gpu/torch_baseline.py --json "$out/torch-baseline.json"
 
-# ---- 5. memcheck on a small selftest
+# ---- 5. the native module's JUnit tests (CudaBackendGpuTest & co.) through GpuTestMain
+if [ -d .gpu/native-test/test-classes ]; then
+  step gpu-tests 120 "$JAVA" "-Xmx${heap_mib}m" --enable-native-access=ALL-UNNAMED -Djava.io.tmpdir=/tmp \
+    -cp ".gpu/native-test/test-classes:.gpu/native-test/classes:.gpu/native-test/lib/*:.gpu/lib/*" \
+    io.moeyard.cuda.GpuTestMain $([ "$backend" = cuda ] && echo --require-gpu)
+fi
+
+# ---- 6. memcheck on a small selftest
 if command -v compute-sanitizer >/dev/null; then
   step sanitizer 120 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9 \
     "${jvm[@]}" selftest --backend "$backend" --cases 5 --max-tokens 16 --seed 2
@@ -142,7 +150,7 @@ else
   log "sanitizer: compute-sanitizer not found, skipped"; summary+=("sanitizer: not found")
 fi
 
-# ---- 6. the largest sweep point last: it is the one most likely to run out of time or memory
+# ---- 7. the largest sweep point last: it is the one most likely to run out of time or memory
 sweep "${sizes[2]}" 170
 
 # ---- the table
@@ -191,6 +199,7 @@ PY
 {
   echo
   grep -h "moeyard selftest --backend" "$out/selftest.log" "$out/sanitizer.log" 2>/dev/null
+  grep -h "tests successful\|tests failed\|tests aborted" "$out/gpu-tests.log" 2>/dev/null | sed 's/^/gpu-tests: /' 
   grep -h "ERROR SUMMARY" "$out/sanitizer.log" 2>/dev/null
   for s in "${summary[@]}"; do echo "step $s"; done
   echo "logs and JSON: $out"
