@@ -38,7 +38,7 @@ public final class BenchCommand implements Callable<Integer> {
       completionCandidates = PresetNames.class)
   String preset;
 
-  @Option(names = "--ranks", description = "ranks (threads on the cpu backend); default 8")
+  @Option(names = "--ranks", description = "ranks (threads on the cpu backend, virtual ranks on GPU 0 on cuda); default 8")
   Integer ranks;
 
   @Option(names = "--tokens", description = "tokens per rank; default 1024 (4096 with --preset)")

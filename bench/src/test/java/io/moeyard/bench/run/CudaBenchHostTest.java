@@ -41,6 +41,16 @@ class CudaBenchHostTest {
   }
 
   @Test
+  void shapesTheKernelsCannotRunAreNamedBeforeAnyDeviceWork() {
+    assertNull(CudaBench.problem(new BenchConfig(8, 4096, 7168, 256, 8, DType.BF16, "deepseek-v3", 20, 5, 128, 1)));
+    assertNull(CudaBench.problem(new BenchConfig(8, 16, 7168, 256, 8, DType.FP8_E4M3, null, 1, 0, 128, 1)));
+    String p = CudaBench.problem(new BenchConfig(2, 16, 128, 64, 17, DType.BF16, null, 1, 0, 128, 1));
+    assertNotNull(p);
+    assertTrue(p.contains("topk"), p);
+    assertNotNull(CudaBench.problem(new BenchConfig(128, 16, 128, 128, 2, DType.BF16, null, 1, 0, 128, 1)));
+  }
+
+  @Test
   void cudaConfigMirrorsTheExpertMap() {
     for (long seed = 1; seed < 40; seed++) {
       Workload wl = SelfTest.randomCase(seed, 8);
