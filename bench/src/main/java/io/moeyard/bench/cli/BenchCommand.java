@@ -136,6 +136,10 @@ public final class BenchCommand implements Callable<Integer> {
         c.preset() == null ? "" : "  preset " + c.preset());
     out.printf(Locale.ROOT, "bytes received per rank (one row per token-rank pair, self included): dispatch %.2f MB, combine %.2f MB%n",
         res.dispatchBytesPerRank() / 1e6, res.combineBytesPerRank() / 1e6);
+    if (res.backend().equals("cuda")) {
+      out.printf(Locale.ROOT, "cuda: %d virtual ranks share the GPU: times are CUDA events over all of them, GB/s are per rank"
+          + " (the device moves %d x that); the copy moves all ranks' bytes%n", c.ranks(), c.ranks());
+    }
     out.printf(Locale.ROOT, "medians of %d iterations after %d warm-up%n%n", c.iters(), c.warmup());
     out.printf(Locale.ROOT, "%-18s %12s %9s %12s %10s%n", "", "median_us", "GB/s", "fused/unfused", "of copy");
     row(out, "dispatch fused", res.dispatchFused(), res.dispatchUnfused(), res.copyGbps());
