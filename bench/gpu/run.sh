@@ -186,6 +186,9 @@ for j in rows:
         c["tokens"], "yes" if j["verified"] else "NO", d["fused"]["median_us"], d["unfused"]["median_us"],
         d["fused_over_unfused"], k["fused"]["median_us"], k["unfused"]["median_us"], k["fused_over_unfused"],
         j["copy_gbps"], 100 * d["fused"]["gbps"] / j["copy_gbps"] if j["copy_gbps"] else 0))
+if rows:
+    print("(times: medians of CUDA events over all ranks; GB/s per rank = DeepEP bytes received per rank / time;"
+          " d/copy = copy time / fused dispatch time)")
 t = load("torch-baseline.json")
 if t:
     print("torch (Megatron unfused, %d tokens): dispatch %.1fus, combine %.1fus; copy %.1f GB/s per rank" % (
