@@ -423,6 +423,15 @@ public final class CudaBackend implements AutoCloseable {
     return finish(this::downloadDispatch);
   }
 
+  /**
+   * Runs a dispatch on all ranks and waits for it, without copying anything to the host: for
+   * timing ({@link #lastDeviceMs()}); the results stay on the device for a following combine.
+   */
+  public void dispatchOnDevice(Variant v) {
+    enqueueDispatch(v);
+    finish(() -> null);
+  }
+
   /** Enqueues a dispatch (this thread waits only for the layout counts); completes off-thread. */
   public CompletableFuture<DispatchResult[]> dispatchAsync(Variant v) {
     enqueueDispatch(v);
@@ -453,6 +462,12 @@ public final class CudaBackend implements AutoCloseable {
   public byte[][] combine(Variant v) {
     enqueueCombine(v);
     return finish(this::downloadCombine);
+  }
+
+  /** Runs a combine on all ranks and waits for it, without copying the outputs to the host (timing). */
+  public void combineOnDevice(Variant v) {
+    enqueueCombine(v);
+    finish(() -> null);
   }
 
   public CompletableFuture<byte[][]> combineAsync(Variant v) {

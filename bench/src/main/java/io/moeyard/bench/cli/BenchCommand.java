@@ -6,7 +6,10 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moeyard.bench.run.BenchConfig;
 import io.moeyard.bench.run.BenchResult;
 import io.moeyard.bench.run.CpuBench;
+import io.moeyard.bench.run.CudaBench;
 import io.moeyard.bench.run.Preset;
+import io.moeyard.cuda.CudaAvailability;
+import io.moeyard.cuda.CudaBackend;
 import io.moeyard.engine.DType;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -30,14 +33,14 @@ import picocli.CommandLine.Option;
       "self included), the fused/unfused ratio and the roofline (a plain copy of the same bytes, same threads, same run)."
     })
 public final class BenchCommand implements Callable<Integer> {
-  @Option(names = "--backend", description = "cpu (embedded, default) or cuda", defaultValue = "cpu")
+  @Option(names = "--backend", description = "cpu (embedded, default) or cuda (R virtual ranks on GPU 0; exit 3 when unavailable)", defaultValue = "cpu")
   String backend;
 
   @Option(names = "--preset", description = "model shape: ${COMPLETION-CANDIDATES}; sets hidden, experts, top-k, 8 ranks, 4096 tokens",
       completionCandidates = PresetNames.class)
   String preset;
 
-  @Option(names = "--ranks", description = "ranks (threads on the cpu backend); default 8")
+  @Option(names = "--ranks", description = "ranks (threads on the cpu backend, virtual ranks on GPU 0 on cuda); default 8")
   Integer ranks;
 
   @Option(names = "--tokens", description = "tokens per rank; default 1024 (4096 with --preset)")
@@ -95,8 +98,17 @@ public final class BenchCommand implements Callable<Integer> {
     switch (backend.toLowerCase(Locale.ROOT)) {
       case "cpu" -> result = CpuBench.run(config, System.err);
       case "cuda" -> {
-        System.err.println("moeyard bench: " + Backends.cudaUnavailableReason());
-        return 3;
+        CudaAvailability av = CudaBackend.availability();
+        if (!av.available()) {
+          System.err.println("moeyard bench: " + av.message());
+          return 3;
+        }
+        String cudaProblem = CudaBench.problem(config);
+        if (cudaProblem != null) {
+          System.err.println("moeyard bench: " + cudaProblem);
+          return 2;
+        }
+        result = CudaBench.run(config, System.err);
       }
       default -> {
         System.err.println("moeyard bench: unknown --backend '" + backend + "' (cpu or cuda)");
@@ -126,6 +138,10 @@ public final class BenchCommand implements Callable<Integer> {
         c.preset() == null ? "" : "  preset " + c.preset());
     out.printf(Locale.ROOT, "bytes received per rank (one row per token-rank pair, self included): dispatch %.2f MB, combine %.2f MB%n",
         res.dispatchBytesPerRank() / 1e6, res.combineBytesPerRank() / 1e6);
+    if (res.backend().equals("cuda")) {
+      out.printf(Locale.ROOT, "cuda: %d virtual ranks share the GPU: times are CUDA events over all of them, GB/s are per rank"
+          + " (the device moves %d x that); the copy moves all ranks' bytes%n", c.ranks(), c.ranks());
+    }
     out.printf(Locale.ROOT, "medians of %d iterations after %d warm-up%n%n", c.iters(), c.warmup());
     out.printf(Locale.ROOT, "%-18s %12s %9s %12s %10s%n", "", "median_us", "GB/s", "fused/unfused", "of copy");
     row(out, "dispatch fused", res.dispatchFused(), res.dispatchUnfused(), res.copyGbps());

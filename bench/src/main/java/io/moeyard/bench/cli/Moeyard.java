@@ -13,6 +13,7 @@ import picocli.CommandLine.Command;
     description = "Fused MoE dispatch/combine benchmarks, layout inspection and expert placement.",
     subcommands = {
       BenchCommand.class,
+      SelftestCommand.class,
       LayoutCommand.class,
       PlanCommand.class,
       TraceCommand.class,

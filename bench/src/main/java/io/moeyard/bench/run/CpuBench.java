@@ -47,7 +47,7 @@ public final class CpuBench {
     int[][] idx = new int[ranks][];
     float[][] w = new float[ranks][];
     for (int r = 0; r < ranks; r++) {
-      SplittableRandom rnd = new SplittableRandom(c.seed() * 1_000_003L + r);
+      SplittableRandom rnd = routingRandom(c, r);
       idx[r] = randomRouting(rnd, c.tokens(), c.experts(), c.topk());
       w[r] = randomWeights(rnd, c.tokens(), c.topk());
     }
@@ -63,9 +63,9 @@ public final class CpuBench {
       RowBuffer[] y = new RowBuffer[ranks];
       for (int r = 0; r < ranks; r++) {
         x[r] = RowBuffer.allocate(arena, c.tokens(), c.hidden(), c.dtype());
-        fill(x[r], new SplittableRandom(c.seed() + 17 * r));
+        fill(x[r], xRandom(c, r));
         y[r] = RowBuffer.allocate(arena, ref.rowsReceivedBy(r), c.hidden(), outType);
-        fill(y[r], new SplittableRandom(c.seed() + 31 * r));
+        fill(y[r], yRandom(c, r));
       }
       world.run(t -> {
         rankBody(t, c, map, x[t.rank()], y, outType, new Routing(c.tokens(), c.topk(), idx[t.rank()], w[t.rank()]),
@@ -149,6 +149,24 @@ public final class CpuBench {
     }
     if (!Arrays.equals(a.receivedWeights(), b.receivedWeights())) return "fused and unfused dispatch received different weights";
     return null;
+  }
+
+  // The bench's data, seeded per rank: every backend's bench uses these, so `--seed S` means the
+  // same routing, tokens and expert outputs on cpu and cuda.
+
+  /** Source of rank r's routing ({@link #randomRouting}, then {@link #randomWeights}). */
+  static SplittableRandom routingRandom(BenchConfig c, int r) {
+    return new SplittableRandom(c.seed() * 1_000_003L + r);
+  }
+
+  /** Source of rank r's token rows ({@link #fill}). */
+  static SplittableRandom xRandom(BenchConfig c, int r) {
+    return new SplittableRandom(c.seed() + 17 * r);
+  }
+
+  /** Source of rank r's expert outputs ({@link #fill}). */
+  static SplittableRandom yRandom(BenchConfig c, int r) {
+    return new SplittableRandom(c.seed() + 31 * r);
   }
 
   /** Distinct uniformly random experts per token, as a balanced router would produce on average. */

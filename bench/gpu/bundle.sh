@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Run HERE (the CPU machine, from anywhere): builds the project and collects what a GPU run needs
+# into the ignored folder .gpu/ at the repository root:
+#   .gpu/jre.tgz   a Java 25 runtime (the GPU machine has no Java), from the shared make-jre.sh
+#   .gpu/lib/      moeyard-bench.jar + its runtime dependencies, without OR-Tools and protobuf
+#   .gpu/native-test/  the native module's classes, test classes and JUnit (io.moeyard.cuda.GpuTestMain)
+# Then, on the GPU machine, from the repository root: bash bench/gpu/run.sh
+# Env: JAVA_HOME (default temurin 25), MOEYARD_SHARED (folder holding device/make-jre.sh; default
+# ../shared next to the repository root, then /work/shared), MVN_FLAGS (default -o: offline).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+export JAVA_HOME=${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}
+limit_mib=64
+
+shared=""
+for s in "${MOEYARD_SHARED:-}" "$root/../shared" /work/shared; do
+  if [ -n "$s" ] && [ -f "$s/device/make-jre.sh" ]; then shared=$(cd "$s" && pwd); break; fi
+done
+[ -n "$shared" ] || { echo "bundle: cannot find device/make-jre.sh (set MOEYARD_SHARED to the shared folder)" >&2; exit 2; }
+
+echo "bundle: building (./mvnw -q -DskipTests package ${MVN_FLAGS--o})..."
+# shellcheck disable=SC2086
+./mvnw -B -q ${MVN_FLAGS--o} -DskipTests package
+
+jar=bench/target/moeyard-bench.jar
+[ -f "$jar" ] || { echo "bundle: $jar missing after the build" >&2; exit 1; }
+native_jar=$(ls bench/target/lib/moeyard-native-*.jar 2>/dev/null | head -1)
+listing=$([ -n "$native_jar" ] && unzip -l "$native_jar" 2>/dev/null || true)
+if ! grep -q 'native/linux-x86_64/libmoeyard_cuda.so' <<<"$listing"; then
+  echo "bundle: the native jar holds no libmoeyard_cuda.so (was nvcc found? see native/README.md)" >&2
+  exit 1
+fi
+
+rm -rf .gpu
+mkdir -p .gpu/lib
+bash "$shared/device/make-jre.sh" .gpu jdk.zipfs   # zipfs: JUnit scans test jars (GpuTestMain)
+cp "$jar" .gpu/lib/
+for f in bench/target/lib/*.jar; do
+  case "$(basename "$f")" in
+    ortools-*|protobuf-*) ;;
+    *) cp "$f" .gpu/lib/ ;;
+  esac
+done
+# the native module's tests, runnable without Maven (io.moeyard.cuda.GpuTestMain): its classes and
+# test classes as folders (AvailabilityTest copies class files out of the class folder) + JUnit
+mkdir -p .gpu/native-test/lib
+cp -r native/target/classes .gpu/native-test/classes
+cp -r native/target/test-classes .gpu/native-test/test-classes
+# shellcheck disable=SC2086
+./mvnw -B -q ${MVN_FLAGS--o} -pl native dependency:copy-dependencies -DincludeScope=test \
+  -DincludeGroupIds=org.junit.jupiter,org.junit.platform,org.opentest4j,org.apiguardian,org.jspecify \
+  -DoutputDirectory="$root/.gpu/native-test/lib"
+git rev-parse HEAD > .gpu/commit 2>/dev/null || true
+git status --porcelain --untracked-files=no | grep -q . && echo dirty >> .gpu/commit || true
+
+kib=$(du -sk .gpu | cut -f1)
+repo_kib=$(( $(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1) / 1024 ))
+total=$(( kib + repo_kib ))
+printf 'bundle: .gpu/ is %.1f MiB (%s jars, %s test jars, jre.tgz); with the tracked files %.1f MiB of the %d MiB a GPU run may carry\n' \
+  "$(awk "BEGIN{print $kib/1024}")" "$(ls .gpu/lib | wc -l)" "$(ls .gpu/native-test/lib | wc -l)" \
+  "$(awk "BEGIN{print $total/1024}")" "$limit_mib"
+if [ "$total" -ge $((limit_mib * 1024)) ]; then
+  echo "bundle: over the $limit_mib MiB a GPU run may carry" >&2
+  exit 1
+fi
+echo "bundle: next, on the GPU machine from the repository root: bash bench/gpu/run.sh"

@@ -1,0 +1,116 @@
+package io.moeyard.bench.run;
+
+import io.moeyard.combine.Combiner;
+import io.moeyard.combine.FusedCombiner;
+import io.moeyard.combine.UnfusedCombiner;
+import io.moeyard.dispatch.DispatchHandle;
+import io.moeyard.dispatch.DispatchOptions;
+import io.moeyard.dispatch.Dispatcher;
+import io.moeyard.dispatch.FusedDispatcher;
+import io.moeyard.dispatch.UnfusedDispatcher;
+import io.moeyard.dispatch.layout.DispatchLayout;
+import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.transport.CpuWorld;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * Every output of one dispatch + combine of a {@link Workload} on the CPU backend (ranks as
+ * threads of a {@link CpuWorld}): the reference the other backends are compared with, bit for
+ * bit. Receive rows and combine outputs stay off-heap in this object's arena (closed by
+ * {@link #close()}); the rest is copied out of the handles.
+ */
+final class CpuRun implements AutoCloseable {
+  final boolean fused;
+  final Arena arena = Arena.ofShared();
+  final int[] rows;
+  /** Received rows, expert-major, {@code rows[d] * rowBytes} bytes. */
+  final RowBuffer[] recv;
+  final float[][] recvScales;
+  final float[][] recvWeights;
+  final int[][] slotCounts;
+  final int[] pairs;
+  /** Source rank / token of each received pair (rank-major, token ascending). */
+  final int[][] pairSrc;
+  final int[][] pairToken;
+  /** This rank's layout as a source: token-rank pairs to each destination, and [T][R] flags. */
+  final int[][] numTokensPerRank;
+  final byte[][] isTokenInRank;
+  /** Combine outputs, {@code [tokens, hidden]} in the out dtype. */
+  final RowBuffer[] out;
+
+  private CpuRun(int ranks, boolean fused) {
+    this.fused = fused;
+    rows = new int[ranks];
+    recv = new RowBuffer[ranks];
+    recvScales = new float[ranks][];
+    recvWeights = new float[ranks][];
+    slotCounts = new int[ranks][];
+    pairs = new int[ranks];
+    pairSrc = new int[ranks][];
+    pairToken = new int[ranks][];
+    numTokensPerRank = new int[ranks][];
+    isTokenInRank = new byte[ranks][];
+    out = new RowBuffer[ranks];
+  }
+
+  /** Runs the fused (FUSCO) or the unfused (Megatron-style) CPU path once on every rank. */
+  static CpuRun run(Workload wl, boolean fused, int chunk) {
+    int ranks = wl.ranks();
+    CpuRun res = new CpuRun(ranks, fused);
+    boolean ok = false;
+    try (CpuWorld world = CpuWorld.create(wl.map.topology())) {
+      for (int r = 0; r < ranks; r++) {
+        res.recv[r] = RowBuffer.allocate(res.arena, wl.ref.rowsReceivedBy(r), wl.hidden, wl.dtype);
+        res.out[r] = RowBuffer.allocate(res.arena, wl.tokens[r], wl.hidden, wl.outType);
+      }
+      world.run(t -> {
+        res.rank(t.rank(), wl, fused
+            ? new FusedDispatcher(t, wl.map, new DispatchOptions(chunk))
+            : new UnfusedDispatcher(t, wl.map, new DispatchOptions(chunk)),
+            fused ? new FusedCombiner(t, chunk) : new UnfusedCombiner(t, chunk));
+        return null;
+      });
+      ok = true;
+      return res;
+    } finally {
+      if (!ok) res.close();
+    }
+  }
+
+  private void rank(int r, Workload wl, Dispatcher dispatcher, Combiner combiner) {
+    try (DispatchHandle h = dispatcher.dispatch(wl.x(r), wl.routing(r), recv[r])) {
+      int n = h.receivedRows();
+      rows[r] = n;
+      int sc = wl.scalesPerRow();
+      recvScales[r] = new float[n * sc];
+      if (sc > 0) {
+        MemorySegment.copy(recv[r].scales(), ValueLayout.JAVA_FLOAT, 0, recvScales[r], 0, n * sc);
+      }
+      recvWeights[r] = java.util.Arrays.copyOf(h.receivedWeights(), n);
+      slotCounts[r] = h.slotCounts();
+      int q = h.receivedPairs();
+      pairs[r] = q;
+      pairSrc[r] = new int[q];
+      pairToken[r] = new int[q];
+      for (int i = 0; i < q; i++) {
+        pairSrc[r][i] = h.pairSourceRank(i);
+        pairToken[r][i] = h.rowSourceToken(h.pairRow(h.pairRowStart(i)));
+      }
+      DispatchLayout lay = h.layout();
+      numTokensPerRank[r] = lay.pairsTo.clone();
+      int ranks = wl.ranks();
+      isTokenInRank[r] = new byte[wl.tokens[r] * ranks];
+      for (int t = 0; t < wl.tokens[r]; t++) {
+        for (int d = 0; d < ranks; d++) isTokenInRank[r][t * ranks + d] = (byte) (lay.isTokenInRank(t, d) ? 1 : 0);
+      }
+      combiner.combine(h, wl.y(r), out[r]);
+    }
+  }
+
+  @Override
+  public void close() {
+    arena.close();
+  }
+}

@@ -1,0 +1,138 @@
+package io.moeyard.bench.run;
+
+import io.moeyard.cuda.CudaAvailability;
+import io.moeyard.cuda.CudaBackend;
+import java.io.PrintStream;
+import java.util.Arrays;
+
+/**
+ * The all-to-all benchmark on the {@code cuda} backend: R virtual ranks on one GPU, the same
+ * routing, tokens and expert outputs as {@link CpuBench} for the same {@link BenchConfig}
+ * (its generators and seeds), fused and unfused dispatch and combine timed with CUDA events
+ * ({@link CudaBackend#lastDeviceMs()}: a dispatch's data phase, a whole combine) over
+ * {@code warmup + iters} calls, median reported.
+ *
+ * <p>Verification, once, before timing: every output of both CUDA variants (received rows,
+ * weights, FP8 scales, slot counts, pair records, the layout, combine outputs) is compared bit for
+ * bit with the CPU backend's fused path run once on the same inputs (through a {@code CpuWorld}).
+ *
+ * <p>Bytes are counted as {@link CpuBench} counts them: DeepEP's bytes received per rank (token-rank
+ * pairs x row bytes, FP8 scales included for dispatch), averaged over ranks; GB/s = those bytes /
+ * median time. All R ranks share the one GPU, so a call's time covers every rank's bytes: the
+ * roofline is one device-to-device copy ({@link CudaBackend#copyMillis}) of the bytes all ranks
+ * receive (R x the per-rank figure), expressed in the same per-rank units, so that "of copy" is
+ * copy time / call time. The aggregate device bandwidth is R times the printed GB/s.
+ */
+public final class CudaBench {
+  private CudaBench() {}
+
+  /** Which call each row of the samples is. */
+  static final int DISPATCH_FUSED = 0;
+  static final int DISPATCH_UNFUSED = 1;
+  static final int COMBINE_FUSED = 2;
+  static final int COMBINE_UNFUSED = 3;
+
+  /** Runs the benchmark; throws {@code CudaUnavailableException} when the backend cannot run here. */
+  public static BenchResult run(BenchConfig c, PrintStream progress) {
+    CudaAvailability av = CudaBackend.availability();
+    av.require();
+    progress.printf("moeyard bench (cuda, %s): %d ranks x %d tokens, hidden %d %s, %d experts top-%d; preparing data...%n",
+        av.device(), c.ranks(), c.tokens(), c.hidden(), c.dtype().cliName(), c.experts(), c.topk());
+    Workload wl = Workload.bench(c);
+    progress.println("running the cpu fused path once for the reference...");
+    CpuRun cpu = CpuRun.run(wl, true, c.chunk());
+    int[] pairs = cpu.pairs.clone();
+    double[][] ms = new double[4][c.iters()];
+    double copyMs;
+    String problem;
+    try (CudaBackend be = CudaBackend.open(CudaCheck.config(wl))) {
+      long allBytes = 0;
+      for (int p : pairs) allBytes += (long) p * dispatchRowBytes(wl);
+      copyMs = be.copyMillis(allBytes, c.iters());
+      CudaCheck.upload(be, wl);
+      try {
+        problem = CudaCheck.verify(be, wl, cpu);
+      } finally {
+        cpu.close();
+      }
+      progress.printf("verified: %s; timing %d + %d warm-up iterations of each...%n",
+          problem == null ? "yes" : "NO (" + problem + ")", c.iters(), c.warmup());
+      time(c, be, ms[DISPATCH_FUSED], () -> be.dispatchOnDevice(CudaBackend.Variant.FUSED));
+      time(c, be, ms[DISPATCH_UNFUSED], () -> be.dispatchOnDevice(CudaBackend.Variant.UNFUSED));
+      be.dispatchOnDevice(CudaBackend.Variant.FUSED); // the fused combine needs its pair records
+      for (int d = 0; d < wl.ranks(); d++) be.setExpertOutputs(d, wl.y[d]);
+      time(c, be, ms[COMBINE_FUSED], () -> be.combineOnDevice(CudaBackend.Variant.FUSED));
+      time(c, be, ms[COMBINE_UNFUSED], () -> be.combineOnDevice(CudaBackend.Variant.UNFUSED));
+    }
+    return assemble(c, av.device(), pairs, dispatchRowBytes(wl), wl.outRowBytes(), ms, copyMs, problem);
+  }
+
+  /** Null when the CUDA backend accepts the shape (top-k, ranks, slots), else why not. */
+  public static String problem(BenchConfig c) {
+    try {
+      CudaBackend.Config.trivial(c.ranks(), c.ranks(), c.experts() / c.ranks(), c.hidden(), c.topk(),
+          CudaCheck.cudaType(c.dtype()));
+      return null;
+    } catch (IllegalArgumentException e) {
+      return "the cuda backend cannot run this shape: " + e.getMessage();
+    }
+  }
+
+  /** Bytes one token-rank pair carries in dispatch: the row and its FP8 scales. */
+  static long dispatchRowBytes(Workload wl) {
+    return wl.rowBytes() + (long) wl.scalesPerRow() * Float.BYTES;
+  }
+
+  private static void time(BenchConfig c, CudaBackend be, double[] out, Runnable op) {
+    for (int i = 0; i < c.warmup() + c.iters(); i++) {
+      op.run();
+      if (i >= c.warmup()) out[i - c.warmup()] = be.lastDeviceMs();
+    }
+  }
+
+  /**
+   * The result from the measured figures (no device needed).
+   *
+   * @param pairs token-rank pairs received by each rank
+   * @param dispatchRowBytes bytes per pair in dispatch (row + FP8 scales)
+   * @param combineRowBytes bytes per pair in combine (one partial row)
+   * @param ms device milliseconds per call: [dispatch fused, dispatch unfused, combine fused,
+   *     combine unfused][iteration]
+   * @param copyMs median device milliseconds of one copy of all ranks' dispatch bytes
+   * @param problem the first verification difference, or null
+   */
+  static BenchResult assemble(
+      BenchConfig c, String device, int[] pairs, long dispatchRowBytes, long combineRowBytes, double[][] ms,
+      double copyMs, String problem) {
+    double db = 0;
+    double cb = 0;
+    for (int p : pairs) {
+      db += (double) p * dispatchRowBytes;
+      cb += (double) p * combineRowBytes;
+    }
+    if (pairs.length > 0) {
+      db /= pairs.length;
+      cb /= pairs.length;
+    }
+    double copyUs = copyMs * 1e3;
+    return new BenchResult(c, "cuda", device, db, cb,
+        timing(ms[DISPATCH_FUSED], db), timing(ms[DISPATCH_UNFUSED], db),
+        timing(ms[COMBINE_FUSED], cb), timing(ms[COMBINE_UNFUSED], cb),
+        copyUs, db / (copyUs * 1e3), problem == null,
+        problem == null
+            ? "cuda fused == cuda unfused == cpu fused, bit for bit: rows, weights, scales, counts, pairs, layout, combine"
+            : problem);
+  }
+
+  private static BenchResult.Timing timing(double[] ms, double bytes) {
+    double us = median(ms) * 1e3;
+    return new BenchResult.Timing(us, bytes / (us * 1e3));
+  }
+
+  static double median(double[] v) {
+    double[] s = v.clone();
+    Arrays.sort(s);
+    int n = s.length;
+    return n == 0 ? Double.NaN : n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2.0;
+  }
+}

@@ -1,0 +1,169 @@
+package io.moeyard.bench.run;
+
+import io.moeyard.cuda.CudaAvailability;
+import io.moeyard.cuda.CudaBackend;
+import io.moeyard.engine.DType;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.Topology;
+import java.io.PrintStream;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.stream.IntStream;
+
+/**
+ * {@code moeyard selftest}: many random configurations, every output of one backend compared bit
+ * for bit with the CPU fused backend.
+ *
+ * <p>A case: 1..8 ranks on 1..R nodes, 1..32 slots per rank, replicas (fewer logical experts than
+ * slots, through {@link ExpertMap#of}), top-k 1..8, every dtype (FP8 with scales), odd hidden sizes,
+ * 0..maxTokens tokens per rank (unequal, some ranks empty), -1 entries, skewed routing, and a
+ * random pipelining chunk. {@code cpu}: the unfused CPU path vs the fused one vs
+ * {@code NaiveReference}; {@code cuda}: both CUDA variants vs the CPU fused path
+ * ({@link CudaCheck#verify}). Each case has its own seed, printed on failure; replay one case with
+ * {@code --case-seed}.
+ */
+public final class SelfTest {
+  private SelfTest() {}
+
+  /** Exit code 0 when every case passes, 1 when one fails, 3 when the backend cannot run here. */
+  public static int run(String backend, int cases, long seed, int maxTokens, Long caseSeed, PrintStream out) {
+    boolean cuda = backend.equals("cuda");
+    String name = cuda ? "cuda" : "cpu";
+    if (cuda) {
+      CudaAvailability av = CudaBackend.availability();
+      if (!av.available()) {
+        out.println(av.message());
+        return 3;
+      }
+      out.println("moeyard selftest: " + av.message());
+    }
+    long[] seeds = caseSeed != null ? new long[] {caseSeed} : caseSeeds(seed, cases);
+    int failed = 0;
+    long t0 = System.nanoTime();
+    for (int i = 0; i < seeds.length; i++) {
+      Workload wl = null;
+      String problem;
+      try {
+        wl = randomCase(seeds[i], maxTokens);
+        int chunk = chunkOf(seeds[i]);
+        problem = cuda ? checkCuda(wl, chunk) : checkCpu(wl, chunk);
+      } catch (RuntimeException | Error e) {
+        problem = "threw " + e;
+      }
+      if (problem != null) {
+        failed++;
+        out.printf(Locale.ROOT, "FAIL case %d seed=%d: %s: %s%n", i, seeds[i], wl == null ? "?" : wl.describe(), problem);
+      }
+    }
+    out.printf(Locale.ROOT, "moeyard selftest --backend %s: %d cases, %d passed, %d failed (%s, %.1f s)%n",
+        name, seeds.length, seeds.length - failed, failed,
+        caseSeed != null ? "case seed " + caseSeed : "seed " + seed, (System.nanoTime() - t0) / 1e9);
+    if (failed > 0) out.printf("replay a case: moeyard selftest --backend %s --case-seed <seed>%n", name);
+    return failed == 0 ? 0 : 1;
+  }
+
+  static long[] caseSeeds(long seed, int cases) {
+    SplittableRandom rnd = new SplittableRandom(seed);
+    long[] s = new long[cases];
+    for (int i = 0; i < cases; i++) s[i] = rnd.nextLong() & Long.MAX_VALUE;
+    return s;
+  }
+
+  private static int chunkOf(long caseSeed) {
+    int[] chunks = {1, 3, 16, 128, 1000};
+    return chunks[new SplittableRandom(caseSeed ^ 0x5DEECE66DL).nextInt(chunks.length)];
+  }
+
+  /** The random problem of one case (a pure function of its seed). */
+  static Workload randomCase(long caseSeed, int maxTokens) {
+    SplittableRandom rnd = new SplittableRandom(caseSeed);
+    int ranks = 1 + rnd.nextInt(8);
+    int[] divisors = IntStream.rangeClosed(1, ranks).filter(d -> ranks % d == 0).toArray();
+    int local = divisors[rnd.nextInt(divisors.length)];
+    Topology topo = new Topology(ranks / local, local);
+    int spr = 1 + rnd.nextInt(32);
+    int slots = ranks * spr;
+    int experts = rnd.nextInt(3) == 0 ? slots : 1 + rnd.nextInt(slots);
+    int[] p2l = new int[slots];
+    for (int p = 0; p < slots; p++) p2l[p] = p < experts ? p : rnd.nextInt(experts);
+    for (int p = slots - 1; p > 0; p--) {
+      int j = rnd.nextInt(p + 1);
+      int t = p2l[p]; p2l[p] = p2l[j]; p2l[j] = t;
+    }
+    ExpertMap map = ExpertMap.of(topo, experts, p2l);
+    int topk = 1 + rnd.nextInt(Math.min(8, experts));
+    DType dt = DType.values()[rnd.nextInt(DType.values().length)];
+    int hidden = switch (dt) {
+      case FP8_E4M3 -> 128 * (1 + rnd.nextInt(3));
+      default -> rnd.nextInt(4) == 0 ? 16 * (1 + rnd.nextInt(32)) : 1 + rnd.nextInt(300);
+    };
+    int[] tokens = new int[ranks];
+    for (int r = 0; r < ranks; r++) tokens[r] = rnd.nextInt(5) == 0 ? 0 : rnd.nextInt(maxTokens + 1);
+    double drop = new double[] {0, 0, 0.1, 0.5, 1}[rnd.nextInt(5)];
+    // skewed: every token picks from a few hot experts (the rest of the world receives nothing)
+    int pool = rnd.nextInt(4) == 0 ? Math.min(experts, topk + rnd.nextInt(3)) : experts;
+    int[][] idx = new int[ranks][];
+    float[][] w = new float[ranks][];
+    for (int r = 0; r < ranks; r++) {
+      idx[r] = CpuBench.randomRouting(rnd, tokens[r], pool, topk);
+      w[r] = new float[tokens[r] * topk];
+      for (int i = 0; i < idx[r].length; i++) {
+        if (rnd.nextDouble() < drop) idx[r][i] = -1;
+        w[r][i] = (float) rnd.nextDouble(-2, 2);
+      }
+    }
+    long xs = caseSeed * 31 + 7;
+    long ys = caseSeed * 131 + 11;
+    return new Workload(map, tokens, topk, hidden, dt, idx, w,
+        r -> new SplittableRandom(xs + 1_000_003L * r), r -> new SplittableRandom(ys + 1_000_033L * r));
+  }
+
+  /** CPU: fused vs NaiveReference, unfused vs fused; null when all agree bit for bit. */
+  static String checkCpu(Workload wl, int chunk) {
+    try (CpuRun fused = CpuRun.run(wl, true, chunk); CpuRun unfused = CpuRun.run(wl, false, chunk)) {
+      int ranks = wl.ranks();
+      RowBuffer[] x = new RowBuffer[ranks];
+      RowBuffer[] y = new RowBuffer[ranks];
+      for (int r = 0; r < ranks; r++) {
+        x[r] = wl.x(r);
+        y[r] = wl.y(r);
+      }
+      for (int r = 0; r < ranks; r++) {
+        String p = wl.ref.checkDispatch(r, fused.recv[r], fused.rows[r], x);
+        if (p == null) p = wl.ref.checkCombine(r, wl.w[r], y, fused.out[r]);
+        if (p != null) return "cpu fused vs naive reference: " + p;
+      }
+      for (int r = 0; r < ranks; r++) {
+        String p = sameCpu(fused, unfused, wl, r);
+        if (p != null) return "cpu unfused vs fused: " + p;
+      }
+      return null;
+    }
+  }
+
+  private static String sameCpu(CpuRun want, CpuRun got, Workload wl, int r) {
+    if (want.rows[r] != got.rows[r]) return "rank " + r + " received " + got.rows[r] + " rows, fused " + want.rows[r];
+    String p = CudaCheck.compareInts(want.slotCounts[r], got.slotCounts[r], "slot counts", r);
+    if (p == null) p = CudaCheck.compareRows(want.recv[r].segment(), want.recv[r].offset(), (long) want.rows[r] * wl.rowBytes(),
+        bytes(got.recv[r], (long) got.rows[r] * wl.rowBytes()), wl.rowBytes(), "received row", r);
+    if (p == null) p = CudaCheck.compareFloats(want.recvWeights[r], got.recvWeights[r], "received weight of row", r);
+    if (p == null) p = CudaCheck.compareFloats(want.recvScales[r], got.recvScales[r], "received fp8 scale", r);
+    if (p == null) p = CudaCheck.compareInts(want.numTokensPerRank[r], got.numTokensPerRank[r], "numTokensPerRank", r);
+    if (p == null) p = CudaCheck.compareRows(want.out[r].segment(), want.out[r].offset(), want.out[r].byteSize(),
+        bytes(got.out[r], got.out[r].byteSize()), wl.outRowBytes(), "combine output", r);
+    return p;
+  }
+
+  private static byte[] bytes(RowBuffer b, long n) {
+    return b.segment().asSlice(b.offset(), n).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+  }
+
+  /** CUDA: both variants vs the CPU fused path; null when all agree bit for bit. */
+  static String checkCuda(Workload wl, int chunk) {
+    try (CpuRun cpu = CpuRun.run(wl, true, chunk); CudaBackend be = CudaBackend.open(CudaCheck.config(wl))) {
+      CudaCheck.upload(be, wl);
+      return CudaCheck.verify(be, wl, cpu);
+    }
+  }
+}

@@ -1,0 +1,144 @@
+package io.moeyard.bench.run;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moeyard.cuda.CudaBackend;
+import io.moeyard.engine.DType;
+import java.lang.foreign.ValueLayout;
+import java.util.EnumSet;
+import java.util.Set;
+import org.junit.jupiter.api.Test;
+
+/** The parts of the cuda bench and selftest that need no GPU: result assembly, config, comparison. */
+class CudaBenchHostTest {
+
+  @Test
+  void assemblesTheResultFromDeviceMillis() {
+    BenchConfig c = new BenchConfig(2, 10, 128, 4, 2, DType.BF16, null, 3, 1, 128, 1);
+    double[][] ms = {{3, 1, 2}, {4, 8, 6}, {0.5, 0.25, 1}, {1, 1, 1}};
+    BenchResult r = CudaBench.assemble(c, "NVIDIA H100 80GB HBM3", new int[] {10, 6}, 256, 512, ms, 0.5, null);
+    assertEquals("cuda", r.backend());
+    assertEquals("NVIDIA H100 80GB HBM3", r.device());
+    assertEquals(8 * 256, r.dispatchBytesPerRank(), 0);
+    assertEquals(8 * 512, r.combineBytesPerRank(), 0);
+    assertEquals(2000, r.dispatchFused().medianUs(), 1e-9);
+    assertEquals(6000, r.dispatchUnfused().medianUs(), 1e-9);
+    assertEquals(500, r.combineFused().medianUs(), 1e-9);
+    assertEquals(1000, r.combineUnfused().medianUs(), 1e-9);
+    assertEquals(2048 / 2000e3, r.dispatchFused().gbps(), 1e-12);
+    assertEquals(4096 / 500e3, r.combineFused().gbps(), 1e-12);
+    assertEquals(500, r.copyMedianUs(), 1e-9);
+    assertEquals(2048 / 500e3, r.copyGbps(), 1e-12);
+    assertTrue(r.verified());
+
+    BenchResult bad = CudaBench.assemble(c, "x", new int[] {1, 1}, 256, 512, ms, 0.5, "rank 1 received row 3 differs");
+    assertFalse(bad.verified());
+    assertEquals("rank 1 received row 3 differs", bad.verifyNote());
+  }
+
+  @Test
+  void shapesTheKernelsCannotRunAreNamedBeforeAnyDeviceWork() {
+    assertNull(CudaBench.problem(new BenchConfig(8, 4096, 7168, 256, 8, DType.BF16, "deepseek-v3", 20, 5, 128, 1)));
+    assertNull(CudaBench.problem(new BenchConfig(8, 16, 7168, 256, 8, DType.FP8_E4M3, null, 1, 0, 128, 1)));
+    String p = CudaBench.problem(new BenchConfig(2, 16, 128, 64, 17, DType.BF16, null, 1, 0, 128, 1));
+    assertNotNull(p);
+    assertTrue(p.contains("topk"), p);
+    assertNotNull(CudaBench.problem(new BenchConfig(128, 16, 128, 128, 2, DType.BF16, null, 1, 0, 128, 1)));
+  }
+
+  @Test
+  void cudaConfigMirrorsTheExpertMap() {
+    for (long seed = 1; seed < 40; seed++) {
+      Workload wl = SelfTest.randomCase(seed, 8);
+      CudaBackend.Config cfg = CudaCheck.config(wl);
+      assertEquals(wl.ranks(), cfg.ranks());
+      assertEquals(wl.map.topology().localRanks(), cfg.localRanks());
+      assertEquals(wl.map.slotsPerRank(), cfg.slotsPerRank());
+      assertEquals(wl.map.experts(), cfg.experts());
+      for (int e = 0; e < cfg.experts(); e++) {
+        assertEquals(java.util.Arrays.toString(wl.map.slotsOf(e)), java.util.Arrays.toString(cfg.expertSlots()[e]));
+      }
+      assertEquals(wl.dtype.name(), cfg.dtype().name());
+      assertEquals(wl.outType.name(), cfg.combineDtype().name());
+      for (int r = 0; r < wl.ranks(); r++) {
+        // the CUDA backend's own input validation accepts every selftest input
+        CudaBackend.RankInput in = new CudaBackend.RankInput(wl.tokens[r], wl.x[r],
+            wl.dtype.hasScales() ? wl.xScales[r] : null, wl.idx[r], wl.w[r]);
+        assertEquals(wl.x[r].length, in.x().length);
+      }
+    }
+  }
+
+  @Test
+  void benchWorkloadIsTheCpuBenchData() {
+    BenchConfig c = new BenchConfig(3, 20, 128, 6, 2, DType.FP8_E4M3, null, 1, 0, 128, 5);
+    Workload wl = Workload.bench(c);
+    for (int r = 0; r < 3; r++) {
+      java.util.SplittableRandom rnd = CpuBench.routingRandom(c, r);
+      assertEquals(java.util.Arrays.toString(CpuBench.randomRouting(rnd, 20, 6, 2)), java.util.Arrays.toString(wl.idx[r]));
+    }
+    assertEquals(DType.BF16, wl.outType);
+  }
+
+  /** A DispatchResult as the CUDA backend would return it, built from a CPU run. */
+  private static CudaBackend.DispatchResult asCuda(CpuRun run, Workload wl, int d) {
+    byte[] x = run.recv[d].segment().asSlice(run.recv[d].offset(), (long) run.rows[d] * wl.rowBytes())
+        .toArray(ValueLayout.JAVA_BYTE);
+    return new CudaBackend.DispatchResult(run.rows[d], x, run.recvScales[d].clone(), run.recvWeights[d].clone(),
+        run.slotCounts[d].clone(), run.pairs[d], run.pairSrc[d].clone(), run.pairToken[d].clone(),
+        run.numTokensPerRank[d].clone(), run.isTokenInRank[d].clone());
+  }
+
+  @Test
+  void comparisonFindsEveryKindOfDifference() {
+    Set<DType> seen = EnumSet.noneOf(DType.class);
+    int mutated = 0;
+    for (long seed = 100; seed < 160; seed++) {
+      Workload wl = SelfTest.randomCase(seed, 24);
+      seen.add(wl.dtype);
+      try (CpuRun fused = CpuRun.run(wl, true, 16); CpuRun unfused = CpuRun.run(wl, false, 16)) {
+        for (int d = 0; d < wl.ranks(); d++) {
+          assertNull(CudaCheck.compareDispatch(fused, wl, d, asCuda(fused, wl, d), true));
+          // the unfused path writes no pair records on cuda; everything else must match
+          assertNull(CudaCheck.compareDispatch(fused, wl, d, asCuda(unfused, wl, d), false));
+          if (fused.rows[d] == 0) continue;
+          mutated++;
+          CudaBackend.DispatchResult g = asCuda(fused, wl, d);
+          g.recvX()[g.recvX().length - 1] ^= 1;
+          assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g, true));
+          g = asCuda(fused, wl, d);
+          g.recvWeights()[0] = -g.recvWeights()[0];
+          assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g, true));
+          g = asCuda(fused, wl, d);
+          g.slotCounts()[0]++;
+          assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g, true));
+          g = asCuda(fused, wl, d);
+          g.pairToken()[g.pairs() - 1] ^= 1;
+          assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g, true));
+          if (g.recvScales().length > 0) {
+            g = asCuda(fused, wl, d);
+            g.recvScales()[0] = Math.nextUp(g.recvScales()[0]);
+            assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g, true));
+          }
+        }
+        for (int r = 0; r < wl.ranks(); r++) {
+          byte[] out = fused.out[r].segment().asSlice(fused.out[r].offset(), fused.out[r].byteSize())
+              .toArray(ValueLayout.JAVA_BYTE);
+          assertNull(CudaCheck.compareRows(fused.out[r].segment(), fused.out[r].offset(), fused.out[r].byteSize(), out,
+              wl.outRowBytes(), "combine output", r));
+          if (out.length > 0) {
+            out[0] ^= 1;
+            assertNotNull(CudaCheck.compareRows(fused.out[r].segment(), fused.out[r].offset(), fused.out[r].byteSize(),
+                out, wl.outRowBytes(), "combine output", r));
+          }
+        }
+      }
+    }
+    assertEquals(EnumSet.allOf(DType.class), seen);
+    assertTrue(mutated > 20, "mutated " + mutated);
+  }
+}
