@@ -61,7 +61,7 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--iters", description = "timed iterations per measurement (median reported); default ${DEFAULT-VALUE}", defaultValue = "20")
   int iters;
 
-  @Option(names = "--warmup", description = "untimed iterations first; default ${DEFAULT-VALUE}", defaultValue = "5")
+  @Option(names = "--warmup", description = "untimed iterations first, and at least 1 s of them unless 0; default ${DEFAULT-VALUE}", defaultValue = "10")
   int warmup;
 
   @Option(names = "--chunk", description = "pipelining chunk in token-rank pairs; default ${DEFAULT-VALUE}", defaultValue = "128")
