@@ -7,10 +7,10 @@ import io.moeyard.bench.run.BenchConfig;
 import io.moeyard.bench.run.BenchResult;
 import io.moeyard.bench.run.CpuBench;
 import io.moeyard.bench.run.CudaBench;
-import io.moeyard.bench.run.Preset;
 import io.moeyard.cuda.CudaAvailability;
 import io.moeyard.cuda.CudaBackend;
 import io.moeyard.engine.DType;
+import io.moeyard.engine.ModelPreset;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
@@ -76,7 +76,7 @@ public final class BenchCommand implements Callable<Integer> {
   static final class PresetNames implements Iterable<String> {
     @Override
     public java.util.Iterator<String> iterator() {
-      return java.util.Arrays.stream(Preset.values()).map(p -> p.cliName).iterator();
+      return java.util.Arrays.stream(ModelPreset.values()).map(p -> p.id).iterator();
     }
   }
 
@@ -121,14 +121,14 @@ public final class BenchCommand implements Callable<Integer> {
   }
 
   BenchConfig config() {
-    Preset p = preset == null ? null : Preset.parse(preset);
+    ModelPreset p = preset == null ? null : ModelPreset.byId(preset);
     int h = hidden != null ? hidden : p != null ? p.hidden : 2048;
     int e = experts != null ? experts : p != null ? p.experts : 64;
     int k = topk != null ? topk : p != null ? p.topk : 8;
     int t = tokens != null ? tokens : p != null ? 4096 : 1024;
     int r = ranks != null ? ranks : 8;
     DType dt = dtype == null ? DType.BF16 : DType.parse(dtype);
-    return new BenchConfig(r, t, h, e, k, dt, p == null ? null : p.cliName, iters, warmup, chunk, seed);
+    return new BenchConfig(r, t, h, e, k, dt, p == null ? null : p.id, iters, warmup, chunk, seed);
   }
 
   static void print(BenchResult res, PrintStream out) {

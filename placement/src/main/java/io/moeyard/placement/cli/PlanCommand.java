@@ -13,7 +13,7 @@ import io.moeyard.placement.model.PlacementProblem;
 import io.moeyard.placement.model.PlanReport;
 import io.moeyard.placement.plan.Planners;
 import io.moeyard.placement.plan.Problems;
-import io.moeyard.placement.trace.ModelPreset;
+import io.moeyard.engine.ModelPreset;
 import io.moeyard.placement.trace.RoutingTrace;
 import io.moeyard.placement.trace.Trace;
 import io.moeyard.placement.trace.Traces;

@@ -1,7 +1,7 @@
 package io.moeyard.placement.cli;
 
 import io.moeyard.placement.format.PlacementWriter;
-import io.moeyard.placement.trace.ModelPreset;
+import io.moeyard.engine.ModelPreset;
 import io.moeyard.placement.trace.NpyWriter;
 import io.moeyard.placement.trace.RoutingTrace;
 import io.moeyard.placement.trace.SyntheticTrace;

@@ -1,5 +1,6 @@
 package io.moeyard.placement.trace;
 
+import io.moeyard.engine.ModelPreset;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;

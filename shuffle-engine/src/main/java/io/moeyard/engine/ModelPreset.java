@@ -1,11 +1,12 @@
-package io.moeyard.placement.trace;
+package io.moeyard.engine;
 
 import java.util.Arrays;
 import java.util.Locale;
 import java.util.stream.Collectors;
 
 /**
- * MoE shapes of public models (REFERENCES.md), so that synthetic traces and byte estimates match a
+ * MoE shapes of public models (REFERENCES.md), shared by the all-to-all bench and the placement
+ * planner, so that benchmarks, synthetic traces and byte estimates match a
  * model a user actually runs without them looking the numbers up.
  */
 public enum ModelPreset {
