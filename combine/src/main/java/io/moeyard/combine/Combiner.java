@@ -4,6 +4,7 @@ import io.moeyard.dispatch.DispatchHandle;
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.transport.Agreement;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
 import java.util.Arrays;
@@ -98,16 +99,7 @@ public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
   }
 
   private static String worldProblem(Announcement[] all) {
-    for (Announcement a : all) if (a.problem() != null) return a.problem();
-    for (int r = 1; r < all.length; r++) {
-      if (all[r].hidden() != all[0].hidden()) {
-        return "ranks disagree on hidden size: rank 0 has " + all[0].hidden() + ", rank " + r + " has " + all[r].hidden();
-      }
-      if (all[r].dtype() != all[0].dtype()) {
-        return "ranks disagree on dtype: rank 0 has " + all[0].dtype().cliName() + ", rank " + r + " has " + all[r].dtype().cliName();
-      }
-    }
-    return null;
+    return Agreement.check(all.length, r -> all[r].problem(), r -> all[r].hidden(), r -> all[r].dtype());
   }
 
   /** The buffer peers write into at this rank (partials or returned rows), from scratch. */

@@ -5,6 +5,7 @@ import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.transport.Agreement;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
 import java.util.Objects;
@@ -106,15 +107,8 @@ public abstract sealed class Dispatcher permits FusedDispatcher, UnfusedDispatch
 
   /** The same verdict on every rank, since every rank sees the same announcements. */
   private static String worldProblem(Announcement[] all) {
-    for (Announcement a : all) if (a.problem() != null) return a.problem();
-    for (int r = 1; r < all.length; r++) {
-      if (all[r].hidden() != all[0].hidden()) {
-        return "ranks disagree on hidden size: rank 0 has " + all[0].hidden() + ", rank " + r + " has " + all[r].hidden();
-      }
-      if (all[r].dtype() != all[0].dtype()) {
-        return "ranks disagree on dtype: rank 0 has " + all[0].dtype().cliName() + ", rank " + r + " has " + all[r].dtype().cliName();
-      }
-    }
+    String agreed = Agreement.check(all.length, r -> all[r].problem(), r -> all[r].hidden(), r -> all[r].dtype());
+    if (agreed != null) return agreed;
     for (int d = 0; d < all.length; d++) {
       if (all[d].capacityRows() < 0) continue;
       long need = 0;
