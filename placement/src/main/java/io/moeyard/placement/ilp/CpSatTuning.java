@@ -38,7 +38,7 @@ public record CpSatTuning(
   }
 
   public static CpSatTuning defaults() {
-    return new CpSatTuning(0.008, 2, 1, 0, 0, 0, 0.3, true);
+    return new CpSatTuning(0.008, 1, 2, 0, 0, 0, 0.3, true);
   }
 
   public CpSatTuning withBalanceSlack(double eps) {

@@ -244,13 +244,61 @@ final class LayerModel {
   }
 
   /**
-   * Pairwise-swap hill climbing on the transition terms, keeping every workload's scaled GPU load at
-   * or under {@code cap}: a cheap improvement of the hint before CP-SAT (first improvement, random
-   * order, until a full pass finds nothing or the deadline passes). Returns a row never worse under
-   * {@link #cost}.
+   * Pairwise-swap local search on the transition terms, keeping every workload's scaled GPU load at
+   * or under {@code cap}: first-improvement descent in random order, then iterated (kick the best
+   * row with {@link #KICK_SWAPS} random feasible swaps, descend again, keep the better) until the
+   * deadline. Returns a row never worse under {@link #cost} than {@code start}.
    */
   int[] localSearch(int[] start, long cap, long deadlineNanos, long seed) {
     if (!hasAffinity) return start.clone();
+    java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+    int[] best = descend(start, cap, deadlineNanos, rnd);
+    long bestCost = cost(best);
+    // iterated local search: kick the best row with a few random feasible swaps, descend again
+    while (System.nanoTime() < deadlineNanos) {
+      int[] cand = best.clone();
+      kick(cand, cap, rnd, KICK_SWAPS);
+      cand = descend(cand, cap, deadlineNanos, rnd);
+      long c = cost(cand);
+      if (c < bestCost) {
+        best = cand;
+        bestCost = c;
+      }
+    }
+    return bestCost <= cost(start) ? best : start.clone();
+  }
+
+  /** Random swaps per iterated-local-search kick. */
+  static final int KICK_SWAPS = 4;
+
+  private void kick(int[] row, long cap, java.util.SplittableRandom rnd, int swaps) {
+    int W = q.length;
+    long[][] load = new long[W][gpus];
+    for (int w = 0; w < W; w++) for (int p = 0; p < slots; p++) load[w][p / spg] += q[w][row[p]];
+    for (int done = 0, tries = 0; done < swaps && tries < 100 * swaps; tries++) {
+      int p1 = rnd.nextInt(slots), p2 = rnd.nextInt(slots);
+      int g1 = p1 / spg, g2 = p2 / spg;
+      int e1 = row[p1], e2 = row[p2];
+      if (g1 == g2 || e1 == e2) continue;
+      boolean ok = true;
+      for (int w = 0; w < W && ok; w++) {
+        long d = q[w][e2] - q[w][e1];
+        ok = load[w][g1] + d <= cap && load[w][g2] - d <= cap;
+      }
+      if (!ok) continue;
+      row[p1] = e2;
+      row[p2] = e1;
+      for (int w = 0; w < W; w++) {
+        long d = q[w][e2] - q[w][e1];
+        load[w][g1] += d;
+        load[w][g2] -= d;
+      }
+      done++;
+    }
+  }
+
+  /** First-improvement swap descent from {@code start} (see {@link #localSearch}). */
+  private int[] descend(int[] start, long cap, long deadlineNanos, java.util.SplittableRandom rnd) {
     int[] row = start.clone();
     int[][] n = counts(row);
     int W = q.length;
@@ -262,7 +310,6 @@ final class LayerModel {
     for (Special s : specials) sp[s.e()].add(s);
     long[] gain = new long[experts];
     for (int e = 0; e < experts; e++) gain[e] = expertGain(e, n[e], sp[e]);
-    java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
     int[] order = new int[slots];
     for (int i = 0; i < slots; i++) order[i] = i;
     boolean improved = true;
@@ -292,11 +339,24 @@ final class LayerModel {
           }
           if (!ok) continue;
           long before = gain[e1] + gain[e2];
-          n[e1][g1]--;
-          n[e1][g2]++;
-          n[e2][g2]--;
-          n[e2][g1]++;
-          long a1 = expertGain(e1, n[e1], sp[e1]), a2 = expertGain(e2, n[e2], sp[e2]);
+          long a1, a2;
+          if (cnt[e1] == 1 && cnt[e2] == 1) {
+            // single replicas: the gain is a table lookup, no need to touch the counts unless we swap
+            a1 = wg[e1][g2] + wn[e1][g2 / gpn];
+            a2 = wg[e2][g1] + wn[e2][g1 / gpn];
+            if (a1 + a2 <= before) continue;
+            n[e1][g1]--;
+            n[e1][g2]++;
+            n[e2][g2]--;
+            n[e2][g1]++;
+          } else {
+            n[e1][g1]--;
+            n[e1][g2]++;
+            n[e2][g2]--;
+            n[e2][g1]++;
+            a1 = cnt[e1] == 1 ? wg[e1][g2] + wn[e1][g2 / gpn] : expertGain(e1, n[e1], sp[e1]);
+            a2 = cnt[e2] == 1 ? wg[e2][g1] + wn[e2][g1 / gpn] : expertGain(e2, n[e2], sp[e2]);
+          }
           if (a1 + a2 > before) {
             gain[e1] = a1;
             gain[e2] = a2;
@@ -317,9 +377,9 @@ final class LayerModel {
         }
       }
     }
-    // normalise slot order within GPUs and keep the better row under the exact cost
+    // normalise slot order within GPUs
     for (int g = 0; g < gpus; g++) java.util.Arrays.sort(row, g * spg, (g + 1) * spg);
-    return cost(row) <= cost(start) ? row : start.clone();
+    return row;
   }
 
   /**
