@@ -174,11 +174,11 @@ class IlpBenchTest {
       int slots = Integer.parseInt(System.getProperty("moeyard.ilp.dsv3.slots", "320"));
       int tokens = Integer.parseInt(System.getProperty("moeyard.ilp.dsv3.tokens", "8192"));
       long t0 = System.nanoTime();
-      int[][][] tr = TraceBuilder.synthetic(42, tokens, 58, 256, 8, 32, 0.6, Double.parseDouble(System.getProperty("moeyard.ilp.dsv3.zipf", "0.5")));
+      int[][][] tr = TraceBuilder.synthetic(42, tokens, 58, 256, 8, 32, Double.parseDouble(System.getProperty("moeyard.ilp.dsv3.stick", "0.6")), Double.parseDouble(System.getProperty("moeyard.ilp.dsv3.zipf", "0.5")));
       PlacementProblem p = TraceBuilder.problem(List.<int[][][]>of(tr), 58, 256, gpus, nodes, slots, true);
       System.out.printf(Locale.ROOT, "    synthetic trace built in %.1f s%n", (System.nanoTime() - t0) / 1e9);
       Placement eplb = Eplb.rebalance(p.loads()[0], slots, 8, nodes, gpus);
-      compare(String.format(Locale.ROOT, "Synthetic DeepSeek-V3 shape: 58 layers, 256 experts top-8, %d tokens, %d GPUs / %d nodes, %d slots",
+      compare(String.format(Locale.ROOT, "Synthetic DeepSeek-V3 shape: 58 layers, 256 experts top-8, %d tokens (topic stickiness %s, Zipf %s), %d GPUs / %d nodes, %d slots", System.getProperty("moeyard.ilp.dsv3.stick", "0.6"), System.getProperty("moeyard.ilp.dsv3.zipf", "0.5"),
           tokens, gpus, nodes, slots), p, eplb);
       flush();
     }
