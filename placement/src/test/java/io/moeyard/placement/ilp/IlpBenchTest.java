@@ -178,7 +178,8 @@ class IlpBenchTest {
       PlacementProblem p = TraceBuilder.problem(List.<int[][][]>of(tr), 58, 256, gpus, nodes, slots, true);
       System.out.printf(Locale.ROOT, "    synthetic trace built in %.1f s%n", (System.nanoTime() - t0) / 1e9);
       Placement eplb = Eplb.rebalance(p.loads()[0], slots, 8, nodes, gpus);
-      compare(String.format(Locale.ROOT, "Synthetic DeepSeek-V3 shape: 58 layers, 256 experts top-8, %d tokens (topic stickiness %s, Zipf %s), %d GPUs / %d nodes, %d slots", System.getProperty("moeyard.ilp.dsv3.stick", "0.6"), System.getProperty("moeyard.ilp.dsv3.zipf", "0.5"),
+      compare(String.format(Locale.ROOT, "Synthetic DeepSeek-V3 shape: 58 layers, 256 experts top-8, topic stickiness %s, Zipf %s, %d tokens, %d GPUs / %d nodes, %d slots",
+          System.getProperty("moeyard.ilp.dsv3.stick", "0.6"), System.getProperty("moeyard.ilp.dsv3.zipf", "0.5"),
           tokens, gpus, nodes, slots), p, eplb);
       flush();
     }
