@@ -183,7 +183,8 @@ public final class CpSatPlanner {
         ours = theirs;
         status = "WARM_START";
       }
-      objective = ours;
+      double unit = tuning.uniformReplicaChoice() ? LayerModel.UNIFORM_UNIT : 1;
+      objective = ours / unit;
       {
         int[][] rowsOut = plan.phy2log();
         int[][] cntOut = new int[L][];
@@ -201,7 +202,7 @@ public final class CpSatPlanner {
           }
           b += lb;
         }
-        bound = Math.min(b, objective);
+        bound = Math.min(b / unit, objective);
       }
     } else {
       objective = 0;

@@ -16,6 +16,9 @@ import java.util.List;
  * decide how many replicas of each expert each GPU holds. See package-info for the formulation.
  */
 final class LayerModel {
+  /** Cost units per token under the uniform replica rule (its shares are fractions). */
+  static final long UNIFORM_UNIT = 1000;
+
   /** Scaled mean GPU load of every workload: loads are normalised so that a perfect layer has max = MEAN. */
   static final long MEAN = 1_000_000L;
 
@@ -37,6 +40,10 @@ final class LayerModel {
   long constCost;
   final long[][] wg; // [e][g]
   final long[][] wn; // [e][node]
+  /** Uniform replica choice: cost units per token (shares are fractions), and the per-replica gain table. */
+  final boolean uniform;
+  final long unit;
+  final long[][] wu; // [e][g], gain of one replica of e on GPU g (uniform rule only)
   private final List<Special> specials = new ArrayList<>();
   private final int[] coA, coB;
   private final long[] coC;
@@ -62,9 +69,39 @@ final class LayerModel {
     }
     wg = new long[experts][gpus];
     wn = new long[experts][nodes];
+    uniform = tuning.uniformReplicaChoice();
+    unit = uniform ? UNIFORM_UNIT : 1;
+    wu = new long[uniform ? experts : 0][gpus];
     long gw = tuning.gpuWeight(), nw = tuning.nodeWeight();
     boolean any = false;
-    for (Neighbor nb : neighbors) {
+    if (uniform) {
+      double[][] acc = new double[experts][gpus];
+      for (Neighbor nb : neighbors) {
+        if (nb.pairs() == null) continue;
+        int[] cx = new int[experts];
+        for (int x : nb.row()) cx[x]++;
+        double[][] sg = new double[experts][gpus];
+        double[][] sn = new double[experts][nodes];
+        for (int p = 0; p < slots; p++) {
+          int x = nb.row()[p];
+          sg[x][p / spg] += 1.0 / cx[x];
+          sn[x][p / spg / gpn] += 1.0 / cx[x];
+        }
+        PairCounts pc = nb.pairs();
+        for (int i = 0; i < pc.size(); i++) {
+          int e = nb.currentIsTo() ? pc.to()[i] : pc.from()[i];
+          int x = nb.currentIsTo() ? pc.from()[i] : pc.to()[i];
+          long c = pc.count()[i];
+          if (c == 0) continue;
+          any = true;
+          constCost += c * (gw + nw) * unit;
+          for (int g = 0; g < gpus; g++) acc[e][g] += c * (gw * sg[x][g] + nw * sn[x][g / gpn]) / cnt[e];
+        }
+      }
+      for (int e = 0; e < experts; e++) for (int g = 0; g < gpus; g++) wu[e][g] = Math.round(acc[e][g] * unit);
+      // rounding may leave the per-layer constant a few units above the best gain: harmless
+    }
+    for (Neighbor nb : uniform ? List.<Neighbor>of() : neighbors) {
       if (nb.pairs() == null) continue;
       boolean[][] gp = PlanMetrics.gpuPresence(nb.row(), experts, gpus);
       boolean[][] np = PlanMetrics.nodePresence(gp, nodes);
@@ -105,7 +142,7 @@ final class LayerModel {
     for (int i = 0; i < keep.size(); i++) {
       coA[i] = keep.get(i)[0];
       coB[i] = keep.get(i)[1];
-      coC[i] = coact.count()[keep.get(i)[2]];
+      coC[i] = coact.count()[keep.get(i)[2]] * unit;
       constCost += coC[i] * (tuning.coactGpuWeight() + tuning.coactNodeWeight());
       any = true;
     }
@@ -144,6 +181,7 @@ final class LayerModel {
       }
     }
     long local = 0;
+    if (uniform) for (int p = 0; p < slots; p++) local += wu[row[p]][p / spg];
     for (int e = 0; e < experts; e++) {
       for (int g = 0; g < gpus; g++) if (gp[e][g]) local += wg[e][g];
       for (int k = 0; k < nodes; k++) if (np[e][k]) local += wn[e][k];
@@ -170,6 +208,14 @@ final class LayerModel {
     long[][] score = new long[gpus][gpus];
     long[][] perExpertGpu = new long[experts][gpus];
     for (int e = 0; e < experts; e++) for (int g = 0; g < gpus; g++) perExpertGpu[e][g] = wg[e][g] + wn[e][g / gpn];
+    if (uniform) {
+      for (int h = 0; h < gpus; h++) {
+        for (int j = 0; j < spg; j++) {
+          int e = row[h * spg + j];
+          for (int g = 0; g < gpus; g++) score[h][g] += wu[e][g];
+        }
+      }
+    }
     for (Special s : specials) {
       for (int g = 0; g < gpus; g++) {
         if (s.gmask()[g]) perExpertGpu[s.e()][g] += s.c() * tuning.gpuWeight();
@@ -214,6 +260,13 @@ final class LayerModel {
       }
     }
     for (Special s : specials) gain += s.c() * (tuning.gpuWeight() + tuning.nodeWeight());
+    if (uniform) {
+      for (int e = 0; e < experts; e++) {
+        long best = 0;
+        for (int g = 0; g < gpus; g++) best = Math.max(best, wu[e][g]);
+        gain += cnt[e] * best;
+      }
+    }
     for (long c : coC) gain += c * (tuning.coactGpuWeight() + tuning.coactNodeWeight());
     return Math.max(0, constCost - gain);
   }
@@ -221,6 +274,7 @@ final class LayerModel {
   /** Local affinity weight an expert earns with replica counts {@code ne[g]} (transition terms only). */
   private long expertGain(int e, int[] ne, List<Special> sp) {
     long s = 0;
+    if (uniform) for (int g = 0; g < gpus; g++) s += ne[g] * wu[e][g];
     boolean[] node = new boolean[nodes];
     for (int g = 0; g < gpus; g++) {
       if (ne[g] > 0) {
@@ -340,7 +394,15 @@ final class LayerModel {
           if (!ok) continue;
           long before = gain[e1] + gain[e2];
           long a1, a2;
-          if (cnt[e1] == 1 && cnt[e2] == 1) {
+          if (uniform) {
+            a1 = gain[e1] - wu[e1][g1] + wu[e1][g2];
+            a2 = gain[e2] - wu[e2][g2] + wu[e2][g1];
+            if (a1 + a2 <= before) continue;
+            n[e1][g1]--;
+            n[e1][g2]++;
+            n[e2][g2]--;
+            n[e2][g1]++;
+          } else if (cnt[e1] == 1 && cnt[e2] == 1) {
             // single replicas: the gain is a table lookup, no need to touch the counts unless we swap
             a1 = wg[e1][g2] + wn[e1][g2 / gpn];
             a2 = wg[e2][g1] + wn[e2][g1 / gpn];
@@ -454,6 +516,9 @@ final class LayerModel {
     } else {
       LinearExprBuilder obj = LinearExpr.newBuilder();
       obj.add(constCost);
+      if (uniform) {
+        for (int e = 0; e < experts; e++) for (int g = 0; g < gpus; g++) if (wu[e][g] != 0) obj.addTerm(n[e][g], -wu[e][g]);
+      }
       BoolVar[][] u = new BoolVar[experts][];
       for (int e = 0; e < experts; e++) {
         if (cnt[e] == 1) {
