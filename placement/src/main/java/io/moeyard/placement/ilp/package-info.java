@@ -7,9 +7,12 @@
  * over its slots of load(expert) / replicas(expert); balancedness = mean / max GPU load. A token
  * that goes from expert a at layer l to expert b at layer l + 1 is a <em>transition</em>; it is
  * GPU-local (node-local) when SOME replica of a and SOME replica of b share a GPU (node): a
- * dispatcher that prefers the nearest replica realises that. (The aggregate cost model of the
- * {@code cost} package assumes a uniform replica choice instead, which credits replicated pairs
- * less; the measurement driver reports both.) The affinity cost is
+ * dispatcher that prefers the nearest replica realises that. The aggregate cost model of the
+ * {@code cost} package assumes a uniform replica choice instead (local with probability = the
+ * shared fraction of replicas), which credits replicated pairs less; {@link
+ * io.moeyard.placement.ilp.CpSatTuning#uniformReplicaChoice()} makes the planner optimise that rule
+ * (then every term is linear in {@code n[e][g]}, no OR variables, and CP-SAT's bounds get tight:
+ * gap ~2% instead of ~13%). The measurement driver reports both. The affinity cost is
  * {@code gpuWeight x cross-GPU transitions + nodeWeight x cross-node transitions}
  * (+ the same for the heaviest same-layer co-activated pairs when enabled). Balance is a
  * constraint, not a term: every layer's max GPU load stays within (1 + eps) of the warm start's
@@ -64,6 +67,18 @@
  *   <li>Sweeps with both neighbours fixed add ~1-2 points more; iterated kicks help the big shape.
  *   <li>Co-activation terms (top 200 pairs per layer) cost transition locality (cross-node -31%
  *       instead of -47% at 20 s), so they are off by default.
+ *   <li>Weights: GPU 1 / node 2 (a cross-node hop costs 3, an in-node one 1) vs GPU 2 / node 1 moved
+ *       ESFT by about a point either way; on 8 nodes the node weight matters more, so 1 / 2.
+ *   <li>Defaults, 60 s, 2 workers, 2 shared cores, vs EPLB: ESFT mean balancedness -0.006,
+ *       cross-GPU -17.6%, cross-node -69.5%; synthetic DeepSeek-V3 shape (256 experts, top-8,
+ *       64 GPUs / 8 nodes, 320 slots) -0.004 / -14.7% / -37.6% (near what that trace's affinity
+ *       allows). CP-SAT finds nothing for the 16k-boolean layers of that shape in its ~0.7 s, so
+ *       there the planner is relabel + iterated swap search (CP-SAT switches itself off).
+ *   <li>Leave-one-out on ESFT (plan on 3 tasks, score on the 4th): the robust objective lifts the
+ *       worst balancedness over the 3 planned tasks from ~0.49-0.59 (EPLB on their sum) to
+ *       ~0.91-0.92, but on the held-out task it does not beat EPLB (0.45-0.61 vs 0.50-0.58): loads
+ *       of an unseen workload are not predicted by the others, and co-locating experts that fire
+ *       together concentrates load when the workload shifts towards them.
  *   <li>Cluster-then-assign (MoETuner) is what steps 1-2 are: EPLB's GPU groups are balanced
  *       clusters and the relabelling is the exact cluster-to-GPU assignment; the swap search and
  *       CP-SAT then move experts between clusters, which the measurements show is where most of
