@@ -1,5 +1,7 @@
 package io.moeyard.bench.cli;
 
+import io.moeyard.placement.cli.PlanCommand;
+import io.moeyard.placement.cli.TraceCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -9,7 +11,7 @@ import picocli.CommandLine.Command;
     mixinStandardHelpOptions = true,
     version = "moeyard 0.1.0-SNAPSHOT",
     description = "Fused MoE dispatch/combine benchmarks, layout inspection and expert placement.",
-    subcommands = {CommandLine.HelpCommand.class})
+    subcommands = {CommandLine.HelpCommand.class, PlanCommand.class, TraceCommand.class})
 public final class Moeyard implements Runnable {
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 

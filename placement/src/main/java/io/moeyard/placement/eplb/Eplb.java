@@ -5,8 +5,8 @@ import io.moeyard.placement.model.Placement;
 /**
  * DeepSeek's Expert Parallelism Load Balancer, reproduced so that it returns the same slots as
  * {@code eplb.rebalance_experts} for the same weights (see the package documentation for the
- * details that make that true: float32 arithmetic, stable descending sort, first-index argmax and
- * argmin).
+ * details that make that true, float32 arithmetic, first-index argmax and argmin, and for how
+ * equal weights are ordered).
  */
 public final class Eplb {
   private Eplb() {}
@@ -140,8 +140,8 @@ public final class Eplb {
 
   /**
    * EPLB's balanced_packing for one row: returns {@code {packIndex[n], rankInPack[n]}}. Items go
-   * heaviest first (stable on ties, as torch's CPU sort is) into the lightest pack that still has
-   * room, the first such pack on ties (Python's {@code min} keeps the first minimum).
+   * heaviest first (equal weights by index, see the package documentation) into the lightest pack
+   * that still has room, the first such pack on ties (Python's {@code min} keeps the first minimum).
    */
   static int[][] balancedPacking(float[] weight, int numPacks) {
     int n = weight.length;
@@ -203,7 +203,7 @@ public final class Eplb {
   private static int[] sortDescendingStable(float[] w) {
     Integer[] idx = new Integer[w.length];
     for (int i = 0; i < idx.length; i++) idx[i] = i;
-    // Arrays.sort on objects is a stable merge sort; Float.compare puts larger values first here.
+    // Arrays.sort on objects is stable, so equal weights keep index order; larger values first.
     java.util.Arrays.sort(idx, (a, b) -> Float.compare(w[b], w[a]));
     int[] out = new int[w.length];
     for (int i = 0; i < out.length; i++) out[i] = idx[i];

@@ -5,7 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import io.moeyard.placement.model.Placement;
+import java.io.InputStream;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
@@ -30,6 +33,36 @@ class EplbTest {
     int[][][] log2phy = r.log2phy();
     assertArrayEquals(new int[] {0, 2}, log2phy[0][5]);
     assertArrayEquals(new int[] {12, -1}, log2phy[0][0]);
+  }
+
+  /**
+   * 120 cases produced by running DeepSeek's eplb.py itself (see the resource's "source" and
+   * "ties" notes): global and hierarchical policies, with and without redundancy, with distinct
+   * weights (against the unmodified code) and with many ties (against its stable-sort order).
+   */
+  @Test
+  void matchesEplbPyOnRecordedCases() throws Exception {
+    JsonNode doc;
+    try (InputStream in = EplbTest.class.getResourceAsStream("/eplb-reference-cases.json")) {
+      doc = new ObjectMapper().readTree(in);
+    }
+    ObjectMapper m = new ObjectMapper();
+    int i = 0, withTies = 0;
+    for (JsonNode c : doc.get("cases")) {
+      double[][] w = m.convertValue(c.get("weight"), double[][].class);
+      String ctx = "case " + i++ + ": replicas=" + c.get("replicas") + " groups=" + c.get("groups") + " nodes=" + c.get("nodes")
+          + " gpus=" + c.get("gpus") + " weight=" + c.get("weight");
+      Eplb.Result r = Eplb.rebalanceDetailed(w, c.get("replicas").asInt(), c.get("groups").asInt(), c.get("nodes").asInt(),
+          c.get("gpus").asInt());
+      assertArrayEquals(m.convertValue(c.get("phy2log"), int[][].class), r.phy2log(), ctx);
+      assertArrayEquals(m.convertValue(c.get("logcnt"), int[][].class), r.logcnt(), ctx);
+      if (c.get("ties").asBoolean()) {
+        withTies++;
+        assertArrayEquals(m.convertValue(c.get("log2phy"), int[][][].class), r.log2phy(), ctx);
+      }
+    }
+    assertEquals(120, i);
+    assertEquals(60, withTies);
   }
 
   @Test

@@ -1,0 +1,306 @@
+package io.moeyard.placement.cli;
+
+import io.moeyard.placement.cost.CostModel;
+import io.moeyard.placement.cost.DispatchCost;
+import io.moeyard.placement.cost.DispatchModel;
+import io.moeyard.placement.cost.Network;
+import io.moeyard.placement.cost.PlacementScore;
+import io.moeyard.placement.format.PlacementFormat;
+import io.moeyard.placement.format.PlacementWriter;
+import io.moeyard.placement.model.CpSatOptions;
+import io.moeyard.placement.model.Placement;
+import io.moeyard.placement.model.PlacementProblem;
+import io.moeyard.placement.model.PlanReport;
+import io.moeyard.placement.plan.Planners;
+import io.moeyard.placement.plan.Problems;
+import io.moeyard.placement.trace.ModelPreset;
+import io.moeyard.placement.trace.RoutingTrace;
+import io.moeyard.placement.trace.Trace;
+import io.moeyard.placement.trace.Traces;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code moeyard plan}: traces in, placement file and report out. */
+@Command(
+    name = "plan",
+    mixinStandardHelpOptions = true,
+    sortOptions = false,
+    description =
+        "Plan where experts live from routing traces, write it in an engine's format and report"
+            + " balancedness (mean GPU load / max GPU load), cross-GPU / cross-node transitions between"
+            + " consecutive layers, dispatch bytes (dedup'd, NVLink / network) and an estimated all-to-all"
+            + " time. Several --trace files are several workloads: ilp plans for the worst of them, eplb"
+            + " for their summed loads. Bad input exits with code 2 and writes no file.")
+public final class PlanCommand implements Callable<Integer> {
+  static final List<String> ALGORITHMS = List.of("trivial", "eplb", "ilp");
+
+  @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+  @Option(names = "--trace", paramLabel = "FILE", required = true,
+      description = "Per-token .npy trace [tokens, layers, topk] or {\"logical_count\": [L][E]} JSON; repeat for several workloads.")
+  List<Path> traces;
+
+  @Option(names = "--gpus", paramLabel = "G", required = true, description = "GPUs (EP ranks).")
+  int gpus;
+
+  @Option(names = "--nodes", paramLabel = "N", defaultValue = "1", description = "Nodes; G must be a multiple of N (default ${DEFAULT-VALUE}).")
+  int nodes;
+
+  @Option(names = "--replicas", paramLabel = "P",
+      description = "TOTAL physical expert slots per layer (EPLB's num_replicas), e.g. 80 for 64 experts + 16 redundant;"
+          + " a multiple of G, at least E. Default: the smallest multiple of G that holds every expert.")
+  Integer replicas;
+
+  @Option(names = "--groups", paramLabel = "g",
+      description = "Expert groups for EPLB; hierarchical (groups -> nodes -> GPUs) iff groups %% nodes == 0, else global"
+          + " (default 1, or the --preset's).")
+  Integer groupsOption;
+
+  @Option(names = "--preset", paramLabel = "NAME",
+      description = "Model shape (deepseek-v3, qwen3-30b-a3b, ..., see trace synth): default --hidden and --groups from it,"
+          + " and check that the traces have its layers and experts.")
+  String preset;
+
+  @Option(names = "--experts", paramLabel = "E", defaultValue = "0",
+      description = "Logical experts per layer; ids outside [0, E) are an error. Default: largest id in the traces + 1.")
+  int experts;
+
+  @Option(names = "--algorithm", paramLabel = "ALG", defaultValue = "eplb", description = "trivial | eplb | ilp (default ${DEFAULT-VALUE}).")
+  String algorithm;
+
+  @Option(names = "--compare", description = "Run every algorithm on the same traces and report them side by side.")
+  boolean compare;
+
+  @Option(names = "--time-limit", paramLabel = "S", defaultValue = "60", description = "ilp: total seconds (default ${DEFAULT-VALUE}).")
+  double timeLimit;
+
+  @Option(names = "--workers", paramLabel = "N", defaultValue = "0", description = "ilp: CP-SAT workers, 0 = all cores (default ${DEFAULT-VALUE}).")
+  int workers;
+
+  @Option(names = "--seed", paramLabel = "N", defaultValue = "1", description = "ilp: solver seed (default ${DEFAULT-VALUE}).")
+  int seed;
+
+  @Option(names = "--format", paramLabel = "FMT", defaultValue = "sglang", description = "sglang | eplb | vllm-ascend (default ${DEFAULT-VALUE}).")
+  String format;
+
+  @Option(names = "--out", paramLabel = "FILE", description = "Write the --algorithm's plan here (atomically).")
+  Path out;
+
+  @Option(names = "--eval-trace", paramLabel = "FILE", description = "Also score the plans on this trace, which they were not planned on; repeatable.")
+  List<Path> evalTraces = new ArrayList<>();
+
+  @Option(names = "--per-layer", description = "After the summary, one row per layer and algorithm.")
+  boolean perLayer;
+
+  @Option(names = "--hidden", paramLabel = "H",
+      description = "Hidden size for dispatch bytes (BF16 rows) (default " + Network.DEFAULT_HIDDEN + ", or the --preset's).")
+  Integer hiddenOption;
+
+  /** Effective values once --preset is applied. */
+  private int groups;
+
+  private int hidden;
+
+  @Option(names = "--nvlink-gbps", paramLabel = "GB/s", defaultValue = "" + Network.DEFAULT_NVLINK_GBPS,
+      description = "Intra-node bandwidth per GPU and direction, GB/s (default ${DEFAULT-VALUE}, DeepEP's H800 NVLink figure).")
+  double nvlinkGbps;
+
+  @Option(names = "--net-gbps", paramLabel = "GB/s", defaultValue = "" + Network.DEFAULT_NET_GBPS,
+      description = "Inter-node bandwidth per GPU and direction, GB/s (default ${DEFAULT-VALUE}, DeepEP's H800 RDMA figure).")
+  double netGbps;
+
+  @Override
+  public Integer call() throws Exception {
+    PrintWriter err = spec.commandLine().getErr();
+    return BadInput.guard("moeyard plan", err, () -> run(spec.commandLine().getOut(), err));
+  }
+
+  private int run(PrintWriter stdout, PrintWriter err) throws Exception {
+    String alg = algorithm.toLowerCase(Locale.ROOT);
+    if (!ALGORITHMS.contains(alg)) throw new BadInput("--algorithm " + algorithm + " is not one of trivial, eplb, ilp");
+    PlacementFormat fmt = PlacementFormat.byId(format);
+    if (gpus <= 0) throw new BadInput("--gpus must be positive, got " + gpus);
+    if (nodes <= 0) throw new BadInput("--nodes must be positive, got " + nodes);
+    if (gpus % nodes != 0) throw new BadInput("--gpus " + gpus + " is not a multiple of --nodes " + nodes);
+    if (replicas != null && replicas <= 0) throw new BadInput("--replicas must be positive, got " + replicas);
+    if (replicas != null && replicas % gpus != 0) {
+      throw new BadInput("--replicas " + replicas + " is not a multiple of --gpus " + gpus + " (P is the total slot count)");
+    }
+    ModelPreset model = preset == null ? null : ModelPreset.byId(preset);
+    groups = groupsOption != null ? groupsOption : model != null ? model.groups : 1;
+    hidden = hiddenOption != null ? hiddenOption : model != null ? model.hidden : Network.DEFAULT_HIDDEN;
+    if (groups <= 0) throw new BadInput("--groups must be positive, got " + groups);
+    if (hidden <= 0) throw new BadInput("--hidden must be positive, got " + hidden);
+    if (experts < 0) throw new BadInput("--experts must be positive, got " + experts);
+    if (!(timeLimit > 0)) throw new BadInput("--time-limit must be > 0 seconds, got " + timeLimit);
+    if (workers < 0) throw new BadInput("--workers must be >= 0, got " + workers);
+    if (this.out != null) {
+      Path dir = this.out.toAbsolutePath().getParent();
+      if (dir != null && !Files.isDirectory(dir)) throw new BadInput("--out " + this.out + ": directory " + dir + " does not exist");
+      if (Files.isDirectory(this.out)) throw new BadInput("--out " + this.out + " is a directory");
+    }
+    Network net = new Network(nodes, hidden, 2, nvlinkGbps, netGbps);
+    if (!compare && alg.equals("ilp") && !IlpPlannerBridge.available()) throw new BadInput(IlpPlannerBridge.UNAVAILABLE);
+
+    List<Trace> planTraces = Traces.load(traces, experts > 0 ? experts : model != null ? model.experts : 0);
+    int E = planTraces.get(0).experts();
+    if (model != null && (E != model.experts || planTraces.get(0).layers() != model.layers)) {
+      throw new BadInput("traces have " + planTraces.get(0).layers() + " layers x " + E + " experts, preset " + model.id
+          + " has " + model.layers + " x " + model.experts);
+    }
+    int P = replicas != null ? replicas : ((E + gpus - 1) / gpus) * gpus;
+    if (P < E) throw new BadInput("--replicas " + P + " gives fewer slots than the " + E + " experts");
+    if (groups % nodes == 0 && E % groups != 0) {
+      throw new BadInput("--groups " + groups + " does not divide the " + E + " experts (EPLB's hierarchical policy needs it)");
+    }
+    List<Trace> evals = evalTraces.isEmpty() ? List.of() : Traces.load(evalTraces, E);
+    for (Trace t : evals) {
+      if (t.layers() != planTraces.get(0).layers()) {
+        throw new BadInput(t.name() + ": " + t.layers() + " layers, the planning traces have " + planTraces.get(0).layers());
+      }
+    }
+    PlacementProblem problem = Problems.fromTraces(planTraces, gpus, nodes, P);
+
+    List<String> runs = compare ? ALGORITHMS : List.of(alg);
+    Map<String, PlanReport> plans = new LinkedHashMap<>();
+    Placement eplb = null;
+    for (String a : runs) {
+      switch (a) {
+        case "trivial" -> plans.put(a, Planners.timed("heuristic", () -> Planners.trivial(problem)));
+        case "eplb" -> {
+          int g = groups;
+          PlanReport r = Planners.timed("heuristic", () -> Planners.eplb(problem, g));
+          eplb = r.placement();
+          plans.put(a, r);
+        }
+        case "ilp" -> {
+          if (!IlpPlannerBridge.available()) {
+            err.println("moeyard plan: ilp skipped: " + IlpPlannerBridge.UNAVAILABLE);
+            err.flush();
+            continue;
+          }
+          Placement warm = eplb != null ? eplb : Planners.eplb(problem, groups);
+          CpSatOptions opts = new CpSatOptions(timeLimit, workers, seed, line -> {
+            err.println(line);
+            err.flush();
+          });
+          plans.put(a, IlpPlannerBridge.plan(problem, warm, opts));
+        }
+        default -> throw new IllegalStateException(a);
+      }
+    }
+
+    stdout.println(describe("planned on", planTraces, problem));
+    stdout.print(table(plans, problem, planTraces, net));
+    if (!evals.isEmpty()) {
+      PlacementProblem evalProblem = Problems.fromTraces(evals, gpus, nodes, P);
+      stdout.println();
+      stdout.println(describe("scored on (not planned on)", evals, evalProblem));
+      stdout.print(table(plans, evalProblem, evals, net));
+    }
+    stdout.flush();
+
+    if (this.out != null) {
+      PlanReport chosen = plans.get(alg);
+      if (chosen == null) throw new BadInput(IlpPlannerBridge.UNAVAILABLE + "; nothing written to " + this.out);
+      PlacementWriter.write(chosen.placement(), fmt, this.out);
+      err.println("moeyard plan: wrote " + alg + " plan to " + this.out + " (" + fmt.id + ")");
+      err.flush();
+    }
+    return 0;
+  }
+
+  private String describe(String what, List<Trace> ts, PlacementProblem p) {
+    StringBuilder names = new StringBuilder();
+    for (Trace t : ts) names.append(names.isEmpty() ? "" : ", ").append(t.name());
+    return String.format(Locale.ROOT, "%s %s: %d layers x %d experts, %d GPUs on %d node(s), %d slots (%d per GPU), groups %d",
+        what, names, p.layers(), p.experts(), p.gpus(), p.nodes(), p.slots(), p.slotsPerGpu(), groups);
+  }
+
+  private String table(Map<String, PlanReport> plans, PlacementProblem problem, List<Trace> ts, Network net) {
+    List<RoutingTrace> routing = new ArrayList<>();
+    for (Trace t : ts) if (t instanceof RoutingTrace r) routing.add(r);
+    StringBuilder sb = new StringBuilder();
+    StringBuilder layers = new StringBuilder();
+    sb.append(String.format(Locale.ROOT, "%-8s %-34s %7s %8s %9s %16s %16s %9s %9s %9s%n",
+        "algo", "status", "plan s", "bal mean", "bal worst", "x-GPU trans", "x-node trans", "NVLink GB", "net GB", "a2a ms"));
+    long work = (long) plans.size() * routing.size() * problem.layers();
+    long tokens = routing.stream().mapToLong(RoutingTrace::tokens).sum();
+    try (Progress bar = Progress.start("scoring", work, tokens * problem.layers() > 2_000_000)) {
+      for (Map.Entry<String, PlanReport> e : plans.entrySet()) {
+        PlanReport r = e.getValue();
+        PlacementScore s = CostModel.score(problem, r.placement());
+        String status = r.status();
+        if (!Double.isNaN(r.gap())) status += String.format(Locale.ROOT, " gap %.1f%%", 100 * r.gap());
+        String xg = "-", xn = "-", nv = "-", nt = "-", ms = "-";
+        if (problem.hasAffinity()) {
+          xg = String.format(Locale.ROOT, "%.0f (%.1f%%)", s.crossGpu(), 100 * s.crossGpuFraction());
+          xn = String.format(Locale.ROOT, "%.0f (%.1f%%)", s.crossNode(), 100 * s.crossNodeFraction());
+        }
+        long[] layerIntra = new long[problem.layers()], layerInter = new long[problem.layers()];
+        double[] layerSec = new double[problem.layers()];
+        if (!routing.isEmpty()) {
+          long intra = 0, inter = 0;
+          double sec = 0;
+          for (RoutingTrace t : routing) {
+            DispatchCost d = DispatchModel.replay(t, r.placement(), net, l -> bar.step());
+            intra += d.intraBytes();
+            inter += d.interBytes();
+            sec += d.seconds();
+            for (int l = 0; l < problem.layers(); l++) {
+              layerIntra[l] += d.layers()[l].intraBytes();
+              layerInter[l] += d.layers()[l].interBytes();
+              layerSec[l] += d.layers()[l].seconds();
+            }
+          }
+          nv = String.format(Locale.ROOT, "%.3f", intra / 1e9);
+          nt = String.format(Locale.ROOT, "%.3f", inter / 1e9);
+          ms = String.format(Locale.ROOT, "%.2f", sec * 1e3);
+        }
+        sb.append(String.format(Locale.ROOT, "%-8s %-34s %7.2f %8.3f %9.3f %16s %16s %9s %9s %9s%n",
+            e.getKey(), status, r.seconds(), s.meanBalancedness(), s.worstBalancedness(), xg, xn, nv, nt, ms));
+        if (perLayer) {
+          for (var c : s.layers()) {
+            boolean hasT = c.transitions() > 0, hasD = !routing.isEmpty();
+            layers.append(String.format(Locale.ROOT, "%-8s %5d %8.3f %9.3f %10s %10s %10s %10s %9s%n", e.getKey(), c.layer(),
+                c.meanBalancedness(), c.worstBalancedness(),
+                hasT ? String.format(Locale.ROOT, "%.1f%%", 100 * c.crossGpu() / c.transitions()) : "-",
+                hasT ? String.format(Locale.ROOT, "%.1f%%", 100 * c.crossNode() / c.transitions()) : "-",
+                hasD ? String.format(Locale.ROOT, "%.1f", layerIntra[c.layer()] / 1e6) : "-",
+                hasD ? String.format(Locale.ROOT, "%.1f", layerInter[c.layer()] / 1e6) : "-",
+                hasD ? String.format(Locale.ROOT, "%.3f", layerSec[c.layer()] * 1e3) : "-"));
+          }
+        }
+      }
+    }
+    if (perLayer) {
+      sb.append(String.format(Locale.ROOT, "%n%-8s %5s %8s %9s %10s %10s %10s %10s %9s%n",
+          "algo", "layer", "bal mean", "bal worst", "x-GPU ->", "x-node ->", "NVLink MB", "net MB", "a2a ms"));
+      sb.append(layers).append('\n');
+    }
+    for (Map.Entry<String, PlanReport> e : plans.entrySet()) {
+      PlanReport r = e.getValue();
+      if (!Double.isNaN(r.objective())) {
+        sb.append(String.format(Locale.ROOT, "%s: objective %.6g, bound %.6g, gap %.2f%% (%s)%n",
+            e.getKey(), r.objective(), r.bound(), 100 * r.gap(), r.status()));
+      }
+    }
+    if (!problem.hasAffinity()) sb.append("(load-only traces: no transitions or dispatch bytes)\n");
+    else {
+      sb.append("bal: mean GPU load / max GPU load over layers x workloads; x-GPU / x-node: expected layer-to-layer\n");
+      sb.append("expert pairs on different GPUs / nodes; GB and a2a ms: dedup'd BF16 dispatch rows over all layers,\n");
+      sb.append("summed over traces (token i on GPU i mod G, nearest replica).\n");
+    }
+    return sb.toString();
+  }
+}
