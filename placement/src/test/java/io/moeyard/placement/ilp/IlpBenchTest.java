@@ -186,6 +186,29 @@ class IlpBenchTest {
           tokens, gpus, nodes, slots), p, eplb);
       flush();
     }
+    if (which.contains("hedge")) {
+      // leave-one-out again, robust planning with the summed loads' replica counts (EPLB's)
+      List<int[][][]> t = esft();
+      CpSatTuning sumReplicas = tuning.withRobustReplication(false);
+      out("");
+      out("### ESFT leave-one-out, robust planning with EPLB's replica counts (" + seconds + " s)");
+      out("");
+      out("| held out | eplb (sum of 3) | ilp robust, EPLB counts | ilp robust load-only, EPLB counts |");
+      out("|---|---|---|---|");
+      for (int h = 0; h < 4; h++) {
+        List<int[][][]> train = new ArrayList<>();
+        for (int i = 0; i < 4; i++) if (i != h) train.add(t.get(i));
+        PlacementProblem robust = TraceBuilder.problem(train, 26, 64, 16, 2, 80, true);
+        PlacementProblem summed = TraceBuilder.summed(robust);
+        PlacementProblem loadOnlyRobust = new PlacementProblem(26, 64, 16, 2, 80, robust.loads(), null, null);
+        PlacementProblem test = TraceBuilder.problem(List.<int[][][]>of(t.get(h)), 26, 64, 16, 2, 80, true);
+        Placement eplb = Eplb.rebalance(summed.loads()[0], 80, 1, 2, 16);
+        Placement rob = CpSatPlanner.plan(robust, eplb, options(seconds), sumReplicas).placement();
+        Placement robLoad = CpSatPlanner.plan(loadOnlyRobust, eplb, options(seconds), sumReplicas).placement();
+        out(String.format(Locale.ROOT, "| %s | %s | %s | %s |", TASKS[h], cell(test, eplb), cell(test, rob), cell(test, robLoad)));
+      }
+      flush();
+    }
     if (which.contains("loo")) {
       List<int[][][]> t = esft();
       out("");
