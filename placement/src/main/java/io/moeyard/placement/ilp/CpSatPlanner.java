@@ -64,7 +64,9 @@ public final class CpSatPlanner {
     boolean robust = W > 1;
     if (warmStart != null) checkShape(problem, warmStart);
     loadNatives();
-    long deadline = t0 + (long) (options.timeLimitSeconds() * 0.97e9);
+    // leave time for the final checks and the bound (they build one model per layer)
+    double reserve = Math.min(0.15 * options.timeLimitSeconds(), 0.03 * options.timeLimitSeconds() + 0.02 * problem.layers());
+    long deadline = t0 + (long) ((options.timeLimitSeconds() - reserve) * 1e9);
 
     // per layer: loads, replica counts and the base row the hints come from
     double[][][] loads = new double[L][W][];
@@ -183,7 +185,8 @@ public final class CpSatPlanner {
         ours = theirs;
         status = "WARM_START";
       }
-      objective = ours;
+      double unit = tuning.uniformReplicaChoice() ? LayerModel.UNIFORM_UNIT : 1;
+      objective = ours / unit;
       {
         int[][] rowsOut = plan.phy2log();
         int[][] cntOut = new int[L][];
@@ -201,7 +204,7 @@ public final class CpSatPlanner {
           }
           b += lb;
         }
-        bound = Math.min(b, objective);
+        bound = Math.min(b / unit, objective);
       }
     } else {
       objective = 0;

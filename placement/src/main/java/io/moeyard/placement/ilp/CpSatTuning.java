@@ -15,6 +15,9 @@ package io.moeyard.placement.ilp;
  *     with both neighbours fixed (0 = forward pass only)
  * @param robustReplication with several workloads, choose replica counts by the worst normalised
  *     load over the workloads (instead of the warm start's counts)
+ * @param uniformReplicaChoice score a transition into a replicated expert as the cost package
+ *     does (each replica equally likely: local with probability = shared replica fraction) instead
+ *     of "local if SOME replica is local" (a dispatcher that prefers the nearest replica)
  */
 public record CpSatTuning(
     double balanceSlack,
@@ -24,7 +27,8 @@ public record CpSatTuning(
     long coactNodeWeight,
     int coactPairs,
     double refineFraction,
-    boolean robustReplication) {
+    boolean robustReplication,
+    boolean uniformReplicaChoice) {
 
   public CpSatTuning {
     if (!(balanceSlack >= 0) || balanceSlack > 1) throw new IllegalArgumentException("balanceSlack must be in [0, 1], got " + balanceSlack);
@@ -38,22 +42,26 @@ public record CpSatTuning(
   }
 
   public static CpSatTuning defaults() {
-    return new CpSatTuning(0.005, 1, 2, 0, 0, 0, 0.0, true);
+    return new CpSatTuning(0.008, 1, 2, 0, 0, 0, 0.3, true, false);
   }
 
   public CpSatTuning withBalanceSlack(double eps) {
-    return new CpSatTuning(eps, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, robustReplication);
+    return new CpSatTuning(eps, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, robustReplication, uniformReplicaChoice);
   }
 
   public CpSatTuning withRefineFraction(double f) {
-    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, f, robustReplication);
+    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, f, robustReplication, uniformReplicaChoice);
   }
 
   public CpSatTuning withCoactivation(long gpu, long node, int pairs) {
-    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, gpu, node, pairs, refineFraction, robustReplication);
+    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, gpu, node, pairs, refineFraction, robustReplication, uniformReplicaChoice);
   }
 
   public CpSatTuning withRobustReplication(boolean r) {
-    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, r);
+    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, r, uniformReplicaChoice);
+  }
+
+  public CpSatTuning withUniformReplicaChoice(boolean u) {
+    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, robustReplication, u);
   }
 }

@@ -16,6 +16,9 @@ import java.util.List;
  * decide how many replicas of each expert each GPU holds. See package-info for the formulation.
  */
 final class LayerModel {
+  /** Cost units per token under the uniform replica rule (its shares are fractions). */
+  static final long UNIFORM_UNIT = 1000;
+
   /** Scaled mean GPU load of every workload: loads are normalised so that a perfect layer has max = MEAN. */
   static final long MEAN = 1_000_000L;
 
@@ -37,6 +40,10 @@ final class LayerModel {
   long constCost;
   final long[][] wg; // [e][g]
   final long[][] wn; // [e][node]
+  /** Uniform replica choice: cost units per token (shares are fractions), and the per-replica gain table. */
+  final boolean uniform;
+  final long unit;
+  final long[][] wu; // [e][g], gain of one replica of e on GPU g (uniform rule only)
   private final List<Special> specials = new ArrayList<>();
   private final int[] coA, coB;
   private final long[] coC;
@@ -62,9 +69,39 @@ final class LayerModel {
     }
     wg = new long[experts][gpus];
     wn = new long[experts][nodes];
+    uniform = tuning.uniformReplicaChoice();
+    unit = uniform ? UNIFORM_UNIT : 1;
+    wu = new long[uniform ? experts : 0][gpus];
     long gw = tuning.gpuWeight(), nw = tuning.nodeWeight();
     boolean any = false;
-    for (Neighbor nb : neighbors) {
+    if (uniform) {
+      double[][] acc = new double[experts][gpus];
+      for (Neighbor nb : neighbors) {
+        if (nb.pairs() == null) continue;
+        int[] cx = new int[experts];
+        for (int x : nb.row()) cx[x]++;
+        double[][] sg = new double[experts][gpus];
+        double[][] sn = new double[experts][nodes];
+        for (int p = 0; p < slots; p++) {
+          int x = nb.row()[p];
+          sg[x][p / spg] += 1.0 / cx[x];
+          sn[x][p / spg / gpn] += 1.0 / cx[x];
+        }
+        PairCounts pc = nb.pairs();
+        for (int i = 0; i < pc.size(); i++) {
+          int e = nb.currentIsTo() ? pc.to()[i] : pc.from()[i];
+          int x = nb.currentIsTo() ? pc.from()[i] : pc.to()[i];
+          long c = pc.count()[i];
+          if (c == 0) continue;
+          any = true;
+          constCost += c * (gw + nw) * unit;
+          for (int g = 0; g < gpus; g++) acc[e][g] += c * (gw * sg[x][g] + nw * sn[x][g / gpn]) / cnt[e];
+        }
+      }
+      for (int e = 0; e < experts; e++) for (int g = 0; g < gpus; g++) wu[e][g] = Math.round(acc[e][g] * unit);
+      // rounding may leave the per-layer constant a few units above the best gain: harmless
+    }
+    for (Neighbor nb : uniform ? List.<Neighbor>of() : neighbors) {
       if (nb.pairs() == null) continue;
       boolean[][] gp = PlanMetrics.gpuPresence(nb.row(), experts, gpus);
       boolean[][] np = PlanMetrics.nodePresence(gp, nodes);
@@ -105,7 +142,7 @@ final class LayerModel {
     for (int i = 0; i < keep.size(); i++) {
       coA[i] = keep.get(i)[0];
       coB[i] = keep.get(i)[1];
-      coC[i] = coact.count()[keep.get(i)[2]];
+      coC[i] = coact.count()[keep.get(i)[2]] * unit;
       constCost += coC[i] * (tuning.coactGpuWeight() + tuning.coactNodeWeight());
       any = true;
     }
@@ -144,6 +181,7 @@ final class LayerModel {
       }
     }
     long local = 0;
+    if (uniform) for (int p = 0; p < slots; p++) local += wu[row[p]][p / spg];
     for (int e = 0; e < experts; e++) {
       for (int g = 0; g < gpus; g++) if (gp[e][g]) local += wg[e][g];
       for (int k = 0; k < nodes; k++) if (np[e][k]) local += wn[e][k];
@@ -170,6 +208,14 @@ final class LayerModel {
     long[][] score = new long[gpus][gpus];
     long[][] perExpertGpu = new long[experts][gpus];
     for (int e = 0; e < experts; e++) for (int g = 0; g < gpus; g++) perExpertGpu[e][g] = wg[e][g] + wn[e][g / gpn];
+    if (uniform) {
+      for (int h = 0; h < gpus; h++) {
+        for (int j = 0; j < spg; j++) {
+          int e = row[h * spg + j];
+          for (int g = 0; g < gpus; g++) score[h][g] += wu[e][g];
+        }
+      }
+    }
     for (Special s : specials) {
       for (int g = 0; g < gpus; g++) {
         if (s.gmask()[g]) perExpertGpu[s.e()][g] += s.c() * tuning.gpuWeight();
@@ -214,6 +260,13 @@ final class LayerModel {
       }
     }
     for (Special s : specials) gain += s.c() * (tuning.gpuWeight() + tuning.nodeWeight());
+    if (uniform) {
+      for (int e = 0; e < experts; e++) {
+        long best = 0;
+        for (int g = 0; g < gpus; g++) best = Math.max(best, wu[e][g]);
+        gain += cnt[e] * best;
+      }
+    }
     for (long c : coC) gain += c * (tuning.coactGpuWeight() + tuning.coactNodeWeight());
     return Math.max(0, constCost - gain);
   }
@@ -221,6 +274,7 @@ final class LayerModel {
   /** Local affinity weight an expert earns with replica counts {@code ne[g]} (transition terms only). */
   private long expertGain(int e, int[] ne, List<Special> sp) {
     long s = 0;
+    if (uniform) for (int g = 0; g < gpus; g++) s += ne[g] * wu[e][g];
     boolean[] node = new boolean[nodes];
     for (int g = 0; g < gpus; g++) {
       if (ne[g] > 0) {
@@ -244,13 +298,61 @@ final class LayerModel {
   }
 
   /**
-   * Pairwise-swap hill climbing on the transition terms, keeping every workload's scaled GPU load at
-   * or under {@code cap}: a cheap improvement of the hint before CP-SAT (first improvement, random
-   * order, until a full pass finds nothing or the deadline passes). Returns a row never worse under
-   * {@link #cost}.
+   * Pairwise-swap local search on the transition terms, keeping every workload's scaled GPU load at
+   * or under {@code cap}: first-improvement descent in random order, then iterated (kick the best
+   * row with {@link #KICK_SWAPS} random feasible swaps, descend again, keep the better) until the
+   * deadline. Returns a row never worse under {@link #cost} than {@code start}.
    */
   int[] localSearch(int[] start, long cap, long deadlineNanos, long seed) {
     if (!hasAffinity) return start.clone();
+    java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+    int[] best = descend(start, cap, deadlineNanos, rnd);
+    long bestCost = cost(best);
+    // iterated local search: kick the best row with a few random feasible swaps, descend again
+    while (System.nanoTime() < deadlineNanos) {
+      int[] cand = best.clone();
+      kick(cand, cap, rnd, KICK_SWAPS);
+      cand = descend(cand, cap, deadlineNanos, rnd);
+      long c = cost(cand);
+      if (c < bestCost) {
+        best = cand;
+        bestCost = c;
+      }
+    }
+    return bestCost <= cost(start) ? best : start.clone();
+  }
+
+  /** Random swaps per iterated-local-search kick. */
+  static final int KICK_SWAPS = 4;
+
+  private void kick(int[] row, long cap, java.util.SplittableRandom rnd, int swaps) {
+    int W = q.length;
+    long[][] load = new long[W][gpus];
+    for (int w = 0; w < W; w++) for (int p = 0; p < slots; p++) load[w][p / spg] += q[w][row[p]];
+    for (int done = 0, tries = 0; done < swaps && tries < 100 * swaps; tries++) {
+      int p1 = rnd.nextInt(slots), p2 = rnd.nextInt(slots);
+      int g1 = p1 / spg, g2 = p2 / spg;
+      int e1 = row[p1], e2 = row[p2];
+      if (g1 == g2 || e1 == e2) continue;
+      boolean ok = true;
+      for (int w = 0; w < W && ok; w++) {
+        long d = q[w][e2] - q[w][e1];
+        ok = load[w][g1] + d <= cap && load[w][g2] - d <= cap;
+      }
+      if (!ok) continue;
+      row[p1] = e2;
+      row[p2] = e1;
+      for (int w = 0; w < W; w++) {
+        long d = q[w][e2] - q[w][e1];
+        load[w][g1] += d;
+        load[w][g2] -= d;
+      }
+      done++;
+    }
+  }
+
+  /** First-improvement swap descent from {@code start} (see {@link #localSearch}). */
+  private int[] descend(int[] start, long cap, long deadlineNanos, java.util.SplittableRandom rnd) {
     int[] row = start.clone();
     int[][] n = counts(row);
     int W = q.length;
@@ -262,7 +364,6 @@ final class LayerModel {
     for (Special s : specials) sp[s.e()].add(s);
     long[] gain = new long[experts];
     for (int e = 0; e < experts; e++) gain[e] = expertGain(e, n[e], sp[e]);
-    java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
     int[] order = new int[slots];
     for (int i = 0; i < slots; i++) order[i] = i;
     boolean improved = true;
@@ -292,11 +393,32 @@ final class LayerModel {
           }
           if (!ok) continue;
           long before = gain[e1] + gain[e2];
-          n[e1][g1]--;
-          n[e1][g2]++;
-          n[e2][g2]--;
-          n[e2][g1]++;
-          long a1 = expertGain(e1, n[e1], sp[e1]), a2 = expertGain(e2, n[e2], sp[e2]);
+          long a1, a2;
+          if (uniform) {
+            a1 = gain[e1] - wu[e1][g1] + wu[e1][g2];
+            a2 = gain[e2] - wu[e2][g2] + wu[e2][g1];
+            if (a1 + a2 <= before) continue;
+            n[e1][g1]--;
+            n[e1][g2]++;
+            n[e2][g2]--;
+            n[e2][g1]++;
+          } else if (cnt[e1] == 1 && cnt[e2] == 1) {
+            // single replicas: the gain is a table lookup, no need to touch the counts unless we swap
+            a1 = wg[e1][g2] + wn[e1][g2 / gpn];
+            a2 = wg[e2][g1] + wn[e2][g1 / gpn];
+            if (a1 + a2 <= before) continue;
+            n[e1][g1]--;
+            n[e1][g2]++;
+            n[e2][g2]--;
+            n[e2][g1]++;
+          } else {
+            n[e1][g1]--;
+            n[e1][g2]++;
+            n[e2][g2]--;
+            n[e2][g1]++;
+            a1 = cnt[e1] == 1 ? wg[e1][g2] + wn[e1][g2 / gpn] : expertGain(e1, n[e1], sp[e1]);
+            a2 = cnt[e2] == 1 ? wg[e2][g1] + wn[e2][g1 / gpn] : expertGain(e2, n[e2], sp[e2]);
+          }
           if (a1 + a2 > before) {
             gain[e1] = a1;
             gain[e2] = a2;
@@ -317,9 +439,9 @@ final class LayerModel {
         }
       }
     }
-    // normalise slot order within GPUs and keep the better row under the exact cost
+    // normalise slot order within GPUs
     for (int g = 0; g < gpus; g++) java.util.Arrays.sort(row, g * spg, (g + 1) * spg);
-    return cost(row) <= cost(start) ? row : start.clone();
+    return row;
   }
 
   /**
@@ -394,6 +516,9 @@ final class LayerModel {
     } else {
       LinearExprBuilder obj = LinearExpr.newBuilder();
       obj.add(constCost);
+      if (uniform) {
+        for (int e = 0; e < experts; e++) for (int g = 0; g < gpus; g++) if (wu[e][g] != 0) obj.addTerm(n[e][g], -wu[e][g]);
+      }
       BoolVar[][] u = new BoolVar[experts][];
       for (int e = 0; e < experts; e++) {
         if (cnt[e] == 1) {

@@ -6,70 +6,107 @@
  * <p>Slots are GPU-major (slot p on GPU p / (P/G), GPU g on node g / (G/N)); a GPU's load is the sum
  * over its slots of load(expert) / replicas(expert); balancedness = mean / max GPU load. A token
  * that goes from expert a at layer l to expert b at layer l + 1 is a <em>transition</em>; it is
- * GPU-local (node-local) when SOME replica of a and SOME replica of b share a GPU (node) — with
- * replicas the runtime may pick the replica next to the token, so the optimistic reading is the
- * one a placement can exploit. The affinity cost is
+ * GPU-local (node-local) when SOME replica of a and SOME replica of b share a GPU (node): a
+ * dispatcher that prefers the nearest replica realises that. The aggregate cost model of the
+ * {@code cost} package assumes a uniform replica choice instead (local with probability = the
+ * shared fraction of replicas), which credits replicated pairs less; {@link
+ * io.moeyard.placement.ilp.CpSatTuning#uniformReplicaChoice()} makes the planner optimise that rule
+ * (then every term is linear in {@code n[e][g]}, no OR variables, and CP-SAT's bounds get tight:
+ * gap ~2% instead of ~13%). The measurement driver reports both. The affinity cost is
  * {@code gpuWeight x cross-GPU transitions + nodeWeight x cross-node transitions}
- * (+ the same for the heaviest same-layer co-activated pairs when enabled, which saves dispatch rows
- * by dedup). Balance is a constraint, not a term: every layer's max GPU load stays within
- * (1 + eps) of the warm start's (EPLB's), so mean balancedness stays within ~eps of EPLB's.
+ * (+ the same for the heaviest same-layer co-activated pairs when enabled). Balance is a
+ * constraint, not a term: every layer's max GPU load stays within (1 + eps) of the warm start's
+ * (EPLB's), so mean balancedness stays within ~eps of EPLB's.
  *
  * <h2>Decomposition: layer by layer, replica counts fixed</h2>
  *
- * <p>The joint problem (all layers at once) is quadratic in the placement variables; with layer
- * l - 1 fixed, layer l's transition cost is linear. So the planner does a forward pass:
+ * <p>The joint problem (all layers at once) is a quadratic assignment; with layer l - 1 fixed,
+ * layer l's transition cost is linear in layer l's variables. So:
  *
  * <ol>
  *   <li>Replica counts per layer come from the warm start (EPLB: most load per replica first), or,
  *       with several workloads, from the same rule on the worst load normalised per workload.
- *   <li>The warm start's layer is <em>relabelled</em>: whole GPU contents are permuted (a G x G
- *       linear assignment, solved exactly by the Hungarian algorithm) to maximise the local weight
- *       with the previous layer. This keeps every load, so it is free balance-wise, and is the hint.
- *   <li>CP-SAT then solves the layer: integer {@code n[e][g]} (replicas of e on GPU g; a boolean
- *       {@code y[e][g]} for single-replica experts, which is most of them), {@code sum_g n[e][g] =
- *       replicas(e)}, {@code sum_e n[e][g] = P/G}, and per workload and GPU
- *       {@code sum_e q[e] n[e][g] <= cap}, loads scaled to integers with the layer's mean GPU load
- *       = 10^6 (rounding error &lt;= P/G / 2 units, i.e. 10^-5 relative). The objective is linear:
- *       for a single-replica expert, being on GPU g gains the (fixed) tokens from experts with a
- *       replica on g plus the node weight of tokens from g's node; for replicated experts a
- *       presence boolean per node carries the node term; only pairs where both sides are
- *       replicated (an OR over several GPUs on both sides) get a pair variable {@code z <= sum y}.
- *       Co-activation pairs (both experts variable) use a reified equality of GPU / node indices.
- *   <li>The layer keeps CP-SAT's answer only if its exact cost is not above the hint's and the cap
- *       holds; at the end the whole plan is compared with the warm start (total cost and
- *       per-layer balance) and the warm start is returned if it is better. So: never worse.
+ *   <li><b>Relabel</b>: the warm start's layer has its whole GPU contents permuted (a G x G linear
+ *       assignment, solved exactly by the Hungarian algorithm) to maximise the local weight with the
+ *       previous layer. Loads do not change, so this is free balance-wise.
+ *   <li><b>Swap search</b>: first-improvement pairwise slot swaps that keep every GPU under the load
+ *       cap, then iterated (a few random feasible swaps, descend again, keep the best) for the
+ *       search's share of the layer's time.
+ *   <li><b>CP-SAT</b>, hinted with that row: integer {@code n[e][g]} (replicas of e on GPU g; a
+ *       boolean {@code y[e][g]} for single-replica experts, most of them), {@code sum_g n[e][g] =
+ *       replicas(e)}, {@code sum_e n[e][g] = P/G}, and per workload and GPU {@code sum_e q[e]
+ *       n[e][g] <= cap}, loads scaled to integers with the layer's mean GPU load = 10^6 (rounding
+ *       error &lt;= P/G / 2 units, i.e. 10^-5 relative). The objective is linear: a single-replica
+ *       expert on GPU g gains the (fixed) tokens from experts with a replica on g plus the node weight
+ *       of tokens from g's node; replicated experts get a presence boolean per node for the node
+ *       term; only pairs where both sides are replicated (an OR over several GPUs on both sides) get
+ *       a pair variable {@code z <= sum y}. Co-activation pairs (both experts variable) use a
+ *       reified equality of GPU / node indices. The layer keeps CP-SAT's row only if its exact cost
+ *       is not above the hint's and the cap holds.
+ *   <li><b>Refinement sweeps</b> ({@code refineFraction} of the time, and whatever the forward pass
+ *       left): every layer again with both neighbours fixed (still linear), swap search then
+ *       CP-SAT; each sweep takes half of the time left, until a sweep gains nothing.
+ *   <li>At the end the whole plan is compared with the warm start (total cost and per-layer
+ *       balance) and the warm start is returned if it is better. So: never worse.
  * </ol>
  *
- * <p>The time limit is total: each layer gets (time left) / (layers left), so an easy layer that
- * proves optimality early leaves time to later ones. Optionally ({@code refineFraction > 0}) the
- * remaining time goes to sweeps that re-solve each layer with both neighbours fixed (the cost is
- * still linear in the layer's variables).
+ * <p>The time limit is total: each layer gets (time left) / (layers left). When CP-SAT finds no
+ * solution in three layers' shares in a row (the DeepSeek-V3 shape: 256 experts x 64 GPUs = 16k
+ * booleans per layer, under a second each on 2 cores), it is switched off and the swap search gets
+ * the time.
+ *
+ * <h2>Why this decomposition (measured, ESFT: 26 layers, 64 experts, 16 GPUs / 2 nodes, 80 slots)</h2>
+ *
+ * <ul>
+ *   <li>CP-SAT alone (hinted with the relabelled EPLB layer), 60 s: cross-GPU -7.8%, cross-node
+ *       -58.8% vs EPLB, per-layer gap ~20%; on one layer, 30 s instead of 1 s still moved the cost
+ *       by 13%: CP-SAT converges slowly on these assignment models (weak LP bound under a tight
+ *       load cap).
+ *   <li>The swap search finds in 0.04 s a layer CP-SAT did not reach in 30 s; CP-SAT started from
+ *       it improves it by ~0.1% in 10 s. With swaps first, 60 s: cross-GPU -14.9%, cross-node -66%.
+ *   <li>Sweeps with both neighbours fixed add ~1-2 points more; iterated kicks help the big shape.
+ *   <li>Co-activation terms (top 200 pairs per layer) cost transition locality (cross-node -31%
+ *       instead of -47% at 20 s), so they are off by default.
+ *   <li>Weights: GPU 1 / node 2 (a cross-node hop costs 3, an in-node one 1) vs GPU 2 / node 1 moved
+ *       ESFT by about a point either way; on 8 nodes the node weight matters more, so 1 / 2.
+ *   <li>Defaults, 60 s, 2 workers, 2 shared cores, vs EPLB: ESFT mean balancedness -0.006,
+ *       cross-GPU -17.6%, cross-node -69.5%; synthetic DeepSeek-V3 shape (256 experts, top-8,
+ *       64 GPUs / 8 nodes, 320 slots) -0.004 / -14.7% / -37.6% (near what that trace's affinity
+ *       allows). CP-SAT finds nothing for the 16k-boolean layers of that shape in its ~0.7 s, so
+ *       there the planner is relabel + iterated swap search (CP-SAT switches itself off).
+ *   <li>Leave-one-out on ESFT (plan on 3 tasks, score on the 4th): the robust objective lifts the
+ *       worst balancedness over the 3 planned tasks from ~0.49-0.59 (EPLB on their sum) to
+ *       ~0.91-0.92, but on the held-out task it does not beat EPLB (0.45-0.61 vs 0.50-0.58): loads
+ *       of an unseen workload are not predicted by the others, and co-locating experts that fire
+ *       together concentrates load when the workload shifts towards them.
+ *   <li>Cluster-then-assign (MoETuner) is what steps 1-2 are: EPLB's GPU groups are balanced
+ *       clusters and the relabelling is the exact cluster-to-GPU assignment; the swap search and
+ *       CP-SAT then move experts between clusters, which the measurements show is where most of
+ *       the gain is.
+ * </ul>
  *
  * <h2>Several workloads (robust placement)</h2>
  *
- * <p>With {@code loads.length > 1}, each workload's loads are scaled to the same mean, and a first
- * CP-SAT phase per layer minimises the worst scaled GPU load over workloads and GPUs (a min-max
- * objective), starting from a greedy robust packing; a second phase caps that at (1 + eps) x the
- * best found and minimises the affinity cost.
+ * <p>With {@code loads.length > 1}, each workload's loads are scaled to the same mean (so the
+ * objective is the worst balancedness over workloads, not dominated by the longest trace), and a
+ * first CP-SAT phase per layer minimises the worst scaled GPU load over workloads and GPUs (a
+ * min-max objective), starting from a greedy robust packing; the affinity phase then caps that at
+ * (1 + eps) x the best found.
  *
  * <h2>Load-only problems</h2>
  *
- * <p>Without transitions (a {@code logical_count} trace) the per-layer model just minimises the max
- * GPU load with the warm start's replica counts; the reported objective is then the sum over layers
- * of max / mean GPU load (worst over workloads), and the bound the sum of CP-SAT's bounds on it.
+ * <p>Without transitions (a {@code logical_count} trace) the per-layer model minimises the max GPU
+ * load with the warm start's replica counts; the reported objective is then the sum over layers of
+ * max / mean GPU load (worst over workloads), and the bound the sum of CP-SAT's bounds on it.
  *
  * <h2>Reported objective and bound</h2>
  *
- * <p>With affinity: the objective is the exact affinity cost of the returned plan; the bound is the
- * sum of CP-SAT's per-layer bounds in the forward pass, i.e. a bound for the layer-by-layer
- * decomposition (given the earlier layers as placed), not for the joint problem (NaN after
- * refinement sweeps, where the per-layer bounds no longer add up).
- *
- * <h2>Why this and not cluster-then-assign</h2>
- *
- * <p>See the measurements in the branch notes: on the ESFT traces (64 experts, 16 GPUs) each layer
- * is small enough for CP-SAT to prove or nearly prove optimality in its share of 60 s; on a
- * DeepSeek-V3 shape (256 experts, 64 GPUs) the relabelled hint alone already removes most of the
- * cross-node traffic, and CP-SAT improves on it from the hint.
+ * <p>With affinity: the objective is the exact affinity cost of the returned plan. The bound is,
+ * summed over layers, a lower bound on that layer's cost terms (transitions from the previous
+ * layer, co-activations) for ANY placement of the layer against the previous layer as finally
+ * placed: CP-SAT's proven bound where that previous layer is still the forward pass's, else a
+ * relaxation (each expert on its best GPUs and nodes, ignoring capacity and balance). It is a bound
+ * for the layer-by-layer decomposition, not for the joint problem (a quadratic assignment, out of
+ * reach at these sizes); the gap says how much any single layer could still gain.
  */
 package io.moeyard.placement.ilp;

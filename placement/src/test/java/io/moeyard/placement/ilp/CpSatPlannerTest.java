@@ -216,4 +216,22 @@ class CpSatPlannerTest {
     assertEquals(0, m.cost(rel));
     assertArrayEquals(row0, rel);
   }
+
+  @Test
+  void uniformReplicaRuleMatchesTheCostModelAndNeverLosesToTheWarmStart() {
+    long seed = System.nanoTime();
+    int[][][] tr = TraceBuilder.synthetic(seed, 800, 4, 16, 3, 4, 0.7, 1.2);
+    PlacementProblem p = TraceBuilder.problem(List.<int[][][]>of(tr), 4, 16, 4, 2, 24, true);
+    Placement warm = io.moeyard.placement.eplb.Eplb.rebalance(p.loads()[0], 24, 1, 2, 4);
+    CpSatTuning t = CpSatTuning.defaults().withUniformReplicaChoice(true);
+    PlanReport r = CpSatPlanner.plan(p, warm, opts(1.0, null), t);
+    assertValid(p, r.placement());
+    io.moeyard.placement.cost.PlacementScore ours = io.moeyard.placement.cost.CostModel.score(p, r.placement());
+    io.moeyard.placement.cost.PlacementScore theirs = io.moeyard.placement.cost.CostModel.score(p, warm);
+    double expected = t.gpuWeight() * ours.crossGpu() + t.nodeWeight() * ours.crossNode();
+    assertEquals(expected, r.objective(), 1e-3 * expected + 50, "seed " + seed + ": objective should be the cost model's weighted crossings");
+    double warmCost = t.gpuWeight() * theirs.crossGpu() + t.nodeWeight() * theirs.crossNode();
+    assertTrue(r.objective() <= warmCost + 1e-6 * warmCost + 50, "seed " + seed + ": " + r.objective() + " > warm " + warmCost);
+    assertTrue(r.bound() <= r.objective() + 1e-9);
+  }
 }

@@ -33,12 +33,12 @@ class IlpBenchTest {
   final StringBuilder md = new StringBuilder();
   final CpSatTuning tuning = tuning(System.getProperty("moeyard.ilp.tuning", ""));
 
-  /** {@code eps:gpuW:nodeW:coactGpuW:coactNodeW:coactPairs:refine}, empty = defaults. */
+  /** {@code eps:gpuW:nodeW:coactGpuW:coactNodeW:coactPairs:refine[:uniform]}, empty = defaults. */
   static CpSatTuning tuning(String spec) {
     if (spec.isBlank()) return CpSatTuning.defaults();
     String[] f = spec.split(":");
     return new CpSatTuning(Double.parseDouble(f[0]), Long.parseLong(f[1]), Long.parseLong(f[2]), Long.parseLong(f[3]),
-        Long.parseLong(f[4]), Integer.parseInt(f[5]), Double.parseDouble(f[6]), true);
+        Long.parseLong(f[4]), Integer.parseInt(f[5]), Double.parseDouble(f[6]), true, f.length > 7 && f[7].equals("uniform"));
   }
 
   void out(String s) {
@@ -100,8 +100,11 @@ class IlpBenchTest {
     row("ilp " + (int) seconds + " s, " + workers + " workers", p, ilp.placement(), ilp);
     PlanMetrics.Traffic te = PlanMetrics.transitions(eplb, p.transitions(), p.nodes());
     PlanMetrics.Traffic ti = PlanMetrics.transitions(ilp.placement(), p.transitions(), p.nodes());
+    PlacementScore se = CostModel.score(p, eplb), si = CostModel.score(p, ilp.placement());
     out("");
-    out(String.format(Locale.ROOT, "ilp vs eplb: mean balancedness %+.4f, cross-GPU %+.1f%%, cross-node %+.1f%%",
+    out(String.format(Locale.ROOT, "ilp vs eplb under the cost model's uniform replica rule: cross-GPU %+.1f%%, cross-node %+.1f%%",
+        100 * (si.crossGpu() - se.crossGpu()) / se.crossGpu(), 100 * (si.crossNode() - se.crossNode()) / se.crossNode()));
+    out(String.format(Locale.ROOT, "ilp vs eplb: mean balancedness %+.4f, cross-GPU %+.1f%%, cross-node %+.1f%% (some-replica rule)",
         PlanMetrics.meanBalancedness(ilp.placement(), p.loads()[0]) - PlanMetrics.meanBalancedness(eplb, p.loads()[0]),
         100.0 * (ti.crossGpu() - te.crossGpu()) / te.crossGpu(), 100.0 * (ti.crossNode() - te.crossNode()) / te.crossNode()));
   }
@@ -174,12 +177,36 @@ class IlpBenchTest {
       int slots = Integer.parseInt(System.getProperty("moeyard.ilp.dsv3.slots", "320"));
       int tokens = Integer.parseInt(System.getProperty("moeyard.ilp.dsv3.tokens", "8192"));
       long t0 = System.nanoTime();
-      int[][][] tr = TraceBuilder.synthetic(42, tokens, 58, 256, 8, 32, 0.6, Double.parseDouble(System.getProperty("moeyard.ilp.dsv3.zipf", "0.5")));
+      int[][][] tr = TraceBuilder.synthetic(42, tokens, 58, 256, 8, 32, Double.parseDouble(System.getProperty("moeyard.ilp.dsv3.stick", "0.6")), Double.parseDouble(System.getProperty("moeyard.ilp.dsv3.zipf", "0.5")));
       PlacementProblem p = TraceBuilder.problem(List.<int[][][]>of(tr), 58, 256, gpus, nodes, slots, true);
       System.out.printf(Locale.ROOT, "    synthetic trace built in %.1f s%n", (System.nanoTime() - t0) / 1e9);
       Placement eplb = Eplb.rebalance(p.loads()[0], slots, 8, nodes, gpus);
-      compare(String.format(Locale.ROOT, "Synthetic DeepSeek-V3 shape: 58 layers, 256 experts top-8, %d tokens, %d GPUs / %d nodes, %d slots",
+      compare(String.format(Locale.ROOT, "Synthetic DeepSeek-V3 shape: 58 layers, 256 experts top-8, topic stickiness %s, Zipf %s, %d tokens, %d GPUs / %d nodes, %d slots",
+          System.getProperty("moeyard.ilp.dsv3.stick", "0.6"), System.getProperty("moeyard.ilp.dsv3.zipf", "0.5"),
           tokens, gpus, nodes, slots), p, eplb);
+      flush();
+    }
+    if (which.contains("hedge")) {
+      // leave-one-out again, robust planning with the summed loads' replica counts (EPLB's)
+      List<int[][][]> t = esft();
+      CpSatTuning sumReplicas = tuning.withRobustReplication(false);
+      out("");
+      out("### ESFT leave-one-out, robust planning with EPLB's replica counts (" + seconds + " s)");
+      out("");
+      out("| held out | eplb (sum of 3) | ilp robust, EPLB counts | ilp robust load-only, EPLB counts |");
+      out("|---|---|---|---|");
+      for (int h = 0; h < 4; h++) {
+        List<int[][][]> train = new ArrayList<>();
+        for (int i = 0; i < 4; i++) if (i != h) train.add(t.get(i));
+        PlacementProblem robust = TraceBuilder.problem(train, 26, 64, 16, 2, 80, true);
+        PlacementProblem summed = TraceBuilder.summed(robust);
+        PlacementProblem loadOnlyRobust = new PlacementProblem(26, 64, 16, 2, 80, robust.loads(), null, null);
+        PlacementProblem test = TraceBuilder.problem(List.<int[][][]>of(t.get(h)), 26, 64, 16, 2, 80, true);
+        Placement eplb = Eplb.rebalance(summed.loads()[0], 80, 1, 2, 16);
+        Placement rob = CpSatPlanner.plan(robust, eplb, options(seconds), sumReplicas).placement();
+        Placement robLoad = CpSatPlanner.plan(loadOnlyRobust, eplb, options(seconds), sumReplicas).placement();
+        out(String.format(Locale.ROOT, "| %s | %s | %s | %s |", TASKS[h], cell(test, eplb), cell(test, rob), cell(test, robLoad)));
+      }
       flush();
     }
     if (which.contains("loo")) {
