@@ -205,20 +205,18 @@ public abstract sealed class Dispatcher permits FusedDispatcher, UnfusedDispatch
   }
 
   /**
-   * Writes pair and row metadata of this rank's pairs {@code [from, to)} to {@code d} and, when
-   * {@code x != null}, copies each token's row into every row position it owns on {@code d}
-   * (read once, stored once per local slot: the fused path).
+   * Writes the descriptors of this rank's pairs {@code [from, to)} into {@code d}'s window: each
+   * pair's source, home index and rows (positions from the FUSCO formula, via {@code nextPos}),
+   * and, when {@code rowMetadata}, each row's weight and source. Rows themselves are moved by the
+   * subclass.
    */
   final void sendPairs(
-      int d, int from, int to, RowBuffer x, Routing routing, DispatchLayout layout, SendPlan plan,
+      int d, int from, int to, boolean rowMetadata, Routing routing, DispatchLayout layout, SendPlan plan,
       ReceiveWindow w, int[] nextPos, int[] rowCursor) {
     int[] destPairs = layout.destPairs;
     int dBase = layout.destPairStart[d];
     float[] weights = routing.topkWeights();
     int topk = layout.topk;
-    long rowBytes = x == null ? 0 : x.rowBytes();
-    int scalesPerRow = x == null ? 0 : x.scalesPerRow();
-    RowBuffer dst = w.rows;
     for (int i = from; i < to; i++) {
       int q = destPairs[dBase + i];
       int t = layout.pairToken[q];
@@ -227,18 +225,12 @@ public abstract sealed class Dispatcher permits FusedDispatcher, UnfusedDispatch
       w.pairHomeIndex[wp] = q;
       w.pairRowStart[wp] = plan.rowBase[d] + rowCursor[d];
       for (int sel = layout.pairSel[q], end = layout.pairSelEnd[q]; sel < end; sel++) {
-        int slot = layout.sortedSlot[sel];
-        int pos = nextPos[slot]++;
+        int pos = nextPos[layout.sortedSlot[sel]]++;
         w.pairRows[plan.rowBase[d] + rowCursor[d]++] = pos;
-        w.weights[pos] = weights[t * topk + layout.sortedK[sel]];
-        w.rowSrcRank[pos] = rank;
-        w.rowSrcToken[pos] = t;
-        if (x != null) {
-          java.lang.foreign.MemorySegment.copy(x.segment(), x.rowOffset(t), dst.segment(), dst.rowOffset(pos), rowBytes);
-          if (scalesPerRow > 0) {
-            java.lang.foreign.MemorySegment.copy(x.scales(), (long) t * scalesPerRow * Float.BYTES,
-                dst.scales(), (long) pos * scalesPerRow * Float.BYTES, (long) scalesPerRow * Float.BYTES);
-          }
+        if (rowMetadata) {
+          w.weights[pos] = weights[t * topk + layout.sortedK[sel]];
+          w.rowSrcRank[pos] = rank;
+          w.rowSrcToken[pos] = t;
         }
       }
     }

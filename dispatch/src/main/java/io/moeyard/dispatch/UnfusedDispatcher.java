@@ -55,7 +55,7 @@ public final class UnfusedDispatcher extends Dispatcher {
     System.arraycopy(plan.slotStart, 0, nextPos, 0, nextPos.length);
     java.util.Arrays.fill(rowCursor, 0);
     ChunkSchedule.forEachChunk(rank, layout.pairsTo, options.chunkPairs(),
-        (d, from, to) -> sendPairs(d, from, to, null, routing, layout, plan, windows[d], nextPos, rowCursor));
+        (d, from, to) -> sendPairs(d, from, to, true, routing, layout, plan, windows[d], nextPos, rowCursor));
 
     // (1) permute
     int selections = layout.selections();

@@ -27,6 +27,7 @@ import org.openjdk.jmh.annotations.Warmup;
  *   <li>{@code rowsInOrder}: the same rows one copy each, in order (the unfused all-to-all's blocks);
  *   <li>{@code scatterExpertMajor}: each source row stored into the positions a fused dispatch
  *       gives it (top-k slots, rows of one slot contiguous): the fused dispatch's inner loop;
+ *   <li>{@code gatherInSlotOrder}: the same stores in destination order (sources re-read);
  *   <li>{@code permuteThenSort}: the unfused path's two extra passes for the same rows.
  * </ul>
  * Score is time per operation; divide {@code bytes} (rows x hidden x 2) by it for GB/s.
@@ -57,6 +58,8 @@ public class CopyKernelsBenchmark {
   RowBuffer tmp;
   int[] scatterPos;
   int[] permPos;
+  /** Selections in destination order (slot, then token): the source token of each destination row. */
+  int[] slotOrderToken;
 
   @Setup(Level.Trial)
   public void setup() {
@@ -82,6 +85,8 @@ public class CopyKernelsBenchmark {
     scatterPos = new int[rows];
     for (int i = 0; i < rows; i++) scatterPos[i] = next[slotOf[i]]++;
     permPos = scatterPos.clone();
+    slotOrderToken = new int[rows];
+    for (int i = 0; i < rows; i++) slotOrderToken[scatterPos[i]] = i / topk;
   }
 
   @TearDown(Level.Trial)
@@ -105,6 +110,15 @@ public class CopyKernelsBenchmark {
     long rb = x.rowBytes();
     for (int i = 0; i < scatterPos.length; i++) {
       MemorySegment.copy(x.segment(), (i / topk) * rb, dst.segment(), scatterPos[i] * rb, rb);
+    }
+  }
+
+  /** The same stores as {@link #scatterExpertMajor}, issued in destination order: sequential writes, re-read sources. */
+  @Benchmark
+  public void gatherInSlotOrder() {
+    long rb = x.rowBytes();
+    for (int i = 0; i < slotOrderToken.length; i++) {
+      MemorySegment.copy(x.segment(), slotOrderToken[i] * rb, dst.segment(), i * rb, rb);
     }
   }
 

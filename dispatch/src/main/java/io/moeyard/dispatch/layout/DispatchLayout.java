@@ -45,6 +45,8 @@ public final class DispatchLayout {
   public final int[] destPairs;
 
   private int[] permutedPosition;
+  private int[] permutedSelection;
+  private int[] slotPermutedStart;
 
   private DispatchLayout(int rank, ExpertMap map, Routing routing) {
     this.rank = rank;
@@ -153,9 +155,34 @@ public final class DispatchLayout {
   }
 
   /**
+   * {@code [ranks * slotsPerRank + 1]}: where each physical slot's selections start in the
+   * permuted order (slot-major, then token); destination d's selections are the range
+   * {@code [slotPermutedStart[d * S], slotPermutedStart[(d + 1) * S])}.
+   */
+  public int[] slotPermutedStart() {
+    if (slotPermutedStart == null) {
+      int[] start = new int[sendCounts.length + 1];
+      for (int p = 0; p < sendCounts.length; p++) start[p + 1] = start[p] + sendCounts[p];
+      slotPermutedStart = start;
+    }
+    return slotPermutedStart;
+  }
+
+  /** {@code [selections]}: the sorted selection index (t * topk + i) at each permuted position. */
+  public int[] permutedSelection() {
+    if (permutedSelection == null) {
+      int[] perm = permutedPosition();
+      int[] inv = new int[selections()];
+      for (int sel = 0; sel < perm.length; sel++) if (perm[sel] >= 0) inv[perm[sel]] = sel;
+      permutedSelection = inv;
+    }
+    return permutedSelection;
+  }
+
+  /**
    * {@code [tokens * topk]}: row of each sorted selection in the unfused path's permuted buffer
    * (ordered by physical slot — hence by destination rank, then local slot — then by token), or
-   * -1. Computed on first use: only the unfused baseline needs it.
+   * -1. Computed on first use (the fused path walks it inverted, the unfused path permutes by it).
    */
   public int[] permutedPosition() {
     if (permutedPosition == null) {
