@@ -34,14 +34,16 @@ public final class FusedCombiner extends Combiner {
   @Override
   void send(DispatchHandle handle, RowBuffer y, RowBuffer[] homes) {
     for (int r = 0; r < ranks; r++) pairCount[r] = handle.sourcePairStart(r + 1) - handle.sourcePairStart(r);
-    int h = y.hidden();
     float[] weights = handle.receivedWeights();
     ChunkSchedule.forEachChunk(rank, pairCount, chunk, (r, from, to) -> {
       RowBuffer home = homes[r];
       int base = handle.sourcePairStart(r);
       for (int q = base + from; q < base + to; q++) {
-        clear(h);
-        for (int i = handle.pairRowStart(q), end = handle.pairRowStart(q + 1); i < end; i++) {
+        int i = handle.pairRowStart(q);
+        int end = handle.pairRowStart(q + 1);
+        int first = handle.pairRow(i);
+        RowMath.setWeighted(acc, y, first, weights[first]);
+        for (i++; i < end; i++) {
           int row = handle.pairRow(i);
           RowMath.addWeighted(acc, y, row, weights[row]);
         }
@@ -53,7 +55,6 @@ public final class FusedCombiner extends Combiner {
   @Override
   void reduceAtHome(DispatchHandle handle, RowBuffer partials, RowBuffer out) {
     DispatchLayout layout = handle.layout();
-    int h = out.hidden();
     for (int t = 0; t < layout.tokens; t++) {
       int first = layout.pairOffset[t];
       int last = layout.pairOffset[t + 1];
@@ -61,8 +62,8 @@ public final class FusedCombiner extends Combiner {
         RowMath.zero(out, t);
         continue;
       }
-      clear(h);
-      for (int q = first; q < last; q++) RowMath.add(acc, partials, q);
+      RowMath.set(acc, partials, first);
+      for (int q = first + 1; q < last; q++) RowMath.add(acc, partials, q);
       RowMath.store(acc, out, t);
     }
   }

@@ -42,6 +42,29 @@ final class RowMath {
     scalarAddWeighted(acc, y, row, w);
   }
 
+  /**
+   * {@code acc[c] = 0 + w * y[row][c]}: starts a sum at its first row, saving the pass that
+   * clears acc; the same bits as clearing and then {@link #addWeighted} (IEEE: 0 + -0 = +0).
+   */
+  static void setWeighted(float[] acc, RowBuffer y, int row, float w) {
+    if (SIMD && y.dtype() == DType.BF16) {
+      VectorRowMath.setWeightedBf16(acc, y.segment(), y.rowOffset(row), y.hidden(), w);
+      return;
+    }
+    java.util.Arrays.fill(acc, 0, y.hidden(), 0f);
+    addWeighted(acc, y, row, w);
+  }
+
+  /** {@code acc[c] = 0 + y[row][c]}, likewise. */
+  static void set(float[] acc, RowBuffer y, int row) {
+    if (SIMD && y.dtype() == DType.BF16) {
+      VectorRowMath.setBf16(acc, y.segment(), y.rowOffset(row), y.hidden());
+      return;
+    }
+    java.util.Arrays.fill(acc, 0, y.hidden(), 0f);
+    add(acc, y, row);
+  }
+
   static void scalarAddWeighted(float[] acc, RowBuffer y, int row, float w) {
     MemorySegment s = y.segment();
     long at = y.rowOffset(row);

@@ -60,6 +60,23 @@ final class VectorRowMath {
     for (; c < h; c++) acc[c] = acc[c] + w * Numerics.bf16ToFloat(s.get(SHORT, at + 2L * c));
   }
 
+  /** {@code acc[c] = 0 + w * y[c]}: the first row of a sum, without clearing acc first (same bits: 0 + -0 = +0). */
+  static void setWeightedBf16(float[] acc, MemorySegment s, long at, int h, float w) {
+    FloatVector wv = FloatVector.broadcast(F, w);
+    FloatVector zero = FloatVector.zero(F);
+    int c = 0;
+    for (int end = F.loopBound(h); c < end; c += N) zero.add(loadBf16(s, at + 2L * c).mul(wv)).intoArray(acc, c);
+    for (; c < h; c++) acc[c] = 0f + w * Numerics.bf16ToFloat(s.get(SHORT, at + 2L * c));
+  }
+
+  /** {@code acc[c] = 0 + y[c]}. */
+  static void setBf16(float[] acc, MemorySegment s, long at, int h) {
+    FloatVector zero = FloatVector.zero(F);
+    int c = 0;
+    for (int end = F.loopBound(h); c < end; c += N) zero.add(loadBf16(s, at + 2L * c)).intoArray(acc, c);
+    for (; c < h; c++) acc[c] = 0f + Numerics.bf16ToFloat(s.get(SHORT, at + 2L * c));
+  }
+
   static void addWeightedFp32(float[] acc, MemorySegment s, long at, int h, float w) {
     FloatVector wv = FloatVector.broadcast(F, w);
     int c = 0;

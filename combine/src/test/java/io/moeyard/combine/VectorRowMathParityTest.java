@@ -48,6 +48,16 @@ class VectorRowMathParityTest {
         RowMath.addWeighted(a, y, 0, w);
         RowMath.scalarAddWeighted(b, y, 0, w);
         assertBits(a, b, ctx + " addWeighted");
+        float[] s1 = new float[h];
+        float[] s2 = new float[h];
+        RowMath.setWeighted(s1, y, 2, w);
+        java.util.Arrays.fill(s2, 0f);
+        RowMath.scalarAddWeighted(s2, y, 2, w);
+        assertBits(s1, s2, ctx + " setWeighted");
+        RowMath.set(s1, y, 1);
+        java.util.Arrays.fill(s2, 0f);
+        RowMath.scalarAdd(s2, y, 1);
+        assertBits(s1, s2, ctx + " set");
         RowMath.add(a, y, 1);
         RowMath.scalarAdd(b, y, 1);
         assertBits(a, b, ctx + " add");
