@@ -1,5 +1,6 @@
 package io.moeyard.bench.jmh;
 
+import io.moeyard.bench.run.CpuBench;
 import io.moeyard.dispatch.Routing;
 import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.ExpertMap;
@@ -63,19 +64,9 @@ public class LayoutBenchmark {
     } else {
       map = ExpertMap.trivial(topo, experts);
     }
-    SplittableRandom rnd = new SplittableRandom(1);
-    int[] idx = new int[tokens * topk];
+    int[] idx = CpuBench.randomRouting(new SplittableRandom(1), tokens, experts, topk);
     float[] w = new float[tokens * topk];
-    int[] perm = new int[experts];
-    for (int e = 0; e < experts; e++) perm[e] = e;
-    for (int t = 0; t < tokens; t++) {
-      for (int k = 0; k < topk; k++) {
-        int j = k + rnd.nextInt(experts - k);
-        int tmp = perm[k]; perm[k] = perm[j]; perm[j] = tmp;
-        idx[t * topk + k] = perm[k];
-        w[t * topk + k] = 1f / topk;
-      }
-    }
+    java.util.Arrays.fill(w, 1f / topk);
     routing = new Routing(tokens, topk, idx, w);
   }
 

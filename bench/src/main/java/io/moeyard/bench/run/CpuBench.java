@@ -193,7 +193,7 @@ public final class CpuBench {
   }
 
   /** Distinct uniformly random experts per token, as a balanced router would produce on average. */
-  static int[] randomRouting(SplittableRandom rnd, int tokens, int experts, int topk) {
+  public static int[] randomRouting(SplittableRandom rnd, int tokens, int experts, int topk) {
     int[] idx = new int[tokens * topk];
     int[] perm = new int[experts];
     for (int e = 0; e < experts; e++) perm[e] = e;
