@@ -142,7 +142,8 @@ public final class BenchCommand implements Callable<Integer> {
       out.printf(Locale.ROOT, "cuda: %d virtual ranks share the GPU: times are CUDA events over all of them, GB/s are per rank"
           + " (the device moves %d x that); the copy moves all ranks' bytes%n", c.ranks(), c.ranks());
     }
-    out.printf(Locale.ROOT, "medians of %d iterations after %d warm-up%n%n", c.iters(), c.warmup());
+    out.printf(Locale.ROOT, "medians of %d iterations, after %s%n%n", c.iters(),
+        c.warmup() == 0 ? "no warm-up" : "at least " + c.warmup() + " warm-up calls" + (res.backend().equals("cpu") ? " and 1 s" : ""));
     out.printf(Locale.ROOT, "%-18s %12s %9s %12s %10s%n", "", "median_us", "GB/s", "fused/unfused", "of copy");
     row(out, "dispatch fused", res.dispatchFused(), res.dispatchUnfused(), res.copyGbps());
     row(out, "dispatch unfused", res.dispatchUnfused(), null, res.copyGbps());
