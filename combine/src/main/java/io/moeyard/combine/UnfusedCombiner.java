@@ -5,6 +5,7 @@ import io.moeyard.dispatch.DispatchOptions;
 import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.RowCopy;
 import io.moeyard.engine.schedule.ChunkSchedule;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
@@ -54,7 +55,7 @@ public final class UnfusedCombiner extends Combiner {
         int n = handle.countFrom(r, e);
         if (n > 0) {
           int src = handle.slotOffset(e) + handle.sourceOffsetInSlot(r, e);
-          MemorySegment.copy(y.segment(), y.rowOffset(src), sortedBack.segment(), sortedBack.rowOffset(dst), n * rowBytes);
+          RowCopy.copy(y.segment(), y.rowOffset(src), sortedBack.segment(), sortedBack.rowOffset(dst), n * rowBytes);
         }
         dst += n;
       }
@@ -65,7 +66,7 @@ public final class UnfusedCombiner extends Combiner {
     ChunkSchedule.forEachChunk(rank, blockRows, chunk, (r, from, to) -> {
       int at = 0;
       for (int p = 0; p < rank * spr; p++) at += counts[r][p];
-      MemorySegment.copy(sortedBack.segment(), sortedBack.rowOffset(blockStart[r] + from),
+      RowCopy.copy(sortedBack.segment(), sortedBack.rowOffset(blockStart[r] + from),
           homes[r].segment(), homes[r].rowOffset(at + from), (to - from) * rowBytes);
     });
   }

@@ -4,6 +4,7 @@ import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.RowCopy;
 import io.moeyard.engine.schedule.ChunkSchedule;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
@@ -97,7 +98,7 @@ public final class UnfusedDispatcher extends Dispatcher {
   }
 
   private static void copyRows(RowBuffer from, int fromRow, RowBuffer to, int toRow, int n, long rowBytes, int scalesPerRow) {
-    MemorySegment.copy(from.segment(), from.rowOffset(fromRow), to.segment(), to.rowOffset(toRow), n * rowBytes);
+    RowCopy.copy(from.segment(), from.rowOffset(fromRow), to.segment(), to.rowOffset(toRow), n * rowBytes);
     if (scalesPerRow > 0) {
       long sb = (long) scalesPerRow * Float.BYTES;
       MemorySegment.copy(from.scales(), fromRow * sb, to.scales(), toRow * sb, n * sb);

@@ -123,7 +123,7 @@ public final class CpuBench {
       MemorySegment src = io.moeyard.engine.HugePages.allocate(arena, bytes);
       MemorySegment dst = io.moeyard.engine.HugePages.allocate(arena, bytes);
       src.fill((byte) 1);
-      time(t, c, samples[4], i -> MemorySegment.copy(src, 0, dst, 0, bytes));
+      time(t, c, samples[4], i -> io.moeyard.engine.RowCopy.copy(src, 0, dst, 0, bytes));
     }
   }
 

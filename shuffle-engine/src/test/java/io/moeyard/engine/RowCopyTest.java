@@ -1,0 +1,99 @@
+package io.moeyard.engine;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+class RowCopyTest {
+  @Test
+  void theHelperIsBuiltAndLoadsWhereACompilerExists() {
+    // the module's build compiles it with the system C compiler (build-host.sh); without one the
+    // build passes and Java copies are used, so only insist where a compiler is on the PATH
+    boolean compiler = java.util.Arrays.stream(System.getenv().getOrDefault("PATH", "").split(":"))
+        .anyMatch(d -> java.nio.file.Files.isExecutable(java.nio.file.Path.of(d, "cc")));
+    org.junit.jupiter.api.Assumptions.assumeTrue(compiler, "no C compiler on the PATH: the helper is not built here");
+    assertTrue(RowCopy.nativeAvailable(), "libmoeyard_host.so did not load: the CPU backend would fall back to Java copies");
+  }
+
+  @Test
+  void copiesExactlyTheRowsAskedForAlignedOrNot() {
+    long seed = System.nanoTime();
+    SplittableRandom rnd = new SplittableRandom(seed);
+    try (Arena arena = Arena.ofConfined()) {
+      for (int trial = 0; trial < 200; trial++) {
+        long rowBytes = rnd.nextBoolean() ? 64L * (1 + rnd.nextInt(70)) : 1 + rnd.nextInt(300);
+        int rows = 1 + rnd.nextInt(40);
+        long shift = rnd.nextInt(3) == 0 ? rnd.nextInt(64) : 0; // unaligned destinations too
+        MemorySegment src = arena.allocate(rows * rowBytes, 64);
+        MemorySegment dst = arena.allocate(rows * rowBytes * 2 + shift, 64);
+        for (long i = 0; i < src.byteSize(); i++) src.set(ValueLayout.JAVA_BYTE, i, (byte) rnd.nextInt());
+        dst.fill((byte) 0x55);
+        int n = rnd.nextInt(rows + 1);
+        long[] so = new long[n];
+        long[] dof = new long[n];
+        boolean[] used = new boolean[rows * 2];
+        for (int i = 0; i < n; i++) {
+          so[i] = rnd.nextInt(rows) * rowBytes;
+          int slot;
+          do slot = rnd.nextInt(rows * 2); while (used[slot]);
+          used[slot] = true;
+          dof[i] = shift + slot * rowBytes;
+        }
+        RowCopy.copyRows(src, so, dst, dof, n, rowBytes);
+        String ctx = "seed " + seed + " trial " + trial;
+        for (int slot = 0; slot < rows * 2; slot++) {
+          long at = shift + slot * rowBytes;
+          int who = -1;
+          for (int i = 0; i < n; i++) if (dof[i] == at) who = i;
+          for (long b = 0; b < rowBytes; b++) {
+            byte want = who < 0 ? (byte) 0x55 : src.get(ValueLayout.JAVA_BYTE, so[who] + b);
+            assertEquals(want, dst.get(ValueLayout.JAVA_BYTE, at + b), ctx + " slot " + slot + " byte " + b);
+          }
+        }
+      }
+    }
+  }
+
+  @Test
+  void blockCopiesMatchMemorySegmentCopy() {
+    long seed = System.nanoTime();
+    SplittableRandom rnd = new SplittableRandom(seed);
+    try (Arena arena = Arena.ofConfined()) {
+      for (int trial = 0; trial < 100; trial++) {
+        long bytes = rnd.nextBoolean() ? 64L * rnd.nextInt(200) : rnd.nextInt(5000);
+        long so = rnd.nextInt(100);
+        long dof = rnd.nextBoolean() ? 64 * rnd.nextInt(3) : rnd.nextInt(100);
+        MemorySegment src = arena.allocate(so + bytes + 1, 64);
+        for (long i = 0; i < src.byteSize(); i++) src.set(ValueLayout.JAVA_BYTE, i, (byte) rnd.nextInt());
+        MemorySegment a = arena.allocate(dof + bytes + 64, 64);
+        MemorySegment b = arena.allocate(dof + bytes + 64, 64);
+        a.fill((byte) 9);
+        b.fill((byte) 9);
+        RowCopy.copy(src, so, a, dof, bytes);
+        MemorySegment.copy(src, so, b, dof, bytes);
+        assertEquals(-1, a.mismatch(b), "seed " + seed + " trial " + trial);
+      }
+      MemorySegment small = arena.allocate(100, 64);
+      assertThrows(IndexOutOfBoundsException.class, () -> RowCopy.copy(small, 0, small, 50, 64));
+    }
+  }
+
+  @Test
+  void refusesRowsOutsideTheSegmentsBeforeCopyingAnything() {
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment src = arena.allocate(256, 64);
+      MemorySegment dst = arena.allocate(256, 64);
+      dst.fill((byte) 7);
+      IndexOutOfBoundsException e = assertThrows(IndexOutOfBoundsException.class,
+          () -> RowCopy.copyRows(src, new long[] {0, 0}, dst, new long[] {0, 192}, 2, 128));
+      assertTrue(e.getMessage().contains("dst offset 192"), e.getMessage());
+      for (long i = 0; i < 256; i++) assertEquals(7, dst.get(ValueLayout.JAVA_BYTE, i));
+    }
+  }
+}
