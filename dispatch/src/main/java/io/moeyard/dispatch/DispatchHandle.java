@@ -169,13 +169,6 @@ public final class DispatchHandle implements AutoCloseable {
     return s;
   }
 
-  /** Rows this rank receives from {@code source} (all local slots). */
-  public int rowsFrom(int source) {
-    int s = 0;
-    for (int e = 0; e < map.slotsPerRank(); e++) s += countFrom(source, e);
-    return s;
-  }
-
   public boolean isOpen() {
     return !closed;
   }
