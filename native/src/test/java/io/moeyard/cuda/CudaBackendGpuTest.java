@@ -53,10 +53,10 @@ class CudaBackendGpuTest {
     // all tokens of all ranks to expert 0, and ranks 1..3 receive nothing
     var cfg = CudaBackend.Config.trivial(4, 4, 2, 256, 1, CudaDtype.BF16);
     int[] tokens = {700, 0, 3, 129};
-    check(withRouting(cfg, tokens, (r, t, j) -> 0, rnd), rnd);
+    check(Reference.routed(cfg, tokens, (r, t, j) -> 0, rnd), rnd);
     // a rank that receives nothing (experts 6, 7 on rank 3 never chosen), top-k 3
     var cfg2 = CudaBackend.Config.trivial(4, 2, 2, 128, 3, CudaDtype.FP32);
-    check(withRouting(cfg2, new int[] {64, 65, 0, 1}, (r, t, j) -> (t + 2 * j + r) % 6, rnd), rnd);
+    check(Reference.routed(cfg2, new int[] {64, 65, 0, 1}, (r, t, j) -> (t + 2 * j + r) % 6, rnd), rnd);
   }
 
   @Test
@@ -148,33 +148,6 @@ class CudaBackendGpuTest {
   }
 
   // ---------------------------------------------------------------------------------------------
-
-  interface Route {
-    int expert(int rank, int token, int j);
-  }
-
-  private static Reference.Problem withRouting(CudaBackend.Config cfg, int[] tokens, Route route, Random rnd) {
-    int ranks = cfg.ranks();
-    int k = cfg.topk();
-    int[][] idx = new int[ranks][];
-    float[][] w = new float[ranks][];
-    byte[][] x = new byte[ranks][];
-    float[][] sc = new float[ranks][];
-    for (int r = 0; r < ranks; r++) {
-      idx[r] = new int[tokens[r] * k];
-      for (int t = 0; t < tokens[r]; t++) {
-        for (int j = 0; j < k; j++) {
-          idx[r][t * k + j] = route.expert(r, t, j);
-        }
-      }
-      w[r] = Reference.randomWeights(rnd, tokens[r] * k);
-      x[r] = Reference.randomRows(rnd, (long) tokens[r] * cfg.hidden(), cfg.dtype());
-      if (cfg.scaleCols() > 0) {
-        sc[r] = Reference.randomWeights(rnd, tokens[r] * cfg.scaleCols());
-      }
-    }
-    return new Reference.Problem(cfg, tokens, idx, w, x, sc);
-  }
 
   /** Both variants: dispatch equals the reference; combine equals the reference; fused == unfused. */
   private static void check(Reference.Problem pb, Random rnd) {

@@ -173,40 +173,15 @@ class IndexMathHostTest {
     checkLayout(Reference.randomProblem(rnd, 3, 1, 2, 6, 4, 128, CudaDtype.BF16, 50, 1.0), 7);
     // all tokens to one expert (expert 0 on rank 0), top-k 1
     var cfg = CudaBackend.Config.trivial(4, 2, 2, 128, 1, CudaDtype.BF16);
-    checkLayout(fixed(cfg, new int[] {300, 0, 130, 1}, (r, t, j) -> 0), 128);
+    checkLayout(Reference.routed(cfg, new int[] {300, 0, 130, 1}, (r, t, j) -> 0, new Random(1)), 128);
     // a rank that receives nothing: experts of rank 3 are never selected
     var cfg2 = CudaBackend.Config.trivial(4, 4, 2, 128, 3, CudaDtype.BF16);
-    checkLayout(fixed(cfg2, new int[] {50, 70, 0, 33}, (r, t, j) -> (t + 2 * j + r) % 6), 16);
+    checkLayout(Reference.routed(cfg2, new int[] {50, 70, 0, 33}, (r, t, j) -> (t + 2 * j + r) % 6, new Random(1)), 16);
     // 64 ranks (the rank masks' full width), top-16 spread over all ranks
     checkLayout(Reference.randomProblem(rnd, 64, 8, 2, 128, 16, 128, CudaDtype.BF16, 150, 0.05), 64);
     // full top-k 16 onto 16 experts: every token on every rank
     var cfg3 = CudaBackend.Config.trivial(4, 2, 4, 128, 16, CudaDtype.BF16);
-    checkLayout(fixed(cfg3, new int[] {129, 3, 0, 200}, (r, t, j) -> (j + t) % 16), 128);
-  }
-
-  interface Route {
-    int expert(int rank, int token, int j);
-  }
-
-  private static Reference.Problem fixed(CudaBackend.Config cfg, int[] tokens, Route route) {
-    int ranks = cfg.ranks();
-    int k = cfg.topk();
-    int[][] idx = new int[ranks][];
-    float[][] w = new float[ranks][];
-    byte[][] x = new byte[ranks][];
-    float[][] sc = new float[ranks][];
-    for (int r = 0; r < ranks; r++) {
-      idx[r] = new int[tokens[r] * k];
-      for (int t = 0; t < tokens[r]; t++) {
-        for (int j = 0; j < k; j++) {
-          idx[r][t * k + j] = route.expert(r, t, j);
-        }
-      }
-      w[r] = new float[tokens[r] * k];
-      Arrays.fill(w[r], 0.5f);
-      x[r] = new byte[tokens[r] * cfg.rowBytes()];
-    }
-    return new Reference.Problem(cfg, tokens, idx, w, x, sc);
+    checkLayout(Reference.routed(cfg3, new int[] {129, 3, 0, 200}, (r, t, j) -> (j + t) % 16, new Random(1)), 128);
   }
 
   /** Runs the host layout of every rank and checks every output against brute force. */

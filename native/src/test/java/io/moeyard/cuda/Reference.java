@@ -73,6 +73,31 @@ final class Reference {
     return idx;
   }
 
+  /** Routing given as a function: expert of choice {@code j} of token {@code t} on rank {@code r} (-1 = none). */
+  interface Route {
+    int expert(int rank, int token, int j);
+  }
+
+  /** A problem with the given routing and random weights, rows and (FP8) scales. */
+  static Problem routed(CudaBackend.Config cfg, int[] tokens, Route route, Random rnd) {
+    int ranks = cfg.ranks();
+    int k = cfg.topk();
+    int[][] idx = new int[ranks][];
+    float[][] w = new float[ranks][];
+    byte[][] x = new byte[ranks][];
+    float[][] sc = new float[ranks][];
+    for (int r = 0; r < ranks; r++) {
+      idx[r] = new int[tokens[r] * k];
+      for (int t = 0; t < tokens[r]; t++) {
+        for (int j = 0; j < k; j++) idx[r][t * k + j] = route.expert(r, t, j);
+      }
+      w[r] = randomWeights(rnd, tokens[r] * k);
+      x[r] = randomRows(rnd, (long) tokens[r] * cfg.hidden(), cfg.dtype());
+      if (cfg.scaleCols() > 0) sc[r] = randomWeights(rnd, tokens[r] * cfg.scaleCols());
+    }
+    return new Problem(cfg, tokens, idx, w, x, sc);
+  }
+
   static float[] randomWeights(Random rnd, int n) {
     float[] w = new float[n];
     for (int i = 0; i < n; i++) {
