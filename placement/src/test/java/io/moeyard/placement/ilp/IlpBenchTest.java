@@ -196,13 +196,12 @@ class IlpBenchTest {
       out("| held out | eplb (sum of 3) | ilp robust, EPLB counts | ilp robust load-only, EPLB counts |");
       out("|---|---|---|---|");
       for (int h = 0; h < 4; h++) {
-        List<int[][][]> train = new ArrayList<>();
-        for (int i = 0; i < 4; i++) if (i != h) train.add(t.get(i));
-        PlacementProblem robust = TraceBuilder.problem(train, 26, 64, 16, 2, 80, true);
-        PlacementProblem summed = TraceBuilder.summed(robust);
-        PlacementProblem loadOnlyRobust = new PlacementProblem(26, 64, 16, 2, 80, robust.loads(), null, null);
-        PlacementProblem test = TraceBuilder.problem(List.<int[][][]>of(t.get(h)), 26, 64, 16, 2, 80, true);
-        Placement eplb = Eplb.rebalance(summed.loads()[0], 80, 1, 2, 16);
+        Split sp = Split.of(t, h);
+        PlacementProblem robust = sp.robust();
+        PlacementProblem summed = sp.summed();
+        PlacementProblem loadOnlyRobust = sp.loadOnlyRobust();
+        PlacementProblem test = sp.test();
+        Placement eplb = sp.eplb();
         Placement rob = CpSatPlanner.plan(robust, eplb, options(seconds), sumReplicas).placement();
         Placement robLoad = CpSatPlanner.plan(loadOnlyRobust, eplb, options(seconds), sumReplicas).placement();
         out(String.format(Locale.ROOT, "| %s | %s | %s | %s |", TASKS[h], cell(test, eplb), cell(test, rob), cell(test, robLoad)));
@@ -217,13 +216,12 @@ class IlpBenchTest {
       out("| held out | eplb (sum of 3) | ilp (sum of 3) | ilp robust (3 workloads) | ilp robust, load-only | robust greedy (no CP-SAT) | eplb worst-of-3 | ilp robust worst-of-3 |");
       out("|---|---|---|---|---|---|---|---|");
       for (int h = 0; h < 4; h++) {
-        List<int[][][]> train = new ArrayList<>();
-        for (int i = 0; i < 4; i++) if (i != h) train.add(t.get(i));
-        PlacementProblem robust = TraceBuilder.problem(train, 26, 64, 16, 2, 80, true);
-        PlacementProblem summed = TraceBuilder.summed(robust);
-        PlacementProblem loadOnlyRobust = new PlacementProblem(26, 64, 16, 2, 80, robust.loads(), null, null);
-        PlacementProblem test = TraceBuilder.problem(List.<int[][][]>of(t.get(h)), 26, 64, 16, 2, 80, true);
-        Placement eplb = Eplb.rebalance(summed.loads()[0], 80, 1, 2, 16);
+        Split sp = Split.of(t, h);
+        PlacementProblem robust = sp.robust();
+        PlacementProblem summed = sp.summed();
+        PlacementProblem loadOnlyRobust = sp.loadOnlyRobust();
+        PlacementProblem test = sp.test();
+        Placement eplb = sp.eplb();
         Placement ilp = CpSatPlanner.plan(summed, eplb, options(seconds), tuning).placement();
         Placement rob = CpSatPlanner.plan(robust, eplb, options(seconds), tuning).placement();
         Placement robLoad = CpSatPlanner.plan(loadOnlyRobust, eplb, options(seconds)).placement();
@@ -241,5 +239,19 @@ class IlpBenchTest {
   static String cell(PlacementProblem test, Placement p) {
     PlanMetrics.Traffic t = PlanMetrics.transitions(p, test.transitions(), test.nodes());
     return String.format(Locale.ROOT, "%.4f / %.1f%%", PlanMetrics.meanBalancedness(p, test.loads()[0]), pct(t.crossNode(), t.total()));
+  }
+
+  /** One ESFT leave-one-out split (16 GPUs / 2 nodes, 80 slots): task h held out, the other three planned on. */
+  private record Split(PlacementProblem robust, PlacementProblem summed, PlacementProblem loadOnlyRobust,
+      PlacementProblem test, Placement eplb) {
+    static Split of(List<int[][][]> tasks, int h) {
+      List<int[][][]> train = new ArrayList<>();
+      for (int i = 0; i < tasks.size(); i++) if (i != h) train.add(tasks.get(i));
+      PlacementProblem robust = TraceBuilder.problem(train, 26, 64, 16, 2, 80, true);
+      PlacementProblem summed = TraceBuilder.summed(robust);
+      PlacementProblem loadOnly = new PlacementProblem(26, 64, 16, 2, 80, robust.loads(), null, null);
+      PlacementProblem test = TraceBuilder.problem(List.<int[][][]>of(tasks.get(h)), 26, 64, 16, 2, 80, true);
+      return new Split(robust, summed, loadOnly, test, Eplb.rebalance(summed.loads()[0], 80, 1, 2, 16));
+    }
   }
 }
