@@ -42,7 +42,13 @@ public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
   }
 
   /** What a rank tells the others before combining: verdict, format, where its partials go. */
-  record Announcement(String problem, int hidden, DType dtype, RowBuffer homeBuffer) {}
+  record Announcement(String problem, int hidden, DType dtype, HomeWindow home) {}
+
+  /**
+   * Where peers write at a home rank: {@code rows}, in which peer p's rows form one run starting
+   * at {@code peerStart[p]} (so every expert rank writes one sequential run per home).
+   */
+  record HomeWindow(RowBuffer rows, int[] peerStart) {}
 
   /**
    * Writes into {@code out} ({@code tokens} rows of this rank's dispatch) the weighted sum of
@@ -53,7 +59,7 @@ public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
     Objects.requireNonNull(expertOut, "expertOut");
     Objects.requireNonNull(out, "out");
     String problem = localProblem(handle, expertOut, out);
-    RowBuffer home = problem == null ? homeBuffer(handle, out.hidden(), out.dtype()) : null;
+    HomeWindow home = problem == null ? homeWindow(handle, out.hidden(), out.dtype()) : null;
     Object[] got = transport.allGather(new Announcement(problem, out.hidden(), out.dtype(), home));
     Announcement[] all = new Announcement[got.length];
     for (int r = 0; r < got.length; r++) all[r] = (Announcement) got[r];
@@ -65,11 +71,11 @@ public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
         acc = new float[h];
         partial = new float[h];
       }
-      RowBuffer[] homes = new RowBuffer[ranks];
-      for (int r = 0; r < ranks; r++) homes[r] = all[r].homeBuffer();
+      HomeWindow[] homes = new HomeWindow[ranks];
+      for (int r = 0; r < ranks; r++) homes[r] = all[r].home();
       send(handle, expertOut, homes);
       transport.barrier();
-      reduceAtHome(handle, home, out);
+      reduceAtHome(handle, home.rows(), out);
     } catch (CollectiveException e) {
       throw e;
     } catch (RuntimeException | Error e) {
@@ -102,11 +108,11 @@ public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
     return Agreement.check(all.length, r -> all[r].problem(), r -> all[r].hidden(), r -> all[r].dtype());
   }
 
-  /** The buffer peers write into at this rank (partials or returned rows), from scratch. */
-  abstract RowBuffer homeBuffer(DispatchHandle handle, int hidden, DType dtype);
+  /** Where peers write at this rank (partials or returned rows), rows from scratch. */
+  abstract HomeWindow homeWindow(DispatchHandle handle, int hidden, DType dtype);
 
   /** Expert side: moves this rank's expert outputs toward their homes. */
-  abstract void send(DispatchHandle handle, RowBuffer expertOut, RowBuffer[] homes);
+  abstract void send(DispatchHandle handle, RowBuffer expertOut, HomeWindow[] homes);
 
   /** Home side, after every rank sent: sums what arrived into {@code out}. */
   abstract void reduceAtHome(DispatchHandle handle, RowBuffer home, RowBuffer out);

@@ -174,6 +174,35 @@ final class RowMath {
     }
   }
 
+  /**
+   * The last row of a weighted sum, stored: {@code dst[dstRow] = round(acc + w * y[row])}, or
+   * {@code round(0 + w * y[row])} when {@code fresh} (a one-row sum; acc is then only scratch).
+   * The same bits as {@link #addWeighted} (or {@link #setWeighted}) then {@link #store}, in one
+   * pass where the SIMD loops apply; acc is left undefined.
+   */
+  static void addWeightedStore(float[] acc, boolean fresh, RowBuffer y, int row, float w, RowBuffer dst, int dstRow) {
+    if (SIMD && y.dtype() == DType.BF16 && dst.dtype() == DType.BF16) {
+      VectorRowMath.addWeightedStoreBf16(fresh ? null : acc, y.segment(), y.rowOffset(row), y.hidden(), w,
+          dst.segment(), dst.rowOffset(dstRow));
+      return;
+    }
+    if (fresh) setWeighted(acc, y, row, w);
+    else addWeighted(acc, y, row, w);
+    store(acc, dst, dstRow);
+  }
+
+  /** {@code dst[dstRow] = round(acc + y[row])}, or {@code round(0 + y[row])} when {@code fresh}; likewise. */
+  static void addStore(float[] acc, boolean fresh, RowBuffer y, int row, RowBuffer dst, int dstRow) {
+    if (SIMD && y.dtype() == DType.BF16 && dst.dtype() == DType.BF16) {
+      VectorRowMath.addStoreBf16(fresh ? null : acc, y.segment(), y.rowOffset(row), y.hidden(),
+          dst.segment(), dst.rowOffset(dstRow));
+      return;
+    }
+    if (fresh) set(acc, y, row);
+    else add(acc, y, row);
+    store(acc, dst, dstRow);
+  }
+
   static void zero(RowBuffer dst, int row) {
     dst.segment().asSlice(dst.rowOffset(row), dst.rowBytes()).fill((byte) 0);
   }

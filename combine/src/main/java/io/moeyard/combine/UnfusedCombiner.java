@@ -35,12 +35,16 @@ public final class UnfusedCombiner extends Combiner {
   }
 
   @Override
-  RowBuffer homeBuffer(DispatchHandle handle, int hidden, DType dtype) {
-    return scratchRows(handle.layout().selections(), hidden, dtype);
+  HomeWindow homeWindow(DispatchHandle handle, int hidden, DType dtype) {
+    DispatchLayout layout = handle.layout();
+    int[] slotStart = layout.slotPermutedStart();
+    int[] peerStart = new int[ranks];
+    for (int d = 0; d < ranks; d++) peerStart[d] = slotStart[d * layout.slotsPerRank];
+    return new HomeWindow(scratchRows(layout.selections(), hidden, dtype), peerStart);
   }
 
   @Override
-  void send(DispatchHandle handle, RowBuffer y, RowBuffer[] homes) {
+  void send(DispatchHandle handle, RowBuffer y, HomeWindow[] homes) {
     int spr = handle.expertMap().slotsPerRank();
     int rows = handle.receivedRows();
     if (sortedBack == null || sortedBack.hidden() != y.hidden() || sortedBack.dtype() != y.dtype() || sortedBack.rows() < rows) {
@@ -62,12 +66,11 @@ public final class UnfusedCombiner extends Combiner {
       blockRows[r] = dst - blockStart[r];
     }
     // all-to-all-v back: source r's block lands where r's permuted buffer had it
-    int[][] counts = handle.worldSendCounts();
     ChunkSchedule.forEachChunk(rank, blockRows, chunk, (r, from, to) -> {
-      int at = 0;
-      for (int p = 0; p < rank * spr; p++) at += counts[r][p];
+      RowBuffer home = homes[r].rows();
+      int at = homes[r].peerStart()[rank];
       RowCopy.copy(sortedBack.segment(), sortedBack.rowOffset(blockStart[r] + from),
-          homes[r].segment(), homes[r].rowOffset(at + from), (to - from) * rowBytes);
+          home.segment(), home.rowOffset(at + from), (to - from) * rowBytes);
     });
   }
 

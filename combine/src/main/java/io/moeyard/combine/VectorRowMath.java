@@ -7,6 +7,7 @@ import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -38,15 +39,21 @@ final class VectorRowMath {
     return iv.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
   }
 
-  /** The vector form of {@link Numerics#floatToBf16}: same integer formula, lane by lane. */
-  private static void storeBf16(FloatVector v, MemorySegment s, long at) {
+  /**
+   * The vector form of {@link Numerics#floatToBf16}, as the 16 result bits in the low half of
+   * each lane: round to nearest even by integer addition, and NaNs (rare; a branch on the whole
+   * vector is cheaper than blending every time) keep their top bits with the quiet bit set.
+   */
+  private static IntVector bf16Bits(FloatVector v) {
     IntVector bits = v.reinterpretAsInts();
-    IntVector isNan = IntVector.broadcast(I, 0x7F800000)
-        .sub(bits.and(0x7FFFFFFF))
-        .lanewise(VectorOperators.LSHR, 31);
-    IntVector rounding = bits.lanewise(VectorOperators.LSHR, 16).and(1).add(0x7FFF).and(isNan.sub(1));
-    IntVector r = bits.add(rounding).lanewise(VectorOperators.LSHR, 16).or(isNan.lanewise(VectorOperators.LSHL, 6));
-    ShortVector out = (ShortVector) r.convertShape(VectorOperators.I2S, S, 0);
+    IntVector high = bits.lanewise(VectorOperators.LSHR, 16);
+    IntVector r = bits.add(high.and(1).add(0x7FFF)).lanewise(VectorOperators.LSHR, 16);
+    VectorMask<Float> nan = v.test(VectorOperators.IS_NAN);
+    return nan.anyTrue() ? r.blend(high.or(0x40), nan.cast(I)) : r;
+  }
+
+  private static void storeBf16(FloatVector v, MemorySegment s, long at) {
+    ShortVector out = (ShortVector) bf16Bits(v).convertShape(VectorOperators.I2S, S, 0);
     out.intoMemorySegment(s, at, LE);
   }
 
@@ -113,13 +120,41 @@ final class VectorRowMath {
   static void addRoundedBf16(float[] acc, float[] partial, int h) {
     int c = 0;
     for (int end = F.loopBound(h); c < end; c += N) {
-      IntVector bits = FloatVector.fromArray(F, partial, c).reinterpretAsInts();
-      IntVector isNan = IntVector.broadcast(I, 0x7F800000).sub(bits.and(0x7FFFFFFF)).lanewise(VectorOperators.LSHR, 31);
-      IntVector rounding = bits.lanewise(VectorOperators.LSHR, 16).and(1).add(0x7FFF).and(isNan.sub(1));
-      IntVector r = bits.add(rounding).lanewise(VectorOperators.LSHR, 16).or(isNan.lanewise(VectorOperators.LSHL, 6));
-      FloatVector rounded = r.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector rounded = bf16Bits(FloatVector.fromArray(F, partial, c)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
       FloatVector.fromArray(F, acc, c).add(rounded).intoArray(acc, c);
     }
     for (; c < h; c++) acc[c] = acc[c] + Numerics.bf16ToFloat(Numerics.floatToBf16(partial[c]));
+  }
+  /**
+   * {@code d = round(acc + w * y)}, or {@code round(0 + w * y)} when {@code acc} is null: the last
+   * row of a weighted sum stored straight to its destination, without writing acc back (one pass
+   * instead of add-then-store; the same operations lane for lane, hence the same bits).
+   */
+  static void addWeightedStoreBf16(float[] acc, MemorySegment s, long at, int h, float w, MemorySegment d, long dAt) {
+    FloatVector wv = FloatVector.broadcast(F, w);
+    int c = 0;
+    int end = F.loopBound(h);
+    if (acc == null) {
+      FloatVector zero = FloatVector.zero(F);
+      for (; c < end; c += N) storeBf16(zero.add(loadBf16(s, at + 2L * c).mul(wv)), d, dAt + 2L * c);
+      for (; c < h; c++) d.set(SHORT, dAt + 2L * c, Numerics.floatToBf16(0f + w * Numerics.bf16ToFloat(s.get(SHORT, at + 2L * c))));
+    } else {
+      for (; c < end; c += N) storeBf16(FloatVector.fromArray(F, acc, c).add(loadBf16(s, at + 2L * c).mul(wv)), d, dAt + 2L * c);
+      for (; c < h; c++) d.set(SHORT, dAt + 2L * c, Numerics.floatToBf16(acc[c] + w * Numerics.bf16ToFloat(s.get(SHORT, at + 2L * c))));
+    }
+  }
+
+  /** {@code d = round(acc + y)}, or {@code round(0 + y)} when {@code acc} is null. */
+  static void addStoreBf16(float[] acc, MemorySegment s, long at, int h, MemorySegment d, long dAt) {
+    int c = 0;
+    int end = F.loopBound(h);
+    if (acc == null) {
+      FloatVector zero = FloatVector.zero(F);
+      for (; c < end; c += N) storeBf16(zero.add(loadBf16(s, at + 2L * c)), d, dAt + 2L * c);
+      for (; c < h; c++) d.set(SHORT, dAt + 2L * c, Numerics.floatToBf16(0f + Numerics.bf16ToFloat(s.get(SHORT, at + 2L * c))));
+    } else {
+      for (; c < end; c += N) storeBf16(FloatVector.fromArray(F, acc, c).add(loadBf16(s, at + 2L * c)), d, dAt + 2L * c);
+      for (; c < h; c++) d.set(SHORT, dAt + 2L * c, Numerics.floatToBf16(acc[c] + Numerics.bf16ToFloat(s.get(SHORT, at + 2L * c))));
+    }
   }
 }

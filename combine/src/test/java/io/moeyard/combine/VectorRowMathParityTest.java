@@ -71,7 +71,36 @@ class VectorRowMathParityTest {
         RowMath.store(a, o1, 0);
         RowMath.scalarStore(a, o2, 0);
         assertEquals(-1, o1.segment().mismatch(o2.segment()), ctx + " store");
+        // the fused last-row-and-store forms against the scalar steps they replace
+        for (boolean fresh : new boolean[] {false, true}) {
+          float[] x1 = a.clone();
+          float[] x2 = a.clone();
+          if (fresh) java.util.Arrays.fill(x2, 0f);
+          RowMath.addWeightedStore(x1, fresh, y, 0, w, o1, 0);
+          RowMath.scalarAddWeighted(x2, y, 0, w);
+          RowMath.scalarStore(x2, o2, 0);
+          assertSameRow(o1, o2, dt, ctx + " addWeightedStore fresh=" + fresh);
+          x1 = a.clone();
+          x2 = a.clone();
+          if (fresh) java.util.Arrays.fill(x2, 0f);
+          RowMath.addStore(x1, fresh, y, 2, o1, 0);
+          RowMath.scalarAdd(x2, y, 2);
+          RowMath.scalarStore(x2, o2, 0);
+          assertSameRow(o1, o2, dt, ctx + " addStore fresh=" + fresh);
+        }
       }
+    }
+  }
+
+  /** Stored rows equal bit for bit, except that a NaN may carry another payload (as in {@link #assertBits}). */
+  private static void assertSameRow(RowBuffer a, RowBuffer b, DType dt, String ctx) {
+    for (int c = 0; c < a.hidden(); c++) {
+      float x = a.getFloat(0, c);
+      float y = b.getFloat(0, c);
+      boolean same = dt == DType.BF16
+          ? a.segment().get(ValueLayout.JAVA_SHORT_UNALIGNED, 2L * c) == b.segment().get(ValueLayout.JAVA_SHORT_UNALIGNED, 2L * c)
+          : Float.floatToRawIntBits(x) == Float.floatToRawIntBits(y);
+      if (!same && !(Float.isNaN(x) && Float.isNaN(y))) throw new AssertionError(ctx + " channel " + c + ": " + x + " vs " + y);
     }
   }
 

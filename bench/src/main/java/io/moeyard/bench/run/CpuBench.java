@@ -30,8 +30,9 @@ import java.util.function.IntConsumer;
  * against the other and against {@link NaiveReference}, and the roofline: every rank thread
  * copying the same number of bytes with one bulk copy, in the same run.
  *
- * <p>Timing: every iteration is bracketed by two world barriers, so one sample is the time the
- * slowest rank took; the median over {@code iters} samples is reported. Receive buffers are
+ * <p>Timing: every iteration starts at a world barrier; one sample runs from the first rank's
+ * start to the last rank's end (see {@link #wallSpan}); the median over {@code iters} samples is
+ * reported. Receive buffers are
  * allocated once and passed in (the reuse path an engine takes), so allocation is not timed.
  */
 public final class CpuBench {
@@ -145,14 +146,32 @@ public final class CpuBench {
         t.barrier();
       }
     }
+    long[] span = new long[2];
     for (int i = 0; i < c.iters(); i++) {
       t.barrier();
-      long t0 = System.nanoTime();
+      span[0] = System.nanoTime();
       op.accept(i);
-      t.barrier();
-      long dt = System.nanoTime() - t0;
-      if (t.rank() == 0) out[i] = dt;
+      span[1] = System.nanoTime();
+      Object[] all = t.allGather(span.clone());
+      if (t.rank() == 0) out[i] = wallSpan(all);
     }
+  }
+
+  /**
+   * From the first rank's start to the last rank's end. With more rank threads than cores, a
+   * rank can be descheduled right after leaving the start barrier while the others already run
+   * (or after the end barrier), so one rank's own clock would under- or over-count; the span
+   * over all ranks is the collective's wall time either way.
+   */
+  static long wallSpan(Object[] spans) {
+    long first = Long.MAX_VALUE;
+    long last = Long.MIN_VALUE;
+    for (Object o : spans) {
+      long[] s = (long[]) o;
+      first = Math.min(first, s[0]);
+      last = Math.max(last, s[1]);
+    }
+    return last - first;
   }
 
   /** Minimum warm-up per measurement, unless --warmup 0. */

@@ -45,6 +45,7 @@ public final class DispatchLayout {
   public final int[] destPairs;
 
   private int[] permutedPosition;
+  private int[] destPosition;
   private int[] permutedSelection;
   private int[] slotPermutedStart;
 
@@ -145,6 +146,19 @@ public final class DispatchLayout {
   public boolean isTokenInRank(int t, int d) {
     for (int q = pairOffset[t]; q < pairOffset[t + 1]; q++) if (pairRank[q] == d) return true;
     return false;
+  }
+
+  /**
+   * {@code [pairs]}: the inverse of {@link #destPairs}, pair q's index in the destination-major
+   * order (where combine's partials for q come home). Computed on first use.
+   */
+  public int[] destPosition() {
+    if (destPosition == null) {
+      int[] at = new int[destPairs.length];
+      for (int i = 0; i < destPairs.length; i++) at[destPairs[i]] = i;
+      destPosition = at;
+    }
+    return destPosition;
   }
 
   /** Total selections (rows of the unfused path's permuted buffer). */
