@@ -7,6 +7,7 @@ import io.moeyard.bench.run.BenchConfig;
 import io.moeyard.bench.run.BenchResult;
 import io.moeyard.bench.run.CpuBench;
 import io.moeyard.bench.run.CudaBench;
+import io.moeyard.bench.run.HostMemory;
 import io.moeyard.cuda.CudaAvailability;
 import io.moeyard.cuda.CudaBackend;
 import io.moeyard.engine.DType;
@@ -96,7 +97,14 @@ public final class BenchCommand implements Callable<Integer> {
     }
     BenchResult result;
     switch (backend.toLowerCase(Locale.ROOT)) {
-      case "cpu" -> result = CpuBench.run(config, System.err);
+      case "cpu" -> {
+        String memory = HostMemory.problem(config);
+        if (memory != null) {
+          System.err.println("moeyard bench: " + memory);
+          return 2;
+        }
+        result = CpuBench.run(config, System.err);
+      }
       case "cuda" -> {
         CudaAvailability av = CudaBackend.availability();
         if (!av.available()) {

@@ -1,0 +1,90 @@
+package io.moeyard.bench.run;
+
+import io.moeyard.engine.DType;
+import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * What the CPU bench will hold in off-heap buffers, and whether this machine has it. The kernel
+ * kills a process that outgrows memory without a word (the deepseek-v3 preset at 4096 tokens
+ * needs ~26 GB with 8 ranks), so the bench checks first and names a size that fits.
+ */
+public final class HostMemory {
+  private HostMemory() {}
+
+  /** Share of the available memory the bench may plan to use: the JVM, page tables and the OS need the rest. */
+  static final double USABLE = 0.85;
+
+  /**
+   * Bytes of row buffers the CPU bench allocates for {@code c}, all ranks together, at the
+   * expected counts of uniform routing: per rank its tokens (x and two combine outputs), the
+   * rows it receives (y; the fused and unfused receive buffers; the unfused path's permuted and
+   * staging buffers; the unfused combine's returned rows and their sort-back) and its token-rank
+   * pairs (the fused combine's partials).
+   */
+  public static long benchBytes(BenchConfig c) {
+    DType out = c.dtype() == DType.FP8_E4M3 ? DType.BF16 : c.dtype();
+    double in = (double) c.hidden() * c.dtype().bytes()
+        + (c.dtype() == DType.FP8_E4M3 ? (double) c.hidden() / DType.FP8_SCALE_BLOCK * Float.BYTES : 0);
+    double ob = (double) c.hidden() * out.bytes();
+    double t = c.tokens();
+    double received = t * c.topk();
+    double pairs = t * expectedRanksPerToken(c);
+    double perRank = t * in + 4 * received * in + t * 2 * ob + 3 * received * ob + pairs * ob;
+    return (long) (perRank * c.ranks());
+  }
+
+  /** Expected distinct destination ranks of a token with top-k distinct uniform experts. */
+  static double expectedRanksPerToken(BenchConfig c) {
+    int e = c.experts(), k = c.topk(), perRank = e / Math.max(1, c.ranks());
+    // P(a given rank gets none of the k experts) = C(e - perRank, k) / C(e, k)
+    double miss = 1;
+    for (int i = 0; i < k; i++) miss *= Math.max(0, (double) (e - perRank - i)) / (e - i);
+    return c.ranks() * (1 - miss);
+  }
+
+  /** MemAvailable from /proc/meminfo, else the JVM's view of free physical memory; -1 if unknown. */
+  public static long availableBytes() {
+    try {
+      for (String line : Files.readAllLines(Path.of("/proc/meminfo"))) {
+        if (line.startsWith("MemAvailable:")) {
+          return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+        }
+      }
+    } catch (IOException | NumberFormatException | SecurityException e) {
+      // not Linux, or no procfs: ask the JVM
+    }
+    if (ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os) {
+      return os.getFreeMemorySize();
+    }
+    return -1;
+  }
+
+  /** Null when {@code c} fits in {@code available} bytes (or that is unknown), else the problem and a --tokens that fits. */
+  static String problem(BenchConfig c, long available) {
+    if (available <= 0) return null;
+    long need = benchBytes(c);
+    long usable = (long) (available * USABLE);
+    if (need <= usable) return null;
+    int fit = c.tokens();
+    while (fit > 0 && benchBytes(withTokens(c, fit)) > usable) fit /= 2;
+    return String.format("this run needs about %.1f GiB of buffers (%d ranks x %d tokens, hidden %d %s, top-%d), "
+            + "but only %.1f GiB of memory is available; %s",
+        need / GIB, c.ranks(), c.tokens(), c.hidden(), c.dtype().cliName(), c.topk(), available / GIB,
+        fit > 0 ? "--tokens " + fit + " fits" : "lower --ranks or --hidden");
+  }
+
+  /** {@link #problem(BenchConfig, long)} against this machine. */
+  public static String problem(BenchConfig c) {
+    return problem(c, availableBytes());
+  }
+
+  private static BenchConfig withTokens(BenchConfig c, int tokens) {
+    return new BenchConfig(c.ranks(), tokens, c.hidden(), c.experts(), c.topk(), c.dtype(), c.preset(),
+        c.iters(), c.warmup(), c.chunk(), c.seed());
+  }
+
+  private static final double GIB = 1024.0 * 1024 * 1024;
+}
