@@ -8,10 +8,14 @@ import io.moeyard.bench.run.BenchResult;
 import io.moeyard.bench.run.CpuBench;
 import io.moeyard.bench.run.CudaBench;
 import io.moeyard.bench.run.HostMemory;
+import io.moeyard.bench.run.TraceRouting;
 import io.moeyard.cuda.CudaAvailability;
 import io.moeyard.cuda.CudaBackend;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.ModelPreset;
+import io.moeyard.placement.trace.RoutingTrace;
+import io.moeyard.placement.trace.Trace;
+import io.moeyard.placement.trace.Traces;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
@@ -73,6 +77,14 @@ public final class BenchCommand implements Callable<Integer> {
 
   @Option(names = "--json", description = "also write the results as JSON to this file")
   Path json;
+
+  @Option(names = "--trace", description = "route by a measured per-token trace (.npy [tokens, layers, topk], e.g. shared/data/esft/law.npy)"
+      + " instead of uniform random experts: rank r takes the trace's tokens [r*T, (r+1)*T); experts and top-k come from the trace,"
+      + " --tokens defaults to the trace split evenly")
+  Path trace;
+
+  @Option(names = "--layer", description = "with --trace: the layer whose routing is used; default ${DEFAULT-VALUE}", defaultValue = "0")
+  int layer;
 
   static final class PresetNames implements Iterable<String> {
     @Override
@@ -136,7 +148,30 @@ public final class BenchCommand implements Callable<Integer> {
     int t = tokens != null ? tokens : p != null ? 4096 : 1024;
     int r = ranks != null ? ranks : 8;
     DType dt = dtype == null ? DType.BF16 : DType.parse(dtype);
-    return new BenchConfig(r, t, h, e, k, dt, p == null ? null : p.id, iters, warmup, chunk, seed);
+    TraceRouting routing = null;
+    if (trace != null) {
+      routing = traceRouting();
+      e = experts != null ? experts : routing.trace().experts();
+      k = topk != null ? topk : routing.trace().topk();
+      t = tokens != null ? tokens : routing.tokensPerRank(r);
+    } else if (layer != 0) {
+      throw new IllegalArgumentException("--layer needs --trace");
+    }
+    return new BenchConfig(r, t, h, e, k, dt, p == null ? null : p.id, iters, warmup, chunk, seed, routing);
+  }
+
+  private TraceRouting traceRouting() {
+    Trace loaded;
+    try {
+      loaded = Traces.load(trace, experts != null ? experts : 0);
+    } catch (IOException ex) {
+      throw new IllegalArgumentException(trace + ": " + ex.getMessage());
+    }
+    if (!(loaded instanceof RoutingTrace rt)) {
+      throw new IllegalArgumentException(trace + ": a load-only trace (logical_count) has no per-token routing;"
+          + " --trace needs a .npy [tokens, layers, topk] trace");
+    }
+    return new TraceRouting(String.valueOf(trace.getFileName()), rt, layer);
   }
 
   static void print(BenchResult res, PrintStream out) {
@@ -144,6 +179,7 @@ public final class BenchCommand implements Callable<Integer> {
     out.printf(Locale.ROOT, "moeyard bench  backend=%s (%s)  %d ranks x %d tokens  hidden %d %s  %d experts top-%d%s%n",
         res.backend(), res.device(), c.ranks(), c.tokens(), c.hidden(), c.dtype().cliName(), c.experts(), c.topk(),
         c.preset() == null ? "" : "  preset " + c.preset());
+    if (c.trace() != null) out.printf(Locale.ROOT, "routing: %s%n", c.routingName());
     out.printf(Locale.ROOT, "bytes received per rank (one row per token-rank pair, self included): dispatch %.2f MB, combine %.2f MB%n",
         res.dispatchBytesPerRank() / 1e6, res.combineBytesPerRank() / 1e6);
     if (res.backend().equals("cuda")) {
@@ -184,6 +220,7 @@ public final class BenchCommand implements Callable<Integer> {
     cfg.put("warmup", c.warmup());
     cfg.put("chunk", c.chunk());
     cfg.put("seed", c.seed());
+    cfg.put("routing", c.routingName());
     cfg.put("dispatch_bytes_per_rank", res.dispatchBytesPerRank());
     cfg.put("combine_bytes_per_rank", res.combineBytesPerRank());
     pair(root.putObject("dispatch"), res.dispatchFused(), res.dispatchUnfused());

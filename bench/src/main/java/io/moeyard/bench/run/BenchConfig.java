@@ -1,15 +1,50 @@
 package io.moeyard.bench.run;
 
 import io.moeyard.engine.DType;
+import java.util.SplittableRandom;
 
 /**
  * One all-to-all benchmark configuration (tokens are per rank).
  *
  * @param chunk pipelining chunk in token-rank pairs (dispatch, fused combine) or rows (unfused a2a)
+ * @param trace routing from a measured trace, or null for uniform random experts
  */
 public record BenchConfig(
     int ranks, int tokens, int hidden, int experts, int topk, DType dtype, String preset,
-    int iters, int warmup, int chunk, long seed) {
+    int iters, int warmup, int chunk, long seed, TraceRouting trace) {
+
+  /** Uniform random routing. */
+  public BenchConfig(
+      int ranks, int tokens, int hidden, int experts, int topk, DType dtype, String preset,
+      int iters, int warmup, int chunk, long seed) {
+    this(ranks, tokens, hidden, experts, topk, dtype, preset, iters, warmup, chunk, seed, null);
+  }
+
+  /** This configuration with {@code tokens} tokens per rank. */
+  public BenchConfig withTokens(int tokens) {
+    return new BenchConfig(ranks, tokens, hidden, experts, topk, dtype, preset, iters, warmup, chunk, seed, trace);
+  }
+
+  /**
+   * Rank r's expert ids ({@code [tokens * topk]}): from the trace when there is one, else
+   * distinct uniformly random experts from {@link CpuBench#routingRandom}.
+   */
+  int[] routing(int r) {
+    if (trace != null) return trace.rankRouting(r, tokens);
+    return CpuBench.randomRouting(CpuBench.routingRandom(this, r), tokens, experts, topk);
+  }
+
+  /** Rank r's top-k weights (random either way: traces hold ids only). */
+  float[] weights(int r) {
+    SplittableRandom rnd = CpuBench.routingRandom(this, r);
+    if (trace == null) CpuBench.randomRouting(rnd, tokens, experts, topk); // same stream as before: ids, then weights
+    return CpuBench.randomWeights(rnd, tokens, topk);
+  }
+
+  /** {@code uniform} or {@code trace NAME, layer L}. */
+  public String routingName() {
+    return trace == null ? "uniform random" : trace.describe();
+  }
 
   /** Null when the configuration is runnable, else the first problem, naming the value. */
   public String problem() {
@@ -25,6 +60,6 @@ public record BenchConfig(
     if (iters < 1) return "--iters must be >= 1, got " + iters;
     if (warmup < 0) return "--warmup must be >= 0, got " + warmup;
     if (chunk < 1) return "--chunk must be >= 1, got " + chunk;
-    return null;
+    return trace == null ? null : trace.problem(this);
   }
 }

@@ -49,12 +49,11 @@ public final class CpuBench {
     int[][] idx = new int[ranks][];
     float[][] w = new float[ranks][];
     for (int r = 0; r < ranks; r++) {
-      SplittableRandom rnd = routingRandom(c, r);
-      idx[r] = randomRouting(rnd, c.tokens(), c.experts(), c.topk());
-      w[r] = randomWeights(rnd, c.tokens(), c.topk());
+      idx[r] = c.routing(r);
+      w[r] = c.weights(r);
     }
-    progress.printf("moeyard bench: %d ranks x %d tokens, hidden %d %s, %d experts top-%d; preparing data...%n",
-        ranks, c.tokens(), c.hidden(), c.dtype().cliName(), c.experts(), c.topk());
+    progress.printf("moeyard bench: %d ranks x %d tokens, hidden %d %s, %d experts top-%d, %s routing; preparing data...%n",
+        ranks, c.tokens(), c.hidden(), c.dtype().cliName(), c.experts(), c.topk(), c.routingName());
     NaiveReference ref = new NaiveReference(map, idx, tokens, c.topk());
     long[][] samples = new long[5][c.iters()];
     double[] dispatchBytes = new double[ranks];

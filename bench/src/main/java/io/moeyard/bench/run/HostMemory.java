@@ -69,7 +69,7 @@ public final class HostMemory {
     long usable = (long) (available * USABLE);
     if (need <= usable) return null;
     int fit = c.tokens();
-    while (fit > 0 && benchBytes(withTokens(c, fit)) > usable) fit /= 2;
+    while (fit > 0 && benchBytes(c.withTokens(fit)) > usable) fit /= 2;
     return String.format("this run needs about %.1f GiB of buffers (%d ranks x %d tokens, hidden %d %s, top-%d), "
             + "but only %.1f GiB of memory is available; %s",
         need / GIB, c.ranks(), c.tokens(), c.hidden(), c.dtype().cliName(), c.topk(), available / GIB,
@@ -79,11 +79,6 @@ public final class HostMemory {
   /** {@link #problem(BenchConfig, long)} against this machine. */
   public static String problem(BenchConfig c) {
     return problem(c, availableBytes());
-  }
-
-  private static BenchConfig withTokens(BenchConfig c, int tokens) {
-    return new BenchConfig(c.ranks(), tokens, c.hidden(), c.experts(), c.topk(), c.dtype(), c.preset(),
-        c.iters(), c.warmup(), c.chunk(), c.seed());
   }
 
   private static final double GIB = 1024.0 * 1024 * 1024;

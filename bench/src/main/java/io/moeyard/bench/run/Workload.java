@@ -67,7 +67,7 @@ final class Workload {
     });
   }
 
-  /** The bench's problem: trivial map on one node, equal tokens, CpuBench's seeds. */
+  /** The bench's problem: trivial map on one node, equal tokens, the config's routing, CpuBench's seeds. */
   static Workload bench(BenchConfig c) {
     int ranks = c.ranks();
     ExpertMap map = ExpertMap.trivial(Topology.singleNode(ranks), c.experts());
@@ -76,9 +76,8 @@ final class Workload {
     int[][] idx = new int[ranks][];
     float[][] w = new float[ranks][];
     for (int r = 0; r < ranks; r++) {
-      SplittableRandom rnd = CpuBench.routingRandom(c, r);
-      idx[r] = CpuBench.randomRouting(rnd, c.tokens(), c.experts(), c.topk());
-      w[r] = CpuBench.randomWeights(rnd, c.tokens(), c.topk());
+      idx[r] = c.routing(r);
+      w[r] = c.weights(r);
     }
     return new Workload(map, tokens, c.topk(), c.hidden(), c.dtype(), idx, w,
         r -> CpuBench.xRandom(c, r), r -> CpuBench.yRandom(c, r));

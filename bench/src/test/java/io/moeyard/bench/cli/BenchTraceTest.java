@@ -1,0 +1,104 @@
+package io.moeyard.bench.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.moeyard.bench.run.TraceRouting;
+import io.moeyard.placement.trace.NpyWriter;
+import io.moeyard.placement.trace.RoutingTrace;
+import java.io.OutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** `moeyard bench --trace`: routing from a per-token trace, verified like random routing. */
+class BenchTraceTest {
+  @TempDir Path dir;
+
+  /** A skewed trace with -1 entries, tokens routed nowhere and one expert every token picks. */
+  private static int[] skewedIds(SplittableRandom rnd, int tokens, int layers, int topk, int experts) {
+    int[] ids = new int[tokens * layers * topk];
+    for (int t = 0; t < tokens; t++) {
+      for (int l = 0; l < layers; l++) {
+        int base = (t * layers + l) * topk;
+        boolean nowhere = rnd.nextInt(20) == 0;
+        for (int k = 0; k < topk; k++) {
+          int e;
+          if (nowhere || rnd.nextInt(10) == 0) e = -1;
+          else if (k == 0) e = 0; // the hot expert
+          else {
+            do {
+              e = 1 + (int) Math.min(experts - 2, Math.floor(Math.pow(rnd.nextDouble(), 3) * (experts - 1)));
+              boolean dup = false;
+              for (int j = 0; j < k; j++) dup |= ids[base + j] == e;
+              if (!dup) break;
+            } while (true);
+          }
+          ids[base + k] = e;
+        }
+      }
+    }
+    return ids;
+  }
+
+  private Path write(int[] ids, int tokens, int layers, int topk) throws Exception {
+    Path f = dir.resolve("trace-" + System.nanoTime() + ".npy");
+    try (OutputStream out = Files.newOutputStream(f)) {
+      NpyWriter.write(out, new int[] {tokens, layers, topk}, ids);
+    }
+    return f;
+  }
+
+  @Test
+  void traceRoutingSlicesConsecutiveTokensPerRank() {
+    SplittableRandom rnd = new SplittableRandom(System.nanoTime());
+    int tokens = 50, layers = 3, topk = 4, experts = 12;
+    int[] ids = skewedIds(rnd, tokens, layers, topk, experts);
+    RoutingTrace trace = new RoutingTrace("t", tokens, layers, topk, experts, ids);
+    TraceRouting tr = new TraceRouting("t", trace, 2);
+    int perRank = tr.tokensPerRank(4);
+    assertEquals(12, perRank);
+    for (int r = 0; r < 4; r++) {
+      int[] got = tr.rankRouting(r, perRank);
+      for (int t = 0; t < perRank; t++) {
+        for (int k = 0; k < topk; k++) assertEquals(ids[((r * perRank + t) * layers + 2) * topk + k], got[t * topk + k]);
+      }
+    }
+  }
+
+  @Test
+  void benchOnASkewedTraceVerifies() throws Exception {
+    long seed = System.nanoTime();
+    SplittableRandom rnd = new SplittableRandom(seed);
+    int tokens = 4 * 30 + 3, layers = 2, topk = 3, experts = 8;
+    Path f = write(skewedIds(rnd, tokens, layers, topk, experts), tokens, layers, topk);
+    Path json = dir.resolve("bench.json");
+    int rc = Moeyard.commandLine().execute("bench", "--trace", f.toString(), "--layer", "1", "--ranks", "4",
+        "--hidden", "128", "--iters", "2", "--warmup", "0", "--json", json.toString());
+    assertEquals(0, rc, "seed " + seed);
+    JsonNode root = new ObjectMapper().readTree(json.toFile());
+    assertEquals(30, root.path("config").path("tokens").asInt(), "the trace split evenly over 4 ranks");
+    assertEquals(8, root.path("config").path("experts").asInt());
+    assertEquals(3, root.path("config").path("topk").asInt());
+    assertTrue(root.path("config").path("routing").asText().contains("layer 1"));
+    assertTrue(root.path("verified").asBoolean(), "seed " + seed);
+  }
+
+  @Test
+  void badTraceOptionsExitWith2() throws Exception {
+    SplittableRandom rnd = new SplittableRandom(1);
+    Path f = write(skewedIds(rnd, 40, 2, 2, 8), 40, 2, 2);
+    Path loadOnly = dir.resolve("loads.json");
+    Files.writeString(loadOnly, "{\"logical_count\": [[1, 2, 3, 4]]}");
+    assertEquals(2, Moeyard.commandLine().execute("bench", "--trace", f.toString(), "--layer", "2"));
+    assertEquals(2, Moeyard.commandLine().execute("bench", "--trace", f.toString(), "--ranks", "4", "--tokens", "11"));
+    assertEquals(2, Moeyard.commandLine().execute("bench", "--trace", f.toString(), "--topk", "3"));
+    assertEquals(2, Moeyard.commandLine().execute("bench", "--trace", loadOnly.toString()));
+    assertEquals(2, Moeyard.commandLine().execute("bench", "--trace", dir.resolve("missing.npy").toString()));
+    assertEquals(2, Moeyard.commandLine().execute("bench", "--layer", "1"));
+  }
+}
