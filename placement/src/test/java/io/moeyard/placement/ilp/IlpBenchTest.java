@@ -19,7 +19,7 @@ import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
 /**
  * Measurement driver for the CP-SAT planner (not a test: it asserts nothing and takes minutes).
  * Runs only with {@code -Dmoeyard.test.heavy=true}; {@code -Dmoeyard.ilp.bench=esft,dsv3,loo}
- * picks the experiments, {@code -Dmoeyard.ilp.seconds=60} the time limit, {@code
+ * picks the experiments (also: headroom, tune, layer, hedge), {@code -Dmoeyard.ilp.seconds=60} the time limit, {@code
  * -Dmoeyard.ilp.workers=2} the CP-SAT workers. Prints Markdown tables and appends them to
  * {@code placement/target/ilp-bench.md}.
  */
@@ -120,6 +120,20 @@ class IlpBenchTest {
       PlacementProblem p = TraceBuilder.summed(TraceBuilder.problem(t, 26, 64, 16, 2, 80, true));
       Placement eplb = Eplb.rebalance(p.loads()[0], 80, 1, 2, 16);
       compare("ESFT, 4 tasks summed: 26 layers, 64 experts top-6, 16 GPUs / 2 nodes, 80 slots", p, eplb);
+      flush();
+    }
+    if (which.contains("headroom")) {
+      List<int[][][]> t = esft();
+      out("");
+      out("### ESFT locality headroom: swap search with no loads, no replicas, E / groups experts per group (best of 4 starts)");
+      out("");
+      out("| task | cross-node, 2 groups (random: 50%) | cross-GPU, 16 groups (random: 93.75%) |");
+      out("|---|---|---|");
+      for (int h = 0; h < 4; h++) {
+        long[][][] m = LocalityHeadroom.transitions(t.get(h), 64);
+        out(String.format(Locale.ROOT, "| %s | %.1f%% | %.1f%% |", TASKS[h],
+            100 * LocalityHeadroom.crossFraction(m, 2, 4, 1), 100 * LocalityHeadroom.crossFraction(m, 16, 4, 1)));
+      }
       flush();
     }
     if (which.contains("tune")) {
