@@ -6,6 +6,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstring>
+
 #include "index_math.cuh"  // MY_HD
 
 namespace moeyard {
@@ -31,12 +33,40 @@ MY_HD float add_rn(float a, float b) {
 // acc + w * y, with the product rounded before the sum.
 MY_HD float combine_step(float acc, float w, float y) { return add_rn(acc, mul_rn(w, y)); }
 
+MY_HD unsigned int float_bits(float v) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(v);
+#else
+  unsigned int b;
+  memcpy(&b, &v, sizeof b);
+  return b;
+#endif
+}
+
+// float -> bf16 bits, nearest even, by the integer formula of the CPU backend
+// (io.moeyard.engine.Numerics.floatToBf16), so one conversion gives the CPU's bits for every
+// input, NaN included (cvt.rn.bf16.f32 would return the canonical 0x7FFF for any NaN). NaN
+// payloads are still not part of the CPU/GPU contract: GPU arithmetic itself returns canonical
+// NaNs, x86 propagates an operand's payload.
+MY_HD unsigned short bf16_bits_rn(float v) {
+  unsigned int bits = float_bits(v);
+  unsigned int is_nan = (0x7F800000u - (bits & 0x7FFFFFFFu)) >> 31;  // 1 iff |v| is above +inf's bits
+  unsigned int rounding = (0x7FFFu + ((bits >> 16) & 1u)) & (is_nan - 1u);
+  return (unsigned short)(((bits + rounding) >> 16) | (is_nan << 6));
+}
+
 // Dtype conversions (round to nearest even).
 template <typename T> struct Conv;
 template <> struct Conv<__nv_bfloat16> {
   static MY_HD float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-  static MY_HD __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
+  static MY_HD __nv_bfloat16 from_float(float v) {
+    __nv_bfloat16_raw raw;
+    raw.x = bf16_bits_rn(v);
+    return __nv_bfloat16(raw);
+  }
 };
+// FP16 NaNs get CUDA's canonical 0x7FFF; Java's own FP16 NaN payloads differ between the
+// interpreter and JIT-compiled code (Float.floatToFloat16 vs its vcvtps2ph intrinsic).
 template <> struct Conv<__half> {
   static MY_HD float to_float(__half v) { return __half2float(v); }
   static MY_HD __half from_float(float v) { return __float2half_rn(v); }

@@ -552,25 +552,20 @@ public final class CudaBackend implements AutoCloseable {
           s.slotBase, s.pairBase, s.stagingPrefix, streams[d]);
       NativeKernels.eventRecord(evStage[d], streams[d]);
     }
-    // Every rank's offsets are known once evStart fires: all streams start the data phase there.
-    startClock(evStage);
+    // Host-side work (pointer tables: a cudaMalloc and a synchronous upload each; the unfused
+    // path's buffers) happens before the clock starts, or the GPU would sit at evStart waiting
+    // for the host and the dispatch would be charged for it.
+    long recvX = 0, recvScales = 0, recvW = 0, rowBase = 0, pairBase = 0, pairSrc = 0, pairHome = 0, pairToken = 0, pairRows = 0;
     if (v == Variant.FUSED) {
-      long recvX = tableOf(s -> s.recvX);
-      long recvScales = tableOf(s -> s.recvScales);
-      long recvW = tableOf(s -> s.recvW);
-      long rowBase = tableOf(s -> s.rowBase);
-      long pairBase = tableOf(s -> s.pairBase);
-      long pairSrc = tableOf(s -> s.pairSrc);
-      long pairHome = tableOf(s -> s.pairHome);
-      long pairToken = tableOf(s -> s.pairToken);
-      long pairRows = tableOf(s -> s.pairRows);
-      for (int r = 0; r < nR; r++) {
-        Rank s = rank[r];
-        NativeKernels.dispatchFused(s.x, s.scales, sc, s.topkW, s.slotIds, s.pos, s.pairPos,
-            s.pairIdx, s.t, nK, nS, nR, r, rb, recvX, recvScales, recvW, rowBase, pairBase,
-            pairSrc, pairHome, pairToken, pairRows, streams[r]);
-        NativeKernels.eventRecord(evSend[r], streams[r]);
-      }
+      recvX = tableOf(s -> s.recvX);
+      recvScales = tableOf(s -> s.recvScales);
+      recvW = tableOf(s -> s.recvW);
+      rowBase = tableOf(s -> s.rowBase);
+      pairBase = tableOf(s -> s.pairBase);
+      pairSrc = tableOf(s -> s.pairSrc);
+      pairHome = tableOf(s -> s.pairHome);
+      pairToken = tableOf(s -> s.pairToken);
+      pairRows = tableOf(s -> s.pairRows);
     } else {
       for (int r = 0; r < nR; r++) {
         Rank s = rank[r];
@@ -583,6 +578,18 @@ public final class CudaBackend implements AutoCloseable {
         s.stagingScales = sc > 0 ? s.recv.alloc(4L * s.rows * sc) : 0L;
         s.stagingW = s.recv.alloc(4L * s.rows);
       }
+    }
+    // Every rank's offsets are known once evStart fires: all streams start the data phase there.
+    startClock(evStage);
+    if (v == Variant.FUSED) {
+      for (int r = 0; r < nR; r++) {
+        Rank s = rank[r];
+        NativeKernels.dispatchFused(s.x, s.scales, sc, s.topkW, s.slotIds, s.pos, s.pairPos,
+            s.pairIdx, s.t, nK, nS, nR, r, rb, recvX, recvScales, recvW, rowBase, pairBase,
+            pairSrc, pairHome, pairToken, pairRows, streams[r]);
+        NativeKernels.eventRecord(evSend[r], streams[r]);
+      }
+    } else {
       for (int r = 0; r < nR; r++) {
         Rank s = rank[r];
         long st = streams[r];
@@ -786,31 +793,43 @@ public final class CudaBackend implements AutoCloseable {
     }
     closed = true;
     waiter.shutdownNow();
+    // Every release is attempted even after one fails (a sticky CUDA error makes all of them
+    // fail): the first failure is thrown, the others ride along as suppressed.
+    RuntimeException err = null;
+    for (int r = 0; r < nR; r++) {
+      long st = streams[r];
+      if (st != 0) err = attempt(err, () -> NativeKernels.streamSynchronize(st));
+    }
+    for (Rank s : rank) {
+      if (s != null) {
+        err = attempt(err, s.comb::close);
+        err = attempt(err, s.recv::close);
+        err = attempt(err, s.in::close);
+      }
+    }
+    err = attempt(err, global::close);
+    for (int r = 0; r < nR; r++) {
+      int i = r;
+      err = attempt(err, () -> NativeKernels.eventDestroy(evStage[i]));
+      if (r == 0) {
+        err = attempt(err, () -> NativeKernels.eventDestroy(evStart));
+        err = attempt(err, () -> NativeKernels.eventDestroy(evEnd));
+      }
+      err = attempt(err, () -> NativeKernels.eventDestroy(evSend[i]));
+      err = attempt(err, () -> NativeKernels.eventDestroy(evDone[i]));
+      err = attempt(err, () -> NativeKernels.streamDestroy(streams[i]));
+    }
+    if (err != null) throw err;
+  }
+
+  private static RuntimeException attempt(RuntimeException first, Runnable release) {
     try {
-      for (int r = 0; r < nR; r++) {
-        if (streams[r] != 0) {
-          NativeKernels.streamSynchronize(streams[r]);
-        }
-      }
-    } finally {
-      for (Rank s : rank) {
-        if (s != null) {
-          s.comb.close();
-          s.recv.close();
-          s.in.close();
-        }
-      }
-      global.close();
-      for (int r = 0; r < nR; r++) {
-        NativeKernels.eventDestroy(evStage[r]);
-        if (r == 0) {
-          NativeKernels.eventDestroy(evStart);
-          NativeKernels.eventDestroy(evEnd);
-        }
-        NativeKernels.eventDestroy(evSend[r]);
-        NativeKernels.eventDestroy(evDone[r]);
-        NativeKernels.streamDestroy(streams[r]);
-      }
+      release.run();
+      return first;
+    } catch (RuntimeException e) {
+      if (first == null) return e;
+      first.addSuppressed(e);
+      return first;
     }
   }
 
