@@ -274,7 +274,7 @@ JNI_FN(void, copyDeviceToDeviceAsync)(JNIEnv* env, jclass, jlong dst, jlong src,
 #define COPY_FNS(JT, JARR, NAME)                                                                    \
   JNI_FN(void, NAME##ToDevice)(JNIEnv* env, jclass, JARR src, jint off, jint len, jlong dst) {      \
     if (len <= 0) return;                                                                           \
-    if (off < 0 || off + len > env->GetArrayLength(src)) { illegal(env, "array range out of bounds"); return; } \
+    if (off < 0 || (jlong)off + len > env->GetArrayLength(src)) { illegal(env, "array range out of bounds"); return; } \
     void* h = env->GetPrimitiveArrayCritical(src, nullptr);                                         \
     if (h == nullptr) return;                                                                       \
     cudaError_t e = cudaMemcpy(ptr<void>(dst), static_cast<JT*>(h) + off, (size_t)len * sizeof(JT), \
@@ -286,7 +286,7 @@ JNI_FN(void, copyDeviceToDeviceAsync)(JNIEnv* env, jclass, jlong dst, jlong src,
   }                                                                                                 \
   JNI_FN(void, NAME##FromDevice)(JNIEnv* env, jclass, jlong src, JARR dst, jint off, jint len) {    \
     if (len <= 0) return;                                                                           \
-    if (off < 0 || off + len > env->GetArrayLength(dst)) { illegal(env, "array range out of bounds"); return; } \
+    if (off < 0 || (jlong)off + len > env->GetArrayLength(dst)) { illegal(env, "array range out of bounds"); return; } \
     void* h = env->GetPrimitiveArrayCritical(dst, nullptr);                                         \
     if (h == nullptr) return;                                                                       \
     cudaError_t e = cudaMemcpy(static_cast<JT*>(h) + off, ptr<void>(src), (size_t)len * sizeof(JT), \

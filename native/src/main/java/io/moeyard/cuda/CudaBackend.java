@@ -342,6 +342,7 @@ public final class CudaBackend implements AutoCloseable {
   /** Uploads one rank's tokens (validated first; nothing is changed on bad input). */
   public void upload(int r, RankInput in) {
     checkOpen();
+    awaitPending();
     Objects.checkIndex(r, nR);
     validate(cfg, r, in);
     Rank s = rank[r];
@@ -435,12 +436,35 @@ public final class CudaBackend implements AutoCloseable {
   /** Enqueues a dispatch (this thread waits only for the layout counts); completes off-thread. */
   public CompletableFuture<DispatchResult[]> dispatchAsync(Variant v) {
     enqueueDispatch(v);
-    return CompletableFuture.supplyAsync(() -> finish(this::downloadDispatch), waiter);
+    CompletableFuture<DispatchResult[]> f = CompletableFuture.supplyAsync(() -> finish(this::downloadDispatch), waiter);
+    pending = f;
+    return f;
+  }
+
+  /** The last async operation, until the next operation has waited for it. */
+  private CompletableFuture<?> pending;
+
+  /**
+   * One operation at a time: an operation started before the previous async one completed first
+   * waits for it (its completion frees the previous operation's pointer tables, which the new one
+   * would otherwise race with). Its failure is reported by its own future, not here.
+   */
+  private void awaitPending() {
+    CompletableFuture<?> p = pending;
+    pending = null;
+    if (p != null) {
+      try {
+        p.join();
+      } catch (RuntimeException ignored) {
+        // reported to whoever holds that future
+      }
+    }
   }
 
   /** Sets the expert outputs of rank d: [rows_d, H] raw bytes in the combine dtype. */
   public void setExpertOutputs(int d, byte[] y) {
     checkOpen();
+    awaitPending();
     Objects.checkIndex(d, nR);
     if (!dispatched) {
       throw new IllegalStateException("dispatch first: the expert outputs follow its row layout");
@@ -472,7 +496,9 @@ public final class CudaBackend implements AutoCloseable {
 
   public CompletableFuture<byte[][]> combineAsync(Variant v) {
     enqueueCombine(v);
-    return CompletableFuture.supplyAsync(() -> finish(this::downloadCombine), waiter);
+    CompletableFuture<byte[][]> f = CompletableFuture.supplyAsync(() -> finish(this::downloadCombine), waiter);
+    pending = f;
+    return f;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -483,6 +509,7 @@ public final class CudaBackend implements AutoCloseable {
 
   private void enqueueDispatch(Variant v) {
     checkOpen();
+    awaitPending();
     for (int r = 0; r < nR; r++) {
       if (!rank[r].uploaded) {
         throw new IllegalStateException("rank " + r + " has no input: upload every rank first");
@@ -665,6 +692,7 @@ public final class CudaBackend implements AutoCloseable {
 
   private void enqueueCombine(Variant v) {
     checkOpen();
+    awaitPending();
     if (!dispatched) {
       throw new IllegalStateException("dispatch first");
     }
@@ -791,6 +819,7 @@ public final class CudaBackend implements AutoCloseable {
     if (closed) {
       return;
     }
+    awaitPending();
     closed = true;
     waiter.shutdownNow();
     // Every release is attempted even after one fails (a sticky CUDA error makes all of them
