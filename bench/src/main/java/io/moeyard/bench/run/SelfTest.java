@@ -15,8 +15,8 @@ import java.util.stream.IntStream;
  * {@code moeyard selftest}: many random configurations, every output of one backend compared bit
  * for bit with the CPU fused backend.
  *
- * <p>A case: 1..8 ranks on 1..R nodes, 1..32 slots per rank, replicas (fewer logical experts than
- * slots, through {@link ExpertMap#of}), top-k 1..8, every dtype (FP8 with scales), odd hidden sizes,
+ * <p>A case: 1..8 ranks (one case in eight: up to 16) on 1..R nodes, 1..32 slots per rank, replicas
+ * (fewer logical experts than slots, through {@link ExpertMap#of}), top-k 1..8 (wide cases: 1..16), every dtype (FP8 with scales), odd hidden sizes,
  * 0..maxTokens tokens per rank (unequal, some ranks empty), -1 entries, skewed routing, and a
  * random pipelining chunk. {@code cpu}: the unfused CPU path vs the fused one vs
  * {@code NaiveReference}; {@code cuda}: both CUDA variants vs the CPU fused path
@@ -78,7 +78,9 @@ public final class SelfTest {
   /** The random problem of one case (a pure function of its seed). */
   static Workload randomCase(long caseSeed, int maxTokens) {
     SplittableRandom rnd = new SplittableRandom(caseSeed);
-    int ranks = 1 + rnd.nextInt(8);
+    // one case in eight is wide: up to 16 ranks and top-16 (the CUDA backend's top-k limit)
+    boolean wide = rnd.nextInt(8) == 0;
+    int ranks = 1 + rnd.nextInt(wide ? 16 : 8);
     int[] divisors = IntStream.rangeClosed(1, ranks).filter(d -> ranks % d == 0).toArray();
     int local = divisors[rnd.nextInt(divisors.length)];
     Topology topo = new Topology(ranks / local, local);
@@ -92,7 +94,7 @@ public final class SelfTest {
       int t = p2l[p]; p2l[p] = p2l[j]; p2l[j] = t;
     }
     ExpertMap map = ExpertMap.of(topo, experts, p2l);
-    int topk = 1 + rnd.nextInt(Math.min(8, experts));
+    int topk = 1 + rnd.nextInt(Math.min(wide ? 16 : 8, experts));
     DType dt = DType.values()[rnd.nextInt(DType.values().length)];
     int hidden = switch (dt) {
       case FP8_E4M3 -> 128 * (1 + rnd.nextInt(3));
