@@ -110,7 +110,7 @@ fi
 main_tokens=()
 [ "$backend" = cpu ] && main_tokens=(--tokens 32)
 step bench-deepseek-v3 150 "${jvm[@]}" bench --backend "$backend" --preset deepseek-v3 "${main_tokens[@]}" "${shape[@]}" \
-  --json "$out/bench-deepseek-v3.json"
+  --json "$out/bench-deepseek-v3.json" --routing-out "$out/routing-deepseek-v3.npy"
 
 # ---- 3. token sweep at the deepseek-v3 shape (8 ranks, hidden 7168, 256 experts, top-8, bf16);
 # 4096 is step 2. Estimates per size, from rows = R*T*K received rows of 14336 B: GPU peak ~7 x rows
@@ -133,7 +133,10 @@ sweep "${sizes[0]}" 60
 sweep "${sizes[1]}" 60
 
 # ---- 4. the PyTorch peer baseline (Megatron's unfused path), the same shape as step 2
-step torch-baseline 120 python3 bench/gpu/torch_baseline.py --json "$out/torch-baseline.json"
+# (the very routing step 2 ran, when it wrote it; the rows and weights are drawn there)
+routing_arg=()
+[ -f "$out/routing-deepseek-v3.npy" ] && routing_arg=(--routing "$out/routing-deepseek-v3.npy")
+step torch-baseline 120 python3 bench/gpu/torch_baseline.py "${routing_arg[@]}" --json "$out/torch-baseline.json"
 
 # ---- 5. the native module's JUnit tests (CudaBackendGpuTest & co.) through GpuTestMain
 if [ -d .gpu/native-test/test-classes ]; then

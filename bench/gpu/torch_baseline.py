@@ -18,8 +18,13 @@ roofline is one device-to-device copy of all ranks' bytes, in the same per-rank 
 Not bit-comparable with moeyard (its combine rounds each rank's partial; index_add's order is not
 fixed); a functional check (identity experts: combine(dispatch(x)) ~= x) runs once before timing.
 
+Same inputs as moeyard: `--routing FILE.npy` reads the routing `moeyard bench --routing-out FILE.npy`
+wrote ([ranks, tokens, topk] expert ids, -1 = none; ranks, tokens and top-k then come from the
+file), so both run the very same topk_idx. Without it, routing is drawn here (distinct uniform
+experts, the same distribution as the bench's default, not the same draw).
+
 Usage: python3 torch_baseline.py [--tokens 4096 --hidden 7168 --topk 8 --experts 256 --ranks 8]
-       [--json FILE] (default $OUT/torch-baseline.json when OUT is set)
+       [--routing FILE.npy] [--json FILE] (default $OUT/torch-baseline.json when OUT is set)
 """
 import argparse
 import json
@@ -41,7 +46,20 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu (a functional dry run)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--routing", default=None, help="[ranks, tokens, topk] .npy from moeyard bench --routing-out")
     a = ap.parse_args()
+    routing = None
+    if a.routing:
+        import numpy as np
+
+        routing = np.load(a.routing)
+        if routing.ndim != 3:
+            print("torch_baseline: %s: want [ranks, tokens, topk], got shape %s" % (a.routing, routing.shape), file=sys.stderr)
+            return 2
+        a.ranks, a.tokens, a.topk = (int(v) for v in routing.shape)
+        if routing.max(initial=-1) >= a.experts:
+            print("torch_baseline: %s holds expert %d, --experts is %d" % (a.routing, routing.max(), a.experts), file=sys.stderr)
+            return 2
     json_path = a.json or (os.path.join(os.environ["OUT"], "torch-baseline.json") if os.environ.get("OUT") else None)
 
     import torch
@@ -64,18 +82,24 @@ def main():
     xs, idxs, ws = [], [], []
     for r in range(R):
         xs.append(torch.empty(T, H, device=dev, dtype=bf16).uniform_(-2, 2, generator=g))
-        idxs.append(torch.rand(T, E, device=dev, generator=g).topk(K, dim=1).indices)
+        if routing is not None:
+            idxs.append(torch.from_numpy(routing[r].astype("int64")).to(dev))
+        else:
+            idxs.append(torch.rand(T, E, device=dev, generator=g).topk(K, dim=1).indices)
         w = torch.rand(T, K, device=dev, generator=g) * 0.95 + 0.05
         ws.append(w / w.sum(dim=1, keepdim=True))
 
     # ---- routing metadata, once (Megatron computes it before the all-to-all, with a host sync)
-    tok_of, perm_w, counts = [], [], []
+    tok_of, perm_w, counts, sels = [], [], [], []
     for r in range(R):
         flat = idxs[r].reshape(-1)
-        order = torch.argsort(flat, stable=True)  # expert-major, token order inside an expert
+        valid = torch.nonzero(flat >= 0).squeeze(1)  # -1 = routed nowhere: no row
+        ids = flat[valid]
+        order = valid[torch.argsort(ids, stable=True)]  # expert-major, token order inside an expert
         tok_of.append(order // K)
         perm_w.append(ws[r].reshape(-1)[order].contiguous())
-        counts.append(torch.bincount(flat, minlength=E).cpu().tolist())  # [E], expert e on rank e // S
+        counts.append(torch.bincount(ids, minlength=E).cpu().tolist())  # [E], expert e on rank e // S
+        sels.append(int(ids.numel()))
     # send offsets: rank r's permuted rows for destination d start at send_off[r][d]
     send_off = [[sum(counts[r][: d * S]) for d in range(R + 1)] for r in range(R)]
     # receive layout on d: blocks [source r][local expert s], sizes counts[r][d*S + s]
@@ -98,9 +122,9 @@ def main():
     cb = db
 
     # ---- buffers, allocated once (the reuse path)
-    perm = [torch.empty(T * K, H, device=dev, dtype=bf16) for _ in range(R)]
+    perm = [torch.empty(sels[r], H, device=dev, dtype=bf16) for r in range(R)]
     recv = [torch.empty(recv_rows[d], H, device=dev, dtype=bf16) for d in range(R)]
-    back = [torch.empty(T * K, H, device=dev, dtype=bf16) for _ in range(R)]
+    back = [torch.empty(sels[r], H, device=dev, dtype=bf16) for r in range(R)]
     state = {}
 
     def dispatch():
@@ -138,7 +162,10 @@ def main():
     # ---- functional check, once: identity experts, weights sum to 1 -> combine(dispatch(x)) ~= x
     y = [t.clone() for t in dispatch()]
     outs = combine(y)
-    worst = max(float(((o.float() - x.float()).abs() / (x.float().abs() + 1e-2)).max()) for o, x in zip(outs, xs))
+    # a token's expected output is x times the sum of its routed weights (1 unless it has -1 entries)
+    kept = [(ws[r] * (idxs[r] >= 0)).sum(dim=1, keepdim=True) for r in range(R)]
+    worst = max(float(((o.float() - x.float() * k).abs() / (x.float().abs() * k + 1e-2)).max())
+                for o, x, k in zip(outs, xs, kept))
     # and the expert-major layout itself on rank 0: slot s holds the tokens choosing it, by source rank, token
     d = 0
     want = []
@@ -189,6 +216,7 @@ def main():
             "torch": torch.__version__,
             "ranks": R, "tokens": T, "hidden": H, "experts": E, "topk": K, "dtype": "bf16",
             "iters": a.iters, "warmup": a.warmup, "seed": a.seed,
+            "routing": a.routing or "drawn here (uniform, distinct experts)",
             "dispatch_bytes_per_rank": db, "combine_bytes_per_rank": cb,
         },
         "dispatch": fig(d_ms, db),

@@ -83,6 +83,10 @@ public final class BenchCommand implements Callable<Integer> {
       + " --tokens defaults to the trace split evenly")
   Path trace;
 
+  @Option(names = "--routing-out", description = "also write the routing as a [ranks, tokens, topk] .npy"
+      + " (bench/gpu/torch_baseline.py --routing reads it: the PyTorch baseline then routes exactly as this run)")
+  Path routingOut;
+
   @Option(names = "--layer", description = "with --trace: the layer whose routing is used; default ${DEFAULT-VALUE}", defaultValue = "0")
   int layer;
 
@@ -106,6 +110,14 @@ public final class BenchCommand implements Callable<Integer> {
     if (problem != null) {
       System.err.println("moeyard bench: " + problem);
       return 2;
+    }
+    if (routingOut != null) {
+      try {
+        config.writeRouting(routingOut);
+      } catch (IOException | ArithmeticException e) {
+        System.err.println("moeyard bench: cannot write --routing-out " + routingOut + ": " + e.getMessage());
+        return 2;
+      }
     }
     BenchResult result;
     switch (backend.toLowerCase(Locale.ROOT)) {

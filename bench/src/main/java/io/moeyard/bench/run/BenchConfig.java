@@ -1,6 +1,12 @@
 package io.moeyard.bench.run;
 
 import io.moeyard.engine.DType;
+import io.moeyard.placement.trace.NpyWriter;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.util.SplittableRandom;
 
 /**
@@ -39,6 +45,21 @@ public record BenchConfig(
     SplittableRandom rnd = CpuBench.routingRandom(this, r);
     if (trace == null) CpuBench.randomRouting(rnd, tokens, experts, topk); // same stream as before: ids, then weights
     return CpuBench.randomWeights(rnd, tokens, topk);
+  }
+
+  /**
+   * Writes every rank's expert ids as one {@code [ranks, tokens, topk]} .npy (int16 or int32, -1 =
+   * none), the input {@code bench/gpu/torch_baseline.py --routing} reads so that the PyTorch
+   * baseline routes exactly as this bench does.
+   */
+  public void writeRouting(Path file) throws IOException {
+    int[] all = new int[Math.multiplyExact(Math.multiplyExact(ranks, tokens), topk)];
+    for (int r = 0; r < ranks; r++) System.arraycopy(routing(r), 0, all, r * tokens * topk, tokens * topk);
+    Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+    try (OutputStream out = Files.newOutputStream(tmp)) {
+      NpyWriter.write(out, new int[] {ranks, tokens, topk}, all);
+    }
+    Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
   }
 
   /** {@code uniform} or {@code trace NAME, layer L}. */
