@@ -125,6 +125,7 @@ final class VectorRowMath {
     }
     for (; c < h; c++) acc[c] = acc[c] + Numerics.bf16ToFloat(Numerics.floatToBf16(partial[c]));
   }
+
   /**
    * {@code d = round(acc + w * y)}, or {@code round(0 + w * y)} when {@code acc} is null: the last
    * row of a weighted sum stored straight to its destination, without writing acc back (one pass

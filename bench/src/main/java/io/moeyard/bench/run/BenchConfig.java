@@ -7,7 +7,6 @@ import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.util.SplittableRandom;
 
 /**
  * One all-to-all benchmark configuration (tokens are per rank).
@@ -40,11 +39,9 @@ public record BenchConfig(
     return CpuBench.randomRouting(CpuBench.routingRandom(this, r), tokens, experts, topk);
   }
 
-  /** Rank r's top-k weights (random either way: traces hold ids only). */
+  /** Rank r's top-k weights, from their own stream (random either way: traces hold ids only). */
   float[] weights(int r) {
-    SplittableRandom rnd = CpuBench.routingRandom(this, r);
-    if (trace == null) CpuBench.randomRouting(rnd, tokens, experts, topk); // same stream as before: ids, then weights
-    return CpuBench.randomWeights(rnd, tokens, topk);
+    return CpuBench.randomWeights(CpuBench.weightRandom(this, r), tokens, topk);
   }
 
   /**

@@ -201,9 +201,14 @@ public final class CpuBench {
   // The bench's data, seeded per rank: every backend's bench uses these, so `--seed S` means the
   // same routing, tokens and expert outputs on cpu and cuda.
 
-  /** Source of rank r's routing ({@link #randomRouting}, then {@link #randomWeights}). */
+  /** Source of rank r's routing ({@link #randomRouting}). */
   static SplittableRandom routingRandom(BenchConfig c, int r) {
     return new SplittableRandom(c.seed() * 1_000_003L + r);
+  }
+
+  /** Source of rank r's top-k weights ({@link #randomWeights}). */
+  static SplittableRandom weightRandom(BenchConfig c, int r) {
+    return new SplittableRandom(c.seed() * 1_000_033L + 7 * r + 1);
   }
 
   /** Source of rank r's token rows ({@link #fill}). */
