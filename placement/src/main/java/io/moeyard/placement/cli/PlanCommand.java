@@ -1,6 +1,7 @@
 package io.moeyard.placement.cli;
 
 import io.moeyard.placement.cost.CostModel;
+import io.moeyard.placement.cost.ReplicaRule;
 import io.moeyard.placement.cost.DispatchCost;
 import io.moeyard.placement.cost.DispatchModel;
 import io.moeyard.placement.cost.Network;
@@ -99,6 +100,12 @@ public final class PlanCommand implements Callable<Integer> {
   @Option(names = "--eval-trace", paramLabel = "FILE", description = "Also score the plans on this trace, which they were not planned on; repeatable.")
   List<Path> evalTraces = new ArrayList<>();
 
+  @Option(names = "--replica-rule", paramLabel = "RULE", defaultValue = "uniform",
+      description = "How transitions use replicas, for the report and for ilp: uniform (each replica equally likely: a"
+          + " dispatcher that spreads load) or nearest (local when some replica of a and of b share the GPU / node:"
+          + " a dispatcher that picks the replica nearest the token, like SGLang's static dispatch). Default ${DEFAULT-VALUE}.")
+  String replicaRule;
+
   @Option(names = "--per-layer", description = "After the summary, one row per layer and algorithm.")
   boolean perLayer;
 
@@ -118,6 +125,9 @@ public final class PlanCommand implements Callable<Integer> {
   @Option(names = "--net-gbps", paramLabel = "GB/s", defaultValue = "" + Network.DEFAULT_NET_GBPS,
       description = "Inter-node bandwidth per GPU and direction, GB/s (default ${DEFAULT-VALUE}, DeepEP's H800 RDMA figure).")
   double netGbps;
+
+  /** {@link #replicaRule}, parsed. */
+  private ReplicaRule rule = ReplicaRule.UNIFORM;
 
   @Override
   public Integer call() throws Exception {
@@ -148,6 +158,11 @@ public final class PlanCommand implements Callable<Integer> {
       Path dir = this.out.toAbsolutePath().getParent();
       if (dir != null && !Files.isDirectory(dir)) throw new BadInput("--out " + this.out + ": directory " + dir + " does not exist");
       if (Files.isDirectory(this.out)) throw new BadInput("--out " + this.out + " is a directory");
+    }
+    try {
+      rule = ReplicaRule.byId(replicaRule);
+    } catch (IllegalArgumentException e) {
+      throw new BadInput(e.getMessage());
     }
     Network net = new Network(nodes, hidden, 2, nvlinkGbps, netGbps);
     if (!compare && alg.equals("ilp") && !IlpPlannerBridge.available()) throw new BadInput(IlpPlannerBridge.UNAVAILABLE);
@@ -194,7 +209,7 @@ public final class PlanCommand implements Callable<Integer> {
             err.println(line);
             err.flush();
           });
-          plans.put(a, IlpPlannerBridge.plan(problem, warm, opts));
+          plans.put(a, IlpPlannerBridge.plan(problem, warm, opts, rule));
         }
         default -> throw new IllegalStateException(a);
       }
@@ -239,7 +254,7 @@ public final class PlanCommand implements Callable<Integer> {
     try (Progress bar = Progress.start("scoring", work, tokens * problem.layers() > 2_000_000)) {
       for (Map.Entry<String, PlanReport> e : plans.entrySet()) {
         PlanReport r = e.getValue();
-        PlacementScore s = CostModel.score(problem, r.placement());
+        PlacementScore s = CostModel.score(problem, r.placement(), rule);
         String status = r.status();
         if (!Double.isNaN(r.gap())) status += String.format(Locale.ROOT, " gap %.1f%%", 100 * r.gap());
         String xg = "-", xn = "-", nv = "-", nt = "-", ms = "-";
@@ -297,8 +312,11 @@ public final class PlanCommand implements Callable<Integer> {
     }
     if (!problem.hasAffinity()) sb.append("(load-only traces: no transitions or dispatch bytes)\n");
     else {
-      sb.append("bal: mean GPU load / max GPU load over layers x workloads; x-GPU / x-node: expected layer-to-layer\n");
-      sb.append("expert pairs on different GPUs / nodes; GB and a2a ms: dedup'd BF16 dispatch rows over all layers,\n");
+      sb.append("bal: mean GPU load / max GPU load over layers x workloads; x-GPU / x-node: layer-to-layer expert\n");
+      sb.append(rule == ReplicaRule.UNIFORM
+          ? "pairs on different GPUs / nodes, expected with each replica equally likely (--replica-rule uniform);\n"
+          : "pairs with no replica of a and of b on one GPU / node (--replica-rule nearest);\n");
+      sb.append("GB and a2a ms: dedup'd BF16 dispatch rows over all layers,\n");
       sb.append("summed over traces (token i on GPU i mod G, nearest replica).\n");
     }
     return sb.toString();

@@ -8,24 +8,30 @@ import io.moeyard.placement.model.PlacementProblem;
  * Scores a {@link Placement} on a {@link PlacementProblem} from aggregate counts only (loads and
  * pair counts), so that planners and reports agree on one number for a plan.
  *
- * <p>Transitions and replicas: where an expert has several replicas, a token is assumed to use
- * each with equal probability, so a transition a -> b stays on one GPU with probability
- * {@code sum_g share_a(g) * share_b(g)}, where {@code share_x(g)} is the fraction of x's replicas
- * on GPU g. Without replicas that is exactly 0 or 1. The token-level {@link DispatchModel} uses a
- * locality-preferring replica choice instead; it needs the per-token trace.
+ * <p>Transitions and replicas, by {@link ReplicaRule}: {@code UNIFORM} (the default) assumes a
+ * token uses each replica with equal probability, so a transition a -> b stays on one GPU with
+ * probability {@code sum_g share_a(g) * share_b(g)}, where {@code share_x(g)} is the fraction of
+ * x's replicas on GPU g; {@code NEAREST} counts it local when some replica of a and some replica
+ * of b share the GPU (node). Without replicas both are exactly 0 or 1. The token-level {@link
+ * DispatchModel} uses a locality-preferring replica choice; it needs the per-token trace.
  */
 public final class CostModel {
   private CostModel() {}
 
-  /** Scores every layer of {@code placement} on {@code problem}. */
+  /** Scores every layer of {@code placement} on {@code problem}, transitions under {@link ReplicaRule#UNIFORM}. */
   public static PlacementScore score(PlacementProblem problem, Placement placement) {
+    return score(problem, placement, ReplicaRule.UNIFORM);
+  }
+
+  /** Scores every layer of {@code placement} on {@code problem}, transitions under {@code rule}. */
+  public static PlacementScore score(PlacementProblem problem, Placement placement, ReplicaRule rule) {
     check(problem, placement);
     int layers = problem.layers();
     LayerCost[] out = new LayerCost[layers];
     double sumBal = 0, worst = Double.POSITIVE_INFINITY, sumMax = 0, trans = 0, xg = 0, xn = 0;
     int balCount = 0;
     for (int l = 0; l < layers; l++) {
-      LayerCost c = layer(problem, placement, l);
+      LayerCost c = layer(problem, placement, l, rule);
       out[l] = c;
       for (double b : c.balancedness()) {
         sumBal += b;
@@ -40,8 +46,8 @@ public final class CostModel {
     return new PlacementScore(out, sumBal / balCount, worst, sumMax, trans, xg, xn);
   }
 
-  /** Scores one layer; transitions are those from {@code layer} to {@code layer + 1}. */
-  public static LayerCost layer(PlacementProblem problem, Placement placement, int layer) {
+  /** Scores one layer; transitions are those from {@code layer} to {@code layer + 1}, under {@code rule}. */
+  public static LayerCost layer(PlacementProblem problem, Placement placement, int layer, ReplicaRule rule) {
     int workloads = problem.loads().length;
     int[] phy2log = placement.phy2log()[layer];
     double[][] gpuLoads = new double[workloads][];
@@ -55,7 +61,7 @@ public final class CostModel {
     double trans = 0, xg = 0, xn = 0;
     if (problem.transitions() != null && layer < problem.layers() - 1) {
       PairCounts t = problem.transitions()[layer];
-      double[] r = crossing(t, placement, layer, problem.gpus(), problem.nodes());
+      double[] r = crossing(t, placement, layer, problem.gpus(), problem.nodes(), rule);
       trans = r[0];
       xg = r[1];
       xn = r[2];
@@ -87,10 +93,10 @@ public final class CostModel {
   }
 
   /**
-   * {@code {total, crossGpu, crossNode}} for the transitions from layer l to l + 1, with the
-   * uniform replica choice described in the class documentation.
+   * {@code {total, crossGpu, crossNode}} for the transitions from layer l to l + 1, under {@code
+   * rule} (see the class documentation).
    */
-  public static double[] crossing(PairCounts t, Placement placement, int layer, int gpus, int nodes) {
+  public static double[] crossing(PairCounts t, Placement placement, int layer, int gpus, int nodes, ReplicaRule rule) {
     double[][] shareA = gpuShares(placement.phy2log()[layer], placement.experts(), gpus);
     double[][] shareB = gpuShares(placement.phy2log()[layer + 1], placement.experts(), gpus);
     int[][] gpusOfA = nonZero(shareA);
@@ -104,9 +110,16 @@ public final class CostModel {
       int a = t.from()[i], b = t.to()[i];
       double c = t.count()[i];
       double sameGpu = 0, sameNode = 0;
-      for (int g : gpusOfA[a]) {
-        sameGpu += shareA[a][g] * shareB[b][g];
-        sameNode += shareA[a][g] * nodeB[b][g / gpusPerNode];
+      if (rule == ReplicaRule.UNIFORM) {
+        for (int g : gpusOfA[a]) {
+          sameGpu += shareA[a][g] * shareB[b][g];
+          sameNode += shareA[a][g] * nodeB[b][g / gpusPerNode];
+        }
+      } else {
+        for (int g : gpusOfA[a]) {
+          if (shareB[b][g] > 0) sameGpu = 1;
+          if (nodeB[b][g / gpusPerNode] > 0) sameNode = 1;
+        }
       }
       total += c;
       xg += c * (1 - sameGpu);

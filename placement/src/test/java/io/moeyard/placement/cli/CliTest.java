@@ -72,6 +72,22 @@ class CliTest {
   }
 
   @Test
+  void replicaRuleChangesTheScoringAndIsValidated() throws IOException {
+    Run uniform = plan("--gpus", "4", "--nodes", "2", "--replicas", "24", "--algorithm", "eplb");
+    Run nearest = plan("--gpus", "4", "--nodes", "2", "--replicas", "24", "--algorithm", "eplb", "--replica-rule", "nearest");
+    assertEquals(0, uniform.code(), uniform.err());
+    assertEquals(0, nearest.code(), nearest.err());
+    assertTrue(uniform.out().contains("--replica-rule uniform"), uniform.out());
+    assertTrue(nearest.out().contains("--replica-rule nearest"), nearest.out());
+    // 8 redundant slots: some replicated pairs are local under nearest but only partly under uniform
+    String u = uniform.out().lines().filter(l -> l.startsWith("eplb")).findFirst().orElseThrow();
+    String n = nearest.out().lines().filter(l -> l.startsWith("eplb")).findFirst().orElseThrow();
+    assertTrue(!u.equals(n), u + "\n" + n);
+    Files.delete(out);
+    expectBad(plan("--gpus", "4", "--replica-rule", "random"), "--replica-rule random is not one of uniform, nearest");
+  }
+
+  @Test
   void evalTraceAndVllmAscendFormat() throws IOException {
     Path other = dir.resolve("other.npy");
     assertEquals(0, run(new TraceCommand(), "synth", "--layers", "4", "--experts", "16", "--topk", "2", "--tokens", "300",

@@ -45,6 +45,63 @@ class CostModelTest {
   }
 
   @Test
+  void nearestRuleCountsAPairLocalWhenSomeReplicasShareAGpu() {
+    int[] layer = {0, 1, 3, 2, 3, 3}; // as above: 3 is on both GPUs
+    Placement p = new Placement(4, 2, new int[][] {layer, layer});
+    PlacementScore s = CostModel.score(problem(6, 1), p, ReplicaRule.NEAREST);
+    assertEquals(5, s.crossGpu(), EPS); // 0 -> 2 crosses; 0 -> 1 and 3 -> 3 stay
+    assertEquals(0, s.crossNode(), EPS);
+  }
+
+  /** NEAREST against the planner's own "some replica" definition, UNIFORM == NEAREST without replicas. */
+  @Test
+  void rulesAgainstBruteForceOnRandomPlacements() {
+    long seed = System.nanoTime();
+    java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+    for (int trial = 0; trial < 200; trial++) {
+      int gpus = 1 + rnd.nextInt(6), nodes = 1 + rnd.nextInt(gpus), experts = 2 + rnd.nextInt(10), layers = 2 + rnd.nextInt(3);
+      while (gpus % nodes != 0) nodes--;
+      boolean replicas = rnd.nextBoolean();
+      int perGpu = (experts + gpus - 1) / gpus + (replicas ? 1 + rnd.nextInt(3) : 0);
+      int slots = perGpu * gpus;
+      int[][] rows = new int[layers][slots];
+      for (int[] row : rows) {
+        for (int i = 0; i < slots; i++) row[i] = i < experts ? i : rnd.nextInt(experts);
+        for (int i = slots - 1; i > 0; i--) {
+          int j = rnd.nextInt(i + 1), t = row[i];
+          row[i] = row[j];
+          row[j] = t;
+        }
+      }
+      PairCounts[] t = new PairCounts[layers - 1];
+      for (int l = 0; l + 1 < layers; l++) {
+        int n = 1 + rnd.nextInt(20);
+        int[] a = new int[n], b = new int[n];
+        long[] c = new long[n];
+        for (int i = 0; i < n; i++) {
+          a[i] = rnd.nextInt(experts);
+          b[i] = rnd.nextInt(experts);
+          c[i] = 1 + rnd.nextInt(100);
+        }
+        t[l] = new PairCounts(a, b, c);
+      }
+      double[][][] loads = new double[1][layers][experts];
+      PlacementProblem pr = new PlacementProblem(layers, experts, gpus, nodes, slots, loads, t, null);
+      Placement p = new Placement(experts, gpus, rows);
+      var some = io.moeyard.placement.ilp.PlanMetrics.transitions(p, t, nodes);
+      PlacementScore near = CostModel.score(pr, p, ReplicaRule.NEAREST);
+      String ctx = "seed " + seed + " trial " + trial;
+      assertEquals(some.crossGpu(), near.crossGpu(), EPS, ctx);
+      assertEquals(some.crossNode(), near.crossNode(), EPS, ctx);
+      if (!replicas && slots == experts) {
+        PlacementScore uni = CostModel.score(pr, p, ReplicaRule.UNIFORM);
+        assertEquals(near.crossGpu(), uni.crossGpu(), EPS, ctx);
+        assertEquals(near.crossNode(), uni.crossNode(), EPS, ctx);
+      }
+    }
+  }
+
+  @Test
   void robustScoreTakesTheWorstWorkload() {
     double[][][] loads = {{{10, 10, 10, 10}}, {{40, 0, 0, 0}}};
     PlacementProblem pr = new PlacementProblem(1, 4, 2, 1, 4, loads, new PairCounts[0], null);
