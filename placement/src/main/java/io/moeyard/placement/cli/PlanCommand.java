@@ -100,10 +100,10 @@ public final class PlanCommand implements Callable<Integer> {
   @Option(names = "--eval-trace", paramLabel = "FILE", description = "Also score the plans on this trace, which they were not planned on; repeatable.")
   List<Path> evalTraces = new ArrayList<>();
 
-  @Option(names = "--replica-rule", paramLabel = "RULE", defaultValue = "uniform",
-      description = "How transitions use replicas, for the report and for ilp: uniform (each replica equally likely: a"
-          + " dispatcher that spreads load) or nearest (local when some replica of a and of b share the GPU / node:"
-          + " a dispatcher that picks the replica nearest the token, like SGLang's static dispatch). Default ${DEFAULT-VALUE}.")
+  @Option(names = "--replica-rule", paramLabel = "RULE", defaultValue = "nearest",
+      description = "How transitions use replicas, for the report and for ilp: nearest (local when some replica of a and of b"
+          + " share the GPU / node: a dispatcher that picks the replica nearest the token, as moeyard's own and SGLang's"
+          + " static dispatch do) or uniform (each replica equally likely: a dispatcher that spreads load). Default ${DEFAULT-VALUE}.")
   String replicaRule;
 
   @Option(names = "--per-layer", description = "After the summary, one row per layer and algorithm.")
@@ -127,7 +127,7 @@ public final class PlanCommand implements Callable<Integer> {
   double netGbps;
 
   /** {@link #replicaRule}, parsed. */
-  private ReplicaRule rule = ReplicaRule.UNIFORM;
+  private ReplicaRule rule = ReplicaRule.NEAREST;
 
   @Override
   public Integer call() throws Exception {

@@ -11,5 +11,10 @@
  * <p>Balancedness is SGLang's mean GPU load / max GPU load, so figures compare with what SGLang's
  * recorder prints. A replica takes an equal share of its expert's load: engines split an expert's
  * tokens over its replicas, and equal shares are what EPLB itself assumes.
+ *
+ * <p>Which replica a transition uses is the dispatcher's choice, so it is a parameter ({@link
+ * io.moeyard.placement.cost.ReplicaRule}); {@code moeyard plan} defaults to {@code NEAREST}, the
+ * rule of moeyard's own dispatcher (its expert map prefers the token's rank, then its node) and of
+ * the token-level replay, and offers {@code UNIFORM} for engines that spread a hot expert's tokens.
  */
 package io.moeyard.placement.cost;

@@ -7,12 +7,12 @@
  * over its slots of load(expert) / replicas(expert); balancedness = mean / max GPU load. A token
  * that goes from expert a at layer l to expert b at layer l + 1 is a <em>transition</em>; it is
  * GPU-local (node-local) when SOME replica of a and SOME replica of b share a GPU (node): a
- * dispatcher that prefers the nearest replica realises that. The aggregate cost model of the
- * {@code cost} package assumes a uniform replica choice instead (local with probability = the
- * shared fraction of replicas), which credits replicated pairs less; {@link
- * io.moeyard.placement.ilp.CpSatTuning#uniformReplicaChoice()} makes the planner optimise that rule
- * (then every term is linear in {@code n[e][g]}, no OR variables, and CP-SAT's bounds get tight:
- * gap ~2% instead of ~13%). The measurement driver reports both. The affinity cost is
+ * dispatcher that prefers the nearest replica realises that ({@code ReplicaRule.NEAREST} in the
+ * {@code cost} package, {@code moeyard plan}'s default). The other rule, {@code UNIFORM}, takes a
+ * uniform replica choice (local with probability = the shared fraction of replicas), which
+ * credits replicated pairs less; {@link io.moeyard.placement.ilp.CpSatTuning#uniformReplicaChoice()}
+ * makes the planner optimise that rule (then every term is linear in {@code n[e][g]}, no OR
+ * variables, and CP-SAT's bounds get tight: gap ~2% instead of ~13%). The measurement driver reports both. The affinity cost is
  * {@code gpuWeight x cross-GPU transitions + nodeWeight x cross-node transitions}
  * (+ the same for the heaviest same-layer co-activated pairs when enabled). Balance is a
  * constraint, not a term: every layer's max GPU load stays within (1 + eps) of the warm start's

@@ -73,8 +73,8 @@ class CliTest {
 
   @Test
   void replicaRuleChangesTheScoringAndIsValidated() throws IOException {
-    Run uniform = plan("--gpus", "4", "--nodes", "2", "--replicas", "24", "--algorithm", "eplb");
-    Run nearest = plan("--gpus", "4", "--nodes", "2", "--replicas", "24", "--algorithm", "eplb", "--replica-rule", "nearest");
+    Run uniform = plan("--gpus", "4", "--nodes", "2", "--replicas", "24", "--algorithm", "eplb", "--replica-rule", "uniform");
+    Run nearest = plan("--gpus", "4", "--nodes", "2", "--replicas", "24", "--algorithm", "eplb");
     assertEquals(0, uniform.code(), uniform.err());
     assertEquals(0, nearest.code(), nearest.err());
     assertTrue(uniform.out().contains("--replica-rule uniform"), uniform.out());
