@@ -44,8 +44,15 @@ public final class TraceSynthCommand implements Callable<Integer> {
   double skew;
 
   @Option(names = "--affinity", paramLabel = "A", defaultValue = "0.5",
-      description = "Probability in [0, 1] that a token follows its previous expert's preferred successor (default ${DEFAULT-VALUE}).")
+      description = "Probability in [0, 1] that a token's expert follows the affinity model: its previous expert's preferred"
+          + " successor (chains), or its domain's expert group (--domains) (default ${DEFAULT-VALUE}).")
   double affinity;
+
+  @Option(names = "--domains", paramLabel = "D", defaultValue = "0",
+      description = "0: chain affinity (expert j of a token at layer l ties to its expert j at l+1). D > 0: every token belongs"
+          + " to one of D domains and each layer splits its experts into D groups, one per domain; a token's whole expert"
+          + " set then ties across layers, as in real routing (default ${DEFAULT-VALUE}).")
+  int domains;
 
   @Option(names = "--seed", paramLabel = "N", defaultValue = "1", description = "Random seed (default ${DEFAULT-VALUE}).")
   long seed;
@@ -62,11 +69,13 @@ public final class TraceSynthCommand implements Callable<Integer> {
       Integer e = experts != null ? experts : p != null ? Integer.valueOf(p.experts) : null;
       Integer k = topk != null ? topk : p != null ? Integer.valueOf(p.topk) : null;
       if (l == null || e == null || k == null) throw new BadInput("give --preset NAME or all of --layers, --experts, --topk");
-      var specs = new SyntheticTrace.Spec(l, e, k, tokens, skew, affinity, seed);
+      if (domains < 0 || domains > e) throw new BadInput("--domains must be in [0, experts = " + e + "], got " + domains);
+      var specs = new SyntheticTrace.Spec(l, e, k, tokens, skew, affinity, seed, domains);
       RoutingTrace t = SyntheticTrace.generate(specs);
       PlacementWriter.writeAtomically(out, os -> NpyWriter.write(os, new int[] {t.tokens(), t.layers(), t.topk()}, t.ids()));
-      o.printf(Locale.ROOT, "wrote %s: [%d tokens, %d layers, top-%d] over %d experts, skew %.2f, affinity %.2f, seed %d%n",
-          out, t.tokens(), t.layers(), t.topk(), t.experts(), skew, affinity, seed);
+      o.printf(Locale.ROOT, "wrote %s: [%d tokens, %d layers, top-%d] over %d experts, skew %.2f, affinity %.2f (%s), seed %d%n",
+          out, t.tokens(), t.layers(), t.topk(), t.experts(), skew, affinity,
+          domains == 0 ? "chains" : domains + " domains", seed);
       o.flush();
       return 0;
     });

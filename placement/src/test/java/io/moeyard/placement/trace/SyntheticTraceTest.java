@@ -47,6 +47,69 @@ class SyntheticTraceTest {
   }
 
   @Test
+  void domainsTieATokensWholeExpertSet() {
+    // 4 domains over 32 experts: groups of 8. With affinity 1 every expert of a token comes from
+    // its domain's group, so an expert is only ever co-activated with the 7 others of its group.
+    RoutingTrace tied = SyntheticTrace.generate(new SyntheticTrace.Spec(5, 32, 4, 3000, 0.6, 1.0, 9, 4));
+    RoutingTrace free = SyntheticTrace.generate(new SyntheticTrace.Spec(5, 32, 4, 3000, 0.6, 0.0, 9, 4));
+    for (int l = 0; l < 5; l++) {
+      assertTrue(maxPartners(tied, l) <= 7, "layer " + l + ": " + maxPartners(tied, l) + " partners");
+      assertTrue(maxPartners(free, l) > 20, "layer " + l + ": " + maxPartners(free, l) + " partners");
+    }
+    assertArrayEquals(tied.ids(), SyntheticTrace.generate(new SyntheticTrace.Spec(5, 32, 4, 3000, 0.6, 1.0, 9, 4)).ids());
+    for (int t = 0; t < tied.tokens(); t++) {
+      for (int l = 0; l < tied.layers(); l++) {
+        Set<Integer> s = new HashSet<>();
+        for (int k = 0; k < tied.topk(); k++) assertTrue(s.add(tied.expert(t, l, k)), "token " + t + " layer " + l);
+      }
+    }
+    // a token's domain holds across layers: each layer-1 group sends its tokens to one layer-2 group
+    int[] g1 = groups(tied, 1), g2 = groups(tied, 2);
+    PairCounts tr = tied.transitions()[1];
+    int[] target = new int[tied.experts()];
+    java.util.Arrays.fill(target, -1);
+    for (int i = 0; i < tr.size(); i++) {
+      int from = g1[tr.from()[i]], to = g2[tr.to()[i]];
+      assertTrue(target[from] < 0 || target[from] == to, "layer-1 group " + from + " reaches two layer-2 groups");
+      target[from] = to;
+    }
+    assertThrows(IllegalArgumentException.class, () -> new SyntheticTrace.Spec(2, 4, 2, 10, 1, 0.5, 1, 5));
+    assertThrows(IllegalArgumentException.class, () -> new SyntheticTrace.Spec(2, 4, 2, 10, 1, 0.5, 1, -1));
+  }
+
+  /** Most distinct experts any one expert of layer l is co-activated with. */
+  private static int maxPartners(RoutingTrace t, int l) {
+    PairCounts c = t.coactivations()[l];
+    int[] n = new int[t.experts()];
+    for (int i = 0; i < c.size(); i++) {
+      n[c.from()[i]]++;
+      n[c.to()[i]]++;
+    }
+    int max = 0;
+    for (int v : n) max = Math.max(max, v);
+    return max;
+  }
+
+  /** Group id (a representative expert) of every expert at layer l, from its co-activations. */
+  private static int[] groups(RoutingTrace t, int l) {
+    int[] comp = new int[t.experts()];
+    for (int e = 0; e < comp.length; e++) comp[e] = e;
+    PairCounts c = t.coactivations()[l];
+    for (int i = 0; i < c.size(); i++) union(comp, c.from()[i], c.to()[i]);
+    for (int e = 0; e < comp.length; e++) comp[e] = find(comp, e);
+    return comp;
+  }
+
+  private static int find(int[] p, int x) {
+    while (p[x] != x) x = p[x] = p[p[x]];
+    return x;
+  }
+
+  private static void union(int[] p, int a, int b) {
+    p[find(p, a)] = find(p, b);
+  }
+
+  @Test
   void presetsHaveTheirShapes() {
     ModelPreset p = ModelPreset.byId("deepseek-v3");
     assertEquals(58, p.layers);
