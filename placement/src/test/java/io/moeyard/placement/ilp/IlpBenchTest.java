@@ -127,11 +127,19 @@ class IlpBenchTest {
       out("");
       out("### ESFT locality headroom: swap search with no loads, no replicas, E / groups experts per group (best of 4 starts)");
       out("");
-      out("| task | cross-node, 2 groups (random: 50%) | cross-GPU, 16 groups (random: 93.75%) |");
-      out("|---|---|---|");
-      for (int h = 0; h < 4; h++) {
+      out("| trace | top-5 successor share | cross-node, 2 groups (random: 50%) | cross-GPU, 16 groups (random: 93.75%) |");
+      out("|---|---|---|---|");
+      List<String> names = new ArrayList<>(List.of(TASKS));
+      // -Dmoeyard.ilp.headroom.traces=a.npy,b.npy adds traces (64 experts), e.g. synthetic ones to compare
+      for (String f : System.getProperty("moeyard.ilp.headroom.traces", "").split(",")) {
+        if (!f.isBlank()) {
+          t.add(TraceBuilder.readNpy(Path.of(f)));
+          names.add(Path.of(f).getFileName().toString());
+        }
+      }
+      for (int h = 0; h < t.size(); h++) {
         long[][][] m = LocalityHeadroom.transitions(t.get(h), 64);
-        out(String.format(Locale.ROOT, "| %s | %.1f%% | %.1f%% |", TASKS[h],
+        out(String.format(Locale.ROOT, "| %s | %.3f | %.1f%% | %.1f%% |", names.get(h), LocalityHeadroom.topSuccessorShare(m, 5),
             100 * LocalityHeadroom.crossFraction(m, 2, 4, 1), 100 * LocalityHeadroom.crossFraction(m, 16, 4, 1)));
       }
       flush();

@@ -28,6 +28,25 @@ final class LocalityHeadroom {
     return m;
   }
 
+  /**
+   * Share of an expert's transitions that go to its {@code n} most frequent successors, weighted
+   * by the expert's transitions and averaged over layer pairs: how concentrated routing is.
+   */
+  static double topSuccessorShare(long[][][] m, int n) {
+    double sum = 0;
+    for (long[][] ml : m) {
+      long total = 0, top = 0;
+      for (long[] row : ml) {
+        long[] sorted = row.clone();
+        java.util.Arrays.sort(sorted);
+        for (int i = 0; i < Math.min(n, sorted.length); i++) top += sorted[sorted.length - 1 - i];
+        for (long c : row) total += c;
+      }
+      sum += total == 0 ? 0 : (double) top / total;
+    }
+    return sum / m.length;
+  }
+
   /** Fraction of transitions that cross groups, the best of {@code starts} random starts. */
   static double crossFraction(long[][][] m, int groups, int starts, long seed) {
     int layers = m.length + 1;
