@@ -127,6 +127,20 @@ class CliTest {
   }
 
   @Test
+  void traceStatsHeadroom() {
+    Run r = run(new TraceCommand(), "stats", trace.toString(), "--top", "1", "--headroom", "2,4");
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.out().contains("top-5 successor share"), r.out());
+    for (String g : new String[] {"2", "4"}) {
+      String line = r.out().lines().filter(l -> l.startsWith("headroom, " + g + " groups")).findFirst().orElseThrow();
+      double cross = Double.parseDouble(line.replaceAll(".*: ([0-9.]+)% of transitions.*", "$1"));
+      double random = 100.0 * (Integer.parseInt(g) - 1) / Integer.parseInt(g);
+      assertTrue(cross < random, "the search beats a random split on an affine trace: " + line);
+    }
+    expectBad(run(new TraceCommand(), "stats", trace.toString(), "--headroom", "99"), "--headroom 99 is not in [1, experts = 16]");
+  }
+
+  @Test
   void traceStats() {
     Run r = run(new TraceCommand(), "stats", trace.toString(), "--top", "2");
     assertEquals(0, r.code(), r.err());

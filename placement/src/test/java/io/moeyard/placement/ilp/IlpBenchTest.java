@@ -6,7 +6,9 @@ import io.moeyard.placement.eplb.Eplb;
 import io.moeyard.placement.model.CpSatOptions;
 import io.moeyard.placement.model.Placement;
 import io.moeyard.placement.model.PlacementProblem;
+import io.moeyard.placement.model.PairCounts;
 import io.moeyard.placement.model.PlanReport;
+import io.moeyard.placement.trace.LocalityHeadroom;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -138,9 +140,12 @@ class IlpBenchTest {
         }
       }
       for (int h = 0; h < t.size(); h++) {
-        long[][][] m = LocalityHeadroom.transitions(t.get(h), 64);
-        out(String.format(Locale.ROOT, "| %s | %.3f | %.1f%% | %.1f%% |", names.get(h), LocalityHeadroom.topSuccessorShare(m, 5),
-            100 * LocalityHeadroom.crossFraction(m, 2, 4, 1), 100 * LocalityHeadroom.crossFraction(m, 16, 4, 1)));
+        List<int[][][]> one = new ArrayList<>();
+        one.add(t.get(h));
+        PairCounts[] m = TraceBuilder.problem(one, 26, 64, 16, 2, 80, true).transitions();
+        out(String.format(Locale.ROOT, "| %s | %.3f | %.1f%% | %.1f%% |", names.get(h), LocalityHeadroom.topSuccessorShare(m, 64, 5),
+            100 * LocalityHeadroom.crossFraction(m, 64, 2, 4, 1, Long.MAX_VALUE),
+            100 * LocalityHeadroom.crossFraction(m, 64, 16, 4, 1, Long.MAX_VALUE)));
       }
       flush();
     }
