@@ -8,7 +8,7 @@
 #   1. moeyard selftest --backend cuda       random configs, cuda vs the cpu fused path, bit for bit
 #   2. moeyard bench --backend cuda --preset deepseek-v3 (4096 tokens/rank)  -> bench-deepseek-v3.json
 #   3. token sweep at the deepseek-v3 shape: 128, 512 tokens per rank (4096 is step 2)
-#   4. torch_baseline.py: Megatron's unfused path in PyTorch, same shape  -> torch-baseline.json
+#   4. torch_baseline.py: Megatron's unfused path in PyTorch on step 2's very routing (--routing) -> torch-baseline.json
 #   5. the native module's JUnit tests (GpuTestMain --require-gpu: CudaBackendGpuTest and the host tests)
 #   6. compute-sanitizer --tool memcheck on a small selftest (--cases 5), if compute-sanitizer exists
 #   7. the sweep's 16384 tokens per rank, skipped when its estimated GPU or host memory does not fit
