@@ -67,7 +67,7 @@ public final class LocalityHeadroom {
     for (int s = 0; s < starts && (s == 0 || System.nanoTime() < deadlineNanos); s++) {
       int[][] g = new int[layers][experts];
       for (int l = 0; l < layers; l++) {
-        int[] perm = permutation(experts, rnd);
+        int[] perm = SyntheticTrace.permutation(experts, rnd);
         for (int e = 0; e < experts; e++) g[l][perm[e]] = e % groups;
       }
       boolean improved = true;
@@ -121,15 +121,4 @@ public final class LocalityHeadroom {
     return s;
   }
 
-  private static int[] permutation(int n, SplittableRandom rnd) {
-    int[] p = new int[n];
-    for (int i = 0; i < n; i++) p[i] = i;
-    for (int i = n - 1; i > 0; i--) {
-      int j = rnd.nextInt(i + 1);
-      int t = p[i];
-      p[i] = p[j];
-      p[j] = t;
-    }
-    return p;
-  }
 }

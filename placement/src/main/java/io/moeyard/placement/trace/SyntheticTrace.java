@@ -147,7 +147,8 @@ public final class SyntheticTrace {
     return byRank[lo];
   }
 
-  private static int[] permutation(int n, SplittableRandom rnd) {
+  /** A uniformly random permutation of 0..n-1 (Fisher-Yates). */
+  static int[] permutation(int n, SplittableRandom rnd) {
     int[] p = new int[n];
     for (int i = 0; i < n; i++) p[i] = i;
     for (int i = n - 1; i > 0; i--) {
