@@ -120,5 +120,4 @@ public final class LocalityHeadroom {
     }
     return s;
   }
-
 }
