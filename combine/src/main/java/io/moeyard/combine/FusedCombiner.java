@@ -53,17 +53,16 @@ public final class FusedCombiner extends Combiner {
       int base = handle.sourcePairStart(r);
       int staged = 0;
       for (int q = base + from; q < base + to; q++) {
-        int i = handle.pairRowStart(q);
-        int last = handle.pairRowStart(q + 1) - 1;
-        boolean fresh = true;
-        for (; i < last; i++, fresh = false) {
-          int row = handle.pairRow(i);
-          if (fresh) RowMath.setWeighted(acc, y, row, weights[row]);
-          else RowMath.addWeighted(acc, y, row, weights[row]);
+        int first = handle.pairRowStart(q);
+        int n = handle.pairRowStart(q + 1) - first;
+        ensureTerms(n);
+        for (int i = 0; i < n; i++) {
+          int row = handle.pairRow(first + i);
+          termRows[i] = row;
+          termWeights[i] = weights[row];
         }
-        int row = handle.pairRow(last);
-        // the last row goes straight from the sum to the stage, in one pass
-        RowMath.addWeightedStore(acc, fresh, y, row, weights[row], stage, staged++);
+        // the pair's whole sum in one pass over its rows, straight into the stage
+        RowMath.sumStore(acc, termOffsets, y, termRows, termWeights, n, stage, staged++);
         if (staged == STAGE_ROWS || q == base + to - 1) {
           RowCopy.copy(stage.segment(), stage.rowOffset(0), home.segment(), home.rowOffset(at), staged * stage.rowBytes());
           at += staged;
@@ -79,17 +78,27 @@ public final class FusedCombiner extends Combiner {
     int[] at = layout.destPosition();
     for (int t = 0; t < layout.tokens; t++) {
       int q = layout.pairOffset[t];
-      int last = layout.pairOffset[t + 1] - 1;
-      if (q > last) {
+      int n = layout.pairOffset[t + 1] - q;
+      if (n == 0) {
         RowMath.zero(out, t);
         continue;
       }
-      boolean fresh = true;
-      for (; q < last; q++, fresh = false) {
-        if (fresh) RowMath.set(acc, partials, at[q]);
-        else RowMath.add(acc, partials, at[q]);
-      }
-      RowMath.addStore(acc, fresh, partials, at[last], out, t);
+      ensureTerms(n);
+      for (int i = 0; i < n; i++) termRows[i] = at[q + i];
+      RowMath.sumStore(acc, termOffsets, partials, termRows, null, n, out, t);
+    }
+  }
+
+  /** A sum's terms (rows, their weights, their byte offsets), reused across sums. */
+  private int[] termRows = new int[0];
+  private float[] termWeights = new float[0];
+  private long[] termOffsets = new long[0];
+
+  private void ensureTerms(int n) {
+    if (termRows.length < n) {
+      termRows = new int[n];
+      termWeights = new float[n];
+      termOffsets = new long[n];
     }
   }
 

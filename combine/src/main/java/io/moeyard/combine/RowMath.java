@@ -175,31 +175,26 @@ final class RowMath {
   }
 
   /**
-   * The last row of a weighted sum, stored: {@code dst[dstRow] = round(acc + w * y[row])}, or
-   * {@code round(0 + w * y[row])} when {@code fresh} (a one-row sum; acc is then only scratch).
-   * The same bits as {@link #addWeighted} (or {@link #setWeighted}) then {@link #store}, in one
-   * pass where the SIMD loops apply; acc is left undefined.
+   * A whole weighted sum, stored: {@code dst[dstRow] = round(((0 + w[0] * y[rows[0]]) + w[1] *
+   * y[rows[1]]) + ...)} over {@code n >= 1} rows ({@code w == null}: unweighted), the same bits as
+   * {@link #setWeighted}, {@link #addWeighted}..., {@link #store}; in one pass over the rows where
+   * the SIMD loops apply. {@code off} is scratch of at least n entries; acc is scratch too.
    */
-  static void addWeightedStore(float[] acc, boolean fresh, RowBuffer y, int row, float w, RowBuffer dst, int dstRow) {
+  static void sumStore(float[] acc, long[] off, RowBuffer y, int[] rows, float[] w, int n, RowBuffer dst, int dstRow) {
     if (SIMD && y.dtype() == DType.BF16 && dst.dtype() == DType.BF16) {
-      VectorRowMath.addWeightedStoreBf16(fresh ? null : acc, y.segment(), y.rowOffset(row), y.hidden(), w,
-          dst.segment(), dst.rowOffset(dstRow));
+      for (int i = 0; i < n; i++) off[i] = y.rowOffset(rows[i]);
+      VectorRowMath.sumRowsStoreBf16(y.segment(), off, w, n, y.hidden(), dst.segment(), dst.rowOffset(dstRow));
       return;
     }
-    if (fresh) setWeighted(acc, y, row, w);
-    else addWeighted(acc, y, row, w);
-    store(acc, dst, dstRow);
-  }
-
-  /** {@code dst[dstRow] = round(acc + y[row])}, or {@code round(0 + y[row])} when {@code fresh}; likewise. */
-  static void addStore(float[] acc, boolean fresh, RowBuffer y, int row, RowBuffer dst, int dstRow) {
-    if (SIMD && y.dtype() == DType.BF16 && dst.dtype() == DType.BF16) {
-      VectorRowMath.addStoreBf16(fresh ? null : acc, y.segment(), y.rowOffset(row), y.hidden(),
-          dst.segment(), dst.rowOffset(dstRow));
-      return;
+    for (int i = 0; i < n; i++) {
+      if (w == null) {
+        if (i == 0) set(acc, y, rows[i]);
+        else add(acc, y, rows[i]);
+      } else {
+        if (i == 0) setWeighted(acc, y, rows[i], w[i]);
+        else addWeighted(acc, y, rows[i], w[i]);
+      }
     }
-    if (fresh) set(acc, y, row);
-    else add(acc, y, row);
     store(acc, dst, dstRow);
   }
 

@@ -127,35 +127,40 @@ final class VectorRowMath {
   }
 
   /**
-   * {@code d = round(acc + w * y)}, or {@code round(0 + w * y)} when {@code acc} is null: the last
-   * row of a weighted sum stored straight to its destination, without writing acc back (one pass
-   * instead of add-then-store; the same operations lane for lane, hence the same bits).
+   * {@code d = round((((0 + w[0] * y_0) + w[1] * y_1) + ...) + w[n-1] * y_{n-1})} over the BF16 rows
+   * at byte offsets {@code off[0..n)} of {@code s} ({@code w == null}: the unweighted sum {@code
+   * ((0 + y_0) + y_1) + ...}), stored as BF16 at {@code dAt} of {@code d}. The whole sum of 32
+   * channels stays in two registers while the rows stream in, instead of going through an
+   * accumulator array once per row; per channel the operations and their order are those of
+   * {@link #setWeightedBf16} then {@link #addWeightedBf16} then {@link #storeBf16}, hence the
+   * same bits. {@code n >= 1}.
    */
-  static void addWeightedStoreBf16(float[] acc, MemorySegment s, long at, int h, float w, MemorySegment d, long dAt) {
-    FloatVector wv = FloatVector.broadcast(F, w);
+  static void sumRowsStoreBf16(MemorySegment s, long[] off, float[] w, int n, int h, MemorySegment d, long dAt) {
+    FloatVector zero = FloatVector.zero(F);
     int c = 0;
-    int end = F.loopBound(h);
-    if (acc == null) {
-      FloatVector zero = FloatVector.zero(F);
-      for (; c < end; c += N) storeBf16(zero.add(loadBf16(s, at + 2L * c).mul(wv)), d, dAt + 2L * c);
-      for (; c < h; c++) d.set(SHORT, dAt + 2L * c, Numerics.floatToBf16(0f + w * Numerics.bf16ToFloat(s.get(SHORT, at + 2L * c))));
-    } else {
-      for (; c < end; c += N) storeBf16(FloatVector.fromArray(F, acc, c).add(loadBf16(s, at + 2L * c).mul(wv)), d, dAt + 2L * c);
-      for (; c < h; c++) d.set(SHORT, dAt + 2L * c, Numerics.floatToBf16(acc[c] + w * Numerics.bf16ToFloat(s.get(SHORT, at + 2L * c))));
+    for (int end = h - 2 * N; c <= end; c += 2 * N) {
+      FloatVector a0 = zero, a1 = zero;
+      for (int i = 0; i < n; i++) {
+        FloatVector y0 = loadBf16(s, off[i] + 2L * c);
+        FloatVector y1 = loadBf16(s, off[i] + 2L * (c + N));
+        if (w != null) {
+          FloatVector wv = FloatVector.broadcast(F, w[i]);
+          y0 = y0.mul(wv);
+          y1 = y1.mul(wv);
+        }
+        a0 = a0.add(y0);
+        a1 = a1.add(y1);
+      }
+      storeBf16(a0, d, dAt + 2L * c);
+      storeBf16(a1, d, dAt + 2L * (c + N));
     }
-  }
-
-  /** {@code d = round(acc + y)}, or {@code round(0 + y)} when {@code acc} is null. */
-  static void addStoreBf16(float[] acc, MemorySegment s, long at, int h, MemorySegment d, long dAt) {
-    int c = 0;
-    int end = F.loopBound(h);
-    if (acc == null) {
-      FloatVector zero = FloatVector.zero(F);
-      for (; c < end; c += N) storeBf16(zero.add(loadBf16(s, at + 2L * c)), d, dAt + 2L * c);
-      for (; c < h; c++) d.set(SHORT, dAt + 2L * c, Numerics.floatToBf16(0f + Numerics.bf16ToFloat(s.get(SHORT, at + 2L * c))));
-    } else {
-      for (; c < end; c += N) storeBf16(FloatVector.fromArray(F, acc, c).add(loadBf16(s, at + 2L * c)), d, dAt + 2L * c);
-      for (; c < h; c++) d.set(SHORT, dAt + 2L * c, Numerics.floatToBf16(acc[c] + Numerics.bf16ToFloat(s.get(SHORT, at + 2L * c))));
+    for (; c < h; c++) {
+      float a = 0f;
+      for (int i = 0; i < n; i++) {
+        float y = Numerics.bf16ToFloat(s.get(SHORT, off[i] + 2L * c));
+        a = a + (w != null ? w[i] * y : y);
+      }
+      d.set(SHORT, dAt + 2L * c, Numerics.floatToBf16(a));
     }
   }
 }

@@ -71,34 +71,60 @@ class VectorRowMathParityTest {
         RowMath.store(a, o1, 0);
         RowMath.scalarStore(a, o2, 0);
         assertEquals(-1, o1.segment().mismatch(o2.segment()), ctx + " store");
-        // the fused last-row-and-store forms against the scalar steps they replace
-        for (boolean fresh : new boolean[] {false, true}) {
-          float[] x1 = a.clone();
-          float[] x2 = a.clone();
-          if (fresh) java.util.Arrays.fill(x2, 0f);
-          RowMath.addWeightedStore(x1, fresh, y, 0, w, o1, 0);
-          RowMath.scalarAddWeighted(x2, y, 0, w);
-          RowMath.scalarStore(x2, o2, 0);
-          assertSameRow(o1, o2, dt, ctx + " addWeightedStore fresh=" + fresh);
-          x1 = a.clone();
-          x2 = a.clone();
-          if (fresh) java.util.Arrays.fill(x2, 0f);
-          RowMath.addStore(x1, fresh, y, 2, o1, 0);
-          RowMath.scalarAdd(x2, y, 2);
-          RowMath.scalarStore(x2, o2, 0);
-          assertSameRow(o1, o2, dt, ctx + " addStore fresh=" + fresh);
-        }
       }
     }
   }
 
-  /** Stored rows equal bit for bit, except that a NaN may carry another payload (as in {@link #assertBits}). */
-  private static void assertSameRow(RowBuffer a, RowBuffer b, DType dt, String ctx) {
+  /** The one-pass whole sums against the scalar steps, over 1..8 rows, weighted and not. */
+  @Test
+  void sumStoreMatchesScalarSteps() {
+    long seed = System.nanoTime();
+    SplittableRandom rnd = new SplittableRandom(seed);
+    try (Arena arena = Arena.ofConfined()) {
+      for (int trial = 0; trial < 300; trial++) {
+        DType dt = rnd.nextInt(4) == 0 ? DType.FP32 : DType.BF16;
+        int h = rnd.nextBoolean() ? 1 + rnd.nextInt(100) : 16 * (1 + rnd.nextInt(8));
+        int rowsIn = 1 + rnd.nextInt(10);
+        RowBuffer y = RowBuffer.allocate(arena, rowsIn, h, dt);
+        for (int r = 0; r < rowsIn; r++) {
+          for (int c = 0; c < h; c++) {
+            if (dt == DType.BF16) y.segment().set(ValueLayout.JAVA_SHORT_UNALIGNED, y.rowOffset(r) + 2L * c, (short) rnd.nextInt());
+            else y.setFloat(r, c, special(rnd));
+          }
+        }
+        int n = 1 + rnd.nextInt(8);
+        int[] rows = new int[n];
+        for (int i = 0; i < n; i++) rows[i] = rnd.nextInt(rowsIn);
+        float[] w = null;
+        if (rnd.nextBoolean()) {
+          w = new float[n];
+          for (int i = 0; i < n; i++) w[i] = special(rnd);
+        }
+        RowBuffer o1 = RowBuffer.allocate(arena, 2, h, dt);
+        RowBuffer o2 = RowBuffer.allocate(arena, 2, h, dt);
+        RowMath.sumStore(new float[h], new long[n], y, rows, w, n, o1, 1);
+        float[] acc = new float[h];
+        for (int i = 0; i < n; i++) {
+          if (w == null) RowMath.scalarAdd(acc, y, rows[i]);
+          else RowMath.scalarAddWeighted(acc, y, rows[i], w[i]);
+        }
+        RowMath.scalarStore(acc, o2, 1);
+        String ctx = "seed " + seed + " trial " + trial + " " + dt + " h=" + h + " n=" + n + (w == null ? " unweighted" : "");
+        assertSameRow(o1, o2, 1, dt, ctx);
+        // row 0 of the output is untouched: the sum stays inside its row
+        for (int c = 0; c < h; c++) assertEquals(0f, o1.getFloat(0, c), ctx + " wrote outside its row");
+      }
+    }
+  }
+
+  /** Row {@code row} equal bit for bit in both, except that a NaN may carry another payload (as in {@link #assertBits}). */
+  private static void assertSameRow(RowBuffer a, RowBuffer b, int row, DType dt, String ctx) {
     for (int c = 0; c < a.hidden(); c++) {
-      float x = a.getFloat(0, c);
-      float y = b.getFloat(0, c);
+      float x = a.getFloat(row, c);
+      float y = b.getFloat(row, c);
       boolean same = dt == DType.BF16
-          ? a.segment().get(ValueLayout.JAVA_SHORT_UNALIGNED, 2L * c) == b.segment().get(ValueLayout.JAVA_SHORT_UNALIGNED, 2L * c)
+          ? a.segment().get(ValueLayout.JAVA_SHORT_UNALIGNED, a.rowOffset(row) + 2L * c)
+              == b.segment().get(ValueLayout.JAVA_SHORT_UNALIGNED, b.rowOffset(row) + 2L * c)
           : Float.floatToRawIntBits(x) == Float.floatToRawIntBits(y);
       if (!same && !(Float.isNaN(x) && Float.isNaN(y))) throw new AssertionError(ctx + " channel " + c + ": " + x + " vs " + y);
     }
