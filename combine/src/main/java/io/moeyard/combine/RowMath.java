@@ -198,6 +198,32 @@ final class RowMath {
     store(acc, dst, dstRow);
   }
 
+  /**
+   * The unfused path's reduction of one token, stored: rows grouped by expert rank ({@code
+   * groupEnd[g]} ends group g in {@code rows} and {@code w}); per group the weighted sum in
+   * float, rounded to dst's type as the fused path rounds its partial; the groups summed in order
+   * in float, rounded once. The same bits as the fused path's two levels; in one pass where the
+   * SIMD loops apply. {@code off} is scratch of at least {@code groupEnd[groups - 1]} entries;
+   * {@code acc} and {@code partial} are scratch too.
+   */
+  static void sumGroupsStore(float[] acc, float[] partial, long[] off, RowBuffer y, int[] rows, float[] w, int[] groupEnd,
+      int groups, RowBuffer dst, int dstRow) {
+    if (SIMD && y.dtype() == DType.BF16 && dst.dtype() == DType.BF16) {
+      for (int i = 0; i < groupEnd[groups - 1]; i++) off[i] = y.rowOffset(rows[i]);
+      VectorRowMath.sumGroupsStoreBf16(y.segment(), off, w, groupEnd, groups, y.hidden(), dst.segment(), dst.rowOffset(dstRow));
+      return;
+    }
+    int h = dst.hidden();
+    java.util.Arrays.fill(acc, 0, h, 0f);
+    int i = 0;
+    for (int g = 0; g < groups; g++) {
+      java.util.Arrays.fill(partial, 0, h, 0f);
+      for (; i < groupEnd[g]; i++) addWeighted(partial, y, rows[i], w[i]);
+      addRounded(acc, partial, dst.dtype(), h);
+    }
+    store(acc, dst, dstRow);
+  }
+
   static void zero(RowBuffer dst, int row) {
     dst.segment().asSlice(dst.rowOffset(row), dst.rowBytes()).fill((byte) 0);
   }

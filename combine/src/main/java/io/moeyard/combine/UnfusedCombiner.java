@@ -79,7 +79,13 @@ public final class UnfusedCombiner extends Combiner {
     DispatchLayout layout = handle.layout();
     int[] perm = layout.permutedPosition();
     float[] w = handle.homeWeights();
-    int h = out.hidden();
+    int k = layout.topk;
+    if (termRows.length < k) {
+      termRows = new int[k];
+      termWeights = new float[k];
+      termOffsets = new long[k];
+      groupEnd = new int[k];
+    }
     for (int t = 0; t < layout.tokens; t++) {
       int first = layout.pairOffset[t];
       int last = layout.pairOffset[t + 1];
@@ -87,15 +93,21 @@ public final class UnfusedCombiner extends Combiner {
         RowMath.zero(out, t);
         continue;
       }
-      clear(h);
+      // unpermute: the token's returned rows, grouped by the expert rank they came back from
+      int n = 0;
       for (int q = first; q < last; q++) {
-        java.util.Arrays.fill(partial, 0, h, 0f);
         for (int sel = layout.pairSel[q]; sel < layout.pairSelEnd[q]; sel++) {
-          RowMath.addWeighted(partial, returned, perm[sel], w[t * layout.topk + layout.sortedK[sel]]);
+          termRows[n] = perm[sel];
+          termWeights[n++] = w[t * k + layout.sortedK[sel]];
         }
-        RowMath.addRounded(acc, partial, out.dtype(), h);
+        groupEnd[q - first] = n;
       }
-      RowMath.store(acc, out, t);
+      RowMath.sumGroupsStore(acc, partial, termOffsets, returned, termRows, termWeights, groupEnd, last - first, out, t);
     }
   }
+
+  private int[] termRows = new int[0];
+  private float[] termWeights = new float[0];
+  private long[] termOffsets = new long[0];
+  private int[] groupEnd = new int[0];
 }

@@ -129,8 +129,8 @@ final class VectorRowMath {
   /**
    * {@code d = round((((0 + w[0] * y_0) + w[1] * y_1) + ...) + w[n-1] * y_{n-1})} over the BF16 rows
    * at byte offsets {@code off[0..n)} of {@code s} ({@code w == null}: the unweighted sum {@code
-   * ((0 + y_0) + y_1) + ...}), stored as BF16 at {@code dAt} of {@code d}. The whole sum of 32
-   * channels stays in two registers while the rows stream in, instead of going through an
+   * ((0 + y_0) + y_1) + ...}), stored as BF16 at {@code dAt} of {@code d}. The sum of two vectors'
+   * worth of channels stays in registers while the rows stream in, instead of going through an
    * accumulator array once per row; per channel the operations and their order are those of
    * {@link #setWeightedBf16} then {@link #addWeightedBf16} then {@link #storeBf16}, hence the
    * same bits. {@code n >= 1}.
@@ -159,6 +159,45 @@ final class VectorRowMath {
       for (int i = 0; i < n; i++) {
         float y = Numerics.bf16ToFloat(s.get(SHORT, off[i] + 2L * c));
         a = a + (w != null ? w[i] * y : y);
+      }
+      d.set(SHORT, dAt + 2L * c, Numerics.floatToBf16(a));
+    }
+  }
+  /**
+   * The unfused path's two-level sum in one pass: rows grouped by expert rank ({@code groupEnd[g]}
+   * ends group g in {@code off} and {@code w}); each group's weighted sum is rounded to BF16 and
+   * back (as the fused path stores its partial), the groups are summed in order, the total is
+   * rounded and stored. Per channel the same operations, in the same order, as clearing, then
+   * per group {@link #addWeightedBf16} into a cleared partial and {@link #addRoundedBf16}, then
+   * {@link #storeBf16}.
+   */
+  static void sumGroupsStoreBf16(MemorySegment s, long[] off, float[] w, int[] groupEnd, int groups, int h,
+      MemorySegment d, long dAt) {
+    FloatVector zero = FloatVector.zero(F);
+    int c = 0;
+    for (int end = h - 2 * N; c <= end; c += 2 * N) {
+      FloatVector a0 = zero, a1 = zero;
+      int i = 0;
+      for (int g = 0; g < groups; g++) {
+        FloatVector p0 = zero, p1 = zero;
+        for (; i < groupEnd[g]; i++) {
+          FloatVector wv = FloatVector.broadcast(F, w[i]);
+          p0 = p0.add(loadBf16(s, off[i] + 2L * c).mul(wv));
+          p1 = p1.add(loadBf16(s, off[i] + 2L * (c + N)).mul(wv));
+        }
+        a0 = a0.add(bf16Bits(p0).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats());
+        a1 = a1.add(bf16Bits(p1).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats());
+      }
+      storeBf16(a0, d, dAt + 2L * c);
+      storeBf16(a1, d, dAt + 2L * (c + N));
+    }
+    for (; c < h; c++) {
+      float a = 0f;
+      int i = 0;
+      for (int g = 0; g < groups; g++) {
+        float p = 0f;
+        for (; i < groupEnd[g]; i++) p = p + w[i] * Numerics.bf16ToFloat(s.get(SHORT, off[i] + 2L * c));
+        a = a + Numerics.bf16ToFloat(Numerics.floatToBf16(p));
       }
       d.set(SHORT, dAt + 2L * c, Numerics.floatToBf16(a));
     }

@@ -111,6 +111,25 @@ class VectorRowMathParityTest {
         RowMath.scalarStore(acc, o2, 1);
         String ctx = "seed " + seed + " trial " + trial + " " + dt + " h=" + h + " n=" + n + (w == null ? " unweighted" : "");
         assertSameRow(o1, o2, 1, dt, ctx);
+        // the unfused path's two-level form: the same rows in random groups, weighted
+        float[] gw = new float[n];
+        for (int i = 0; i < n; i++) gw[i] = w != null ? w[i] : special(rnd);
+        // a random composition of n into non-empty groups: cut after each row with probability 1/2
+        int[] cuts = new int[n];
+        int groups = 0;
+        for (int r = 1; r < n; r++) if (rnd.nextBoolean()) cuts[groups++] = r;
+        cuts[groups++] = n;
+        int[] groupEnd = java.util.Arrays.copyOf(cuts, groups);
+        RowMath.sumGroupsStore(new float[h], new float[h], new long[n], y, rows, gw, groupEnd, groups, o1, 1);
+        float[] total = new float[h];
+        int i = 0;
+        for (int g = 0; g < groups; g++) {
+          float[] part = new float[h];
+          for (; i < groupEnd[g]; i++) RowMath.scalarAddWeighted(part, y, rows[i], gw[i]);
+          RowMath.scalarAddRounded(total, part, dt, h);
+        }
+        RowMath.scalarStore(total, o2, 1);
+        assertSameRow(o1, o2, 1, dt, ctx + " sumGroupsStore groups=" + java.util.Arrays.toString(groupEnd));
         // row 0 of the output is untouched: the sum stays inside its row
         for (int c = 0; c < h; c++) assertEquals(0f, o1.getFloat(0, c), ctx + " wrote outside its row");
       }
