@@ -129,7 +129,19 @@ public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
     return b;
   }
 
-  final void clear(int h) {
-    Arrays.fill(acc, 0, h, 0f);
+  /** A sum's terms (rows, weights, byte offsets) and group ends, reused across sums. */
+  int[] termRows = new int[0];
+  float[] termWeights = new float[0];
+  long[] termOffsets = new long[0];
+  int[] groupEnd = new int[0];
+
+  /** Room for sums of up to {@code n} terms (and {@code n} groups). */
+  final void ensureTerms(int n) {
+    if (termRows.length < n) {
+      termRows = new int[n];
+      termWeights = new float[n];
+      termOffsets = new long[n];
+      groupEnd = new int[n];
+    }
   }
 }

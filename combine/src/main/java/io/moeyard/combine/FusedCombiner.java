@@ -89,19 +89,6 @@ public final class FusedCombiner extends Combiner {
     }
   }
 
-  /** A sum's terms (rows, their weights, their byte offsets), reused across sums. */
-  private int[] termRows = new int[0];
-  private float[] termWeights = new float[0];
-  private long[] termOffsets = new long[0];
-
-  private void ensureTerms(int n) {
-    if (termRows.length < n) {
-      termRows = new int[n];
-      termWeights = new float[n];
-      termOffsets = new long[n];
-    }
-  }
-
   /** Partials computed before each streamed copy home: 8 rows of 4 KiB stay in L1/L2. */
   private static final int STAGE_ROWS = 8;
 

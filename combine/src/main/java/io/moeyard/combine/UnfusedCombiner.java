@@ -80,12 +80,7 @@ public final class UnfusedCombiner extends Combiner {
     int[] perm = layout.permutedPosition();
     float[] w = handle.homeWeights();
     int k = layout.topk;
-    if (termRows.length < k) {
-      termRows = new int[k];
-      termWeights = new float[k];
-      termOffsets = new long[k];
-      groupEnd = new int[k];
-    }
+    ensureTerms(k);
     for (int t = 0; t < layout.tokens; t++) {
       int first = layout.pairOffset[t];
       int last = layout.pairOffset[t + 1];
@@ -105,9 +100,4 @@ public final class UnfusedCombiner extends Combiner {
       RowMath.sumGroupsStore(acc, partial, termOffsets, returned, termRows, termWeights, groupEnd, last - first, out, t);
     }
   }
-
-  private int[] termRows = new int[0];
-  private float[] termWeights = new float[0];
-  private long[] termOffsets = new long[0];
-  private int[] groupEnd = new int[0];
 }

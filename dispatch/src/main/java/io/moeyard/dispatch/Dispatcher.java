@@ -5,6 +5,7 @@ import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.schedule.ChunkSchedule;
 import io.moeyard.engine.transport.Agreement;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
@@ -45,6 +46,7 @@ public abstract sealed class Dispatcher permits FusedDispatcher, UnfusedDispatch
     this.rank = transport.rank();
     this.ranks = transport.size();
     this.slotsPerRank = map.slotsPerRank();
+    this.rowCursor = new int[ranks];
   }
 
   public ExpertMap expertMap() {
@@ -204,15 +206,31 @@ public abstract sealed class Dispatcher permits FusedDispatcher, UnfusedDispatch
     }
   }
 
+  /** Next FUSCO position per physical slot, and rows written per destination, during {@link #sendPairs}. */
+  private int[] nextPos = new int[0];
+  private final int[] rowCursor;
+
+  /**
+   * Writes every destination's pair descriptors, chunked over rotated peers ({@link #sendPairs}
+   * per chunk); both dispatchers start their move with it.
+   */
+  final void sendAllPairs(boolean rowMetadata, Routing routing, DispatchLayout layout, SendPlan plan, ReceiveWindow[] windows) {
+    if (nextPos.length != plan.slotStart.length) nextPos = new int[plan.slotStart.length];
+    System.arraycopy(plan.slotStart, 0, nextPos, 0, nextPos.length);
+    java.util.Arrays.fill(rowCursor, 0);
+    ChunkSchedule.forEachChunk(rank, layout.pairsTo, options.chunkPairs(),
+        (d, from, to) -> sendPairs(d, from, to, rowMetadata, routing, layout, plan, windows[d]));
+  }
+
   /**
    * Writes the descriptors of this rank's pairs {@code [from, to)} into {@code d}'s window: each
    * pair's source, home index and rows (positions from the FUSCO formula, via {@code nextPos}),
    * and, when {@code rowMetadata}, each row's weight and source. Rows themselves are moved by the
    * subclass.
    */
-  final void sendPairs(
+  private void sendPairs(
       int d, int from, int to, boolean rowMetadata, Routing routing, DispatchLayout layout, SendPlan plan,
-      ReceiveWindow w, int[] nextPos, int[] rowCursor) {
+      ReceiveWindow w) {
     int[] destPairs = layout.destPairs;
     int dBase = layout.destPairStart[d];
     float[] weights = routing.topkWeights();

@@ -23,10 +23,8 @@ import java.lang.foreign.MemorySegment;
  * {@link RowCopy}, which streams them past the cache where the host helper is available.
  */
 public final class FusedDispatcher extends Dispatcher {
-  private int[] nextPos = new int[0];
   private long[] srcOff = new long[0];
   private long[] dstOff = new long[0];
-  private final int[] rowCursor;
 
   public FusedDispatcher(Transport transport, ExpertMap map) {
     this(transport, map, DispatchOptions.defaults());
@@ -34,7 +32,6 @@ public final class FusedDispatcher extends Dispatcher {
 
   public FusedDispatcher(Transport transport, ExpertMap map, DispatchOptions options) {
     super(transport, map, options);
-    this.rowCursor = new int[ranks];
   }
 
   @Override
@@ -44,12 +41,8 @@ public final class FusedDispatcher extends Dispatcher {
 
   @Override
   void move(RowBuffer x, Routing routing, DispatchLayout layout, SendPlan plan, ReceiveWindow[] windows) {
-    if (nextPos.length != plan.slotStart.length) nextPos = new int[plan.slotStart.length];
-    System.arraycopy(plan.slotStart, 0, nextPos, 0, nextPos.length);
-    java.util.Arrays.fill(rowCursor, 0);
     // pair descriptors first, then rows with their metadata, each destination's in receive order
-    ChunkSchedule.forEachChunk(rank, layout.pairsTo, options.chunkPairs(),
-        (d, from, to) -> sendPairs(d, from, to, false, routing, layout, plan, windows[d], nextPos, rowCursor));
+    sendAllPairs(false, routing, layout, plan, windows);
     int[] slotStart = layout.slotPermutedStart();
     int[] permSel = layout.permutedSelection();
     int[] sortedSlot = layout.sortedSlot;

@@ -22,8 +22,6 @@ public final class UnfusedDispatcher extends Dispatcher {
   private final Arena scratch = Arena.ofShared();
   private RowBuffer permuted;
   private RowBuffer stagingBuffer;
-  private int[] nextPos = new int[0];
-  private final int[] rowCursor;
   private final int[] chunkRows;
 
   public UnfusedDispatcher(Transport transport, ExpertMap map) {
@@ -32,7 +30,6 @@ public final class UnfusedDispatcher extends Dispatcher {
 
   public UnfusedDispatcher(Transport transport, ExpertMap map, DispatchOptions options) {
     super(transport, map, options);
-    this.rowCursor = new int[ranks];
     this.chunkRows = new int[ranks];
   }
 
@@ -52,11 +49,7 @@ public final class UnfusedDispatcher extends Dispatcher {
   @Override
   void move(RowBuffer x, Routing routing, DispatchLayout layout, SendPlan plan, ReceiveWindow[] windows) {
     // metadata to every destination (the same descriptors the fused path writes)
-    if (nextPos.length != plan.slotStart.length) nextPos = new int[plan.slotStart.length];
-    System.arraycopy(plan.slotStart, 0, nextPos, 0, nextPos.length);
-    java.util.Arrays.fill(rowCursor, 0);
-    ChunkSchedule.forEachChunk(rank, layout.pairsTo, options.chunkPairs(),
-        (d, from, to) -> sendPairs(d, from, to, true, routing, layout, plan, windows[d], nextPos, rowCursor));
+    sendAllPairs(true, routing, layout, plan, windows);
 
     // (1) permute
     int selections = layout.selections();

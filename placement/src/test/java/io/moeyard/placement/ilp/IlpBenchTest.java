@@ -225,7 +225,6 @@ class IlpBenchTest {
       for (int h = 0; h < 4; h++) {
         Split sp = Split.of(t, h);
         PlacementProblem robust = sp.robust();
-        PlacementProblem summed = sp.summed();
         PlacementProblem loadOnlyRobust = sp.loadOnlyRobust();
         PlacementProblem test = sp.test();
         Placement eplb = sp.eplb();
