@@ -17,7 +17,8 @@ import io.moeyard.engine.transport.Transport;
  *
  * <p>Home keeps its partials destination-major (the pairs of each expert rank, in token order, as
  * {@link DispatchLayout#destPairs} lists them), so each expert rank writes one sequential run per
- * home, streamed from a small cache-resident stage. Measured on the 2-core VM and not kept:
+ * home: straight from registers with streaming stores where the host helper sums ({@link
+ * NativeRowMath}), else streamed from a small cache-resident stage. Measured on the 2-core VM and not kept:
  * reading a group of pairs' rows slot by slot (sequential reads) instead of pair by pair did not
  * move the default bench, so the simpler pair order stays.
  */
@@ -43,25 +44,33 @@ public final class FusedCombiner extends Combiner {
   void send(DispatchHandle handle, RowBuffer y, HomeWindow[] homes) {
     for (int r = 0; r < ranks; r++) pairCount[r] = handle.sourcePairStart(r + 1) - handle.sourcePairStart(r);
     float[] weights = handle.receivedWeights();
-    RowBuffer stage = staging(y.hidden(), homes[rank].rows().dtype());
+    RowBuffer first = homes[rank].rows();
+    // with the host helper each partial streams from registers straight into its home run;
+    // without it, a few rows are computed into a cache-resident stage and then streamed there
+    // (a plain store would first read every home line it overwrites)
+    boolean direct = RowMath.streams(y, first);
+    RowBuffer stage = direct ? null : staging(y.hidden(), first.dtype());
     ChunkSchedule.forEachChunk(rank, pairCount, chunk, (r, from, to) -> {
       RowBuffer home = homes[r].rows();
       // source r's pairs here are its destination-ordered pairs to this rank, so their partials
-      // form one sequential run at home: computed a few rows at a time into a cache-resident
-      // stage, then streamed there (a plain store would first read every home line it overwrites)
+      // form one sequential run at home
       int at = homes[r].peerStart()[rank] + from;
       int base = handle.sourcePairStart(r);
       int staged = 0;
       for (int q = base + from; q < base + to; q++) {
-        int first = handle.pairRowStart(q);
-        int n = handle.pairRowStart(q + 1) - first;
+        int firstRow = handle.pairRowStart(q);
+        int n = handle.pairRowStart(q + 1) - firstRow;
         ensureTerms(n);
         for (int i = 0; i < n; i++) {
-          int row = handle.pairRow(first + i);
+          int row = handle.pairRow(firstRow + i);
           termRows[i] = row;
           termWeights[i] = weights[row];
         }
-        // the pair's whole sum in one pass over its rows, straight into the stage
+        // the pair's whole sum in one pass over its rows
+        if (direct) {
+          RowMath.sumStore(acc, termOffsets, y, termRows, termWeights, n, home, at++, true);
+          continue;
+        }
         RowMath.sumStore(acc, termOffsets, y, termRows, termWeights, n, stage, staged++);
         if (staged == STAGE_ROWS || q == base + to - 1) {
           RowCopy.copy(stage.segment(), stage.rowOffset(0), home.segment(), home.rowOffset(at), staged * stage.rowBytes());
@@ -70,6 +79,7 @@ public final class FusedCombiner extends Combiner {
         }
       }
     });
+    if (direct) RowCopy.storeFence(); // the barrier that follows must find every partial in place
   }
 
   @Override

@@ -4,6 +4,8 @@
  * the expert rank first (one partial per token-rank pair crosses back);
  * {@link io.moeyard.combine.UnfusedCombiner} is Megatron's sort-back / all-to-all-v / unpermute
  * baseline with the same arithmetic, so both produce the same bits (see
- * {@link io.moeyard.combine.Combiner} for the reduction order).
+ * {@link io.moeyard.combine.Combiner} for the reduction order). The arithmetic is defined once,
+ * in {@code RowMath}; its BF16 sums run in the host helper where it loaded ({@code NativeRowMath}),
+ * else in the Vector API ({@code VectorRowMath}), else in scalar loops, all with the same bits.
  */
 package io.moeyard.combine;

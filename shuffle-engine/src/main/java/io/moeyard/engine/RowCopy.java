@@ -1,67 +1,51 @@
 package io.moeyard.engine;
 
-import java.io.IOException;
-import java.io.InputStream;
-import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 
 /**
  * Batched row copies for the CPU backend's scatters. Dispatch stores rows one by one into
  * receive buffers much larger than the caches; Java's stores make the CPU read every destination
  * line before writing it, which costs about half the bandwidth (measured: 8192 rows of 4 KiB,
  * 2.9 ms with memcpy per row, 1.5 ms with streaming stores). The small C helper built with this
- * module ({@code src/main/c/rowcopy.c}, loaded through the FFM API) copies with non-temporal
+ * module ({@code src/main/c/rowcopy.c} in {@link HostLibrary}) copies with non-temporal
  * stores; where it is missing (no C compiler at build time, another OS, native access denied,
  * {@code -Dmoeyard.rowcopy.disable=true}) the same copies run as {@code MemorySegment.copy}.
  * The bytes written are the same either way.
  */
 public final class RowCopy {
-  private static final String RESOURCE = "/native/linux-x86_64/libmoeyard_host.so";
-  private static final MethodHandle[] HANDLES = load();
-  private static final MethodHandle COPY = HANDLES == null ? null : HANDLES[0];
-  private static final MethodHandle BLOCK = HANDLES == null ? null : HANDLES[1];
+  private static final MethodHandle COPY = handle("moeyard_copy_rows",
+      FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS,
+          ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG),
+      Linker.Option.critical(true)); // heap offset arrays passed without copies; short, no callbacks
+  private static final MethodHandle BLOCK = handle("moeyard_copy_block",
+      FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG),
+      Linker.Option.critical(false));
+  private static final MethodHandle FENCE = handle("moeyard_store_fence", FunctionDescriptor.ofVoid(),
+      Linker.Option.critical(false));
 
   private RowCopy() {}
 
-  private static MethodHandle[] load() {
+  private static MethodHandle handle(String symbol, FunctionDescriptor fd, Linker.Option option) {
     if (Boolean.getBoolean("moeyard.rowcopy.disable")) return null;
+    return HostLibrary.downcall(symbol, fd, option).orElse(null);
+  }
+
+  /**
+   * Orders the streaming stores this thread issued through the host helper (combine's sums
+   * stream partials to their home ranks) before whatever follows, such as the barrier after
+   * which peers read them. Streaming stores are weakly ordered; without this a peer could pass
+   * the barrier and read stale lines. A no-op where the helper is not loaded.
+   */
+  public static void storeFence() {
+    if (FENCE == null) return;
     try {
-      Path lib;
-      String local = System.getProperty("moeyard.host.lib");
-      if (local != null) {
-        lib = Path.of(local);
-      } else {
-        try (InputStream in = RowCopy.class.getResourceAsStream(RESOURCE)) {
-          if (in == null) return null;
-          Path dir = Path.of(System.getProperty("java.io.tmpdir"));
-          Files.createDirectories(dir);
-          lib = Files.createTempFile(dir, "libmoeyard_host", ".so");
-          lib.toFile().deleteOnExit();
-          Files.copy(in, lib, StandardCopyOption.REPLACE_EXISTING);
-        }
-      }
-      SymbolLookup lookup = SymbolLookup.libraryLookup(lib, Arena.global());
-      Linker linker = Linker.nativeLinker();
-      MethodHandle rows = linker.downcallHandle(
-          lookup.find("moeyard_copy_rows").orElseThrow(),
-          FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS,
-              ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG),
-          Linker.Option.critical(true)); // heap offset arrays passed without copies; short, no callbacks
-      MethodHandle block = linker.downcallHandle(
-          lookup.find("moeyard_copy_block").orElseThrow(),
-          FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG),
-          Linker.Option.critical(false));
-      return new MethodHandle[] {rows, block};
-    } catch (IOException | RuntimeException | LinkageError e) {
-      return null;
+      FENCE.invokeExact();
+    } catch (Throwable e) {
+      throw new IllegalStateException("native store fence failed", e);
     }
   }
 

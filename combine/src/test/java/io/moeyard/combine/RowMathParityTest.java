@@ -10,8 +10,12 @@ import java.lang.foreign.ValueLayout;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
-/** The SIMD loops give the scalar loops' bits on random rows, odd widths and special values. */
-class VectorRowMathParityTest {
+/**
+ * Every implementation of combine's arithmetic (the SIMD loops, the host helper's sums at each
+ * rounding level this CPU has, and whichever {@link RowMath} picks) gives the scalar loops' bits
+ * on random rows, odd widths and special values: NaN payloads, infinities, -0, denormals.
+ */
+class RowMathParityTest {
   private static float special(SplittableRandom rnd) {
     return switch (rnd.nextInt(12)) {
       case 0 -> Float.NaN;
@@ -75,21 +79,54 @@ class VectorRowMathParityTest {
     }
   }
 
-  /** The one-pass whole sums against the scalar steps, over 1..8 rows, weighted and not. */
+  /** A sum's implementation under test: writes row 1 of {@code out}. */
+  private interface Sum {
+    void into(RowBuffer y, int[] rows, float[] w, int n, int[] groupEnd, int groups, RowBuffer out);
+  }
+
+  /** The one-pass sums of every implementation against the scalar steps, over 1..8 rows, weighted and not. */
   @Test
-  void sumStoreMatchesScalarSteps() {
+  void sumsMatchTheScalarSteps() {
     long seed = System.nanoTime();
     SplittableRandom rnd = new SplittableRandom(seed);
+    java.util.Map<String, Sum> single = new java.util.LinkedHashMap<>();
+    java.util.Map<String, Sum> grouped = new java.util.LinkedHashMap<>();
+    single.put("RowMath", (y, rows, w, n, ge, g, o) -> RowMath.sumStore(new float[y.hidden()], new long[n], y, rows, w, n, o, 1));
+    grouped.put("RowMath", (y, rows, w, n, ge, g, o) ->
+        RowMath.sumGroupsStore(new float[y.hidden()], new float[y.hidden()], new long[n], y, rows, w, ge, g, o, 1));
+    if (RowMath.SIMD) {
+      single.put("vector", (y, rows, w, n, ge, g, o) -> VectorRowMath.sumRowsStoreBf16(
+          y.segment(), offsets(y, rows, n), w, n, y.hidden(), o.segment(), o.rowOffset(1)));
+      grouped.put("vector", (y, rows, w, n, ge, g, o) -> VectorRowMath.sumGroupsStoreBf16(
+          y.segment(), offsets(y, rows, n), w, ge, g, y.hidden(), o.segment(), o.rowOffset(1)));
+    }
+    for (int level = 1; level <= NativeRowMath.LEVEL; level++) {
+      int lv = level;
+      boolean stream = rnd.nextBoolean();
+      single.put("native level " + lv, (y, rows, w, n, ge, g, o) -> {
+        NativeRowMath.sumBf16(lv, y.segment(), offsets(y, rows, n), w, n, null, 1, y.hidden(), o.segment(), o.rowOffset(1), stream);
+        io.moeyard.engine.RowCopy.storeFence();
+      });
+      grouped.put("native level " + lv, (y, rows, w, n, ge, g, o) -> NativeRowMath.sumBf16(
+          lv, y.segment(), offsets(y, rows, n), w, n, ge, g, y.hidden(), o.segment(), o.rowOffset(1), false));
+    }
     try (Arena arena = Arena.ofConfined()) {
-      for (int trial = 0; trial < 300; trial++) {
+      for (int trial = 0; trial < 400; trial++) {
         DType dt = rnd.nextInt(4) == 0 ? DType.FP32 : DType.BF16;
         int h = rnd.nextBoolean() ? 1 + rnd.nextInt(100) : 16 * (1 + rnd.nextInt(8));
         int rowsIn = 1 + rnd.nextInt(10);
+        // one trial in four: tiny values only, so that sums land on denormals (which AVX512_BF16's
+        // conversion would flush to zero) and on -0 after rounding
+        boolean tiny = rnd.nextInt(4) == 0;
         RowBuffer y = RowBuffer.allocate(arena, rowsIn, h, dt);
         for (int r = 0; r < rowsIn; r++) {
           for (int c = 0; c < h; c++) {
-            if (dt == DType.BF16) y.segment().set(ValueLayout.JAVA_SHORT_UNALIGNED, y.rowOffset(r) + 2L * c, (short) rnd.nextInt());
-            else y.setFloat(r, c, special(rnd));
+            if (dt == DType.BF16) {
+              int bits = tiny ? (rnd.nextInt() & 0x80FF) | (rnd.nextInt(3) << 7) : rnd.nextInt();
+              y.segment().set(ValueLayout.JAVA_SHORT_UNALIGNED, y.rowOffset(r) + 2L * c, (short) bits);
+            } else {
+              y.setFloat(r, c, special(rnd));
+            }
           }
         }
         int n = 1 + rnd.nextInt(8);
@@ -98,29 +135,33 @@ class VectorRowMathParityTest {
         float[] w = null;
         if (rnd.nextBoolean()) {
           w = new float[n];
-          for (int i = 0; i < n; i++) w[i] = special(rnd);
+          for (int i = 0; i < n; i++) w[i] = tiny ? (float) rnd.nextDouble(-1, 1) : special(rnd);
         }
-        RowBuffer o1 = RowBuffer.allocate(arena, 2, h, dt);
-        RowBuffer o2 = RowBuffer.allocate(arena, 2, h, dt);
-        RowMath.sumStore(new float[h], new long[n], y, rows, w, n, o1, 1);
+        String ctx = "seed " + seed + " trial " + trial + " " + dt + " h=" + h + " n=" + n + (w == null ? " unweighted" : "")
+            + (tiny ? " tiny" : "");
+        RowBuffer expected = RowBuffer.allocate(arena, 2, h, dt);
         float[] acc = new float[h];
         for (int i = 0; i < n; i++) {
           if (w == null) RowMath.scalarAdd(acc, y, rows[i]);
           else RowMath.scalarAddWeighted(acc, y, rows[i], w[i]);
         }
-        RowMath.scalarStore(acc, o2, 1);
-        String ctx = "seed " + seed + " trial " + trial + " " + dt + " h=" + h + " n=" + n + (w == null ? " unweighted" : "");
-        assertSameRow(o1, o2, 1, dt, ctx);
+        RowMath.scalarStore(acc, expected, 1);
+        for (var impl : single.entrySet()) {
+          if (dt != DType.BF16 && !impl.getKey().equals("RowMath")) continue;
+          RowBuffer got = RowBuffer.allocate(arena, 2, h, dt);
+          impl.getValue().into(y, rows, w, n, null, 1, got);
+          assertSameRow(got, expected, 1, dt, ctx + " single-level, " + impl.getKey());
+          for (int c = 0; c < h; c++) assertEquals(0f, got.getFloat(0, c), ctx + " " + impl.getKey() + " wrote outside its row");
+        }
         // the unfused path's two-level form: the same rows in random groups, weighted
         float[] gw = new float[n];
-        for (int i = 0; i < n; i++) gw[i] = w != null ? w[i] : special(rnd);
+        for (int i = 0; i < n; i++) gw[i] = w != null ? w[i] : tiny ? (float) rnd.nextDouble(-1, 1) : special(rnd);
         // a random composition of n into non-empty groups: cut after each row with probability 1/2
         int[] cuts = new int[n];
         int groups = 0;
         for (int r = 1; r < n; r++) if (rnd.nextBoolean()) cuts[groups++] = r;
         cuts[groups++] = n;
         int[] groupEnd = java.util.Arrays.copyOf(cuts, groups);
-        RowMath.sumGroupsStore(new float[h], new float[h], new long[n], y, rows, gw, groupEnd, groups, o1, 1);
         float[] total = new float[h];
         int i = 0;
         for (int g = 0; g < groups; g++) {
@@ -128,12 +169,48 @@ class VectorRowMathParityTest {
           for (; i < groupEnd[g]; i++) RowMath.scalarAddWeighted(part, y, rows[i], gw[i]);
           RowMath.scalarAddRounded(total, part, dt, h);
         }
-        RowMath.scalarStore(total, o2, 1);
-        assertSameRow(o1, o2, 1, dt, ctx + " sumGroupsStore groups=" + java.util.Arrays.toString(groupEnd));
-        // row 0 of the output is untouched: the sum stays inside its row
-        for (int c = 0; c < h; c++) assertEquals(0f, o1.getFloat(0, c), ctx + " wrote outside its row");
+        RowMath.scalarStore(total, expected, 1);
+        for (var impl : grouped.entrySet()) {
+          if (dt != DType.BF16 && !impl.getKey().equals("RowMath")) continue;
+          RowBuffer got = RowBuffer.allocate(arena, 2, h, dt);
+          impl.getValue().into(y, rows, gw, n, groupEnd, groups, got);
+          assertSameRow(got, expected, 1, dt, ctx + " groups=" + java.util.Arrays.toString(groupEnd) + ", " + impl.getKey());
+          for (int c = 0; c < h; c++) assertEquals(0f, got.getFloat(0, c), ctx + " " + impl.getKey() + " wrote outside its row");
+        }
       }
     }
+  }
+
+  @Test
+  void theHostHelperSumsWhereACompilerAndAvx512Exist() {
+    // built by shuffle-engine's build-host.sh with the system C compiler; needs AVX-512 to run
+    boolean compiler = java.util.Arrays.stream(System.getenv().getOrDefault("PATH", "").split(":"))
+        .anyMatch(d -> java.nio.file.Files.isExecutable(java.nio.file.Path.of(d, "cc")));
+    boolean avx512 = cpuFlags().contains(" avx512f ") && cpuFlags().contains(" avx512bw ");
+    if (Boolean.getBoolean("moeyard.rowsum.disable")) {
+      assertEquals(0, NativeRowMath.LEVEL, "-Dmoeyard.rowsum.disable=true must turn the native sums off");
+      return;
+    }
+    org.junit.jupiter.api.Assumptions.assumeTrue(compiler && avx512, "no C compiler or no AVX-512: Java sums are used");
+    assertEquals(cpuFlags().contains(" avx512_bf16 ") ? 2 : 1, NativeRowMath.LEVEL, "rounding level of the host helper's sums");
+    assertTrue(NativeRowMath.AVAILABLE);
+  }
+
+  private static String cpuFlags() {
+    try {
+      for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/cpuinfo"))) {
+        if (line.startsWith("flags")) return line.substring(line.indexOf(':') + 1) + " ";
+      }
+    } catch (java.io.IOException e) {
+      // not Linux: no flags, the assumption below skips
+    }
+    return "";
+  }
+
+  private static long[] offsets(RowBuffer y, int[] rows, int n) {
+    long[] off = new long[n];
+    for (int i = 0; i < n; i++) off[i] = y.rowOffset(rows[i]);
+    return off;
   }
 
   /** Row {@code row} equal bit for bit in both, except that a NaN may carry another payload (as in {@link #assertBits}). */
