@@ -64,7 +64,3 @@ void moeyard_copy_block(uint8_t *dst, const uint8_t *src, int64_t bytes) {
   moeyard_copy_rows(dst, &one, src, &one, 1, bytes);
 }
 
-/* Orders every streaming store issued so far (by moeyard_sum_bf16 with stream set) before what follows. */
-void moeyard_store_fence(void) {
-  if (moeyard_rowcopy_level() > 0) _mm_sfence();
-}

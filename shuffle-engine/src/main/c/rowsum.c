@@ -6,7 +6,9 @@
  * most of that arithmetic is the rounding to BF16. The Vector API has no BF16 conversion, so
  * Java rounds with ~9 integer operations per vector; AVX512_BF16's VCVTNE2PS2BF16 rounds two
  * vectors in one. Storing from registers with streaming stores also lets a partial go straight
- * to its home rank without a cache-resident stage (Java cannot issue streaming stores).
+ * to its home rank without a cache-resident stage (Java cannot issue streaming stores). One call
+ * computes a whole batch of sums (a chunk of pairs, every token of a rank): measured, a call per
+ * sum cost as much as the sums themselves.
  *
  * Bits: identical to combine.RowMath's definition. Products and sums are separate IEEE
  * operations (this file must be compiled with -ffp-contract=off, or GCC fuses them into FMAs).
@@ -82,64 +84,76 @@ AVX512BF16 static inline __m512 round_trip_bf16(__m512 p) {
 }
 
 /*
- * The kernel, instantiated per rounding flavour. Per channel:
- *   a = 0; for each group g: p = 0; for each row i of g: p = p + w[i] * y_i  (p = p + y_i when w is NULL)
- *          a = two_level ? a + float(bf16(p)) : p
+ * The kernel, instantiated per rounding flavour: `outputs` sums, output j into dst + j * stride.
+ * Per channel of one output:
+ *   a = 0; for each group g of the output: p = 0; for each term i of g: p = p + w[i] * y_i
+ *          (p = p + y_i when w is NULL); a = two_level ? a + float(bf16(p)) : p
  *   dst = bf16(a)
- * A single-level sum (one group, two_level 0) is rounded once. Rounding twice is not the same
- * even for one group: a tiny negative p rounds to -0, and 0 + -0 is +0.
+ * Single-level (out_end NULL): output j is group j, rounded once. Rounding twice is not the
+ * same even for one group: a tiny negative p rounds to -0, and 0 + -0 is +0. An output without
+ * terms is zeros.
  */
 #define SUM_KERNEL(NAME, TARGET, PACK, ROUND_TRIP)                                                             \
   TARGET static void NAME(const uint8_t *src, const int64_t *off, const float *w, const int32_t *group_end,   \
-                          int32_t groups, int32_t two_level, int32_t h, uint8_t *dst, int32_t stream) {       \
+                          const int32_t *out_end, int32_t outputs, int32_t h, uint8_t *dst, int64_t stride,   \
+                          int32_t stream) {                                                                   \
     const __m512i odd = _mm512_set1_epi32((int)0xFFFF0000u);                                                  \
-    int nt = stream && (((uintptr_t)dst) & 63) == 0;                                                          \
-    int64_t c = 0;                                                                                            \
-    for (; c + 32 <= h; c += 32) {                                                                            \
-      __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();                                              \
-      int32_t i = 0;                                                                                          \
-      for (int32_t g = 0; g < groups; g++) {                                                                  \
-        __m512 p0 = _mm512_setzero_ps(), p1 = _mm512_setzero_ps();                                            \
-        for (; i < group_end[g]; i++) {                                                                       \
-          __m512i v = _mm512_loadu_si512((const void *)(src + off[i] + 2 * c));                               \
-          __m512 y0 = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));                                          \
-          __m512 y1 = _mm512_castsi512_ps(_mm512_and_si512(v, odd));                                          \
-          if (w) {                                                                                            \
-            __m512 wv = _mm512_set1_ps(w[i]);                                                                 \
-            y0 = _mm512_mul_ps(y0, wv);                                                                       \
-            y1 = _mm512_mul_ps(y1, wv);                                                                       \
+    int32_t two_level = out_end != NULL;                                                                      \
+    int32_t g_first = 0;                                                                                      \
+    for (int32_t j = 0; j < outputs; j++) {                                                                   \
+      int32_t g_last = two_level ? out_end[j] : j + 1;                                                        \
+      int32_t t_first = g_first == 0 ? 0 : group_end[g_first - 1];                                            \
+      uint8_t *d = dst + j * stride;                                                                          \
+      int nt = stream && (((uintptr_t)d) & 63) == 0;                                                          \
+      int64_t c = 0;                                                                                          \
+      for (; c + 32 <= h; c += 32) {                                                                          \
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();                                            \
+        int32_t i = t_first;                                                                                  \
+        for (int32_t g = g_first; g < g_last; g++) {                                                          \
+          __m512 p0 = _mm512_setzero_ps(), p1 = _mm512_setzero_ps();                                          \
+          for (; i < group_end[g]; i++) {                                                                     \
+            __m512i v = _mm512_loadu_si512((const void *)(src + off[i] + 2 * c));                             \
+            __m512 y0 = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));                                        \
+            __m512 y1 = _mm512_castsi512_ps(_mm512_and_si512(v, odd));                                        \
+            if (w) {                                                                                          \
+              __m512 wv = _mm512_set1_ps(w[i]);                                                               \
+              y0 = _mm512_mul_ps(y0, wv);                                                                     \
+              y1 = _mm512_mul_ps(y1, wv);                                                                     \
+            }                                                                                                 \
+            p0 = _mm512_add_ps(p0, y0);                                                                       \
+            p1 = _mm512_add_ps(p1, y1);                                                                       \
           }                                                                                                   \
-          p0 = _mm512_add_ps(p0, y0);                                                                         \
-          p1 = _mm512_add_ps(p1, y1);                                                                         \
+          if (two_level) {                                                                                    \
+            a0 = _mm512_add_ps(a0, ROUND_TRIP(p0));                                                           \
+            a1 = _mm512_add_ps(a1, ROUND_TRIP(p1));                                                           \
+          } else {                                                                                            \
+            a0 = p0;                                                                                          \
+            a1 = p1;                                                                                          \
+          }                                                                                                   \
         }                                                                                                     \
-        if (two_level) {                                                                                      \
-          a0 = _mm512_add_ps(a0, ROUND_TRIP(p0));                                                             \
-          a1 = _mm512_add_ps(a1, ROUND_TRIP(p1));                                                             \
-        } else {                                                                                              \
-          a0 = p0;                                                                                            \
-          a1 = p1;                                                                                            \
-        }                                                                                                     \
+        __m512i out = PACK(a0, a1);                                                                           \
+        if (nt) _mm512_stream_si512((void *)(d + 2 * c), out);                                                \
+        else _mm512_storeu_si512((void *)(d + 2 * c), out);                                                   \
       }                                                                                                       \
-      __m512i out = PACK(a0, a1);                                                                             \
-      if (nt) _mm512_stream_si512((void *)(dst + 2 * c), out);                                                \
-      else _mm512_storeu_si512((void *)(dst + 2 * c), out);                                                   \
-    }                                                                                                         \
-    for (; c < h; c++) {                                                                                      \
-      float a = 0.0f;                                                                                         \
-      int32_t i = 0;                                                                                          \
-      for (int32_t g = 0; g < groups; g++) {                                                                  \
-        float p = 0.0f;                                                                                       \
-        for (; i < group_end[g]; i++) {                                                                       \
-          uint16_t bits;                                                                                      \
-          memcpy(&bits, src + off[i] + 2 * c, 2);                                                             \
-          float y = bf16_float(bits);                                                                         \
-          p = p + (w ? w[i] * y : y);                                                                         \
+      for (; c < h; c++) {                                                                                    \
+        float a = 0.0f;                                                                                       \
+        int32_t i = t_first;                                                                                  \
+        for (int32_t g = g_first; g < g_last; g++) {                                                          \
+          float p = 0.0f;                                                                                     \
+          for (; i < group_end[g]; i++) {                                                                     \
+            uint16_t bits;                                                                                    \
+            memcpy(&bits, src + off[i] + 2 * c, 2);                                                           \
+            float y = bf16_float(bits);                                                                       \
+            p = p + (w ? w[i] * y : y);                                                                       \
+          }                                                                                                   \
+          a = two_level ? a + bf16_float(bf16_round(p)) : p;                                                  \
         }                                                                                                     \
-        a = two_level ? a + bf16_float(bf16_round(p)) : p;                                                    \
+        uint16_t v = bf16_round(a);                                                                           \
+        memcpy(d + 2 * c, &v, 2);                                                                             \
       }                                                                                                       \
-      uint16_t v = bf16_round(a);                                                                             \
-      memcpy(dst + 2 * c, &v, 2);                                                                             \
+      g_first = g_last;                                                                                       \
     }                                                                                                         \
+    if (stream) _mm_sfence(); /* peers read these rows after the caller's next barrier */                    \
   }
 
 SUM_KERNEL(sum_bf16_int, AVX512, pack_int, round_trip_int)
@@ -158,22 +172,18 @@ int moeyard_rowsum_level(void) {
 }
 
 /*
- * dst + dst_off (h BF16 values) = the grouped weighted sum above of the BF16 rows at src + off[i],
- * i < group_end[groups - 1]; group_end NULL: one group of n rows, single-level (rounded once).
- * w may be NULL (unweighted). stream != 0 writes with streaming stores where dst + dst_off is
- * 64-byte aligned: the caller then owes a moeyard_store_fence before others read dst. Offsets and
- * lengths are checked by the caller. level picks the rounding, 2 (AVX512_BF16) or 1 (integer):
- * at least 1 and at most moeyard_rowsum_level() (the caller passes that; tests run both).
+ * Computes `outputs` sums (above) of the BF16 rows at src + off[i] into dst + dst_off + j * stride
+ * (h BF16 values each). Terms are grouped by group_end (cumulative term counts, one entry per
+ * group); out_end (cumulative group counts, one per output) makes the sums two-level, NULL makes
+ * output j the single-level sum of group j. w may be NULL (unweighted). stream != 0 writes with
+ * streaming stores where a row is 64-byte aligned and fences them before returning. Indices,
+ * offsets and lengths are checked by the caller. level picks the rounding, 2 (AVX512_BF16) or 1
+ * (integer): at least 1 and at most moeyard_rowsum_level() (the caller passes that; tests run
+ * both).
  */
-void moeyard_sum_bf16(int32_t level, const uint8_t *src, const int64_t *off, const float *w, int32_t n,
-                      const int32_t *group_end, int32_t groups, int32_t h, uint8_t *dst, int64_t dst_off,
-                      int32_t stream) {
-  int32_t two_level = group_end != NULL;
-  if (!two_level) { /* one group of n rows, rounded once */
-    group_end = &n;
-    groups = 1;
-  }
-  if (level == 2) sum_bf16_cvt(src, off, w, group_end, groups, two_level, h, dst + dst_off, stream);
-  else sum_bf16_int(src, off, w, group_end, groups, two_level, h, dst + dst_off, stream);
+void moeyard_sum_bf16(int32_t level, const uint8_t *src, const int64_t *off, const float *w, const int32_t *group_end,
+                      const int32_t *out_end, int32_t outputs, int32_t h, uint8_t *dst, int64_t dst_off,
+                      int64_t stride, int32_t stream) {
+  if (level == 2) sum_bf16_cvt(src, off, w, group_end, out_end, outputs, h, dst + dst_off, stride, stream);
+  else sum_bf16_int(src, off, w, group_end, out_end, outputs, h, dst + dst_off, stride, stream);
 }
-

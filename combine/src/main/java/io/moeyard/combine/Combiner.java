@@ -30,8 +30,6 @@ public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
   protected final int ranks;
   protected final int chunk;
   protected final Arena scratch = Arena.ofShared();
-  protected float[] acc = new float[0];
-  protected float[] partial = new float[0];
 
   Combiner(Transport transport, int chunk) {
     this.transport = Objects.requireNonNull(transport, "transport");
@@ -66,11 +64,6 @@ public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
     String wp = worldProblem(all);
     if (wp != null) throw new CollectiveException("combine: " + wp);
     try {
-      int h = out.hidden();
-      if (acc.length < h) {
-        acc = new float[h];
-        partial = new float[h];
-      }
       HomeWindow[] homes = new HomeWindow[ranks];
       for (int r = 0; r < ranks; r++) homes[r] = all[r].home();
       send(handle, expertOut, homes);
@@ -127,21 +120,5 @@ public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
       cached = b;
     }
     return b;
-  }
-
-  /** A sum's terms (rows, weights, byte offsets) and group ends, reused across sums. */
-  int[] termRows = new int[0];
-  float[] termWeights = new float[0];
-  long[] termOffsets = new long[0];
-  int[] groupEnd = new int[0];
-
-  /** Room for sums of up to {@code n} terms (and {@code n} groups). */
-  final void ensureTerms(int n) {
-    if (termRows.length < n) {
-      termRows = new int[n];
-      termWeights = new float[n];
-      termOffsets = new long[n];
-      groupEnd = new int[n];
-    }
   }
 }

@@ -5,7 +5,6 @@ import io.moeyard.dispatch.DispatchOptions;
 import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;
-import io.moeyard.engine.RowCopy;
 import io.moeyard.engine.schedule.ChunkSchedule;
 import io.moeyard.engine.transport.Transport;
 
@@ -17,13 +16,17 @@ import io.moeyard.engine.transport.Transport;
  *
  * <p>Home keeps its partials destination-major (the pairs of each expert rank, in token order, as
  * {@link DispatchLayout#destPairs} lists them), so each expert rank writes one sequential run per
- * home: straight from registers with streaming stores where the host helper sums ({@link
- * NativeRowMath}), else streamed from a small cache-resident stage. Measured on the 2-core VM and not kept:
+ * home with streaming stores: from registers where the host helper sums ({@link NativeRowMath}),
+ * else from a small cache-resident stage (see {@link SumBatch}). Measured on the 2-core VM and not kept:
  * reading a group of pairs' rows slot by slot (sequential reads) instead of pair by pair did not
  * move the default bench, so the simpler pair order stays.
  */
 public final class FusedCombiner extends Combiner {
   private final int[] pairCount;
+  /** One chunk's partials, one per pair: the pair's rows, weighted. */
+  private final SumBatch pairSums = new SumBatch(false, scratch);
+  /** Every token's sum of its partials at home. */
+  private final SumBatch tokenSums = new SumBatch(false, scratch);
 
   public FusedCombiner(Transport transport) {
     this(transport, DispatchOptions.DEFAULT_CHUNK_PAIRS);
@@ -44,70 +47,32 @@ public final class FusedCombiner extends Combiner {
   void send(DispatchHandle handle, RowBuffer y, HomeWindow[] homes) {
     for (int r = 0; r < ranks; r++) pairCount[r] = handle.sourcePairStart(r + 1) - handle.sourcePairStart(r);
     float[] weights = handle.receivedWeights();
-    RowBuffer first = homes[rank].rows();
-    // with the host helper each partial streams from registers straight into its home run;
-    // without it, a few rows are computed into a cache-resident stage and then streamed there
-    // (a plain store would first read every home line it overwrites)
-    boolean direct = RowMath.streams(y, first);
-    RowBuffer stage = direct ? null : staging(y.hidden(), first.dtype());
     ChunkSchedule.forEachChunk(rank, pairCount, chunk, (r, from, to) -> {
-      RowBuffer home = homes[r].rows();
       // source r's pairs here are its destination-ordered pairs to this rank, so their partials
-      // form one sequential run at home
-      int at = homes[r].peerStart()[rank] + from;
+      // form one sequential run at home, streamed there (a plain store would first read every
+      // home line it overwrites)
       int base = handle.sourcePairStart(r);
-      int staged = 0;
+      pairSums.clear();
       for (int q = base + from; q < base + to; q++) {
-        int firstRow = handle.pairRowStart(q);
-        int n = handle.pairRowStart(q + 1) - firstRow;
-        ensureTerms(n);
-        for (int i = 0; i < n; i++) {
-          int row = handle.pairRow(firstRow + i);
-          termRows[i] = row;
-          termWeights[i] = weights[row];
+        for (int i = handle.pairRowStart(q); i < handle.pairRowStart(q + 1); i++) {
+          int row = handle.pairRow(i);
+          pairSums.term(row, weights[row]);
         }
-        // the pair's whole sum in one pass over its rows
-        if (direct) {
-          RowMath.sumStore(acc, termOffsets, y, termRows, termWeights, n, home, at++, true);
-          continue;
-        }
-        RowMath.sumStore(acc, termOffsets, y, termRows, termWeights, n, stage, staged++);
-        if (staged == STAGE_ROWS || q == base + to - 1) {
-          RowCopy.copy(stage.segment(), stage.rowOffset(0), home.segment(), home.rowOffset(at), staged * stage.rowBytes());
-          at += staged;
-          staged = 0;
-        }
+        pairSums.endOutput();
       }
+      pairSums.run(y, true, homes[r].rows(), homes[r].peerStart()[rank] + from, true);
     });
-    if (direct) RowCopy.storeFence(); // the barrier that follows must find every partial in place
   }
 
   @Override
   void reduceAtHome(DispatchHandle handle, RowBuffer partials, RowBuffer out) {
     DispatchLayout layout = handle.layout();
     int[] at = layout.destPosition();
+    tokenSums.clear();
     for (int t = 0; t < layout.tokens; t++) {
-      int q = layout.pairOffset[t];
-      int n = layout.pairOffset[t + 1] - q;
-      if (n == 0) {
-        RowMath.zero(out, t);
-        continue;
-      }
-      ensureTerms(n);
-      for (int i = 0; i < n; i++) termRows[i] = at[q + i];
-      RowMath.sumStore(acc, termOffsets, partials, termRows, null, n, out, t);
+      for (int q = layout.pairOffset[t]; q < layout.pairOffset[t + 1]; q++) tokenSums.term(at[q], 1f);
+      tokenSums.endOutput(); // a token routed nowhere: no terms, zeros
     }
-  }
-
-  /** Partials computed before each streamed copy home: 8 rows of 4 KiB stay in L1/L2. */
-  private static final int STAGE_ROWS = 8;
-
-  private RowBuffer stage;
-
-  private RowBuffer staging(int hidden, DType dtype) {
-    if (stage == null || stage.hidden() != hidden || stage.dtype() != dtype) {
-      stage = RowBuffer.allocate(scratch, STAGE_ROWS, hidden, dtype);
-    }
-    return stage;
+    tokenSums.run(partials, false, out, 0, false);
   }
 }

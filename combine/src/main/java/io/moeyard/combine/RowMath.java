@@ -181,20 +181,6 @@ final class RowMath {
    * the SIMD loops apply. {@code off} is scratch of at least n entries; acc is scratch too.
    */
   static void sumStore(float[] acc, long[] off, RowBuffer y, int[] rows, float[] w, int n, RowBuffer dst, int dstRow) {
-    sumStore(acc, off, y, rows, w, n, dst, dstRow, false);
-  }
-
-  /**
-   * {@link #sumStore}, written with streaming stores when {@code stream} and {@link #streams}
-   * (the caller then owes a {@link io.moeyard.engine.RowCopy#storeFence} before others read dst).
-   */
-  static void sumStore(float[] acc, long[] off, RowBuffer y, int[] rows, float[] w, int n, RowBuffer dst, int dstRow,
-      boolean stream) {
-    if (nativeSums(y, dst)) {
-      for (int i = 0; i < n; i++) off[i] = y.rowOffset(rows[i]);
-      NativeRowMath.sumBf16(y.segment(), off, w, n, null, 1, y.hidden(), dst.segment(), dst.rowOffset(dstRow), stream);
-      return;
-    }
     if (SIMD && y.dtype() == DType.BF16 && dst.dtype() == DType.BF16) {
       for (int i = 0; i < n; i++) off[i] = y.rowOffset(rows[i]);
       VectorRowMath.sumRowsStoreBf16(y.segment(), off, w, n, y.hidden(), dst.segment(), dst.rowOffset(dstRow));
@@ -222,12 +208,6 @@ final class RowMath {
    */
   static void sumGroupsStore(float[] acc, float[] partial, long[] off, RowBuffer y, int[] rows, float[] w, int[] groupEnd,
       int groups, RowBuffer dst, int dstRow) {
-    if (nativeSums(y, dst)) {
-      int n = groupEnd[groups - 1];
-      for (int i = 0; i < n; i++) off[i] = y.rowOffset(rows[i]);
-      NativeRowMath.sumBf16(y.segment(), off, w, n, groupEnd, groups, y.hidden(), dst.segment(), dst.rowOffset(dstRow), false);
-      return;
-    }
     if (SIMD && y.dtype() == DType.BF16 && dst.dtype() == DType.BF16) {
       for (int i = 0; i < groupEnd[groups - 1]; i++) off[i] = y.rowOffset(rows[i]);
       VectorRowMath.sumGroupsStoreBf16(y.segment(), off, w, groupEnd, groups, y.hidden(), dst.segment(), dst.rowOffset(dstRow));
@@ -242,17 +222,6 @@ final class RowMath {
       addRounded(acc, partial, dst.dtype(), h);
     }
     store(acc, dst, dstRow);
-  }
-
-  /** Whether sums from y's type into dst's run in {@link NativeRowMath} (BF16, off-heap, helper loaded). */
-  static boolean nativeSums(RowBuffer y, RowBuffer dst) {
-    return NativeRowMath.AVAILABLE && y.dtype() == DType.BF16 && dst.dtype() == DType.BF16
-        && y.segment().isNative() && dst.segment().isNative();
-  }
-
-  /** Whether {@link #sumStore} can stream into dst (so a caller needs no cache-resident stage of its own). */
-  static boolean streams(RowBuffer y, RowBuffer dst) {
-    return nativeSums(y, dst);
   }
 
   static void zero(RowBuffer dst, int row) {

@@ -23,6 +23,8 @@ public final class UnfusedCombiner extends Combiner {
   private RowBuffer sortedBack;
   private final int[] blockStart;
   private final int[] blockRows;
+  /** Every token's two-level sum of its returned rows. */
+  private final SumBatch tokenSums = new SumBatch(true, scratch);
 
   public UnfusedCombiner(Transport transport) {
     this(transport, DispatchOptions.DEFAULT_CHUNK_PAIRS);
@@ -80,24 +82,15 @@ public final class UnfusedCombiner extends Combiner {
     int[] perm = layout.permutedPosition();
     float[] w = handle.homeWeights();
     int k = layout.topk;
-    ensureTerms(k);
+    tokenSums.clear();
     for (int t = 0; t < layout.tokens; t++) {
-      int first = layout.pairOffset[t];
-      int last = layout.pairOffset[t + 1];
-      if (first == last) {
-        RowMath.zero(out, t);
-        continue;
-      }
       // unpermute: the token's returned rows, grouped by the expert rank they came back from
-      int n = 0;
-      for (int q = first; q < last; q++) {
-        for (int sel = layout.pairSel[q]; sel < layout.pairSelEnd[q]; sel++) {
-          termRows[n] = perm[sel];
-          termWeights[n++] = w[t * k + layout.sortedK[sel]];
-        }
-        groupEnd[q - first] = n;
+      for (int q = layout.pairOffset[t]; q < layout.pairOffset[t + 1]; q++) {
+        for (int sel = layout.pairSel[q]; sel < layout.pairSelEnd[q]; sel++) tokenSums.term(perm[sel], w[t * k + layout.sortedK[sel]]);
+        tokenSums.endGroup();
       }
-      RowMath.sumGroupsStore(acc, partial, termOffsets, returned, termRows, termWeights, groupEnd, last - first, out, t);
+      tokenSums.endOutput(); // a token routed nowhere: no groups, zeros
     }
+    tokenSums.run(returned, true, out, 0, false);
   }
 }

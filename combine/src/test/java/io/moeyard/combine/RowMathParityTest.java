@@ -103,12 +103,10 @@ class RowMathParityTest {
     for (int level = 1; level <= NativeRowMath.LEVEL; level++) {
       int lv = level;
       boolean stream = rnd.nextBoolean();
-      single.put("native level " + lv, (y, rows, w, n, ge, g, o) -> {
-        NativeRowMath.sumBf16(lv, y.segment(), offsets(y, rows, n), w, n, null, 1, y.hidden(), o.segment(), o.rowOffset(1), stream);
-        io.moeyard.engine.RowCopy.storeFence();
-      });
-      grouped.put("native level " + lv, (y, rows, w, n, ge, g, o) -> NativeRowMath.sumBf16(
-          lv, y.segment(), offsets(y, rows, n), w, n, ge, g, y.hidden(), o.segment(), o.rowOffset(1), false));
+      single.put("native level " + lv, (y, rows, w, n, ge, g, o) -> NativeRowMath.sumBf16(lv, y.segment(), offsets(y, rows, n), w,
+          new int[] {n}, null, 1, y.hidden(), o.segment(), o.rowOffset(1), o.rowBytes(), stream));
+      grouped.put("native level " + lv, (y, rows, w, n, ge, g, o) -> NativeRowMath.sumBf16(lv, y.segment(), offsets(y, rows, n), w,
+          ge, new int[] {g}, 1, y.hidden(), o.segment(), o.rowOffset(1), o.rowBytes(), false));
     }
     try (Arena arena = Arena.ofConfined()) {
       for (int trial = 0; trial < 400; trial++) {
@@ -176,6 +174,67 @@ class RowMathParityTest {
           impl.getValue().into(y, rows, gw, n, groupEnd, groups, got);
           assertSameRow(got, expected, 1, dt, ctx + " groups=" + java.util.Arrays.toString(groupEnd) + ", " + impl.getKey());
           for (int c = 0; c < h; c++) assertEquals(0f, got.getFloat(0, c), ctx + " " + impl.getKey() + " wrote outside its row");
+        }
+      }
+    }
+  }
+
+  /**
+   * A batch of sums (what the combiners run: a chunk of pairs, every token at home) equals the
+   * same sums one at a time, outputs without terms are zeros, and nothing outside the batch's
+   * rows is written; single- and two-level, streamed or not. Runs on the host helper where it
+   * loaded, and on the Java path in the java-sums test run.
+   */
+  @Test
+  void batchesEqualOneSumAtATime() {
+    long seed = System.nanoTime();
+    SplittableRandom rnd = new SplittableRandom(seed);
+    try (Arena arena = Arena.ofShared()) {
+      for (int trial = 0; trial < 150; trial++) {
+        DType dt = rnd.nextInt(4) == 0 ? DType.FP32 : DType.BF16;
+        int h = rnd.nextBoolean() ? 1 + rnd.nextInt(100) : 32 * (1 + rnd.nextInt(4));
+        int rowsIn = 1 + rnd.nextInt(12);
+        RowBuffer y = RowBuffer.allocate(arena, rowsIn, h, dt);
+        for (int r = 0; r < rowsIn; r++) for (int c = 0; c < h; c++) y.setFloat(r, c, (float) rnd.nextDouble(-4, 4));
+        boolean twoLevel = rnd.nextBoolean();
+        boolean weighted = twoLevel || rnd.nextBoolean();
+        boolean stream = rnd.nextBoolean();
+        int outputs = rnd.nextInt(20);
+        int first = rnd.nextInt(3);
+        SumBatch batch = new SumBatch(twoLevel, arena);
+        RowBuffer got = RowBuffer.allocate(arena, first + outputs + 2, h, dt);
+        RowBuffer want = RowBuffer.allocate(arena, first + outputs + 2, h, dt);
+        for (int rep = 0; rep < 2; rep++) { // a reused batch forgets what it listed before
+          batch.clear();
+          want.segment().fill((byte) 0x3C); // rows outside the batch must keep this
+          for (int j = 0; j < outputs; j++) {
+            int groups = rnd.nextInt(4) == 0 ? 0 : 1 + (twoLevel ? rnd.nextInt(4) : 0);
+            int[] rows = new int[0];
+            float[] w = new float[0];
+            int[] ends = new int[groups];
+            for (int g = 0; g < groups; g++) {
+              int n = 1 + rnd.nextInt(4);
+              for (int i = 0; i < n; i++) {
+                rows = java.util.Arrays.copyOf(rows, rows.length + 1);
+                w = java.util.Arrays.copyOf(w, w.length + 1);
+                rows[rows.length - 1] = rnd.nextInt(rowsIn);
+                w[w.length - 1] = (float) rnd.nextDouble(-1, 1);
+                batch.term(rows[rows.length - 1], w[w.length - 1]);
+              }
+              ends[g] = rows.length;
+              if (twoLevel) batch.endGroup();
+            }
+            batch.endOutput();
+            if (rows.length == 0) RowMath.zero(want, first + j);
+            else if (twoLevel) RowMath.sumGroupsStore(new float[h], new float[h], new long[rows.length], y, rows, w, ends, groups, want, first + j);
+            else RowMath.sumStore(new float[h], new long[rows.length], y, rows, weighted ? w : null, rows.length, want, first + j);
+          }
+          got.segment().fill((byte) 0x3C);
+          batch.run(y, weighted, got, first, stream);
+          String ctx = "seed " + seed + " trial " + trial + " rep " + rep + " " + dt + " h=" + h + " outputs=" + outputs
+              + (twoLevel ? " two-level" : "") + (weighted ? " weighted" : "") + (stream ? " streamed" : "");
+          assertEquals(batch.outputs(), outputs, ctx);
+          for (int r = 0; r < got.rows(); r++) assertSameRow(got, want, r, dt, ctx + " row " + r);
         }
       }
     }

@@ -24,29 +24,12 @@ public final class RowCopy {
   private static final MethodHandle BLOCK = handle("moeyard_copy_block",
       FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG),
       Linker.Option.critical(false));
-  private static final MethodHandle FENCE = handle("moeyard_store_fence", FunctionDescriptor.ofVoid(),
-      Linker.Option.critical(false));
 
   private RowCopy() {}
 
   private static MethodHandle handle(String symbol, FunctionDescriptor fd, Linker.Option option) {
     if (Boolean.getBoolean("moeyard.rowcopy.disable")) return null;
     return HostLibrary.downcall(symbol, fd, option).orElse(null);
-  }
-
-  /**
-   * Orders the streaming stores this thread issued through the host helper (combine's sums
-   * stream partials to their home ranks) before whatever follows, such as the barrier after
-   * which peers read them. Streaming stores are weakly ordered; without this a peer could pass
-   * the barrier and read stale lines. A no-op where the helper is not loaded.
-   */
-  public static void storeFence() {
-    if (FENCE == null) return;
-    try {
-      FENCE.invokeExact();
-    } catch (Throwable e) {
-      throw new IllegalStateException("native store fence failed", e);
-    }
   }
 
   /** True when copies use the native streaming-store helper. */
