@@ -31,9 +31,10 @@ import java.util.function.IntConsumer;
  * against the other and against {@link NaiveReference}, and the roofline: every rank thread
  * copying the same number of bytes with one bulk copy, in the same run.
  *
- * <p>Timing: every iteration starts at a world barrier; one sample runs from the first rank's
- * start to the last rank's end (see {@link #wallSpan}); the median over {@code iters} samples is
- * reported. Receive buffers are
+ * <p>Timing: every operation is warmed up first; then {@code iters} rounds each time one call of
+ * every operation, interleaved, so that drifting machine speed affects all alike. Every call
+ * starts at a world barrier; one sample runs from the first rank's start to the last rank's end
+ * (see {@link #wallSpan}); the median over {@code iters} samples is reported. Receive buffers are
  * allocated once and passed in (the reuse path an engine takes), so allocation is not timed.
  */
 public final class CpuBench {
@@ -119,27 +120,39 @@ public final class CpuBench {
       // the combines read (they read handle metadata and y), and the roofline copies between
       // the two receive buffers, from the same allocator as every collective buffer.
       RowBuffer recv = hf.received();
-      time(t, c, samples[0], i -> fused.dispatch(x, routing, recv).close());
-      time(t, c, samples[1], i -> unfused.dispatch(x, routing, recv).close());
-      time(t, c, samples[2], i -> fusedC.combine(hf, y[r], outF));
-      time(t, c, samples[3], i -> unfusedC.combine(hu, y[r], outU));
       RowBuffer src = hu.received();
       long rowPart = (long) pairs * x.rowBytes();
       long scalePart = (long) pairs * x.scalesPerRow() * Float.BYTES;
-      time(t, c, samples[4], i -> {
-        RowCopy.copy(src.segment(), src.rowOffset(0), recv.segment(), recv.rowOffset(0), rowPart);
-        if (scalePart > 0) RowCopy.copy(src.scales(), 0, recv.scales(), 0, scalePart);
-      });
+      IntConsumer[] ops = {
+        i -> fused.dispatch(x, routing, recv).close(),
+        i -> unfused.dispatch(x, routing, recv).close(),
+        i -> fusedC.combine(hf, y[r], outF),
+        i -> unfusedC.combine(hu, y[r], outU),
+        i -> {
+          RowCopy.copy(src.segment(), src.rowOffset(0), recv.segment(), recv.rowOffset(0), rowPart);
+          if (scalePart > 0) RowCopy.copy(src.scales(), 0, recv.scales(), 0, scalePart);
+        }
+      };
+      for (IntConsumer op : ops) warmUp(t, c, op);
+      // interleaved, one sample of each per round: this VM's memory bandwidth drifts by up to 2x
+      // over seconds, and timing all of one operation before the next would let that drift into
+      // the ratios
+      for (int i = 0; i < c.iters(); i++) {
+        for (int k = 0; k < ops.length; k++) {
+          long ns = sample(t, ops[k], i);
+          if (lead) samples[k][i] = ns;
+        }
+      }
     }
   }
 
   /**
-   * Runs {@code op} between world barriers: first untimed until both {@code warmup} calls and
+   * Calls {@code op} between world barriers, untimed, until both {@code warmup} calls and
    * {@link #WARMUP_NANOS} have passed (the JIT needs time, not just calls, before a collective
-   * runs at its steady speed: measured, 5 calls left the fused dispatch 5x slower than 200), then
-   * {@code iters} timed calls; rank 0 records each and decides, for all, when warm-up ends.
+   * runs at its steady speed: measured, 5 calls left the fused dispatch 5x slower than 200);
+   * rank 0 decides, for all, when warm-up ends.
    */
-  private static void time(Transport t, BenchConfig c, long[] out, IntConsumer op) {
+  private static void warmUp(Transport t, BenchConfig c, IntConsumer op) {
     long start = System.nanoTime();
     int done = 0;
     boolean warm = c.warmup() == 0;
@@ -151,15 +164,16 @@ public final class CpuBench {
         t.barrier();
       }
     }
+  }
+
+  /** One timed call of {@code op} on every rank, started at a world barrier: its {@link #wallSpan}. */
+  private static long sample(Transport t, IntConsumer op, int i) {
     long[] span = new long[2];
-    for (int i = 0; i < c.iters(); i++) {
-      t.barrier();
-      span[0] = System.nanoTime();
-      op.accept(i);
-      span[1] = System.nanoTime();
-      Object[] all = t.allGather(span.clone());
-      if (t.rank() == 0) out[i] = wallSpan(all);
-    }
+    t.barrier();
+    span[0] = System.nanoTime();
+    op.accept(i);
+    span[1] = System.nanoTime();
+    return wallSpan(t.allGather(span));
   }
 
   /**
