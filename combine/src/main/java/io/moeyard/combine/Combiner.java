@@ -110,6 +110,17 @@ public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
   /** Home side, after every rank sent: sums what arrived into {@code out}. */
   abstract void reduceAtHome(DispatchHandle handle, RowBuffer home, RowBuffer out);
 
+  /**
+   * Which implementation runs this JVM's BF16 combine sums, for reports: the host helper (with
+   * its rounding), the Vector API, or scalar loops. All give the same bits; they differ in speed.
+   */
+  public static String bf16Arithmetic() {
+    if (NativeRowMath.AVAILABLE) {
+      return NativeRowMath.LEVEL == 2 ? "host helper, AVX512_BF16 rounding" : "host helper, AVX-512 integer rounding";
+    }
+    return RowMath.SIMD ? "Vector API" : "scalar Java";
+  }
+
   private RowBuffer cached;
 
   /** Scratch that only grows; old buffers stay alive because peers may hold their addresses. */

@@ -296,6 +296,7 @@ public final class CpuBench {
   }
 
   private static String cpuName() {
-    return Runtime.getRuntime().availableProcessors() + " CPU cores, Java " + Runtime.version().feature();
+    return Runtime.getRuntime().availableProcessors() + " CPU cores, Java " + Runtime.version().feature()
+        + ", combine sums: " + Combiner.bf16Arithmetic();
   }
 }
