@@ -116,7 +116,11 @@ public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
    */
   public static String bf16Arithmetic() {
     if (NativeRowMath.AVAILABLE) {
-      return NativeRowMath.LEVEL == 2 ? "host helper, AVX512_BF16 rounding" : "host helper, AVX-512 integer rounding";
+      return switch (NativeRowMath.LEVEL) {
+        case 3 -> "host helper, AVX-512 with AVX512_BF16 rounding";
+        case 2 -> "host helper, AVX-512";
+        default -> "host helper, AVX2";
+      };
     }
     return RowMath.SIMD ? "Vector API" : "scalar Java";
   }

@@ -13,7 +13,7 @@ import java.lang.invoke.MethodHandle;
  * sums per call. On the 2-core AVX-512 VM a fused expert side's chunk of sums runs about 3x
  * faster than in the Vector API: the rounding to BF16 is one instruction where the CPU has
  * AVX512_BF16, partials stream from registers straight to their home rank, and one call serves a
- * whole chunk. Used where the helper loaded and the CPU has AVX-512, unless {@code
+ * whole chunk. Used where the helper loaded and the CPU has AVX2 or AVX-512, unless {@code
  * -Dmoeyard.rowsum.disable=true}; {@link SumBatch} picks.
  */
 final class NativeRowMath {
@@ -22,8 +22,10 @@ final class NativeRowMath {
   private static final ValueLayout ADDRESS = ValueLayout.ADDRESS;
 
   /**
-   * The best rounding this CPU has: 2 = AVX512_BF16's conversion, 1 = AVX-512 integer rounding,
-   * 0 = no native sums (no helper, no AVX-512, or {@code -Dmoeyard.rowsum.disable=true}).
+   * The best kernel this CPU runs: 3 = AVX-512 with AVX512_BF16's rounding, 2 = AVX-512 with
+   * integer rounding, 1 = AVX2 with integer rounding, 0 = no native sums (no helper, no AVX2, or
+   * {@code -Dmoeyard.rowsum.disable=true}). {@code -Dmoeyard.rowsum.level=N} caps it at N (to
+   * compare kernels on one machine). Every level gives the same bits.
    */
   static final int LEVEL = level();
 
@@ -42,7 +44,8 @@ final class NativeRowMath {
     MethodHandle level = HostLibrary.downcall("moeyard_rowsum_level", FunctionDescriptor.of(INT)).orElse(null);
     if (level == null) return 0;
     try {
-      return (int) level.invokeExact();
+      int best = (int) level.invokeExact();
+      return Math.max(0, Math.min(best, Integer.getInteger("moeyard.rowsum.level", best)));
     } catch (Throwable e) {
       return 0;
     }
@@ -57,13 +60,13 @@ final class NativeRowMath {
    * it output j is {@link RowMath#sumStore}'s single-level sum of group j. An output without terms
    * is zeros. {@code stream}: streaming stores, fenced before the call returns.
    *
-   * @param level the rounding, 1 or 2, at most {@link #LEVEL} (tests run both)
+   * @param level the kernel, 1 to {@link #LEVEL} (tests run every level this CPU has)
    * @throws IndexOutOfBoundsException if an index or row lies outside its array or segment
    *     (checked before anything is written)
    */
   static void sumBf16(int level, MemorySegment src, long[] off, float[] w, int[] groupEnd, int[] outEnd, int outputs, int h,
       MemorySegment dst, long dstAt, long stride, boolean stream) {
-    if (level < 1 || level > LEVEL) throw new IllegalArgumentException("rounding level " + level + ", this CPU has " + LEVEL);
+    if (level < 1 || level > LEVEL) throw new IllegalArgumentException("kernel level " + level + ", this CPU runs 1 to " + LEVEL);
     if (!src.isNative() || !dst.isNative()) throw new IllegalArgumentException("native sums need off-heap rows");
     if (outputs < 0 || h < 1) throw new IllegalArgumentException(outputs + " outputs of hidden " + h);
     if (outputs == 0) return;

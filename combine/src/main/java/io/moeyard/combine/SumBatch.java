@@ -9,7 +9,7 @@ import java.util.Arrays;
 /**
  * The sums of one combine step (a chunk of an expert rank's pairs, every token at home), listed
  * first and then computed in one go: by the host helper in a single call where it serves ({@link
- * NativeRowMath}: BF16, off-heap rows, AVX-512), else output by output with {@link RowMath}'s
+ * NativeRowMath}: BF16, off-heap rows, AVX2 or AVX-512), else output by output with {@link RowMath}'s
  * Java loops. Both give the same bits. Outputs land in consecutive rows of the destination.
  *
  * <p>Listing: {@link #term} adds a row (and its weight) to the current group; a single-level
