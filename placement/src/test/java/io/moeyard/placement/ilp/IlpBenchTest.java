@@ -21,7 +21,7 @@ import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
 /**
  * Measurement driver for the CP-SAT planner (not a test: it asserts nothing and takes minutes).
  * Runs only with {@code -Dmoeyard.test.heavy=true}; {@code -Dmoeyard.ilp.bench=esft,dsv3,loo}
- * picks the experiments (also: headroom, tune, layer, hedge), {@code -Dmoeyard.ilp.seconds=60} the time limit, {@code
+ * picks the experiments (also: headroom, tune, layer, hedge, shrink), {@code -Dmoeyard.ilp.seconds=60} the time limit, {@code
  * -Dmoeyard.ilp.workers=2} the CP-SAT workers. Prints Markdown tables and appends them to
  * {@code placement/target/ilp-bench.md}.
  */
@@ -232,6 +232,54 @@ class IlpBenchTest {
         Placement robLoad = CpSatPlanner.plan(loadOnlyRobust, eplb, options(seconds), sumReplicas).placement();
         out(String.format(Locale.ROOT, "| %s | %s | %s | %s |", TASKS[h], cell(test, eplb), cell(test, rob), cell(test, robLoad)));
       }
+      flush();
+    }
+    if (which.contains("shrink")) {
+      // leave-one-out with EPLB on the three tasks' loads shrunk towards uniform: (1 - lambda) x
+      // their mean share + lambda / E (each task normalised first; ties broken by the mean share,
+      // so replicas still go to the historically hottest experts). lambda = 0 is EPLB on the
+      // normalised mean, lambda = 1 packs as if every expert were equally loaded.
+      List<int[][][]> t = esft();
+      double[] lambdas = {0, 0.5, 0.75, 1};
+      out("");
+      out("### ESFT leave-one-out, EPLB on loads shrunk towards uniform (held-out mean balancedness)");
+      out("");
+      StringBuilder head = new StringBuilder("| held out | eplb (raw sum of 3) |");
+      StringBuilder rule = new StringBuilder("|---|---|");
+      for (double lam : lambdas) {
+        head.append(String.format(Locale.ROOT, " lambda %.2f |", lam));
+        rule.append("---|");
+      }
+      out(head.toString());
+      out(rule.toString());
+      double[] sums = new double[lambdas.length + 1];
+      for (int h = 0; h < 4; h++) {
+        Split sp = Split.of(t, h);
+        double[][][] loads = sp.robust().loads();
+        StringBuilder row = new StringBuilder("| " + TASKS[h] + " |");
+        double b = PlanMetrics.meanBalancedness(sp.eplb(), sp.test().loads()[0]);
+        sums[0] += b;
+        row.append(String.format(Locale.ROOT, " %.4f |", b));
+        for (int i = 0; i < lambdas.length; i++) {
+          double[][] w = new double[26][64];
+          for (int l = 0; l < 26; l++) {
+            double[] mean = new double[64];
+            for (double[][] task : loads) {
+              double total = 0;
+              for (double v : task[l]) total += v;
+              for (int e = 0; e < 64; e++) mean[e] += task[l][e] / total / loads.length;
+            }
+            for (int e = 0; e < 64; e++) w[l][e] = (1 - lambdas[i]) * mean[e] + lambdas[i] / 64 + 1e-9 * mean[e];
+          }
+          double bl = PlanMetrics.meanBalancedness(Eplb.rebalance(w, 80, 1, 2, 16), sp.test().loads()[0]);
+          sums[i + 1] += bl;
+          row.append(String.format(Locale.ROOT, " %.4f |", bl));
+        }
+        out(row.toString());
+      }
+      StringBuilder mean = new StringBuilder("| mean |");
+      for (double v : sums) mean.append(String.format(Locale.ROOT, " %.4f |", v / 4));
+      out(mean.toString());
       flush();
     }
     if (which.contains("loo")) {
