@@ -106,10 +106,7 @@ final class SumBatch {
     }
     if (NativeRowMath.AVAILABLE && y.dtype() == DType.BF16 && dst.dtype() == DType.BF16
         && y.segment().isNative() && dst.segment().isNative()) {
-      for (int i = 0; i < terms; i++) {
-        if (rows[i] < 0 || rows[i] >= y.rows()) throw new IndexOutOfBoundsException("term row " + rows[i] + " of " + y.rows());
-        offsets[i] = y.rowOffset(rows[i]);
-      }
+      for (int i = 0; i < terms; i++) offsets[i] = y.rowOffset(rows[i]); // NativeRowMath bounds-checks them
       NativeRowMath.sumBf16(NativeRowMath.LEVEL, y.segment(), offsets, weighted ? weights : null, groupEnd,
           twoLevel ? outEnd : null, outputs, y.hidden(), dst.segment(), dst.rowOffset(firstRow), dst.rowBytes(), stream);
       return;
