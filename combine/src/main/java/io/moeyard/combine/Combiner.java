@@ -7,7 +7,6 @@ import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.transport.Agreement;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
-import java.util.Arrays;
 import java.util.Objects;
 
 /**

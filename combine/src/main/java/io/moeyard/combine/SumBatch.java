@@ -26,7 +26,8 @@ final class SumBatch {
   private final Arena scratch;
   private int[] rows = new int[256];
   private float[] weights = new float[256];
-  private long[] offsets = new long[256];
+  /** The terms' byte offsets, filled for the host helper only. */
+  private long[] offsets = new long[0];
   private int[] groupEnd = new int[64];
   private int[] outEnd = new int[64];
   private int terms;
@@ -60,7 +61,6 @@ final class SumBatch {
     if (terms == rows.length) {
       rows = Arrays.copyOf(rows, 2 * terms);
       weights = Arrays.copyOf(weights, 2 * terms);
-      offsets = new long[2 * terms];
     }
     rows[terms] = row;
     weights[terms++] = w;
@@ -106,6 +106,7 @@ final class SumBatch {
     }
     if (NativeRowMath.AVAILABLE && y.dtype() == DType.BF16 && dst.dtype() == DType.BF16
         && y.segment().isNative() && dst.segment().isNative()) {
+      if (offsets.length < terms) offsets = new long[rows.length];
       for (int i = 0; i < terms; i++) offsets[i] = y.rowOffset(rows[i]); // NativeRowMath bounds-checks them
       NativeRowMath.sumBf16(NativeRowMath.LEVEL, y.segment(), offsets, weighted ? weights : null, groupEnd,
           twoLevel ? outEnd : null, outputs, y.hidden(), dst.segment(), dst.rowOffset(firstRow), dst.rowBytes(), stream);

@@ -9,7 +9,6 @@ import io.moeyard.engine.RowCopy;
 import io.moeyard.engine.schedule.ChunkSchedule;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 
 /**
  * The unfused baseline of combine (Megatron's reverse path): sort the expert-major rows back
