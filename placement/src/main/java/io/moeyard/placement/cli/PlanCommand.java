@@ -12,6 +12,7 @@ import io.moeyard.placement.model.CpSatOptions;
 import io.moeyard.placement.model.Placement;
 import io.moeyard.placement.model.PlacementProblem;
 import io.moeyard.placement.model.PlanReport;
+import io.moeyard.placement.plan.LoadForecast;
 import io.moeyard.placement.plan.Planners;
 import io.moeyard.placement.plan.Problems;
 import io.moeyard.engine.ModelPreset;
@@ -91,6 +92,19 @@ public final class PlanCommand implements Callable<Integer> {
   @Option(names = "--seed", paramLabel = "N", defaultValue = "1", description = "ilp: solver seed (default ${DEFAULT-VALUE}).")
   int seed;
 
+  @Option(names = "--robust", paramLabel = "GOAL", defaultValue = "worst",
+      description = "ilp with several --trace: worst = plan for the worst of these workloads (each may run alone);"
+          + " unseen = plan for a workload that is none of them: their mean load shrunk towards uniform by as much as"
+          + " the traces predict one another (fitted leaving one out), so that balance holds on a new workload"
+          + " (default ${DEFAULT-VALUE}).")
+  String robust;
+
+  @Option(names = "--locality", paramLabel = "WHAT",
+      description = "ilp: which transitions to keep local: gpu (GPU and node), node (node only), none (balance only)."
+          + " Default gpu, or node with --robust unseen: stacking experts that fire together on one GPU costs an"
+          + " unseen workload balance.")
+  String localityOption;
+
   @Option(names = "--format", paramLabel = "FMT", defaultValue = "sglang", description = "sglang | eplb | vllm-ascend (default ${DEFAULT-VALUE}).")
   String format;
 
@@ -164,6 +178,17 @@ public final class PlanCommand implements Callable<Integer> {
     } catch (IllegalArgumentException e) {
       throw new BadInput(e.getMessage());
     }
+    String goal = robust.toLowerCase(Locale.ROOT);
+    if (!goal.equals("worst") && !goal.equals("unseen")) throw new BadInput("--robust " + robust + " is not one of worst, unseen");
+    if (goal.equals("unseen") && traces.size() < 2) {
+      throw new BadInput("--robust unseen needs at least 2 --trace workloads to fit its forecast on, got " + traces.size());
+    }
+    Locality locality;
+    try {
+      locality = localityOption != null ? Locality.byId(localityOption) : goal.equals("unseen") ? Locality.NODE : Locality.GPU;
+    } catch (IllegalArgumentException e) {
+      throw new BadInput(e.getMessage());
+    }
     Network net = new Network(nodes, hidden, 2, nvlinkGbps, netGbps);
     if (!compare && alg.equals("ilp") && !IlpPlannerBridge.available()) throw new BadInput(IlpPlannerBridge.UNAVAILABLE);
 
@@ -204,12 +229,20 @@ public final class PlanCommand implements Callable<Integer> {
             err.flush();
             continue;
           }
-          Placement warm = eplb != null ? eplb : Planners.eplb(problem, groups);
           CpSatOptions opts = new CpSatOptions(timeLimit, workers, seed, line -> {
             err.println(line);
             err.flush();
           });
-          plans.put(a, IlpPlannerBridge.plan(problem, warm, opts, rule));
+          if (goal.equals("unseen")) {
+            LoadForecast forecast = LoadForecast.of(problem.loads());
+            err.println("moeyard plan: ilp " + forecast.describe() + "; --locality " + locality.id());
+            err.flush();
+            Placement warm = Planners.eplb(Problems.withLoads(problem, forecast.loads()), groups);
+            plans.put(a, IlpPlannerBridge.planForUnseen(problem, forecast.loads(), warm, opts, rule, locality));
+          } else {
+            Placement warm = eplb != null ? eplb : Planners.eplb(problem, groups);
+            plans.put(a, IlpPlannerBridge.plan(problem, warm, opts, rule, locality));
+          }
         }
         default -> throw new IllegalStateException(a);
       }

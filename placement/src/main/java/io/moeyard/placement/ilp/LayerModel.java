@@ -51,6 +51,15 @@ final class LayerModel {
 
   LayerModel(int experts, int gpus, int nodes, int slots, int[] cnt, double[][] loadsW, List<Neighbor> neighbors,
       PairCounts coact, CpSatTuning tuning) {
+    this(experts, gpus, nodes, slots, cnt, loadsW, neighbors, coact, tuning, null);
+  }
+
+  /**
+   * {@code allowance[w]} (null = all 1) divides workload w's scaled loads, so that one cap on the
+   * scaled loads allows workload w that many times as much: how each workload gets its own cap.
+   */
+  LayerModel(int experts, int gpus, int nodes, int slots, int[] cnt, double[][] loadsW, List<Neighbor> neighbors,
+      PairCounts coact, CpSatTuning tuning, double[] allowance) {
     this.experts = experts;
     this.gpus = gpus;
     this.nodes = nodes;
@@ -64,7 +73,7 @@ final class LayerModel {
       double total = 0;
       for (double v : loadsW[w]) total += v;
       if (total <= 0) continue;
-      double scale = (double) MEAN * gpus / total;
+      double scale = (double) MEAN * gpus / total / (allowance == null ? 1 : allowance[w]);
       for (int e = 0; e < experts; e++) q[w][e] = Math.round(loadsW[w][e] / cnt[e] * scale);
     }
     wg = new long[experts][gpus];

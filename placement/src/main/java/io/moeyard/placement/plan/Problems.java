@@ -52,6 +52,17 @@ public final class Problems {
     return new PlacementProblem(layers, experts, gpus, nodes, slots, loads, transitions, coactivations);
   }
 
+  /** The same problem with one workload of the given loads {@code [layer][expert]} in place of its own. */
+  public static PlacementProblem withLoads(PlacementProblem p, double[][] loads) {
+    return new PlacementProblem(p.layers(), p.experts(), p.gpus(), p.nodes(), p.slots(), new double[][][] {loads},
+        p.transitions(), p.coactivations());
+  }
+
+  /** The same problem without transitions and co-activations: what a planner that balances only sees. */
+  public static PlacementProblem withoutAffinity(PlacementProblem p) {
+    return new PlacementProblem(p.layers(), p.experts(), p.gpus(), p.nodes(), p.slots(), p.loads(), null, null);
+  }
+
   /** Loads summed over workloads, {@code [layer][expert]}: what EPLB is given for several traces. */
   public static double[][] summedLoads(PlacementProblem p) {
     double[][] out = new double[p.layers()][p.experts()];

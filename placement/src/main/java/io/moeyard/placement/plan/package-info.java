@@ -7,5 +7,10 @@
  * planned on three tasks keeps only about half its balance on the fourth), so the CP-SAT planner
  * minimises the worst of them. EPLB has no notion of workloads; it gets their sum, which is what
  * a user would hand it.
+ *
+ * <p>When the workload to serve is none of the traced ones, the worst of them is the wrong
+ * target: a packing fitted to them does not carry over. {@link io.moeyard.placement.plan.LoadForecast}
+ * gives the loads to plan for instead: the traces' mean, shrunk towards uniform by a slope fitted
+ * leaving one trace out ({@code moeyard plan --robust unseen}).
  */
 package io.moeyard.placement.plan;

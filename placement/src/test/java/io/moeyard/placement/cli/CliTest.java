@@ -203,6 +203,44 @@ class CliTest {
     assertTrue(ilpX <= eplbX * 1.02, "cross-GPU transitions ilp " + ilpX + " vs eplb " + eplbX + "\n" + r.out());
   }
 
+  @Test
+  void unseenWorkloadPlansBalanceOnTheForecast() throws IOException {
+    Assumptions.assumeTrue(IlpPlannerBridge.available(), "the ilp planner is not built in");
+    Path other = dir.resolve("other.npy");
+    assertEquals(0, run(new TraceCommand(), "synth", "--layers", "4", "--experts", "16", "--topk", "2", "--tokens", "600",
+        "--skew", "0.9", "--affinity", "0.6", "--seed", "12", "--out", other.toString()).code());
+    Run r = plan("--trace", other.toString(), "--gpus", "4", "--nodes", "2", "--replicas", "20", "--algorithm", "ilp",
+        "--robust", "unseen", "--locality", "none", "--time-limit", "2", "--workers", "1", "--format", "eplb");
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.err().contains("unseen-workload forecast") && r.err().contains("--locality none"), r.err());
+    // balance only, for an unseen workload: EPLB's packing of the forecast, GPUs possibly relabelled
+    var loads = new double[][][] {io.moeyard.placement.trace.Traces.load(trace, 0).loads(),
+        io.moeyard.placement.trace.Traces.load(other, 0).loads()};
+    int[][] eplb = io.moeyard.placement.eplb.Eplb.rebalance(
+        io.moeyard.placement.plan.LoadForecast.of(loads).loads(), 20, 1, 2, 4).phy2log();
+    JsonNode j = new ObjectMapper().readTree(out.toFile()).get("phy2log");
+    for (int l = 0; l < 4; l++) {
+      int[] ours = new int[20];
+      for (int p = 0; p < 20; p++) ours[p] = j.get(l).get(p).asInt();
+      assertEquals(gpuSets(eplb[l]), gpuSets(ours), "layer " + l);
+    }
+    Files.delete(out);
+    expectBad(plan("--gpus", "4", "--robust", "unseen"), "--robust unseen needs at least 2 --trace workloads");
+    expectBad(plan("--gpus", "4", "--robust", "mean"), "--robust mean is not one of worst, unseen");
+    expectBad(plan("--gpus", "4", "--locality", "rack"), "--locality rack is not one of gpu, node, none");
+  }
+
+  /** The multiset of expert sets per GPU (5 slots each), ignoring GPU order and slot order. */
+  private static java.util.Map<String, Long> gpuSets(int[] row) {
+    java.util.Map<String, Long> m = new java.util.TreeMap<>();
+    for (int g = 0; g < 4; g++) {
+      int[] s = java.util.Arrays.copyOfRange(row, g * 5, g * 5 + 5);
+      java.util.Arrays.sort(s);
+      m.merge(java.util.Arrays.toString(s), 1L, Long::sum);
+    }
+    return m;
+  }
+
   private static String column(String row, int fromRight) {
     String[] f = row.trim().split("\\s+");
     return f[f.length - fromRight];

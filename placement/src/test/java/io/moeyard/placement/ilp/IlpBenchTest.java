@@ -3,6 +3,7 @@ package io.moeyard.placement.ilp;
 import io.moeyard.placement.cost.CostModel;
 import io.moeyard.placement.cost.PlacementScore;
 import io.moeyard.placement.eplb.Eplb;
+import io.moeyard.placement.plan.LoadForecast;
 import io.moeyard.placement.model.CpSatOptions;
 import io.moeyard.placement.model.Placement;
 import io.moeyard.placement.model.PlacementProblem;
@@ -244,15 +245,15 @@ class IlpBenchTest {
       out("");
       out("### ESFT leave-one-out, EPLB on loads shrunk towards uniform (held-out mean balancedness)");
       out("");
-      StringBuilder head = new StringBuilder("| held out | eplb (raw sum of 3) |");
-      StringBuilder rule = new StringBuilder("|---|---|");
+      StringBuilder head = new StringBuilder("| held out | eplb (raw sum of 3) | fitted (LoadForecast: slope) |");
+      StringBuilder rule = new StringBuilder("|---|---|---|");
       for (double lam : lambdas) {
         head.append(String.format(Locale.ROOT, " lambda %.2f |", lam));
         rule.append("---|");
       }
       out(head.toString());
       out(rule.toString());
-      double[] sums = new double[lambdas.length + 1];
+      double[] sums = new double[lambdas.length + 2];
       for (int h = 0; h < 4; h++) {
         Split sp = Split.of(t, h);
         double[][][] loads = sp.robust().loads();
@@ -260,6 +261,10 @@ class IlpBenchTest {
         double b = PlanMetrics.meanBalancedness(sp.eplb(), sp.test().loads()[0]);
         sums[0] += b;
         row.append(String.format(Locale.ROOT, " %.4f |", b));
+        LoadForecast f = LoadForecast.of(loads);
+        double bf = PlanMetrics.meanBalancedness(Eplb.rebalance(f.loads(), 80, 1, 2, 16), sp.test().loads()[0]);
+        sums[lambdas.length + 1] += bf;
+        row.append(String.format(Locale.ROOT, " %.4f: %.3f |", bf, f.slope()));
         for (int i = 0; i < lambdas.length; i++) {
           double[][] w = new double[26][64];
           for (int l = 0; l < 26; l++) {
@@ -278,7 +283,8 @@ class IlpBenchTest {
         out(row.toString());
       }
       StringBuilder mean = new StringBuilder("| mean |");
-      for (double v : sums) mean.append(String.format(Locale.ROOT, " %.4f |", v / 4));
+      mean.append(String.format(Locale.ROOT, " %.4f | %.4f |", sums[0] / 4, sums[lambdas.length + 1] / 4));
+      for (int i = 1; i <= lambdas.length; i++) mean.append(String.format(Locale.ROOT, " %.4f |", sums[i] / 4));
       out(mean.toString());
       flush();
     }
