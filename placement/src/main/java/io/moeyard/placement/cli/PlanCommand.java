@@ -41,8 +41,9 @@ import picocli.CommandLine.Option;
         "Plan where experts live from routing traces, write it in an engine's format and report"
             + " balancedness (mean GPU load / max GPU load), cross-GPU / cross-node transitions between"
             + " consecutive layers, dispatch bytes (dedup'd, NVLink / network) and an estimated all-to-all"
-            + " time. Several --trace files are several workloads: ilp plans for the worst of them, eplb"
-            + " for their summed loads. Bad input exits with code 2 and writes no file.")
+            + " time. Several --trace files are several workloads: ilp plans for the worst of them (or,"
+            + " with --robust unseen, for a workload none of them is), eplb for their summed loads."
+            + " Bad input exits with code 2 and writes no file.")
 public final class PlanCommand implements Callable<Integer> {
   static final List<String> ALGORITHMS = List.of("trivial", "eplb", "ilp");
 
