@@ -270,7 +270,7 @@ public final class CpSatPlanner {
       double budget, int workers, int seed, boolean useCpSat) {
     int[] hint = model.relabel(base);
     // no re-packing for an unseen workload: minimising the traced workloads' max load fits the packing
-    // to them, and on ESFT that cost the held-out task 0.02-0.03 balancedness against EPLB's packing
+    // to them, and on ESFT that cost the held-out task 0.01-0.03 balancedness against EPLB's packing
     boolean minMaxPhase = repack && (robust || !model.hasAffinity);
     String status = "HINT";
     double minMaxBound = Double.NaN;

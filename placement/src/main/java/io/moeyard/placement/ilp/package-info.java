@@ -101,7 +101,7 @@
  * <p>Balance is judged on a forecast (the traces' mean load shrunk towards uniform, see
  * {@code io.moeyard.placement.plan.LoadForecast}), and the warm start is EPLB on it. There is no
  * min-max phase: re-packing to minimise the traced workloads' max load fitted the packing to them
- * and cost the held-out ESFT task 0.02-0.03 balancedness against EPLB's packing of the forecast.
+ * and cost the held-out ESFT task 0.01-0.03 balancedness against EPLB's packing of the forecast.
  * The locality phase runs as for one workload, with one cap per workload: the forecast and each
  * traced workload keep every GPU within (1 + eps) of the warm start's max load for that workload.
  * The model scales each workload so that the warm start's max is the same for all, and one
