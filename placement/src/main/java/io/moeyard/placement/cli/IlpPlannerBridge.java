@@ -29,21 +29,28 @@ final class IlpPlannerBridge {
    * in the replica counts per GPU (measured on ESFT: cross-node -32% under that rule), {@code
    * NEAREST} is the planner's "some replica local" rule (-70% under it).
    */
-  static PlanReport plan(PlacementProblem problem, Placement warmStart, CpSatOptions options, ReplicaRule rule, Locality locality) {
-    return CpSatPlanner.plan(locality.problem(problem), warmStart, options, tuning(rule, locality));
+  static PlanReport plan(PlacementProblem problem, Placement warmStart, CpSatOptions options, ReplicaRule rule, Locality locality,
+      double balanceSlack) {
+    return CpSatPlanner.plan(locality.problem(problem), warmStart, options, tuning(rule, locality, balanceSlack));
   }
 
   /** {@code --robust unseen}: balance on the forecast, each traced workload capped at the warm start's level. */
   static PlanReport planForUnseen(PlacementProblem problem, double[][] forecast, Placement warmStart, CpSatOptions options,
-      ReplicaRule rule, Locality locality) {
-    return CpSatPlanner.planForUnseen(locality.problem(problem), forecast, warmStart, options, tuning(rule, locality));
+      ReplicaRule rule, Locality locality, double balanceSlack) {
+    return CpSatPlanner.planForUnseen(locality.problem(problem), forecast, warmStart, options,
+        tuning(rule, locality, balanceSlack));
   }
 
-  private static CpSatTuning tuning(ReplicaRule rule, Locality locality) {
+  /** The default of {@code --balance-slack}. */
+  static double defaultBalanceSlack() {
+    return CpSatTuning.defaults().balanceSlack();
+  }
+
+  private static CpSatTuning tuning(ReplicaRule rule, Locality locality, double balanceSlack) {
     CpSatTuning d = CpSatTuning.defaults();
     long gpuWeight = locality == Locality.NODE ? 0 : d.gpuWeight();
     long nodeWeight = locality == Locality.NODE ? 1 : d.nodeWeight();
-    return new CpSatTuning(d.balanceSlack(), gpuWeight, nodeWeight, d.coactGpuWeight(),
+    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, d.coactGpuWeight(),
         d.coactNodeWeight(), d.coactPairs(), d.refineFraction(), d.robustReplication(), rule == ReplicaRule.UNIFORM);
   }
 }

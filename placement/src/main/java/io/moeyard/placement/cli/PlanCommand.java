@@ -106,6 +106,11 @@ public final class PlanCommand implements Callable<Integer> {
           + " unseen workload balance.")
   String localityOption;
 
+  @Option(names = "--balance-slack", paramLabel = "EPS",
+      description = "ilp: each layer's max GPU load may exceed the warm start's (EPLB's) by this fraction to keep"
+          + " transitions local, so mean balancedness may drop by up to about EPS x EPLB's (default 0.008).")
+  Double balanceSlackOption;
+
   @Option(names = "--format", paramLabel = "FMT", defaultValue = "sglang", description = "sglang | eplb | vllm-ascend (default ${DEFAULT-VALUE}).")
   String format;
 
@@ -190,6 +195,8 @@ public final class PlanCommand implements Callable<Integer> {
     } catch (IllegalArgumentException e) {
       throw new BadInput(e.getMessage());
     }
+    double balanceSlack = balanceSlackOption != null ? balanceSlackOption : IlpPlannerBridge.defaultBalanceSlack();
+    if (!(balanceSlack >= 0 && balanceSlack <= 1)) throw new BadInput("--balance-slack must be in [0, 1], got " + balanceSlackOption);
     Network net = new Network(nodes, hidden, 2, nvlinkGbps, netGbps);
     if (!compare && alg.equals("ilp") && !IlpPlannerBridge.available()) throw new BadInput(IlpPlannerBridge.UNAVAILABLE);
 
@@ -239,10 +246,10 @@ public final class PlanCommand implements Callable<Integer> {
             err.println("moeyard plan: ilp " + forecast.describe() + "; --locality " + locality.id());
             err.flush();
             Placement warm = Planners.eplb(Problems.withLoads(problem, forecast.loads()), groups);
-            plans.put(a, IlpPlannerBridge.planForUnseen(problem, forecast.loads(), warm, opts, rule, locality));
+            plans.put(a, IlpPlannerBridge.planForUnseen(problem, forecast.loads(), warm, opts, rule, locality, balanceSlack));
           } else {
             Placement warm = eplb != null ? eplb : Planners.eplb(problem, groups);
-            plans.put(a, IlpPlannerBridge.plan(problem, warm, opts, rule, locality));
+            plans.put(a, IlpPlannerBridge.plan(problem, warm, opts, rule, locality, balanceSlack));
           }
         }
         default -> throw new IllegalStateException(a);

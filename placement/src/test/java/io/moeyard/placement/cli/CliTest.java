@@ -228,6 +228,7 @@ class CliTest {
     expectBad(plan("--gpus", "4", "--robust", "unseen"), "--robust unseen needs at least 2 --trace workloads");
     expectBad(plan("--gpus", "4", "--robust", "mean"), "--robust mean is not one of worst, unseen");
     expectBad(plan("--gpus", "4", "--locality", "rack"), "--locality rack is not one of gpu, node, none");
+    expectBad(plan("--gpus", "4", "--balance-slack", "2"), "--balance-slack must be in [0, 1], got 2.0");
   }
 
   /** The multiset of expert sets per GPU (5 slots each), ignoring GPU order and slot order. */
