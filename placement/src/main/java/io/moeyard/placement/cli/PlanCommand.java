@@ -186,12 +186,13 @@ public final class PlanCommand implements Callable<Integer> {
     }
     String goal = robust.toLowerCase(Locale.ROOT);
     if (!goal.equals("worst") && !goal.equals("unseen")) throw new BadInput("--robust " + robust + " is not one of worst, unseen");
-    if (goal.equals("unseen") && traces.size() < 2) {
+    boolean unseen = goal.equals("unseen");
+    if (unseen && traces.size() < 2) {
       throw new BadInput("--robust unseen needs at least 2 --trace workloads to fit its forecast on, got " + traces.size());
     }
     Locality locality;
     try {
-      locality = localityOption != null ? Locality.byId(localityOption) : goal.equals("unseen") ? Locality.NODE : Locality.GPU;
+      locality = localityOption != null ? Locality.byId(localityOption) : unseen ? Locality.NODE : Locality.GPU;
     } catch (IllegalArgumentException e) {
       throw new BadInput(e.getMessage());
     }
@@ -241,7 +242,7 @@ public final class PlanCommand implements Callable<Integer> {
             err.println(line);
             err.flush();
           });
-          if (goal.equals("unseen")) {
+          if (unseen) {
             LoadForecast forecast = LoadForecast.of(problem.loads());
             err.println("moeyard plan: ilp " + forecast.describe() + "; --locality " + locality.id());
             err.flush();
