@@ -198,6 +198,7 @@ public final class PlanCommand implements Callable<Integer> {
     }
     double balanceSlack = balanceSlackOption != null ? balanceSlackOption : IlpPlannerBridge.defaultBalanceSlack();
     if (!(balanceSlack >= 0 && balanceSlack <= 1)) throw new BadInput("--balance-slack must be in [0, 1], got " + balanceSlackOption);
+    if (!compare && !alg.equals("ilp")) warnIlpOnlyOptions(alg, err);
     Network net = new Network(nodes, hidden, 2, nvlinkGbps, netGbps);
     if (!compare && alg.equals("ilp") && !IlpPlannerBridge.available()) throw new BadInput(IlpPlannerBridge.UNAVAILABLE);
 
@@ -275,6 +276,18 @@ public final class PlanCommand implements Callable<Integer> {
       err.flush();
     }
     return 0;
+  }
+
+  /** Options that only the ilp planner reads; given with another planner they would pass silently. */
+  private static final List<String> ILP_ONLY = List.of("--robust", "--locality", "--balance-slack", "--time-limit", "--workers", "--seed");
+
+  private void warnIlpOnlyOptions(String alg, PrintWriter err) {
+    List<String> given = new ArrayList<>();
+    for (String name : ILP_ONLY) if (spec.commandLine().getParseResult().hasMatchedOption(name)) given.add(name);
+    if (given.isEmpty()) return;
+    err.println("moeyard plan: warning: " + String.join(", ", given) + " only change --algorithm ilp; --algorithm " + alg
+        + " ignores " + (given.size() == 1 ? "it" : "them"));
+    err.flush();
   }
 
   private String describe(String what, List<Trace> ts, PlacementProblem p) {

@@ -225,6 +225,14 @@ class CliTest {
       assertEquals(gpuSets(eplb[l]), gpuSets(ours), "layer " + l);
     }
     Files.delete(out);
+    Run eplbOnly = plan("--trace", other.toString(), "--gpus", "4", "--nodes", "2", "--replicas", "20", "--algorithm", "eplb",
+        "--robust", "unseen", "--time-limit", "2");
+    assertEquals(0, eplbOnly.code(), eplbOnly.err());
+    assertTrue(eplbOnly.err().contains("warning: --robust, --time-limit only change --algorithm ilp; --algorithm eplb ignores them"),
+        eplbOnly.err());
+    Run quiet = plan("--trace", other.toString(), "--gpus", "4", "--nodes", "2", "--replicas", "20", "--algorithm", "eplb");
+    assertFalse(quiet.err().contains("warning"), quiet.err());
+    Files.delete(out);
     expectBad(plan("--gpus", "4", "--robust", "unseen"), "--robust unseen needs at least 2 --trace workloads");
     expectBad(plan("--gpus", "4", "--robust", "mean"), "--robust mean is not one of worst, unseen");
     expectBad(plan("--gpus", "4", "--locality", "rack"), "--locality rack is not one of gpu, node, none");
