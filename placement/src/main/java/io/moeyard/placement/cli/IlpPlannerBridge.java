@@ -51,6 +51,7 @@ final class IlpPlannerBridge {
     long gpuWeight = locality == Locality.NODE ? 0 : d.gpuWeight();
     long nodeWeight = locality == Locality.NODE ? 1 : d.nodeWeight();
     return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, d.coactGpuWeight(),
-        d.coactNodeWeight(), d.coactPairs(), d.refineFraction(), d.robustReplication(), rule == ReplicaRule.UNIFORM);
+        d.coactNodeWeight(), d.coactPairs(), d.refineFraction(), d.robustReplication(), rule == ReplicaRule.UNIFORM,
+        d.localityReplicas());
   }
 }

@@ -3,6 +3,7 @@ package io.moeyard.placement.ilp;
 import com.google.ortools.Loader;
 import io.moeyard.placement.model.CpSatOptions;
 import io.moeyard.placement.model.PlacementProblem;
+import io.moeyard.placement.model.PairCounts;
 import io.moeyard.placement.model.Placement;
 import io.moeyard.placement.model.PlanReport;
 import java.io.IOException;
@@ -73,8 +74,47 @@ public final class CpSatPlanner {
     return plan(withForecast, warmStart, options, tuning, true);
   }
 
+  /**
+   * Where replica counts chosen for locality are worth more than the warm start's and fit its
+   * balance cap ({@link LocalityReplicas}), the plan starts from them on those layers.
+   */
   private static PlanReport plan(PlacementProblem problem, Placement warmStart, CpSatOptions options, CpSatTuning tuning,
       boolean perWorkloadCaps) {
+    if (options == null) options = CpSatOptions.defaults();
+    if (tuning == null) tuning = CpSatTuning.defaults();
+    int[][] alt = localityRows(problem, warmStart, tuning, perWorkloadCaps);
+    if (alt != null && options.progress() != null) {
+      int fit = 0;
+      for (int[] r : alt) if (r != null) fit++;
+      options.progress().accept("ilp: replica counts chosen for locality on " + fit + "/" + problem.layers() + " layers");
+    }
+    return planOnce(problem, warmStart, options, tuning, perWorkloadCaps, alt);
+  }
+
+  /** Per layer, a row with replica counts chosen for locality where one fits the cap; null when none does or the mode has no use for it. */
+  private static int[][] localityRows(PlacementProblem problem, Placement warmStart, CpSatTuning tuning, boolean perWorkloadCaps) {
+    int L = problem.layers(), W = problem.loads().length;
+    boolean robust = W > 1 && !perWorkloadCaps;
+    if (warmStart == null || robust || !tuning.localityReplicas() || tuning.uniformReplicaChoice() || problem.transitions() == null
+        || (tuning.gpuWeight() == 0 && tuning.nodeWeight() == 0)) {
+      return null;
+    }
+    checkShape(problem, warmStart);
+    int[][] alt = new int[L][];
+    boolean any = false;
+    for (int l = 0; l < L; l++) {
+      double[][] loads = new double[W][];
+      for (int w = 0; w < W; w++) loads[w] = problem.loads()[w][l];
+      PairCounts[] nbs = {l > 0 ? problem.transitions()[l - 1] : null, l + 1 < L ? problem.transitions()[l] : null};
+      alt[l] = LocalityReplicas.row(loads, warmStart.phy2log()[l], nbs, new boolean[] {true, false}, problem.gpus(),
+          problem.nodes(), tuning.gpuWeight(), tuning.nodeWeight());
+      any |= alt[l] != null;
+    }
+    return any ? alt : null;
+  }
+
+  private static PlanReport planOnce(PlacementProblem problem, Placement warmStart, CpSatOptions options, CpSatTuning tuning,
+      boolean perWorkloadCaps, int[][] altBase) {
     long t0 = System.nanoTime();
     if (options == null) options = CpSatOptions.defaults();
     if (tuning == null) tuning = CpSatTuning.defaults();
@@ -118,6 +158,13 @@ public final class CpSatPlanner {
       }
     }
     Placement warm = new Placement(E, G, warmRows);
+    if (altBase != null) {
+      for (int l = 0; l < L; l++) {
+        if (altBase[l] == null) continue;
+        base[l] = altBase[l];
+        cnt[l] = countsOf(altBase[l], E);
+      }
+    }
     // per-workload caps: scale each workload so that the warm start's max GPU load is the same for all
     double[][] allowance = new double[L][];
     if (perWorkloadCaps) {
@@ -169,7 +216,10 @@ public final class CpSatPlanner {
       long fwdCost = totalCost(problem, rows, cnt, tuning), warmCost = totalCost(problem, warmRows, null, tuning);
       if (warmCost < fwdCost) {
         progress.accept("ilp: the warm start (cost " + warmCost + ") beats the forward pass (" + fwdCost + "); refining the warm start");
-        for (int l = 0; l < L; l++) rows[l] = warmRows[l].clone();
+        for (int l = 0; l < L; l++) {
+          rows[l] = warmRows[l].clone();
+          cnt[l] = countsOf(rows[l], E);
+        }
       }
     }
     // refinement sweeps: each layer again with both neighbours fixed (only the affinity cost moves),
@@ -320,7 +370,7 @@ public final class CpSatPlanner {
     if (robust) {
       ref = Math.min(model.maxScaledLoad(current), model.maxScaledLoad(base));
     } else {
-      ref = model.maxScaledLoad(warmRow);
+      ref = model.maxScaledLoadOwnCounts(warmRow);
     }
     long cap = (long) Math.floor(ref * (1 + tuning.balanceSlack()));
     return Math.max(cap, model.maxScaledLoad(current));

@@ -18,6 +18,9 @@ package io.moeyard.placement.ilp;
  * @param uniformReplicaChoice score a transition into a replicated expert as the cost package
  *     does (each replica equally likely: local with probability = shared replica fraction) instead
  *     of "local if SOME replica is local" (a dispatcher that prefers the nearest replica)
+ * @param localityReplicas with one workload (or an unseen one) and the nearest-replica rule, move
+ *     redundant replicas that the balance cap does not need to the experts where they keep the
+ *     most transitions local ({@link LocalityReplicas})
  */
 public record CpSatTuning(
     double balanceSlack,
@@ -28,7 +31,8 @@ public record CpSatTuning(
     int coactPairs,
     double refineFraction,
     boolean robustReplication,
-    boolean uniformReplicaChoice) {
+    boolean uniformReplicaChoice,
+    boolean localityReplicas) {
 
   public CpSatTuning {
     if (!(balanceSlack >= 0) || balanceSlack > 1) throw new IllegalArgumentException("balanceSlack must be in [0, 1], got " + balanceSlack);
@@ -42,26 +46,30 @@ public record CpSatTuning(
   }
 
   public static CpSatTuning defaults() {
-    return new CpSatTuning(0.008, 1, 2, 0, 0, 0, 0.3, true, false);
+    return new CpSatTuning(0.008, 1, 2, 0, 0, 0, 0.3, true, false, true);
   }
 
   public CpSatTuning withBalanceSlack(double eps) {
-    return new CpSatTuning(eps, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, robustReplication, uniformReplicaChoice);
+    return new CpSatTuning(eps, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, robustReplication, uniformReplicaChoice, localityReplicas);
   }
 
   public CpSatTuning withRefineFraction(double f) {
-    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, f, robustReplication, uniformReplicaChoice);
+    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, f, robustReplication, uniformReplicaChoice, localityReplicas);
   }
 
   public CpSatTuning withCoactivation(long gpu, long node, int pairs) {
-    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, gpu, node, pairs, refineFraction, robustReplication, uniformReplicaChoice);
+    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, gpu, node, pairs, refineFraction, robustReplication, uniformReplicaChoice, localityReplicas);
   }
 
   public CpSatTuning withRobustReplication(boolean r) {
-    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, r, uniformReplicaChoice);
+    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, r, uniformReplicaChoice, localityReplicas);
+  }
+
+  public CpSatTuning withLocalityReplicas(boolean r) {
+    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, robustReplication, uniformReplicaChoice, r);
   }
 
   public CpSatTuning withUniformReplicaChoice(boolean u) {
-    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, robustReplication, u);
+    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, robustReplication, u, localityReplicas);
   }
 }

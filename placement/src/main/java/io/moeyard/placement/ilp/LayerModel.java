@@ -34,6 +34,9 @@ final class LayerModel {
   final int[] cnt;
   /** Scaled load per replica, {@code [w][e]}; a workload without load has an all-zero row. */
   final long[][] q;
+  /** The loads and scale behind {@link #q}, for rows with other replica counts. */
+  private final double[][] loadsW;
+  private final double[] scale;
   private final CpSatTuning tuning;
 
   // affinity: cost = constCost - sum(local weights)
@@ -69,12 +72,14 @@ final class LayerModel {
     this.cnt = cnt;
     this.tuning = tuning;
     this.q = new long[loadsW.length][experts];
+    this.loadsW = loadsW;
+    this.scale = new double[loadsW.length];
     for (int w = 0; w < loadsW.length; w++) {
       double total = 0;
       for (double v : loadsW[w]) total += v;
       if (total <= 0) continue;
-      double scale = (double) MEAN * gpus / total / (allowance == null ? 1 : allowance[w]);
-      for (int e = 0; e < experts; e++) q[w][e] = Math.round(loadsW[w][e] / cnt[e] * scale);
+      scale[w] = (double) MEAN * gpus / total / (allowance == null ? 1 : allowance[w]);
+      for (int e = 0; e < experts; e++) q[w][e] = Math.round(loadsW[w][e] / cnt[e] * scale[w]);
     }
     wg = new long[experts][gpus];
     wn = new long[experts][nodes];
@@ -166,6 +171,22 @@ final class LayerModel {
   }
 
   /** Worst over workloads and GPUs of the scaled GPU load (MEAN = perfect balance). */
+  /**
+   * {@link #maxScaledLoad} of a row whose replica counts may differ from the model's (the warm
+   * start's row, when the model's counts were chosen for locality), with the same rounding.
+   */
+  long maxScaledLoadOwnCounts(int[] row) {
+    int[] c = new int[experts];
+    for (int e : row) c[e]++;
+    long max = 0;
+    for (int w = 0; w < loadsW.length; w++) {
+      long[] g = new long[gpus];
+      if (scale[w] > 0) for (int p = 0; p < slots; p++) g[p / spg] += Math.round(loadsW[w][row[p]] / c[row[p]] * scale[w]);
+      for (long v : g) max = Math.max(max, v);
+    }
+    return max;
+  }
+
   long maxScaledLoad(int[] row) {
     long max = 0;
     for (long[] qw : q) {

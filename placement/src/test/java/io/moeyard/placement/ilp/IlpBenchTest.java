@@ -36,12 +36,13 @@ class IlpBenchTest {
   final StringBuilder md = new StringBuilder();
   final CpSatTuning tuning = tuning(System.getProperty("moeyard.ilp.tuning", ""));
 
-  /** {@code eps:gpuW:nodeW:coactGpuW:coactNodeW:coactPairs:refine[:uniform]}, empty = defaults. */
+  /** {@code eps:gpuW:nodeW:coactGpuW:coactNodeW:coactPairs:refine[:uniform|nearest[:warmcounts]]}, empty = defaults. */
   static CpSatTuning tuning(String spec) {
     if (spec.isBlank()) return CpSatTuning.defaults();
     String[] f = spec.split(":");
     return new CpSatTuning(Double.parseDouble(f[0]), Long.parseLong(f[1]), Long.parseLong(f[2]), Long.parseLong(f[3]),
-        Long.parseLong(f[4]), Integer.parseInt(f[5]), Double.parseDouble(f[6]), true, f.length > 7 && f[7].equals("uniform"));
+        Long.parseLong(f[4]), Integer.parseInt(f[5]), Double.parseDouble(f[6]), true, f.length > 7 && f[7].equals("uniform"),
+        !(f.length > 8 && f[8].equals("warmcounts")));
   }
 
   void out(String s) {

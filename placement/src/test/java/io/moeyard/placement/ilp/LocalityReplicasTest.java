@@ -1,0 +1,208 @@
+package io.moeyard.placement.ilp;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moeyard.placement.model.PairCounts;
+import io.moeyard.placement.model.Placement;
+import io.moeyard.placement.model.PlacementProblem;
+import io.moeyard.placement.model.PlanReport;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+class LocalityReplicasTest {
+  static final long GPU_W = CpSatTuning.defaults().gpuWeight(), NODE_W = CpSatTuning.defaults().nodeWeight();
+
+  /** Transitions from a previous layer: {@code mass[e]} tokens end at expert e, from expert 0. */
+  static PairCounts into(long[] mass) {
+    int n = mass.length;
+    int[] from = new int[n], to = new int[n];
+    for (int e = 0; e < n; e++) to[e] = e;
+    return new PairCounts(from, to, mass.clone());
+  }
+
+  /** Transitions from a previous layer: expert {@code e} here gets {@code tokens} from each of {@code partners} experts there. */
+  static PairCounts spread(int experts, int e, int partners, long tokens, PairCounts others) {
+    int n = partners + (others == null ? 0 : others.size());
+    int[] from = new int[n], to = new int[n];
+    long[] c = new long[n];
+    for (int i = 0; i < partners; i++) {
+      from[i] = i;
+      to[i] = e;
+      c[i] = tokens;
+    }
+    for (int i = partners; i < n; i++) {
+      from[i] = others.from()[i - partners];
+      to[i] = others.to()[i - partners];
+      c[i] = others.count()[i - partners];
+    }
+    return new PairCounts(from, to, c);
+  }
+
+  static int[] counts(int[] row, int experts) {
+    int[] c = new int[experts];
+    for (int e : row) c[e]++;
+    return c;
+  }
+
+  static double maxLoad(int[] row, int gpus, double[] load) {
+    double m = 0;
+    for (double v : PlanMetrics.gpuLoads(row, gpus, load)) m = Math.max(m, v);
+    return m;
+  }
+
+  @Test
+  void aLoosePackingGivesTheExpertWithTheWidestPartnersOneCopyPerGpu() {
+    // 16 equally loaded experts, 8 GPUs on 4 nodes, 40 slots (5 per GPU). The warm row fills EPLB's
+    // counts (3 copies for experts 0-7, 2 for 8-15) in order, so its GPUs carry 1.67 to 2.5: loose.
+    // Expert 5 gets 25 tokens from each of 40 experts of the previous layer: copy k gathers partners
+    // 5k-4..5k on its GPU (125 tokens x GPU weight 1, up to 8 copies) and each copy up to one per
+    // node a quarter of the 35 beyond the first 5 (x node weight 2: 437.5). The others have one
+    // partner, so a copy of theirs is worth nothing: expert 5 gets one copy per GPU, and the rest
+    // go to balance.
+    int e = 16, g = 8, p = 40;
+    int[] warm = new int[p];
+    int k = 0;
+    for (int x = 0; x < e; x++) for (int r = 0; r < (x < 8 ? 3 : 2); r++) warm[k++] = x;
+    double[] load = new double[e];
+    java.util.Arrays.fill(load, 1);
+    long[] single = new long[e];
+    java.util.Arrays.fill(single, 10);
+    single[5] = 0;
+    PairCounts prev = spread(e, 5, 40, 25, into(single));
+    int[] row = LocalityReplicas.row(new double[][] {load}, warm, new PairCounts[] {prev, null}, new boolean[] {true, false},
+        g, 4, GPU_W, NODE_W);
+    assertNotNull(row);
+    int[] c = counts(row, e);
+    assertEquals(g, c[5], "copies of the expert with the widest partners");
+    // the 17 copies worth nothing go by load per copy: every other expert gets a second, the first two a third
+    for (int x = 0; x < e; x++) assertEquals(x == 5 ? g : x < 2 ? 3 : 2, c[x], "copies of expert " + x);
+    assertTrue(maxLoad(row, g, load) <= (1 - LocalityReplicas.ROOM) * maxLoad(warm, g, load) + 1e-9);
+    // the same counts with one partner each are worth nothing more than the warm start's
+    assertNull(LocalityReplicas.row(new double[][] {load}, warm, new PairCounts[] {into(single), null},
+        new boolean[] {true, false}, g, 4, GPU_W, NODE_W));
+  }
+
+  @Test
+  void aTightPackingKeepsTheWarmCounts() {
+    // equal loads, 3 copies for experts 0-7 and 2 for 8-15, packed 3 thirds + 2 halves per GPU:
+    // every GPU carries exactly the mean, so no packing leaves 2% of it free, however much a copy
+    // of expert 5 is worth
+    int e = 16, g = 8, p = 40;
+    int[] warm = new int[p];
+    int[] thirds = new int[24], halves = new int[16];
+    for (int i = 0; i < 24; i++) thirds[i] = i % 8;
+    for (int i = 0; i < 16; i++) halves[i] = 8 + i % 8;
+    for (int gpu = 0; gpu < g; gpu++) {
+      for (int j = 0; j < 3; j++) warm[gpu * 5 + j] = thirds[gpu * 3 + j];
+      for (int j = 0; j < 2; j++) warm[gpu * 5 + 3 + j] = halves[gpu * 2 + j];
+    }
+    double[] load = new double[e];
+    java.util.Arrays.fill(load, 1);
+    for (double v : PlanMetrics.gpuLoads(warm, g, load)) assertEquals(2.0, v, 1e-12);
+    long[] single = new long[e];
+    java.util.Arrays.fill(single, 10);
+    PairCounts prev = spread(e, 5, 40, 25, into(single));
+    assertNull(LocalityReplicas.row(new double[][] {load}, warm, new PairCounts[] {prev, null}, new boolean[] {true, false},
+        g, 4, GPU_W, NODE_W));
+    // one node and no GPU weight: a copy is worth nothing, however loose the packing
+    int[] loose = new int[p];
+    int k = 0;
+    for (int x = 0; x < e; x++) for (int r = 0; r < (x < 8 ? 3 : 2); r++) loose[k++] = x;
+    assertNull(LocalityReplicas.row(new double[][] {load}, loose, new PairCounts[] {prev, null}, new boolean[] {true, false},
+        g, 1, 0, NODE_W));
+  }
+
+  @Test
+  void randomLayersKeepEveryWorkloadsMaxLoadAndEveryExpert() {
+    long seed0 = System.nanoTime();
+    int changed = 0;
+    for (int trial = 0; trial < 300; trial++) {
+      SplittableRandom rnd = new SplittableRandom(seed0 + trial);
+      String ctx = "seed " + (seed0 + trial);
+      int nodes = 1 + rnd.nextInt(4), g = nodes * (1 + rnd.nextInt(4)), e = 2 + rnd.nextInt(40);
+      int p = g * Math.max(1, (e + g - 1) / g + rnd.nextInt(3));
+      int w = 1 + rnd.nextInt(3);
+      double[][] loads = new double[w][e];
+      for (double[] l : loads) {
+        double skew = rnd.nextDouble() * 1.5;
+        for (int x = 0; x < e; x++) l[x] = rnd.nextInt(5) == 0 ? 0 : Math.pow(1 + rnd.nextInt(e), -skew) * 1000;
+      }
+      // a random warm row: every expert once, the rest random, slots shuffled (loose or tight by chance)
+      int[] warm = new int[p];
+      for (int i = 0; i < p; i++) warm[i] = i < e ? i : rnd.nextInt(e);
+      for (int i = p - 1; i > 0; i--) {
+        int j = rnd.nextInt(i + 1), t = warm[i];
+        warm[i] = warm[j];
+        warm[j] = t;
+      }
+      PairCounts prev = randomPairs(rnd, e), next = rnd.nextBoolean() ? randomPairs(rnd, e) : null;
+      int[] row = LocalityReplicas.row(loads, warm, new PairCounts[] {prev, next}, new boolean[] {true, false}, g, nodes, GPU_W,
+          NODE_W);
+      if (row == null) continue;
+      changed++;
+      assertEquals(p, row.length, ctx);
+      int[] c = counts(row, e);
+      for (int x = 0; x < e; x++) assertTrue(c[x] >= 1 && c[x] <= g, ctx + ": expert " + x + " has " + c[x] + " copies");
+      for (double[] l : loads) {
+        assertTrue(maxLoad(row, g, l) <= maxLoad(warm, g, l) * (1 - LocalityReplicas.ROOM) + 1e-9,
+            ctx + ": max GPU load " + maxLoad(row, g, l) + " leaves less than the room asked of the warm row's " + maxLoad(warm, g, l));
+      }
+    }
+    assertTrue(changed > 10, "only " + changed + " of 300 random layers changed counts, seeds from " + seed0);
+  }
+
+  /** Random transitions between two layers of {@code e} experts: a third of the pairs, heavy-tailed counts. */
+  private static PairCounts randomPairs(SplittableRandom rnd, int e) {
+    int n = 0;
+    int[] from = new int[e * e], to = new int[e * e];
+    long[] c = new long[e * e];
+    for (int a = 0; a < e; a++) {
+      for (int b = 0; b < e; b++) {
+        if (rnd.nextInt(3) != 0) continue;
+        from[n] = a;
+        to[n] = b;
+        c[n++] = (long) Math.pow(1 + rnd.nextInt(1000), 1.5);
+      }
+    }
+    return new PairCounts(java.util.Arrays.copyOf(from, n), java.util.Arrays.copyOf(to, n), java.util.Arrays.copyOf(c, n));
+  }
+
+  @Test
+  void thePlannerMovesReplicasOnlyWhereBalanceAllows() {
+    CpSatPlanner.loadNatives();
+    long seed0 = System.nanoTime();
+    int moved = 0;
+    for (int trial = 0; trial < 2; trial++) {
+      long seed = seed0 + trial;
+      String ctx = "seed " + seed;
+      int[][][] tr = TraceBuilder.synthetic(seed, 800, 4, 16, 2, 4, 0.7, 0.5);
+      PlacementProblem p = TraceBuilder.problem(List.<int[][][]>of(tr), 4, 16, 8, 4, 40, true);
+      // EPLB's counts filled in expert order: loose, as hierarchical EPLB's packings are
+      int[][] rows = new int[4][40];
+      for (int l = 0; l < 4; l++) {
+        int[] cnt = ReplicaGreedy.replicaCounts(new double[][] {p.loads()[0][l]}, 16, 40);
+        int k = 0;
+        for (int x = 0; x < 16; x++) for (int r = 0; r < cnt[x]; r++) rows[l][k++] = x;
+      }
+      Placement warm = new Placement(16, 8, rows);
+      for (boolean on : new boolean[] {true, false}) {
+        PlanReport r = CpSatPlanner.plan(p, warm, CpSatPlannerTest.opts(1.0, null), CpSatTuning.defaults().withLocalityReplicas(on));
+        CpSatPlannerTest.assertValid(p, r.placement());
+        assertTrue(CpSatPlannerTest.cost(p, r.placement()) <= CpSatPlannerTest.cost(p, warm), ctx);
+        for (int l = 0; l < 4; l++) {
+          double ours = PlanMetrics.balancedness(r.placement().phy2log()[l], 8, p.loads()[0][l]);
+          double theirs = PlanMetrics.balancedness(rows[l], 8, p.loads()[0][l]);
+          assertTrue(ours >= theirs / (1 + CpSatTuning.defaults().balanceSlack()) - 1e-4, ctx + " layer " + l);
+          boolean same = java.util.Arrays.equals(counts(r.placement().phy2log()[l], 16), counts(rows[l], 16));
+          if (!on) assertTrue(same, ctx + " layer " + l + ": counts changed with locality replicas off");
+          else if (!same) moved++;
+        }
+      }
+    }
+    assertTrue(moved > 0, "no layer got locality replica counts, seeds from " + seed0);
+  }
+}
