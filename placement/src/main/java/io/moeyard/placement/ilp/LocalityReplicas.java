@@ -42,11 +42,20 @@ final class LocalityReplicas {
    * that merely fit under the cap took the room the swap search needs: on ESFT (global EPLB, packed
    * within 1-3% of the mean) they fitted on 16-17 of 26 layers and moved cross-GPU transitions from
    * -21.0% to -19.4% of EPLB's on law and from -24.6% to -19.9% on translation, at a higher planner
-   * cost on translation. With 2% they apply on 0-2 ESFT layers and on 36 of the 58 layers of the
-   * DeepSeek-V3-shaped trace (hierarchical EPLB, 8.6% above the mean), where they cut cross-node
-   * transitions from 44.4% to 43.0%.
+   * cost on translation. With 2% (and {@link #MIN_GAIN}) they apply on 2 of 26 layers of one ESFT
+   * task and on 35 of the 58 layers of the ESFT-like DeepSeek-V3-shaped trace (hierarchical EPLB,
+   * 8.6% above the mean), where they cut cross-node transitions from 44.4% to 43.0-43.1%.
    */
   static final double ROOM = 0.02;
+
+  /**
+   * How much more than the warm start's counts the new ones must be worth. The worth is an
+   * optimistic estimate (every expert's partners gather around its copies), off by a few percent
+   * either way. On the DeepSeek-V3-shaped traces (60 s, cost = cross-GPU + 2 x cross-node) the
+   * estimated gain was 2.5-15% per layer at affinity 0.65, and the plans gained 1.5-2.5%; at 0.8 it
+   * was 0.4-2% and the plans moved -0.6%; at 0.9, 0.1-0.9% and they lost 1.5-2% (two seeds each).
+   */
+  static final double MIN_GAIN = 1.05;
 
   /** Fractions of the warm start's max GPU load one copy may carry, most freedom first. */
   private static final double[] TAU = {1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1};
@@ -86,7 +95,7 @@ final class LocalityReplicas {
       }
       if (used > slots) continue;
       worth.spend(cnt, slots - used, unit);
-      if (worth.of(cnt) <= warmWorth) return null;
+      if (worth.of(cnt) < MIN_GAIN * warmWorth || worth.of(cnt) <= warmWorth) return null;
       int[] row = ReplicaGreedy.pack(unit, cnt, gpus, slots);
       if (fits(row, unit, gpus, 1 - ROOM)) return row;
     }

@@ -26,6 +26,15 @@
  * <ol>
  *   <li>Replica counts per layer come from the warm start (EPLB: most load per replica first), or,
  *       with several workloads, from the same rule on the worst load normalised per workload.
+ *       Where the warm start's packing is loose (hierarchical EPLB on flat loads), counts chosen
+ *       for locality take their place ({@link io.moeyard.placement.ilp.LocalityReplicas}): copies
+ *       go where the trace says they keep the most transitions local (a second copy beside an
+ *       expert's next block of partners; copies on other nodes for experts whose partners spread
+ *       wide), provided the packing of those counts leaves 2% of the warm start's max GPU load free
+ *       and they are estimated to be worth 5% more. With the nearest-replica rule only. On the ESFT
+ *       traces (global EPLB, tight) they apply on 2 of 26 layers of one task; on the ESFT-like
+ *       DeepSeek-V3-shaped trace (affinity 0.65, hierarchical EPLB) on 35 of 58, where cross-node
+ *       transitions fell from 44.4% to 43.0-43.1% of EPLB's 87.5%.
  *   <li><b>Relabel</b>: the warm start's layer has its whole GPU contents permuted (a G x G linear
  *       assignment, solved exactly by the Hungarian algorithm) to maximise the local weight with the
  *       previous layer. Loads do not change, so this is free balance-wise.

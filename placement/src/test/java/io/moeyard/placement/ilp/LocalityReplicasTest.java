@@ -146,6 +146,9 @@ class LocalityReplicasTest {
       changed++;
       assertEquals(p, row.length, ctx);
       int[] c = counts(row, e);
+      var worth = new LocalityReplicas.Worth(e, new PairCounts[] {prev, next}, new boolean[] {true, false}, p / g, g, nodes, GPU_W, NODE_W);
+      assertTrue(worth.of(c) >= LocalityReplicas.MIN_GAIN * worth.of(counts(warm, e)),
+          ctx + ": worth " + worth.of(c) + " against the warm row's " + worth.of(counts(warm, e)));
       for (int x = 0; x < e; x++) assertTrue(c[x] >= 1 && c[x] <= g, ctx + ": expert " + x + " has " + c[x] + " copies");
       for (double[] l : loads) {
         assertTrue(maxLoad(row, g, l) <= maxLoad(warm, g, l) * (1 - LocalityReplicas.ROOM) + 1e-9,
@@ -173,31 +176,34 @@ class LocalityReplicasTest {
 
   @Test
   void thePlannerMovesReplicasOnlyWhereBalanceAllows() {
+    // a small version of the DeepSeek-V3-shaped case: 64 experts top-6, tokens tied to one of 16
+    // topics with probability 0.65, flat popularity, 16 GPUs on 8 nodes, 80 slots; the warm start
+    // fills EPLB's counts in expert order, loose as hierarchical EPLB's packings are
     CpSatPlanner.loadNatives();
     long seed0 = System.nanoTime();
     int moved = 0;
+    int e = 64, g = 16, n = 8, p = 80, layers = 4;
     for (int trial = 0; trial < 2; trial++) {
       long seed = seed0 + trial;
       String ctx = "seed " + seed;
-      int[][][] tr = TraceBuilder.synthetic(seed, 800, 4, 16, 2, 4, 0.7, 0.5);
-      PlacementProblem p = TraceBuilder.problem(List.<int[][][]>of(tr), 4, 16, 8, 4, 40, true);
-      // EPLB's counts filled in expert order: loose, as hierarchical EPLB's packings are
-      int[][] rows = new int[4][40];
-      for (int l = 0; l < 4; l++) {
-        int[] cnt = ReplicaGreedy.replicaCounts(new double[][] {p.loads()[0][l]}, 16, 40);
+      int[][][] tr = TraceBuilder.synthetic(seed, 1500, layers, e, 6, 16, 0.65, 0.4);
+      PlacementProblem prob = TraceBuilder.problem(List.<int[][][]>of(tr), layers, e, g, n, p, true);
+      int[][] rows = new int[layers][p];
+      for (int l = 0; l < layers; l++) {
+        int[] cnt = ReplicaGreedy.replicaCounts(new double[][] {prob.loads()[0][l]}, e, p);
         int k = 0;
-        for (int x = 0; x < 16; x++) for (int r = 0; r < cnt[x]; r++) rows[l][k++] = x;
+        for (int x = 0; x < e; x++) for (int r = 0; r < cnt[x]; r++) rows[l][k++] = x;
       }
-      Placement warm = new Placement(16, 8, rows);
+      Placement warm = new Placement(e, g, rows);
       for (boolean on : new boolean[] {true, false}) {
-        PlanReport r = CpSatPlanner.plan(p, warm, CpSatPlannerTest.opts(1.0, null), CpSatTuning.defaults().withLocalityReplicas(on));
-        CpSatPlannerTest.assertValid(p, r.placement());
-        assertTrue(CpSatPlannerTest.cost(p, r.placement()) <= CpSatPlannerTest.cost(p, warm), ctx);
-        for (int l = 0; l < 4; l++) {
-          double ours = PlanMetrics.balancedness(r.placement().phy2log()[l], 8, p.loads()[0][l]);
-          double theirs = PlanMetrics.balancedness(rows[l], 8, p.loads()[0][l]);
+        PlanReport r = CpSatPlanner.plan(prob, warm, CpSatPlannerTest.opts(1.0, null), CpSatTuning.defaults().withLocalityReplicas(on));
+        CpSatPlannerTest.assertValid(prob, r.placement());
+        assertTrue(CpSatPlannerTest.cost(prob, r.placement()) <= CpSatPlannerTest.cost(prob, warm), ctx);
+        for (int l = 0; l < layers; l++) {
+          double ours = PlanMetrics.balancedness(r.placement().phy2log()[l], g, prob.loads()[0][l]);
+          double theirs = PlanMetrics.balancedness(rows[l], g, prob.loads()[0][l]);
           assertTrue(ours >= theirs / (1 + CpSatTuning.defaults().balanceSlack()) - 1e-4, ctx + " layer " + l);
-          boolean same = java.util.Arrays.equals(counts(r.placement().phy2log()[l], 16), counts(rows[l], 16));
+          boolean same = java.util.Arrays.equals(counts(r.placement().phy2log()[l], e), counts(rows[l], e));
           if (!on) assertTrue(same, ctx + " layer " + l + ": counts changed with locality replicas off");
           else if (!same) moved++;
         }
