@@ -88,7 +88,7 @@ public final class CpSatPlanner {
       for (int[] r : alt) if (r != null) fit++;
       options.progress().accept("ilp: replica counts chosen for locality on " + fit + "/" + problem.layers() + " layers");
     }
-    return planOnce(problem, warmStart, options, tuning, perWorkloadCaps, alt);
+    return planWithCounts(problem, warmStart, options, tuning, perWorkloadCaps, alt);
   }
 
   /** Per layer, a row with replica counts chosen for locality where one fits the cap; null when none does or the mode has no use for it. */
@@ -113,7 +113,8 @@ public final class CpSatPlanner {
     return any ? alt : null;
   }
 
-  private static PlanReport planOnce(PlacementProblem problem, Placement warmStart, CpSatOptions options, CpSatTuning tuning,
+  /** The planner proper; {@code altBase} (may be null, as may its rows) replaces the warm start's row, and its replica counts, as a layer's starting point. */
+  private static PlanReport planWithCounts(PlacementProblem problem, Placement warmStart, CpSatOptions options, CpSatTuning tuning,
       boolean perWorkloadCaps, int[][] altBase) {
     long t0 = System.nanoTime();
     if (options == null) options = CpSatOptions.defaults();

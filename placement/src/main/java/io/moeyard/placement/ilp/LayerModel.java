@@ -170,7 +170,6 @@ final class LayerModel {
     return n;
   }
 
-  /** Worst over workloads and GPUs of the scaled GPU load (MEAN = perfect balance). */
   /**
    * {@link #maxScaledLoad} of a row whose replica counts may differ from the model's (the warm
    * start's row, when the model's counts were chosen for locality), with the same rounding.
@@ -187,6 +186,7 @@ final class LayerModel {
     return max;
   }
 
+  /** Worst over workloads and GPUs of the scaled GPU load (MEAN = perfect balance). */
   long maxScaledLoad(int[] row) {
     long max = 0;
     for (long[] qw : q) {
