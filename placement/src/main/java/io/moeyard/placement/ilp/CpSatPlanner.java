@@ -82,13 +82,22 @@ public final class CpSatPlanner {
       boolean perWorkloadCaps) {
     if (options == null) options = CpSatOptions.defaults();
     if (tuning == null) tuning = CpSatTuning.defaults();
+    if (!(options.timeLimitSeconds() > 0)) return planWithCounts(problem, warmStart, options, tuning, perWorkloadCaps, null);
+    long t0 = System.nanoTime();
     int[][] alt = localityRows(problem, warmStart, tuning, perWorkloadCaps);
-    if (alt != null && options.progress() != null) {
-      int fit = 0;
-      for (int[] r : alt) if (r != null) fit++;
-      options.progress().accept("ilp: replica counts chosen for locality on " + fit + "/" + problem.layers() + " layers");
+    if (alt == null) return planWithCounts(problem, warmStart, options, tuning, perWorkloadCaps, null);
+    int fit = 0;
+    for (int[] r : alt) if (r != null) fit++;
+    double used = (System.nanoTime() - t0) / 1e9;
+    if (options.progress() != null) {
+      options.progress().accept(String.format(Locale.ROOT, "ilp: replica counts chosen for locality on %d/%d layers (%.2fs)", fit,
+          problem.layers(), used));
     }
-    return planWithCounts(problem, warmStart, options, tuning, perWorkloadCaps, alt);
+    // the time limit is total: choosing the counts comes out of it
+    CpSatOptions rest = new CpSatOptions(Math.max(options.timeLimitSeconds() - used, 0.01), options.workers(), options.seed(),
+        options.progress());
+    PlanReport r = planWithCounts(problem, warmStart, rest, tuning, perWorkloadCaps, alt);
+    return new PlanReport(r.placement(), r.objective(), r.bound(), r.status(), r.seconds() + used);
   }
 
   /** Per layer, a row with replica counts chosen for locality where one fits the cap; null when none does or the mode has no use for it. */
