@@ -22,7 +22,8 @@ class RoutingOutTest {
     long seed = System.nanoTime();
     SplittableRandom rnd = new SplittableRandom(seed);
     for (int trial = 0; trial < 6; trial++) {
-      int ranks = 1 + rnd.nextInt(8), tokens = rnd.nextInt(40), topk = 1 + rnd.nextInt(8);
+      // zero tokens only for generated routing: a trace (odd trials) holds at least one token
+      int ranks = 1 + rnd.nextInt(8), tokens = trial % 2 == 0 ? rnd.nextInt(40) : 1 + rnd.nextInt(39), topk = 1 + rnd.nextInt(8);
       int experts = ranks * (topk + rnd.nextInt(4));
       BenchConfig c;
       if (trial % 2 == 0) {
