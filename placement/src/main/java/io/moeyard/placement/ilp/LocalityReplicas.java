@@ -53,7 +53,7 @@ final class LocalityReplicas {
    * optimistic estimate (every expert's partners gather around its copies), off by a few percent
    * either way. On the DeepSeek-V3-shaped traces (60 s, cost = cross-GPU + 2 x cross-node) the
    * estimated gain was 2.5-15% per layer at affinity 0.65, and the plans gained 1.5-2.5%; at 0.8 it
-   * was 0.4-2% and the plans moved -0.6%; at 0.9, 0.1-0.9% and they lost 1.5-2% (two seeds each).
+   * was 0.4-2% and the plans moved 0 to -0.6%; at 0.9, 0.1-0.9% and they lost 1.5-2% (two seeds).
    */
   static final double MIN_GAIN = 1.05;
 
