@@ -95,7 +95,8 @@ final class LocalityReplicas {
       }
       if (used > slots) continue;
       worth.spend(cnt, slots - used, unit);
-      if (worth.of(cnt) < MIN_GAIN * warmWorth || worth.of(cnt) <= warmWorth) return null;
+      double w = worth.of(cnt);
+      if (w <= warmWorth || w < MIN_GAIN * warmWorth) return null; // <=: a warm start worth 0 is not beaten by 0
       int[] row = ReplicaGreedy.pack(unit, cnt, gpus, slots);
       if (fits(row, unit, gpus, 1 - ROOM)) return row;
     }
