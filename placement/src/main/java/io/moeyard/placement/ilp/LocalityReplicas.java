@@ -179,7 +179,7 @@ final class LocalityReplicas {
       double[] next = new double[experts];
       double[] load = new double[experts];
       for (double[] u : unit) for (int e = 0; e < experts; e++) load[e] = Math.max(load[e], u[e]);
-      for (int e = 0; e < experts; e++) next[e] = copy(e, cnt[e] + 1);
+      for (int e = 0; e < experts; e++) next[e] = cnt[e] < gpus ? copy(e, cnt[e] + 1) : Double.NEGATIVE_INFINITY;
       PriorityQueue<Integer> pq = new PriorityQueue<>(Comparator.<Integer>comparingDouble(e -> -next[e])
           .thenComparingDouble(e -> -load[e] / cnt[e]).thenComparingInt(e -> e));
       for (int e = 0; e < experts; e++) pq.add(e);
