@@ -31,8 +31,9 @@ import java.util.PriorityQueue;
  * one copy carries at most a fraction tau of the warm start's max GPU load (for every workload),
  * the rest go by worth, and the result is packed heaviest first ({@link ReplicaGreedy#pack}). The
  * largest tau whose packing leaves {@link #ROOM} of the warm start's max GPU load free, for every
- * workload, wins, if its counts are worth more than the warm start's; otherwise (tight packings, as
- * EPLB's on real traces often are) the warm start's counts stay.
+ * workload, wins, if its counts are worth at least {@link #MIN_GAIN} times the warm start's;
+ * otherwise (tight packings, as EPLB's on real traces often are, or small estimated gains) the
+ * warm start's counts stay.
  */
 final class LocalityReplicas {
   private LocalityReplicas() {}
