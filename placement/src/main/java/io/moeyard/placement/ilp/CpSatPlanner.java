@@ -411,7 +411,8 @@ public final class CpSatPlanner {
     return total;
   }
 
-  private static int[] countsOf(int[] row, int experts) {
+  /** Replicas per expert in a layer row. */
+  static int[] countsOf(int[] row, int experts) {
     int[] c = new int[experts];
     for (int e : row) c[e]++;
     return c;

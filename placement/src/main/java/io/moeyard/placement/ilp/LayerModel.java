@@ -175,8 +175,7 @@ final class LayerModel {
    * start's row, when the model's counts were chosen for locality), with the same rounding.
    */
   long maxScaledLoadOwnCounts(int[] row) {
-    int[] c = new int[experts];
-    for (int e : row) c[e]++;
+    int[] c = CpSatPlanner.countsOf(row, experts);
     long max = 0;
     for (int w = 0; w < loadsW.length; w++) {
       long[] g = new long[gpus];

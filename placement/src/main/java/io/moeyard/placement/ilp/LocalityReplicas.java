@@ -74,9 +74,7 @@ final class LocalityReplicas {
       long gpuWeight, long nodeWeight) {
     int experts = loads[0].length, slots = warmRow.length;
     Worth worth = new Worth(experts, neighbours, into, slots / gpus, gpus, nodes, gpuWeight, nodeWeight);
-    int[] warmCnt = new int[experts];
-    for (int e : warmRow) warmCnt[e]++;
-    double warmWorth = worth.of(warmCnt);
+    double warmWorth = worth.of(CpSatPlanner.countsOf(warmRow, experts));
 
     // loads in units of the warm start's max GPU load, per workload: the packing must stay <= 1 - ROOM
     double[][] unit = new double[loads.length][experts];

@@ -26,7 +26,7 @@ class LocalityReplicasTest {
   }
 
   /** Transitions from a previous layer: expert {@code e} here gets {@code tokens} from each of {@code partners} experts there. */
-  static PairCounts spread(int experts, int e, int partners, long tokens, PairCounts others) {
+  static PairCounts spread(int e, int partners, long tokens, PairCounts others) {
     int n = partners + (others == null ? 0 : others.size());
     int[] from = new int[n], to = new int[n];
     long[] c = new long[n];
@@ -41,12 +41,6 @@ class LocalityReplicasTest {
       c[i] = others.count()[i - partners];
     }
     return new PairCounts(from, to, c);
-  }
-
-  static int[] counts(int[] row, int experts) {
-    int[] c = new int[experts];
-    for (int e : row) c[e]++;
-    return c;
   }
 
   static double maxLoad(int[] row, int gpus, double[] load) {
@@ -73,11 +67,11 @@ class LocalityReplicasTest {
     long[] single = new long[e];
     java.util.Arrays.fill(single, 10);
     single[5] = 0;
-    PairCounts prev = spread(e, 5, 40, 25, into(single));
+    PairCounts prev = spread(5, 40, 25, into(single));
     int[] row = LocalityReplicas.row(new double[][] {load}, warm, new PairCounts[] {prev, null}, new boolean[] {true, false},
         g, 4, GPU_W, NODE_W);
     assertNotNull(row);
-    int[] c = counts(row, e);
+    int[] c = CpSatPlanner.countsOf(row, e);
     assertEquals(g, c[5], "copies of the expert with the widest partners");
     // the 17 copies worth nothing go by load per copy: every other expert gets a second, the first two a third
     for (int x = 0; x < e; x++) assertEquals(x == 5 ? g : x < 2 ? 3 : 2, c[x], "copies of expert " + x);
@@ -106,7 +100,7 @@ class LocalityReplicasTest {
     for (double v : PlanMetrics.gpuLoads(warm, g, load)) assertEquals(2.0, v, 1e-12);
     long[] single = new long[e];
     java.util.Arrays.fill(single, 10);
-    PairCounts prev = spread(e, 5, 40, 25, into(single));
+    PairCounts prev = spread(5, 40, 25, into(single));
     assertNull(LocalityReplicas.row(new double[][] {load}, warm, new PairCounts[] {prev, null}, new boolean[] {true, false},
         g, 4, GPU_W, NODE_W));
     // one node and no GPU weight: a copy is worth nothing, however loose the packing
@@ -124,11 +118,11 @@ class LocalityReplicasTest {
     // goes by load per copy, where expert 0 leads but already has one copy per GPU: expert 2 gets it.
     int[] warm = {0, 1, 2, 0, 2, 2};
     double[] load = {10, 1, 1};
-    PairCounts prev = spread(3, 1, 10, 10, null);
+    PairCounts prev = spread(1, 10, 10, null);
     int[] row = LocalityReplicas.row(new double[][] {load}, warm, new PairCounts[] {prev, null}, new boolean[] {true, false}, 2,
         1, GPU_W, NODE_W);
     assertNotNull(row);
-    assertArrayEquals(new int[] {2, 2, 2}, counts(row, 3));
+    assertArrayEquals(new int[] {2, 2, 2}, CpSatPlanner.countsOf(row, 3));
   }
 
   @Test
@@ -160,10 +154,10 @@ class LocalityReplicasTest {
       if (row == null) continue;
       changed++;
       assertEquals(p, row.length, ctx);
-      int[] c = counts(row, e);
+      int[] c = CpSatPlanner.countsOf(row, e);
       var worth = new LocalityReplicas.Worth(e, new PairCounts[] {prev, next}, new boolean[] {true, false}, p / g, g, nodes, GPU_W, NODE_W);
-      assertTrue(worth.of(c) >= LocalityReplicas.MIN_GAIN * worth.of(counts(warm, e)),
-          ctx + ": worth " + worth.of(c) + " against the warm row's " + worth.of(counts(warm, e)));
+      assertTrue(worth.of(c) >= LocalityReplicas.MIN_GAIN * worth.of(CpSatPlanner.countsOf(warm, e)),
+          ctx + ": worth " + worth.of(c) + " against the warm row's " + worth.of(CpSatPlanner.countsOf(warm, e)));
       for (int x = 0; x < e; x++) assertTrue(c[x] >= 1 && c[x] <= g, ctx + ": expert " + x + " has " + c[x] + " copies");
       for (double[] l : loads) {
         assertTrue(maxLoad(row, g, l) <= maxLoad(warm, g, l) * (1 - LocalityReplicas.ROOM) + 1e-9,
@@ -218,7 +212,7 @@ class LocalityReplicasTest {
           double ours = PlanMetrics.balancedness(r.placement().phy2log()[l], g, prob.loads()[0][l]);
           double theirs = PlanMetrics.balancedness(rows[l], g, prob.loads()[0][l]);
           assertTrue(ours >= theirs / (1 + CpSatTuning.defaults().balanceSlack()) - 1e-4, ctx + " layer " + l);
-          boolean same = java.util.Arrays.equals(counts(r.placement().phy2log()[l], e), counts(rows[l], e));
+          boolean same = java.util.Arrays.equals(CpSatPlanner.countsOf(r.placement().phy2log()[l], e), CpSatPlanner.countsOf(rows[l], e));
           if (!on) assertTrue(same, ctx + " layer " + l + ": counts changed with locality replicas off");
           else if (!same) moved++;
         }
