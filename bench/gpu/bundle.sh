@@ -20,8 +20,15 @@ done
 [ -n "$shared" ] || { echo "bundle: cannot find device/make-jre.sh (set MOEYARD_SHARED to the shared folder)" >&2; exit 2; }
 
 echo "bundle: building (./mvnw -q -DskipTests package ${MVN_FLAGS--o})..."
+# The JUnit jars the native module's tests need are copied in the same reactor build: a separate
+# "-pl native dependency:copy-dependencies" cannot resolve the sibling modules unless they were
+# installed into the local repository.
+testlib=$root/target/gpu-test-lib
+rm -rf "$testlib"
 # shellcheck disable=SC2086
-./mvnw -B -q ${MVN_FLAGS--o} -DskipTests package
+./mvnw -B -q ${MVN_FLAGS--o} -DskipTests package dependency:copy-dependencies -DincludeScope=test \
+  -DincludeGroupIds=org.junit.jupiter,org.junit.platform,org.opentest4j,org.apiguardian,org.jspecify \
+  -DoutputDirectory="$testlib"
 
 jar=bench/target/moeyard-bench.jar
 [ -f "$jar" ] || { echo "bundle: $jar missing after the build" >&2; exit 1; }
@@ -47,10 +54,7 @@ done
 mkdir -p .gpu/native-test/lib
 cp -r native/target/classes .gpu/native-test/classes
 cp -r native/target/test-classes .gpu/native-test/test-classes
-# shellcheck disable=SC2086
-./mvnw -B -q ${MVN_FLAGS--o} -pl native dependency:copy-dependencies -DincludeScope=test \
-  -DincludeGroupIds=org.junit.jupiter,org.junit.platform,org.opentest4j,org.apiguardian,org.jspecify \
-  -DoutputDirectory="$root/.gpu/native-test/lib"
+cp "$testlib"/*.jar .gpu/native-test/lib/
 git rev-parse HEAD > .gpu/commit 2>/dev/null || true
 git status --porcelain --untracked-files=no | grep -q . && echo dirty >> .gpu/commit || true
 

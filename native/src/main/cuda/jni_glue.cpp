@@ -270,6 +270,10 @@ JNI_FN(void, copyDeviceToDeviceAsync)(JNIEnv* env, jclass, jlong dst, jlong src,
           "cudaMemcpyAsync(DtoD)");
 }
 
+JNI_FN(void, hold)(JNIEnv* env, jclass, jlong ns, jlong st) {
+  check(env, moeyard::launch_hold(ns, stream(st)), "hold kernel");
+}
+
 // Host <-> device copies of Java arrays (synchronous; elements, not bytes).
 #define COPY_FNS(JT, JARR, NAME)                                                                    \
   JNI_FN(void, NAME##ToDevice)(JNIEnv* env, jclass, JARR src, jint off, jint len, jlong dst) {      \

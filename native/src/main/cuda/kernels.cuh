@@ -9,6 +9,10 @@
 
 namespace moeyard {
 
+// ---- clock.cu: one thread that spins for ns nanoseconds (puts a timed call's start event
+// behind the host's enqueue of that call)
+cudaError_t launch_hold(long long ns, cudaStream_t st);
+
 // ---- layout.cu (per source rank, like DeepEP's get_dispatch_layout) ----
 cudaError_t launch_map_slots(const int* topkIdx, int T, int K, const int* expertOffsets,
                              const int* expertSlots, int E, int S, int localRanks, int rank,

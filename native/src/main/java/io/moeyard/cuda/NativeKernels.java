@@ -43,6 +43,9 @@ public final class NativeKernels {
 
   public static native void deviceSynchronize();
 
+  /** Enqueues one thread that spins for {@code ns} nanoseconds on {@code stream} (see clock.cu). */
+  public static native void hold(long ns, long stream);
+
   /** cudaMalloc; a zero-byte request still returns a valid pointer. */
   public static native long malloc(long bytes);
 

@@ -206,6 +206,12 @@ public final class BenchCommand implements Callable<Integer> {
     row(out, "combine fused", res.combineFused(), res.combineUnfused(), res.copyGbps());
     row(out, "combine unfused", res.combineUnfused(), null, res.copyGbps());
     out.printf(Locale.ROOT, "%-18s %12.1f %9.2f %12s %10s%n", "copy (roofline)", res.copyMedianUs(), res.copyGbps(), "", "100%");
+    if (res.dispatchBytesPerRank() > 0) {
+      double w = res.dispatchWrittenBytesPerRank() / res.dispatchBytesPerRank();
+      out.printf(Locale.ROOT, "fused dispatch writes %.2fx the counted bytes (one row per selection, %.2f MB per rank):"
+          + " by bytes written it runs at %.0f%% of the copy%n", w, res.dispatchWrittenBytesPerRank() / 1e6,
+          100 * w * res.dispatchFused().gbps() / res.copyGbps());
+    }
     out.printf(Locale.ROOT, "%nverified: %s%n", res.verified() ? "yes (" + res.verifyNote() + ")" : "NO: " + res.verifyNote());
   }
 
@@ -235,6 +241,7 @@ public final class BenchCommand implements Callable<Integer> {
     cfg.put("routing", c.routingName());
     cfg.put("dispatch_bytes_per_rank", res.dispatchBytesPerRank());
     cfg.put("combine_bytes_per_rank", res.combineBytesPerRank());
+    cfg.put("dispatch_written_bytes_per_rank", res.dispatchWrittenBytesPerRank());
     pair(root.putObject("dispatch"), res.dispatchFused(), res.dispatchUnfused());
     pair(root.putObject("combine"), res.combineFused(), res.combineUnfused());
     root.put("copy_gbps", res.copyGbps());

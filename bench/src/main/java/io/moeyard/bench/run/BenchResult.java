@@ -5,12 +5,19 @@ package io.moeyard.bench.run;
  * pair (self included), averaged over ranks; GB/s = those bytes / median time, so a path that
  * moves more (the unfused one: every selection, three copies) shows as slower, not as busier.
  */
+/*
+ * dispatchWrittenBytesPerRank: what the fused dispatch really writes on a rank, one row (and its
+ * FP8 scales) per received row, i.e. per selection rather than per token-rank pair, averaged over
+ * ranks. The copy roofline writes the counted bytes once, so a fused dispatch at the copy's speed
+ * moves written/counted times the bytes per second that "of copy" shows.
+ */
 public record BenchResult(
     BenchConfig config,
     String backend,
     String device,
     double dispatchBytesPerRank,
     double combineBytesPerRank,
+    double dispatchWrittenBytesPerRank,
     Timing dispatchFused,
     Timing dispatchUnfused,
     Timing combineFused,

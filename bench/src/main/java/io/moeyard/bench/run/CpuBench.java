@@ -59,6 +59,7 @@ public final class CpuBench {
     long[][] samples = new long[5][c.iters()];
     double[] dispatchBytes = new double[ranks];
     double[] combineBytes = new double[ranks];
+    double[] writtenBytes = new double[ranks];
     String[] problems = new String[ranks];
     try (CpuWorld world = CpuWorld.create(topo); Arena arena = Arena.ofShared()) {
       RowBuffer[] x = new RowBuffer[ranks];
@@ -71,7 +72,7 @@ public final class CpuBench {
       }
       world.run(t -> {
         rankBody(t, c, map, x[t.rank()], y, outType, new Routing(c.tokens(), c.topk(), idx[t.rank()], w[t.rank()]),
-            ref, x, samples, dispatchBytes, combineBytes, problems, progress);
+            ref, x, samples, dispatchBytes, combineBytes, writtenBytes, problems, progress);
         return null;
       });
     }
@@ -80,7 +81,7 @@ public final class CpuBench {
     double db = mean(dispatchBytes);
     double cb = mean(combineBytes);
     double copyUs = median(samples[4]) / 1e3;
-    return new BenchResult(c, "cpu", cpuName(), db, cb,
+    return new BenchResult(c, "cpu", cpuName(), db, cb, mean(writtenBytes),
         timing(samples[0], db), timing(samples[1], db), timing(samples[2], cb), timing(samples[3], cb),
         copyUs, db / (copyUs * 1e3), note == null, note == null ? "fused == unfused == reference, bit for bit" : note);
   }
@@ -88,7 +89,7 @@ public final class CpuBench {
   private static void rankBody(
       Transport t, BenchConfig c, ExpertMap map, RowBuffer x, RowBuffer[] y, DType outType, Routing routing,
       NaiveReference ref, RowBuffer[] allX, long[][] samples, double[] dispatchBytes, double[] combineBytes,
-      String[] problems, PrintStream progress) {
+      double[] writtenBytes, String[] problems, PrintStream progress) {
     int r = t.rank();
     boolean lead = r == 0;
     DispatchOptions opts = new DispatchOptions(c.chunk());
@@ -112,6 +113,7 @@ public final class CpuBench {
       int pairs = hf.receivedPairs();
       dispatchBytes[r] = (double) pairs * (x.rowBytes() + (long) x.scalesPerRow() * Float.BYTES);
       combineBytes[r] = (double) pairs * outF.rowBytes();
+      writtenBytes[r] = (double) hf.receivedRows() * (x.rowBytes() + (long) x.scalesPerRow() * Float.BYTES);
 
       if (lead) progress.printf("verified: %s; timing %d + %d warm-up iterations of each...%n",
           p == null ? "yes" : "NO (" + p + ")", c.iters(), c.warmup());

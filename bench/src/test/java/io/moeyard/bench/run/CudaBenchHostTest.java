@@ -20,11 +20,12 @@ class CudaBenchHostTest {
   void assemblesTheResultFromDeviceMillis() {
     BenchConfig c = new BenchConfig(2, 10, 128, 4, 2, DType.BF16, null, 3, 1, 128, 1);
     double[][] ms = {{3, 1, 2}, {4, 8, 6}, {0.5, 0.25, 1}, {1, 1, 1}};
-    BenchResult r = CudaBench.assemble(c, "NVIDIA H100 80GB HBM3", new int[] {10, 6}, 256, 512, ms, 0.5, null);
+    BenchResult r = CudaBench.assemble(c, "NVIDIA H100 80GB HBM3", new int[] {10, 6}, new int[] {15, 9}, 256, 512, ms, 0.5, null);
     assertEquals("cuda", r.backend());
     assertEquals("NVIDIA H100 80GB HBM3", r.device());
     assertEquals(8 * 256, r.dispatchBytesPerRank(), 0);
     assertEquals(8 * 512, r.combineBytesPerRank(), 0);
+    assertEquals(12 * 256, r.dispatchWrittenBytesPerRank(), 0);
     assertEquals(2000, r.dispatchFused().medianUs(), 1e-9);
     assertEquals(6000, r.dispatchUnfused().medianUs(), 1e-9);
     assertEquals(500, r.combineFused().medianUs(), 1e-9);
@@ -35,7 +36,7 @@ class CudaBenchHostTest {
     assertEquals(2048 / 500e3, r.copyGbps(), 1e-12);
     assertTrue(r.verified());
 
-    BenchResult bad = CudaBench.assemble(c, "x", new int[] {1, 1}, 256, 512, ms, 0.5, "rank 1 received row 3 differs");
+    BenchResult bad = CudaBench.assemble(c, "x", new int[] {1, 1}, new int[] {1, 1}, 256, 512, ms, 0.5, "rank 1 received row 3 differs");
     assertFalse(bad.verified());
     assertEquals("rank 1 received row 3 differs", bad.verifyNote());
   }
