@@ -235,6 +235,13 @@ if rows:
     print("(times: medians of CUDA events over all ranks; GB/s per rank = DeepEP bytes received per rank / time;"
           " d/copy = copy time / fused dispatch time, on DeepEP's counted bytes; d/copyW the same on the bytes the"
           " fused dispatch writes, one row per selection)")
+for j in rows:
+    u = j.get("untuned_kernels")
+    if u:
+        print("%8d tokens: untuned fused kernels %s: dispatch %.1fus (tuned %.2fx faster), combine %.1fus (tuned %.2fx faster)" % (
+            j["config"]["tokens"], "verified" if u["verified"] else "NOT VERIFIED", u["dispatch_fused_median_us"],
+            u["dispatch_fused_median_us"] / j["dispatch"]["fused"]["median_us"], u["combine_fused_median_us"],
+            u["combine_fused_median_us"] / j["combine"]["fused"]["median_us"]))
 t = load("torch-baseline.json")
 if t:
     print("torch (Megatron unfused, %d tokens): dispatch %.1fus, combine %.1fus; copy %.1f GB/s per rank" % (

@@ -21,36 +21,19 @@ combine_fused_kernel(const T* __restrict__ y, const float* __restrict__ recvW,
   const int i = warp_id_global();
   const int lane = lane_id();
   if (i >= numPairs) return;
-  int rows[cfg::kMaxTopk];
-  float ws[cfg::kMaxTopk];
-  int n = 0;
-#pragma unroll
-  for (int k = 0; k < cfg::kMaxTopk; ++k) {
-    const int r = k < K ? pairRows[(long long)i * K + k] : -1;
-    rows[k] = r;
-    ws[k] = r >= 0 ? recvW[r] : 0.0f;
-    n += r >= 0 ? 1 : 0;
+  // Lane k (< K <= 32) loads row k of the pair and its weight, all K at once; the rows are
+  // ascending and -1 padded, so the pair has n = (lanes holding a row) of them.
+  int myRow = -1;
+  float myW = 0.0f;
+  if (lane < K) {
+    myRow = pairRows[(long long)i * K + lane];
+    if (myRow >= 0) myW = recvW[myRow];
   }
+  const int n = __popc(__ballot_sync(0xffffffffu, myRow >= 0));
   T* dst = static_cast<T*>(partialPtrs[pairSrc[i]]) + (long long)pairHome[i] * H;
-  using P = Pack<T, VEC>;
-  for (int c = lane * VEC; c < H; c += cfg::kWarpSize * VEC) {
-    float acc[VEC];
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) acc[v] = 0.0f;
-#pragma unroll
-    for (int k = 0; k < cfg::kMaxTopk; ++k) {
-      if (k < n) {
-        const P in = *reinterpret_cast<const P*>(y + (long long)rows[k] * H + c);
-#pragma unroll
-        for (int v = 0; v < VEC; ++v)
-          acc[v] = combine_step(acc[v], ws[k], Conv<T>::to_float(in.v[v]));
-      }
-    }
-    P out;
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) out.v[v] = Conv<T>::from_float(acc[v]);
-    *reinterpret_cast<P*>(dst + c) = out;
-  }
+  warp_sum_rows<T, VEC, true>(
+      y, H, n, [&](int k) { return __shfl_sync(0xffffffffu, myRow, k); },
+      [&](int k) { return __shfl_sync(0xffffffffu, myW, k); }, dst, lane);
 }
 
 template <typename T, int VEC>
@@ -61,21 +44,9 @@ combine_home_kernel(const T* __restrict__ partials, const int* __restrict__ pair
   const int lane = lane_id();
   if (t >= T_) return;
   const int b = pairOffset[t], e = pairOffset[t + 1];
-  using P = Pack<T, VEC>;
-  for (int c = lane * VEC; c < H; c += cfg::kWarpSize * VEC) {
-    float acc[VEC];
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) acc[v] = 0.0f;
-    for (int q = b; q < e; ++q) {
-      const P in = *reinterpret_cast<const P*>(partials + (long long)q * H + c);
-#pragma unroll
-      for (int v = 0; v < VEC; ++v) acc[v] = add_rn(acc[v], Conv<T>::to_float(in.v[v]));
-    }
-    P o;
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) o.v[v] = Conv<T>::from_float(acc[v]);
-    *reinterpret_cast<P*>(out + (long long)t * H + c) = o;
-  }
+  warp_sum_rows<T, VEC, false>(
+      partials, H, e - b, [&](int k) { return b + k; }, [](int) { return 0.0f; },
+      out + (long long)t * H, lane);
 }
 
 template <typename T>

@@ -24,6 +24,11 @@ constexpr int kSmallThreads = 256;
 constexpr int kVecBytes = 16;
 // Vectors each lane loads before storing them (memory-level parallelism of the row copies).
 constexpr int kCopyUnroll = 4;
+// Combine: vectors per lane of each row loaded together (columns c, c + 32*VEC, ...), and rows of
+// a sum whose loads are issued before any of them is added. Both raise the loads in flight per
+// lane; neither changes the order of the sum.
+constexpr int kCombineUnroll = 4;
+constexpr int kCombineRowsAhead = 2;
 // Required alignment of every device buffer base (cudaMalloc gives 256).
 constexpr int kBufferAlignment = 256;
 

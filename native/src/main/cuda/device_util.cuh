@@ -5,6 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cstdint>
+#include <cstring>
 
 #include "arith.cuh"
 #include "config.cuh"
@@ -54,5 +55,84 @@ __device__ __forceinline__ void warp_copy_row(const V* __restrict__ src, V* cons
 
 // VEC elements of T moved as one aligned load / store.
 template <typename T, int VEC> struct alignas(sizeof(T) * VEC) Pack { T v[VEC]; };
+
+// Load of a vector that this kernel reads once: read-only path, no L1 allocation (the rows of a
+// combine are each read by one warp, once).
+template <typename P>
+__device__ __forceinline__ P load_once(const P* p) {
+  if constexpr (sizeof(P) == 16) {
+    int4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.s32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    P r;
+    memcpy(&r, &v, sizeof r);
+    return r;
+  } else {
+    return *p;
+  }
+}
+
+// One warp sums n rows of H elements of T into dst, in ascending k, in float: row k is
+// y + rowOf(k) * H; with WEIGHTED each element is combine_step(acc, wOf(k), y), else add_rn(acc, y);
+// the sum is rounded once to T. Lane l handles columns l*VEC + j*32*VEC. rowOf and wOf are called
+// by every lane of the warp together (they may shuffle). For each group of
+// kCombineUnroll such columns the loads of kCombineRowsAhead rows are issued before any of them is
+// added (the warp has few rows and many columns, so this is what keeps loads in flight); the adds
+// still run in ascending k, so the result is bit for bit that of one row at a time.
+template <typename T, int VEC, bool WEIGHTED, typename RowOf, typename WeightOf>
+__device__ __forceinline__ void warp_sum_rows(const T* __restrict__ y, int H, int n, RowOf rowOf,
+                                              WeightOf wOf, T* __restrict__ dst, int lane) {
+  using P = Pack<T, VEC>;
+  constexpr int U = cfg::kCombineUnroll;
+  constexpr int A = cfg::kCombineRowsAhead;
+  constexpr int STEP = cfg::kWarpSize * VEC;
+  // The column loop is the same for every lane (rowOf / wOf may shuffle across the warp); each
+  // lane guards its own columns.
+  for (int base = 0; base < H; base += STEP * U) {
+    const int c0 = base + lane * VEC;
+    float acc[U][VEC];
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) acc[u][v] = 0.0f;
+    for (int k0 = 0; k0 < n; k0 += A) {
+      P in[A][U];
+      float w[A];
+#pragma unroll
+      for (int a = 0; a < A; ++a) {
+        if (k0 + a < n) {
+          const T* row = y + (long long)rowOf(k0 + a) * H;
+          w[a] = WEIGHTED ? wOf(k0 + a) : 0.0f;
+#pragma unroll
+          for (int u = 0; u < U; ++u)
+            if (c0 + u * STEP < H) in[a][u] = load_once(reinterpret_cast<const P*>(row + c0 + u * STEP));
+        }
+      }
+#pragma unroll
+      for (int a = 0; a < A; ++a) {
+        if (k0 + a < n) {
+#pragma unroll
+          for (int u = 0; u < U; ++u)
+            if (c0 + u * STEP < H) {
+#pragma unroll
+              for (int v = 0; v < VEC; ++v) {
+                const float x = Conv<T>::to_float(in[a][u].v[v]);
+                acc[u][v] = WEIGHTED ? combine_step(acc[u][v], w[a], x) : add_rn(acc[u][v], x);
+              }
+            }
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (c0 + u * STEP < H) {
+        P out;
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) out.v[v] = Conv<T>::from_float(acc[u][v]);
+        *reinterpret_cast<P*>(dst + c0 + u * STEP) = out;
+      }
+  }
+}
 
 }  // namespace moeyard

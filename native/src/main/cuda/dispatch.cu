@@ -12,6 +12,12 @@ namespace moeyard {
 
 namespace {
 
+constexpr unsigned kFull = 0xffffffffu;
+
+// Every lane holds at most one selection (lane k < K: selection k) and the warp broadcasts a
+// selection's destination when it stores to it, rather than each lane keeping arrays of K
+// destinations (those cost 116 registers, i.e. two blocks per SM). Loops that shuffle run the same
+// number of times on every lane; lanes guard their own columns.
 template <typename V>
 __global__ void __launch_bounds__(cfg::kRowThreads)
 dispatch_fused_kernel(const DispatchArgs a) {
@@ -30,56 +36,69 @@ dispatch_fused_kernel(const DispatchArgs a) {
       myRow = a.rowBase[myD][a.rank * S + local_slot_of(myP, S)] + a.pos[o + lane];
     }
   }
-  // Every lane gets the K destinations (kept in registers: fully unrolled, guarded by k < K).
-  V* dsts[cfg::kMaxTopk];
-  int rows[cfg::kMaxTopk];
-  int ds[cfg::kMaxTopk];
-#pragma unroll
-  for (int k = 0; k < cfg::kMaxTopk; ++k) {
-    const int r = __shfl_sync(0xffffffffu, myRow, k < K ? k : 0);
-    const int dd = __shfl_sync(0xffffffffu, myD, k < K ? k : 0);
-    rows[k] = (k < K) ? r : -1;
-    ds[k] = (k < K) ? dd : -1;
-    dsts[k] = (k < K && dd >= 0)
-                  ? reinterpret_cast<V*>(static_cast<char*>(a.recvX[dd]) + (long long)r * a.rowBytes)
-                  : nullptr;
-  }
+  const unsigned long long myDst =
+      myD >= 0 ? reinterpret_cast<unsigned long long>(static_cast<char*>(a.recvX[myD]) + (long long)myRow * a.rowBytes)
+               : 0ull;
 
+  constexpr int U = cfg::kCopyUnroll;
+  constexpr int W = cfg::kWarpSize;
   const int nvec = a.rowBytes / (int)sizeof(V);
   const V* src = reinterpret_cast<const V*>(static_cast<const char*>(a.x) + (long long)t * a.rowBytes);
-  warp_copy_row<V>(src, dsts, K, nvec, lane);
+  int base = 0;
+  for (; base + U * W <= nvec; base += U * W) {
+    V val[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) val[u] = load_once(src + base + u * W + lane);
+    for (int k = 0; k < K; ++k) {
+      V* d = reinterpret_cast<V*>(__shfl_sync(kFull, myDst, k));
+      if (d != nullptr) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) d[base + u * W + lane] = val[u];
+      }
+    }
+  }
+  for (; base < nvec; base += W) {
+    const int v = base + lane;
+    V val;
+    if (v < nvec) val = load_once(src + v);
+    for (int k = 0; k < K; ++k) {
+      V* d = reinterpret_cast<V*>(__shfl_sync(kFull, myDst, k));
+      if (d != nullptr && v < nvec) d[v] = val;
+    }
+  }
 
   // FP8 scales: H/128 floats per row, copied unchanged into each destination row.
   if (a.scaleCols > 0) {
     const float* srow = a.scales + (long long)t * a.scaleCols;
-    for (int c = lane; c < a.scaleCols; c += cfg::kWarpSize) {
-      const float s = __ldg(srow + c);
-#pragma unroll
-      for (int k = 0; k < cfg::kMaxTopk; ++k)
-        if (k < K && ds[k] >= 0) a.recvScales[ds[k]][(long long)rows[k] * a.scaleCols + c] = s;
+    for (int cb = 0; cb < a.scaleCols; cb += W) {
+      const int c = cb + lane;
+      const float sv = c < a.scaleCols ? __ldg(srow + c) : 0.0f;
+      for (int k = 0; k < K; ++k) {
+        const int dd = __shfl_sync(kFull, myD, k);
+        const int rr = __shfl_sync(kFull, myRow, k);
+        if (dd >= 0 && c < a.scaleCols) a.recvScales[dd][(long long)rr * a.scaleCols + c] = sv;
+      }
     }
   }
 
-  if (lane < K && myP >= 0) {
+  // The pair record on each destination: which home pair, and its rows in ascending order. Each
+  // selection's row goes to its rank among the rows of the same destination (rows are distinct).
+  int before = 0, same = 0;
+  for (int q = 0; q < K; ++q) {
+    const int dq = __shfl_sync(kFull, myD, q);
+    const int rq = __shfl_sync(kFull, myRow, q);
+    if (myD >= 0 && dq == myD) {
+      ++same;
+      before += rq < myRow ? 1 : 0;
+    }
+  }
+  if (myD >= 0) {
     a.recvW[myD][myRow] = a.topkW[o + lane];
+    const int idx = a.pairBase[myD][a.rank] + a.pairPos[o + lane];
+    int* dstRows = a.pairRows[myD] + (long long)idx * K;
+    dstRows[before] = myRow;
     if (first_of_rank(a.slotIds + o, K, S, lane)) {
-      // The pair record on the destination: which home pair, and its rows in ascending order.
-      // Each row goes to its rank among the pair's rows (rows are distinct): no local arrays.
-      const int idx = a.pairBase[myD][a.rank] + a.pairPos[o + lane];
-      int* dstRows = a.pairRows[myD] + (long long)idx * K;
-      int n = 0;
-#pragma unroll
-      for (int k = 0; k < cfg::kMaxTopk; ++k) {
-        if (k < K && ds[k] == myD) {
-          int before = 0;
-#pragma unroll
-          for (int q = 0; q < cfg::kMaxTopk; ++q)
-            before += (q < K && ds[q] == myD && rows[q] < rows[k]) ? 1 : 0;
-          dstRows[before] = rows[k];
-          ++n;
-        }
-      }
-      for (int i = n; i < K; ++i) dstRows[i] = -1;
+      for (int i = same; i < K; ++i) dstRows[i] = -1;
       a.pairSrc[myD][idx] = a.rank;
       a.pairHome[myD][idx] = a.pairIdx[o + lane];
       a.pairToken[myD][idx] = t;

@@ -396,7 +396,8 @@ JNI_FN(void, dispatchFused)(JNIEnv* env, jclass, jlong x, jlong scales, jint sca
                             jlong slotIds, jlong pos, jlong pairPos, jlong pairIdx, jint T, jint K, jint S,
                             jint R, jint rank, jint rowBytes, jlong recvXPtrs, jlong recvScalesPtrs,
                             jlong recvWPtrs, jlong rowBasePtrs, jlong pairBasePtrs, jlong pairSrcPtrs,
-                            jlong pairHomePtrs, jlong pairTokenPtrs, jlong pairRowsPtrs, jlong st) {
+                            jlong pairHomePtrs, jlong pairTokenPtrs, jlong pairRowsPtrs, jlong st,
+                            jboolean simple) {
   DispatchArgs a;
   a.x = ptr<const void>(x);
   a.scales = ptr<const float>(scales);
@@ -417,21 +418,22 @@ JNI_FN(void, dispatchFused)(JNIEnv* env, jclass, jlong x, jlong scales, jint sca
   a.pairHome = ptr<int* const>(pairHomePtrs);
   a.pairToken = ptr<int* const>(pairTokenPtrs);
   a.pairRows = ptr<int* const>(pairRowsPtrs);
-  check(env, launch_dispatch_fused(a, stream(st)), "dispatch_fused");
+  check(env, simple ? launch_dispatch_fused_simple(a, stream(st)) : launch_dispatch_fused(a, stream(st)),
+        "dispatch_fused");
 }
 
 JNI_FN(void, combineFused)(JNIEnv* env, jclass, jint dtype, jlong y, jlong recvW, jlong pairSrc,
                            jlong pairHome, jlong pairRows, jint numPairs, jint K, jint H, jlong partialPtrs,
-                           jlong st) {
-  check(env, launch_combine_fused(dtype, ptr<const void>(y), ptr<const float>(recvW), ptr<const int>(pairSrc),
+                           jlong st, jboolean simple) {
+  check(env, (simple ? launch_combine_fused_simple : launch_combine_fused)(dtype, ptr<const void>(y), ptr<const float>(recvW), ptr<const int>(pairSrc),
                                   ptr<const int>(pairHome), ptr<const int>(pairRows), numPairs, K, H,
                                   ptr<void* const>(partialPtrs), stream(st)),
         "combine_fused");
 }
 
 JNI_FN(void, combineHome)(JNIEnv* env, jclass, jint dtype, jlong partials, jlong pairOffset, jint T, jint H,
-                          jlong out, jlong st) {
-  check(env, launch_combine_home(dtype, ptr<const void>(partials), ptr<const int>(pairOffset), T, H,
+                          jlong out, jlong st, jboolean simple) {
+  check(env, (simple ? launch_combine_home_simple : launch_combine_home)(dtype, ptr<const void>(partials), ptr<const int>(pairOffset), T, H,
                                  ptr<void>(out), stream(st)),
         "combine_home");
 }

@@ -61,6 +61,7 @@ struct DispatchArgs {
   int* const* pairRows;  // [pairs][K], ascending rows, -1 padded
 };
 cudaError_t launch_dispatch_fused(const DispatchArgs& a, cudaStream_t st);
+cudaError_t launch_dispatch_fused_simple(const DispatchArgs& a, cudaStream_t st);  // simple.cu
 
 // ---- combine.cu ----
 // On expert rank d: one warp per received token-rank pair; weighted, fixed-order float sum of its
@@ -71,6 +72,12 @@ cudaError_t launch_combine_fused(int dtype, const void* y, const float* recvW, c
 // At home: out[t] = round(sum of the token's partials in ascending destination-rank order).
 cudaError_t launch_combine_home(int dtype, const void* partials, const int* pairOffset, int T,
                                 int H, void* out, cudaStream_t st);
+// simple.cu: the same two, untuned
+cudaError_t launch_combine_fused_simple(int dtype, const void* y, const float* recvW, const int* pairSrc,
+                                        const int* pairHome, const int* pairRows, int numPairs, int K,
+                                        int H, void* const* partialPtrs, cudaStream_t st);
+cudaError_t launch_combine_home_simple(int dtype, const void* partials, const int* pairOffset, int T,
+                                       int H, void* out, cudaStream_t st);
 
 // ---- baseline.cu (unfused, Megatron alltoall style) ----
 cudaError_t launch_permute(const void* x, const float* scales, int scaleCols, const float* topkW,

@@ -231,6 +231,25 @@ public final class CudaBackend implements AutoCloseable {
    */
   static final long HOLD_NS = 2_000_000L;
 
+  /**
+   * Whether the fused dispatch and combine run the untuned kernels of simple.cu (same results)
+   * instead of the tuned ones: {@code -Dmoeyard.cuda.kernels=simple} at open, or
+   * {@link #useSimpleKernels}; for measuring a tuning side by side, not for use.
+   */
+  private boolean simpleKernels = "simple".equals(System.getProperty("moeyard.cuda.kernels", "tuned"));
+
+  /** "tuned" or "simple": which fused kernels this backend runs. */
+  public String kernels() {
+    return simpleKernels ? "simple" : "tuned";
+  }
+
+  /** Switches the fused kernels between the tuned ones and simple.cu's (for a side-by-side bench). */
+  public void useSimpleKernels(boolean simple) {
+    checkOpen();
+    awaitPending();
+    simpleKernels = simple;
+  }
+
   private CudaBackend(Config cfg) {
     this.cfg = cfg;
     this.nR = cfg.ranks();
@@ -635,7 +654,7 @@ public final class CudaBackend implements AutoCloseable {
         Rank s = rank[r];
         NativeKernels.dispatchFused(s.x, s.scales, sc, s.topkW, s.slotIds, s.pos, s.pairPos,
             s.pairIdx, s.t, nK, nS, nR, r, rb, recvX, recvScales, recvW, rowBase, pairBase,
-            pairSrc, pairHome, pairToken, pairRows, streams[r]);
+            pairSrc, pairHome, pairToken, pairRows, streams[r], simpleKernels);
         NativeKernels.eventRecord(evSend[r], streams[r]);
       }
     } else {
@@ -750,7 +769,7 @@ public final class CudaBackend implements AutoCloseable {
       for (int d = 0; d < nR; d++) {
         Rank s = rank[d];
         NativeKernels.combineFused(dt, s.y, s.recvW, s.pairSrc, s.pairHome, s.pairRows, s.pairs,
-            nK, nH, partialPtrs, streams[d]);
+            nK, nH, partialPtrs, streams[d], simpleKernels);
         NativeKernels.eventRecord(evSend[d], streams[d]);
       }
       for (int r = 0; r < nR; r++) {
@@ -758,7 +777,7 @@ public final class CudaBackend implements AutoCloseable {
         for (int d = 0; d < nR; d++) {
           NativeKernels.streamWaitEvent(streams[r], evSend[d]);
         }
-        NativeKernels.combineHome(dt, s.partials, s.pairOffset, s.t, nH, s.out, streams[r]);
+        NativeKernels.combineHome(dt, s.partials, s.pairOffset, s.t, nH, s.out, streams[r], simpleKernels);
         NativeKernels.eventRecord(evDone[r], streams[r]);
       }
     } else {

@@ -212,6 +212,13 @@ public final class BenchCommand implements Callable<Integer> {
           + " by bytes written it runs at %.0f%% of the copy%n", w, res.dispatchWrittenBytesPerRank() / 1e6,
           100 * w * res.dispatchFused().gbps() / res.copyGbps());
     }
+    BenchResult.SimpleKernels sk = res.simpleKernels();
+    if (sk != null) {
+      out.printf(Locale.ROOT, "untuned fused kernels (same run, same bits%s): dispatch %.1f us (tuned %.2fx faster),"
+          + " combine %.1f us (tuned %.2fx faster)%n", sk.verified() ? "" : ": NOT VERIFIED",
+          sk.dispatchMedianUs(), sk.dispatchMedianUs() / res.dispatchFused().medianUs(),
+          sk.combineMedianUs(), sk.combineMedianUs() / res.combineFused().medianUs());
+    }
     out.printf(Locale.ROOT, "%nverified: %s%n", res.verified() ? "yes (" + res.verifyNote() + ")" : "NO: " + res.verifyNote());
   }
 
@@ -245,6 +252,12 @@ public final class BenchCommand implements Callable<Integer> {
     pair(root.putObject("dispatch"), res.dispatchFused(), res.dispatchUnfused());
     pair(root.putObject("combine"), res.combineFused(), res.combineUnfused());
     root.put("copy_gbps", res.copyGbps());
+    if (res.simpleKernels() != null) {
+      ObjectNode sk = root.putObject("untuned_kernels");
+      sk.put("dispatch_fused_median_us", res.simpleKernels().dispatchMedianUs());
+      sk.put("combine_fused_median_us", res.simpleKernels().combineMedianUs());
+      sk.put("verified", res.simpleKernels().verified());
+    }
     root.put("device", res.device());
     root.put("verified", res.verified());
     if (!res.verified()) root.put("verify_error", res.verifyNote());

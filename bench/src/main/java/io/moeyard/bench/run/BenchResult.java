@@ -25,7 +25,21 @@ public record BenchResult(
     double copyMedianUs,
     double copyGbps,
     boolean verified,
-    String verifyNote) {
+    String verifyNote,
+    SimpleKernels simpleKernels) {
+
+  /**
+   * cuda only (else null): the fused calls timed in the same run with the untuned kernels
+   * (native simple.cu), same bits, to show what the tuning buys.
+   */
+  public record SimpleKernels(double dispatchMedianUs, double combineMedianUs, boolean verified) {}
+
+  /** This result with the untuned kernels' figures. */
+  public BenchResult withSimpleKernels(SimpleKernels s) {
+    return new BenchResult(config, backend, device, dispatchBytesPerRank, combineBytesPerRank,
+        dispatchWrittenBytesPerRank, dispatchFused, dispatchUnfused, combineFused, combineUnfused,
+        copyMedianUs, copyGbps, verified && (s == null || s.verified()), verifyNote, s);
+  }
 
   /** Median time of one call across all ranks, and the bandwidth it implies. */
   public record Timing(double medianUs, double gbps) {}

@@ -83,7 +83,7 @@ public final class CpuBench {
     double copyUs = median(samples[4]) / 1e3;
     return new BenchResult(c, "cpu", cpuName(), db, cb, mean(writtenBytes),
         timing(samples[0], db), timing(samples[1], db), timing(samples[2], cb), timing(samples[3], cb),
-        copyUs, db / (copyUs * 1e3), note == null, note == null ? "fused == unfused == reference, bit for bit" : note);
+        copyUs, db / (copyUs * 1e3), note == null, note == null ? "fused == unfused == reference, bit for bit" : note, null);
   }
 
   private static void rankBody(

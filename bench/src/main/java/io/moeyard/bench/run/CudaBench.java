@@ -16,6 +16,10 @@ import java.util.Arrays;
  * weights, FP8 scales, slot counts, pair records, the layout, combine outputs) is compared bit for
  * bit with the CPU backend's fused path run once on the same inputs (through a {@code CpuWorld}).
  *
+ * <p>The fused calls are timed a second time in the same process with the untuned kernels of the
+ * native library's simple.cu (verified the same way), so that what the tuning buys is a ratio from
+ * one run ({@link BenchResult.SimpleKernels}).
+ *
  * <p>Bytes are counted as {@link CpuBench} counts them: DeepEP's bytes received per rank (token-rank
  * pairs x row bytes, FP8 scales included for dispatch), averaged over ranks; GB/s = those bytes /
  * median time. All R ranks share the one GPU, so a call's time covers every rank's bytes: the
@@ -46,6 +50,8 @@ public final class CudaBench {
     double[][] ms = new double[4][c.iters()];
     double copyMs;
     String problem;
+    String simpleProblem;
+    double[][] simpleMs = new double[2][c.iters()];
     int shortHolds;
     try (CudaBackend be = CudaBackend.open(CudaCheck.config(wl))) {
       long allBytes = 0;
@@ -54,23 +60,35 @@ public final class CudaBench {
       CudaCheck.upload(be, wl);
       try {
         problem = CudaCheck.verify(be, wl, cpu);
+        be.useSimpleKernels(true);
+        simpleProblem = CudaCheck.verify(be, wl, cpu, CudaBackend.Variant.FUSED);
+        be.useSimpleKernels(false);
       } finally {
         cpu.close();
       }
-      progress.printf("verified: %s; timing %d + %d warm-up iterations of each...%n",
-          problem == null ? "yes" : "NO (" + problem + ")", c.iters(), c.warmup());
+      progress.printf("verified: %s (untuned fused kernels: %s); timing %d + %d warm-up iterations of each...%n",
+          problem == null ? "yes" : "NO (" + problem + ")", simpleProblem == null ? "yes" : "NO (" + simpleProblem + ")",
+          c.iters(), c.warmup());
       time(c, be, ms[DISPATCH_FUSED], () -> be.dispatchOnDevice(CudaBackend.Variant.FUSED));
       time(c, be, ms[DISPATCH_UNFUSED], () -> be.dispatchOnDevice(CudaBackend.Variant.UNFUSED));
+      be.useSimpleKernels(true);
+      time(c, be, simpleMs[0], () -> be.dispatchOnDevice(CudaBackend.Variant.FUSED));
+      be.useSimpleKernels(false);
       be.dispatchOnDevice(CudaBackend.Variant.FUSED); // the fused combine needs its pair records
       for (int d = 0; d < wl.ranks(); d++) be.setExpertOutputs(d, wl.y[d]);
       time(c, be, ms[COMBINE_FUSED], () -> be.combineOnDevice(CudaBackend.Variant.FUSED));
       time(c, be, ms[COMBINE_UNFUSED], () -> be.combineOnDevice(CudaBackend.Variant.UNFUSED));
+      be.useSimpleKernels(true);
+      time(c, be, simpleMs[1], () -> be.combineOnDevice(CudaBackend.Variant.FUSED));
+      be.useSimpleKernels(false);
       shortHolds = be.shortHolds();
     }
     if (shortHolds > 0) {
       progress.printf("note: %d timed calls had started before their enqueue ended (launch latency counted)%n", shortHolds);
     }
-    return assemble(c, av.device(), pairs, rows, dispatchRowBytes(wl), wl.outRowBytes(), ms, copyMs, problem);
+    BenchResult r = assemble(c, av.device(), pairs, rows, dispatchRowBytes(wl), wl.outRowBytes(), ms, copyMs, problem);
+    return r.withSimpleKernels(new BenchResult.SimpleKernels(
+        median(simpleMs[0]) * 1e3, median(simpleMs[1]) * 1e3, simpleProblem == null));
   }
 
   /** Null when the CUDA backend accepts the shape (top-k, ranks, slots), else why not. */
@@ -131,7 +149,8 @@ public final class CudaBench {
         copyUs, db / (copyUs * 1e3), problem == null,
         problem == null
             ? "cuda fused == cuda unfused == cpu fused, bit for bit: rows, weights, scales, counts, pairs, layout, combine"
-            : problem);
+            : problem,
+        null);
   }
 
   private static BenchResult.Timing timing(double[] ms, double bytes) {

@@ -44,7 +44,12 @@ final class CudaCheck {
    * unfused combine. Returns null when all are equal bit for bit, else the first difference.
    */
   static String verify(CudaBackend be, Workload wl, CpuRun cpu) {
-    for (CudaBackend.Variant v : new CudaBackend.Variant[] {CudaBackend.Variant.FUSED, CudaBackend.Variant.UNFUSED}) {
+    return verify(be, wl, cpu, CudaBackend.Variant.FUSED, CudaBackend.Variant.UNFUSED);
+  }
+
+  /** As {@link #verify(CudaBackend, Workload, CpuRun)}, for the given variants only. */
+  static String verify(CudaBackend be, Workload wl, CpuRun cpu, CudaBackend.Variant... variants) {
+    for (CudaBackend.Variant v : variants) {
       boolean fused = v == CudaBackend.Variant.FUSED;
       CudaBackend.DispatchResult[] got = be.dispatch(v);
       for (int d = 0; d < wl.ranks(); d++) {
