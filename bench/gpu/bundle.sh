@@ -4,6 +4,7 @@
 #   .gpu/jre.tgz   a Java 25 runtime (the GPU machine has no Java), from the shared make-jre.sh
 #   .gpu/lib/      moeyard-bench.jar + its runtime dependencies, without OR-Tools and protobuf
 #   .gpu/native-test/  the native module's classes, test classes and JUnit (io.moeyard.cuda.GpuTestMain)
+#   .gpu/data/law.npy  one ESFT routing trace (the bench on measured routing)
 # Then, on the GPU machine, from the repository root: bash bench/gpu/run.sh
 # Env: JAVA_HOME (default temurin 25), MOEYARD_SHARED (folder holding device/make-jre.sh; default
 # ../shared next to the repository root, then /work/shared), MVN_FLAGS (default -o: offline).
@@ -55,6 +56,11 @@ mkdir -p .gpu/native-test/lib
 cp -r native/target/classes .gpu/native-test/classes
 cp -r native/target/test-classes .gpu/native-test/test-classes
 cp "$testlib"/*.jar .gpu/native-test/lib/
+# one measured routing trace (ESFT law) for the bench on real routing
+if [ -f "$shared/data/esft/law.npy" ]; then
+  mkdir -p .gpu/data
+  cp "$shared/data/esft/law.npy" .gpu/data/
+fi
 git rev-parse HEAD > .gpu/commit 2>/dev/null || true
 git status --porcelain --untracked-files=no | grep -q . && echo dirty >> .gpu/commit || true
 

@@ -14,10 +14,12 @@
 #                     routing                                   -> torch-baseline.json
 #   4. sanitizer      compute-sanitizer memcheck on a tiny selftest (skipped on gVisor, which refuses it)
 #   5. gpu-tests      the native module's JUnit tests (GpuTestMain --require-gpu)
-#   6. sweep-T        the deepseek-v3 shape at 128, 512, 16384 tokens per rank -> bench-deepseek-v3-tT.json
+#   6. esft-law       moeyard bench --backend cuda on a measured routing trace (ESFT law, layer 12)
+#                                                               -> bench-esft-law.json
+#   7. sweep-T        the deepseek-v3 shape at 128, 512, 16384 tokens per rank -> bench-deepseek-v3-tT.json
 # A step that the budget leaves too little time for is reported as skipped, which is not a failure;
 # a step that ran and failed or timed out is. At most 8 files land in $OUT (the GPU machine returns
-# no more): the 5 bench/torch JSONs, summary.txt and logs.tgz (every step's log, run.log, gpu.txt).
+# no more): the 6 bench/torch JSONs, summary.txt and logs.tgz (every step's log, run.log, gpu.txt).
 # Exit: 0 every step that ran passed; 3 the CUDA backend is unavailable (the reason is printed);
 # 1 otherwise; 2 no bundle.
 # MOEYARD_GPU_DRY_RUN=1 runs the same steps, budget logic and files on the cpu backend at a tiny shape
@@ -176,7 +178,16 @@ else
   skip gpu-tests "no .gpu/native-test in the bundle"
 fi
 
-# ---- 6. token sweep at the deepseek-v3 shape (8 ranks, hidden 7168, 256 experts, top-8, bf16);
+# ---- 6. measured routing: the ESFT law trace at layer 12 (8 ranks x ~1040 tokens, hidden 2048,
+# 64 experts top-6), the shape of the CPU figures in bench/results/cpu-esft-*.md
+if [ -f .gpu/data/law.npy ]; then
+  step esft-law 40 25 "${jvm[@]}" bench --backend "$backend" --trace .gpu/data/law.npy --layer 12 \
+    $([ "$dry" = 1 ] && echo "--tokens 16 --hidden 256") --json "$out/bench-esft-law.json"
+else
+  skip esft-law "no .gpu/data/law.npy in the bundle"
+fi
+
+# ---- 7. token sweep at the deepseek-v3 shape (8 ranks, hidden 7168, 256 experts, top-8, bf16);
 # 4096 is step 2. Estimates per size, from rows = R*T*K received rows of 14336 B: GPU peak ~7 x rows
 # (copy roofline, recv + perm + staging, expert outputs + their two unfused copies, x), heap ~2.2 x
 # rows (expert outputs + one download), off-heap ~1.2 x rows (the cpu reference's receive rows).
@@ -242,6 +253,14 @@ for j in rows:
             j["config"]["tokens"], "verified" if u["verified"] else "NOT VERIFIED", u["dispatch_fused_median_us"],
             u["dispatch_fused_median_us"] / j["dispatch"]["fused"]["median_us"], u["combine_fused_median_us"],
             u["combine_fused_median_us"] / j["combine"]["fused"]["median_us"]))
+e = load("bench-esft-law.json")
+if e:
+    c, d, k = e["config"], e["dispatch"], e["combine"]
+    print("measured routing (%s, %d ranks x %d tokens, hidden %d, %d experts top-%d): dispatch fused %.1fus (%.2fx unfused,"
+          " %.0f%% of copy), combine fused %.1fus (%.2fx unfused), verified %s" % (
+          c.get("routing"), c["ranks"], c["tokens"], c["hidden"], c["experts"], c["topk"], d["fused"]["median_us"],
+          d["fused_over_unfused"], 100 * d["fused"]["gbps"] / e["copy_gbps"] if e["copy_gbps"] else 0,
+          k["fused"]["median_us"], k["fused_over_unfused"], "yes" if e["verified"] else "NO"))
 t = load("torch-baseline.json")
 if t:
     print("torch (Megatron unfused, %d tokens): dispatch %.1fus, combine %.1fus; copy %.1f GB/s per rank" % (
