@@ -139,7 +139,12 @@ if [ $rc -eq 3 ]; then
 fi
 
 # ---- 2. the deepseek-v3 preset, 4096 tokens per rank
-step bench 130 40 "${jvm[@]}" bench --backend "$backend" --preset deepseek-v3 "${main_tokens[@]}" "${shape[@]}" \
+# (-Dmoeyard.bench.combine-candidates: the combine tuning candidates of combine.cu, each checked against
+# the cpu output and timed after the main figures; MOEYARD_GPU_COMBINE_CANDIDATES= turns them off)
+cands=${MOEYARD_GPU_COMBINE_CANDIDATES-2,3,4,5,6,7}
+[ "$backend" = cpu ] && cands=""
+jvm_bench=("$JAVA" "${jvm_opts[@]}" "-Dmoeyard.bench.combine-candidates=$cands" -cp "$cp" io.moeyard.bench.cli.Moeyard)
+step bench 130 40 "${jvm_bench[@]}" bench --backend "$backend" --preset deepseek-v3 "${main_tokens[@]}" "${shape[@]}" \
   --json "$out/bench-deepseek-v3.json" --routing-out "$work/routing-deepseek-v3.npy"
 
 # ---- 3. the PyTorch peer baseline (Megatron's unfused path) on step 2's very routing
@@ -277,6 +282,7 @@ PY
   grep -h "tests successful\|tests failed\|tests aborted" "$logs/gpu-tests.log" 2>/dev/null | sed 's/^/gpu-tests: /'
   grep -h "ERROR SUMMARY" "$logs/sanitizer.log" 2>/dev/null
   grep -h "timed calls had started" "$logs"/bench.log "$logs"/sweep-*.log 2>/dev/null
+  grep -h "^combine candidate" "$logs"/bench.log 2>/dev/null
   for s in "${summary[@]}"; do echo "step $s"; done
   echo "total: $(( $(date +%s) - t_start ))s of the ${budget}s budget; exit $status"
   echo "files: $(cd "$out" && ls | tr '\n' ' ')logs.tgz"

@@ -12,8 +12,8 @@ namespace moeyard {
 
 namespace {
 
-template <typename T, int VEC>
-__global__ void __launch_bounds__(cfg::kRowThreads)
+template <typename T, int VEC, int U, int A, int MINB>
+__global__ void __launch_bounds__(cfg::kRowThreads, MINB)
 combine_fused_kernel(const T* __restrict__ y, const float* __restrict__ recvW,
                      const int* __restrict__ pairSrc, const int* __restrict__ pairHome,
                      const int* __restrict__ pairRows, int numPairs, int K, int H,
@@ -31,75 +31,113 @@ combine_fused_kernel(const T* __restrict__ y, const float* __restrict__ recvW,
   }
   const int n = __popc(__ballot_sync(0xffffffffu, myRow >= 0));
   T* dst = static_cast<T*>(partialPtrs[pairSrc[i]]) + (long long)pairHome[i] * H;
-  warp_sum_rows<T, VEC, true>(
+  warp_sum_rows<T, VEC, true, U, A>(
       y, H, n, [&](int k) { return __shfl_sync(0xffffffffu, myRow, k); },
       [&](int k) { return __shfl_sync(0xffffffffu, myW, k); }, dst, lane);
 }
 
-template <typename T, int VEC>
-__global__ void __launch_bounds__(cfg::kRowThreads)
+template <typename T, int VEC, int U, int A, int MINB>
+__global__ void __launch_bounds__(cfg::kRowThreads, MINB)
 combine_home_kernel(const T* __restrict__ partials, const int* __restrict__ pairOffset, int T_,
                     int H, T* __restrict__ out) {
   const int t = warp_id_global();
   const int lane = lane_id();
   if (t >= T_) return;
   const int b = pairOffset[t], e = pairOffset[t + 1];
-  warp_sum_rows<T, VEC, false>(
+  warp_sum_rows<T, VEC, false, U, A>(
       partials, H, e - b, [&](int k) { return b + k; }, [](int) { return 0.0f; },
       out + (long long)t * H, lane);
 }
 
-template <typename T>
+template <typename T, int U, int A, int MINB>
 cudaError_t combine_fused_typed(const void* y, const float* recvW, const int* pairSrc,
                                 const int* pairHome, const int* pairRows, int numPairs, int K,
                                 int H, void* const* partialPtrs, cudaStream_t st) {
   constexpr int VEC = cfg::kVecBytes / sizeof(T);
   const int blocks = blocks_for_warps(numPairs);
   if (H % VEC == 0)
-    combine_fused_kernel<T, VEC><<<blocks, cfg::kRowThreads, 0, st>>>(
+    combine_fused_kernel<T, VEC, U, A, MINB><<<blocks, cfg::kRowThreads, 0, st>>>(
         static_cast<const T*>(y), recvW, pairSrc, pairHome, pairRows, numPairs, K, H, partialPtrs);
   else
-    combine_fused_kernel<T, 1><<<blocks, cfg::kRowThreads, 0, st>>>(
+    combine_fused_kernel<T, 1, U, A, MINB><<<blocks, cfg::kRowThreads, 0, st>>>(
         static_cast<const T*>(y), recvW, pairSrc, pairHome, pairRows, numPairs, K, H, partialPtrs);
   return cudaGetLastError();
 }
 
-template <typename T>
+template <typename T, int U, int A, int MINB>
 cudaError_t combine_home_typed(const void* partials, const int* pairOffset, int T_, int H,
                                void* out, cudaStream_t st) {
   constexpr int VEC = cfg::kVecBytes / sizeof(T);
   const int blocks = blocks_for_warps(T_);
   if (H % VEC == 0)
-    combine_home_kernel<T, VEC><<<blocks, cfg::kRowThreads, 0, st>>>(
+    combine_home_kernel<T, VEC, U, A, MINB><<<blocks, cfg::kRowThreads, 0, st>>>(
         static_cast<const T*>(partials), pairOffset, T_, H, static_cast<T*>(out));
   else
-    combine_home_kernel<T, 1><<<blocks, cfg::kRowThreads, 0, st>>>(
+    combine_home_kernel<T, 1, U, A, MINB><<<blocks, cfg::kRowThreads, 0, st>>>(
         static_cast<const T*>(partials), pairOffset, T_, H, static_cast<T*>(out));
   return cudaGetLastError();
 }
 
+// Tuning candidates (kernel set ids >= 2 of the JNI calls; 0 = the defaults of config.cuh):
+// {U, A, min blocks per SM}. For sweeps on a GPU; the winner becomes config.cuh's default.
+#define MOEYARD_COMBINE_VARIANTS(X)      \
+  X(2, 4, 1, 1)                           \
+  X(3, 2, 2, 1)                           \
+  X(4, 8, 1, 1)                           \
+  X(5, 2, 1, 1)                           \
+  X(6, 4, 1, 3)                           \
+  X(7, 2, 2, 4)
+
+template <typename T>
+cudaError_t combine_fused_variant(int variant, const void* y, const float* recvW, const int* pairSrc,
+                                  const int* pairHome, const int* pairRows, int numPairs, int K,
+                                  int H, void* const* partialPtrs, cudaStream_t st) {
+  switch (variant) {
+#define X(id, u, a, b) \
+  case id: return combine_fused_typed<T, u, a, b>(y, recvW, pairSrc, pairHome, pairRows, numPairs, K, H, partialPtrs, st);
+    MOEYARD_COMBINE_VARIANTS(X)
+#undef X
+    default:
+      return combine_fused_typed<T, cfg::kCombineUnroll, cfg::kCombineRowsAhead, 1>(
+          y, recvW, pairSrc, pairHome, pairRows, numPairs, K, H, partialPtrs, st);
+  }
+}
+
+template <typename T>
+cudaError_t combine_home_variant(int variant, const void* partials, const int* pairOffset, int T_,
+                                 int H, void* out, cudaStream_t st) {
+  switch (variant) {
+#define X(id, u, a, b) \
+  case id: return combine_home_typed<T, u, a, b>(partials, pairOffset, T_, H, out, st);
+    MOEYARD_COMBINE_VARIANTS(X)
+#undef X
+    default:
+      return combine_home_typed<T, cfg::kCombineUnroll, cfg::kCombineRowsAhead, 1>(partials, pairOffset, T_, H, out, st);
+  }
+}
+
 }  // namespace
 
-cudaError_t launch_combine_fused(int dtype, const void* y, const float* recvW, const int* pairSrc,
+cudaError_t launch_combine_fused(int variant, int dtype, const void* y, const float* recvW, const int* pairSrc,
                                  const int* pairHome, const int* pairRows, int numPairs, int K,
                                  int H, void* const* partialPtrs, cudaStream_t st) {
   if (numPairs == 0 || H == 0) return cudaSuccess;
   if (K > cfg::kMaxTopk || K < 1) return cudaErrorInvalidValue;
   switch (dtype) {
-    case kBF16: return combine_fused_typed<__nv_bfloat16>(y, recvW, pairSrc, pairHome, pairRows, numPairs, K, H, partialPtrs, st);
-    case kFP16: return combine_fused_typed<__half>(y, recvW, pairSrc, pairHome, pairRows, numPairs, K, H, partialPtrs, st);
-    case kFP32: return combine_fused_typed<float>(y, recvW, pairSrc, pairHome, pairRows, numPairs, K, H, partialPtrs, st);
+    case kBF16: return combine_fused_variant<__nv_bfloat16>(variant, y, recvW, pairSrc, pairHome, pairRows, numPairs, K, H, partialPtrs, st);
+    case kFP16: return combine_fused_variant<__half>(variant, y, recvW, pairSrc, pairHome, pairRows, numPairs, K, H, partialPtrs, st);
+    case kFP32: return combine_fused_variant<float>(variant, y, recvW, pairSrc, pairHome, pairRows, numPairs, K, H, partialPtrs, st);
     default: return cudaErrorInvalidValue;
   }
 }
 
-cudaError_t launch_combine_home(int dtype, const void* partials, const int* pairOffset, int T,
+cudaError_t launch_combine_home(int variant, int dtype, const void* partials, const int* pairOffset, int T,
                                 int H, void* out, cudaStream_t st) {
   if (T == 0 || H == 0) return cudaSuccess;
   switch (dtype) {
-    case kBF16: return combine_home_typed<__nv_bfloat16>(partials, pairOffset, T, H, out, st);
-    case kFP16: return combine_home_typed<__half>(partials, pairOffset, T, H, out, st);
-    case kFP32: return combine_home_typed<float>(partials, pairOffset, T, H, out, st);
+    case kBF16: return combine_home_variant<__nv_bfloat16>(variant, partials, pairOffset, T, H, out, st);
+    case kFP16: return combine_home_variant<__half>(variant, partials, pairOffset, T, H, out, st);
+    case kFP32: return combine_home_variant<float>(variant, partials, pairOffset, T, H, out, st);
     default: return cudaErrorInvalidValue;
   }
 }

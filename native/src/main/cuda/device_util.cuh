@@ -75,17 +75,16 @@ __device__ __forceinline__ P load_once(const P* p) {
 
 // One warp sums n rows of H elements of T into dst, in ascending k, in float: row k is
 // y + rowOf(k) * H; with WEIGHTED each element is combine_step(acc, wOf(k), y), else add_rn(acc, y);
-// the sum is rounded once to T. Lane l handles columns l*VEC + j*32*VEC. rowOf and wOf are called
+// the sum is rounded once to T. Lane l handles columns l*VEC + j*32*VEC. U and A are
+// cfg::kCombineUnroll and cfg::kCombineRowsAhead outside tuning sweeps. rowOf and wOf are called
 // by every lane of the warp together (they may shuffle). For each group of
-// kCombineUnroll such columns the loads of kCombineRowsAhead rows are issued before any of them is
+// U such columns the loads of A rows are issued before any of them is
 // added (the warp has few rows and many columns, so this is what keeps loads in flight); the adds
 // still run in ascending k, so the result is bit for bit that of one row at a time.
-template <typename T, int VEC, bool WEIGHTED, typename RowOf, typename WeightOf>
+template <typename T, int VEC, bool WEIGHTED, int U, int A, typename RowOf, typename WeightOf>
 __device__ __forceinline__ void warp_sum_rows(const T* __restrict__ y, int H, int n, RowOf rowOf,
                                               WeightOf wOf, T* __restrict__ dst, int lane) {
   using P = Pack<T, VEC>;
-  constexpr int U = cfg::kCombineUnroll;
-  constexpr int A = cfg::kCombineRowsAhead;
   constexpr int STEP = cfg::kWarpSize * VEC;
   // The column loop is the same for every lane (rowOf / wOf may shuffle across the warp); each
   // lane guards its own columns.

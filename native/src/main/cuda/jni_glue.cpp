@@ -397,7 +397,7 @@ JNI_FN(void, dispatchFused)(JNIEnv* env, jclass, jlong x, jlong scales, jint sca
                             jint R, jint rank, jint rowBytes, jlong recvXPtrs, jlong recvScalesPtrs,
                             jlong recvWPtrs, jlong rowBasePtrs, jlong pairBasePtrs, jlong pairSrcPtrs,
                             jlong pairHomePtrs, jlong pairTokenPtrs, jlong pairRowsPtrs, jlong st,
-                            jboolean simple) {
+                            jint kernels) {
   DispatchArgs a;
   a.x = ptr<const void>(x);
   a.scales = ptr<const float>(scales);
@@ -418,24 +418,33 @@ JNI_FN(void, dispatchFused)(JNIEnv* env, jclass, jlong x, jlong scales, jint sca
   a.pairHome = ptr<int* const>(pairHomePtrs);
   a.pairToken = ptr<int* const>(pairTokenPtrs);
   a.pairRows = ptr<int* const>(pairRowsPtrs);
-  check(env, simple ? launch_dispatch_fused_simple(a, stream(st)) : launch_dispatch_fused(a, stream(st)),
+  check(env, kernels == 1 ? launch_dispatch_fused_simple(a, stream(st)) : launch_dispatch_fused(a, stream(st)),
         "dispatch_fused");
 }
 
 JNI_FN(void, combineFused)(JNIEnv* env, jclass, jint dtype, jlong y, jlong recvW, jlong pairSrc,
                            jlong pairHome, jlong pairRows, jint numPairs, jint K, jint H, jlong partialPtrs,
-                           jlong st, jboolean simple) {
-  check(env, (simple ? launch_combine_fused_simple : launch_combine_fused)(dtype, ptr<const void>(y), ptr<const float>(recvW), ptr<const int>(pairSrc),
-                                  ptr<const int>(pairHome), ptr<const int>(pairRows), numPairs, K, H,
-                                  ptr<void* const>(partialPtrs), stream(st)),
-        "combine_fused");
+                           jlong st, jint kernels) {
+  const cudaError_t e =
+      kernels == 1
+          ? launch_combine_fused_simple(dtype, ptr<const void>(y), ptr<const float>(recvW), ptr<const int>(pairSrc),
+                                        ptr<const int>(pairHome), ptr<const int>(pairRows), numPairs, K, H,
+                                        ptr<void* const>(partialPtrs), stream(st))
+          : launch_combine_fused(kernels, dtype, ptr<const void>(y), ptr<const float>(recvW), ptr<const int>(pairSrc),
+                                 ptr<const int>(pairHome), ptr<const int>(pairRows), numPairs, K, H,
+                                 ptr<void* const>(partialPtrs), stream(st));
+  check(env, e, "combine_fused");
 }
 
 JNI_FN(void, combineHome)(JNIEnv* env, jclass, jint dtype, jlong partials, jlong pairOffset, jint T, jint H,
-                          jlong out, jlong st, jboolean simple) {
-  check(env, (simple ? launch_combine_home_simple : launch_combine_home)(dtype, ptr<const void>(partials), ptr<const int>(pairOffset), T, H,
-                                 ptr<void>(out), stream(st)),
-        "combine_home");
+                          jlong out, jlong st, jint kernels) {
+  const cudaError_t e =
+      kernels == 1
+          ? launch_combine_home_simple(dtype, ptr<const void>(partials), ptr<const int>(pairOffset), T, H,
+                                       ptr<void>(out), stream(st))
+          : launch_combine_home(kernels, dtype, ptr<const void>(partials), ptr<const int>(pairOffset), T, H,
+                                ptr<void>(out), stream(st));
+  check(env, e, "combine_home");
 }
 
 JNI_FN(void, permute)(JNIEnv* env, jclass, jlong x, jlong scales, jint scaleCols, jlong topkW, jlong slotIds,

@@ -66,11 +66,12 @@ cudaError_t launch_dispatch_fused_simple(const DispatchArgs& a, cudaStream_t st)
 // ---- combine.cu ----
 // On expert rank d: one warp per received token-rank pair; weighted, fixed-order float sum of its
 // rows; rounded partial stored at home: partials[src][home][H].
-cudaError_t launch_combine_fused(int dtype, const void* y, const float* recvW, const int* pairSrc,
+// variant: 0 the defaults, >= 2 a tuning candidate (combine.cu)
+cudaError_t launch_combine_fused(int variant, int dtype, const void* y, const float* recvW, const int* pairSrc,
                                  const int* pairHome, const int* pairRows, int numPairs, int K,
                                  int H, void* const* partialPtrs, cudaStream_t st);
 // At home: out[t] = round(sum of the token's partials in ascending destination-rank order).
-cudaError_t launch_combine_home(int dtype, const void* partials, const int* pairOffset, int T,
+cudaError_t launch_combine_home(int variant, int dtype, const void* partials, const int* pairOffset, int T,
                                 int H, void* out, cudaStream_t st);
 // simple.cu: the same two, untuned
 cudaError_t launch_combine_fused_simple(int dtype, const void* y, const float* recvW, const int* pairSrc,

@@ -231,23 +231,46 @@ public final class CudaBackend implements AutoCloseable {
    */
   static final long HOLD_NS = 2_000_000L;
 
-  /**
-   * Whether the fused dispatch and combine run the untuned kernels of simple.cu (same results)
-   * instead of the tuned ones: {@code -Dmoeyard.cuda.kernels=simple} at open, or
-   * {@link #useSimpleKernels}; for measuring a tuning side by side, not for use.
-   */
-  private boolean simpleKernels = "simple".equals(System.getProperty("moeyard.cuda.kernels", "tuned"));
+  /** The tuned fused kernels (the default). */
+  public static final int KERNELS_TUNED = 0;
+  /** The untuned fused kernels of simple.cu: same results; for measuring what the tuning buys. */
+  public static final int KERNELS_SIMPLE = 1;
 
-  /** "tuned" or "simple": which fused kernels this backend runs. */
-  public String kernels() {
-    return simpleKernels ? "simple" : "tuned";
+  /**
+   * Which fused kernels run: {@link #KERNELS_TUNED}, {@link #KERNELS_SIMPLE}, or a combine tuning
+   * candidate (2 and up, listed in combine.cu); {@code -Dmoeyard.cuda.kernels=simple} or a number at
+   * open, or {@link #useKernels}. For benchmarks, not for use.
+   */
+  private int kernels = kernelsProperty();
+
+  private static int kernelsProperty() {
+    String v = System.getProperty("moeyard.cuda.kernels", "tuned");
+    return switch (v) {
+      case "tuned" -> KERNELS_TUNED;
+      case "simple" -> KERNELS_SIMPLE;
+      default -> {
+        try {
+          yield Integer.parseInt(v);
+        } catch (NumberFormatException e) {
+          throw new IllegalArgumentException("-Dmoeyard.cuda.kernels=" + v + ": want tuned, simple or a variant number");
+        }
+      }
+    };
   }
 
-  /** Switches the fused kernels between the tuned ones and simple.cu's (for a side-by-side bench). */
-  public void useSimpleKernels(boolean simple) {
+  /** The fused kernel set this backend runs (see {@link #useKernels}). */
+  public int kernels() {
+    return kernels;
+  }
+
+  /** Switches the fused kernel set: {@link #KERNELS_TUNED}, {@link #KERNELS_SIMPLE} or a combine candidate. */
+  public void useKernels(int kernelSet) {
     checkOpen();
     awaitPending();
-    simpleKernels = simple;
+    if (kernelSet < 0) {
+      throw new IllegalArgumentException("kernel set " + kernelSet + " < 0");
+    }
+    kernels = kernelSet;
   }
 
   private CudaBackend(Config cfg) {
@@ -654,7 +677,7 @@ public final class CudaBackend implements AutoCloseable {
         Rank s = rank[r];
         NativeKernels.dispatchFused(s.x, s.scales, sc, s.topkW, s.slotIds, s.pos, s.pairPos,
             s.pairIdx, s.t, nK, nS, nR, r, rb, recvX, recvScales, recvW, rowBase, pairBase,
-            pairSrc, pairHome, pairToken, pairRows, streams[r], simpleKernels);
+            pairSrc, pairHome, pairToken, pairRows, streams[r], kernels);
         NativeKernels.eventRecord(evSend[r], streams[r]);
       }
     } else {
@@ -769,7 +792,7 @@ public final class CudaBackend implements AutoCloseable {
       for (int d = 0; d < nR; d++) {
         Rank s = rank[d];
         NativeKernels.combineFused(dt, s.y, s.recvW, s.pairSrc, s.pairHome, s.pairRows, s.pairs,
-            nK, nH, partialPtrs, streams[d], simpleKernels);
+            nK, nH, partialPtrs, streams[d], kernels);
         NativeKernels.eventRecord(evSend[d], streams[d]);
       }
       for (int r = 0; r < nR; r++) {
@@ -777,7 +800,7 @@ public final class CudaBackend implements AutoCloseable {
         for (int d = 0; d < nR; d++) {
           NativeKernels.streamWaitEvent(streams[r], evSend[d]);
         }
-        NativeKernels.combineHome(dt, s.partials, s.pairOffset, s.t, nH, s.out, streams[r], simpleKernels);
+        NativeKernels.combineHome(dt, s.partials, s.pairOffset, s.t, nH, s.out, streams[r], kernels);
         NativeKernels.eventRecord(evDone[r], streams[r]);
       }
     } else {

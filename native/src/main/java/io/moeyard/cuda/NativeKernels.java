@@ -126,17 +126,17 @@ public final class NativeKernels {
       long pairIdx, int tokens, int topk, int slotsPerRank, int ranks, int rank, int rowBytes,
       long recvXPtrs, long recvScalesPtrs, long recvWeightsPtrs, long rowBasePtrs,
       long pairBasePtrs, long pairSrcPtrs, long pairHomePtrs, long pairTokenPtrs,
-      long pairRowsPtrs, long stream, boolean simple);
+      long pairRowsPtrs, long stream, int kernels);
 
   public static native void combineFused(
       int dtype, long y, long recvWeights, long pairSrc, long pairHome, long pairRows,
-      int numPairs, int topk, int hidden, long partialPtrs, long stream, boolean simple);
+      int numPairs, int topk, int hidden, long partialPtrs, long stream, int kernels);
 
   public static native void combineHome(
-      int dtype, long partials, long pairOffset, int tokens, int hidden, long out, long stream, boolean simple);
+      int dtype, long partials, long pairOffset, int tokens, int hidden, long out, long stream, int kernels);
 
-  // The fused kernels take `simple`: true runs simple.cu's untuned kernels (same bits), for
-  // side-by-side measurement of a tuning.
+  // The fused kernels take `kernels`: 0 the tuned kernels, 1 simple.cu's untuned ones (same bits),
+  // >= 2 a combine tuning candidate (combine.cu); for side-by-side measurement of a tuning.
 
   // ---- unfused baseline ----
   public static native void permute(

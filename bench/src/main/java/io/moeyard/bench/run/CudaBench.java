@@ -53,6 +53,7 @@ public final class CudaBench {
     String simpleProblem;
     double[][] simpleMs = new double[2][c.iters()];
     int shortHolds;
+    byte[][] cpuOut = null;
     try (CudaBackend be = CudaBackend.open(CudaCheck.config(wl))) {
       long allBytes = 0;
       for (int p : pairs) allBytes += (long) p * dispatchRowBytes(wl);
@@ -60,9 +61,13 @@ public final class CudaBench {
       CudaCheck.upload(be, wl);
       try {
         problem = CudaCheck.verify(be, wl, cpu);
-        be.useSimpleKernels(true);
+        be.useKernels(CudaBackend.KERNELS_SIMPLE);
         simpleProblem = CudaCheck.verify(be, wl, cpu, CudaBackend.Variant.FUSED);
-        be.useSimpleKernels(false);
+        be.useKernels(CudaBackend.KERNELS_TUNED);
+        if (combineCandidates().length > 0) {
+          cpuOut = new byte[wl.ranks()][];
+          for (int r = 0; r < wl.ranks(); r++) cpuOut[r] = cpu.out[r].segment().asSlice(cpu.out[r].offset(), cpu.out[r].byteSize()).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+        }
       } finally {
         cpu.close();
       }
@@ -71,16 +76,31 @@ public final class CudaBench {
           c.iters(), c.warmup());
       time(c, be, ms[DISPATCH_FUSED], () -> be.dispatchOnDevice(CudaBackend.Variant.FUSED));
       time(c, be, ms[DISPATCH_UNFUSED], () -> be.dispatchOnDevice(CudaBackend.Variant.UNFUSED));
-      be.useSimpleKernels(true);
+      be.useKernels(CudaBackend.KERNELS_SIMPLE);
       time(c, be, simpleMs[0], () -> be.dispatchOnDevice(CudaBackend.Variant.FUSED));
-      be.useSimpleKernels(false);
+      be.useKernels(CudaBackend.KERNELS_TUNED);
       be.dispatchOnDevice(CudaBackend.Variant.FUSED); // the fused combine needs its pair records
       for (int d = 0; d < wl.ranks(); d++) be.setExpertOutputs(d, wl.y[d]);
       time(c, be, ms[COMBINE_FUSED], () -> be.combineOnDevice(CudaBackend.Variant.FUSED));
       time(c, be, ms[COMBINE_UNFUSED], () -> be.combineOnDevice(CudaBackend.Variant.UNFUSED));
-      be.useSimpleKernels(true);
+      be.useKernels(CudaBackend.KERNELS_SIMPLE);
       time(c, be, simpleMs[1], () -> be.combineOnDevice(CudaBackend.Variant.FUSED));
-      be.useSimpleKernels(false);
+      be.useKernels(CudaBackend.KERNELS_TUNED);
+      for (int v : combineCandidates()) {
+        be.useKernels(v);
+        be.dispatchOnDevice(CudaBackend.Variant.FUSED);
+        byte[][] out = be.combine(CudaBackend.Variant.FUSED);
+        String p = null;
+        for (int r = 0; r < wl.ranks() && p == null; r++) {
+          int i = java.util.Arrays.mismatch(cpuOut[r], out[r]);
+          if (i >= 0) p = "rank " + r + " combine output byte " + i;
+        }
+        double[] vm = new double[c.iters()];
+        time(c, be, vm, () -> be.combineOnDevice(CudaBackend.Variant.FUSED));
+        progress.printf("combine candidate %d: %.1f us (tuned %.1f us)%s%n", v, median(vm) * 1e3, median(ms[COMBINE_FUSED]) * 1e3,
+            p == null ? "" : "; WRONG: " + p);
+      }
+      be.useKernels(CudaBackend.KERNELS_TUNED);
       shortHolds = be.shortHolds();
     }
     if (shortHolds > 0) {
@@ -89,6 +109,20 @@ public final class CudaBench {
     BenchResult r = assemble(c, av.device(), pairs, rows, dispatchRowBytes(wl), wl.outRowBytes(), ms, copyMs, problem);
     return r.withSimpleKernels(new BenchResult.SimpleKernels(
         median(simpleMs[0]) * 1e3, median(simpleMs[1]) * 1e3, simpleProblem == null));
+  }
+
+  /**
+   * Combine tuning candidates to time after the main figures ({@code -Dmoeyard.bench.combine-candidates=2,3,...};
+   * none by default): each is checked against the cpu combine output and timed like the tuned kernels.
+   */
+  static int[] combineCandidates() {
+    String v = System.getProperty("moeyard.bench.combine-candidates", "").trim();
+    if (v.isEmpty()) return new int[0];
+    try {
+      return java.util.Arrays.stream(v.split(",")).map(String::trim).mapToInt(Integer::parseInt).toArray();
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException("-Dmoeyard.bench.combine-candidates=" + v + ": want numbers separated by commas");
+    }
   }
 
   /** Null when the CUDA backend accepts the shape (top-k, ranks, slots), else why not. */
