@@ -89,6 +89,7 @@ public final class CudaBench {
       for (int v : combineCandidates()) {
         be.useKernels(v);
         be.dispatchOnDevice(CudaBackend.Variant.FUSED);
+        for (int d = 0; d < wl.ranks(); d++) be.setExpertOutputs(d, wl.y[d]);
         byte[][] out = be.combine(CudaBackend.Variant.FUSED);
         String p = null;
         for (int r = 0; r < wl.ranks() && p == null; r++) {
