@@ -81,12 +81,12 @@ cudaError_t combine_home_typed(const void* partials, const int* pairOffset, int 
 // Tuning candidates (kernel set ids >= 2 of the JNI calls; 0 = the defaults of config.cuh):
 // {U, A, min blocks per SM}. For sweeps on a GPU; the winner becomes config.cuh's default.
 #define MOEYARD_COMBINE_VARIANTS(X)      \
-  X(2, 4, 1, 1)                           \
-  X(3, 2, 2, 1)                           \
-  X(4, 8, 1, 1)                           \
-  X(5, 2, 1, 1)                           \
-  X(6, 4, 1, 3)                           \
-  X(7, 2, 2, 4)
+  X(2, 4, 1, 4)                           \
+  X(3, 2, 1, 4)                           \
+  X(4, 1, 1, 8)                           \
+  X(5, 4, 1, 3)                           \
+  X(6, 1, 2, 8)                           \
+  X(7, 2, 2, 3)
 
 template <typename T>
 cudaError_t combine_fused_variant(int variant, const void* y, const float* recvW, const int* pairSrc,
