@@ -40,6 +40,20 @@ if ! grep -q 'native/linux-x86_64/libmoeyard_cuda.so' <<<"$listing"; then
   exit 1
 fi
 
+# Our own modules' jars come from their target folders: bench/target/lib can hold copies resolved
+# from the local repository (~/.m2, after an earlier "mvn install") rather than this build's.
+for j in bench/target/lib/moeyard-*.jar; do
+  m=$(basename "$j" | sed -E 's/^moeyard-(.*)-[0-9][^-]*(-SNAPSHOT)?\.jar$/\1/')
+  fresh=$m/target/$(basename "$j")
+  [ -f "$fresh" ] && cp "$fresh" "$j"
+done
+# the bundled native jar must hold the library this build made (a stale copy in bench/target/lib
+# once sent old kernels to a GPU run)
+so=native/target/classes/native/linux-x86_64/libmoeyard_cuda.so
+if ! unzip -p "$native_jar" native/linux-x86_64/libmoeyard_cuda.so | cmp -s - "$so"; then
+  echo "bundle: $native_jar does not hold the freshly built $so" >&2
+  exit 1
+fi
 rm -rf .gpu
 mkdir -p .gpu/lib
 bash "$shared/device/make-jre.sh" .gpu jdk.zipfs   # zipfs: JUnit scans test jars (GpuTestMain)

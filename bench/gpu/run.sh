@@ -210,7 +210,7 @@ sweep() {
 }
 sweep "${sizes[0]}" 30
 sweep "${sizes[1]}" 35
-sweep "${sizes[2]}" 150
+sweep "${sizes[2]}" 100
 
 # ---- the table
 python3 - "$out" <<'PY' | tee "$out/summary.txt"

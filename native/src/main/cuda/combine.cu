@@ -84,9 +84,9 @@ cudaError_t combine_home_typed(const void* partials, const int* pairOffset, int 
   X(2, 4, 1, 4)                           \
   X(3, 2, 1, 4)                           \
   X(4, 1, 1, 8)                           \
-  X(5, 4, 1, 3)                           \
+  X(5, 2, 2, 3)                           \
   X(6, 1, 2, 8)                           \
-  X(7, 2, 2, 3)
+  X(7, 2, 1, 1)
 
 template <typename T>
 cudaError_t combine_fused_variant(int variant, const void* y, const float* recvW, const int* pairSrc,
@@ -98,7 +98,7 @@ cudaError_t combine_fused_variant(int variant, const void* y, const float* recvW
     MOEYARD_COMBINE_VARIANTS(X)
 #undef X
     default:
-      return combine_fused_typed<T, cfg::kCombineUnroll, cfg::kCombineRowsAhead, 1>(
+      return combine_fused_typed<T, cfg::kCombineUnroll, cfg::kCombineRowsAhead, cfg::kCombineMinBlocks>(
           y, recvW, pairSrc, pairHome, pairRows, numPairs, K, H, partialPtrs, st);
   }
 }
@@ -112,7 +112,7 @@ cudaError_t combine_home_variant(int variant, const void* partials, const int* p
     MOEYARD_COMBINE_VARIANTS(X)
 #undef X
     default:
-      return combine_home_typed<T, cfg::kCombineUnroll, cfg::kCombineRowsAhead, 1>(partials, pairOffset, T_, H, out, st);
+      return combine_home_typed<T, cfg::kCombineUnroll, cfg::kCombineRowsAhead, cfg::kCombineMinBlocks>(partials, pairOffset, T_, H, out, st);
   }
 }
 

@@ -24,11 +24,14 @@ constexpr int kSmallThreads = 256;
 constexpr int kVecBytes = 16;
 // Vectors each lane loads before storing them (memory-level parallelism of the row copies).
 constexpr int kCopyUnroll = 4;
-// Combine: vectors per lane of each row loaded together (columns c, c + 32*VEC, ...), and rows of
-// a sum whose loads are issued before any of them is added. Both raise the loads in flight per
-// lane; neither changes the order of the sum.
+// Combine: vectors per lane of each row loaded together (columns c, c + 32*VEC, ...), rows of a sum
+// whose loads are issued before any of them is added, and the blocks per SM the register budget
+// must allow (__launch_bounds__). None changes the order of the sum. The combine is limited by
+// loads in flight per SM, and occupancy buys more of them than deeper unrolling: chosen from the
+// candidates in combine.cu on an H200 (bench/results/gpu-2026-12-04-h200.md).
 constexpr int kCombineUnroll = 4;
-constexpr int kCombineRowsAhead = 2;
+constexpr int kCombineRowsAhead = 1;
+constexpr int kCombineMinBlocks = 3;
 // Required alignment of every device buffer base (cudaMalloc gives 256).
 constexpr int kBufferAlignment = 256;
 
