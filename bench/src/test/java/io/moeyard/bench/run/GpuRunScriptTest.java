@@ -1,0 +1,100 @@
+package io.moeyard.bench.run;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.File;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * bench/gpu/run.sh, rehearsed on the CPU ({@code MOEYARD_GPU_DRY_RUN=1}): the GPU machine returns at
+ * most 8 files and gives one command a few minutes, so the script's step order, budget logic, exit
+ * code and file count are checked here, where a mistake costs nothing.
+ */
+class GpuRunScriptTest {
+  @TempDir Path out;
+
+  private static final Path SCRIPT = Path.of("gpu", "run.sh").toAbsolutePath();
+
+  /** Runs the script in dry-run mode with this JVM and this test's class path; returns its output. */
+  private Result run(int budgetSeconds) throws IOException, InterruptedException {
+    String java = ProcessHandle.current().info().command().orElse("java");
+    String cp = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
+    ProcessBuilder pb = new ProcessBuilder("bash", SCRIPT.toString());
+    pb.environment().put("OUT", out.toString());
+    pb.environment().put("MOEYARD_GPU_DRY_RUN", "1");
+    pb.environment().put("MOEYARD_GPU_JAVA", java);
+    pb.environment().put("MOEYARD_GPU_CP", cp);
+    pb.environment().put("MOEYARD_GPU_BUDGET_S", Integer.toString(budgetSeconds));
+    pb.redirectErrorStream(true);
+    Path log = out.resolveSibling(out.getFileName() + ".log");
+    pb.redirectOutput(log.toFile());
+    Process p = pb.start();
+    if (!p.waitFor(budgetSeconds + 120, TimeUnit.SECONDS)) {
+      p.destroyForcibly();
+      throw new AssertionError("run.sh outlived its budget of " + budgetSeconds + " s:\n" + Files.readString(log));
+    }
+    return new Result(p.exitValue(), Files.readString(log));
+  }
+
+  private record Result(int exit, String output) {}
+
+  /** The "step NAME: ..." lines of the summary, in order. */
+  private static List<String> steps(String output) {
+    List<String> steps = new ArrayList<>();
+    Matcher m = Pattern.compile("(?m)^step ([\\w-]+): (.*)$").matcher(output);
+    while (m.find()) steps.add(m.group(1) + ": " + m.group(2));
+    return steps;
+  }
+
+  private List<String> files() throws IOException {
+    try (Stream<Path> s = Files.list(out)) {
+      return s.map(p -> p.getFileName().toString()).sorted().toList();
+    }
+  }
+
+  @Test
+  void dryRunRunsEveryStepInOrderAndReturnsAtMostEightFiles() throws Exception {
+    Result r = run(330);
+    List<String> steps = steps(r.output());
+    assertEquals(0, r.exit(), "exit code; output:\n" + r.output());
+    List<String> names = steps.stream().map(s -> s.substring(0, s.indexOf(':'))).toList();
+    assertEquals(List.of("selftest", "bench", "torch", "sanitizer", "gpu-tests", "esft-law", "sweep-8", "sweep-16", "sweep-64"),
+        names, "step order; output:\n" + r.output());
+    for (String s : steps) {
+      String name = s.substring(0, s.indexOf(':'));
+      if (List.of("selftest", "bench", "sweep-8", "sweep-16", "sweep-64").contains(name)) {
+        assertTrue(s.contains(": ok"), s + "\n" + r.output());
+      }
+    }
+    List<String> files = files();
+    assertTrue(files.size() <= 8, "at most 8 files come back from the GPU machine: " + files);
+    assertTrue(files.containsAll(List.of("bench-deepseek-v3.json", "summary.txt", "logs.tgz",
+        "bench-deepseek-v3-t8.json", "bench-deepseek-v3-t16.json", "bench-deepseek-v3-t64.json")), files.toString());
+    for (String f : files) assertTrue(!new File(out.toFile(), f).isDirectory(), f + " is a folder");
+    assertTrue(r.output().contains("moeyard selftest --backend cpu: 20 cases, 20 passed"), r.output());
+  }
+
+  @Test
+  void stepsTheBudgetCannotHoldAreSkippedNotFailed() throws Exception {
+    // 50 s: the budget keeps 12 s back for the table, the selftest (it needs 30 s) runs, and the
+    // bench (40 s) and the largest sweep (100 s) no longer fit
+    Result r = run(50);
+    List<String> steps = steps(r.output());
+    assertEquals(0, r.exit(), "skipped steps are not failures; output:\n" + r.output());
+    assertTrue(steps.get(0).startsWith("selftest: ok"), steps.toString());
+    assertTrue(steps.stream().anyMatch(s -> s.startsWith("bench: skipped (time")), steps.toString());
+    assertTrue(steps.stream().anyMatch(s -> s.startsWith("sweep-64: skipped (time")), steps.toString());
+    assertTrue(files().contains("logs.tgz"), files().toString());
+  }
+}
