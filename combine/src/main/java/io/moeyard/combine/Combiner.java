@@ -23,7 +23,7 @@ import java.util.Objects;
  * is touched), move partials home, barrier, reduce at home. One instance per rank; it keeps its
  * scratch between calls.
  */
-public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
+public abstract sealed class Combiner implements AutoCloseable permits FusedCombiner, UnfusedCombiner {
   protected final Transport transport;
   protected final int rank;
   protected final int ranks;
@@ -52,12 +52,23 @@ public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
    * {@code expertOut} (at least {@code handle.receivedRows()} rows, expert-major as received).
    */
   public void combine(DispatchHandle handle, RowBuffer expertOut, RowBuffer out) {
-    Objects.requireNonNull(handle, "handle");
-    Objects.requireNonNull(expertOut, "expertOut");
-    Objects.requireNonNull(out, "out");
-    String problem = localProblem(handle, expertOut, out);
+    combine(handle, expertOut, out, null);
+  }
+
+  /**
+   * As {@link #combine(DispatchHandle, RowBuffer, RowBuffer)}, with a problem the caller found on
+   * this rank (null if none), announced so that every rank fails with it before any output is
+   * written.
+   */
+  public void combine(DispatchHandle handle, RowBuffer expertOut, RowBuffer out, String callerProblem) {
+    String problem = callerProblem != null ? callerProblem
+        : handle == null ? "rank " + rank + ": the dispatch handle is null"
+        : expertOut == null ? "rank " + rank + ": expert output is null"
+        : out == null ? "rank " + rank + ": out is null"
+        : closed ? "rank " + rank + ": the combiner is closed"
+        : localProblem(handle, expertOut, out);
     HomeWindow home = problem == null ? homeWindow(handle, out.hidden(), out.dtype()) : null;
-    Object[] got = transport.allGather(new Announcement(problem, out.hidden(), out.dtype(), home));
+    Object[] got = transport.allGather(new Announcement(problem, out == null ? 0 : out.hidden(), out == null ? null : out.dtype(), home));
     Announcement[] all = new Announcement[got.length];
     for (int r = 0; r < got.length; r++) all[r] = (Announcement) got[r];
     String wp = worldProblem(all);
@@ -123,6 +134,24 @@ public abstract sealed class Combiner permits FusedCombiner, UnfusedCombiner {
     }
     return RowMath.SIMD ? "Vector API" : "scalar Java";
   }
+
+  private boolean closed;
+
+  /**
+   * Frees this combiner's scratch (home windows, stages). Call it on every rank after the last
+   * combine; later calls fail on every rank, naming this one.
+   */
+  @Override
+  public void close() {
+    if (!closed) {
+      closed = true;
+      freeScratch();
+      scratch.close();
+    }
+  }
+
+  /** Releases what the subclass allocated outside {@link #scratch}. */
+  void freeScratch() {}
 
   private RowBuffer cached;
 

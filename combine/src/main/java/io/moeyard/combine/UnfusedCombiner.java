@@ -36,6 +36,11 @@ public final class UnfusedCombiner extends Combiner {
   }
 
   @Override
+  void freeScratch() {
+    local.close();
+  }
+
+  @Override
   HomeWindow homeWindow(DispatchHandle handle, int hidden, DType dtype) {
     DispatchLayout layout = handle.layout();
     int[] slotStart = layout.slotPermutedStart();

@@ -3,6 +3,9 @@ package io.moeyard.combine;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import io.moeyard.comm.CommConfig;
+import io.moeyard.comm.Communicator;
+import io.moeyard.comm.Dispatched;
 import io.moeyard.dispatch.DispatchHandle;
 import io.moeyard.dispatch.DispatchOptions;
 import io.moeyard.dispatch.Dispatcher;
@@ -21,7 +24,8 @@ import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 /**
- * Fused and unfused dispatch + combine against {@link Reference} on many random worlds: every
+ * Fused and unfused dispatch + combine, through the {@link Communicator}, against {@link Reference}
+ * on many random worlds: every
  * received row's bytes, scales, weight and origin; per-slot counts; combine's output bit for bit.
  * The seed of a failing case is in the message; replay with -Dmoeyard.test.seed=N.
  */
@@ -81,17 +85,19 @@ class DispatchCombinePropertyTest {
       }
       byte[][] yBytes = new byte[ranks][];
       for (int r = 0; r < ranks; r++) yBytes[r] = bytes(y[r], y[r].rows());
+      int maxTokens = 0;
+      for (int n : s.tokens) maxTokens = Math.max(maxTokens, n);
+      CommConfig cfg = CommConfig.of(maxTokens, s.hidden, s.topk, s.dtype, outType).withChunkPairs(chunk)
+          .withVariant(fused ? CommConfig.Variant.FUSED : CommConfig.Variant.UNFUSED);
       List<float[][]> outs = world.run(t -> {
         int r = t.rank();
-        Dispatcher dispatcher = fused
-            ? new FusedDispatcher(t, s.map, new DispatchOptions(chunk))
-            : new UnfusedDispatcher(t, s.map, new DispatchOptions(chunk));
-        Combiner combiner = fused ? new FusedCombiner(t, chunk) : new UnfusedCombiner(t, chunk);
         Routing routing = new Routing(s.tokens[r], s.topk, s.topkIdx[r], s.topkWeights[r]);
-        try (DispatchHandle h = dispatcher.dispatch(x[r], routing)) {
+        try (Communicator comm = Communicator.cpu(t, s.map, cfg)) {
+          Dispatched h = comm.dispatch(x[r], routing);
           List<Reference.Row> want = expected.get(r);
           assertEquals(want.size(), h.receivedRows(), "rows received by rank " + r);
-          int[] counts = h.slotCounts();
+          int[] counts = new int[h.slots()];
+          for (int e = 0; e < counts.length; e++) counts[e] = h.slotCount(e);
           int[] wantCounts = new int[s.map.slotsPerRank()];
           for (Reference.Row row : want) wantCounts[row.localSlot()]++;
           assertArrayEquals(wantCounts, counts, "slot counts of rank " + r);
@@ -99,7 +105,7 @@ class DispatchCombinePropertyTest {
             Reference.Row row = want.get(i);
             assertEquals(row.srcRank(), h.rowSourceRank(i), "source rank of row " + i + " on rank " + r);
             assertEquals(row.token(), h.rowSourceToken(i), "source token of row " + i + " on rank " + r);
-            assertEquals(s.topkWeights[row.srcRank()][row.token() * s.topk + row.k()], h.receivedWeights()[i]);
+            assertEquals(s.topkWeights[row.srcRank()][row.token() * s.topk + row.k()], h.receivedWeight(i));
             RowBuffer src = x[row.srcRank()];
             RowBuffer got = h.received();
             long mismatch = MemorySegment.mismatch(src.segment(), src.rowOffset(row.token()), src.rowOffset(row.token()) + src.rowBytes(),
@@ -116,7 +122,7 @@ class DispatchCombinePropertyTest {
           RowBuffer out = RowBuffer.allocate(Arena.ofAuto(), s.tokens[r], s.hidden, outType);
           // poison the output so unwritten rows show
           out.segment().fill((byte) 0x7F);
-          combiner.combine(h, y[r], out);
+          comm.combine(h, y[r], out);
           float[][] res = new float[s.tokens[r]][s.hidden];
           for (int tk = 0; tk < s.tokens[r]; tk++) for (int c = 0; c < s.hidden; c++) res[tk][c] = out.getFloat(tk, c);
           return res;

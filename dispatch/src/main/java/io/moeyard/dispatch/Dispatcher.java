@@ -28,7 +28,7 @@ import java.util.Objects;
  * between calls so that steady-state calls allocate only the handle's receive buffer (pass one
  * in to avoid that too).
  */
-public abstract sealed class Dispatcher permits FusedDispatcher, UnfusedDispatcher {
+public abstract sealed class Dispatcher implements AutoCloseable permits FusedDispatcher, UnfusedDispatcher {
   protected final Transport transport;
   protected final ExpertMap map;
   protected final DispatchOptions options;
@@ -64,12 +64,24 @@ public abstract sealed class Dispatcher permits FusedDispatcher, UnfusedDispatch
    * allocate and own the receive buffer.
    */
   public DispatchHandle dispatch(RowBuffer x, Routing routing, RowBuffer receiveInto) {
-    Objects.requireNonNull(x, "x");
-    Objects.requireNonNull(routing, "routing");
-    String problem = localProblem(x, routing, receiveInto);
+    return dispatch(x, routing, receiveInto, null);
+  }
+
+  /**
+   * As {@link #dispatch(RowBuffer, Routing, RowBuffer)}, with a problem the caller found on this
+   * rank (null if none): it is announced like any other, so every rank fails with it before any
+   * buffer is written. How a communicator's own checks (sizes it was built for, a closed
+   * communicator) reach every rank.
+   */
+  public DispatchHandle dispatch(RowBuffer x, Routing routing, RowBuffer receiveInto, String callerProblem) {
+    String problem = callerProblem != null ? callerProblem
+        : x == null ? "rank " + rank + ": x is null"
+        : routing == null ? "rank " + rank + ": routing is null"
+        : closed ? "rank " + rank + ": the dispatcher is closed"
+        : localProblem(x, routing, receiveInto);
     DispatchLayout layout = problem == null ? DispatchLayout.compute(rank, map, routing) : null;
     Announcement mine = layout == null
-        ? new Announcement(problem, x.hidden(), x.dtype(), null, null, null, -1)
+        ? new Announcement(problem, x == null ? 0 : x.hidden(), x == null ? null : x.dtype(), null, null, null, -1)
         : new Announcement(null, x.hidden(), x.dtype(), layout.sendCounts, layout.pairsTo, layout.selectionsTo,
             receiveInto == null ? -1 : receiveInto.rows());
     Announcement[] all = gather(mine);
@@ -159,6 +171,24 @@ public abstract sealed class Dispatcher permits FusedDispatcher, UnfusedDispatch
     return new DispatchHandle(transport, map, layout, routing.topkWeights().clone(), rows, receivedRows, slotOffsets,
         window, counts, sourcePairStart, arena);
   }
+
+  private boolean closed;
+
+  /**
+   * Frees this dispatcher's scratch. Call it on every rank after the last collective that uses it
+   * (a peer's window may point into this rank's scratch until then); later calls fail on every
+   * rank, naming this one.
+   */
+  @Override
+  public void close() {
+    if (!closed) {
+      closed = true;
+      freeScratch();
+    }
+  }
+
+  /** Releases what the subclass allocated. */
+  void freeScratch() {}
 
   /** The unfused path's all-to-all target on this rank, or null. */
   abstract RowBuffer staging(int receivedRows, int hidden, DType dtype);

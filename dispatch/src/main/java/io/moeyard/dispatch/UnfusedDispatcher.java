@@ -34,6 +34,11 @@ public final class UnfusedDispatcher extends Dispatcher {
   }
 
   @Override
+  void freeScratch() {
+    scratch.close();
+  }
+
+  @Override
   RowBuffer staging(int receivedRows, int hidden, DType dtype) {
     stagingBuffer = grow(stagingBuffer, receivedRows, hidden, dtype);
     return stagingBuffer;

@@ -60,16 +60,16 @@ public final class HugePages {
 
   /** Allocates {@code bytes} of zeroed memory that lives as long as {@code arena}. */
   public static MemorySegment allocate(Arena arena, long bytes) {
-    if (bytes < THRESHOLD || NATIVE == null) return arena.allocate(Math.max(1, bytes), 64);
+    if (bytes < THRESHOLD || NATIVE == null) return OffHeap.allocate(arena, bytes, 64);
     long length = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     long mapped = length + HUGE_PAGE; // slack to align the start to a huge page
     MemorySegment base;
     try {
       base = (MemorySegment) NATIVE.mmap().invokeExact(MemorySegment.NULL, mapped, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, -1, 0L);
     } catch (Throwable e) {
-      return arena.allocate(bytes, 64);
+      return OffHeap.allocate(arena, bytes, 64);
     }
-    if (base.address() == -1L || base.address() == 0L) return arena.allocate(bytes, 64); // MAP_FAILED
+    if (base.address() == -1L || base.address() == 0L) return OffHeap.allocate(arena, bytes, 64); // MAP_FAILED
     long start = (base.address() + HUGE_PAGE - 1) & -HUGE_PAGE;
     MemorySegment aligned = MemorySegment.ofAddress(start).reinterpret(length);
     try {
@@ -79,7 +79,7 @@ public final class HugePages {
     }
     long baseAddress = base.address();
     MethodHandle munmap = NATIVE.munmap();
-    return MemorySegment.ofAddress(start).reinterpret(bytes, arena, seg -> {
+    return OffHeap.counted(MemorySegment.ofAddress(start).reinterpret(bytes), arena, mapped, () -> {
       try {
         int ignored = (int) munmap.invokeExact(MemorySegment.ofAddress(baseAddress), mapped);
       } catch (Throwable ignored) {

@@ -53,7 +53,7 @@ public record RowBuffer(
     MemorySegment seg = HugePages.allocate(arena, (long) rows * hidden * dtype.bytes());
     MemorySegment scales = null;
     if (dtype.hasScales()) {
-      scales = arena.allocate(Math.max(1, (long) rows * (hidden / DType.FP8_SCALE_BLOCK) * Float.BYTES), 64);
+      scales = OffHeap.allocate(arena, (long) rows * (hidden / DType.FP8_SCALE_BLOCK) * Float.BYTES, 64);
     }
     return new RowBuffer(seg, 0, rows, hidden, dtype, scales);
   }

@@ -1,0 +1,204 @@
+package io.moeyard.comm;
+
+import io.moeyard.combine.Combiner;
+import io.moeyard.combine.FusedCombiner;
+import io.moeyard.combine.UnfusedCombiner;
+import io.moeyard.dispatch.DispatchHandle;
+import io.moeyard.dispatch.DispatchOptions;
+import io.moeyard.dispatch.Dispatcher;
+import io.moeyard.dispatch.FusedDispatcher;
+import io.moeyard.dispatch.Routing;
+import io.moeyard.dispatch.UnfusedDispatcher;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.transport.Transport;
+import java.lang.foreign.Arena;
+import java.util.Objects;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * The CPU backend's communicator: ranks are threads of one JVM and rows move by direct stores
+ * between their off-heap buffers. Owns its dispatcher, combiner and receive buffer (one arena);
+ * {@link #close()} frees all three.
+ */
+final class CpuCommunicator implements Communicator {
+  private final Transport transport;
+  private final ExpertMap experts;
+  private final CommConfig config;
+  private final int rank;
+  private final Dispatcher dispatcher;
+  private final Combiner combiner;
+  private final Arena arena = Arena.ofShared();
+  private final RowBuffer receive;
+  private final AtomicInteger pendingAsync = new AtomicInteger();
+  private ExecutorService executor;
+  private long generation;
+  private volatile boolean closed;
+
+  CpuCommunicator(Transport transport, ExpertMap experts, CommConfig config) {
+    this.transport = Objects.requireNonNull(transport, "transport");
+    this.experts = Objects.requireNonNull(experts, "experts");
+    this.config = Objects.requireNonNull(config, "config");
+    if (experts.ranks() != transport.size()) {
+      throw new IllegalArgumentException("expert map is for " + experts.ranks() + " ranks, the world has " + transport.size());
+    }
+    this.rank = transport.rank();
+    long worst = Communicator.worstCaseReceiveRows(transport.size(), config.maxTokens(), config.topk(), experts.slotsPerRank());
+    long rows = config.receiveRows() > 0 ? config.receiveRows() : worst;
+    if (rows > Integer.MAX_VALUE) {
+      throw new IllegalArgumentException("the worst-case receive buffer (" + worst + " rows) does not fit an int: set CommConfig.receiveRows");
+    }
+    DispatchOptions opts = new DispatchOptions(config.chunkPairs());
+    boolean fused = config.variant() == CommConfig.Variant.FUSED;
+    this.dispatcher = fused ? new FusedDispatcher(transport, experts, opts) : new UnfusedDispatcher(transport, experts, opts);
+    this.combiner = fused ? new FusedCombiner(transport, config.chunkPairs()) : new UnfusedCombiner(transport, config.chunkPairs());
+    this.receive = RowBuffer.allocate(arena, (int) rows, config.hidden(), config.dispatchType());
+  }
+
+  @Override
+  public int rank() {
+    return rank;
+  }
+
+  @Override
+  public int ranks() {
+    return transport.size();
+  }
+
+  @Override
+  public ExpertMap expertMap() {
+    return experts;
+  }
+
+  @Override
+  public CommConfig config() {
+    return config;
+  }
+
+  @Override
+  public int receiveCapacity() {
+    return receive.rows();
+  }
+
+  @Override
+  public Dispatched dispatch(RowBuffer x, Routing routing) {
+    return dispatch(x, routing, null, false);
+  }
+
+  @Override
+  public Dispatched dispatch(RowBuffer x, Routing routing, RowBuffer into) {
+    return dispatch(x, routing, Objects.requireNonNull(into, "into"), false);
+  }
+
+  private Dispatched dispatch(RowBuffer x, Routing routing, RowBuffer into, boolean async) {
+    String problem = dispatchProblem(x, routing, into, async);
+    DispatchHandle h = dispatcher.dispatch(x, routing, into == null ? receive : into, problem);
+    return new Dispatched(this, ++generation, h);
+  }
+
+  private String dispatchProblem(RowBuffer x, Routing routing, RowBuffer into, boolean async) {
+    String me = "rank " + rank + ": ";
+    if (closed) return me + "the communicator is closed";
+    if (!async && pendingAsync.get() > 0) return me + "a synchronous call while " + pendingAsync.get() + " async call(s) are pending";
+    if (x == null) return me + "x is null";
+    if (routing == null) return me + "routing is null";
+    if (x.hidden() != config.hidden() || x.dtype() != config.dispatchType()) {
+      return me + "x is " + x.hidden() + " x " + x.dtype().cliName() + ", the communicator was built for "
+          + config.hidden() + " x " + config.dispatchType().cliName();
+    }
+    if (routing.topk() != config.topk()) {
+      return me + "routing has top-" + routing.topk() + ", the communicator was built for top-" + config.topk();
+    }
+    if (routing.tokens() > config.maxTokens()) {
+      return me + "routing has " + routing.tokens() + " tokens, the communicator was built for at most " + config.maxTokens();
+    }
+    if (into != null && (into.hidden() != config.hidden() || into.dtype() != config.dispatchType())) {
+      return me + "the receive buffer is " + into.hidden() + " x " + into.dtype().cliName() + ", the communicator was built for "
+          + config.hidden() + " x " + config.dispatchType().cliName();
+    }
+    return null;
+  }
+
+  @Override
+  public void combine(Dispatched d, RowBuffer y, RowBuffer out) {
+    combine(d, y, out, false);
+  }
+
+  private void combine(Dispatched d, RowBuffer y, RowBuffer out, boolean async) {
+    String problem = combineProblem(d, y, out, async);
+    combiner.combine(problem == null ? d.handle : null, y, out, problem);
+  }
+
+  private String combineProblem(Dispatched d, RowBuffer y, RowBuffer out, boolean async) {
+    String me = "rank " + rank + ": ";
+    if (closed) return me + "the communicator is closed";
+    if (!async && pendingAsync.get() > 0) return me + "a synchronous call while " + pendingAsync.get() + " async call(s) are pending";
+    if (d == null) return me + "the dispatch result is null";
+    if (d.owner != this) return me + "the dispatch result belongs to another communicator";
+    if (d.generation != generation) {
+      return me + "the dispatch result is from an earlier dispatch (" + d.generation + "; the latest is " + generation
+          + "): its rows were overwritten";
+    }
+    if (y == null || out == null) return me + (y == null ? "expert output" : "out") + " is null";
+    if (y.hidden() != config.hidden() || y.dtype() != config.combineType()) {
+      return me + "expert output is " + y.hidden() + " x " + y.dtype().cliName() + ", the communicator was built for "
+          + config.hidden() + " x " + config.combineType().cliName();
+    }
+    if (out.hidden() != config.hidden() || out.dtype() != config.combineType()) {
+      return me + "out is " + out.hidden() + " x " + out.dtype().cliName() + ", the communicator was built for "
+          + config.hidden() + " x " + config.combineType().cliName();
+    }
+    return null;
+  }
+
+  @Override
+  public CompletableFuture<Dispatched> dispatchAsync(RowBuffer x, Routing routing) {
+    ExecutorService ex = executor();
+    pendingAsync.incrementAndGet();
+    return CompletableFuture.supplyAsync(() -> {
+      try {
+        return dispatch(x, routing, null, true);
+      } finally {
+        pendingAsync.decrementAndGet();
+      }
+    }, ex);
+  }
+
+  @Override
+  public CompletableFuture<Void> combineAsync(Dispatched d, RowBuffer y, RowBuffer out) {
+    ExecutorService ex = executor();
+    pendingAsync.incrementAndGet();
+    return CompletableFuture.runAsync(() -> {
+      try {
+        combine(d, y, out, true);
+      } finally {
+        pendingAsync.decrementAndGet();
+      }
+    }, ex);
+  }
+
+  private synchronized ExecutorService executor() {
+    if (closed) throw new IllegalStateException("rank " + rank + ": the communicator is closed");
+    if (executor == null) {
+      executor = Executors.newSingleThreadExecutor(Thread.ofVirtual().name("moeyard-comm-rank-" + rank).factory());
+    }
+    return executor;
+  }
+
+  @Override
+  public void close() {
+    ExecutorService ex;
+    synchronized (this) {
+      if (closed) return;
+      closed = true;
+      ex = executor;
+    }
+    if (ex != null) ex.close(); // lets queued collectives finish: peers are waiting for them
+    dispatcher.close();
+    combiner.close();
+    arena.close();
+  }
+}
