@@ -5,8 +5,9 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.moeyard.dispatch.DispatchHandle;
-import io.moeyard.dispatch.FusedDispatcher;
+import io.moeyard.comm.CommConfig;
+import io.moeyard.comm.Communicator;
+import io.moeyard.comm.Dispatched;
 import io.moeyard.dispatch.Routing;
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.DType;
@@ -100,7 +101,8 @@ public final class LayoutCommand implements Callable<Integer> {
     int k = topk;
     List<ObjectNode> perRank;
     try (CpuWorld world = CpuWorld.create(topo)) {
-      perRank = world.run(t -> rankLayout(om, t.rank(), map, tokens[t.rank()], k, idx[t.rank()], t));
+      int maxTokens = java.util.Arrays.stream(tokens).max().orElse(0);
+      perRank = world.run(t -> rankLayout(om, t.rank(), map, tokens[t.rank()], maxTokens, k, idx[t.rank()], t));
     } catch (CollectiveException e) {
       System.err.println("moeyard layout: " + routing + ": " + e.getMessage());
       return 2;
@@ -119,7 +121,8 @@ public final class LayoutCommand implements Callable<Integer> {
   }
 
   private static ObjectNode rankLayout(
-      ObjectMapper om, int rank, ExpertMap map, int tokens, int topk, int[] idx, io.moeyard.engine.transport.Transport t) {
+      ObjectMapper om, int rank, ExpertMap map, int tokens, int maxTokens, int topk, int[] idx,
+      io.moeyard.engine.transport.Transport t) {
     try (Arena arena = Arena.ofShared()) {
       // each row carries its own origin, exactly representable in fp32
       RowBuffer x = RowBuffer.allocate(arena, tokens, 2, DType.FP32);
@@ -129,11 +132,13 @@ public final class LayoutCommand implements Callable<Integer> {
       }
       float[] w = new float[tokens * topk];
       java.util.Arrays.fill(w, 1f);
-      try (DispatchHandle h = new FusedDispatcher(t, map).dispatch(x, new Routing(tokens, topk, idx, w))) {
+      // rows as the real dispatch delivers them
+      try (Communicator comm = Communicator.cpu(t, map, CommConfig.of(maxTokens, 2, topk, DType.FP32, DType.FP32))) {
+        Dispatched h = comm.dispatch(x, new Routing(tokens, topk, idx, w));
         ObjectNode node = om.createObjectNode();
         node.put("rank", rank);
         ArrayNode counts = node.putArray("slot_counts");
-        for (int c : h.slotCounts()) counts.add(c);
+        for (int e = 0; e < h.slots(); e++) counts.add(h.slotCount(e));
         ArrayNode rows = node.putArray("rows");
         int slot = 0;
         for (int row = 0; row < h.receivedRows(); row++) {

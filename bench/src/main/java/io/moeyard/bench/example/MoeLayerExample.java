@@ -1,8 +1,8 @@
 package io.moeyard.bench.example;
 
-import io.moeyard.combine.FusedCombiner;
-import io.moeyard.dispatch.DispatchHandle;
-import io.moeyard.dispatch.FusedDispatcher;
+import io.moeyard.comm.CommConfig;
+import io.moeyard.comm.Communicator;
+import io.moeyard.comm.Dispatched;
 import io.moeyard.dispatch.Routing;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;
@@ -80,34 +80,35 @@ public final class MoeLayerExample {
   public List<float[][]> runExpertParallel(float[][][] x) {
     Topology topo = Topology.singleNode(ranks);
     ExpertMap map = ExpertMap.trivial(topo, experts);
+    int maxTokens = 0;
+    for (float[][] xr : x) maxTokens = Math.max(maxTokens, xr.length);
+    // built once per layer and rank, as an engine would: sized for the most tokens a rank sends
+    CommConfig config = CommConfig.of(maxTokens, hidden, topk, DType.BF16, DType.BF16);
     try (CpuWorld world = CpuWorld.create(topo)) {
       return world.run(transport -> {
         int r = transport.rank();
         int tokens = x[r].length;
-        FusedDispatcher dispatcher = new FusedDispatcher(transport, map);
-        FusedCombiner combiner = new FusedCombiner(transport);
-        try (Arena arena = Arena.ofShared()) {
+        try (Communicator comm = Communicator.cpu(transport, map, config); Arena arena = Arena.ofShared()) {
+          // the experts' output rows, sized up front from what the communicator can deliver
+          RowBuffer y = RowBuffer.allocate(arena, comm.receiveCapacity(), hidden, DType.BF16);
           RowBuffer in = RowBuffer.allocate(arena, tokens, hidden, DType.BF16);
           for (int t = 0; t < tokens; t++) for (int c = 0; c < hidden; c++) in.setFloat(t, c, x[r][t][c]);
-          Routing routing = route(x[r]);
-          try (DispatchHandle h = dispatcher.dispatch(in, routing)) {
-            // the experts this rank holds, each on its contiguous block of received rows
-            RowBuffer y = RowBuffer.allocate(arena, h.receivedRows(), hidden, DType.BF16);
-            float[] row = new float[hidden];
-            for (int slot = 0; slot < map.slotsPerRank(); slot++) {
-              int e = map.expertOfSlot(r * map.slotsPerRank() + slot);
-              for (int i = h.slotOffset(slot); i < h.slotOffset(slot + 1); i++) {
-                for (int c = 0; c < hidden; c++) row[c] = h.received().getFloat(i, c);
-                float[] o = expert(e, row);
-                for (int c = 0; c < hidden; c++) y.setFloat(i, c, o[c]);
-              }
+          Dispatched d = comm.dispatch(in, route(x[r]));
+          // the experts this rank holds, each on its contiguous block of received rows
+          float[] row = new float[hidden];
+          for (int slot = 0; slot < d.slots(); slot++) {
+            int e = map.expertOfSlot(r * map.slotsPerRank() + slot);
+            for (int i = d.slotOffset(slot); i < d.slotOffset(slot + 1); i++) {
+              for (int c = 0; c < hidden; c++) row[c] = d.received().getFloat(i, c);
+              float[] o = expert(e, row);
+              for (int c = 0; c < hidden; c++) y.setFloat(i, c, o[c]);
             }
-            RowBuffer out = RowBuffer.allocate(arena, tokens, hidden, DType.BF16);
-            combiner.combine(h, y, out);
-            float[][] result = new float[tokens][hidden];
-            for (int t = 0; t < tokens; t++) for (int c = 0; c < hidden; c++) result[t][c] = out.getFloat(t, c);
-            return result;
           }
+          RowBuffer out = RowBuffer.allocate(arena, tokens, hidden, DType.BF16);
+          comm.combine(d, y, out);
+          float[][] result = new float[tokens][hidden];
+          for (int t = 0; t < tokens; t++) for (int c = 0; c < hidden; c++) result[t][c] = out.getFloat(t, c);
+          return result;
         }
       });
     }

@@ -2,14 +2,10 @@ package io.moeyard.bench.run;
 
 import io.moeyard.bench.verify.NaiveReference;
 import io.moeyard.combine.Combiner;
-import io.moeyard.combine.FusedCombiner;
-import io.moeyard.combine.UnfusedCombiner;
-import io.moeyard.dispatch.DispatchHandle;
-import io.moeyard.dispatch.DispatchOptions;
-import io.moeyard.dispatch.Dispatcher;
-import io.moeyard.dispatch.FusedDispatcher;
+import io.moeyard.comm.CommConfig;
+import io.moeyard.comm.Communicator;
+import io.moeyard.comm.Dispatched;
 import io.moeyard.dispatch.Routing;
-import io.moeyard.dispatch.UnfusedDispatcher;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
@@ -92,44 +88,44 @@ public final class CpuBench {
       double[] writtenBytes, String[] problems, PrintStream progress) {
     int r = t.rank();
     boolean lead = r == 0;
-    DispatchOptions opts = new DispatchOptions(c.chunk());
-    Dispatcher fused = new FusedDispatcher(t, map, opts);
-    Dispatcher unfused = new UnfusedDispatcher(t, map, opts);
-    Combiner fusedC = new FusedCombiner(t, c.chunk());
-    Combiner unfusedC = new UnfusedCombiner(t, c.chunk());
+    // sized for this run: the exact rows this rank receives, not the worst case (the deepseek-v3
+    // preset would need 8x the memory)
+    CommConfig cfg = CommConfig.of(c.tokens(), c.hidden(), c.topk(), c.dtype(), outType)
+        .withChunkPairs(c.chunk()).withReceiveRows(Math.max(1, ref.rowsReceivedBy(r)));
     try (Arena arena = Arena.ofShared();
-        DispatchHandle hf = fused.dispatch(x, routing);
-        DispatchHandle hu = unfused.dispatch(x, routing)) {
+        Communicator fused = Communicator.cpu(t, map, cfg);
+        Communicator unfused = Communicator.cpu(t, map, cfg.withVariant(CommConfig.Variant.UNFUSED))) {
+      Dispatched[] hf = {fused.dispatch(x, routing)};
+      Dispatched[] hu = {unfused.dispatch(x, routing)};
       // --- verification, once, before timing
-      String p = ref.checkDispatch(r, hf.received(), hf.receivedRows(), allX);
-      if (p == null) p = sameRows(hf, hu);
+      String p = ref.checkDispatch(r, hf[0].received(), hf[0].receivedRows(), allX);
+      if (p == null) p = sameRows(hf[0], hu[0]);
       RowBuffer outF = RowBuffer.allocate(arena, c.tokens(), c.hidden(), outType);
       RowBuffer outU = RowBuffer.allocate(arena, c.tokens(), c.hidden(), outType);
-      fusedC.combine(hf, y[r], outF);
-      unfusedC.combine(hu, y[r], outU);
+      fused.combine(hf[0], y[r], outF);
+      unfused.combine(hu[0], y[r], outU);
       if (p == null) p = ref.checkCombine(r, routing.topkWeights(), y, outF);
       if (p == null && outF.segment().mismatch(outU.segment()) != -1) p = "rank " + r + ": fused and unfused combine differ";
       problems[r] = p;
-      int pairs = hf.receivedPairs();
+      int pairs = hf[0].receivedPairs();
       dispatchBytes[r] = (double) pairs * (x.rowBytes() + (long) x.scalesPerRow() * Float.BYTES);
       combineBytes[r] = (double) pairs * outF.rowBytes();
-      writtenBytes[r] = (double) hf.receivedRows() * (x.rowBytes() + (long) x.scalesPerRow() * Float.BYTES);
+      writtenBytes[r] = (double) hf[0].receivedRows() * (x.rowBytes() + (long) x.scalesPerRow() * Float.BYTES);
 
       if (lead) progress.printf("verified: %s; timing %d + %d warm-up iterations of each...%n",
           p == null ? "yes" : "NO (" + p + ")", c.iters(), c.warmup());
-      // Timed calls reuse verified buffers instead of allocating more (the deepseek-v3 preset
-      // needs ~3 GB per rank as it is): rewriting hf's rows with the same rows changes nothing
-      // the combines read (they read handle metadata and y), and the roofline copies between
-      // the two receive buffers, from the same allocator as every collective buffer.
-      RowBuffer recv = hf.received();
-      RowBuffer src = hu.received();
+      // Each combine uses its communicator's latest dispatch (every round dispatches first); the
+      // roofline copies between the two communicators' receive buffers, from the same allocator
+      // as every collective buffer.
+      RowBuffer recv = hf[0].received();
+      RowBuffer src = hu[0].received();
       long rowPart = (long) pairs * x.rowBytes();
       long scalePart = (long) pairs * x.scalesPerRow() * Float.BYTES;
       IntConsumer[] ops = {
-        i -> fused.dispatch(x, routing, recv).close(),
-        i -> unfused.dispatch(x, routing, recv).close(),
-        i -> fusedC.combine(hf, y[r], outF),
-        i -> unfusedC.combine(hu, y[r], outU),
+        i -> hf[0] = fused.dispatch(x, routing),
+        i -> hu[0] = unfused.dispatch(x, routing),
+        i -> fused.combine(hf[0], y[r], outF),
+        i -> unfused.combine(hu[0], y[r], outU),
         i -> {
           RowCopy.copy(src.segment(), src.rowOffset(0), recv.segment(), recv.rowOffset(0), rowPart);
           if (scalePart > 0) RowCopy.copy(src.scales(), 0, recv.scales(), 0, scalePart);
@@ -202,7 +198,7 @@ public final class CpuBench {
     return c.warmup() == 0 ? 0 : WARMUP_NANOS;
   }
 
-  private static String sameRows(DispatchHandle a, DispatchHandle b) {
+  private static String sameRows(Dispatched a, Dispatched b) {
     if (a.receivedRows() != b.receivedRows()) return "fused and unfused dispatch received different row counts";
     RowBuffer ra = a.received();
     RowBuffer rb = b.received();
@@ -210,9 +206,14 @@ public final class CpuBench {
     if (MemorySegment.mismatch(ra.segment(), ra.offset(), ra.offset() + n, rb.segment(), rb.offset(), rb.offset() + n) != -1) {
       return "fused and unfused dispatch received different bytes";
     }
-    if (!Arrays.equals(a.receivedWeights(), b.receivedWeights())) return "fused and unfused dispatch received different weights";
+    for (int i = 0; i < a.receivedRows(); i++) {
+      if (Float.floatToRawIntBits(a.receivedWeight(i)) != Float.floatToRawIntBits(b.receivedWeight(i))) {
+        return "fused and unfused dispatch received different weights (row " + i + ")";
+      }
+    }
     return null;
   }
+
 
   // The bench's data, seeded per rank: every backend's bench uses these, so `--seed S` means the
   // same routing, tokens and expert outputs on cpu and cuda.

@@ -66,10 +66,14 @@ final class CpuRun implements AutoCloseable {
         res.out[r] = RowBuffer.allocate(res.arena, wl.tokens[r], wl.hidden, wl.outType);
       }
       world.run(t -> {
-        res.rank(t.rank(), wl, fused
-            ? new FusedDispatcher(t, wl.map, new DispatchOptions(chunk))
-            : new UnfusedDispatcher(t, wl.map, new DispatchOptions(chunk)),
-            fused ? new FusedCombiner(t, chunk) : new UnfusedCombiner(t, chunk));
+        // the implementation classes, not the Communicator: the other backends are compared on
+        // the internal records too (pair tables, layout flags), which the communicator keeps inside
+        try (Dispatcher d = fused
+                ? new FusedDispatcher(t, wl.map, new DispatchOptions(chunk))
+                : new UnfusedDispatcher(t, wl.map, new DispatchOptions(chunk));
+            Combiner c = fused ? new FusedCombiner(t, chunk) : new UnfusedCombiner(t, chunk)) {
+          res.rank(t.rank(), wl, d, c);
+        }
         return null;
       });
       ok = true;

@@ -41,6 +41,7 @@ public final class SelfTest {
     long[] seeds = caseSeed != null ? new long[] {caseSeed} : caseSeeds(seed, cases);
     int failed = 0;
     long t0 = System.nanoTime();
+    long lastReport = t0;
     for (int i = 0; i < seeds.length; i++) {
       Workload wl = null;
       String problem;
@@ -55,6 +56,12 @@ public final class SelfTest {
         failed++;
         out.printf(Locale.ROOT, "FAIL case %d seed=%d: %s: %s%n", i, seeds[i], wl == null ? "?" : wl.describe(), problem);
       }
+      long now = System.nanoTime();
+      if (now - lastReport > PROGRESS_NANOS && i + 1 < seeds.length) {
+        lastReport = now;
+        System.err.printf(Locale.ROOT, "selftest: %d/%d cases, %d failed, %.0f s, %d MB off-heap live%n",
+            i + 1, seeds.length, failed, (now - t0) / 1e9, io.moeyard.engine.OffHeap.liveBytes() >> 20);
+      }
     }
     out.printf(Locale.ROOT, "moeyard selftest --backend %s: %d cases, %d passed, %d failed (%s, %.1f s)%n",
         name, seeds.length, seeds.length - failed, failed,
@@ -62,6 +69,9 @@ public final class SelfTest {
     if (failed > 0) out.printf("replay a case: moeyard selftest --backend %s --case-seed <seed>%n", name);
     return failed == 0 ? 0 : 1;
   }
+
+  /** A progress line on stderr this often, so a long run shows it is alive and not growing. */
+  private static final long PROGRESS_NANOS = 30_000_000_000L;
 
   static long[] caseSeeds(long seed, int cases) {
     SplittableRandom rnd = new SplittableRandom(seed);
