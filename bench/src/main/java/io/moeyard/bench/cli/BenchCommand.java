@@ -48,6 +48,10 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--ranks", description = "ranks (threads on the cpu backend, virtual ranks on GPU 0 on cuda); default 8")
   Integer ranks;
 
+  @Option(names = "--nodes", description = "nodes the ranks are spread over (ranks / nodes each): the replica rule prefers"
+      + " the token's node, and the rows block counts rows that cross nodes; default 1")
+  int nodes = 1;
+
   @Option(names = "--tokens", description = "tokens per rank; default 1024 (4096 with --preset)")
   Integer tokens;
 
@@ -169,7 +173,7 @@ public final class BenchCommand implements Callable<Integer> {
     } else if (layer != 0) {
       throw new IllegalArgumentException("--layer needs --trace");
     }
-    return new BenchConfig(r, t, h, e, k, dt, p == null ? null : p.id, iters, warmup, chunk, seed, routing);
+    return new BenchConfig(r, t, h, e, k, dt, p == null ? null : p.id, iters, warmup, chunk, seed, routing, nodes, null);
   }
 
   private TraceRouting traceRouting() {
@@ -212,6 +216,11 @@ public final class BenchCommand implements Callable<Integer> {
           + " by bytes written it runs at %.0f%% of the copy%n", w, res.dispatchWrittenBytesPerRank() / 1e6,
           100 * w * res.dispatchFused().gbps() / res.copyGbps());
     }
+    if (res.rows() != null) {
+      out.printf(Locale.ROOT, "rows: received per rank max %d, mean %.1f; from other ranks %d, from other nodes %d (%d node%s)%n",
+          res.rows().receivedMax(), res.rows().receivedMean(), res.rows().remote(), res.rows().remoteNode(),
+          c.nodes(), c.nodes() == 1 ? "" : "s");
+    }
     BenchResult.SimpleKernels sk = res.simpleKernels();
     if (sk != null) {
       out.printf(Locale.ROOT, "untuned fused kernels (same run, same bits%s): dispatch %.1f us (tuned %.2fx faster),"
@@ -246,11 +255,19 @@ public final class BenchCommand implements Callable<Integer> {
     cfg.put("chunk", c.chunk());
     cfg.put("seed", c.seed());
     cfg.put("routing", c.routingName());
+    cfg.put("nodes", c.nodes());
     cfg.put("dispatch_bytes_per_rank", res.dispatchBytesPerRank());
     cfg.put("combine_bytes_per_rank", res.combineBytesPerRank());
     cfg.put("dispatch_written_bytes_per_rank", res.dispatchWrittenBytesPerRank());
     pair(root.putObject("dispatch"), res.dispatchFused(), res.dispatchUnfused());
     pair(root.putObject("combine"), res.combineFused(), res.combineUnfused());
+    if (res.rows() != null) {
+      ObjectNode rows = root.putObject("rows");
+      rows.put("received_max", res.rows().receivedMax());
+      rows.put("received_mean", res.rows().receivedMean());
+      rows.put("remote", res.rows().remote());
+      rows.put("remote_node", res.rows().remoteNode());
+    }
     root.put("copy_gbps", res.copyGbps());
     if (res.simpleKernels() != null) {
       ObjectNode sk = root.putObject("untuned_kernels");

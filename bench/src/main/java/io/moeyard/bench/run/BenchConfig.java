@@ -13,10 +13,29 @@ import java.nio.file.StandardCopyOption;
  *
  * @param chunk pipelining chunk in token-rank pairs (dispatch, fused combine) or rows (unfused a2a)
  * @param trace routing from a measured trace, or null for uniform random experts
+ * @param nodes nodes the ranks are spread over (ranks / nodes per node): the replica rule prefers
+ *     a replica on the token's node, and rows that cross nodes are counted apart
+ * @param physicalToLogical the expert of each physical slot (a placement's layer), or null for the
+ *     trivial map (slot p holds expert p)
  */
 public record BenchConfig(
     int ranks, int tokens, int hidden, int experts, int topk, DType dtype, String preset,
-    int iters, int warmup, int chunk, long seed, TraceRouting trace) {
+    int iters, int warmup, int chunk, long seed, TraceRouting trace, int nodes, int[] physicalToLogical) {
+
+  /** One node, the trivial map. */
+  public BenchConfig(
+      int ranks, int tokens, int hidden, int experts, int topk, DType dtype, String preset,
+      int iters, int warmup, int chunk, long seed, TraceRouting trace) {
+    this(ranks, tokens, hidden, experts, topk, dtype, preset, iters, warmup, chunk, seed, trace, 1, null);
+  }
+
+  /** The expert map the bench dispatches with: its topology ({@code nodes}) and slots. */
+  public io.moeyard.engine.ExpertMap expertMap() {
+    io.moeyard.engine.Topology topo = new io.moeyard.engine.Topology(nodes, ranks / nodes);
+    return physicalToLogical == null
+        ? io.moeyard.engine.ExpertMap.trivial(topo, experts)
+        : io.moeyard.engine.ExpertMap.of(topo, experts, physicalToLogical);
+  }
 
   /** Uniform random routing. */
   public BenchConfig(
@@ -27,7 +46,8 @@ public record BenchConfig(
 
   /** This configuration with {@code tokens} tokens per rank. */
   public BenchConfig withTokens(int tokens) {
-    return new BenchConfig(ranks, tokens, hidden, experts, topk, dtype, preset, iters, warmup, chunk, seed, trace);
+    return new BenchConfig(ranks, tokens, hidden, experts, topk, dtype, preset, iters, warmup, chunk, seed, trace, nodes,
+        physicalToLogical);
   }
 
   /**
@@ -70,7 +90,13 @@ public record BenchConfig(
     if (tokens < 0) return "--tokens must be >= 0, got " + tokens;
     if (hidden < 1) return "--hidden must be >= 1, got " + hidden;
     if (experts < 1) return "--experts must be >= 1, got " + experts;
-    if (experts % ranks != 0) return "--experts (" + experts + ") must be divisible by --ranks (" + ranks + ")";
+    if (nodes < 1 || ranks % nodes != 0) return "--nodes must divide --ranks (" + ranks + "), got " + nodes;
+    if (physicalToLogical == null && experts % ranks != 0) {
+      return "--experts (" + experts + ") must be divisible by --ranks (" + ranks + ")";
+    }
+    if (physicalToLogical != null && physicalToLogical.length % ranks != 0) {
+      return "the placement's " + physicalToLogical.length + " slots are not divisible by --ranks (" + ranks + ")";
+    }
     if (topk < 1 || topk > experts) return "--topk must be in [1, experts = " + experts + "], got " + topk;
     if (dtype == DType.FP8_E4M3 && hidden % DType.FP8_SCALE_BLOCK != 0) {
       return "--dtype fp8 needs --hidden divisible by 128, got " + hidden;

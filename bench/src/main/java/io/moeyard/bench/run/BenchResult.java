@@ -26,7 +26,30 @@ public record BenchResult(
     double copyGbps,
     boolean verified,
     String verifyNote,
-    SimpleKernels simpleKernels) {
+    SimpleKernels simpleKernels,
+    Rows rows) {
+
+  /**
+   * Where the dispatched rows went, as the data path delivered them: rows (one per selection)
+   * received per rank, max and mean over ranks; rows whose source is another rank; rows whose
+   * source is on another node.
+   */
+  public record Rows(long receivedMax, double receivedMean, long remote, long remoteNode) {
+    /** From per-rank counts. */
+    public static Rows of(long[] received, long[] remote, long[] remoteNode) {
+      long max = 0;
+      double sum = 0;
+      long rem = 0;
+      long node = 0;
+      for (int r = 0; r < received.length; r++) {
+        max = Math.max(max, received[r]);
+        sum += received[r];
+        rem += remote[r];
+        node += remoteNode[r];
+      }
+      return new Rows(max, received.length == 0 ? 0 : sum / received.length, rem, node);
+    }
+  }
 
   /**
    * cuda only (else null): the fused calls timed in the same run with the untuned kernels
@@ -38,7 +61,7 @@ public record BenchResult(
   public BenchResult withSimpleKernels(SimpleKernels s) {
     return new BenchResult(config, backend, device, dispatchBytesPerRank, combineBytesPerRank,
         dispatchWrittenBytesPerRank, dispatchFused, dispatchUnfused, combineFused, combineUnfused,
-        copyMedianUs, copyGbps, verified && (s == null || s.verified()), verifyNote, s);
+        copyMedianUs, copyGbps, verified && (s == null || s.verified()), verifyNote, s, rows);
   }
 
   /** Median time of one call across all ranks, and the bandwidth it implies. */

@@ -38,8 +38,8 @@ public final class CpuBench {
 
   public static BenchResult run(BenchConfig c, PrintStream progress) {
     int ranks = c.ranks();
-    Topology topo = Topology.singleNode(ranks);
-    ExpertMap map = ExpertMap.trivial(topo, c.experts());
+    ExpertMap map = c.expertMap();
+    Topology topo = map.topology();
     DType outType = c.dtype() == DType.FP8_E4M3 ? DType.BF16 : c.dtype();
     int[] tokens = new int[ranks];
     Arrays.fill(tokens, c.tokens());
@@ -56,6 +56,9 @@ public final class CpuBench {
     double[] dispatchBytes = new double[ranks];
     double[] combineBytes = new double[ranks];
     double[] writtenBytes = new double[ranks];
+    long[] rowsIn = new long[ranks];
+    long[] rowsRemote = new long[ranks];
+    long[] rowsRemoteNode = new long[ranks];
     String[] problems = new String[ranks];
     try (CpuWorld world = CpuWorld.create(topo); Arena arena = Arena.ofShared()) {
       RowBuffer[] x = new RowBuffer[ranks];
@@ -68,7 +71,8 @@ public final class CpuBench {
       }
       world.run(t -> {
         rankBody(t, c, map, x[t.rank()], y, outType, new Routing(c.tokens(), c.topk(), idx[t.rank()], w[t.rank()]),
-            ref, x, samples, dispatchBytes, combineBytes, writtenBytes, problems, progress);
+            ref, x, samples, dispatchBytes, combineBytes, writtenBytes, new long[][] {rowsIn, rowsRemote, rowsRemoteNode},
+            problems, progress);
         return null;
       });
     }
@@ -79,13 +83,14 @@ public final class CpuBench {
     double copyUs = median(samples[4]) / 1e3;
     return new BenchResult(c, "cpu", cpuName(), db, cb, mean(writtenBytes),
         timing(samples[0], db), timing(samples[1], db), timing(samples[2], cb), timing(samples[3], cb),
-        copyUs, db / (copyUs * 1e3), note == null, note == null ? "fused == unfused == reference, bit for bit" : note, null);
+        copyUs, db / (copyUs * 1e3), note == null, note == null ? "fused == unfused == reference, bit for bit" : note, null,
+        BenchResult.Rows.of(rowsIn, rowsRemote, rowsRemoteNode));
   }
 
   private static void rankBody(
       Transport t, BenchConfig c, ExpertMap map, RowBuffer x, RowBuffer[] y, DType outType, Routing routing,
       NaiveReference ref, RowBuffer[] allX, long[][] samples, double[] dispatchBytes, double[] combineBytes,
-      double[] writtenBytes, String[] problems, PrintStream progress) {
+      double[] writtenBytes, long[][] rowCounts, String[] problems, PrintStream progress) {
     int r = t.rank();
     boolean lead = r == 0;
     // sized for this run: the exact rows this rank receives, not the worst case (the deepseek-v3
@@ -111,6 +116,7 @@ public final class CpuBench {
       dispatchBytes[r] = (double) pairs * (x.rowBytes() + (long) x.scalesPerRow() * Float.BYTES);
       combineBytes[r] = (double) pairs * outF.rowBytes();
       writtenBytes[r] = (double) hf[0].receivedRows() * (x.rowBytes() + (long) x.scalesPerRow() * Float.BYTES);
+      countRows(hf[0], r, map.topology(), rowCounts);
 
       if (lead) progress.printf("verified: %s; timing %d + %d warm-up iterations of each...%n",
           p == null ? "yes" : "NO (" + p + ")", c.iters(), c.warmup());
@@ -142,6 +148,20 @@ public final class CpuBench {
         }
       }
     }
+  }
+
+  /** rowCounts[0..2][r]: rows rank r received, those from other ranks, those from other nodes. */
+  static void countRows(Dispatched d, int r, Topology topo, long[][] rowCounts) {
+    long remote = 0;
+    long remoteNode = 0;
+    for (int i = 0; i < d.receivedRows(); i++) {
+      int src = d.rowSourceRank(i);
+      if (src != r) remote++;
+      if (topo.nodeOf(src) != topo.nodeOf(r)) remoteNode++;
+    }
+    rowCounts[0][r] = d.receivedRows();
+    rowCounts[1][r] = remote;
+    rowCounts[2][r] = remoteNode;
   }
 
   /**

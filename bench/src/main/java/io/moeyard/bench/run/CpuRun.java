@@ -39,6 +39,8 @@ final class CpuRun implements AutoCloseable {
   final byte[][] isTokenInRank;
   /** Combine outputs, {@code [tokens, hidden]} in the out dtype. */
   final RowBuffer[] out;
+  /** Per rank: received rows, and those from other ranks / other nodes (the bench's rows block). */
+  final long[][] rowCounts;
 
   private CpuRun(int ranks, boolean fused) {
     this.fused = fused;
@@ -53,6 +55,7 @@ final class CpuRun implements AutoCloseable {
     numTokensPerRank = new int[ranks][];
     isTokenInRank = new byte[ranks][];
     out = new RowBuffer[ranks];
+    rowCounts = new long[3][ranks];
   }
 
   /** Runs the fused (FUSCO) or the unfused (Megatron-style) CPU path once on every rank. */
@@ -87,6 +90,13 @@ final class CpuRun implements AutoCloseable {
     try (DispatchHandle h = dispatcher.dispatch(wl.x(r), wl.routing(r), recv[r])) {
       int n = h.receivedRows();
       rows[r] = n;
+      io.moeyard.engine.Topology topo = wl.map.topology();
+      rowCounts[0][r] = n;
+      for (int i = 0; i < n; i++) {
+        int src = h.rowSourceRank(i);
+        if (src != r) rowCounts[1][r]++;
+        if (topo.nodeOf(src) != topo.nodeOf(r)) rowCounts[2][r]++;
+      }
       int sc = wl.scalesPerRow();
       recvScales[r] = new float[n * sc];
       if (sc > 0) {

@@ -47,6 +47,7 @@ public final class CudaBench {
     CpuRun cpu = CpuRun.run(wl, true, c.chunk());
     int[] pairs = cpu.pairs.clone();
     int[] rows = cpu.rows.clone();
+    BenchResult.Rows rowStats = BenchResult.Rows.of(cpu.rowCounts[0], cpu.rowCounts[1], cpu.rowCounts[2]);
     double[][] ms = new double[4][c.iters()];
     double copyMs;
     String problem;
@@ -108,6 +109,9 @@ public final class CudaBench {
       progress.printf("note: %d timed calls had started before their enqueue ended (launch latency counted)%n", shortHolds);
     }
     BenchResult r = assemble(c, av.device(), pairs, rows, dispatchRowBytes(wl), wl.outRowBytes(), ms, copyMs, problem);
+    r = new BenchResult(r.config(), r.backend(), r.device(), r.dispatchBytesPerRank(), r.combineBytesPerRank(),
+        r.dispatchWrittenBytesPerRank(), r.dispatchFused(), r.dispatchUnfused(), r.combineFused(), r.combineUnfused(),
+        r.copyMedianUs(), r.copyGbps(), r.verified(), r.verifyNote(), null, rowStats);
     return r.withSimpleKernels(new BenchResult.SimpleKernels(
         median(simpleMs[0]) * 1e3, median(simpleMs[1]) * 1e3, simpleProblem == null));
   }
@@ -185,7 +189,7 @@ public final class CudaBench {
         problem == null
             ? "cuda fused == cuda unfused == cpu fused, bit for bit: rows, weights, scales, counts, pairs, layout, combine"
             : problem,
-        null);
+        null, null);
   }
 
   private static BenchResult.Timing timing(double[] ms, double bytes) {

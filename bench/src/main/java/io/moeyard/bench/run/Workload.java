@@ -70,7 +70,7 @@ final class Workload {
   /** The bench's problem: trivial map on one node, equal tokens, the config's routing, CpuBench's seeds. */
   static Workload bench(BenchConfig c) {
     int ranks = c.ranks();
-    ExpertMap map = ExpertMap.trivial(Topology.singleNode(ranks), c.experts());
+    ExpertMap map = c.expertMap();
     int[] tokens = new int[ranks];
     Arrays.fill(tokens, c.tokens());
     int[][] idx = new int[ranks][];

@@ -1,0 +1,65 @@
+package io.moeyard.bench.run;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moeyard.engine.DType;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.Topology;
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/** The bench's rows block counts what the dispatch delivered: checked against a count from the routing. */
+class BenchRowsTest {
+  @Test
+  void rowsBlockMatchesACountFromTheRouting() {
+    long seed = Long.getLong("moeyard.test.seed", System.nanoTime());
+    SplittableRandom rnd = new SplittableRandom(seed);
+    for (int i = 0; i < 6; i++) {
+      int nodes = 1 + rnd.nextInt(2);
+      int ranks = nodes * (1 + rnd.nextInt(3));
+      int slots = ranks * (1 + rnd.nextInt(4));
+      int experts = Math.max(1, slots - rnd.nextInt(Math.max(1, slots / 2)));
+      int[] p2l = new int[slots];
+      for (int p = 0; p < slots; p++) p2l[p] = p < experts ? p : rnd.nextInt(experts);
+      int topk = 1 + rnd.nextInt(Math.min(4, experts));
+      int tokens = rnd.nextInt(30);
+      BenchConfig c = new BenchConfig(ranks, tokens, 16, experts, topk, DType.BF16, null, 1, 0, 1 + rnd.nextInt(8),
+          rnd.nextLong(), null, nodes, p2l);
+      BenchResult res = CpuBench.run(c, new PrintStream(OutputStream.nullOutputStream()));
+      assertTrue(res.verified(), res.verifyNote());
+
+      ExpertMap map = ExpertMap.of(new Topology(nodes, ranks / nodes), experts, p2l);
+      Topology topo = map.topology();
+      long[] in = new long[ranks];
+      long remote = 0;
+      long remoteNode = 0;
+      for (int r = 0; r < ranks; r++) {
+        int[] idx = c.routing(r);
+        for (int t = 0; t < tokens; t++) {
+          for (int k = 0; k < topk; k++) {
+            int e = idx[t * topk + k];
+            if (e < 0) continue;
+            int d = map.rankOfSlot(map.chooseSlot(r, t, e));
+            in[d]++;
+            if (d != r) remote++;
+            if (topo.nodeOf(d) != topo.nodeOf(r)) remoteNode++;
+          }
+        }
+      }
+      long max = 0;
+      long sum = 0;
+      for (long v : in) {
+        max = Math.max(max, v);
+        sum += v;
+      }
+      String what = "seed " + seed + " case " + i;
+      assertEquals(max, res.rows().receivedMax(), what);
+      assertEquals((double) sum / ranks, res.rows().receivedMean(), 1e-9, what);
+      assertEquals(remote, res.rows().remote(), what);
+      assertEquals(remoteNode, res.rows().remoteNode(), what);
+    }
+  }
+}
