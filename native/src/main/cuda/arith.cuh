@@ -1,5 +1,5 @@
 // moeyard native: the combine arithmetic, __host__ __device__, so the host unit tests check the
-// exact operations and roundings the kernels use (DESIGN.md contract): products and sums in float,
+// exact operations and roundings the kernels use (shuffle-engine/docs/data-path.md): products and sums in float,
 // each rounded separately (no FMA contraction), results rounded to the dtype to nearest even.
 #pragma once
 

@@ -3,7 +3,7 @@
 // Every function here is __host__ __device__ (plain inline in host-only translation units), pure,
 // and works on plain int arrays, so the host unit tests exercise exactly the code the kernels run.
 //
-// Conventions (see DESIGN.md, "The data path"):
+// Conventions (shuffle-engine/docs/data-path.md):
 //   R ranks, P physical slots, S = P / R slots per rank; slot p lives on rank p / S, local slot p % S.
 //   ExpertMap as CSR: the physical slots of logical expert e are slots[offs[e] .. offs[e+1]), ascending.
 //   slotIds[t*K + k]: the physical slot chosen for selection (t, k), or -1 (not routed).

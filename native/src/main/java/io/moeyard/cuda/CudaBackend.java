@@ -20,7 +20,7 @@ import java.util.function.Supplier;
  * {@link #upload} each rank's tokens, {@link #dispatch} (fused or the unfused baseline), then
  * {@link #setExpertOutputs} per rank and {@link #combine}. Rows are raw little-endian element bytes
  * in {@link Config#dtype()} (BF16 / FP16 as 16-bit patterns). Results follow the layout contract of
- * DESIGN.md ("The data path") bit for bit.
+ * shuffle-engine/docs/data-path.md bit for bit.
  *
  * <p>Resources: device memory, streams and events are owned by the native library and released by
  * {@link #close()}. One operation at a time per backend (not thread-safe); the async forms run the
@@ -686,7 +686,7 @@ public final class CudaBackend implements AutoCloseable {
         long st = streams[r];
         NativeKernels.permute(s.x, s.scales, sc, s.topkW, s.slotIds, s.pos, s.slotPrefix, s.t, nK,
             rb, s.permX, s.permScales, s.permW, st);
-        // per-peer copies, rotated order (r+1, r+2, ..., r): traffic dispersion as in DESIGN.md
+        // per-peer copies, rotated order (r+1, r+2, ..., r): traffic dispersion (shuffle-engine/docs/data-path.md)
         for (int i = 1; i <= nR; i++) {
           int d = (r + i) % nR;
           Rank dst = rank[d];

@@ -8,7 +8,7 @@ import java.util.List;
 import java.util.Random;
 
 /**
- * A naive Java implementation of the layout and arithmetic contract (DESIGN.md, "The data path"),
+ * A naive Java implementation of the layout and arithmetic contract (shuffle-engine/docs/data-path.md),
  * written straight from the words of the contract, independent of the native code: brute-force
  * enumeration instead of prefix formulas, plain loops instead of chunks.
  */
