@@ -82,6 +82,11 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--json", description = "also write the results as JSON to this file")
   Path json;
 
+  @Option(names = "--placement", description = "dispatch on a plan's slots and replicas (moeyard plan's SGLang / EPLB JSON;"
+      + " its layer --layer): the plan's GPUs are the ranks, its slots must divide among them, its layer and expert counts"
+      + " must match --trace")
+  Path placement;
+
   @Option(names = "--trace", description = "route by a measured per-token trace (.npy [tokens, layers, topk], e.g. shared/data/esft/law.npy)"
       + " instead of uniform random experts: rank r takes the trace's tokens [r*T, (r+1)*T); experts and top-k come from the trace,"
       + " --tokens defaults to the trace split evenly")
@@ -173,7 +178,35 @@ public final class BenchCommand implements Callable<Integer> {
     } else if (layer != 0) {
       throw new IllegalArgumentException("--layer needs --trace");
     }
-    return new BenchConfig(r, t, h, e, k, dt, p == null ? null : p.id, iters, warmup, chunk, seed, routing, nodes, null);
+    int[] slots = placement == null ? null : placementLayer(r, e, routing);
+    return new BenchConfig(r, t, h, e, k, dt, p == null ? null : p.id, iters, warmup, chunk, seed, routing, nodes, slots);
+  }
+
+  /** The plan's layer --layer as a slot -> expert map, or IllegalArgumentException naming what does not fit. */
+  private int[] placementLayer(int ranks, int experts, TraceRouting routing) {
+    io.moeyard.placement.model.Placement plan;
+    try {
+      plan = io.moeyard.placement.format.PlacementReader.read(placement, ranks, experts);
+    } catch (IOException | RuntimeException ex) {
+      String msg = String.valueOf(ex.getMessage());
+      throw new IllegalArgumentException("--placement " + (msg.startsWith(placement.toString()) ? msg : placement + ": " + msg));
+    }
+    if (plan.experts() != experts) {
+      throw new IllegalArgumentException("--placement " + placement + " places " + plan.experts() + " experts, the routing has " + experts);
+    }
+    if (routing != null && plan.layers() != routing.trace().layers()) {
+      throw new IllegalArgumentException("--placement " + placement + " has " + plan.layers() + " layers, the trace "
+          + routing.trace().layers());
+    }
+    if (layer >= plan.layers()) {
+      throw new IllegalArgumentException("--layer " + layer + " is outside the plan's " + plan.layers() + " layers");
+    }
+    int[] slots = plan.phy2log()[layer];
+    if (slots.length % ranks != 0) {
+      throw new IllegalArgumentException("--placement " + placement + " has " + slots.length + " slots per layer, not divisible by --ranks "
+          + ranks);
+    }
+    return slots.clone();
   }
 
   private TraceRouting traceRouting() {

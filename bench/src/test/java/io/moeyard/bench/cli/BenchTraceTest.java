@@ -101,4 +101,34 @@ class BenchTraceTest {
     assertEquals(2, Moeyard.commandLine().execute("bench", "--trace", dir.resolve("missing.npy").toString()));
     assertEquals(2, Moeyard.commandLine().execute("bench", "--layer", "1"));
   }
+
+  @Test
+  void benchRunsOnAPlansSlotsAndRefusesPlansThatDoNotFit() throws Exception {
+    long seed = System.nanoTime();
+    SplittableRandom rnd = new SplittableRandom(seed);
+    int tokens = 4 * 20, layers = 2, topk = 2, experts = 8;
+    Path f = write(skewedIds(rnd, tokens, layers, topk, experts), tokens, layers, topk);
+    // 12 slots on 4 ranks: expert 0 (the hot one) on three ranks
+    Path plan = dir.resolve("plan.json");
+    Files.writeString(plan, "{\"physical_to_logical_map\": [[0,1,2, 0,3,4, 0,5,6, 7,1,2], [0,1,2, 3,4,5, 6,7,0, 1,2,3]]}");
+    Path json = dir.resolve("bench.json");
+    int rc = Moeyard.commandLine().execute("bench", "--trace", f.toString(), "--layer", "0", "--ranks", "4", "--nodes", "2",
+        "--experts", "8", "--placement", plan.toString(), "--hidden", "64", "--iters", "2", "--warmup", "0", "--json", json.toString());
+    assertEquals(0, rc, "seed " + seed);
+    JsonNode root = new ObjectMapper().readTree(json.toFile());
+    assertTrue(root.path("verified").asBoolean(), "seed " + seed);
+    assertTrue(root.path("rows").path("received_max").asLong() > 0, "seed " + seed);
+
+    Path oneLayer = dir.resolve("one-layer.json");
+    Files.writeString(oneLayer, "{\"physical_to_logical_map\": [[0,1,2,3,4,5,6,7]]}");
+    Path fewExperts = dir.resolve("few.json");
+    Files.writeString(fewExperts, "{\"physical_to_logical_map\": [[0,1,2,3], [0,1,2,3]]}");
+    Path odd = dir.resolve("odd.json");
+    Files.writeString(odd, "{\"physical_to_logical_map\": [[0,1,2,3,4,5,6,7,0], [0,1,2,3,4,5,6,7,1]]}");
+    for (Path bad : new Path[] {oneLayer, fewExperts, odd, dir.resolve("missing.json")}) {
+      assertEquals(2, Moeyard.commandLine().execute("bench", "--trace", f.toString(), "--ranks", "4", "--experts", "8",
+          "--placement", bad.toString()),
+          bad.getFileName().toString());
+    }
+  }
 }
