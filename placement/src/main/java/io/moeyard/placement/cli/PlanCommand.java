@@ -372,7 +372,7 @@ public final class PlanCommand implements Callable<Integer> {
           ? "pairs on different GPUs / nodes, expected with each replica equally likely (--replica-rule uniform);\n"
           : "pairs with no replica of a and of b on one GPU / node (--replica-rule nearest);\n");
       sb.append("GB and a2a ms: dedup'd BF16 dispatch rows over all layers,\n");
-      sb.append("summed over traces (token i on GPU i mod G, nearest replica).\n");
+      sb.append("summed over traces (each GPU a contiguous block of the trace, the data path's replica rule).\n");
     }
     return sb.toString();
   }
