@@ -280,7 +280,7 @@ public final class CpSatPlanner {
         ours = theirs;
         status = "WARM_START";
       }
-      double unit = tuning.uniformReplicaChoice() ? LayerModel.UNIFORM_UNIT : 1;
+      double unit = tuning.uniformReplicaChoice() ? LayerObjective.UNIFORM_UNIT : 1;
       objective = ours / unit;
       {
         int[][] rowsOut = plan.phy2log();
