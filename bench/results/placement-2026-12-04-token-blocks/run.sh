@@ -1,8 +1,8 @@
 #!/bin/bash
 # deterministic re-measurements for the dispatch columns (trivial, EPLB, ilp unseen/none)
-cd /work/wt-place
+cd "$(dirname "$0")/../../.."  # the repository root
 export MOEYARD_NO_BUILD=1
-D=/work/shared/data/esft
+D=../shared/data/esft
 M=${OUT:-/tmp/meas}
 mkdir -p $M
 T="intent law summary translation"
