@@ -1,9 +1,6 @@
 package io.moeyard.placement.cli;
 
-import io.moeyard.placement.cost.CostModel;
 import io.moeyard.placement.cost.ReplicaRule;
-import io.moeyard.placement.cost.DispatchCost;
-import io.moeyard.placement.cost.DispatchModel;
 import io.moeyard.placement.cost.Network;
 import io.moeyard.placement.cost.PlacementScore;
 import io.moeyard.placement.format.PlacementFormat;
@@ -156,6 +153,62 @@ public final class PlanCommand implements Callable<Integer> {
   }
 
   private int run(PrintWriter stdout, PrintWriter err) throws Exception {
+    Settings set = validate(err);
+    String alg = set.algorithm();
+    PlacementFormat fmt = set.format();
+    ModelPreset model = set.model();
+    boolean unseen = set.unseen();
+    Locality locality = set.locality();
+    double balanceSlack = set.balanceSlack();
+    Network net = set.net();
+
+    List<Trace> planTraces = Traces.load(traces, experts > 0 ? experts : model != null ? model.experts : 0);
+    int E = planTraces.get(0).experts();
+    if (model != null && (E != model.experts || planTraces.get(0).layers() != model.layers)) {
+      throw new BadInput("traces have " + planTraces.get(0).layers() + " layers x " + E + " experts, preset " + model.id
+          + " has " + model.layers + " x " + model.experts);
+    }
+    int P = replicas != null ? replicas : ((E + gpus - 1) / gpus) * gpus;
+    if (P < E) throw new BadInput("--replicas " + P + " gives fewer slots than the " + E + " experts");
+    if (groups % nodes == 0 && E % groups != 0) {
+      throw new BadInput("--groups " + groups + " does not divide the " + E + " experts (EPLB's hierarchical policy needs it)");
+    }
+    List<Trace> evals = evalTraces.isEmpty() ? List.of() : Traces.load(evalTraces, E);
+    for (Trace t : evals) {
+      if (t.layers() != planTraces.get(0).layers()) {
+        throw new BadInput(t.name() + ": " + t.layers() + " layers, the planning traces have " + planTraces.get(0).layers());
+      }
+    }
+    PlacementProblem problem = Problems.fromTraces(planTraces, gpus, nodes, P);
+
+    Map<String, PlanReport> plans = runPlanners(problem, compare ? ALGORITHMS : List.of(alg), unseen, locality, balanceSlack, err);
+
+    stdout.println(describe("planned on", planTraces, problem));
+    stdout.print(table(plans, problem, planTraces, net));
+    if (!evals.isEmpty()) {
+      PlacementProblem evalProblem = Problems.fromTraces(evals, gpus, nodes, P);
+      stdout.println();
+      stdout.println(describe("scored on (not planned on)", evals, evalProblem));
+      stdout.print(table(plans, evalProblem, evals, net));
+    }
+    stdout.flush();
+
+    if (this.out != null) {
+      PlanReport chosen = plans.get(alg);
+      if (chosen == null) throw new BadInput(IlpPlannerBridge.UNAVAILABLE + "; nothing written to " + this.out);
+      PlacementWriter.write(chosen.placement(), fmt, this.out);
+      err.println("moeyard plan: wrote " + alg + " plan to " + this.out + " (" + fmt.id + ")");
+      err.flush();
+    }
+    return 0;
+  }
+
+  /** The options, checked and with --preset applied (sets {@link #groups}, {@link #hidden}, {@link #rule}). */
+  private record Settings(String algorithm, PlacementFormat format, ModelPreset model, boolean unseen, Locality locality,
+      double balanceSlack, Network net) {}
+
+  /** Checks every option that needs no file; BadInput naming the first bad one. */
+  private Settings validate(PrintWriter err) {
     String alg = algorithm.toLowerCase(Locale.ROOT);
     if (!ALGORITHMS.contains(alg)) throw new BadInput("--algorithm " + algorithm + " is not one of trivial, eplb, ilp");
     PlacementFormat fmt = PlacementFormat.byId(format);
@@ -201,27 +254,12 @@ public final class PlanCommand implements Callable<Integer> {
     if (!compare && !alg.equals("ilp")) warnIlpOnlyOptions(alg, err);
     Network net = new Network(nodes, hidden, 2, nvlinkGbps, netGbps);
     if (!compare && alg.equals("ilp") && !IlpPlannerBridge.available()) throw new BadInput(IlpPlannerBridge.UNAVAILABLE);
+    return new Settings(alg, fmt, model, unseen, locality, balanceSlack, net);
+  }
 
-    List<Trace> planTraces = Traces.load(traces, experts > 0 ? experts : model != null ? model.experts : 0);
-    int E = planTraces.get(0).experts();
-    if (model != null && (E != model.experts || planTraces.get(0).layers() != model.layers)) {
-      throw new BadInput("traces have " + planTraces.get(0).layers() + " layers x " + E + " experts, preset " + model.id
-          + " has " + model.layers + " x " + model.experts);
-    }
-    int P = replicas != null ? replicas : ((E + gpus - 1) / gpus) * gpus;
-    if (P < E) throw new BadInput("--replicas " + P + " gives fewer slots than the " + E + " experts");
-    if (groups % nodes == 0 && E % groups != 0) {
-      throw new BadInput("--groups " + groups + " does not divide the " + E + " experts (EPLB's hierarchical policy needs it)");
-    }
-    List<Trace> evals = evalTraces.isEmpty() ? List.of() : Traces.load(evalTraces, E);
-    for (Trace t : evals) {
-      if (t.layers() != planTraces.get(0).layers()) {
-        throw new BadInput(t.name() + ": " + t.layers() + " layers, the planning traces have " + planTraces.get(0).layers());
-      }
-    }
-    PlacementProblem problem = Problems.fromTraces(planTraces, gpus, nodes, P);
-
-    List<String> runs = compare ? ALGORITHMS : List.of(alg);
+  /** Runs each planner in {@code runs} on {@code problem}, in order; ilp is skipped with a note when OR-Tools cannot load. */
+  private Map<String, PlanReport> runPlanners(PlacementProblem problem, List<String> runs, boolean unseen, Locality locality,
+      double balanceSlack, PrintWriter err) {
     Map<String, PlanReport> plans = new LinkedHashMap<>();
     Placement eplb = null;
     for (String a : runs) {
@@ -257,25 +295,7 @@ public final class PlanCommand implements Callable<Integer> {
         default -> throw new IllegalStateException(a);
       }
     }
-
-    stdout.println(describe("planned on", planTraces, problem));
-    stdout.print(table(plans, problem, planTraces, net));
-    if (!evals.isEmpty()) {
-      PlacementProblem evalProblem = Problems.fromTraces(evals, gpus, nodes, P);
-      stdout.println();
-      stdout.println(describe("scored on (not planned on)", evals, evalProblem));
-      stdout.print(table(plans, evalProblem, evals, net));
-    }
-    stdout.flush();
-
-    if (this.out != null) {
-      PlanReport chosen = plans.get(alg);
-      if (chosen == null) throw new BadInput(IlpPlannerBridge.UNAVAILABLE + "; nothing written to " + this.out);
-      PlacementWriter.write(chosen.placement(), fmt, this.out);
-      err.println("moeyard plan: wrote " + alg + " plan to " + this.out + " (" + fmt.id + ")");
-      err.flush();
-    }
-    return 0;
+    return plans;
   }
 
   /** Options that only the ilp planner reads; given with another planner they would pass silently. */
@@ -297,59 +317,61 @@ public final class PlanCommand implements Callable<Integer> {
         what, names, p.layers(), p.experts(), p.gpus(), p.nodes(), p.slots(), p.slotsPerGpu(), groups);
   }
 
-  private String table(Map<String, PlanReport> plans, PlacementProblem problem, List<Trace> ts, Network net) {
+  /** Every plan scored on {@code ts}, in the order of {@code plans}. */
+  private Map<String, PlanScores> score(Map<String, PlanReport> plans, PlacementProblem problem, List<Trace> ts, Network net) {
     List<RoutingTrace> routing = new ArrayList<>();
     for (Trace t : ts) if (t instanceof RoutingTrace r) routing.add(r);
-    StringBuilder sb = new StringBuilder();
-    StringBuilder layers = new StringBuilder();
-    sb.append(String.format(Locale.ROOT, "%-8s %-34s %7s %8s %9s %16s %16s %9s %9s %9s%n",
-        "algo", "status", "plan s", "bal mean", "bal worst", "x-GPU trans", "x-node trans", "NVLink GB", "net GB", "a2a ms"));
+    Map<String, PlanScores> out = new LinkedHashMap<>();
     long work = (long) plans.size() * routing.size() * problem.layers();
     long tokens = routing.stream().mapToLong(RoutingTrace::tokens).sum();
     try (Progress bar = Progress.start("scoring", work, tokens * problem.layers() > 2_000_000)) {
       for (Map.Entry<String, PlanReport> e : plans.entrySet()) {
-        PlanReport r = e.getValue();
-        PlacementScore s = CostModel.score(problem, r.placement(), rule);
-        String status = r.status();
-        if (!Double.isNaN(r.gap())) status += String.format(Locale.ROOT, " gap %.1f%%", 100 * r.gap());
-        String xg = "-", xn = "-", nv = "-", nt = "-", ms = "-";
-        if (problem.hasAffinity()) {
-          xg = String.format(Locale.ROOT, "%.0f (%.1f%%)", s.crossGpu(), 100 * s.crossGpuFraction());
-          xn = String.format(Locale.ROOT, "%.0f (%.1f%%)", s.crossNode(), 100 * s.crossNodeFraction());
-        }
-        long[] layerIntra = new long[problem.layers()], layerInter = new long[problem.layers()];
-        double[] layerSec = new double[problem.layers()];
-        if (!routing.isEmpty()) {
-          long intra = 0, inter = 0;
-          double sec = 0;
-          for (RoutingTrace t : routing) {
-            DispatchCost d = DispatchModel.replay(t, r.placement(), net, l -> bar.step());
-            intra += d.intraBytes();
-            inter += d.interBytes();
-            sec += d.seconds();
-            for (int l = 0; l < problem.layers(); l++) {
-              layerIntra[l] += d.layers()[l].intraBytes();
-              layerInter[l] += d.layers()[l].interBytes();
-              layerSec[l] += d.layers()[l].seconds();
-            }
-          }
-          nv = String.format(Locale.ROOT, "%.3f", intra / 1e9);
-          nt = String.format(Locale.ROOT, "%.3f", inter / 1e9);
-          ms = String.format(Locale.ROOT, "%.2f", sec * 1e3);
-        }
-        sb.append(String.format(Locale.ROOT, "%-8s %-34s %7.2f %8.3f %9.3f %16s %16s %9s %9s %9s%n",
-            e.getKey(), status, r.seconds(), s.meanBalancedness(), s.worstBalancedness(), xg, xn, nv, nt, ms));
-        if (perLayer) {
-          for (var c : s.layers()) {
-            boolean hasT = c.transitions() > 0, hasD = !routing.isEmpty();
-            layers.append(String.format(Locale.ROOT, "%-8s %5d %8.3f %9.3f %10s %10s %10s %10s %9s%n", e.getKey(), c.layer(),
-                c.meanBalancedness(), c.worstBalancedness(),
-                hasT ? String.format(Locale.ROOT, "%.1f%%", 100 * c.crossGpu() / c.transitions()) : "-",
-                hasT ? String.format(Locale.ROOT, "%.1f%%", 100 * c.crossNode() / c.transitions()) : "-",
-                hasD ? String.format(Locale.ROOT, "%.1f", layerIntra[c.layer()] / 1e6) : "-",
-                hasD ? String.format(Locale.ROOT, "%.1f", layerInter[c.layer()] / 1e6) : "-",
-                hasD ? String.format(Locale.ROOT, "%.3f", layerSec[c.layer()] * 1e3) : "-"));
-          }
+        out.put(e.getKey(), PlanScores.of(problem, e.getValue().placement(), rule, routing, net, bar::step));
+      }
+    }
+    return out;
+  }
+
+  private String table(Map<String, PlanReport> plans, PlacementProblem problem, List<Trace> ts, Network net) {
+    return render(plans, score(plans, problem, ts, net), problem);
+  }
+
+  /** The report's table (and per-layer rows with --per-layer), from plans already scored. */
+  private String render(Map<String, PlanReport> plans, Map<String, PlanScores> scored, PlacementProblem problem) {
+    StringBuilder sb = new StringBuilder();
+    StringBuilder layers = new StringBuilder();
+    sb.append(String.format(Locale.ROOT, "%-8s %-34s %7s %8s %9s %16s %16s %9s %9s %9s%n",
+        "algo", "status", "plan s", "bal mean", "bal worst", "x-GPU trans", "x-node trans", "NVLink GB", "net GB", "a2a ms"));
+    for (Map.Entry<String, PlanReport> e : plans.entrySet()) {
+      PlanReport r = e.getValue();
+      PlanScores scores = scored.get(e.getKey());
+      PlacementScore s = scores.score();
+      String status = r.status();
+      if (!Double.isNaN(r.gap())) status += String.format(Locale.ROOT, " gap %.1f%%", 100 * r.gap());
+      String xg = "-", xn = "-", nv = "-", nt = "-", ms = "-";
+      if (problem.hasAffinity()) {
+        xg = String.format(Locale.ROOT, "%.0f (%.1f%%)", s.crossGpu(), 100 * s.crossGpuFraction());
+        xn = String.format(Locale.ROOT, "%.0f (%.1f%%)", s.crossNode(), 100 * s.crossNodeFraction());
+      }
+      long[] layerIntra = scores.layerIntra(), layerInter = scores.layerInter();
+      double[] layerSec = scores.layerSeconds();
+      if (scores.replayed()) {
+        nv = String.format(Locale.ROOT, "%.3f", scores.intraBytes() / 1e9);
+        nt = String.format(Locale.ROOT, "%.3f", scores.interBytes() / 1e9);
+        ms = String.format(Locale.ROOT, "%.2f", scores.seconds() * 1e3);
+      }
+      sb.append(String.format(Locale.ROOT, "%-8s %-34s %7.2f %8.3f %9.3f %16s %16s %9s %9s %9s%n",
+          e.getKey(), status, r.seconds(), s.meanBalancedness(), s.worstBalancedness(), xg, xn, nv, nt, ms));
+      if (perLayer) {
+        for (var c : s.layers()) {
+          boolean hasT = c.transitions() > 0, hasD = scores.replayed();
+          layers.append(String.format(Locale.ROOT, "%-8s %5d %8.3f %9.3f %10s %10s %10s %10s %9s%n", e.getKey(), c.layer(),
+              c.meanBalancedness(), c.worstBalancedness(),
+              hasT ? String.format(Locale.ROOT, "%.1f%%", 100 * c.crossGpu() / c.transitions()) : "-",
+              hasT ? String.format(Locale.ROOT, "%.1f%%", 100 * c.crossNode() / c.transitions()) : "-",
+              hasD ? String.format(Locale.ROOT, "%.1f", layerIntra[c.layer()] / 1e6) : "-",
+              hasD ? String.format(Locale.ROOT, "%.1f", layerInter[c.layer()] / 1e6) : "-",
+              hasD ? String.format(Locale.ROOT, "%.3f", layerSec[c.layer()] * 1e3) : "-"));
         }
       }
     }
@@ -372,7 +394,7 @@ public final class PlanCommand implements Callable<Integer> {
           ? "pairs on different GPUs / nodes, expected with each replica equally likely (--replica-rule uniform);\n"
           : "pairs with no replica of a and of b on one GPU / node (--replica-rule nearest);\n");
       sb.append("GB and a2a ms: dedup'd BF16 dispatch rows over all layers,\n");
-      sb.append("summed over traces (token i on GPU i mod G, nearest replica).\n");
+      sb.append("summed over traces (each GPU a contiguous block of the trace, the data path's replica rule).\n");
     }
     return sb.toString();
   }

@@ -1,7 +1,10 @@
 package io.moeyard.placement.cost;
 
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.Topology;
 import io.moeyard.placement.model.Placement;
 import io.moeyard.placement.trace.RoutingTrace;
+import java.util.Arrays;
 import java.util.function.IntConsumer;
 
 /**
@@ -12,12 +15,12 @@ import java.util.function.IntConsumer;
  * <p>Assumptions, because a trace does not record them:
  *
  * <ul>
- *   <li>Where a token lives: tokens are spread evenly in trace order, token i on GPU i mod G (data
- *       parallel attention feeding expert parallel MoE with equal batches).
- *   <li>Which replica serves it: the one on the token's own GPU if there is one, else one on its
- *       own node, else any; among several candidates, the (i / G) mod count-th, so that a GPU's
- *       tokens spread evenly over the candidates. This is the locality-first choice SGLang and
- *       vLLM make for static dispatch; a placement that puts replicas near their tokens gets the
+ *   <li>Where a token lives: {@link TokenSplit}, contiguous blocks of the trace per GPU, as the
+ *       bench feeds the data path.
+ *   <li>Which replica serves it: the data path's own rule, {@link ExpertMap#chooseSlot} on the
+ *       layer's {@link Placement#expertMap expert map} (the token's GPU, else its node, else any,
+ *       rotated over the candidates by GPU and token). Locality first is also what SGLang and
+ *       vLLM do for static dispatch, so a placement that puts replicas near their tokens gets the
  *       credit it would get in an engine.
  *   <li>The all-to-all time of a layer is the slowest GPU's: per link type the busier of its send
  *       and receive bytes over that link's bandwidth, NVLink and network overlapping.
@@ -33,8 +36,10 @@ public final class DispatchModel {
     }
     int G = placement.gpus();
     if (G % net.nodes() != 0) throw new IllegalArgumentException("gpus (" + G + ") must be a multiple of nodes (" + net.nodes() + ")");
-    int gpn = G / net.nodes();
-    int T = trace.tokens(), L = trace.layers(), K = trace.topk(), E = trace.experts();
+    Topology topology = new Topology(net.nodes(), G / net.nodes());
+    int gpn = topology.localRanks();
+    TokenSplit split = new TokenSplit(trace.tokens(), G);
+    int T = trace.tokens(), L = trace.layers(), K = trace.topk();
     int[] ids = trace.ids();
     int[] prevGpu = new int[T * K];
     int[] curGpu = new int[T * K];
@@ -44,36 +49,39 @@ public final class DispatchModel {
     double secAll = 0;
     long rowBytes = net.rowBytes();
     for (int l = 0; l < L; l++) {
-      Replicas rep = new Replicas(placement.phy2log()[l], E, G, gpn);
+      ExpertMap map = placement.expertMap(l, topology);
+      int spr = map.slotsPerRank();
       long[][] rows = new long[G][G];
-      java.util.Arrays.fill(stamp, -1);
-      for (int t = 0; t < T; t++) {
-        int home = t % G;
-        int spread = t / G;
-        int base = (t * L + l) * K;
-        for (int k = 0; k < K; k++) {
-          int e = ids[base + k];
-          if (e < 0) {
-            curGpu[t * K + k] = -1;
-            continue;
+      Arrays.fill(stamp, -1);
+      for (int home = 0; home < G; home++) {
+        int first = split.start(home);
+        for (int t = 0; t < split.count(home); t++) {
+          int i = first + t;
+          int base = (i * L + l) * K;
+          for (int k = 0; k < K; k++) {
+            int e = ids[base + k];
+            if (e < 0) {
+              curGpu[i * K + k] = -1;
+              continue;
+            }
+            int d = map.chooseSlot(home, t, e) / spr;
+            curGpu[i * K + k] = d;
+            if (stamp[d] != i) {
+              stamp[d] = i;
+              rows[home][d]++;
+            }
           }
-          int d = rep.choose(e, home, spread);
-          curGpu[t * K + k] = d;
-          if (stamp[d] != t) {
-            stamp[d] = t;
-            rows[home][d]++;
-          }
-        }
-        if (l > 0) {
-          for (int i = 0; i < K; i++) {
-            int a = prevGpu[t * K + i];
-            if (a < 0) continue;
-            for (int j = 0; j < K; j++) {
-              int b = curGpu[t * K + j];
-              if (b < 0) continue;
-              trans++;
-              if (a != b) xg++;
-              if (a / gpn != b / gpn) xn++;
+          if (l > 0) {
+            for (int a = 0; a < K; a++) {
+              int ga = prevGpu[i * K + a];
+              if (ga < 0) continue;
+              for (int b = 0; b < K; b++) {
+                int gb = curGpu[i * K + b];
+                if (gb < 0) continue;
+                trans++;
+                if (ga != gb) xg++;
+                if (ga / gpn != gb / gpn) xn++;
+              }
             }
           }
         }
@@ -112,49 +120,5 @@ public final class DispatchModel {
       if (layerDone != null) layerDone.accept(l);
     }
     return new DispatchCost(out, intraAll, interAll, secAll, trans, xg, xn);
-  }
-
-  /** Per layer: for each expert, its replica GPUs overall, per (node), and per GPU. */
-  private static final class Replicas {
-    private final int gpus;
-    private final int gpn;
-    private final int[][] all;
-    private final int[][][] byNode;
-    private final boolean[] onGpu;
-
-    Replicas(int[] phy2log, int experts, int gpus, int gpn) {
-      this.gpus = gpus;
-      this.gpn = gpn;
-      int perGpu = phy2log.length / gpus;
-      int nodes = gpus / gpn;
-      int[] cnt = new int[experts];
-      int[][] nodeCnt = new int[experts][nodes];
-      for (int p = 0; p < phy2log.length; p++) {
-        cnt[phy2log[p]]++;
-        nodeCnt[phy2log[p]][p / perGpu / gpn]++;
-      }
-      all = new int[experts][];
-      byNode = new int[experts][nodes][];
-      for (int e = 0; e < experts; e++) {
-        all[e] = new int[cnt[e]];
-        for (int n = 0; n < nodes; n++) byNode[e][n] = new int[nodeCnt[e][n]];
-      }
-      int[] fill = new int[experts];
-      int[][] nodeFill = new int[experts][nodes];
-      onGpu = new boolean[experts * gpus];
-      for (int p = 0; p < phy2log.length; p++) {
-        int e = phy2log[p], g = p / perGpu, n = g / gpn;
-        all[e][fill[e]++] = g;
-        byNode[e][n][nodeFill[e][n]++] = g;
-        onGpu[e * gpus + g] = true;
-      }
-    }
-
-    int choose(int e, int home, int spread) {
-      if (onGpu[e * gpus + home]) return home;
-      int[] local = byNode[e][home / gpn];
-      if (local.length > 0) return local[spread % local.length];
-      return all[e][spread % all[e].length];
-    }
   }
 }

@@ -14,7 +14,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import java.util.function.Consumer;
 
 /**
  * The CP-SAT planner ({@code --algorithm ilp}): layer-by-layer CP-SAT, warm-started from a given
@@ -132,201 +131,25 @@ public final class CpSatPlanner {
       throw new IllegalArgumentException("time limit must be > 0 seconds, got " + options.timeLimitSeconds());
     }
     if (options.workers() < 0) throw new IllegalArgumentException("workers must be >= 0, got " + options.workers());
-    int workers = options.workers() == 0 ? Runtime.getRuntime().availableProcessors() : options.workers();
-    Consumer<String> progress = options.progress() == null ? s -> {} : options.progress();
-    int L = problem.layers(), E = problem.experts(), G = problem.gpus(), N = problem.nodes(), P = problem.slots();
-    int W = problem.loads().length;
-    boolean robust = W > 1 && !perWorkloadCaps;
     if (warmStart != null) checkShape(problem, warmStart);
     loadNatives();
-    // leave time for the final checks and the bound (they build one model per layer)
-    double reserve = Math.min(0.15 * options.timeLimitSeconds(), 0.03 * options.timeLimitSeconds() + 0.02 * problem.layers());
-    long deadline = t0 + (long) ((options.timeLimitSeconds() - reserve) * 1e9);
-
-    // per layer: loads, replica counts and the base row the hints come from
-    double[][][] loads = new double[L][W][];
-    int[][] warmRows = new int[L][];
-    int[][] cnt = new int[L][];
-    int[][] base = new int[L][];
-    for (int l = 0; l < L; l++) {
-      for (int w = 0; w < W; w++) loads[l][w] = problem.loads()[w][l];
-      double[][] norm = ReplicaGreedy.normalise(loads[l]);
-      if (warmStart != null) {
-        warmRows[l] = warmStart.phy2log()[l].clone();
-      } else {
-        double[][] sum = new double[1][E];
-        for (double[] nw : norm) for (int e = 0; e < E; e++) sum[0][e] += nw[e];
-        warmRows[l] = ReplicaGreedy.pack(sum, ReplicaGreedy.replicaCounts(sum, E, P), G, P);
-      }
-      if (robust && tuning.robustReplication()) {
-        cnt[l] = ReplicaGreedy.replicaCounts(norm, E, P);
-        base[l] = ReplicaGreedy.pack(norm, cnt[l], G, P);
-      } else {
-        cnt[l] = new int[E];
-        for (int e : warmRows[l]) cnt[l][e]++;
-        base[l] = warmRows[l];
-      }
-    }
-    Placement warm = new Placement(E, G, warmRows);
-    if (altBase != null) {
-      for (int l = 0; l < L; l++) {
-        if (altBase[l] == null) continue;
-        base[l] = altBase[l];
-        cnt[l] = countsOf(altBase[l], E);
-      }
-    }
-    // per-workload caps: scale each workload so that the warm start's max GPU load is the same for all
-    double[][] allowance = new double[L][];
-    if (perWorkloadCaps) {
-      for (int l = 0; l < L; l++) {
-        allowance[l] = new double[W];
-        double ref = 1 / PlanMetrics.balancedness(warmRows[l], G, loads[l][0]);
-        for (int w = 0; w < W; w++) allowance[l][w] = (1 / PlanMetrics.balancedness(warmRows[l], G, loads[l][w])) / ref;
-      }
-    }
-
-    int[][] rows = new int[L][];
-    double[] layerObj = new double[L], layerBound = new double[L];
-    String[] layerStatus = new String[L];
-    boolean[] layerAffinity = new boolean[L];
-    long[] caps = new long[L];
-    boolean affinity = problem.hasAffinity() || hasCoact(problem, tuning);
-    double passEnd = tuning.refineFraction() > 0 && affinity ? 1 - tuning.refineFraction() : 1;
-    long fwdDeadline = t0 + (long) ((deadline - t0) * passEnd);
-
-    boolean cpSat = true;
-    int unknownRun = 0;
-    for (int l = 0; l < L; l++) {
-      List<LayerModel.Neighbor> nbs = new ArrayList<>();
-      if (l > 0 && problem.transitions() != null) nbs.add(new LayerModel.Neighbor(rows[l - 1], problem.transitions()[l - 1], true));
-      LayerModel model = new LayerModel(E, G, N, P, cnt[l], loads[l], nbs, coact(problem, l), tuning, allowance[l]);
-      double budget = Math.max(0, (fwdDeadline - System.nanoTime()) / 1e9 / (L - l));
-      LayerOutcome out = solveLayer(model, base[l], warmRows[l], robust, !perWorkloadCaps, tuning, budget, workers,
-          options.seed() + l, cpSat);
-      if (model.hasAffinity) unknownRun = out.status.endsWith("UNKNOWN") ? unknownRun + 1 : 0;
-      if (cpSat && unknownRun >= 3) {
-        cpSat = false;
-        progress.accept("ilp: CP-SAT found no solution in 3 layers' share of the time in a row; swap search only from here on");
-      }
-      rows[l] = out.row;
-      layerAffinity[l] = model.hasAffinity;
-      caps[l] = out.cap;
-      layerObj[l] = out.objective;
-      layerBound[l] = out.bound;
-      layerStatus[l] = out.status;
-      progress.accept(String.format(Locale.ROOT, "ilp layer %d/%d: %s objective %.6g bound %.6g (hint %.6g) %.2fs elapsed",
-          l + 1, L, out.status, out.objective, out.bound, out.hintObjective, (System.nanoTime() - t0) / 1e9));
-    }
-
-    int[][] forward = new int[L][];
-    for (int l = 0; l < L; l++) forward[l] = rows[l].clone();
-    if (affinity && (!robust || !tuning.robustReplication())) {
-      // the forward pass re-places layer by layer; should the warm start still be better as a whole,
-      // refine from it instead (same replica counts)
-      long fwdCost = totalCost(problem, rows, cnt, tuning), warmCost = totalCost(problem, warmRows, null, tuning);
-      if (warmCost < fwdCost) {
-        progress.accept("ilp: the warm start (cost " + warmCost + ") beats the forward pass (" + fwdCost + "); refining the warm start");
-        for (int l = 0; l < L; l++) {
-          rows[l] = warmRows[l].clone();
-          cnt[l] = countsOf(rows[l], E);
-        }
-      }
-    }
-    // refinement sweeps: each layer again with both neighbours fixed (only the affinity cost moves),
-    // swap local search then CP-SAT; each sweep takes half of the time left, so several run
-    int sweeps = 0;
-    if (affinity) {
-      while (System.nanoTime() < deadline - 50_000_000L) {
-        long before = totalCost(problem, rows, cnt, tuning);
-        long now = System.nanoTime();
-        long sweepEnd = deadline - now < 2_000_000_000L ? deadline : now + (deadline - now) / 2;
-        for (int l = 0; l < L && System.nanoTime() < deadline - 50_000_000L; l++) {
-          List<LayerModel.Neighbor> nbs = new ArrayList<>();
-          if (problem.transitions() != null) {
-            if (l > 0) nbs.add(new LayerModel.Neighbor(rows[l - 1], problem.transitions()[l - 1], true));
-            if (l + 1 < L) nbs.add(new LayerModel.Neighbor(rows[l + 1], problem.transitions()[l], false));
-          }
-          LayerModel model = new LayerModel(E, G, N, P, cnt[l], loads[l], nbs, coact(problem, l), tuning, allowance[l]);
-          if (!model.hasAffinity) continue;
-          double budget = Math.max(0, (sweepEnd - System.nanoTime()) / 1e9 / (L - l));
-          long cap = Math.max(caps[l], model.maxScaledLoad(rows[l]));
-          long ts = System.nanoTime();
-          long seed = options.seed() + 1000L * (sweeps + 1) + l;
-          double lsShare = cpSat ? LOCAL_SEARCH_SHARE : 1.0;
-          rows[l] = model.localSearch(rows[l], cap, ts + (long) (Math.max(budget * lsShare, 0.005) * 1e9), seed);
-          budget -= (System.nanoTime() - ts) / 1e9;
-          if (!cpSat || budget <= 0.05) continue;
-          LayerModel.Result r = model.solve(rows[l], false, cap, budget, workers, (int) seed);
-          if (r.row() != null && model.cost(r.row()) < model.cost(rows[l]) && model.maxScaledLoad(r.row()) <= cap) {
-            rows[l] = r.row();
-          }
-        }
-        sweeps++;
-        long after = totalCost(problem, rows, cnt, tuning);
-        progress.accept(String.format(Locale.ROOT, "ilp refine sweep %d: cost %d -> %d, %.2fs elapsed",
-            sweeps, before, after, (System.nanoTime() - t0) / 1e9));
-        if (after >= before) break;
-      }
-    }
-
-    Placement plan = new Placement(E, G, rows);
-    double objective, bound;
-    String status = aggregateStatus(layerStatus);
-    if (affinity) {
-      long ours = totalCost(problem, rows, cnt, tuning);
-      long theirs = totalCost(problem, warmRows, null, tuning);
-      if (ours > theirs || !balanceHolds(problem, plan, warm, tuning, robust)) {
-        plan = warm;
-        ours = theirs;
-        status = "WARM_START";
-      }
-      double unit = tuning.uniformReplicaChoice() ? LayerModel.UNIFORM_UNIT : 1;
-      objective = ours / unit;
-      {
-        int[][] rowsOut = plan.phy2log();
-        int[][] cntOut = new int[L][];
-        for (int l = 0; l < L; l++) cntOut[l] = countsOf(rowsOut[l], E);
-        // per layer: the best cost of its terms with the previous layer as finally placed; CP-SAT's
-        // bound where that previous layer did not move after the forward pass, else the relaxed one
-        double b = 0;
-        for (int l = 0; l < L; l++) {
-          List<LayerModel.Neighbor> nbs = new ArrayList<>();
-          if (l > 0 && problem.transitions() != null) nbs.add(new LayerModel.Neighbor(rowsOut[l - 1], problem.transitions()[l - 1], true));
-          LayerModel model = new LayerModel(E, G, N, P, cntOut[l], new double[1][E], nbs, coact(problem, l), tuning);
-          double lb = model.relaxedBound();
-          if (layerAffinity[l] && !Double.isNaN(layerBound[l]) && (l == 0 || Arrays.equals(rowsOut[l - 1], forward[l - 1]))) {
-            lb = Math.max(lb, layerBound[l]);
-          }
-          b += lb;
-        }
-        bound = Math.min(b / unit, objective);
-      }
-    } else {
-      objective = 0;
-      bound = 0;
-      for (int l = 0; l < L; l++) {
-        objective += layerObj[l];
-        bound += Double.isNaN(layerBound[l]) ? 0 : layerBound[l];
-      }
-      bound = Math.min(bound, objective);
-    }
-    double seconds = (System.nanoTime() - t0) / 1e9;
-    progress.accept(String.format(Locale.ROOT, "ilp done: %s objective %.6g bound %.6g gap %.2f%% in %.2fs%s",
-        status, objective, bound, 100 * new PlanReport(plan, objective, bound, status, seconds).gap(), seconds,
-        sweeps > 0 ? " (" + sweeps + " refine sweeps)" : ""));
-    return new PlanReport(plan, objective, bound, status, seconds);
+    PlanRun run = new PlanRun(problem, warmStart, options, tuning, perWorkloadCaps, altBase, t0);
+    run.forwardPass();
+    run.keepWarmStartIfBetter();
+    run.refine();
+    return run.report();
   }
 
   /** Share of a layer's budget the swap local search may use before CP-SAT (it usually converges far sooner). */
   static final double LOCAL_SEARCH_SHARE = 0.25;
 
-  private record LayerOutcome(int[] row, double objective, double bound, String status, double hintObjective, long cap) {}
+  record LayerOutcome(int[] row, double objective, double bound, String status, double hintObjective, long cap) {}
 
   /**
    * One layer of the forward pass. Objective units: affinity cost in weighted tokens when the layer
    * has affinity terms; otherwise the worst max/mean GPU load ratio.
    */
-  private static LayerOutcome solveLayer(LayerModel model, int[] base, int[] warmRow, boolean robust, boolean repack, CpSatTuning tuning,
+  static LayerOutcome solveLayer(LayerModel model, int[] base, int[] warmRow, boolean robust, boolean repack, CpSatTuning tuning,
       double budget, int workers, int seed, boolean useCpSat) {
     int[] hint = model.relabel(base);
     // no re-packing for an unseen workload: minimising the traced workloads' max load fits the packing
@@ -386,11 +209,11 @@ public final class CpSatPlanner {
     return Math.max(cap, model.maxScaledLoad(current));
   }
 
-  private static boolean hasCoact(PlacementProblem p, CpSatTuning t) {
+  static boolean hasCoact(PlacementProblem p, CpSatTuning t) {
     return p.coactivations() != null && t.coactPairs() > 0 && (t.coactGpuWeight() > 0 || t.coactNodeWeight() > 0);
   }
 
-  private static io.moeyard.placement.model.PairCounts coact(PlacementProblem p, int l) {
+  static PairCounts coact(PlacementProblem p, int l) {
     return p.coactivations() == null ? null : p.coactivations()[l];
   }
 
@@ -400,15 +223,25 @@ public final class CpSatPlanner {
     long total = 0;
     for (int l = 0; l < L; l++) {
       int[] cnt = cntOrNull != null ? cntOrNull[l] : countsOf(rows[l], problem.experts());
-      List<LayerModel.Neighbor> nbs = new ArrayList<>();
-      if (l > 0 && problem.transitions() != null) nbs.add(new LayerModel.Neighbor(rows[l - 1], problem.transitions()[l - 1], true));
       // the model only needs loads for its balance part; pass zeros
       double[][] zero = new double[1][problem.experts()];
-      LayerModel m = new LayerModel(problem.experts(), problem.gpus(), problem.nodes(), problem.slots(), cnt, zero, nbs,
-          coact(problem, l), tuning);
+      LayerModel m = new LayerModel(problem.experts(), problem.gpus(), problem.nodes(), problem.slots(), cnt, zero,
+          neighbours(problem, rows, l, false), coact(problem, l), tuning);
       total += m.cost(rows[l]);
     }
     return total;
+  }
+
+  /**
+   * Layer l's fixed neighbours in {@code rows}: the previous layer, and with {@code next} the
+   * following one (when the problem has transitions and they exist).
+   */
+  static List<LayerModel.Neighbor> neighbours(PlacementProblem problem, int[][] rows, int l, boolean next) {
+    List<LayerModel.Neighbor> nbs = new ArrayList<>();
+    if (problem.transitions() == null) return nbs;
+    if (l > 0) nbs.add(new LayerModel.Neighbor(rows[l - 1], problem.transitions()[l - 1], true));
+    if (next && l + 1 < rows.length) nbs.add(new LayerModel.Neighbor(rows[l + 1], problem.transitions()[l], false));
+    return nbs;
   }
 
   /** Replicas per expert in a layer row. */
@@ -418,7 +251,7 @@ public final class CpSatPlanner {
     return c;
   }
 
-  private static boolean balanceHolds(PlacementProblem problem, Placement plan, Placement warm, CpSatTuning tuning, boolean robust) {
+  static boolean balanceHolds(PlacementProblem problem, Placement plan, Placement warm, CpSatTuning tuning, boolean robust) {
     for (int l = 0; l < plan.layers(); l++) {
       double ours = 0, theirs = 0;
       for (double[][] w : problem.loads()) {
@@ -431,7 +264,7 @@ public final class CpSatPlanner {
     return true;
   }
 
-  private static String aggregateStatus(String[] st) {
+  static String aggregateStatus(String[] st) {
     int optimal = 0;
     for (String s : st) if (s.equals("OPTIMAL")) optimal++;
     if (optimal == st.length) return "OPTIMAL";

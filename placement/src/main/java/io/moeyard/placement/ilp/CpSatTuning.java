@@ -49,18 +49,6 @@ public record CpSatTuning(
     return new CpSatTuning(0.008, 1, 2, 0, 0, 0, 0.3, true, false, true);
   }
 
-  public CpSatTuning withBalanceSlack(double eps) {
-    return new CpSatTuning(eps, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, robustReplication, uniformReplicaChoice, localityReplicas);
-  }
-
-  public CpSatTuning withRefineFraction(double f) {
-    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, f, robustReplication, uniformReplicaChoice, localityReplicas);
-  }
-
-  public CpSatTuning withCoactivation(long gpu, long node, int pairs) {
-    return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, gpu, node, pairs, refineFraction, robustReplication, uniformReplicaChoice, localityReplicas);
-  }
-
   public CpSatTuning withRobustReplication(boolean r) {
     return new CpSatTuning(balanceSlack, gpuWeight, nodeWeight, coactGpuWeight, coactNodeWeight, coactPairs, refineFraction, r, uniformReplicaChoice, localityReplicas);
   }

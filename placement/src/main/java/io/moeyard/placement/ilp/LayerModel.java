@@ -8,7 +8,6 @@ import com.google.ortools.sat.IntVar;
 import com.google.ortools.sat.LinearExpr;
 import com.google.ortools.sat.LinearExprBuilder;
 import io.moeyard.placement.model.PairCounts;
-import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -16,9 +15,6 @@ import java.util.List;
  * decide how many replicas of each expert each GPU holds. See package-info for the formulation.
  */
 final class LayerModel {
-  /** Cost units per token under the uniform replica rule (its shares are fractions). */
-  static final long UNIFORM_UNIT = 1000;
-
   /** Scaled mean GPU load of every workload: loads are normalised so that a perfect layer has max = MEAN. */
   static final long MEAN = 1_000_000L;
 
@@ -27,8 +23,6 @@ final class LayerModel {
 
   /** Outcome of one CP-SAT solve. */
   record Result(int[] row, double objective, double bound, String status) {}
-
-  private record Special(int e, boolean[] gmask, boolean[] nmask, long c) {}
 
   final int experts, gpus, nodes, slots, spg, gpn;
   final int[] cnt;
@@ -39,17 +33,8 @@ final class LayerModel {
   private final double[] scale;
   private final CpSatTuning tuning;
 
-  // affinity: cost = constCost - sum(local weights)
-  long constCost;
-  final long[][] wg; // [e][g]
-  final long[][] wn; // [e][node]
-  /** Uniform replica choice: cost units per token (shares are fractions), and the per-replica gain table. */
-  final boolean uniform;
-  final long unit;
-  final long[][] wu; // [e][g], gain of one replica of e on GPU g (uniform rule only)
-  private final List<Special> specials = new ArrayList<>();
-  private final int[] coA, coB;
-  private final long[] coC;
+  /** The affinity cost this layer's placement is judged by. */
+  final LayerObjective objective;
   final boolean hasAffinity;
 
   LayerModel(int experts, int gpus, int nodes, int slots, int[] cnt, double[][] loadsW, List<Neighbor> neighbors,
@@ -81,86 +66,8 @@ final class LayerModel {
       scale[w] = (double) MEAN * gpus / total / (allowance == null ? 1 : allowance[w]);
       for (int e = 0; e < experts; e++) q[w][e] = Math.round(loadsW[w][e] / cnt[e] * scale[w]);
     }
-    wg = new long[experts][gpus];
-    wn = new long[experts][nodes];
-    uniform = tuning.uniformReplicaChoice();
-    unit = uniform ? UNIFORM_UNIT : 1;
-    wu = new long[uniform ? experts : 0][gpus];
-    long gw = tuning.gpuWeight(), nw = tuning.nodeWeight();
-    boolean any = false;
-    if (uniform) {
-      double[][] acc = new double[experts][gpus];
-      for (Neighbor nb : neighbors) {
-        if (nb.pairs() == null) continue;
-        int[] cx = new int[experts];
-        for (int x : nb.row()) cx[x]++;
-        double[][] sg = new double[experts][gpus];
-        double[][] sn = new double[experts][nodes];
-        for (int p = 0; p < slots; p++) {
-          int x = nb.row()[p];
-          sg[x][p / spg] += 1.0 / cx[x];
-          sn[x][p / spg / gpn] += 1.0 / cx[x];
-        }
-        PairCounts pc = nb.pairs();
-        for (int i = 0; i < pc.size(); i++) {
-          int e = nb.currentIsTo() ? pc.to()[i] : pc.from()[i];
-          int x = nb.currentIsTo() ? pc.from()[i] : pc.to()[i];
-          long c = pc.count()[i];
-          if (c == 0) continue;
-          any = true;
-          constCost += c * (gw + nw) * unit;
-          for (int g = 0; g < gpus; g++) acc[e][g] += c * (gw * sg[x][g] + nw * sn[x][g / gpn]) / cnt[e];
-        }
-      }
-      for (int e = 0; e < experts; e++) for (int g = 0; g < gpus; g++) wu[e][g] = Math.round(acc[e][g] * unit);
-      // rounding may leave the per-layer constant a few units above the best gain: harmless
-    }
-    for (Neighbor nb : uniform ? List.<Neighbor>of() : neighbors) {
-      if (nb.pairs() == null) continue;
-      boolean[][] gp = PlanMetrics.gpuPresence(nb.row(), experts, gpus);
-      boolean[][] np = PlanMetrics.nodePresence(gp, nodes);
-      int[] ng = new int[experts];
-      for (int x = 0; x < experts; x++) for (int g = 0; g < gpus; g++) if (gp[x][g]) ng[x]++;
-      PairCounts pc = nb.pairs();
-      for (int i = 0; i < pc.size(); i++) {
-        int e = nb.currentIsTo() ? pc.to()[i] : pc.from()[i];
-        int x = nb.currentIsTo() ? pc.from()[i] : pc.to()[i];
-        long c = pc.count()[i];
-        if (c == 0) continue;
-        any = true;
-        constCost += c * (gw + nw);
-        if (cnt[e] > 1 && ng[x] > 1) {
-          specials.add(new Special(e, gp[x], np[x], c));
-        } else {
-          for (int g = 0; g < gpus; g++) if (gp[x][g]) wg[e][g] += c * gw;
-          for (int k = 0; k < nodes; k++) if (np[x][k]) wn[e][k] += c * nw;
-        }
-      }
-    }
-    // co-activation: the heaviest pairs whose experts both have a single replica (exact with one index each)
-    List<int[]> keep = new ArrayList<>();
-    if (coact != null && tuning.coactPairs() > 0 && (tuning.coactGpuWeight() > 0 || tuning.coactNodeWeight() > 0)) {
-      Integer[] idx = new Integer[coact.size()];
-      for (int i = 0; i < idx.length; i++) idx[i] = i;
-      java.util.Arrays.sort(idx, (a, b) -> Long.compare(coact.count()[b], coact.count()[a]));
-      for (int i : idx) {
-        if (keep.size() >= tuning.coactPairs()) break;
-        int a = coact.from()[i], b = coact.to()[i];
-        if (a == b || cnt[a] != 1 || cnt[b] != 1 || coact.count()[i] == 0) continue;
-        keep.add(new int[] {a, b, i});
-      }
-    }
-    coA = new int[keep.size()];
-    coB = new int[keep.size()];
-    coC = new long[keep.size()];
-    for (int i = 0; i < keep.size(); i++) {
-      coA[i] = keep.get(i)[0];
-      coB[i] = keep.get(i)[1];
-      coC[i] = coact.count()[keep.get(i)[2]] * unit;
-      constCost += coC[i] * (tuning.coactGpuWeight() + tuning.coactNodeWeight());
-      any = true;
-    }
-    hasAffinity = any;
+    this.objective = new LayerObjective(experts, gpus, nodes, slots, cnt, neighbors, coact, tuning);
+    this.hasAffinity = objective.hasAffinity;
   }
 
   /** Replica count matrix {@code [e][g]} of a row. */
@@ -198,34 +105,7 @@ final class LayerModel {
 
   /** Exact affinity cost of a row (what the CP-SAT objective measures), in weighted tokens. */
   long cost(int[] row) {
-    int[][] n = counts(row);
-    boolean[][] gp = new boolean[experts][gpus];
-    boolean[][] np = new boolean[experts][nodes];
-    for (int e = 0; e < experts; e++) {
-      for (int g = 0; g < gpus; g++) {
-        if (n[e][g] > 0) {
-          gp[e][g] = true;
-          np[e][g / gpn] = true;
-        }
-      }
-    }
-    long local = 0;
-    if (uniform) for (int p = 0; p < slots; p++) local += wu[row[p]][p / spg];
-    for (int e = 0; e < experts; e++) {
-      for (int g = 0; g < gpus; g++) if (gp[e][g]) local += wg[e][g];
-      for (int k = 0; k < nodes; k++) if (np[e][k]) local += wn[e][k];
-    }
-    for (Special s : specials) {
-      if (PlanMetrics.shares(s.gmask(), gp[s.e()])) local += s.c() * tuning.gpuWeight();
-      if (PlanMetrics.shares(s.nmask(), np[s.e()])) local += s.c() * tuning.nodeWeight();
-    }
-    int[] gpuOf = new int[experts];
-    for (int p = 0; p < slots; p++) gpuOf[row[p]] = p / spg;
-    for (int i = 0; i < coA.length; i++) {
-      if (gpuOf[coA[i]] == gpuOf[coB[i]]) local += coC[i] * tuning.coactGpuWeight();
-      if (gpuOf[coA[i]] / gpn == gpuOf[coB[i]] / gpn) local += coC[i] * tuning.coactNodeWeight();
-    }
-    return constCost - local;
+    return objective.cost(row, counts(row));
   }
 
   /**
@@ -235,20 +115,12 @@ final class LayerModel {
   int[] relabel(int[] row) {
     if (!hasAffinity) return row.clone();
     long[][] score = new long[gpus][gpus];
-    long[][] perExpertGpu = new long[experts][gpus];
-    for (int e = 0; e < experts; e++) for (int g = 0; g < gpus; g++) perExpertGpu[e][g] = wg[e][g] + wn[e][g / gpn];
-    if (uniform) {
+    if (objective.uniform) {
       for (int h = 0; h < gpus; h++) {
         for (int j = 0; j < spg; j++) {
           int e = row[h * spg + j];
-          for (int g = 0; g < gpus; g++) score[h][g] += wu[e][g];
+          for (int g = 0; g < gpus; g++) score[h][g] += objective.wu[e][g];
         }
-      }
-    }
-    for (Special s : specials) {
-      for (int g = 0; g < gpus; g++) {
-        if (s.gmask()[g]) perExpertGpu[s.e()][g] += s.c() * tuning.gpuWeight();
-        if (s.nmask()[g / gpn]) perExpertGpu[s.e()][g] += s.c() * tuning.nodeWeight();
       }
     }
     for (int h = 0; h < gpus; h++) {
@@ -257,7 +129,7 @@ final class LayerModel {
         boolean dup = false;
         for (int i = 0; i < j; i++) dup |= row[h * spg + i] == e;
         if (dup) continue;
-        for (int g = 0; g < gpus; g++) score[h][g] += perExpertGpu[e][g];
+        for (int g = 0; g < gpus; g++) score[h][g] += objective.linearGain(e, g);
       }
     }
     int[] assign = Hungarian.maximize(score);
@@ -267,63 +139,9 @@ final class LayerModel {
     return cost(out) <= cost(row) ? out : row.clone();
   }
 
-  /**
-   * A valid lower bound on {@link #cost} that needs no solver: every expert takes its best GPUs
-   * (its replica count of them) and best nodes regardless of capacity and balance; replicated pairs
-   * and co-activation pairs count as local.
-   */
+  /** {@link LayerObjective#relaxedBound}. */
   long relaxedBound() {
-    long gain = 0;
-    for (int e = 0; e < experts; e++) {
-      if (cnt[e] == 1) {
-        long best = 0;
-        for (int g = 0; g < gpus; g++) best = Math.max(best, wg[e][g] + wn[e][g / gpn]);
-        gain += best;
-      } else {
-        long[] a = wg[e].clone();
-        java.util.Arrays.sort(a);
-        for (int i = 0; i < Math.min(cnt[e], gpus); i++) gain += a[gpus - 1 - i];
-        long[] b = wn[e].clone();
-        java.util.Arrays.sort(b);
-        for (int i = 0; i < Math.min(cnt[e], nodes); i++) gain += b[nodes - 1 - i];
-      }
-    }
-    for (Special s : specials) gain += s.c() * (tuning.gpuWeight() + tuning.nodeWeight());
-    if (uniform) {
-      for (int e = 0; e < experts; e++) {
-        long best = 0;
-        for (int g = 0; g < gpus; g++) best = Math.max(best, wu[e][g]);
-        gain += cnt[e] * best;
-      }
-    }
-    for (long c : coC) gain += c * (tuning.coactGpuWeight() + tuning.coactNodeWeight());
-    return Math.max(0, constCost - gain);
-  }
-
-  /** Local affinity weight an expert earns with replica counts {@code ne[g]} (transition terms only). */
-  private long expertGain(int e, int[] ne, List<Special> sp) {
-    long s = 0;
-    if (uniform) for (int g = 0; g < gpus; g++) s += ne[g] * wu[e][g];
-    boolean[] node = new boolean[nodes];
-    for (int g = 0; g < gpus; g++) {
-      if (ne[g] > 0) {
-        s += wg[e][g];
-        node[g / gpn] = true;
-      }
-    }
-    for (int k = 0; k < nodes; k++) if (node[k]) s += wn[e][k];
-    for (Special x : sp) {
-      boolean hg = false, hn = false;
-      for (int g = 0; g < gpus; g++) {
-        if (ne[g] > 0) {
-          hg |= x.gmask()[g];
-          hn |= x.nmask()[g / gpn];
-        }
-      }
-      if (hg) s += x.c() * tuning.gpuWeight();
-      if (hn) s += x.c() * tuning.nodeWeight();
-    }
-    return s;
+    return objective.relaxedBound();
   }
 
   /**
@@ -387,12 +205,8 @@ final class LayerModel {
     int W = q.length;
     long[][] load = new long[W][gpus];
     for (int w = 0; w < W; w++) for (int p = 0; p < slots; p++) load[w][p / spg] += q[w][row[p]];
-    @SuppressWarnings("unchecked")
-    List<Special>[] sp = new List[experts];
-    for (int e = 0; e < experts; e++) sp[e] = new ArrayList<>();
-    for (Special s : specials) sp[s.e()].add(s);
     long[] gain = new long[experts];
-    for (int e = 0; e < experts; e++) gain[e] = expertGain(e, n[e], sp[e]);
+    for (int e = 0; e < experts; e++) gain[e] = objective.expertGain(e, n[e]);
     int[] order = new int[slots];
     for (int i = 0; i < slots; i++) order[i] = i;
     boolean improved = true;
@@ -423,7 +237,8 @@ final class LayerModel {
           if (!ok) continue;
           long before = gain[e1] + gain[e2];
           long a1, a2;
-          if (uniform) {
+          if (objective.uniform) {
+            long[][] wu = objective.wu;
             a1 = gain[e1] - wu[e1][g1] + wu[e1][g2];
             a2 = gain[e2] - wu[e2][g2] + wu[e2][g1];
             if (a1 + a2 <= before) continue;
@@ -433,8 +248,8 @@ final class LayerModel {
             n[e2][g1]++;
           } else if (cnt[e1] == 1 && cnt[e2] == 1) {
             // single replicas: the gain is a table lookup, no need to touch the counts unless we swap
-            a1 = wg[e1][g2] + wn[e1][g2 / gpn];
-            a2 = wg[e2][g1] + wn[e2][g1 / gpn];
+            a1 = objective.presenceGain(e1, g2);
+            a2 = objective.presenceGain(e2, g1);
             if (a1 + a2 <= before) continue;
             n[e1][g1]--;
             n[e1][g2]++;
@@ -445,8 +260,8 @@ final class LayerModel {
             n[e1][g2]++;
             n[e2][g2]--;
             n[e2][g1]++;
-            a1 = cnt[e1] == 1 ? wg[e1][g2] + wn[e1][g2 / gpn] : expertGain(e1, n[e1], sp[e1]);
-            a2 = cnt[e2] == 1 ? wg[e2][g1] + wn[e2][g1 / gpn] : expertGain(e2, n[e2], sp[e2]);
+            a1 = cnt[e1] == 1 ? objective.presenceGain(e1, g2) : objective.expertGain(e1, n[e1]);
+            a2 = cnt[e2] == 1 ? objective.presenceGain(e2, g1) : objective.expertGain(e2, n[e2]);
           }
           if (a1 + a2 > before) {
             gain[e1] = a1;
@@ -543,16 +358,20 @@ final class LayerModel {
     if (minimizeMax) {
       m.minimize(maxVar);
     } else {
+      LayerObjective o = objective;
+      long[][] wg = o.wg, wn = o.wn, wu = o.wu;
+      int[] coA = o.coA, coB = o.coB;
+      long[] coC = o.coC;
       LinearExprBuilder obj = LinearExpr.newBuilder();
-      obj.add(constCost);
-      if (uniform) {
+      obj.add(o.constCost);
+      if (o.uniform) {
         for (int e = 0; e < experts; e++) for (int g = 0; g < gpus; g++) if (wu[e][g] != 0) obj.addTerm(n[e][g], -wu[e][g]);
       }
       BoolVar[][] u = new BoolVar[experts][];
       for (int e = 0; e < experts; e++) {
         if (cnt[e] == 1) {
           for (int g = 0; g < gpus; g++) {
-            long c = wg[e][g] + wn[e][g / gpn];
+            long c = o.presenceGain(e, g);
             if (c != 0) obj.addTerm(y[e][g], -c);
           }
         } else {
@@ -572,7 +391,7 @@ final class LayerModel {
           }
         }
       }
-      for (Special s : specials) {
+      for (LayerObjective.Special s : o.specials) {
         BoolVar zg = m.newBoolVar("zg");
         BoolVar zn = m.newBoolVar("zn");
         LinearExprBuilder sg = LinearExpr.newBuilder();

@@ -1,11 +1,18 @@
 package io.moeyard.placement.model;
 
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.Topology;
 import java.util.Arrays;
+import java.util.List;
 
 /**
  * Where every physical slot's expert lives, per layer: {@code phy2log[layer][slot]} = logical
  * expert. Slots are GPU-major (slot p on GPU p / slotsPerGpu), as SGLang and EPLB number them.
  * Every logical expert has at least one slot.
+ *
+ * <p>A layer of a placement is exactly what the data path calls an {@link ExpertMap} (its slots are
+ * rank-major in the same way): {@link #expertMap} and {@link #of(List)} convert between the two,
+ * so a plan read from any file dispatches as written.
  */
 public record Placement(int experts, int gpus, int[][] phy2log) {
 
@@ -71,5 +78,44 @@ public record Placement(int experts, int gpus, int[][] phy2log) {
       }
     }
     return out;
+  }
+
+  /**
+   * Layer {@code layer} as the data path's expert map on {@code topology}, whose world size must be
+   * this placement's GPU count (a plan file does not say how its GPUs split into nodes; the
+   * topology does).
+   */
+  public ExpertMap expertMap(int layer, Topology topology) {
+    if (layer < 0 || layer >= layers()) {
+      throw new IllegalArgumentException("layer " + layer + " is outside the placement's [0, " + layers() + ")");
+    }
+    if (topology.worldSize() != gpus) {
+      throw new IllegalArgumentException("the topology has " + topology.worldSize() + " ranks (" + topology.nodes() + " nodes x "
+          + topology.localRanks() + "), the placement " + gpus + " GPUs");
+    }
+    return ExpertMap.of(topology, experts, phy2log[layer]);
+  }
+
+  /** One expert map per layer, {@link #expertMap} of each. */
+  public List<ExpertMap> expertMaps(Topology topology) {
+    ExpertMap[] maps = new ExpertMap[layers()];
+    for (int l = 0; l < maps.length; l++) maps[l] = expertMap(l, topology);
+    return List.of(maps);
+  }
+
+  /** The placement whose layer l is {@code maps.get(l)}; the maps must agree on experts, ranks and slots. */
+  public static Placement of(List<ExpertMap> maps) {
+    if (maps.isEmpty()) throw new IllegalArgumentException("placement has no layers");
+    ExpertMap first = maps.get(0);
+    int[][] phy2log = new int[maps.size()][];
+    for (int l = 0; l < phy2log.length; l++) {
+      ExpertMap m = maps.get(l);
+      if (m.experts() != first.experts() || m.ranks() != first.ranks() || m.slots() != first.slots()) {
+        throw new IllegalArgumentException("layer " + l + " maps " + m.experts() + " experts to " + m.slots() + " slots on " + m.ranks()
+            + " ranks, layer 0 " + first.experts() + " to " + first.slots() + " on " + first.ranks());
+      }
+      phy2log[l] = m.physicalToLogical();
+    }
+    return new Placement(first.experts(), first.ranks(), phy2log);
   }
 }
