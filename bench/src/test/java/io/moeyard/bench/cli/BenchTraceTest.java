@@ -117,7 +117,15 @@ class BenchTraceTest {
     assertEquals(0, rc, "seed " + seed);
     JsonNode root = new ObjectMapper().readTree(json.toFile());
     assertTrue(root.path("verified").asBoolean(), "seed " + seed);
-    assertTrue(root.path("rows").path("received_max").asLong() > 0, "seed " + seed);
+    // the placement cost model counts the same rows with the same replica rule
+    RoutingTrace rt = (RoutingTrace) io.moeyard.placement.trace.Traces.load(f, 8);
+    io.moeyard.placement.model.Placement pl = io.moeyard.placement.format.PlacementReader.read(plan, 4, 8);
+    io.moeyard.placement.cost.WireRows wire = io.moeyard.placement.cost.WireRows.count(
+        rt, 0, pl, new io.moeyard.engine.Topology(2, 2), 20);
+    assertEquals(wire.receivedMax(), root.path("rows").path("received_max").asLong(), "seed " + seed);
+    assertEquals(wire.receivedMean(), root.path("rows").path("received_mean").asDouble(), 1e-9, "seed " + seed);
+    assertEquals(wire.remote(), root.path("rows").path("remote").asLong(), "seed " + seed);
+    assertEquals(wire.remoteNode(), root.path("rows").path("remote_node").asLong(), "seed " + seed);
 
     Path oneLayer = dir.resolve("one-layer.json");
     Files.writeString(oneLayer, "{\"physical_to_logical_map\": [[0,1,2,3,4,5,6,7]]}");
