@@ -110,15 +110,17 @@ public final class SpeculateCommand implements Callable<Integer> {
     all.add(evalTrace);
     int L = evalTrace.layers();
     for (RoutingTrace t : all) {
-      if (t.layers() != L) throw new BadInput(t.name() + ": " + t.layers() + " layers, " + evalTrace.name() + " has " + L);
+      if (t.layers() != L) {
+        throw new BadInput("layer counts disagree: " + t.name() + " has " + t.layers() + " layers, " + evalTrace.name() + " has " + L + " layers");
+      }
     }
     int E = experts;
     if (E == 0) {
       E = evalTrace.experts();
       for (RoutingTrace t : all) {
         if (t.experts() != E) {
-          throw new BadInput(t.name() + ": expert ids up to " + (t.experts() - 1) + " (" + t.experts() + " experts), " + evalTrace.name()
-              + " has " + E + "; pass --experts if they are one model");
+          throw new BadInput("expert counts disagree: " + t.name() + " has ids up to " + (t.experts() - 1) + " (" + t.experts() + " experts), "
+              + evalTrace.name() + " up to " + (E - 1) + " (" + E + " experts); pass --experts if they are one model");
         }
       }
     } else {
