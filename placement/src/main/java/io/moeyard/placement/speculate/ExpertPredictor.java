@@ -9,15 +9,15 @@ package io.moeyard.placement.speculate;
  * normalised so the scores sum to 1. The product lets an expert that several of the token's earlier
  * experts point to stand out; the tempering is there because those witnesses are far from
  * independent (a token's six experts of one layer tell much the same story), and an untempered
- * product is overconfident. A mean of the conditionals (a mixture) was the other candidate: on the
- * ESFT traces it ranked ranks worse, measured in the results file of this package's command.
+ * product is overconfident. A mean of the conditionals (a mixture) was the other candidate; it ranked
+ * ranks worse on ESFT (bench/results/speculate-2026-12-04.md).
  *
  * <p>Conditionals are smoothed towards the layer's marginal with the weight of one token, so an
  * expert pair never seen in training is unlikely, not impossible. The marginal itself is smoothed
  * by one count per expert, so an expert never seen at all still gets a finite log.
  */
 public final class ExpertPredictor {
-  /** The temper on the product of witnesses; 0.2-0.3 ranked ranks best on ESFT, 1 and 0.1 worse. */
+  /** The temper on the product of witnesses (how it was chosen: bench/results/speculate-2026-12-04.md). */
   public static final double SHARPNESS = 0.25;
 
   private static final double PSEUDO_TOKENS = 1;
