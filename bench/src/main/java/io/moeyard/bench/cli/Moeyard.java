@@ -1,6 +1,7 @@
 package io.moeyard.bench.cli;
 
 import io.moeyard.placement.cli.PlanCommand;
+import io.moeyard.placement.cli.SpeculateCommand;
 import io.moeyard.placement.cli.TraceCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -16,6 +17,7 @@ import picocli.CommandLine.Command;
       SelftestCommand.class,
       LayoutCommand.class,
       PlanCommand.class,
+      SpeculateCommand.class,
       TraceCommand.class,
       JmhCommand.class,
       CommandLine.HelpCommand.class

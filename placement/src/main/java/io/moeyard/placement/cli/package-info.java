@@ -1,5 +1,5 @@
 /**
- * The {@code moeyard plan} and {@code moeyard trace} commands, registered by the bench module's
+ * The {@code moeyard plan}, {@code moeyard speculate} and {@code moeyard trace} commands, registered by the bench module's
  * {@code moeyard} entry point.
  *
  * <p>Other tools drive these commands by name and flag, so flags are stable and input errors are

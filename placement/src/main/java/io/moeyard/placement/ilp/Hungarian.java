@@ -3,11 +3,11 @@ package io.moeyard.placement.ilp;
 import java.util.Arrays;
 
 /** Maximum-weight perfect matching on a square matrix (Hungarian algorithm, O(n^3)). */
-final class Hungarian {
+public final class Hungarian {
   private Hungarian() {}
 
   /** Returns {@code assign[row] = column} maximising the sum of {@code score[row][assign[row]]}. */
-  static int[] maximize(long[][] score) {
+  public static int[] maximize(long[][] score) {
     int n = score.length;
     long max = 0;
     for (long[] r : score) for (long v : r) max = Math.max(max, v);

@@ -15,11 +15,16 @@ public final class NpyWriter {
   private NpyWriter() {}
 
   public static void write(OutputStream rawOut, int[] shape, int[] data) throws IOException {
+    write(rawOut, shape, data, false);
+  }
+
+  /** As {@link #write(OutputStream, int[], int[])}, but always int32 when {@code int32}: for readers that expect one dtype. */
+  public static void write(OutputStream rawOut, int[] shape, int[] data, boolean int32) throws IOException {
     long count = 1;
     for (int d : shape) count *= d;
     if (count != data.length) throw new IllegalArgumentException("shape holds " + count + " values, data has " + data.length);
-    boolean narrow = true;
-    for (int v : data) {
+    boolean narrow = !int32;
+    for (int v : narrow ? data : new int[0]) {
       if (v < Short.MIN_VALUE || v > Short.MAX_VALUE) {
         narrow = false;
         break;
