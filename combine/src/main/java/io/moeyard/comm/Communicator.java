@@ -74,6 +74,21 @@ public interface Communicator extends AutoCloseable {
   void combine(Dispatched d, RowBuffer y, RowBuffer out);
 
   /**
+   * Combine for speculative token shuffling: each token's result is stored on the rank chosen for
+   * its next layer, {@code nextRank[t]}, instead of at home. The expert ranks' partials still
+   * reach the token's home and are summed there in the usual order (so the bits do not depend on
+   * where a token goes next); home then stores the row straight into the target's {@code into}.
+   * A token that moves costs one row home -> target, the row its residual stream needs to move
+   * anyway. Rows land in {@code into} by source rank, then source token ({@link Arrivals}); bad
+   * targets or an {@code into} too small for what arrives fail every rank before {@code into} is
+   * written.
+   *
+   * @param nextRank {@code [d.tokens()]} target rank of each of this rank's tokens
+   * @param into rows for the tokens arriving here, combine dtype and hidden size
+   */
+  Arrivals combineShuffled(Dispatched d, RowBuffer y, int[] nextRank, RowBuffer into);
+
+  /**
    * {@link #dispatch(RowBuffer, Routing)} on this communicator's own thread (a virtual thread: a
    * collective that waits for peers never blocks a ForkJoin worker). Async calls run in the order
    * they are made; do not mix them with synchronous calls that are still outstanding.

@@ -132,6 +132,74 @@ final class CpuCommunicator implements Communicator {
     combiner.combine(problem == null ? d.handle : null, y, out, problem);
   }
 
+  /** What each rank tells the others before a shuffle moves rows: verdict, targets, its window. */
+  private record ShuffleAnnouncement(String problem, int[] nextRank, RowBuffer into) {}
+
+  /** Home rows of a shuffled combine: allocated on the first one, maxTokens rows. */
+  private RowBuffer homeRows;
+
+  @Override
+  public Arrivals combineShuffled(Dispatched d, RowBuffer y, int[] nextRank, RowBuffer into) {
+    String problem = combineProblem(d, y, into, false);
+    if (problem == null) problem = targetProblem(d, nextRank, into);
+    if (problem == null && homeRows == null) {
+      homeRows = RowBuffer.allocate(arena, Math.max(1, config.maxTokens()), config.hidden(), config.combineType());
+    }
+    RowBuffer home = problem == null
+        ? new RowBuffer(homeRows.segment(), 0, d.tokens(), config.hidden(), config.combineType(), null)
+        : null;
+    combiner.combine(problem == null ? d.handle : null, y, home, problem);
+
+    Object[] got = transport.allGather(new ShuffleAnnouncement(null, nextRank, into));
+    int ranks = transport.size();
+    ShuffleAnnouncement[] all = new ShuffleAnnouncement[ranks];
+    for (int r = 0; r < ranks; r++) all[r] = (ShuffleAnnouncement) got[r];
+    int[] arriving = new int[ranks];
+    for (ShuffleAnnouncement a : all) for (int s : a.nextRank()) arriving[s]++;
+    for (int s = 0; s < ranks; s++) {
+      if (arriving[s] > all[s].into().rows()) {
+        throw new io.moeyard.engine.CollectiveException("combine: rank " + s + ": the shuffle buffer holds "
+            + all[s].into().rows() + " rows, " + arriving[s] + " tokens arrive");
+      }
+    }
+    // this rank's rows start, on each target, after the rows of lower source ranks
+    int[] pos = new int[ranks];
+    for (int r = 0; r < rank; r++) for (int s : all[r].nextRank()) pos[s]++;
+    long rowBytes = home.rowBytes();
+    for (int t = 0; t < nextRank.length; t++) {
+      RowBuffer dst = all[nextRank[t]].into();
+      io.moeyard.engine.RowCopy.copy(home.segment(), home.rowOffset(t), dst.segment(), dst.rowOffset(pos[nextRank[t]]++), rowBytes);
+    }
+    transport.barrier();
+    int[] src = new int[arriving[rank]];
+    int[] tok = new int[arriving[rank]];
+    int n = 0;
+    for (int r = 0; r < ranks; r++) {
+      int[] next = all[r].nextRank();
+      for (int t = 0; t < next.length; t++) {
+        if (next[t] == rank) {
+          src[n] = r;
+          tok[n++] = t;
+        }
+      }
+    }
+    return new Arrivals(src, tok);
+  }
+
+  private String targetProblem(Dispatched d, int[] nextRank, RowBuffer into) {
+    String me = "rank " + rank + ": ";
+    if (nextRank == null) return me + "nextRank is null";
+    if (nextRank.length != d.tokens()) {
+      return me + "nextRank has " + nextRank.length + " entries, the dispatch had " + d.tokens() + " tokens";
+    }
+    for (int t = 0; t < nextRank.length; t++) {
+      if (nextRank[t] < 0 || nextRank[t] >= transport.size()) {
+        return me + "nextRank[" + t + "] = " + nextRank[t] + " is outside [0, " + transport.size() + ")";
+      }
+    }
+    return null;
+  }
+
   private String combineProblem(Dispatched d, RowBuffer y, RowBuffer out, boolean async) {
     String me = "rank " + rank + ": ";
     if (closed) return me + "the communicator is closed";

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.comm.Arrivals;
 import io.moeyard.comm.CommConfig;
 import io.moeyard.comm.Communicator;
 import io.moeyard.comm.Dispatched;
@@ -200,6 +201,79 @@ class CommunicatorTest {
       });
       // 3 ranks x 5 tokens x min(top-2, 2 slots per rank)
       assertEquals(List.of(30, 30, 30), caps);
+    }
+  }
+
+  @Test
+  void aShuffledCombineDeliversTheHomeCombinesRowsToTheTargets() {
+    long seed = Long.getLong("moeyard.test.seed", System.nanoTime());
+    for (int c = 0; c < 20; c++) {
+      Scenario s = Scenario.random(seed + c, 12);
+      DType outType = s.dtype == DType.FP8_E4M3 ? DType.BF16 : s.dtype;
+      int ranks = s.topology.worldSize();
+      int maxTokens = java.util.Arrays.stream(s.tokens).max().orElse(0);
+      CommConfig cfg = CommConfig.of(maxTokens, s.hidden, s.topk, s.dtype, outType);
+      SplittableRandom rnd = new SplittableRandom(s.seed);
+      int[][] next = new int[ranks][];
+      for (int r = 0; r < ranks; r++) {
+        next[r] = new int[s.tokens[r]];
+        for (int t = 0; t < next[r].length; t++) next[r][t] = rnd.nextInt(ranks);
+      }
+      try (CpuWorld world = CpuWorld.create(s.topology); Arena arena = Arena.ofShared()) {
+        RowBuffer[] home = new RowBuffer[ranks];
+        RowBuffer[] into = new RowBuffer[ranks];
+        List<Arrivals> arrivals = world.run(t -> {
+          int r = t.rank();
+          RowBuffer x = RowBuffer.allocate(arena, s.tokens[r], s.hidden, s.dtype);
+          DispatchCombinePropertyTest.fillRandom(x, new SplittableRandom(s.seed * 31 + r));
+          Routing routing = new Routing(s.tokens[r], s.topk, s.topkIdx[r], s.topkWeights[r]);
+          try (Communicator comm = Communicator.cpu(t, s.map, cfg)) {
+            RowBuffer y = RowBuffer.allocate(arena, comm.receiveCapacity(), s.hidden, outType);
+            DispatchCombinePropertyTest.fillRandom(y, new SplittableRandom(s.seed * 37 + r));
+            home[r] = RowBuffer.allocate(arena, s.tokens[r], s.hidden, outType);
+            comm.combine(comm.dispatch(x, routing), y, home[r]);
+            into[r] = RowBuffer.allocate(arena, maxTokens * ranks, s.hidden, outType);
+            return comm.combineShuffled(comm.dispatch(x, routing), y, next[r], into[r]);
+          }
+        });
+        int total = 0;
+        for (int d = 0; d < ranks; d++) {
+          Arrivals a = arrivals.get(d);
+          total += a.rows();
+          for (int i = 0; i < a.rows(); i++) {
+            int src = a.sourceRank(i);
+            int tok = a.sourceToken(i);
+            assertEquals(d, next[src][tok], "case " + s + ": row " + i + " of rank " + d + " was not sent there");
+            if (i > 0) {
+              assertTrue(src > a.sourceRank(i - 1) || (src == a.sourceRank(i - 1) && tok > a.sourceToken(i - 1)), "order");
+            }
+            long m = MemorySegment.mismatch(home[src].segment(), home[src].rowOffset(tok), home[src].rowOffset(tok) + home[src].rowBytes(),
+                into[d].segment(), into[d].rowOffset(i), into[d].rowOffset(i) + into[d].rowBytes());
+            assertEquals(-1, m, "case " + s + ": rank " + d + " row " + i + " differs from the home combine of token " + tok + " of rank " + src);
+          }
+        }
+        int tokens = 0;
+        for (int n : s.tokens) tokens += n;
+        assertEquals(tokens, total, "case " + s + ": every token arrives exactly once");
+      }
+    }
+  }
+
+  @Test
+  void aShuffleTargetOutOfRangeFailsEveryRank() {
+    try (Arena arena = Arena.ofShared()) {
+      allSay(messages((comm, r) -> {
+        Dispatched d = comm.dispatch(rows(arena, TOKENS, r), routing(r, TOKENS));
+        int[] next = new int[TOKENS];
+        if (r == 2) next[3] = 7;
+        return comm.combineShuffled(d, RowBuffer.allocate(arena, comm.receiveCapacity(), HIDDEN, DType.BF16), next,
+            RowBuffer.allocate(arena, 64, HIDDEN, DType.BF16));
+      }, CFG), "rank 2: nextRank[3] = 7 is outside [0, 3)");
+      allSay(messages((comm, r) -> {
+        Dispatched d = comm.dispatch(rows(arena, TOKENS, r), routing(r, TOKENS));
+        return comm.combineShuffled(d, RowBuffer.allocate(arena, comm.receiveCapacity(), HIDDEN, DType.BF16), new int[TOKENS],
+            RowBuffer.allocate(arena, 4, HIDDEN, DType.BF16));
+      }, CFG), "rank 0: the shuffle buffer holds 4 rows, 15 tokens arrive");
     }
   }
 }
