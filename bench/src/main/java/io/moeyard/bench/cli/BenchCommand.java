@@ -99,6 +99,16 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--layer", description = "with --trace: the layer whose routing is used; default ${DEFAULT-VALUE}", defaultValue = "0")
   int layer;
 
+  @Option(names = "--layers", description = "with --trace: run layers A..B-1 one after another (A:B), every token routed by the"
+      + " trace at every layer, the combine output feeding the next layer (cpu backend); prints where rows went and the"
+      + " collectives' time")
+  String layers;
+
+  @Option(names = "--speculate", description = "with --layers: also run with speculative token shuffling (an affinity model"
+      + " from moeyard speculate --model-out): each layer's combine moves tokens to the rank chosen for their next layer;"
+      + " the outputs must equal the run without it, bit for bit")
+  Path speculate;
+
   static final class PresetNames implements Iterable<String> {
     @Override
     public java.util.Iterator<String> iterator() {
@@ -108,6 +118,7 @@ public final class BenchCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws IOException {
+    if (layers != null || speculate != null) return layerRun();
     BenchConfig config;
     try {
       config = config();
@@ -159,6 +170,116 @@ public final class BenchCommand implements Callable<Integer> {
     print(result, System.out);
     if (json != null) writeJson(result, json);
     return result.verified() ? 0 : 1;
+  }
+
+  /** --layers [--speculate]: the multi-layer run (LayerRun). */
+  private int layerRun() throws IOException {
+    io.moeyard.bench.run.LayerRun.Result res;
+    try {
+      if (layers == null) throw new IllegalArgumentException("--speculate needs --layers A:B");
+      if (trace == null) throw new IllegalArgumentException("--layers needs --trace");
+      if (!backend.equalsIgnoreCase("cpu")) throw new IllegalArgumentException("--layers runs on the cpu backend only");
+      String[] ab = layers.split(":");
+      int from;
+      int to;
+      try {
+        from = Integer.parseInt(ab[0].trim());
+        to = Integer.parseInt(ab[ab.length - 1].trim());
+      } catch (NumberFormatException e) {
+        throw new IllegalArgumentException("--layers " + layers + ": want A:B (first layer, end layer)");
+      }
+      RoutingTrace rt = traceRouting().trace();
+      if (ab.length != 2 || from < 0 || to <= from || to > rt.layers()) {
+        throw new IllegalArgumentException("--layers " + layers + ": want A:B with 0 <= A < B <= " + rt.layers() + " (the trace's layers)");
+      }
+      int r = ranks != null ? ranks : 8;
+      if (nodes < 1 || r % nodes != 0) throw new IllegalArgumentException("--nodes must divide --ranks (" + r + "), got " + nodes);
+      int e = rt.experts();
+      int t = tokens != null ? tokens : rt.tokens() / r;
+      if (t < 1 || (long) t * r > rt.tokens()) {
+        throw new IllegalArgumentException("--tokens " + t + " x --ranks " + r + " is more than the trace's " + rt.tokens() + " tokens");
+      }
+      int h = hidden != null ? hidden : 2048;
+      int[][] phy2log = null;
+      if (placement != null) {
+        io.moeyard.placement.model.Placement plan = io.moeyard.placement.format.PlacementReader.read(placement, r, e);
+        if (plan.layers() != rt.layers() || plan.experts() != e) {
+          throw new IllegalArgumentException("--placement " + placement + " is " + plan.layers() + " layers x " + plan.experts()
+              + " experts, the trace " + rt.layers() + " x " + e);
+        }
+        phy2log = plan.phy2log();
+      } else if (e % r != 0) {
+        throw new IllegalArgumentException("the trace's " + e + " experts do not divide among --ranks " + r + ": give a --placement");
+      }
+      io.moeyard.placement.speculate.SpeculativeShuffler shuffler = null;
+      if (speculate != null) {
+        var model = io.moeyard.placement.speculate.AffinityModel.read(speculate);
+        int[][] p2l = phy2log;
+        if (p2l == null) {
+          p2l = new int[rt.layers()][e];
+          for (int[] row : p2l) for (int s = 0; s < e; s++) row[s] = s;
+        }
+        shuffler = new io.moeyard.placement.speculate.SpeculativeShuffler(model, p2l, r,
+            io.moeyard.placement.speculate.SpeculativeShuffler.TOLERANCE);
+      }
+      int n = iters == 20 ? 3 : iters; // the default suits one layer; a layer stack runs longer
+      res = io.moeyard.bench.run.LayerRun.run(rt, from, to, r, nodes, t, h, phy2log, shuffler, n, System.err);
+    } catch (IllegalArgumentException | IOException ex) {
+      System.err.println("moeyard bench: " + ex.getMessage());
+      return 2;
+    }
+    printLayers(res, System.out);
+    if (json != null) writeLayersJson(res, json);
+    return res.identical() ? 0 : 1;
+  }
+
+  static void printLayers(io.moeyard.bench.run.LayerRun.Result res, PrintStream out) {
+    out.printf(Locale.ROOT, "moeyard bench --layers %d:%d  %d ranks (%d node%s) x %d tokens  hidden %d bf16%n", res.fromLayer(),
+        res.toLayer(), res.ranks(), res.nodes(), res.nodes() == 1 ? "" : "s", res.tokensPerRank(), res.hidden());
+    out.printf(Locale.ROOT, "%-12s %10s %12s %12s %12s %12s %12s %12s%n", "", "coll. ms", "dispatch", "remote", "partials",
+        "forwards", "all remote", "cross-node");
+    for (var m : new io.moeyard.bench.run.LayerRun.Mode[] {res.home(), res.speculative()}) {
+      if (m == null) continue;
+      out.printf(Locale.ROOT, "%-12s %10.2f %12d %12d %12d %12d %12d %12d%n", m.name(), m.medianMs(), m.dispatchRows(),
+          m.dispatchRemote(), m.combineRemote(), m.forwardRemote(), m.remote(), m.remoteNode());
+    }
+    out.println("(rows summed over layers and ranks: dispatch = rows received, remote = of those from another rank, partials ="
+        + " combine rows sent to another rank, forwards = tokens moved to their next rank; coll. ms = median time of the"
+        + " layers' dispatch + combine)");
+    if (res.speculative() != null) {
+      out.printf(Locale.ROOT, "outputs with and without speculation: %s%n", res.identical() ? "identical, bit for bit" : "DIFFERENT");
+    }
+  }
+
+  static void writeLayersJson(io.moeyard.bench.run.LayerRun.Result res, Path file) throws IOException {
+    ObjectMapper om = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+    ObjectNode root = om.createObjectNode();
+    ObjectNode cfg = root.putObject("config");
+    cfg.put("ranks", res.ranks());
+    cfg.put("nodes", res.nodes());
+    cfg.put("tokens", res.tokensPerRank());
+    cfg.put("hidden", res.hidden());
+    cfg.put("from_layer", res.fromLayer());
+    cfg.put("to_layer", res.toLayer());
+    for (var m : new io.moeyard.bench.run.LayerRun.Mode[] {res.home(), res.speculative()}) {
+      if (m == null) continue;
+      ObjectNode n = root.putObject(m.name());
+      n.put("collectives_median_ms", m.medianMs());
+      ObjectNode rows = n.putObject("rows");
+      rows.put("dispatch", m.dispatchRows());
+      rows.put("dispatch_remote", m.dispatchRemote());
+      rows.put("dispatch_remote_node", m.dispatchRemoteNode());
+      rows.put("combine_remote", m.combineRemote());
+      rows.put("combine_remote_node", m.combineRemoteNode());
+      rows.put("forward_remote", m.forwardRemote());
+      rows.put("forward_remote_node", m.forwardRemoteNode());
+      rows.put("remote", m.remote());
+      rows.put("remote_node", m.remoteNode());
+    }
+    root.put("identical", res.identical());
+    Path tmp = Files.createTempFile(file.toAbsolutePath().getParent(), ".moeyard-bench", ".json");
+    om.writeValue(tmp.toFile(), root);
+    Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
   }
 
   BenchConfig config() {
