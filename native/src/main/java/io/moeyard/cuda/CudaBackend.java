@@ -1,5 +1,7 @@
 package io.moeyard.cuda;
 
+import io.moeyard.comm.CommConfig;
+import io.moeyard.engine.ExpertMap;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -19,7 +21,7 @@ import java.util.function.Supplier;
  * <p>API on plain arrays, for tests, the benchmark and as the reference driver of the kernels:
  * {@link #upload} each rank's tokens, {@link #dispatch} (fused or the unfused baseline), then
  * {@link #setExpertOutputs} per rank and {@link #combine}. Rows are raw little-endian element bytes
- * in {@link Config#dtype()} (BF16 / FP16 as 16-bit patterns). Results follow the layout contract of
+ * in the config's dispatch dtype (BF16 / FP16 as 16-bit patterns). Results follow the layout contract of
  * shuffle-engine/docs/data-path.md bit for bit.
  *
  * <p>Resources: device memory, streams and events are owned by the native library and released by
@@ -39,127 +41,6 @@ public final class CudaBackend implements AutoCloseable {
     FUSED,
     /** Megatron-style baseline: permute, per-peer copy, sort chunks (and the reverse). */
     UNFUSED
-  }
-
-  /**
-   * Shape of one MoE layer on R ranks.
-   *
-   * @param ranks R
-   * @param localRanks ranks per node (node = rank / localRanks)
-   * @param slotsPerRank S; P = R * S physical slots, slot p on rank p / S
-   * @param expertSlots per logical expert, its physical slots, ascending (replicas)
-   * @param hidden H
-   * @param topk K
-   * @param dtype dtype of the dispatched rows
-   * @param combineDtype dtype of expert outputs and the combine (BF16 / FP16 / FP32)
-   */
-  public record Config(
-      int ranks,
-      int localRanks,
-      int slotsPerRank,
-      int[][] expertSlots,
-      int hidden,
-      int topk,
-      CudaDtype dtype,
-      CudaDtype combineDtype) {
-
-    public Config {
-      Objects.requireNonNull(expertSlots, "expertSlots");
-      Objects.requireNonNull(dtype, "dtype");
-      Objects.requireNonNull(combineDtype, "combineDtype");
-      if (ranks < 1 || ranks > 64) {
-        throw new IllegalArgumentException("ranks must be in [1, 64]: " + ranks);
-      }
-      if (localRanks < 1 || ranks % localRanks != 0) {
-        throw new IllegalArgumentException(
-            "localRanks must divide ranks: " + localRanks + " vs " + ranks);
-      }
-      if (slotsPerRank < 1) {
-        throw new IllegalArgumentException("slotsPerRank must be positive: " + slotsPerRank);
-      }
-      if (hidden < 1) {
-        throw new IllegalArgumentException("hidden must be positive: " + hidden);
-      }
-      if (topk < 1 || topk > 16) {
-        throw new IllegalArgumentException("topk must be in [1, 16]: " + topk);
-      }
-      if (dtype == CudaDtype.FP8_E4M3 && hidden % 128 != 0) {
-        throw new IllegalArgumentException("FP8-E4M3 needs hidden % 128 == 0: " + hidden);
-      }
-      if (!combineDtype.combinable()) {
-        throw new IllegalArgumentException("combine dtype must be BF16, FP16 or FP32: " + combineDtype);
-      }
-      int slots = ranks * slotsPerRank;
-      if (slots + ranks > 12 * 1024) {
-        throw new IllegalArgumentException("too many slots for the layout kernel: " + slots);
-      }
-      boolean[] used = new boolean[slots];
-      int[][] copy = new int[expertSlots.length][];
-      for (int e = 0; e < expertSlots.length; e++) {
-        int[] s = Objects.requireNonNull(expertSlots[e], "expertSlots[" + e + "]");
-        if (s.length == 0) {
-          throw new IllegalArgumentException("logical expert " + e + " has no physical slot");
-        }
-        for (int i = 0; i < s.length; i++) {
-          if (s[i] < 0 || s[i] >= slots) {
-            throw new IllegalArgumentException(
-                "expert " + e + " maps to slot " + s[i] + " outside [0, " + slots + ")");
-          }
-          if (i > 0 && s[i] <= s[i - 1]) {
-            throw new IllegalArgumentException("slots of expert " + e + " are not ascending");
-          }
-          if (used[s[i]]) {
-            throw new IllegalArgumentException("slot " + s[i] + " is mapped by two experts");
-          }
-          used[s[i]] = true;
-        }
-        copy[e] = s.clone();
-      }
-      expertSlots = copy;
-    }
-
-    /** The trivial map: slot p = expert p, experts = ranks * slotsPerRank. */
-    public static Config trivial(
-        int ranks, int localRanks, int slotsPerRank, int hidden, int topk, CudaDtype dtype) {
-      int[][] m = new int[ranks * slotsPerRank][];
-      for (int p = 0; p < m.length; p++) {
-        m[p] = new int[] {p};
-      }
-      CudaDtype comb = dtype == CudaDtype.FP8_E4M3 ? CudaDtype.BF16 : dtype;
-      return new Config(ranks, localRanks, slotsPerRank, m, hidden, topk, dtype, comb);
-    }
-
-    public int slots() {
-      return ranks * slotsPerRank;
-    }
-
-    public int experts() {
-      return expertSlots.length;
-    }
-
-    public int rowBytes() {
-      return hidden * dtype.bytes();
-    }
-
-    public int combineRowBytes() {
-      return hidden * combineDtype.bytes();
-    }
-
-    public int scaleCols() {
-      return dtype == CudaDtype.FP8_E4M3 ? hidden / 128 : 0;
-    }
-
-    int[] csrOffsets() {
-      int[] o = new int[expertSlots.length + 1];
-      for (int e = 0; e < expertSlots.length; e++) {
-        o[e + 1] = o[e] + expertSlots[e].length;
-      }
-      return o;
-    }
-
-    int[] csrSlots() {
-      return Arrays.stream(expertSlots).flatMapToInt(Arrays::stream).toArray();
-    }
   }
 
   /**
@@ -200,7 +81,7 @@ public final class CudaBackend implements AutoCloseable {
       int[] numTokensPerRank,
       byte[] isTokenInRank) {}
 
-  private final Config cfg;
+  private final KernelShape shape;
   private final int nR;
   private final int nS;
   private final int nP;
@@ -273,13 +154,13 @@ public final class CudaBackend implements AutoCloseable {
     kernels = kernelSet;
   }
 
-  private CudaBackend(Config cfg) {
-    this.cfg = cfg;
-    this.nR = cfg.ranks();
-    this.nS = cfg.slotsPerRank();
-    this.nP = cfg.slots();
-    this.nK = cfg.topk();
-    this.nH = cfg.hidden();
+  private CudaBackend(KernelShape shape) {
+    this.shape = shape;
+    this.nR = shape.ranks();
+    this.nS = shape.slotsPerRank();
+    this.nP = shape.slots();
+    this.nK = shape.topk();
+    this.nH = shape.hidden();
     this.streams = new long[nR];
     this.evStage = new long[nR];
     this.evSend = new long[nR];
@@ -305,8 +186,8 @@ public final class CudaBackend implements AutoCloseable {
       }
       evStart = NativeKernels.eventCreate(true);
       evEnd = NativeKernels.eventCreate(true);
-      int[] offs = cfg.csrOffsets();
-      int[] slots = cfg.csrSlots();
+      int[] offs = shape.csrOffsets();
+      int[] slots = shape.csrSlots();
       mapOffsets = global.ints(offs);
       mapSlots = global.ints(slots);
       ok = true;
@@ -317,14 +198,29 @@ public final class CudaBackend implements AutoCloseable {
     }
   }
 
-  /** Opens the backend on device 0, or throws {@link CudaUnavailableException} with the reason. */
-  public static CudaBackend open(Config cfg) {
+  /**
+   * Opens the backend on device 0 for {@code map} (its topology, slots and replicas) and the sizes
+   * of {@code config}, or throws {@link CudaUnavailableException} with the reason. A shape the
+   * kernels cannot take throws {@link IllegalArgumentException} naming the value, before the
+   * device is touched.
+   */
+  public static CudaBackend open(ExpertMap map, CommConfig config) {
+    KernelShape shape = KernelShape.of(map, config);
     availability().require();
-    return new CudaBackend(cfg);
+    return new CudaBackend(shape);
   }
 
-  public Config config() {
-    return cfg;
+  /** Throws {@link IllegalArgumentException} naming the value when the kernels cannot run this shape; touches no device. */
+  public static void check(ExpertMap map, CommConfig config) {
+    KernelShape.of(map, config);
+  }
+
+  public ExpertMap expertMap() {
+    return shape.map();
+  }
+
+  public CommConfig config() {
+    return shape.comm();
   }
 
   /** Host wall time of the last dispatch or combine, enqueue to completion, without downloads. */
@@ -408,13 +304,13 @@ public final class CudaBackend implements AutoCloseable {
     checkOpen();
     awaitPending();
     Objects.checkIndex(r, nR);
-    validate(cfg, r, in);
+    validate(shape, r, in);
     Rank s = rank[r];
     s.in.close();
     s.t = in.tokens();
     int tk = s.t * nK;
     s.x = s.in.bytes(in.x());
-    s.scales = cfg.scaleCols() > 0 ? s.in.floats(in.scales()) : 0L;
+    s.scales = shape.scaleCols() > 0 ? s.in.floats(in.scales()) : 0L;
     s.topkIdx = s.in.ints(in.topkIdx());
     s.topkW = s.in.floats(in.topkWeights());
     int nb = nP + nR;
@@ -435,26 +331,30 @@ public final class CudaBackend implements AutoCloseable {
   }
 
   /**
-   * Checks one rank's input against the config; throws {@link IllegalArgumentException} naming the
-   * first bad value (shapes, expert ids outside [-1, E), a logical expert twice in one row).
+   * Checks one rank's input against the shape; throws {@link IllegalArgumentException} naming the
+   * first bad value (token count, shapes, expert ids outside [-1, E), a logical expert twice in one row).
    */
-  static void validate(Config cfg, int r, RankInput in) {
-    int nK = cfg.topk();
+  static void validate(KernelShape shape, int r, RankInput in) {
+    int nK = shape.topk();
     Objects.requireNonNull(in, "input");
     int t = in.tokens();
     if (t < 0) {
       throw new IllegalArgumentException("rank " + r + ": negative token count " + t);
     }
-    long rows = (long) t * cfg.rowBytes();
+    if (t > shape.maxTokens()) {
+      throw new IllegalArgumentException(
+          "rank " + r + ": " + t + " tokens, the backend was opened for at most " + shape.maxTokens());
+    }
+    long rows = (long) t * shape.rowBytes();
     if (in.x() == null || in.x().length != rows) {
       throw new IllegalArgumentException(
           "rank " + r + ": x must have " + rows + " bytes, has "
               + (in.x() == null ? "null" : in.x().length));
     }
-    if (cfg.scaleCols() > 0
-        && (in.scales() == null || in.scales().length != (long) t * cfg.scaleCols())) {
+    if (shape.scaleCols() > 0
+        && (in.scales() == null || in.scales().length != (long) t * shape.scaleCols())) {
       throw new IllegalArgumentException(
-          "rank " + r + ": FP8 scales must have " + (long) t * cfg.scaleCols() + " floats");
+          "rank " + r + ": FP8 scales must have " + (long) t * shape.scaleCols() + " floats");
     }
     int tk = t * nK;
     if (in.topkIdx() == null || in.topkIdx().length != tk) {
@@ -463,7 +363,7 @@ public final class CudaBackend implements AutoCloseable {
     if (in.topkWeights() == null || in.topkWeights().length != tk) {
       throw new IllegalArgumentException("rank " + r + ": topkWeights must have " + tk + " entries");
     }
-    int experts = cfg.experts();
+    int experts = shape.experts();
     int[] idx = in.topkIdx();
     for (int i = 0; i < t; i++) {
       for (int k = 0; k < nK; k++) {
@@ -534,7 +434,7 @@ public final class CudaBackend implements AutoCloseable {
       throw new IllegalStateException("dispatch first: the expert outputs follow its row layout");
     }
     Rank s = rank[d];
-    long want = (long) s.rows * cfg.combineRowBytes();
+    long want = (long) s.rows * shape.combineRowBytes();
     if (y == null || y.length != want) {
       throw new IllegalArgumentException(
           "rank " + d + ": expert outputs must have " + want + " bytes (" + s.rows + " rows)");
@@ -584,8 +484,8 @@ public final class CudaBackend implements AutoCloseable {
     for (int r = 0; r < nR; r++) {
       Rank s = rank[r];
       long st = streams[r];
-      NativeKernels.mapSlots(s.topkIdx, s.t, nK, mapOffsets, mapSlots, cfg.experts(), nS,
-          cfg.localRanks(), r, s.slotIds, st);
+      NativeKernels.mapSlots(s.topkIdx, s.t, nK, mapOffsets, mapSlots, shape.experts(), nS,
+          shape.localRanks(), r, s.slotIds, st);
       NativeKernels.layoutCount(s.slotIds, s.t, nK, nS, nP, nR, s.chunkCounts, st);
       NativeKernels.layoutScan(s.chunkCounts, s.t, nP, nR, s.chunkBase, s.totals, s.slotPrefix,
           s.chunkPairBase, s.pairOffset, st);
@@ -602,8 +502,8 @@ public final class CudaBackend implements AutoCloseable {
       NativeKernels.intsFromDevice(s.slotPrefix, s.slotPrefixHost, 0, nP + 1);
     }
     // 3. receive buffers and offsets on every destination
-    int sc = cfg.scaleCols();
-    int rb = cfg.rowBytes();
+    int sc = shape.scaleCols();
+    int rb = shape.rowBytes();
     for (int d = 0; d < nR; d++) {
       Rank s = rank[d];
       s.recv.close();
@@ -723,10 +623,10 @@ public final class CudaBackend implements AutoCloseable {
 
   private DispatchResult[] downloadDispatch() {
     DispatchResult[] out = new DispatchResult[nR];
-    int sc = cfg.scaleCols();
+    int sc = shape.scaleCols();
     for (int d = 0; d < nR; d++) {
       Rank s = rank[d];
-      byte[] x = new byte[Math.toIntExact((long) s.rows * cfg.rowBytes())];
+      byte[] x = new byte[Math.toIntExact((long) s.rows * shape.rowBytes())];
       NativeKernels.bytesFromDevice(s.recvX, x, 0, x.length);
       float[] scales = new float[s.rows * sc];
       if (sc > 0) {
@@ -770,8 +670,8 @@ public final class CudaBackend implements AutoCloseable {
       }
     }
     t0 = System.nanoTime();
-    int cb = cfg.combineRowBytes();
-    int dt = cfg.combineDtype().code();
+    int cb = shape.combineRowBytes();
+    int dt = shape.combineCode();
     for (int r = 0; r < nR; r++) {
       Rank s = rank[r];
       s.comb.close();
@@ -837,7 +737,7 @@ public final class CudaBackend implements AutoCloseable {
     byte[][] out = new byte[nR][];
     for (int r = 0; r < nR; r++) {
       Rank s = rank[r];
-      out[r] = new byte[Math.toIntExact((long) s.t * cfg.combineRowBytes())];
+      out[r] = new byte[Math.toIntExact((long) s.t * shape.combineRowBytes())];
       NativeKernels.bytesFromDevice(s.out, out[r], 0, out[r].length);
     }
     return out;

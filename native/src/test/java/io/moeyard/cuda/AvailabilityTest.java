@@ -1,5 +1,7 @@
 package io.moeyard.cuda;
 
+import io.moeyard.engine.DType;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -42,9 +44,9 @@ class AvailabilityTest {
   void openWithoutGpuThrowsTheReason() {
     CudaAvailability a = CudaBackend.availability();
     Assumptions.assumeFalse(a.available(), "a GPU is available here");
-    var cfg = CudaBackend.Config.trivial(2, 2, 2, 128, 2, CudaDtype.BF16);
+    var cfg = Reference.trivial(2, 2, 2, 128, 2, DType.BF16);
     CudaUnavailableException e =
-        assertThrows(CudaUnavailableException.class, () -> CudaBackend.open(cfg));
+        assertThrows(CudaUnavailableException.class, () -> CudaBackend.open(cfg.map(), cfg.comm()));
     assertEquals(a.message(), e.getMessage());
     assertTrue(e.getMessage().startsWith("CUDA backend unavailable: "), e.getMessage());
   }
