@@ -1,6 +1,8 @@
 package io.moeyard.cuda;
 
+import io.moeyard.comm.CommConfig;
 import io.moeyard.engine.DType;
+import io.moeyard.engine.ExpertMap;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -146,6 +148,32 @@ class CudaBackendGpuTest {
       assertThrows(IllegalArgumentException.class,
           () -> be.upload(0, new CudaBackend.RankInput(2, x, null, new int[] {1, 1, 0, 2}, w)));
       assertThrows(IllegalStateException.class, () -> be.dispatch(CudaBackend.Variant.FUSED));
+    }
+  }
+
+  @Test
+  void moreRowsThanTheReceiveBufferFailsBeforeAnyKernelWrites() {
+    // every token of both ranks to expert 0: rank 0 receives 2 x 8 rows, its buffer holds 10
+    ExpertMap map = ExpertMap.trivial(io.moeyard.engine.Topology.singleNode(2), 4);
+    CommConfig comm = CommConfig.of(8, 128, 1, DType.BF16, DType.BF16).withReceiveRows(10);
+    Random rnd = new Random(1);
+    try (CudaBackend be = CudaBackend.open(map, comm)) {
+      assertEquals(10, be.receiveCapacity());
+      byte[] x = Reference.randomRows(rnd, 8 * 128, DType.BF16);
+      for (int r = 0; r < 2; r++) {
+        be.upload(r, new CudaBackend.RankInput(8, x, null, new int[8], Reference.randomWeights(rnd, 8)));
+      }
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> be.dispatch(CudaBackend.Variant.FUSED));
+      assertTrue(e.getMessage().contains("rank 0 would receive 16 rows, its receive buffer holds 10"), e.getMessage());
+      assertThrows(IllegalStateException.class, () -> be.combine(CudaBackend.Variant.FUSED));
+      // a routing that fits runs on the same buffers
+      int[] spread = {0, 1, 2, 3, 0, 1, 2, 3};
+      for (int r = 0; r < 2; r++) {
+        be.upload(r, new CudaBackend.RankInput(8, x, null, spread, Reference.randomWeights(rnd, 8)));
+      }
+      CudaBackend.DispatchResult[] got = be.dispatch(CudaBackend.Variant.FUSED);
+      assertEquals(8, got[0].rows());
+      assertEquals(8, got[1].rows());
     }
   }
 
