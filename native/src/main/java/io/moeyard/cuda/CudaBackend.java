@@ -2,6 +2,7 @@ package io.moeyard.cuda;
 
 import io.moeyard.comm.CommConfig;
 import io.moeyard.engine.ExpertMap;
+import java.util.Arrays;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
@@ -319,7 +320,7 @@ public final class CudaBackend implements AutoCloseable {
     t0 = System.nanoTime();
     // The layout overwrites the last dispatch's counts: until this one is enqueued, there is none.
     dispatched = false;
-    java.util.Arrays.fill(hasY, false);
+    Arrays.fill(hasY, false);
     LayoutPhase.run(ranks);
     if (v == Variant.FUSED) {
       FusedPath.dispatch(ranks, clock, kernels);

@@ -129,15 +129,6 @@ final class KernelShape {
     return comm.dispatchType().hasScales() ? comm.hidden() / DType.FP8_SCALE_BLOCK : 0;
   }
 
-  /** Per logical expert, its slots ascending (a copy). */
-  int[][] expertSlots() {
-    int[][] s = new int[map.experts()][];
-    for (int e = 0; e < s.length; e++) {
-      s[e] = map.slotsOf(e).clone();
-    }
-    return s;
-  }
-
   int[] csrOffsets() {
     int[] o = new int[map.experts() + 1];
     for (int e = 0; e < map.experts(); e++) {

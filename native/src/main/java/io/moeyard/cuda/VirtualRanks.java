@@ -23,20 +23,20 @@ final class VirtualRanks {
   final RankBuffers[] buf;
   final RankCounts[] counts;
   private final DeviceArena tables = new DeviceArena();
-  long mapOffsets;
-  long mapSlots;
+  final long mapOffsets;
+  final long mapSlots;
   /** Per rank, the pointer of one of its buffers: what a kernel of rank r uses to store into rank d. */
-  long totalsOf;
-  long recvXOf;
-  long recvScalesOf;
-  long recvWOf;
-  long rowBaseOf;
-  long pairBaseOf;
-  long pairSrcOf;
-  long pairHomeOf;
-  long pairTokenOf;
-  long pairRowsOf;
-  long partialsOf;
+  final long totalsOf;
+  final long recvXOf;
+  final long recvScalesOf;
+  final long recvWOf;
+  final long rowBaseOf;
+  final long pairBaseOf;
+  final long pairSrcOf;
+  final long pairHomeOf;
+  final long pairTokenOf;
+  final long pairRowsOf;
+  final long partialsOf;
 
   /** Creates every stream, event and buffer; on failure releases what it got and rethrows. */
   VirtualRanks(KernelShape shape, int layoutChunk) {

@@ -198,7 +198,7 @@ class IndexMathHostTest {
     int[][] pos = new int[ranks][];
     int[][] totals = new int[ranks][];
     String ctx = "R=" + ranks + " S=" + s + " K=" + k + " chunk=" + chunk + " tokens=" + Arrays.toString(tokens)
-        + " map=" + Arrays.deepToString(c.expertSlots());
+        + " map=" + Arrays.deepToString(Reference.expertSlots(c));
     for (int r = 0; r < ranks; r++) {
       int tn = tokens[r];
       ids[r] = NativeKernels.hostChooseReplicas(c.csrOffsets(), c.csrSlots(), s, c.localRanks(), r, pb.topkIdx()[r], k);

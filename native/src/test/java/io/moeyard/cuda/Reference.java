@@ -43,6 +43,15 @@ final class Reference {
   // Shapes
   // ---------------------------------------------------------------------------------------------
 
+  /** Per logical expert, its slots ascending. */
+  static int[][] expertSlots(KernelShape c) {
+    int[][] s = new int[c.experts()][];
+    for (int e = 0; e < s.length; e++) {
+      s[e] = c.map().slotsOf(e).clone();
+    }
+    return s;
+  }
+
   /** Most tokens per rank of the shapes built by {@link #trivial}. */
   static final int TRIVIAL_MAX_TOKENS = 1024;
 
@@ -209,7 +218,7 @@ final class Reference {
       out[i] =
           topkIdx[i] < 0
               ? -1
-              : chooseReplica(c.expertSlots(), c.slotsPerRank(), c.localRanks(), r, i / k,
+              : chooseReplica(expertSlots(c), c.slotsPerRank(), c.localRanks(), r, i / k,
                   topkIdx[i]);
     }
     return out;
