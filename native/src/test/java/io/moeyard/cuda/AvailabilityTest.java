@@ -1,7 +1,5 @@
 package io.moeyard.cuda;
 
-import io.moeyard.engine.DType;
-
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -9,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.DType;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;

@@ -1,10 +1,9 @@
 package io.moeyard.cuda;
 
-import io.moeyard.engine.DType;
-
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.fail;
 
+import io.moeyard.engine.DType;
 import java.util.Arrays;
 import java.util.Random;
 import org.junit.jupiter.api.BeforeEach;

@@ -1,14 +1,13 @@
 package io.moeyard.cuda;
 
-import io.moeyard.comm.CommConfig;
-import io.moeyard.engine.DType;
-import io.moeyard.engine.ExpertMap;
-
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.comm.CommConfig;
+import io.moeyard.engine.DType;
+import io.moeyard.engine.ExpertMap;
 import java.util.Arrays;
 import java.util.Random;
 import org.junit.jupiter.api.BeforeEach;

@@ -1,10 +1,9 @@
 package io.moeyard.cuda;
 
-import io.moeyard.engine.DType;
-
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import io.moeyard.engine.DType;
 import java.io.ByteArrayOutputStream;
 import java.util.ArrayList;
 import java.util.Arrays;
