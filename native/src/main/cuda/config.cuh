@@ -49,7 +49,7 @@ constexpr int kCopyChunkRows = 1024;
 
 }  // namespace cfg
 
-// Dtype codes shared with io.moeyard.cuda.CudaDtype (ordinal order).
+// Dtype codes shared with io.moeyard.cuda.KernelShape.code.
 enum DtypeCode : int { kBF16 = 0, kFP16 = 1, kFP32 = 2, kFP8E4M3 = 3 };
 
 }  // namespace moeyard

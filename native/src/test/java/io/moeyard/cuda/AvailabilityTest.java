@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.DType;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -42,9 +43,9 @@ class AvailabilityTest {
   void openWithoutGpuThrowsTheReason() {
     CudaAvailability a = CudaBackend.availability();
     Assumptions.assumeFalse(a.available(), "a GPU is available here");
-    var cfg = CudaBackend.Config.trivial(2, 2, 2, 128, 2, CudaDtype.BF16);
+    var cfg = Reference.trivial(2, 2, 2, 128, 2, DType.BF16);
     CudaUnavailableException e =
-        assertThrows(CudaUnavailableException.class, () -> CudaBackend.open(cfg));
+        assertThrows(CudaUnavailableException.class, () -> CudaBackend.open(cfg.map(), cfg.comm()));
     assertEquals(a.message(), e.getMessage());
     assertTrue(e.getMessage().startsWith("CUDA backend unavailable: "), e.getMessage());
   }

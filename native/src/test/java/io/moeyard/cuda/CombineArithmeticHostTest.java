@@ -3,6 +3,7 @@ package io.moeyard.cuda;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.fail;
 
+import io.moeyard.engine.DType;
 import java.util.Arrays;
 import java.util.Random;
 import org.junit.jupiter.api.BeforeEach;
@@ -26,8 +27,8 @@ class CombineArithmeticHostTest {
   }
 
   @ParameterizedTest
-  @EnumSource(value = CudaDtype.class, names = {"BF16", "FP16", "FP32"})
-  void tokenCombineMatchesContract(CudaDtype dt) {
+  @EnumSource(value = DType.class, names = {"BF16", "FP16", "FP32"})
+  void tokenCombineMatchesContract(DType dt) {
     Random rnd = new Random(NativeTestSupport.seed("tokenCombineMatchesContract " + dt));
     for (int iter = 0; iter < 400; iter++) {
       int h = 1 + rnd.nextInt(70);
@@ -44,7 +45,7 @@ class CombineArithmeticHostTest {
         yf[i] = switch (mode) {
           case 0 -> rnd.nextFloat() * 4f - 2f;
           case 1 -> (float) (rnd.nextGaussian() * Math.pow(10, rnd.nextInt(9) - 4));
-          case 2 -> dt == CudaDtype.FP16 ? (rnd.nextFloat() * 2f - 1f) * 65504f // overflow to inf
+          case 2 -> dt == DType.FP16 ? (rnd.nextFloat() * 2f - 1f) * 65504f // overflow to inf
               : (float) ((rnd.nextFloat() * 2 - 1) * Math.pow(2, rnd.nextInt(250) - 125));
           case 3 -> (rnd.nextInt(3) - 1) * (1f + rnd.nextInt(4) / 256f); // ties for rounding
           default -> switch (rnd.nextInt(6)) { // specials: NaN payloads, infinities, signed zeros
@@ -75,7 +76,7 @@ class CombineArithmeticHostTest {
         want[c] = total;
       }
       byte[] wantBytes = Reference.encode(want, dt);
-      byte[] got = NativeKernels.hostCombineToken(dt.code(), y, w, groups, h);
+      byte[] got = NativeKernels.hostCombineToken(KernelShape.code(dt), y, w, groups, h);
       assertEquals(wantBytes.length, got.length);
       if (!Arrays.equals(wantBytes, got)) {
         float[] a = Reference.decode(wantBytes, dt);

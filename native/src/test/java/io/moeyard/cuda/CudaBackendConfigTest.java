@@ -5,69 +5,104 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.comm.CommConfig;
+import io.moeyard.engine.DType;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.Topology;
 import org.junit.jupiter.api.Test;
 
-/** Config and input validation of the cuda backend: plain Java, runs everywhere. */
+/** Shape and input validation of the cuda backend: plain Java, runs everywhere. */
 class CudaBackendConfigTest {
 
-  private static final CudaDtype B = CudaDtype.BF16;
+  private static final DType B = DType.BF16;
+
+  private static ExpertMap trivialMap(int ranks, int experts) {
+    return ExpertMap.trivial(Topology.singleNode(ranks), experts);
+  }
 
   @Test
   void trivialMapAndDerivedSizes() {
-    var c = CudaBackend.Config.trivial(4, 2, 3, 7168, 8, CudaDtype.FP8_E4M3);
+    var c = Reference.trivial(4, 2, 3, 7168, 8, DType.FP8_E4M3);
     assertEquals(12, c.slots());
     assertEquals(12, c.experts());
+    assertEquals(2, c.localRanks());
     assertEquals(7168, c.rowBytes());
     assertEquals(56, c.scaleCols());
-    assertEquals(CudaDtype.BF16, c.combineDtype());
+    assertEquals(DType.BF16, c.combineType());
     assertEquals(2 * 7168, c.combineRowBytes());
     assertArrayEquals(new int[] {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, c.csrOffsets());
     assertArrayEquals(new int[] {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, c.csrSlots());
   }
 
   @Test
-  void badConfigsAreRejectedWithTheValue() {
-    int[][] ok = {{0}, {1, 3}, {2}};
-    assertMsg("ranks", () -> new CudaBackend.Config(0, 1, 2, ok, 128, 2, B, B));
-    assertMsg("ranks", () -> new CudaBackend.Config(65, 1, 2, ok, 128, 2, B, B));
-    assertMsg("localRanks", () -> new CudaBackend.Config(2, 3, 2, ok, 128, 2, B, B));
-    assertMsg("topk", () -> new CudaBackend.Config(2, 2, 2, ok, 128, 17, B, B));
-    assertMsg("hidden % 128", () -> new CudaBackend.Config(2, 2, 2, ok, 100, 2, CudaDtype.FP8_E4M3, B));
-    assertMsg("combine dtype", () -> new CudaBackend.Config(2, 2, 2, ok, 128, 2, B, CudaDtype.FP8_E4M3));
-    assertMsg("slot 4 outside", () -> new CudaBackend.Config(2, 2, 2, new int[][] {{0}, {4}}, 128, 1, B, B));
-    assertMsg("not ascending", () -> new CudaBackend.Config(2, 2, 2, new int[][] {{3, 1}}, 128, 1, B, B));
-    assertMsg("mapped by two", () -> new CudaBackend.Config(2, 2, 2, new int[][] {{1}, {1, 2}}, 128, 1, B, B));
-    assertMsg("no physical slot", () -> new CudaBackend.Config(2, 2, 2, new int[][] {{1}, {}}, 128, 1, B, B));
+  void replicasBecomeCsr() {
+    ExpertMap m = ExpertMap.of(Topology.singleNode(2), 3, new int[] {0, 1, 2, 1});
+    var c = KernelShape.of(m, CommConfig.of(8, 128, 2, B, B));
+    assertArrayEquals(new int[] {0, 1, 3, 4}, c.csrOffsets());
+    assertArrayEquals(new int[] {0, 1, 3, 2}, c.csrSlots());
+    // every rank could send all of its tokens to each of the two local slots of a rank
+    assertEquals(2 * 8 * 2, c.receiveRows());
+    assertEquals(100, KernelShape.of(m, CommConfig.of(8, 128, 2, B, B).withReceiveRows(100)).receiveRows());
   }
 
   @Test
-  void configCopiesTheMap() {
-    int[][] m = {{0}, {1}};
-    var c = new CudaBackend.Config(1, 1, 2, m, 128, 1, B, B);
-    m[0][0] = 1;
-    assertEquals(0, c.expertSlots()[0][0]);
+  void dtypeCodesAreTheKernels() {
+    // DtypeCode in config.cuh
+    assertEquals(0, KernelShape.code(DType.BF16));
+    assertEquals(1, KernelShape.code(DType.FP16));
+    assertEquals(2, KernelShape.code(DType.FP32));
+    assertEquals(3, KernelShape.code(DType.FP8_E4M3));
+  }
+
+  @Test
+  void badShapesAreRejectedWithTheValue() {
+    CommConfig ok = CommConfig.of(16, 128, 2, B, B);
+    assertMsg("ranks must be in [1, 64]: 65", () -> CudaBackend.check(trivialMap(65, 65), ok));
+    assertMsg("topk must be in [1, 16]: 17", () -> CudaBackend.check(trivialMap(2, 4), CommConfig.of(16, 128, 17, B, B)));
+    assertMsg("too many slots for the layout kernel: 12288",
+        () -> CudaBackend.check(trivialMap(2, 12 * 1024), ok));
+    assertMsg("worst-case receive buffer",
+        () -> CudaBackend.check(trivialMap(64, 64 * 16), CommConfig.of(1 << 21, 128, 16, B, B)));
+    // what the engine types refuse, they refuse naming the value too
+    assertMsg("divisible by 128, got 100", () -> CommConfig.of(16, 100, 2, DType.FP8_E4M3, B));
+    assertMsg("combineType fp8", () -> CommConfig.of(16, 128, 2, B, DType.FP8_E4M3));
+    assertMsg("slot 1 maps to expert 4", () -> ExpertMap.of(Topology.singleNode(2), 2, new int[] {0, 4}));
+    assertMsg("expert 1 has no physical slot", () -> ExpertMap.of(Topology.singleNode(2), 2, new int[] {0, 0}));
   }
 
   @Test
   void badInputIsRejectedWithTheValue() {
-    var c = CudaBackend.Config.trivial(2, 2, 2, 128, 2, B);
+    var c = Reference.trivial(2, 2, 2, 128, 2, B);
     byte[] x = new byte[2 * c.rowBytes()];
     float[] w = new float[4];
-    CudaBackend.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, -1, 3, 1}, w));
-    CudaBackend.validate(c, 0, new CudaBackend.RankInput(0, new byte[0], null, new int[0], new float[0]));
+    HostArrays.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, -1, 3, 1}, w));
+    HostArrays.validate(c, 0, new CudaBackend.RankInput(0, new byte[0], null, new int[0], new float[0]));
     assertMsg("= 4 outside [-1, 4)",
-        () -> CudaBackend.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, 4, 1, 2}, w)));
+        () -> HostArrays.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, 4, 1, 2}, w)));
     assertMsg("= -2 outside",
-        () -> CudaBackend.validate(c, 1, new CudaBackend.RankInput(2, x, null, new int[] {0, -2, 1, 2}, w)));
+        () -> HostArrays.validate(c, 1, new CudaBackend.RankInput(2, x, null, new int[] {0, -2, 1, 2}, w)));
     assertMsg("selects logical expert 1 twice",
-        () -> CudaBackend.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, 2, 1, 1}, w)));
+        () -> HostArrays.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, 2, 1, 1}, w)));
     assertMsg("x must have 512 bytes",
-        () -> CudaBackend.validate(c, 0, new CudaBackend.RankInput(2, new byte[3], null, new int[4], w)));
+        () -> HostArrays.validate(c, 0, new CudaBackend.RankInput(2, new byte[3], null, new int[4], w)));
     assertMsg("topkWeights must have 4",
-        () -> CudaBackend.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, 1, 0, 1}, new float[3])));
-    var f8 = CudaBackend.Config.trivial(2, 2, 2, 256, 1, CudaDtype.FP8_E4M3);
+        () -> HostArrays.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, 1, 0, 1}, new float[3])));
+    var f8 = Reference.trivial(2, 2, 2, 256, 1, DType.FP8_E4M3);
     assertMsg("FP8 scales must have 4 floats",
-        () -> CudaBackend.validate(f8, 0, new CudaBackend.RankInput(2, new byte[512], null, new int[2], new float[2])));
+        () -> HostArrays.validate(f8, 0, new CudaBackend.RankInput(2, new byte[512], null, new int[2], new float[2])));
+    int over = Reference.TRIVIAL_MAX_TOKENS + 1;
+    assertMsg(over + " tokens, the backend was opened for at most " + Reference.TRIVIAL_MAX_TOKENS,
+        () -> HostArrays.validate(c, 1, new CudaBackend.RankInput(over, new byte[over * 256], null, new int[2 * over],
+            new float[2 * over])));
+  }
+
+  @Test
+  void receiveBeyondTheBuffersIsRejectedWithNeedAndCapacity() {
+    RankBuffers.checkReceive(1, 10, 4, 10, 4);
+    assertMsg("rank 1 would receive 11 rows, its receive buffer holds 10",
+        () -> RankBuffers.checkReceive(1, 11, 4, 10, 4));
+    assertMsg("rank 2 would receive 5 token-rank pairs, its pair records hold 4",
+        () -> RankBuffers.checkReceive(2, 10, 5, 10, 4));
   }
 
   private static void assertMsg(String part, org.junit.jupiter.api.function.Executable ex) {

@@ -5,6 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.comm.CommConfig;
+import io.moeyard.engine.DType;
+import io.moeyard.engine.ExpertMap;
 import java.util.Arrays;
 import java.util.Random;
 import org.junit.jupiter.api.BeforeEach;
@@ -25,8 +28,8 @@ class CudaBackendGpuTest {
   }
 
   @ParameterizedTest
-  @EnumSource(CudaDtype.class)
-  void dispatchAndCombineMatchReference(CudaDtype dtype) {
+  @EnumSource(DType.class)
+  void dispatchAndCombineMatchReference(DType dtype) {
     Random rnd = new Random(NativeTestSupport.seed("dispatchAndCombineMatchReference " + dtype));
     for (int iter = 0; iter < 12; iter++) {
       int ranks = 1 + rnd.nextInt(8);
@@ -34,7 +37,7 @@ class CudaBackendGpuTest {
       int s = 1 + rnd.nextInt(4);
       int experts = 1 + rnd.nextInt(ranks * s);
       int k = 1 + rnd.nextInt(Math.min(experts, 8));
-      int hidden = dtype == CudaDtype.FP8_E4M3 ? 128 * (1 + rnd.nextInt(3))
+      int hidden = dtype == DType.FP8_E4M3 ? 128 * (1 + rnd.nextInt(3))
           : new int[] {128, 256, 7 * 128, 100, 36, 33}[rnd.nextInt(6)];
       var pb = Reference.randomProblem(rnd, ranks, local, s, experts, k, hidden, dtype, 300, 0.1);
       check(pb, rnd);
@@ -45,17 +48,17 @@ class CudaBackendGpuTest {
   void emptyRanksTopk1AndOneHotExpert() {
     Random rnd = new Random(NativeTestSupport.seed("emptyRanksTopk1AndOneHotExpert"));
     // zero tokens everywhere
-    check(Reference.randomProblem(rnd, 4, 2, 2, 8, 2, 128, CudaDtype.BF16, 0, 0.0), rnd);
+    check(Reference.randomProblem(rnd, 4, 2, 2, 8, 2, 128, DType.BF16, 0, 0.0), rnd);
     // top-k 1
-    check(Reference.randomProblem(rnd, 4, 4, 2, 8, 1, 256, CudaDtype.FP16, 500, 0.0), rnd);
+    check(Reference.randomProblem(rnd, 4, 4, 2, 8, 1, 256, DType.FP16, 500, 0.0), rnd);
     // all -1
-    check(Reference.randomProblem(rnd, 2, 2, 2, 4, 3, 128, CudaDtype.FP32, 50, 1.0), rnd);
+    check(Reference.randomProblem(rnd, 2, 2, 2, 4, 3, 128, DType.FP32, 50, 1.0), rnd);
     // all tokens of all ranks to expert 0, and ranks 1..3 receive nothing
-    var cfg = CudaBackend.Config.trivial(4, 4, 2, 256, 1, CudaDtype.BF16);
+    var cfg = Reference.trivial(4, 4, 2, 256, 1, DType.BF16);
     int[] tokens = {700, 0, 3, 129};
     check(Reference.routed(cfg, tokens, (r, t, j) -> 0, rnd), rnd);
     // a rank that receives nothing (experts 6, 7 on rank 3 never chosen), top-k 3
-    var cfg2 = CudaBackend.Config.trivial(4, 2, 2, 128, 3, CudaDtype.FP32);
+    var cfg2 = Reference.trivial(4, 2, 2, 128, 3, DType.FP32);
     check(Reference.routed(cfg2, new int[] {64, 65, 0, 1}, (r, t, j) -> (t + 2 * j + r) % 6, rnd), rnd);
   }
 
@@ -63,7 +66,7 @@ class CudaBackendGpuTest {
   void deepSeekShapeSmall() {
     Random rnd = new Random(NativeTestSupport.seed("deepSeekShapeSmall"));
     // 8 ranks, 256 experts + 32 redundant slots (S = 36), top-8, hidden 7168, BF16 and FP8
-    for (CudaDtype dt : new CudaDtype[] {CudaDtype.BF16, CudaDtype.FP8_E4M3}) {
+    for (DType dt : new DType[] {DType.BF16, DType.FP8_E4M3}) {
       var pb = Reference.randomProblem(rnd, 8, 8, 36, 256, 8, 7168, dt, 96, 0.0);
       check(pb, rnd);
     }
@@ -72,8 +75,8 @@ class CudaBackendGpuTest {
   @Test
   void asyncFormsGiveTheSameResults() throws Exception {
     Random rnd = new Random(NativeTestSupport.seed("asyncFormsGiveTheSameResults"));
-    var pb = Reference.randomProblem(rnd, 4, 4, 3, 10, 3, 256, CudaDtype.BF16, 200, 0.05);
-    try (CudaBackend be = CudaBackend.open(pb.cfg())) {
+    var pb = Reference.randomProblem(rnd, 4, 4, 3, 10, 3, 256, DType.BF16, 200, 0.05);
+    try (CudaBackend be = CudaBackend.open(pb.cfg().map(), pb.cfg().comm())) {
       for (int r = 0; r < pb.ranks(); r++) {
         be.upload(r, pb.input(r));
       }
@@ -82,7 +85,7 @@ class CudaBackendGpuTest {
       byte[][] y = new byte[pb.ranks()][];
       for (int d = 0; d < pb.ranks(); d++) {
         assertArrayEquals(sync[d].recvX(), async[d].recvX());
-        y[d] = Reference.randomRows(rnd, (long) async[d].rows() * pb.cfg().hidden(), CudaDtype.BF16);
+        y[d] = Reference.randomRows(rnd, (long) async[d].rows() * pb.cfg().hidden(), DType.BF16);
         be.setExpertOutputs(d, y[d]);
       }
       byte[][] out = be.combineAsync(CudaBackend.Variant.FUSED).get();
@@ -97,8 +100,8 @@ class CudaBackendGpuTest {
   @Test
   void timingsAreReported() {
     Random rnd = new Random(NativeTestSupport.seed("timingsAreReported"));
-    var pb = Reference.randomProblem(rnd, 8, 8, 32, 256, 8, 7168, CudaDtype.BF16, 512, 0.0);
-    try (CudaBackend be = CudaBackend.open(pb.cfg())) {
+    var pb = Reference.randomProblem(rnd, 8, 8, 32, 256, 8, 7168, DType.BF16, 512, 0.0);
+    try (CudaBackend be = CudaBackend.open(pb.cfg().map(), pb.cfg().comm())) {
       for (int r = 0; r < pb.ranks(); r++) {
         be.upload(r, pb.input(r));
       }
@@ -112,7 +115,7 @@ class CudaBackendGpuTest {
           if (i == 0) {
             bytes = 0;
             for (int d = 0; d < pb.ranks(); d++) {
-              be.setExpertOutputs(d, Reference.randomRows(rnd, (long) res[d].rows() * 7168, CudaDtype.BF16));
+              be.setExpertOutputs(d, Reference.randomRows(rnd, (long) res[d].rows() * 7168, DType.BF16));
               bytes += (long) res[d].rows() * 7168 * 2;
             }
           } else {
@@ -135,8 +138,8 @@ class CudaBackendGpuTest {
 
   @Test
   void badInputIsRejectedBeforeAnyKernel() {
-    var cfg = CudaBackend.Config.trivial(2, 2, 2, 128, 2, CudaDtype.BF16);
-    try (CudaBackend be = CudaBackend.open(cfg)) {
+    var cfg = Reference.trivial(2, 2, 2, 128, 2, DType.BF16);
+    try (CudaBackend be = CudaBackend.open(cfg.map(), cfg.comm())) {
       byte[] x = new byte[2 * cfg.rowBytes()];
       float[] w = new float[4];
       assertThrows(IllegalArgumentException.class,
@@ -147,6 +150,32 @@ class CudaBackendGpuTest {
     }
   }
 
+  @Test
+  void moreRowsThanTheReceiveBufferFailsBeforeAnyKernelWrites() {
+    // every token of both ranks to expert 0: rank 0 receives 2 x 8 rows, its buffer holds 10
+    ExpertMap map = ExpertMap.trivial(io.moeyard.engine.Topology.singleNode(2), 4);
+    CommConfig comm = CommConfig.of(8, 128, 1, DType.BF16, DType.BF16).withReceiveRows(10);
+    Random rnd = new Random(1);
+    try (CudaBackend be = CudaBackend.open(map, comm)) {
+      assertEquals(10, be.receiveCapacity());
+      byte[] x = Reference.randomRows(rnd, 8 * 128, DType.BF16);
+      for (int r = 0; r < 2; r++) {
+        be.upload(r, new CudaBackend.RankInput(8, x, null, new int[8], Reference.randomWeights(rnd, 8)));
+      }
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> be.dispatch(CudaBackend.Variant.FUSED));
+      assertTrue(e.getMessage().contains("rank 0 would receive 16 rows, its receive buffer holds 10"), e.getMessage());
+      assertThrows(IllegalStateException.class, () -> be.combine(CudaBackend.Variant.FUSED));
+      // a routing that fits runs on the same buffers
+      int[] spread = {0, 1, 2, 3, 0, 1, 2, 3};
+      for (int r = 0; r < 2; r++) {
+        be.upload(r, new CudaBackend.RankInput(8, x, null, spread, Reference.randomWeights(rnd, 8)));
+      }
+      CudaBackend.DispatchResult[] got = be.dispatch(CudaBackend.Variant.FUSED);
+      assertEquals(8, got[0].rows());
+      assertEquals(8, got[1].rows());
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------
 
   /** Both variants: dispatch equals the reference; combine equals the reference; fused == unfused. */
@@ -154,14 +183,14 @@ class CudaBackendGpuTest {
     var c = pb.cfg();
     int ranks = pb.ranks();
     String ctx = "R=" + ranks + " S=" + c.slotsPerRank() + " K=" + c.topk() + " H=" + c.hidden() + " "
-        + c.dtype() + " tokens=" + Arrays.toString(pb.tokens());
+        + c.dispatchType() + " tokens=" + Arrays.toString(pb.tokens());
     Reference.DispatchOut[] want = Reference.dispatch(pb);
     byte[][] y = new byte[ranks][];
     for (int d = 0; d < ranks; d++) {
-      y[d] = Reference.randomRows(rnd, (long) want[d].rows() * c.hidden(), c.combineDtype());
+      y[d] = Reference.randomRows(rnd, (long) want[d].rows() * c.hidden(), c.combineType());
     }
     byte[][] wantOut = Reference.combine(pb, y);
-    try (CudaBackend be = CudaBackend.open(c)) {
+    try (CudaBackend be = CudaBackend.open(c.map(), c.comm())) {
       for (int r = 0; r < ranks; r++) {
         be.upload(r, pb.input(r));
       }

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
+import io.moeyard.engine.DType;
 import java.util.Arrays;
 import java.util.Random;
 import org.junit.jupiter.api.BeforeEach;
@@ -66,7 +67,7 @@ class IndexMathHostTest {
       int experts = 1 + rnd.nextInt(p);
       int k = 1 + rnd.nextInt(Math.min(experts, 16));
       int[][] map = Reference.randomMap(rnd, p, experts);
-      var cfg = new CudaBackend.Config(ranks, local, s, map, 128, k, CudaDtype.BF16, CudaDtype.BF16);
+      var cfg = Reference.shape(ranks, local, s, map, 128, k, DType.BF16, 50);
       int tokens = rnd.nextInt(50);
       for (int r = 0; r < ranks; r++) {
         int[] topk = Reference.randomTopk(rnd, tokens, k, experts, 0.1);
@@ -154,7 +155,7 @@ class IndexMathHostTest {
       int experts = 1 + rnd.nextInt(ranks * s);
       int k = 1 + rnd.nextInt(Math.min(experts, 16));
       int maxTokens = rnd.nextInt(4) == 0 ? 400 : 40;
-      var pb = Reference.randomProblem(rnd, ranks, local, s, experts, k, 128, CudaDtype.BF16, maxTokens, 0.15);
+      var pb = Reference.randomProblem(rnd, ranks, local, s, experts, k, 128, DType.BF16, maxTokens, 0.15);
       int chunk = new int[] {1, 2, 3, 7, 32, 128, 1000}[rnd.nextInt(7)];
       checkLayout(pb, chunk);
     }
@@ -164,23 +165,23 @@ class IndexMathHostTest {
   void layoutEdgeCases() {
     Random rnd = new Random(NativeTestSupport.seed("layoutEdgeCases"));
     // zero tokens everywhere
-    var zero = Reference.randomProblem(rnd, 4, 2, 2, 8, 2, 128, CudaDtype.BF16, 0, 0.0);
+    var zero = Reference.randomProblem(rnd, 4, 2, 2, 8, 2, 128, DType.BF16, 0, 0.0);
     checkLayout(zero, 128);
     // top-k 1
-    checkLayout(Reference.randomProblem(rnd, 4, 4, 3, 12, 1, 128, CudaDtype.BF16, 300, 0.0), 128);
-    checkLayout(Reference.randomProblem(rnd, 4, 4, 3, 12, 1, 128, CudaDtype.BF16, 300, 0.0), 5);
+    checkLayout(Reference.randomProblem(rnd, 4, 4, 3, 12, 1, 128, DType.BF16, 300, 0.0), 128);
+    checkLayout(Reference.randomProblem(rnd, 4, 4, 3, 12, 1, 128, DType.BF16, 300, 0.0), 5);
     // every entry -1
-    checkLayout(Reference.randomProblem(rnd, 3, 1, 2, 6, 4, 128, CudaDtype.BF16, 50, 1.0), 7);
+    checkLayout(Reference.randomProblem(rnd, 3, 1, 2, 6, 4, 128, DType.BF16, 50, 1.0), 7);
     // all tokens to one expert (expert 0 on rank 0), top-k 1
-    var cfg = CudaBackend.Config.trivial(4, 2, 2, 128, 1, CudaDtype.BF16);
+    var cfg = Reference.trivial(4, 2, 2, 128, 1, DType.BF16);
     checkLayout(Reference.routed(cfg, new int[] {300, 0, 130, 1}, (r, t, j) -> 0, new Random(1)), 128);
     // a rank that receives nothing: experts of rank 3 are never selected
-    var cfg2 = CudaBackend.Config.trivial(4, 4, 2, 128, 3, CudaDtype.BF16);
+    var cfg2 = Reference.trivial(4, 4, 2, 128, 3, DType.BF16);
     checkLayout(Reference.routed(cfg2, new int[] {50, 70, 0, 33}, (r, t, j) -> (t + 2 * j + r) % 6, new Random(1)), 16);
     // 64 ranks (the rank masks' full width), top-16 spread over all ranks
-    checkLayout(Reference.randomProblem(rnd, 64, 8, 2, 128, 16, 128, CudaDtype.BF16, 150, 0.05), 64);
+    checkLayout(Reference.randomProblem(rnd, 64, 8, 2, 128, 16, 128, DType.BF16, 150, 0.05), 64);
     // full top-k 16 onto 16 experts: every token on every rank
-    var cfg3 = CudaBackend.Config.trivial(4, 2, 4, 128, 16, CudaDtype.BF16);
+    var cfg3 = Reference.trivial(4, 2, 4, 128, 16, DType.BF16);
     checkLayout(Reference.routed(cfg3, new int[] {129, 3, 0, 200}, (r, t, j) -> (j + t) % 16, new Random(1)), 128);
   }
 
@@ -196,7 +197,7 @@ class IndexMathHostTest {
     int[][] pos = new int[ranks][];
     int[][] totals = new int[ranks][];
     String ctx = "R=" + ranks + " S=" + s + " K=" + k + " chunk=" + chunk + " tokens=" + Arrays.toString(tokens)
-        + " map=" + Arrays.deepToString(c.expertSlots());
+        + " map=" + Arrays.deepToString(Reference.expertSlots(c));
     for (int r = 0; r < ranks; r++) {
       int tn = tokens[r];
       ids[r] = NativeKernels.hostChooseReplicas(c.csrOffsets(), c.csrSlots(), s, c.localRanks(), r, pb.topkIdx()[r], k);

@@ -1,5 +1,10 @@
 package io.moeyard.cuda;
 
+import io.moeyard.comm.CommConfig;
+import io.moeyard.engine.DType;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.Topology;
+
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
@@ -18,11 +23,15 @@ final class Reference {
 
   /** One randomly drawn problem: a config plus every rank's input. */
   record Problem(
-      CudaBackend.Config cfg, int[] tokens, int[][] topkIdx, float[][] topkW, byte[][] x,
+      KernelShape cfg, int[] tokens, int[][] topkIdx, float[][] topkW, byte[][] x,
       float[][] scales) {
 
     int ranks() {
       return cfg.ranks();
+    }
+
+    CudaBackend open() {
+      return CudaBackend.open(cfg.map(), cfg.comm());
     }
 
     CudaBackend.RankInput input(int r) {
@@ -31,10 +40,50 @@ final class Reference {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Shapes
+  // ---------------------------------------------------------------------------------------------
+
+  /** Per logical expert, its slots ascending. */
+  static int[][] expertSlots(KernelShape c) {
+    int[][] s = new int[c.experts()][];
+    for (int e = 0; e < s.length; e++) {
+      s[e] = c.map().slotsOf(e).clone();
+    }
+    return s;
+  }
+
+  /** Most tokens per rank of the shapes built by {@link #trivial}. */
+  static final int TRIVIAL_MAX_TOKENS = 1024;
+
+  /** The combine dtype that goes with a dispatch dtype (FP8 combines in BF16). */
+  static DType combineOf(DType dispatch) {
+    return dispatch == DType.FP8_E4M3 ? DType.BF16 : dispatch;
+  }
+
+  /** The shape of {@code expertSlots} (every slot used) on {@code ranks / localRanks} nodes. */
+  static KernelShape shape(
+      int ranks, int localRanks, int slotsPerRank, int[][] expertSlots, int hidden, int topk, DType dtype,
+      int maxTokens) {
+    int[] p2l = new int[ranks * slotsPerRank];
+    java.util.Arrays.fill(p2l, -1);
+    for (int e = 0; e < expertSlots.length; e++) {
+      for (int p : expertSlots[e]) p2l[p] = e;
+    }
+    ExpertMap map = ExpertMap.of(new Topology(ranks / localRanks, localRanks), expertSlots.length, p2l);
+    return KernelShape.of(map, CommConfig.of(maxTokens, hidden, topk, dtype, combineOf(dtype)));
+  }
+
+  /** The trivial map (slot p = expert p), at most {@link #TRIVIAL_MAX_TOKENS} tokens per rank. */
+  static KernelShape trivial(int ranks, int localRanks, int slotsPerRank, int hidden, int topk, DType dtype) {
+    ExpertMap map = ExpertMap.trivial(new Topology(ranks / localRanks, localRanks), ranks * slotsPerRank);
+    return KernelShape.of(map, CommConfig.of(TRIVIAL_MAX_TOKENS, hidden, topk, dtype, combineOf(dtype)));
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Random problems
   // ---------------------------------------------------------------------------------------------
 
-  /** A random expert map: every expert has >= 1 slot; extra slots are replicas or left unused. */
+  /** A random expert map: every expert has >= 1 slot; extra slots are replicas. */
   static int[][] randomMap(Random rnd, int slots, int experts) {
     List<List<Integer>> m = new ArrayList<>();
     for (int e = 0; e < experts; e++) {
@@ -50,9 +99,9 @@ final class Reference {
       int p = order[i];
       if (i < experts) {
         m.get(i).add(p);
-      } else if (rnd.nextInt(4) != 0) {
-        m.get(rnd.nextInt(experts)).add(p); // replica
-      } // else: unused slot
+      } else {
+        m.get(rnd.nextInt(experts)).add(p); // replica (an ExpertMap has no unused slot)
+      }
     }
     int[][] out = new int[experts][];
     for (int e = 0; e < experts; e++) {
@@ -79,7 +128,7 @@ final class Reference {
   }
 
   /** A problem with the given routing and random weights, rows and (FP8) scales. */
-  static Problem routed(CudaBackend.Config cfg, int[] tokens, Route route, Random rnd) {
+  static Problem routed(KernelShape cfg, int[] tokens, Route route, Random rnd) {
     int ranks = cfg.ranks();
     int k = cfg.topk();
     int[][] idx = new int[ranks][];
@@ -92,7 +141,7 @@ final class Reference {
         for (int j = 0; j < k; j++) idx[r][t * k + j] = route.expert(r, t, j);
       }
       w[r] = randomWeights(rnd, tokens[r] * k);
-      x[r] = randomRows(rnd, (long) tokens[r] * cfg.hidden(), cfg.dtype());
+      x[r] = randomRows(rnd, (long) tokens[r] * cfg.hidden(), cfg.dispatchType());
       if (cfg.scaleCols() > 0) sc[r] = randomWeights(rnd, tokens[r] * cfg.scaleCols());
     }
     return new Problem(cfg, tokens, idx, w, x, sc);
@@ -107,12 +156,12 @@ final class Reference {
   }
 
   /** Random values in [-2, 2) as raw little-endian bytes of the dtype (never all zeros). */
-  static byte[] randomRows(Random rnd, long elems, CudaDtype dt) {
+  static byte[] randomRows(Random rnd, long elems, DType dt) {
     float[] f = new float[Math.toIntExact(elems)];
     for (int i = 0; i < f.length; i++) {
       f[i] = rnd.nextFloat() * 4f - 2f;
     }
-    if (dt == CudaDtype.FP8_E4M3) {
+    if (dt == DType.FP8_E4M3) {
       byte[] b = new byte[f.length];
       rnd.nextBytes(b); // dispatch only copies FP8 bytes
       return b;
@@ -122,11 +171,9 @@ final class Reference {
 
   static Problem randomProblem(
       Random rnd, int ranks, int localRanks, int slotsPerRank, int experts, int topk, int hidden,
-      CudaDtype dtype, int maxTokens, double pNone) {
+      DType dtype, int maxTokens, double pNone) {
     int[][] map = randomMap(rnd, ranks * slotsPerRank, experts);
-    CudaDtype comb = dtype == CudaDtype.FP8_E4M3 ? CudaDtype.BF16 : dtype;
-    var cfg =
-        new CudaBackend.Config(ranks, localRanks, slotsPerRank, map, hidden, topk, dtype, comb);
+    var cfg = shape(ranks, localRanks, slotsPerRank, map, hidden, topk, dtype, maxTokens);
     int[] tokens = new int[ranks];
     int[][] idx = new int[ranks][];
     float[][] w = new float[ranks][];
@@ -137,7 +184,7 @@ final class Reference {
       idx[r] = randomTopk(rnd, tokens[r], topk, experts, pNone);
       w[r] = randomWeights(rnd, tokens[r] * topk);
       x[r] = randomRows(rnd, (long) tokens[r] * hidden, dtype);
-      if (dtype == CudaDtype.FP8_E4M3) {
+      if (dtype == DType.FP8_E4M3) {
         sc[r] = randomWeights(rnd, tokens[r] * (hidden / 128));
       }
     }
@@ -164,14 +211,14 @@ final class Reference {
     return cand[(r + t) % cand.length];
   }
 
-  static int[] slotIds(CudaBackend.Config c, int r, int[] topkIdx) {
+  static int[] slotIds(KernelShape c, int r, int[] topkIdx) {
     int k = c.topk();
     int[] out = new int[topkIdx.length];
     for (int i = 0; i < topkIdx.length; i++) {
       out[i] =
           topkIdx[i] < 0
               ? -1
-              : chooseReplica(c.expertSlots(), c.slotsPerRank(), c.localRanks(), r, i / k,
+              : chooseReplica(expertSlots(c), c.slotsPerRank(), c.localRanks(), r, i / k,
                   topkIdx[i]);
     }
     return out;
@@ -306,7 +353,7 @@ final class Reference {
     int s = c.slotsPerRank();
     int k = c.topk();
     int h = c.hidden();
-    CudaDtype dt = c.combineDtype();
+    DType dt = c.combineType();
     int[][] ids = new int[nR][];
     float[][] yf = new float[nR][];
     for (int r = 0; r < nR; r++) {
@@ -373,7 +420,7 @@ final class Reference {
     return Float.intBitsToFloat((v & 0xffff) << 16);
   }
 
-  static float round(float f, CudaDtype dt) {
+  static float round(float f, DType dt) {
     return switch (dt) {
       case BF16 -> fromBf16(toBf16(f));
       case FP16 -> Float.float16ToFloat(Float.floatToFloat16(f));
@@ -382,7 +429,7 @@ final class Reference {
     };
   }
 
-  static byte[] encode(float[] f, CudaDtype dt) {
+  static byte[] encode(float[] f, DType dt) {
     ByteBuffer b = ByteBuffer.allocate(f.length * dt.bytes()).order(ByteOrder.LITTLE_ENDIAN);
     for (float v : f) {
       switch (dt) {
@@ -395,7 +442,7 @@ final class Reference {
     return b.array();
   }
 
-  static float[] decode(byte[] raw, CudaDtype dt) {
+  static float[] decode(byte[] raw, DType dt) {
     ByteBuffer b = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN);
     float[] f = new float[raw.length / dt.bytes()];
     for (int i = 0; i < f.length; i++) {

@@ -3,6 +3,7 @@ package io.moeyard.cuda;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import io.moeyard.comm.CommConfig;
 import io.moeyard.combine.FusedCombiner;
 import io.moeyard.dispatch.DispatchHandle;
 import io.moeyard.dispatch.FusedDispatcher;
@@ -29,15 +30,6 @@ import org.junit.jupiter.api.Test;
  */
 class ReferenceMatchesCpuBackendTest {
 
-  private static DType cpuType(CudaDtype t) {
-    return switch (t) {
-      case BF16 -> DType.BF16;
-      case FP16 -> DType.FP16;
-      case FP32 -> DType.FP32;
-      case FP8_E4M3 -> DType.FP8_E4M3;
-    };
-  }
-
   @Test
   void referenceEqualsTheCpuFusedPath() {
     long seed = NativeTestSupport.seed("referenceEqualsTheCpuFusedPath");
@@ -59,13 +51,11 @@ class ReferenceMatchesCpuBackendTest {
       }
       Topology topo = new Topology(ranks / local, local);
       ExpertMap map = ExpertMap.of(topo, experts, p2l);
-      int[][] expertSlots = new int[experts][];
-      for (int e = 0; e < experts; e++) expertSlots[e] = map.slotsOf(e).clone();
-      CudaDtype dt = CudaDtype.values()[rnd.nextInt(CudaDtype.values().length)];
-      int hidden = dt == CudaDtype.FP8_E4M3 ? 128 * (1 + rnd.nextInt(2)) : 1 + rnd.nextInt(40);
+      DType dt = DType.values()[rnd.nextInt(DType.values().length)];
+      int hidden = dt == DType.FP8_E4M3 ? 128 * (1 + rnd.nextInt(2)) : 1 + rnd.nextInt(40);
       int k = 1 + rnd.nextInt(Math.min(experts, 8));
-      CudaDtype comb = dt == CudaDtype.FP8_E4M3 ? CudaDtype.BF16 : dt;
-      var cfg = new CudaBackend.Config(ranks, local, s, expertSlots, hidden, k, dt, comb);
+      DType comb = dt == DType.FP8_E4M3 ? DType.BF16 : dt;
+      var cfg = KernelShape.of(map, CommConfig.of(30, hidden, k, dt, comb));
       int[] tokens = new int[ranks];
       int[][] idx = new int[ranks][];
       float[][] w = new float[ranks][];
@@ -77,7 +67,7 @@ class ReferenceMatchesCpuBackendTest {
         idx[r] = Reference.randomTopk(rnd, tokens[r], k, experts, pNone);
         w[r] = Reference.randomWeights(rnd, tokens[r] * k);
         x[r] = Reference.randomRows(rnd, (long) tokens[r] * hidden, dt);
-        sc[r] = dt == CudaDtype.FP8_E4M3 ? Reference.randomWeights(rnd, tokens[r] * (hidden / 128)) : null;
+        sc[r] = dt == DType.FP8_E4M3 ? Reference.randomWeights(rnd, tokens[r] * (hidden / 128)) : null;
       }
       var pb = new Reference.Problem(cfg, tokens, idx, w, x, sc);
       Reference.DispatchOut[] want = Reference.dispatch(pb);
@@ -87,8 +77,8 @@ class ReferenceMatchesCpuBackendTest {
       String ctx = "case " + iter + " (seed " + seed + "): R=" + ranks + " local=" + local + " S=" + s + " E=" + experts
           + " K=" + k + " H=" + hidden + " " + dt + " tokens=" + Arrays.toString(tokens);
 
-      DType xt = cpuType(dt);
-      DType yt = cpuType(comb);
+      DType xt = dt;
+      DType yt = comb;
       Object[][] got = new Object[ranks][];
       try (CpuWorld world = CpuWorld.create(topo)) {
         world.run(t -> {

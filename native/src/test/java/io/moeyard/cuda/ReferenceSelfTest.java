@@ -3,6 +3,7 @@ package io.moeyard.cuda;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import io.moeyard.engine.DType;
 import java.io.ByteArrayOutputStream;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -25,7 +26,7 @@ class ReferenceSelfTest {
       int s = 1 + rnd.nextInt(4);
       int experts = 1 + rnd.nextInt(ranks * s);
       int k = 1 + rnd.nextInt(Math.min(experts, 8));
-      var pb = Reference.randomProblem(rnd, ranks, 1, s, experts, k, 8, CudaDtype.FP32, 60, 0.1);
+      var pb = Reference.randomProblem(rnd, ranks, 1, s, experts, k, 8, DType.FP32, 60, 0.1);
       var out = Reference.dispatch(pb);
       int selections = 0;
       for (int r = 0; r < ranks; r++) {
@@ -52,8 +53,8 @@ class ReferenceSelfTest {
   @Test
   void identityRoundTrip() {
     Random rnd = new Random(NativeTestSupport.seed("identityRoundTrip"));
-    var cfg = CudaBackend.Config.trivial(4, 2, 3, 16, 1, CudaDtype.FP32);
-    var base = Reference.randomProblem(rnd, 4, 2, 3, 12, 1, 16, CudaDtype.FP32, 50, 0.2);
+    var cfg = Reference.trivial(4, 2, 3, 16, 1, DType.FP32);
+    var base = Reference.randomProblem(rnd, 4, 2, 3, 12, 1, 16, DType.FP32, 50, 0.2);
     float[][] ones = new float[4][];
     for (int r = 0; r < 4; r++) {
       ones[r] = new float[base.tokens()[r]];
@@ -67,8 +68,8 @@ class ReferenceSelfTest {
     }
     byte[][] out = Reference.combine(pb, y);
     for (int r = 0; r < 4; r++) {
-      float[] x = Reference.decode(pb.x()[r], CudaDtype.FP32);
-      float[] o = Reference.decode(out[r], CudaDtype.FP32);
+      float[] x = Reference.decode(pb.x()[r], DType.FP32);
+      float[] o = Reference.decode(out[r], DType.FP32);
       for (int t = 0; t < pb.tokens()[r]; t++) {
         boolean routed = pb.topkIdx()[r][t] >= 0;
         for (int c = 0; c < 16; c++) {
@@ -83,7 +84,7 @@ class ReferenceSelfTest {
   void referenceCombineEqualsNativeArithmetic() {
     NativeTestSupport.requireLibrary();
     Random rnd = new Random(NativeTestSupport.seed("referenceCombineEqualsNativeArithmetic"));
-    for (CudaDtype dt : new CudaDtype[] {CudaDtype.BF16, CudaDtype.FP16, CudaDtype.FP32}) {
+    for (DType dt : new DType[] {DType.BF16, DType.FP16, DType.FP32}) {
       for (int iter = 0; iter < 10; iter++) {
         int ranks = 1 + rnd.nextInt(5);
         int s = 1 + rnd.nextInt(4);
@@ -123,7 +124,7 @@ class ReferenceSelfTest {
             for (int i = 0; i < wa.length; i++) {
               wa[i] = w.get(i);
             }
-            byte[] got = NativeKernels.hostCombineToken(dt.code(), yb.toByteArray(), wa,
+            byte[] got = NativeKernels.hostCombineToken(KernelShape.code(dt), yb.toByteArray(), wa,
                 groups.stream().mapToInt(Integer::intValue).toArray(), h);
             assertArrayEquals(Arrays.copyOfRange(want[r], t * h * eb, (t + 1) * h * eb), got,
                 dt + " rank " + r + " token " + t);

@@ -1,7 +1,9 @@
 package io.moeyard.bench.run;
 
+import io.moeyard.comm.CommConfig;
 import io.moeyard.cuda.CudaAvailability;
 import io.moeyard.cuda.CudaBackend;
+import io.moeyard.engine.DType;
 import java.io.PrintStream;
 import java.util.Arrays;
 
@@ -55,7 +57,7 @@ public final class CudaBench {
     double[][] simpleMs = new double[2][c.iters()];
     int shortHolds;
     byte[][] cpuOut = null;
-    try (CudaBackend be = CudaBackend.open(CudaCheck.config(wl))) {
+    try (CudaBackend be = CudaCheck.open(wl)) {
       long allBytes = 0;
       for (int p : pairs) allBytes += (long) p * dispatchRowBytes(wl);
       copyMs = be.copyMillis(allBytes, c.iters());
@@ -133,8 +135,8 @@ public final class CudaBench {
   /** Null when the CUDA backend accepts the shape (top-k, ranks, slots), else why not. */
   public static String problem(BenchConfig c) {
     try {
-      CudaBackend.Config.trivial(c.ranks(), c.ranks(), c.experts() / c.ranks(), c.hidden(), c.topk(),
-          CudaCheck.cudaType(c.dtype()));
+      DType out = c.dtype() == DType.FP8_E4M3 ? DType.BF16 : c.dtype();
+      CudaBackend.check(c.expertMap(), CommConfig.of(c.tokens(), c.hidden(), c.topk(), c.dtype(), out));
       return null;
     } catch (IllegalArgumentException e) {
       return "the cuda backend cannot run this shape: " + e.getMessage();

@@ -1,9 +1,7 @@
 package io.moeyard.bench.run;
 
 import io.moeyard.cuda.CudaBackend;
-import io.moeyard.cuda.CudaDtype;
-import io.moeyard.engine.DType;
-import io.moeyard.engine.ExpertMap;
+import io.moeyard.comm.CommConfig;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -13,22 +11,25 @@ import java.lang.foreign.MemorySegment;
 final class CudaCheck {
   private CudaCheck() {}
 
-  static CudaDtype cudaType(DType t) {
-    return switch (t) {
-      case BF16 -> CudaDtype.BF16;
-      case FP16 -> CudaDtype.FP16;
-      case FP32 -> CudaDtype.FP32;
-      case FP8_E4M3 -> CudaDtype.FP8_E4M3;
-    };
+  /**
+   * The sizes of a workload: its dtypes, its most tokens per rank, and receive buffers of the most
+   * rows a rank receives in it (the worst case would hold every rank's tokens on every rank, far
+   * more device memory than the bench's shapes need).
+   */
+  static CommConfig config(Workload wl) {
+    int maxTokens = 0;
+    int maxRows = 0;
+    for (int r = 0; r < wl.ranks(); r++) {
+      maxTokens = Math.max(maxTokens, wl.tokens[r]);
+      maxRows = Math.max(maxRows, wl.ref.rowsReceivedBy(r));
+    }
+    CommConfig c = CommConfig.of(maxTokens, wl.hidden, wl.topk, wl.dtype, wl.outType);
+    return maxRows > 0 ? c.withReceiveRows(maxRows) : c;
   }
 
-  /** The CUDA config of a workload: same ranks, nodes, slots, replicas, dtypes. */
-  static CudaBackend.Config config(Workload wl) {
-    ExpertMap m = wl.map;
-    int[][] slots = new int[m.experts()][];
-    for (int e = 0; e < slots.length; e++) slots[e] = m.slotsOf(e).clone();
-    return new CudaBackend.Config(m.ranks(), m.topology().localRanks(), m.slotsPerRank(), slots, wl.hidden, wl.topk,
-        cudaType(wl.dtype), cudaType(wl.outType));
+  /** The CUDA backend for a workload: its expert map (ranks, nodes, slots, replicas) and {@link #config}. */
+  static CudaBackend open(Workload wl) {
+    return CudaBackend.open(wl.map, config(wl));
   }
 
   static void upload(CudaBackend be, Workload wl) {

@@ -173,7 +173,7 @@ public final class SelfTest {
 
   /** CUDA: both variants vs the CPU fused path; null when all agree bit for bit. */
   static String checkCuda(Workload wl, int chunk) {
-    try (CpuRun cpu = CpuRun.run(wl, true, chunk); CudaBackend be = CudaBackend.open(CudaCheck.config(wl))) {
+    try (CpuRun cpu = CpuRun.run(wl, true, chunk); CudaBackend be = CudaCheck.open(wl)) {
       CudaCheck.upload(be, wl);
       return CudaCheck.verify(be, wl, cpu);
     }

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.comm.CommConfig;
 import io.moeyard.cuda.CudaBackend;
 import io.moeyard.engine.DType;
 import java.lang.foreign.ValueLayout;
@@ -52,24 +53,19 @@ class CudaBenchHostTest {
   }
 
   @Test
-  void cudaConfigMirrorsTheExpertMap() {
+  void cudaConfigHoldsTheWorkload() {
     for (long seed = 1; seed < 40; seed++) {
       Workload wl = SelfTest.randomCase(seed, 8);
-      CudaBackend.Config cfg = CudaCheck.config(wl);
-      assertEquals(wl.ranks(), cfg.ranks());
-      assertEquals(wl.map.topology().localRanks(), cfg.localRanks());
-      assertEquals(wl.map.slotsPerRank(), cfg.slotsPerRank());
-      assertEquals(wl.map.experts(), cfg.experts());
-      for (int e = 0; e < cfg.experts(); e++) {
-        assertEquals(java.util.Arrays.toString(wl.map.slotsOf(e)), java.util.Arrays.toString(cfg.expertSlots()[e]));
-      }
-      assertEquals(wl.dtype.name(), cfg.dtype().name());
-      assertEquals(wl.outType.name(), cfg.combineDtype().name());
+      CommConfig cfg = CudaCheck.config(wl);
+      assertEquals(wl.hidden, cfg.hidden());
+      assertEquals(wl.topk, cfg.topk());
+      assertEquals(wl.dtype, cfg.dispatchType());
+      assertEquals(wl.outType, cfg.combineType());
+      // the backend takes the workload's own expert map (slots, replicas, nodes)
+      CudaBackend.check(wl.map, cfg);
       for (int r = 0; r < wl.ranks(); r++) {
-        // the CUDA backend's own input validation accepts every selftest input
-        CudaBackend.RankInput in = new CudaBackend.RankInput(wl.tokens[r], wl.x[r],
-            wl.dtype.hasScales() ? wl.xScales[r] : null, wl.idx[r], wl.w[r]);
-        assertEquals(wl.x[r].length, in.x().length);
+        assertTrue(wl.tokens[r] <= cfg.maxTokens(), "tokens of rank " + r);
+        assertTrue(cfg.receiveRows() == 0 || wl.ref.rowsReceivedBy(r) <= cfg.receiveRows(), "rows of rank " + r);
       }
     }
   }
