@@ -16,11 +16,10 @@ import io.moeyard.engine.ModelPreset;
 import io.moeyard.placement.trace.RoutingTrace;
 import io.moeyard.placement.trace.Trace;
 import io.moeyard.placement.trace.Traces;
+import io.moeyard.placement.format.PlacementWriter;
 import java.io.IOException;
 import java.io.PrintStream;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -277,9 +276,7 @@ public final class BenchCommand implements Callable<Integer> {
       rows.put("remote_node", m.remoteNode());
     }
     root.put("identical", res.identical());
-    Path tmp = Files.createTempFile(file.toAbsolutePath().getParent(), ".moeyard-bench", ".json");
-    om.writeValue(tmp.toFile(), root);
-    Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    PlacementWriter.writeAtomically(file, os -> om.writeValue(os, root));
   }
 
   BenchConfig config() {
@@ -432,9 +429,7 @@ public final class BenchCommand implements Callable<Integer> {
     root.put("device", res.device());
     root.put("verified", res.verified());
     if (!res.verified()) root.put("verify_error", res.verifyNote());
-    Path tmp = Files.createTempFile(file.toAbsolutePath().getParent(), ".moeyard-bench", ".json");
-    om.writeValue(tmp.toFile(), root);
-    Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    PlacementWriter.writeAtomically(file, os -> om.writeValue(os, root));
   }
 
   private static void pair(ObjectNode node, BenchResult.Timing fused, BenchResult.Timing unfused) {

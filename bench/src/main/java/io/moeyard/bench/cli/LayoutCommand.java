@@ -17,9 +17,7 @@ import io.moeyard.engine.Topology;
 import io.moeyard.engine.transport.CpuWorld;
 import java.io.IOException;
 import java.lang.foreign.Arena;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -113,9 +111,7 @@ public final class LayoutCommand implements Callable<Integer> {
     if (out == null) {
       System.out.println(om.writeValueAsString(result));
     } else {
-      Path tmp = Files.createTempFile(out.toAbsolutePath().getParent(), ".moeyard-layout", ".json");
-      om.writeValue(tmp.toFile(), result);
-      Files.move(tmp, out, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+      io.moeyard.placement.format.PlacementWriter.writeAtomically(out, os -> om.writeValue(os, result));
     }
     return 0;
   }

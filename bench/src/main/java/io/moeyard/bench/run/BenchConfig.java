@@ -3,10 +3,7 @@ package io.moeyard.bench.run;
 import io.moeyard.engine.DType;
 import io.moeyard.placement.trace.NpyWriter;
 import java.io.IOException;
-import java.io.OutputStream;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 
 /**
  * One all-to-all benchmark configuration (tokens are per rank).
@@ -72,11 +69,7 @@ public record BenchConfig(
   public void writeRouting(Path file) throws IOException {
     int[] all = new int[Math.multiplyExact(Math.multiplyExact(ranks, tokens), topk)];
     for (int r = 0; r < ranks; r++) System.arraycopy(routing(r), 0, all, r * tokens * topk, tokens * topk);
-    Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
-    try (OutputStream out = Files.newOutputStream(tmp)) {
-      NpyWriter.write(out, new int[] {ranks, tokens, topk}, all);
-    }
-    Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    io.moeyard.placement.format.PlacementWriter.writeAtomically(file, os -> NpyWriter.write(os, new int[] {ranks, tokens, topk}, all));
   }
 
   /** {@code uniform} or {@code trace NAME, layer L}. */

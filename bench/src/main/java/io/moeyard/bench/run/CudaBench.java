@@ -110,10 +110,7 @@ public final class CudaBench {
     if (shortHolds > 0) {
       progress.printf("note: %d timed calls had started before their enqueue ended (launch latency counted)%n", shortHolds);
     }
-    BenchResult r = assemble(c, av.device(), pairs, rows, dispatchRowBytes(wl), wl.outRowBytes(), ms, copyMs, problem);
-    r = new BenchResult(r.config(), r.backend(), r.device(), r.dispatchBytesPerRank(), r.combineBytesPerRank(),
-        r.dispatchWrittenBytesPerRank(), r.dispatchFused(), r.dispatchUnfused(), r.combineFused(), r.combineUnfused(),
-        r.copyMedianUs(), r.copyGbps(), r.verified(), r.verifyNote(), null, rowStats);
+    BenchResult r = assemble(c, av.device(), pairs, rows, dispatchRowBytes(wl), wl.outRowBytes(), ms, copyMs, problem, rowStats);
     return r.withSimpleKernels(new BenchResult.SimpleKernels(
         median(simpleMs[0]) * 1e3, median(simpleMs[1]) * 1e3, simpleProblem == null));
   }
@@ -166,10 +163,11 @@ public final class CudaBench {
    *     combine unfused][iteration]
    * @param copyMs median device milliseconds of one copy of all ranks' dispatch bytes
    * @param problem the first verification difference, or null
+   * @param rowStats where the dispatched rows went (the bench's rows block), or null
    */
   static BenchResult assemble(
       BenchConfig c, String device, int[] pairs, int[] rows, long dispatchRowBytes, long combineRowBytes, double[][] ms,
-      double copyMs, String problem) {
+      double copyMs, String problem, BenchResult.Rows rowStats) {
     double db = 0;
     double cb = 0;
     for (int p : pairs) {
@@ -191,7 +189,7 @@ public final class CudaBench {
         problem == null
             ? "cuda fused == cuda unfused == cpu fused, bit for bit: rows, weights, scales, counts, pairs, layout, combine"
             : problem,
-        null, null);
+        null, rowStats);
   }
 
   private static BenchResult.Timing timing(double[] ms, double bytes) {

@@ -21,7 +21,7 @@ class CudaBenchHostTest {
   void assemblesTheResultFromDeviceMillis() {
     BenchConfig c = new BenchConfig(2, 10, 128, 4, 2, DType.BF16, null, 3, 1, 128, 1);
     double[][] ms = {{3, 1, 2}, {4, 8, 6}, {0.5, 0.25, 1}, {1, 1, 1}};
-    BenchResult r = CudaBench.assemble(c, "NVIDIA H100 80GB HBM3", new int[] {10, 6}, new int[] {15, 9}, 256, 512, ms, 0.5, null);
+    BenchResult r = CudaBench.assemble(c, "NVIDIA H100 80GB HBM3", new int[] {10, 6}, new int[] {15, 9}, 256, 512, ms, 0.5, null, null);
     assertEquals("cuda", r.backend());
     assertEquals("NVIDIA H100 80GB HBM3", r.device());
     assertEquals(8 * 256, r.dispatchBytesPerRank(), 0);
@@ -37,7 +37,7 @@ class CudaBenchHostTest {
     assertEquals(2048 / 500e3, r.copyGbps(), 1e-12);
     assertTrue(r.verified());
 
-    BenchResult bad = CudaBench.assemble(c, "x", new int[] {1, 1}, new int[] {1, 1}, 256, 512, ms, 0.5, "rank 1 received row 3 differs");
+    BenchResult bad = CudaBench.assemble(c, "x", new int[] {1, 1}, new int[] {1, 1}, 256, 512, ms, 0.5, "rank 1 received row 3 differs", null);
     assertFalse(bad.verified());
     assertEquals("rank 1 received row 3 differs", bad.verifyNote());
   }
