@@ -19,7 +19,7 @@ final class RowMath {
   /**
    * Whether the SIMD loops of {@link VectorRowMath} are used: when the JVM was started with
    * {@code --add-modules jdk.incubator.vector} (the launcher and the test runs do) and not
-   * {@code -Dmoeyard.vector.disable=true}. Same results either way; the SIMD loops are ~10x faster.
+   * {@code -Dmoeyard.vector.disable=true}. Same results either way; the SIMD loops are several times faster.
    */
   static final boolean SIMD = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent()
       && !Boolean.getBoolean("moeyard.vector.disable");

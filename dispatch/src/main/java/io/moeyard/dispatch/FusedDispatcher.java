@@ -16,8 +16,8 @@ import java.lang.foreign.MemorySegment;
  *
  * <p>On the CPU the stores are issued in destination order (slot by slot, tokens in order), so
  * each sender writes long sequential runs instead of scattering one row into each of a token's
- * slots: measured with JMH ({@code CopyKernelsBenchmark}), the same stores run 1.5x faster in
- * destination order, because a CPU pays for scattered stores (read-for-ownership, TLB) and not
+ * slots: the same stores run faster in destination order ({@code CopyKernelsBenchmark}; figures in
+ * bench/results/cpu-2026-11-26.md), because a CPU pays for scattered stores (read-for-ownership, TLB) and not
  * for re-reading a source row that is still in its cache. The GPU kernels, whose cost is the
  * other way round, read each row once and store it everywhere. The stores themselves go through
  * {@link RowCopy}, which streams them past the cache where the host helper is available.

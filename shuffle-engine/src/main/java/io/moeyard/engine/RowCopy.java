@@ -9,8 +9,8 @@ import java.lang.invoke.MethodHandle;
 /**
  * Batched row copies for the CPU backend's scatters. Dispatch stores rows one by one into
  * receive buffers much larger than the caches; Java's stores make the CPU read every destination
- * line before writing it, which costs about half the bandwidth (measured: 8192 rows of 4 KiB,
- * 2.9 ms with memcpy per row, 1.5 ms with streaming stores). The small C helper built with this
+ * line before writing it, which costs about half the bandwidth ({@code CopyKernelsBenchmark},
+ * bench/results/cpu-2026-11-26.md). The small C helper built with this
  * module ({@code src/main/c/rowcopy.c} in {@link HostLibrary}) copies with non-temporal
  * stores; where it is missing (no C compiler at build time, another OS, native access denied,
  * {@code -Dmoeyard.rowcopy.disable=true}) the same copies run as {@code MemorySegment.copy}.

@@ -167,7 +167,8 @@ public final class CpuBench {
   /**
    * Calls {@code op} between world barriers, untimed, until both {@code warmup} calls and
    * {@link #WARMUP_NANOS} have passed (the JIT needs time, not just calls, before a collective
-   * runs at its steady speed: measured, 5 calls left the fused dispatch 5x slower than 200);
+   * runs at its steady speed: a handful of calls leaves the fused dispatch several times slower
+   * than its steady state);
    * rank 0 decides, for all, when warm-up ends.
    */
   private static void warmUp(Transport t, BenchConfig c, IntConsumer op) {

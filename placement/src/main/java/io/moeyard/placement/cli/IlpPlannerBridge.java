@@ -26,8 +26,8 @@ final class IlpPlannerBridge {
 
   /**
    * Plans for the replica rule the report scores with: {@code UNIFORM} makes every term linear
-   * in the replica counts per GPU (measured on ESFT: cross-node -32% under that rule), {@code
-   * NEAREST} is the planner's "some replica local" rule (-70% under it).
+   * in the replica counts per GPU, {@code NEAREST} is the planner's "some replica local" rule
+   * (what each gains: placement/README.md).
    */
   static PlanReport plan(PlacementProblem problem, Placement warmStart, CpSatOptions options, ReplicaRule rule, Locality locality,
       double balanceSlack) {

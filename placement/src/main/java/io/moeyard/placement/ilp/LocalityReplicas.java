@@ -22,10 +22,8 @@ import java.util.PriorityQueue;
  * N (while k <= N). So an expert whose tokens go to a few more partners than a GPU holds gains from
  * a second copy beside the rest (GPU locality), one whose tokens spread wide gains from a copy on
  * every node (node locality), one with a handful of partners from neither. The worth falls with k,
- * so greedy allocation is exact for it. Measured on the DeepSeek-V3-shaped trace (planner cost, 60
- * s): crediting copy k with only the k-th block of S x G / N partners at node level undervalued
- * node copies (affinity 0.65: 4.85e7 against 4.80e7); crediting every copy mass / N at both levels
- * overvalued them (affinity 0.8: 3.65e7, worse than EPLB's counts' 3.57e7; this model: 3.56e7).
+ * so greedy allocation is exact for it. The simpler credits that were tried and lost are in
+ * placement/README.md ("Why the planner is built this way").
  *
  * <p><b>Balance decides how far that can go.</b> Each expert first gets the copies it needs so that
  * one copy carries at most a fraction tau of the warm start's max GPU load (for every workload),
@@ -39,13 +37,9 @@ final class LocalityReplicas {
   private LocalityReplicas() {}
 
   /**
-   * The share of the warm start's max GPU load the new packing must leave free. Without it, counts
-   * that merely fit under the cap took the room the swap search needs: on ESFT (global EPLB, packed
-   * within 1-3% of the mean) they fitted on 16-17 of 26 layers and moved cross-GPU transitions from
-   * -21.0% to -19.4% of EPLB's on law and from -24.6% to -19.9% on translation, at a higher planner
-   * cost on translation. With 2% (and {@link #MIN_GAIN}) they apply on 2 of 26 layers of one ESFT
-   * task and on 35 of the 58 layers of the ESFT-like DeepSeek-V3-shaped trace (hierarchical EPLB,
-   * 8.6% above the mean), where they cut cross-node transitions from 44.4% to 43.0-43.1%.
+   * The share of the warm start's max GPU load the new packing must leave free: without it, counts
+   * that merely fit under the cap took the room the swap search needs and cost transitions on ESFT
+   * (the figures: placement/README.md, "Why the planner is built this way").
    */
   static final double ROOM = 0.02;
 

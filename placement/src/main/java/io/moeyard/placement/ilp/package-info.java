@@ -31,10 +31,8 @@
  *       go where the trace says they keep the most transitions local (a second copy beside an
  *       expert's next block of partners; copies on other nodes for experts whose partners spread
  *       wide), provided the packing of those counts leaves 2% of the warm start's max GPU load free
- *       and they are estimated to be worth 5% more. With the nearest-replica rule only. On the ESFT
- *       traces (global EPLB, tight) they apply on 2 of 26 layers of one task; on the ESFT-like
- *       DeepSeek-V3-shaped trace (affinity 0.65, hierarchical EPLB) on 35 of 58, where cross-node
- *       transitions fell from 44.4% to 43.0-43.1% of EPLB's 87.5%.
+ *       and they are estimated to be worth 5% more. With the nearest-replica rule only; where they
+ *       apply and what they gain: placement/README.md.
  *   <li><b>Relabel</b>: the warm start's layer has its whole GPU contents permuted (a G x G linear
  *       assignment, solved exactly by the Hungarian algorithm) to maximise the local weight with the
  *       previous layer. Loads do not change, so this is free balance-wise.
@@ -64,38 +62,11 @@
  * booleans per layer, under a second each on 2 cores), it is switched off and the swap search gets
  * the time.
  *
- * <h2>Why this decomposition (measured, ESFT: 26 layers, 64 experts, 16 GPUs / 2 nodes, 80 slots)</h2>
+ * <h2>Why this decomposition</h2>
  *
- * <ul>
- *   <li>CP-SAT alone (hinted with the relabelled EPLB layer), 60 s: cross-GPU -7.8%, cross-node
- *       -58.8% vs EPLB, per-layer gap ~20%; on one layer, 30 s instead of 1 s still moved the cost
- *       by 13%: CP-SAT converges slowly on these assignment models (weak LP bound under a tight
- *       load cap).
- *   <li>The swap search finds in 0.04 s a layer CP-SAT did not reach in 30 s; CP-SAT started from
- *       it improves it by ~0.1% in 10 s. With swaps first, 60 s: cross-GPU -14.9%, cross-node -66%.
- *   <li>Sweeps with both neighbours fixed add ~1-2 points more; iterated kicks help the big shape.
- *   <li>Co-activation terms (top 200 pairs per layer) cost transition locality (cross-node -31%
- *       instead of -47% at 20 s), so they are off by default.
- *   <li>Weights: GPU 1 / node 2 (a cross-node hop costs 3, an in-node one 1) vs GPU 2 / node 1 moved
- *       ESFT by about a point either way; on 8 nodes the node weight matters more, so 1 / 2.
- *   <li>Defaults, 60 s, 2 workers, 2 shared cores, vs EPLB: ESFT mean balancedness -0.006,
- *       cross-GPU -17.6%, cross-node -69.5%; synthetic DeepSeek-V3 shape (256 experts, top-8,
- *       64 GPUs / 8 nodes, 320 slots) -0.004 / -14.7% / -37.6% (near what that trace's affinity
- *       allows). CP-SAT finds nothing for the 16k-boolean layers of that shape in its ~0.7 s, so
- *       there the planner is relabel + iterated swap search (CP-SAT switches itself off).
- *   <li>Leave-one-out on ESFT (plan on 3 tasks, score on the 4th, all four folds): the worst-case
- *       objective lifts the worst balancedness over the 3 planned tasks from ~0.49-0.59 (EPLB on
- *       their sum) to ~0.91-0.96, but on the held-out task it does not beat EPLB: mean of the
- *       folds 0.552 balancing only, 0.517 with the locality terms, EPLB 0.553. Loads of an unseen
- *       workload are barely predicted by the others (a load-blind placement comes within 0.01 of
- *       EPLB there), and co-locating experts that fire together concentrates load when the
- *       workload shifts towards them; the cross-node cut does carry over (held-out cross-node about
- *       halved). Hence the unseen-workload mode below.
- *   <li>Cluster-then-assign (MoETuner) is what steps 1-2 are: EPLB's GPU groups are balanced
- *       clusters and the relabelling is the exact cluster-to-GPU assignment; the swap search and
- *       CP-SAT then move experts between clusters, which the measurements show is where most of
- *       the gain is.
- * </ul>
+ * The measurements behind each step (CP-SAT alone, the swap search, sweeps, co-activation
+ * terms, weights, the defaults, leave-one-out) are in placement/README.md, "Why the planner is
+ * built this way".
  *
  * <h2>Several workloads (robust placement)</h2>
  *
