@@ -7,5 +7,8 @@
  * {@link io.moeyard.combine.Combiner} for the reduction order). The arithmetic is defined once,
  * in {@code RowMath}; its BF16 sums run in the host helper where it loaded ({@code NativeRowMath}),
  * else in the Vector API ({@code VectorRowMath}), else in scalar loops, all with the same bits.
+ *
+ * <p>Engines use {@link io.moeyard.comm.Communicator}, which pairs a dispatcher with a combiner per
+ * rank and owns their memory; the classes here are its implementation.
  */
 package io.moeyard.combine;

@@ -8,5 +8,10 @@
  * <p>Receive layout (FUSCO): on rank d, the j-th token that rank r sends for local slot e lands at
  * row {@code sum_{e'<e} T[e'] + sum_{r'<r} N[r', e] + j}, where N[r, e] counts r's tokens for slot
  * e and T[e] = sum_r N[r, e]. Deterministic, so results are reproducible bit for bit.
+ *
+ * <p>Engines do not call these classes: they use {@link io.moeyard.comm.Communicator} (combine
+ * module), which owns a dispatcher and a combiner per rank, sizes and frees their buffers and keeps
+ * the handle's pair tables inside. The classes are public because the communicator, the CUDA
+ * oracle ({@code CpuRun}) and the JMH benchmarks live in other modules.
  */
 package io.moeyard.dispatch;
