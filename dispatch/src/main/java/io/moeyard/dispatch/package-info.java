@@ -9,7 +9,7 @@
  * row {@code sum_{e'<e} T[e'] + sum_{r'<r} N[r', e] + j}, where N[r, e] counts r's tokens for slot
  * e and T[e] = sum_r N[r, e]. Deterministic, so results are reproducible bit for bit.
  *
- * <p>Engines do not call these classes: they use {@link io.moeyard.comm.Communicator} (combine
+ * <p>Engines do not call these classes: they use {@code io.moeyard.comm.Communicator} (combine
  * module), which owns a dispatcher and a combiner per rank, sizes and frees their buffers and keeps
  * the handle's pair tables inside. The classes are public because the communicator, the CUDA
  * oracle ({@code CpuRun}) and the JMH benchmarks live in other modules.
