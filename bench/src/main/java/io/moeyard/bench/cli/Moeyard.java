@@ -20,6 +20,8 @@ import picocli.CommandLine.Command;
       SpeculateCommand.class,
       TraceCommand.class,
       JmhCommand.class,
+      LaunchCommand.class,
+      RendezvousCheckCommand.class,
       CommandLine.HelpCommand.class
     })
 public final class Moeyard implements Runnable {
@@ -28,6 +30,22 @@ public final class Moeyard implements Runnable {
   @Override
   public void run() {
     spec.commandLine().usage(System.out);
+  }
+
+  /**
+   * A rank started by {@code moeyard launch} leaves when its launcher is gone, even if the launcher
+   * was killed with -9 and could not stop it: a rank must never outlive its world.
+   */
+  private static void exitWithLauncher() {
+    String pid = System.getenv(RankProcesses.LAUNCHER_PID_ENV);
+    if (pid == null) return;
+    try {
+      ProcessHandle.of(Long.parseLong(pid)).ifPresentOrElse(
+          h -> h.onExit().thenRun(() -> Runtime.getRuntime().halt(137)),
+          () -> Runtime.getRuntime().halt(137));
+    } catch (NumberFormatException ignored) {
+      // Not set by a launcher; nothing to watch.
+    }
   }
 
   /** The command tree; JMH's options pass through {@code jmh} unparsed, in their order. */
@@ -45,6 +63,7 @@ public final class Moeyard implements Runnable {
   }
 
   public static void main(String[] args) {
+    exitWithLauncher();
     System.exit(commandLine().execute(args));
   }
 }
