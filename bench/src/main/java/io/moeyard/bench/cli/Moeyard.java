@@ -1,5 +1,6 @@
 package io.moeyard.bench.cli;
 
+import io.moeyard.engine.rendezvous.RendezvousException;
 import io.moeyard.placement.cli.PlanCommand;
 import io.moeyard.placement.cli.SpeculateCommand;
 import io.moeyard.placement.cli.TraceCommand;
@@ -57,6 +58,12 @@ public final class Moeyard implements Runnable {
       CommandLine c = ex.getCommandLine();
       c.getErr().println("moeyard " + c.getCommandName() + ": " + ex.getMessage());
       c.getErr().println("(see: " + c.getCommandSpec().qualifiedName() + " --help)");
+      return 2;
+    });
+    // A world that cannot form is bad input too (environment, port, disagreeing ranks).
+    cl.setExecutionExceptionHandler((ex, c, parsed) -> {
+      if (!(ex instanceof RendezvousException)) throw ex;
+      c.getErr().println("moeyard " + c.getCommandName() + ": " + ex.getMessage());
       return 2;
     });
     return cl;

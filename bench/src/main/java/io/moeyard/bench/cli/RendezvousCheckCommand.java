@@ -32,8 +32,11 @@ public final class RendezvousCheckCommand implements Callable<Integer> {
   @Option(names = "--fail-rank", defaultValue = "-1", description = "this rank dies (exit code 3, no goodbye) after joining (fault tests)")
   int failRank;
 
+  @Option(names = "--hold-ms", defaultValue = "0", description = "stay alive this long after the exchange (launcher fault tests)")
+  long holdMs;
+
   @Override
-  public Integer call() {
+  public Integer call() throws InterruptedException {
     System.out.println("pid " + ProcessHandle.current().pid());
     System.out.flush();
     try {
@@ -56,6 +59,8 @@ public final class RendezvousCheckCommand implements Callable<Integer> {
         world.barrier();
         System.out.println("rendezvous ok: rank " + env.rank() + " of " + env.worldSize() + ", node " + env.node() + " of "
             + env.nodes() + ", local rank " + env.localRank() + ", " + all.size() + " blobs");
+        System.out.flush();
+        Thread.sleep(holdMs);
         return 0;
       }
     } catch (RendezvousException e) {

@@ -13,6 +13,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * {@code moeyard launch} end to end: the launcher is a child JVM on this test's class path (as
@@ -22,14 +24,18 @@ import org.junit.jupiter.api.Test;
 class LaunchCommandTest {
   private record Result(int exit, String output, long millis) {}
 
-  private static Result launch(String... args) throws IOException, InterruptedException {
+  private static List<String> launcherCommand(String... args) {
     String javaExe = ProcessHandle.current().info().command().orElse("java");
     String cp = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
     List<String> cmd = new ArrayList<>(List.of(javaExe));
     cmd.addAll(RankProcesses.JVM_OPTIONS);
     cmd.addAll(List.of("-cp", cp, Moeyard.class.getName(), "launch"));
     cmd.addAll(List.of(args));
-    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
+    return cmd;
+  }
+
+  private static Result launch(String... args) throws IOException, InterruptedException {
+    ProcessBuilder pb = new ProcessBuilder(launcherCommand(args)).redirectErrorStream(true);
     pb.environment().remove("MOEYARD_JVM_OPTS");
     long t0 = System.nanoTime();
     Process p = pb.start();
@@ -90,6 +96,39 @@ class LaunchCommandTest {
     assertTrue(r.millis() < 20_000, "took " + r.millis() + " ms:\n" + r.output());
     assertEquals(3, rankPids(r.output()).size(), r.output());
     assertAllGone(rankPids(r.output()), r.output());
+  }
+
+  @ParameterizedTest
+  @ValueSource(booleans = {false, true})
+  void aStoppedOrKilledLauncherTakesItsRanksWithIt(boolean kill9) throws Exception {
+    // SIGTERM runs the launcher's shutdown hook; kill -9 runs nothing, and the ranks must notice
+    // on their own that their launcher is gone.
+    Process p = new ProcessBuilder(launcherCommand("--nprocs", "2", "--", "rendezvous-check", "--hold-ms", "60000"))
+        .redirectErrorStream(true).start();
+    List<Long> pids = new ArrayList<>();
+    StringBuilder seen = new StringBuilder();
+    try (var r = new java.io.BufferedReader(new java.io.InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+      int ok = 0;
+      for (String line; ok < 2 && (line = r.readLine()) != null; ) {
+        seen.append(line).append('\n');
+        Matcher m = Pattern.compile("^\\[rank \\d+\\] pid (\\d+)$").matcher(line);
+        if (m.find()) pids.add(Long.parseLong(m.group(1)));
+        if (line.contains("rendezvous ok")) ok++;
+      }
+      assertEquals(2, pids.size(), seen.toString());
+      if (kill9) p.destroyForcibly();
+      else p.destroy();
+      assertTrue(p.waitFor(20, TimeUnit.SECONDS), "the launcher did not exit");
+    } finally {
+      p.destroyForcibly();
+    }
+    for (long pid : pids) {
+      var h = ProcessHandle.of(pid);
+      if (h.isPresent()) h.get().onExit().completeOnTimeout(null, 10, TimeUnit.SECONDS).join();
+      boolean alive = ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false);
+      if (alive) ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly);
+      assertFalse(alive, "rank pid " + pid + " outlived its launcher (kill -9: " + kill9 + ")");
+    }
   }
 
   @Test
