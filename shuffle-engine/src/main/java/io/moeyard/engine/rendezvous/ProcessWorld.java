@@ -236,6 +236,7 @@ public final class ProcessWorld implements AutoCloseable {
   void dropWithoutGoodbye() {
     closed = true;
     closeQuietly(socket);
+    if (store != null) store.abandon();
   }
 
   /** Says goodbye (so the store does not take this rank for dead) and releases the socket and store. */

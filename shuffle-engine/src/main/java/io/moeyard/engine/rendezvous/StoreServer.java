@@ -10,6 +10,7 @@ import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeSet;
@@ -78,7 +79,7 @@ final class StoreServer implements AutoCloseable {
       }
     } catch (BindException e) {
       throw new RendezvousException("rank 0 cannot serve the store on MASTER_PORT=" + port
-          + ": the port is in use (" + e.getMessage() + "); pick another with --master-port", e);
+          + ": the port is in use (" + e.getMessage() + "); pick another (MASTER_PORT, or launch --master-port)", e);
     } catch (IOException e) {
       throw new RendezvousException("rank 0 cannot serve the store on MASTER_PORT=" + port + ": " + e, e);
     }
@@ -225,8 +226,8 @@ final class StoreServer implements AutoCloseable {
     round++;
     arrivals = 0;
     roundOpen = false;
-    java.util.Arrays.fill(arrived, false);
-    java.util.Arrays.fill(blobs, null);
+    Arrays.fill(arrived, false);
+    Arrays.fill(blobs, null);
   }
 
   private synchronized void lost(Peer peer, IOException e) {
@@ -254,7 +255,11 @@ final class StoreServer implements AutoCloseable {
     }
   }
 
-  /** Records the world's one failure and tells every connected rank; later requests get it too. */
+  /**
+   * Records the world's one failure and tells every connected rank; later requests get it too.
+   * Answers are written under the store's lock: they are a few bytes to ranks that are all
+   * blocked reading, so a write cannot stall on a full socket buffer.
+   */
   private void fail(String why, List<Integer> missing) {
     if (failure != null) return;
     failure = why;
@@ -302,7 +307,16 @@ final class StoreServer implements AutoCloseable {
    */
   @Override
   public void close() {
-    long end = System.nanoTime() + timeoutNanos;
+    close(timeoutNanos);
+  }
+
+  /** Closes at once, as a dead rank 0 would: for tests of the fault path. */
+  void abandon() {
+    close(0);
+  }
+
+  private void close(long waitNanos) {
+    long end = System.nanoTime() + waitNanos;
     synchronized (this) {
       while (failure == null && !allLeft() && end - System.nanoTime() > 0) {
         try {

@@ -182,6 +182,32 @@ class ProcessWorldTest {
   }
 
   @Test
+  void whenRankZeroAndItsStoreVanishTheOthersFailAtOnceNamingIt() throws Exception {
+    int port = freePort();
+    long t0 = System.nanoTime();
+    List<Object> results = ranks(range(3), r -> {
+      ProcessWorld w = ProcessWorld.join(env(r, 3, 3, port), Map.of(), Duration.ofSeconds(10));
+      if (r == 0) {
+        w.dropWithoutGoodbye();
+        return "dropped";
+      }
+      try (w) {
+        w.barrier();
+        return "passed";
+      } catch (RendezvousException e) {
+        return e;
+      }
+    });
+    long ms = (System.nanoTime() - t0) / 1_000_000;
+    assertTrue(ms < 5_000, "took " + ms + " ms");
+    for (int r : List.of(1, 2)) {
+      RendezvousException e = assertInstanceOf(RendezvousException.class, results.get(r));
+      assertEquals(List.of(0), e.missingRanks(), e.getMessage());
+      assertTrue(e.getMessage().contains("rank 0 is gone"), e.getMessage());
+    }
+  }
+
+  @Test
   void aPortInUseIsOneClearError() throws Exception {
     try (ServerSocket taken = new ServerSocket(0)) {
       RendezvousException e = assertThrows(RendezvousException.class,
