@@ -1,5 +1,6 @@
 package io.moeyard.bench.cli;
 
+import io.moeyard.engine.rendezvous.RendezvousException;
 import io.moeyard.placement.cli.PlanCommand;
 import io.moeyard.placement.cli.SpeculateCommand;
 import io.moeyard.placement.cli.TraceCommand;
@@ -20,6 +21,8 @@ import picocli.CommandLine.Command;
       SpeculateCommand.class,
       TraceCommand.class,
       JmhCommand.class,
+      LaunchCommand.class,
+      RendezvousCheckCommand.class,
       CommandLine.HelpCommand.class
     })
 public final class Moeyard implements Runnable {
@@ -28,6 +31,22 @@ public final class Moeyard implements Runnable {
   @Override
   public void run() {
     spec.commandLine().usage(System.out);
+  }
+
+  /**
+   * A rank started by {@code moeyard launch} leaves when its launcher is gone, even if the launcher
+   * was killed with -9 and could not stop it: a rank must never outlive its world.
+   */
+  private static void exitWithLauncher() {
+    String pid = System.getenv(RankProcesses.LAUNCHER_PID_ENV);
+    if (pid == null) return;
+    try {
+      ProcessHandle.of(Long.parseLong(pid)).ifPresentOrElse(
+          h -> h.onExit().thenRun(() -> Runtime.getRuntime().halt(137)),
+          () -> Runtime.getRuntime().halt(137));
+    } catch (NumberFormatException ignored) {
+      // Not set by a launcher; nothing to watch.
+    }
   }
 
   /** The command tree; JMH's options pass through {@code jmh} unparsed, in their order. */
@@ -41,10 +60,17 @@ public final class Moeyard implements Runnable {
       c.getErr().println("(see: " + c.getCommandSpec().qualifiedName() + " --help)");
       return 2;
     });
+    // A world that cannot form is bad input too (environment, port, disagreeing ranks).
+    cl.setExecutionExceptionHandler((ex, c, parsed) -> {
+      if (!(ex instanceof RendezvousException)) throw ex;
+      c.getErr().println("moeyard " + c.getCommandName() + ": " + ex.getMessage());
+      return 2;
+    });
     return cl;
   }
 
   public static void main(String[] args) {
+    exitWithLauncher();
     System.exit(commandLine().execute(args));
   }
 }

@@ -1,0 +1,189 @@
+package io.moeyard.bench.cli;
+
+import io.moeyard.engine.rendezvous.RankEnv;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.io.PrintWriter;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The rank processes of one {@code moeyard launch}: starts them, prefixes their output with the
+ * rank, and watches them. The first rank to fail decides the exit code and gets the others
+ * stopped; a shutdown hook stops them too when the launcher itself is told to go. Owns the child
+ * processes and the threads that copy their output.
+ */
+final class RankProcesses {
+  /** The JVM options the ./moeyard launcher passes: the children run the same code the same way. */
+  static final List<String> JVM_OPTIONS = List.of(
+      "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow", "--add-modules", "jdk.incubator.vector");
+
+  /** Children watch this pid and leave when it is gone, so that a launcher killed with -9 leaves no rank behind. */
+  static final String LAUNCHER_PID_ENV = "MOEYARD_LAUNCHER_PID";
+
+  /** How long a rank may take to leave after SIGTERM before it is killed. */
+  private static final long STOP_GRACE_MILLIS = 3_000;
+
+  private final List<Process> children = new ArrayList<>();
+  private final List<Thread> pumps = new ArrayList<>();
+  private final PrintWriter out;
+  private final PrintWriter err;
+
+  RankProcesses(PrintWriter out, PrintWriter err) {
+    this.out = out;
+    this.err = err;
+  }
+
+  /** The command that starts this JVM's main class again on the same class path with {@code args}. */
+  static List<String> sameJvm(List<String> args) {
+    String java = ProcessHandle.current().info().command()
+        .orElse(System.getProperty("java.home") + "/bin/java");
+    List<String> cmd = new ArrayList<>();
+    cmd.add(java);
+    String extra = System.getenv("MOEYARD_JVM_OPTS");
+    if (extra != null && !extra.isBlank()) cmd.addAll(List.of(extra.strip().split("\\s+")));
+    cmd.addAll(JVM_OPTIONS);
+    cmd.add("-cp");
+    cmd.add(System.getProperty("java.class.path"));
+    cmd.add(Moeyard.class.getName());
+    cmd.addAll(args);
+    return cmd;
+  }
+
+  /**
+   * Runs {@code command} as ranks 0..nprocs-1 of a world of nodes of {@code localWorldSize} ranks;
+   * returns 0 when all exit 0, else the first failing rank's exit code.
+   */
+  int run(List<String> command, int nprocs, int localWorldSize, String masterAddr, int masterPort) {
+    Thread hook = Thread.ofPlatform().unstarted(this::kill);
+    Runtime.getRuntime().addShutdownHook(hook);
+    try {
+      return supervise(command, nprocs, localWorldSize, masterAddr, masterPort);
+    } finally {
+      kill();
+      for (Thread t : pumps) {
+        try {
+          t.join(2_000);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      }
+      out.flush();
+      err.flush();
+      try {
+        Runtime.getRuntime().removeShutdownHook(hook);
+      } catch (IllegalStateException ignored) {
+        // Already shutting down: the hook is running or ran.
+      }
+    }
+  }
+
+  private int supervise(List<String> command, int nprocs, int localWorldSize, String masterAddr, int masterPort) {
+    BlockingQueue<Integer> exited = new LinkedBlockingQueue<>();
+    for (int r = 0; r < nprocs; r++) {
+      ProcessBuilder pb = new ProcessBuilder(command);
+      pb.environment().putAll(RankEnv.variables(r, nprocs, localWorldSize, masterAddr, masterPort));
+      pb.environment().put(LAUNCHER_PID_ENV, Long.toString(ProcessHandle.current().pid()));
+      Process p;
+      try {
+        p = pb.start();
+      } catch (IOException e) {
+        err.println("moeyard launch: cannot start rank " + r + " (" + command.getFirst() + "): " + e.getMessage());
+        return 1;
+      }
+      synchronized (children) {
+        children.add(p);
+      }
+      pump(r, p.getInputStream(), out);
+      pump(r, p.getErrorStream(), err);
+      int rank = r;
+      p.onExit().thenRun(() -> exited.add(rank));
+    }
+    int code = 0;
+    long stopDeadline = Long.MAX_VALUE;
+    for (int left = nprocs; left > 0; ) {
+      Integer r;
+      try {
+        r = stopDeadline == Long.MAX_VALUE ? exited.take()
+            : exited.poll(Math.max(1, stopDeadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        err.println("moeyard launch: interrupted; stopping the ranks");
+        return 130;
+      }
+      if (r == null) {
+        err.println("moeyard launch: ranks still running " + STOP_GRACE_MILLIS + " ms after SIGTERM; killing them");
+        kill();
+        stopDeadline = Long.MAX_VALUE;
+        continue;
+      }
+      left--;
+      int c = children.get(r).exitValue();
+      if (c != 0 && code == 0) {
+        code = c;
+        if (left > 0) {
+          err.println("moeyard launch: rank " + r + " exited with code " + c + "; stopping the other ranks");
+          terminate();
+          stopDeadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(STOP_GRACE_MILLIS);
+        } else {
+          err.println("moeyard launch: rank " + r + " exited with code " + c);
+        }
+      }
+    }
+    return code;
+  }
+
+  private void pump(int rank, InputStream in, PrintWriter to) {
+    String prefix = "[rank " + rank + "] ";
+    Thread t = Thread.ofPlatform().daemon().name("moeyard-launch-rank-" + rank).start(() -> {
+      try (BufferedReader r = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8))) {
+        for (String line; (line = r.readLine()) != null; ) {
+          synchronized (to) {
+            to.println(prefix + line);
+            to.flush();
+          }
+        }
+      } catch (IOException | UncheckedIOException ignored) {
+        // The rank is gone; what it printed so far was copied.
+      }
+    });
+    pumps.add(t);
+  }
+
+  /** Asks every live rank (and whatever it started) to leave: they may still clean up. */
+  private void terminate() {
+    for (Process p : snapshot()) {
+      p.descendants().forEach(ProcessHandle::destroy);
+      p.destroy();
+    }
+  }
+
+  /** Kills every live rank and its descendants and waits for them to be gone. */
+  private void kill() {
+    for (Process p : snapshot()) {
+      p.descendants().forEach(ProcessHandle::destroyForcibly);
+      p.destroyForcibly();
+    }
+    for (Process p : snapshot()) {
+      try {
+        p.waitFor(5, TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return;
+      }
+    }
+  }
+
+  private List<Process> snapshot() {
+    synchronized (children) {
+      return List.copyOf(children);
+    }
+  }
+}

@@ -1,0 +1,256 @@
+package io.moeyard.engine.rendezvous;
+
+import io.moeyard.engine.Topology;
+import java.io.BufferedInputStream;
+import java.io.BufferedOutputStream;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.EOFException;
+import java.io.IOException;
+import java.net.ConnectException;
+import java.net.InetSocketAddress;
+import java.net.NoRouteToHostException;
+import java.net.Socket;
+import java.net.SocketTimeoutException;
+import java.net.UnknownHostException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * This process's membership of a world of processes: joined through rank 0's store, with the
+ * configuration checked across ranks, and able to all-gather byte blobs. SPMD like
+ * {@link io.moeyard.engine.transport.Transport}: every rank calls the same collectives in the same
+ * order. Rank 0 also owns the store, so it should close last; {@link #close} makes it wait for
+ * the others' goodbyes (bounded by the timeout).
+ *
+ * <p>Owns its socket to the store and, on rank 0, the store itself.
+ */
+public final class ProcessWorld implements AutoCloseable {
+  /** The default wait for the slowest rank, at join and at every collective. */
+  public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(10);
+
+  /**
+   * Beyond the store's own deadline: the store answers "rank r is missing" at its deadline, and a
+   * rank only gives up on the store itself (dead or unreachable) a little after that.
+   */
+  private static final long GRACE_MILLIS = 2_000;
+  private static final long CONNECT_RETRY_MILLIS = 50;
+
+  private final RankEnv env;
+  private final StoreServer store;
+  private final Socket socket;
+  private final DataInputStream in;
+  private final DataOutputStream out;
+  private final String where;
+  private long round = 1;
+  private boolean closed;
+
+  private ProcessWorld(RankEnv env, StoreServer store, Socket socket, String where) throws IOException {
+    this.env = env;
+    this.store = store;
+    this.socket = socket;
+    this.where = where;
+    this.in = new DataInputStream(new BufferedInputStream(socket.getInputStream()));
+    this.out = new DataOutputStream(new BufferedOutputStream(socket.getOutputStream()));
+  }
+
+  /** Joins with the environment's place and the default timeout. */
+  public static ProcessWorld join(Map<String, String> config) {
+    return join(RankEnv.fromEnv(), config, DEFAULT_TIMEOUT);
+  }
+
+  /**
+   * Joins the world: rank 0 starts the store, every rank connects and registers {@code config}.
+   * Returns once every rank has joined and every configuration equals rank 0's.
+   *
+   * @throws RendezvousException when the store cannot be served or reached, a rank does not join
+   *     within {@code timeout} (named), or ranks disagree (each difference named)
+   */
+  public static ProcessWorld join(RankEnv env, Map<String, String> config, Duration timeout) {
+    if (timeout.isNegative() || timeout.isZero()) throw new IllegalArgumentException("timeout must be positive, got " + timeout);
+    long timeoutNanos = timeout.toNanos();
+    StoreServer store = env.rank() == 0 ? StoreServer.start(env.masterPort(), env.worldSize(), timeoutNanos) : null;
+    String where = "the store at " + env.masterAddr() + ":" + env.masterPort() + " (MASTER_ADDR:MASTER_PORT, served by rank 0)";
+    Socket socket = null;
+    ProcessWorld world = null;
+    try {
+      socket = connect(env, where, timeoutNanos);
+      socket.setSoTimeout((int) Math.min(Integer.MAX_VALUE, timeout.toMillis() + GRACE_MILLIS));
+      world = new ProcessWorld(env, store, socket, where);
+      world.out.writeInt(Wire.JOIN);
+      world.out.writeInt(env.rank());
+      world.out.writeInt(env.worldSize());
+      world.out.writeInt(env.localWorldSize());
+      Wire.writeMap(world.out, config);
+      world.out.flush();
+      int tag = world.in.readInt();
+      if (tag == Wire.FAILED) throw world.failed();
+      if (tag != Wire.JOINED) throw new IOException("unexpected answer " + tag);
+      return world;
+    } catch (IOException e) {
+      RendezvousException re = world == null ? new RendezvousException("rank " + env.rank() + " lost " + where + ": " + e, e)
+          : world.lost(e);
+      cleanUp(socket, store);
+      throw re;
+    } catch (RuntimeException e) {
+      cleanUp(socket, store);
+      throw e;
+    }
+  }
+
+  private static void cleanUp(Socket socket, StoreServer store) {
+    if (socket != null) {
+      try {
+        socket.close();
+      } catch (IOException ignored) {
+        // Already failing; the original error is the one to report.
+      }
+    }
+    if (store != null) store.close();
+  }
+
+  /** Retries until the deadline: rank 0 may start its store after the others start knocking. */
+  private static Socket connect(RankEnv env, String where, long timeoutNanos) {
+    long deadline = System.nanoTime() + timeoutNanos;
+    IOException last = null;
+    while (true) {
+      Socket s = new Socket();
+      try {
+        s.setTcpNoDelay(true);
+        long leftMillis = Math.max(1, (deadline - System.nanoTime()) / 1_000_000);
+        s.connect(new InetSocketAddress(env.masterAddr(), env.masterPort()), (int) Math.min(leftMillis, Integer.MAX_VALUE));
+        return s;
+      } catch (UnknownHostException e) {
+        closeQuietly(s);
+        throw new RendezvousException("MASTER_ADDR=" + env.masterAddr() + " is not a known host", e);
+      } catch (IllegalArgumentException e) {
+        closeQuietly(s);
+        throw new RendezvousException("cannot connect to " + where + ": " + e.getMessage(), e);
+      } catch (ConnectException | NoRouteToHostException | SocketTimeoutException e) {
+        closeQuietly(s);
+        last = e;
+      } catch (IOException e) {
+        closeQuietly(s);
+        throw new RendezvousException("rank " + env.rank() + " cannot connect to " + where + ": " + e, e);
+      }
+      if (deadline - System.nanoTime() <= 0) {
+        throw new RendezvousException("rank " + env.rank() + " could not reach " + where + " within "
+            + timeoutNanos / 1_000_000 + " ms (" + last.getMessage() + "); is rank 0 running?", List.of(0), last);
+      }
+      try {
+        Thread.sleep(CONNECT_RETRY_MILLIS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        closeQuietly(s);
+        throw new RendezvousException("rank " + env.rank() + " was interrupted while connecting to " + where, e);
+      }
+    }
+  }
+
+  private static void closeQuietly(Socket s) {
+    try {
+      s.close();
+    } catch (IOException ignored) {
+      // Nothing was established.
+    }
+  }
+
+  public int rank() {
+    return env.rank();
+  }
+
+  public int size() {
+    return env.worldSize();
+  }
+
+  public RankEnv env() {
+    return env;
+  }
+
+  public Topology topology() {
+    return env.topology();
+  }
+
+  /**
+   * Every rank contributes {@code mine}; returns all contributions indexed by rank. Also a
+   * barrier: no rank returns before every rank has called it.
+   *
+   * @throws RendezvousException naming the ranks that did not arrive in time or left
+   */
+  public synchronized List<byte[]> allGather(byte[] mine) {
+    if (closed) throw new IllegalStateException("rank " + rank() + "'s world is closed");
+    if (mine.length > Wire.MAX_BLOB) {
+      throw new IllegalArgumentException("blob of " + mine.length + " bytes exceeds the store's " + Wire.MAX_BLOB);
+    }
+    try {
+      out.writeInt(Wire.GATHER);
+      out.writeLong(round);
+      Wire.writeBlob(out, mine);
+      out.flush();
+      int tag = in.readInt();
+      if (tag == Wire.FAILED) throw failed();
+      if (tag != Wire.GATHERED) throw new IOException("unexpected answer " + tag);
+      int n = in.readInt();
+      if (n != size()) throw new IOException("answer for " + n + " ranks in a world of " + size());
+      List<byte[]> all = new ArrayList<>(n);
+      for (int r = 0; r < n; r++) all.add(Wire.readBlob(in));
+      round++;
+      return all;
+    } catch (IOException e) {
+      throw lost(e);
+    }
+  }
+
+  public void barrier() {
+    allGather(new byte[0]);
+  }
+
+  private RendezvousException failed() throws IOException {
+    String why = in.readUTF();
+    int n = in.readInt();
+    List<Integer> missing = new ArrayList<>();
+    for (int i = 0; i < n; i++) missing.add(in.readInt());
+    return new RendezvousException("rank " + rank() + ": " + why, missing, null);
+  }
+
+  private RendezvousException lost(IOException e) {
+    if (e instanceof SocketTimeoutException) {
+      return new RendezvousException("rank " + rank() + ": no answer from " + where + " within "
+          + socketTimeoutMillis() + " ms; rank 0 is stuck or gone", List.of(0), e);
+    }
+    String how = e instanceof EOFException ? "it closed the connection" : e.toString();
+    return new RendezvousException("rank " + rank() + " lost " + where + ": " + how + "; rank 0 is gone", List.of(0), e);
+  }
+
+  private int socketTimeoutMillis() {
+    try {
+      return socket.getSoTimeout();
+    } catch (IOException e) {
+      return -1;
+    }
+  }
+
+  /** Closes the socket without a goodbye, as a crashed process would: for tests of the fault path. */
+  void dropWithoutGoodbye() {
+    closed = true;
+    closeQuietly(socket);
+    if (store != null) store.abandon();
+  }
+
+  /** Says goodbye (so the store does not take this rank for dead) and releases the socket and store. */
+  @Override
+  public synchronized void close() {
+    if (closed) return;
+    closed = true;
+    try {
+      out.writeInt(Wire.BYE);
+      out.flush();
+    } catch (IOException ignored) {
+      // The store is gone already; nobody is left to tell.
+    }
+    closeQuietly(socket);
+    if (store != null) store.close();
+  }
+}

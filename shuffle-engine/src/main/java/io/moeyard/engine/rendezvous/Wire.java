@@ -1,0 +1,58 @@
+package io.moeyard.engine.rendezvous;
+
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * The store's messages: a tag, then the tag's fields, in DataOutput's big-endian encoding. A rank
+ * sends one request and reads one answer, so a connection never has two messages in flight.
+ */
+final class Wire {
+  private Wire() {}
+
+  /** Rank to store: rank, WORLD_SIZE, LOCAL_WORLD_SIZE, configuration map. */
+  static final int JOIN = 1;
+  /** Rank to store: round number, blob. */
+  static final int GATHER = 2;
+  /** Rank to store: leaving on purpose, not a crash. */
+  static final int BYE = 3;
+  /** Store to rank: everybody joined and agrees. */
+  static final int JOINED = 11;
+  /** Store to rank: every rank's blob of the round, by rank. */
+  static final int GATHERED = 12;
+  /** Store to rank: the world failed; the message says why. */
+  static final int FAILED = 13;
+
+  /** Blobs carry handles and ids, not tensors; a bigger length is a corrupt or foreign stream. */
+  static final int MAX_BLOB = 64 << 20;
+
+  static void writeMap(DataOutputStream out, Map<String, String> map) throws IOException {
+    out.writeInt(map.size());
+    for (Map.Entry<String, String> e : map.entrySet()) {
+      out.writeUTF(e.getKey());
+      out.writeUTF(e.getValue());
+    }
+  }
+
+  static Map<String, String> readMap(DataInputStream in) throws IOException {
+    int n = in.readInt();
+    if (n < 0 || n > 10_000) throw new IOException("bad configuration size " + n);
+    Map<String, String> map = new LinkedHashMap<>();
+    for (int i = 0; i < n; i++) map.put(in.readUTF(), in.readUTF());
+    return map;
+  }
+
+  static void writeBlob(DataOutputStream out, byte[] blob) throws IOException {
+    out.writeInt(blob.length);
+    out.write(blob);
+  }
+
+  static byte[] readBlob(DataInputStream in) throws IOException {
+    int n = in.readInt();
+    if (n < 0 || n > MAX_BLOB) throw new IOException("bad blob length " + n);
+    return in.readNBytes(n);
+  }
+}

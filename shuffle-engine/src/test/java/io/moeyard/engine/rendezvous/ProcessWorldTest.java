@@ -1,0 +1,282 @@
+package io.moeyard.engine.rendezvous;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.function.IntFunction;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/** Ranks as threads of this JVM, each joining over loopback TCP as a separate process would. */
+@Timeout(30)
+class ProcessWorldTest {
+  private static final Duration SHORT = Duration.ofMillis(800);
+  private final ExecutorService pool = Executors.newCachedThreadPool();
+
+  @AfterEach
+  void stop() {
+    pool.shutdownNow();
+  }
+
+  static int freePort() {
+    try (ServerSocket s = new ServerSocket(0)) {
+      return s.getLocalPort();
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  static RankEnv env(int rank, int size, int local, int port) {
+    return new RankEnv(rank, size, rank % local, local, "127.0.0.1", port);
+  }
+
+  /** Runs {@code body} for each listed rank on its own thread; returns results or the thrown error by rank. */
+  private List<Object> ranks(List<Integer> which, IntFunction<Object> body) throws InterruptedException {
+    List<Future<Object>> fs = new ArrayList<>();
+    for (int r : which) fs.add(pool.submit(() -> body.apply(r)));
+    List<Object> out = new ArrayList<>();
+    for (Future<Object> f : fs) {
+      try {
+        out.add(f.get(20, TimeUnit.SECONDS));
+      } catch (ExecutionException e) {
+        out.add(e.getCause());
+      } catch (java.util.concurrent.TimeoutException e) {
+        throw new AssertionError("a rank hung", e);
+      }
+    }
+    return out;
+  }
+
+  private static List<Integer> range(int n) {
+    List<Integer> l = new ArrayList<>();
+    for (int i = 0; i < n; i++) l.add(i);
+    return l;
+  }
+
+  @Test
+  void agreeingRanksJoinAndAllGatherBlobsInRankOrder() throws Exception {
+    int port = freePort();
+    List<Object> results = ranks(range(4), r -> {
+      try (ProcessWorld w = ProcessWorld.join(env(r, 4, 2, port), Map.of("hidden", "7168", "top_k", "8"), Duration.ofSeconds(5))) {
+        assertEquals(2, w.topology().nodes());
+        List<String> seen = new ArrayList<>();
+        for (int round = 0; round < 3; round++) {
+          List<byte[]> all = w.allGather(("r" + r + "/" + round).repeat(r + 1).getBytes(StandardCharsets.UTF_8));
+          for (int p = 0; p < 4; p++) {
+            assertArrayEquals(("r" + p + "/" + round).repeat(p + 1).getBytes(StandardCharsets.UTF_8), all.get(p));
+          }
+          seen.add(new String(all.get(3), StandardCharsets.UTF_8));
+        }
+        w.barrier();
+        return seen.size();
+      }
+    });
+    assertEquals(List.of(3, 3, 3, 3), results);
+  }
+
+  @Test
+  void disagreementNamesTheRankAndBothValues() throws Exception {
+    int port = freePort();
+    List<Object> results = ranks(range(3), r -> {
+      Map<String, String> config = Map.of("hidden", r == 2 ? "4096" : "7168", "dtype", "bf16");
+      return ProcessWorld.join(env(r, 3, 3, port), config, Duration.ofSeconds(5));
+    });
+    for (Object o : results) {
+      RendezvousException e = assertInstanceOf(RendezvousException.class, o);
+      assertTrue(e.getMessage().contains("rank 2 has hidden=4096, rank 0 has hidden=7168"), e.getMessage());
+      assertTrue(e.missingRanks().isEmpty());
+    }
+  }
+
+  @Test
+  void aMissingKeyIsADisagreementToo() throws Exception {
+    int port = freePort();
+    List<Object> results = ranks(range(2), r -> ProcessWorld.join(env(r, 2, 2, port),
+        r == 0 ? Map.of("backend", "cpu", "experts", "64") : Map.of("backend", "cpu"), Duration.ofSeconds(5)));
+    RendezvousException e = assertInstanceOf(RendezvousException.class, results.get(1));
+    assertTrue(e.getMessage().contains("rank 1 lacks experts, rank 0 has experts=64"), e.getMessage());
+  }
+
+  @Test
+  void aRankThatNeverJoinsIsNamedWithinTheTimeout() throws Exception {
+    int port = freePort();
+    long t0 = System.nanoTime();
+    List<Object> results = ranks(List.of(0, 1, 3), r -> ProcessWorld.join(env(r, 4, 4, port), Map.of(), SHORT));
+    long ms = (System.nanoTime() - t0) / 1_000_000;
+    for (Object o : results) {
+      RendezvousException e = assertInstanceOf(RendezvousException.class, o);
+      assertEquals(List.of(2), e.missingRanks(), e.getMessage());
+      assertTrue(e.getMessage().contains("rank(s) [2] did not join"), e.getMessage());
+    }
+    assertTrue(ms < 5_000, "took " + ms + " ms");
+  }
+
+  @Test
+  void aRankThatSkipsARoundIsNamedAndTheOthersFailFast() throws Exception {
+    int port = freePort();
+    List<Object> results = ranks(range(3), r -> {
+      ProcessWorld w = ProcessWorld.join(env(r, 3, 3, port), Map.of(), SHORT);
+      try {
+        w.barrier();
+        if (r == 1) {
+          sleep(SHORT.toMillis() + 1500);
+          return "skipped";
+        }
+        w.barrier();
+        return "passed";
+      } catch (RendezvousException e) {
+        return e;
+      } finally {
+        w.close();
+      }
+    });
+    assertEquals("skipped", results.get(1));
+    for (int r : List.of(0, 2)) {
+      RendezvousException e = assertInstanceOf(RendezvousException.class, results.get(r));
+      assertEquals(List.of(1), e.missingRanks(), e.getMessage());
+      assertTrue(e.getMessage().contains("did not reach all-gather round 2"), e.getMessage());
+    }
+  }
+
+  @Test
+  void aRankThatVanishesFailsTheOthersAtOnceNamingIt() throws Exception {
+    int port = freePort();
+    long t0 = System.nanoTime();
+    List<Object> results = ranks(range(3), r -> {
+      ProcessWorld w = ProcessWorld.join(env(r, 3, 3, port), Map.of(), Duration.ofSeconds(10));
+      if (r == 2) {
+        w.dropWithoutGoodbye();
+        return "dropped";
+      }
+      try (w) {
+        w.barrier();
+        return "passed";
+      } catch (RendezvousException e) {
+        return e;
+      }
+    });
+    long ms = (System.nanoTime() - t0) / 1_000_000;
+    assertTrue(ms < 5_000, "a dropped connection should fail the world well before the 10 s timeout; took " + ms + " ms");
+    for (int r : List.of(0, 1)) {
+      RendezvousException e = assertInstanceOf(RendezvousException.class, results.get(r));
+      assertEquals(List.of(2), e.missingRanks(), e.getMessage());
+    }
+  }
+
+  @Test
+  void whenRankZeroAndItsStoreVanishTheOthersFailAtOnceNamingIt() throws Exception {
+    int port = freePort();
+    long t0 = System.nanoTime();
+    List<Object> results = ranks(range(3), r -> {
+      ProcessWorld w = ProcessWorld.join(env(r, 3, 3, port), Map.of(), Duration.ofSeconds(10));
+      if (r == 0) {
+        w.dropWithoutGoodbye();
+        return "dropped";
+      }
+      try (w) {
+        w.barrier();
+        return "passed";
+      } catch (RendezvousException e) {
+        return e;
+      }
+    });
+    long ms = (System.nanoTime() - t0) / 1_000_000;
+    assertTrue(ms < 5_000, "took " + ms + " ms");
+    for (int r : List.of(1, 2)) {
+      RendezvousException e = assertInstanceOf(RendezvousException.class, results.get(r));
+      assertEquals(List.of(0), e.missingRanks(), e.getMessage());
+      assertTrue(e.getMessage().contains("rank 0 is gone"), e.getMessage());
+    }
+  }
+
+  @Test
+  void aPortInUseIsOneClearError() throws Exception {
+    try (ServerSocket taken = new ServerSocket(0)) {
+      RendezvousException e = assertThrows(RendezvousException.class,
+          () -> ProcessWorld.join(env(0, 1, 1, taken.getLocalPort()), Map.of(), SHORT));
+      assertTrue(e.getMessage().contains("MASTER_PORT=" + taken.getLocalPort()) && e.getMessage().contains("in use"), e.getMessage());
+    }
+  }
+
+  @Test
+  void anUnreachableMasterFailsWithinTheTimeoutNamingRankZero() {
+    int port = freePort();
+    long t0 = System.nanoTime();
+    RendezvousException e = assertThrows(RendezvousException.class, () -> ProcessWorld.join(env(1, 2, 2, port), Map.of(), SHORT));
+    assertTrue((System.nanoTime() - t0) / 1_000_000 < 5_000);
+    assertEquals(List.of(0), e.missingRanks());
+    assertTrue(e.getMessage().contains("could not reach the store at 127.0.0.1:" + port), e.getMessage());
+  }
+
+  @Test
+  void anUnknownMasterHostIsOneClearError() {
+    RendezvousException e = assertThrows(RendezvousException.class,
+        () -> ProcessWorld.join(new RankEnv(1, 2, 1, 2, "no-such-host.invalid", 29500), Map.of(), SHORT));
+    assertTrue(e.getMessage().contains("MASTER_ADDR=no-such-host.invalid"), e.getMessage());
+  }
+
+  @Test
+  void badEnvironmentValuesAreNamed() {
+    Map<String, String> ok = Map.of("RANK", "1", "WORLD_SIZE", "4", "LOCAL_RANK", "1", "LOCAL_WORLD_SIZE", "2",
+        "MASTER_ADDR", "127.0.0.1", "MASTER_PORT", "29500");
+    RankEnv env = RankEnv.fromEnv(ok);
+    assertEquals(new RankEnv(1, 4, 1, 2, "127.0.0.1", 29500), env);
+    assertEquals(2, env.nodes());
+    assertEquals(0, env.node());
+    assertMessage(with(ok, "RANK", "4"), "RANK=4 is outside [0, WORLD_SIZE=4)");
+    assertMessage(with(ok, "RANK", "-1"), "RANK=-1 is outside");
+    assertMessage(with(ok, "WORLD_SIZE", "x"), "WORLD_SIZE='x' is not an integer");
+    assertMessage(with(ok, "LOCAL_WORLD_SIZE", "3"), "WORLD_SIZE=4 is not a multiple of LOCAL_WORLD_SIZE=3");
+    assertMessage(with(ok, "LOCAL_RANK", "0"), "LOCAL_RANK=0 does not match RANK=1");
+    assertMessage(with(ok, "MASTER_PORT", "70000"), "MASTER_PORT=70000 is outside");
+    assertMessage(with(ok, "MASTER_PORT", null), "MASTER_PORT is not set");
+    Map<String, String> oneNode = with(with(ok, "LOCAL_RANK", null), "LOCAL_WORLD_SIZE", null);
+    assertEquals(1, RankEnv.fromEnv(oneNode).nodes());
+  }
+
+  @Test
+  void variablesForAChildReadBackAsTheSamePlace() {
+    RankEnv env = RankEnv.fromEnv(RankEnv.variables(5, 8, 4, "127.0.0.1", 1234));
+    assertEquals(new RankEnv(5, 8, 1, 4, "127.0.0.1", 1234), env);
+    assertEquals(1, env.node());
+  }
+
+  private static Map<String, String> with(Map<String, String> base, String key, String value) {
+    Map<String, String> m = new java.util.HashMap<>(base);
+    if (value == null) m.remove(key);
+    else m.put(key, value);
+    return m;
+  }
+
+  private static void assertMessage(Map<String, String> env, String expected) {
+    RendezvousException e = assertThrows(RendezvousException.class, () -> RankEnv.fromEnv(env));
+    assertTrue(e.getMessage().contains(expected), e.getMessage());
+    assertNull(e.getCause());
+  }
+
+  private static void sleep(long ms) {
+    try {
+      Thread.sleep(ms);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+}
