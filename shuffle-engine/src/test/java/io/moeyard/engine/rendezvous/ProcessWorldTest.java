@@ -203,7 +203,9 @@ class ProcessWorldTest {
     for (int r : List.of(1, 2)) {
       RendezvousException e = assertInstanceOf(RendezvousException.class, results.get(r));
       assertEquals(List.of(0), e.missingRanks(), e.getMessage());
-      assertTrue(e.getMessage().contains("rank 0 is gone"), e.getMessage());
+      // which the others hear first is a race: the store (still up) seeing rank 0's own connection
+      // drop, or the store itself going away; both name rank 0
+      assertTrue(e.getMessage().contains("rank 0 is gone") || e.getMessage().contains("rank 0 left the world"), e.getMessage());
     }
   }
 
