@@ -152,17 +152,23 @@ public final class CpuBench {
 
   /** rowCounts[0..2][r]: rows rank r received, those from other ranks, those from other nodes. */
   static void countRows(Dispatched d, int r, Topology topo, long[][] rowCounts) {
+    countRows(d.receivedRows(), d::rowSourceRank, r, topo, rowCounts);
+  }
+
+  /** The same for {@code n} received rows whose source ranks {@code sourceOf} gives (any handle type). */
+  static void countRows(int n, java.util.function.IntUnaryOperator sourceOf, int r, Topology topo, long[][] rowCounts) {
     long remote = 0;
     long remoteNode = 0;
-    for (int i = 0; i < d.receivedRows(); i++) {
-      int src = d.rowSourceRank(i);
+    for (int i = 0; i < n; i++) {
+      int src = sourceOf.applyAsInt(i);
       if (src != r) remote++;
       if (topo.nodeOf(src) != topo.nodeOf(r)) remoteNode++;
     }
-    rowCounts[0][r] = d.receivedRows();
+    rowCounts[0][r] = n;
     rowCounts[1][r] = remote;
     rowCounts[2][r] = remoteNode;
   }
+
 
   /**
    * Calls {@code op} between world barriers, untimed, until both {@code warmup} calls and

@@ -90,13 +90,7 @@ final class CpuRun implements AutoCloseable {
     try (DispatchHandle h = dispatcher.dispatch(wl.x(r), wl.routing(r), recv[r])) {
       int n = h.receivedRows();
       rows[r] = n;
-      io.moeyard.engine.Topology topo = wl.map.topology();
-      rowCounts[0][r] = n;
-      for (int i = 0; i < n; i++) {
-        int src = h.rowSourceRank(i);
-        if (src != r) rowCounts[1][r]++;
-        if (topo.nodeOf(src) != topo.nodeOf(r)) rowCounts[2][r]++;
-      }
+      CpuBench.countRows(n, h::rowSourceRank, r, wl.map.topology(), rowCounts);
       int sc = wl.scalesPerRow();
       recvScales[r] = new float[n * sc];
       if (sc > 0) {

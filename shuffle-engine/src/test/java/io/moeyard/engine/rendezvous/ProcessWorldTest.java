@@ -156,13 +156,17 @@ class ProcessWorldTest {
     }
   }
 
-  @Test
-  void aRankThatVanishesFailsTheOthersAtOnceNamingIt() throws Exception {
+  /**
+   * Three ranks join; {@code dropped} then loses its connection without a goodbye while the others
+   * wait in a barrier. Returns each rank's outcome; fails unless the others fail well before the
+   * 10 s timeout.
+   */
+  private List<Object> dropOne(int dropped) throws Exception {
     int port = freePort();
     long t0 = System.nanoTime();
     List<Object> results = ranks(range(3), r -> {
       ProcessWorld w = ProcessWorld.join(env(r, 3, 3, port), Map.of(), Duration.ofSeconds(10));
-      if (r == 2) {
+      if (r == dropped) {
         w.dropWithoutGoodbye();
         return "dropped";
       }
@@ -175,6 +179,12 @@ class ProcessWorldTest {
     });
     long ms = (System.nanoTime() - t0) / 1_000_000;
     assertTrue(ms < 5_000, "a dropped connection should fail the world well before the 10 s timeout; took " + ms + " ms");
+    return results;
+  }
+
+  @Test
+  void aRankThatVanishesFailsTheOthersAtOnceNamingIt() throws Exception {
+    List<Object> results = dropOne(2);
     for (int r : List.of(0, 1)) {
       RendezvousException e = assertInstanceOf(RendezvousException.class, results.get(r));
       assertEquals(List.of(2), e.missingRanks(), e.getMessage());
@@ -183,23 +193,7 @@ class ProcessWorldTest {
 
   @Test
   void whenRankZeroAndItsStoreVanishTheOthersFailAtOnceNamingIt() throws Exception {
-    int port = freePort();
-    long t0 = System.nanoTime();
-    List<Object> results = ranks(range(3), r -> {
-      ProcessWorld w = ProcessWorld.join(env(r, 3, 3, port), Map.of(), Duration.ofSeconds(10));
-      if (r == 0) {
-        w.dropWithoutGoodbye();
-        return "dropped";
-      }
-      try (w) {
-        w.barrier();
-        return "passed";
-      } catch (RendezvousException e) {
-        return e;
-      }
-    });
-    long ms = (System.nanoTime() - t0) / 1_000_000;
-    assertTrue(ms < 5_000, "took " + ms + " ms");
+    List<Object> results = dropOne(0);
     for (int r : List.of(1, 2)) {
       RendezvousException e = assertInstanceOf(RendezvousException.class, results.get(r));
       assertEquals(List.of(0), e.missingRanks(), e.getMessage());
