@@ -15,7 +15,9 @@ import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.OffHeap;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.Topology;
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.engine.transport.CpuWorld;
+import io.moeyard.testkit.Workload;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -49,7 +51,7 @@ class CommunicatorTest {
 
   private static RowBuffer rows(Arena arena, int n, long seed) {
     RowBuffer b = RowBuffer.allocate(arena, n, HIDDEN, DType.BF16);
-    DispatchCombinePropertyTest.fillRandom(b, new SplittableRandom(seed));
+    Workload.fill(b, new SplittableRandom(seed));
     return b;
   }
 
@@ -206,56 +208,59 @@ class CommunicatorTest {
 
   @Test
   void aShuffledCombineDeliversTheHomeCombinesRowsToTheTargets() {
-    long seed = Long.getLong("moeyard.test.seed", System.nanoTime());
+    TestSeed seed = TestSeed.fresh();
     for (int c = 0; c < 20; c++) {
-      Scenario s = Scenario.random(seed + c, 12);
-      DType outType = s.dtype == DType.FP8_E4M3 ? DType.BF16 : s.dtype;
-      int ranks = s.topology.worldSize();
-      int maxTokens = java.util.Arrays.stream(s.tokens).max().orElse(0);
-      CommConfig cfg = CommConfig.of(maxTokens, s.hidden, s.topk, s.dtype, outType);
-      SplittableRandom rnd = new SplittableRandom(s.seed);
-      int[][] next = new int[ranks][];
-      for (int r = 0; r < ranks; r++) {
-        next[r] = new int[s.tokens[r]];
-        for (int t = 0; t < next[r].length; t++) next[r][t] = rnd.nextInt(ranks);
-      }
-      try (CpuWorld world = CpuWorld.create(s.topology); Arena arena = Arena.ofShared()) {
-        RowBuffer[] home = new RowBuffer[ranks];
-        RowBuffer[] into = new RowBuffer[ranks];
-        List<Arrivals> arrivals = world.run(t -> {
-          int r = t.rank();
-          RowBuffer x = RowBuffer.allocate(arena, s.tokens[r], s.hidden, s.dtype);
-          DispatchCombinePropertyTest.fillRandom(x, new SplittableRandom(s.seed * 31 + r));
-          Routing routing = new Routing(s.tokens[r], s.topk, s.topkIdx[r], s.topkWeights[r]);
-          try (Communicator comm = Communicator.cpu(t, s.map, cfg)) {
-            RowBuffer y = RowBuffer.allocate(arena, comm.receiveCapacity(), s.hidden, outType);
-            DispatchCombinePropertyTest.fillRandom(y, new SplittableRandom(s.seed * 37 + r));
-            home[r] = RowBuffer.allocate(arena, s.tokens[r], s.hidden, outType);
-            comm.combine(comm.dispatch(x, routing), y, home[r]);
-            into[r] = RowBuffer.allocate(arena, maxTokens * ranks, s.hidden, outType);
-            return comm.combineShuffled(comm.dispatch(x, routing), y, next[r], into[r]);
-          }
-        });
-        int total = 0;
-        for (int d = 0; d < ranks; d++) {
-          Arrivals a = arrivals.get(d);
-          total += a.rows();
-          for (int i = 0; i < a.rows(); i++) {
-            int src = a.sourceRank(i);
-            int tok = a.sourceToken(i);
-            assertEquals(d, next[src][tok], "case " + s + ": row " + i + " of rank " + d + " was not sent there");
-            if (i > 0) {
-              assertTrue(src > a.sourceRank(i - 1) || (src == a.sourceRank(i - 1) && tok > a.sourceToken(i - 1)), "order");
-            }
-            long m = MemorySegment.mismatch(home[src].segment(), home[src].rowOffset(tok), home[src].rowOffset(tok) + home[src].rowBytes(),
-                into[d].segment(), into[d].rowOffset(i), into[d].rowOffset(i) + into[d].rowBytes());
-            assertEquals(-1, m, "case " + s + ": rank " + d + " row " + i + " differs from the home combine of token " + tok + " of rank " + src);
-          }
+      Workload wl = Workload.random(seed.value() + c, 12);
+      SplittableRandom rnd = new SplittableRandom(seed.value() - c);
+      seed.check(() -> checkShuffledCombine(wl, rnd));
+    }
+  }
+
+  private static void checkShuffledCombine(Workload wl, SplittableRandom rnd) {
+    int ranks = wl.ranks();
+    int maxTokens = wl.maxTokens();
+    CommConfig cfg = wl.config();
+    int[][] next = new int[ranks][];
+    for (int r = 0; r < ranks; r++) {
+      next[r] = new int[wl.tokens[r]];
+      for (int t = 0; t < next[r].length; t++) next[r][t] = rnd.nextInt(ranks);
+    }
+    try (CpuWorld world = CpuWorld.create(wl.map.topology()); Arena arena = Arena.ofShared()) {
+      RowBuffer[] home = new RowBuffer[ranks];
+      RowBuffer[] into = new RowBuffer[ranks];
+      long ys = rnd.nextLong();
+      List<Arrivals> arrivals = world.run(t -> {
+        int r = t.rank();
+        RowBuffer x = wl.x(r);
+        Routing routing = wl.routing(r);
+        try (Communicator comm = Communicator.cpu(t, wl.map, cfg)) {
+          RowBuffer y = RowBuffer.allocate(arena, comm.receiveCapacity(), wl.hidden, wl.outType);
+          Workload.fill(y, new SplittableRandom(ys + r));
+          home[r] = RowBuffer.allocate(arena, wl.tokens[r], wl.hidden, wl.outType);
+          comm.combine(comm.dispatch(x, routing), y, home[r]);
+          into[r] = RowBuffer.allocate(arena, maxTokens * ranks, wl.hidden, wl.outType);
+          return comm.combineShuffled(comm.dispatch(x, routing), y, next[r], into[r]);
         }
-        int tokens = 0;
-        for (int n : s.tokens) tokens += n;
-        assertEquals(tokens, total, "case " + s + ": every token arrives exactly once");
+      });
+      int total = 0;
+      for (int d = 0; d < ranks; d++) {
+        Arrivals a = arrivals.get(d);
+        total += a.rows();
+        for (int i = 0; i < a.rows(); i++) {
+          int src = a.sourceRank(i);
+          int tok = a.sourceToken(i);
+          assertEquals(d, next[src][tok], wl + ": row " + i + " of rank " + d + " was not sent there");
+          if (i > 0) {
+            assertTrue(src > a.sourceRank(i - 1) || (src == a.sourceRank(i - 1) && tok > a.sourceToken(i - 1)), "order");
+          }
+          long m = MemorySegment.mismatch(home[src].segment(), home[src].rowOffset(tok), home[src].rowOffset(tok) + home[src].rowBytes(),
+              into[d].segment(), into[d].rowOffset(i), into[d].rowOffset(i) + into[d].rowBytes());
+          assertEquals(-1, m, wl + ": rank " + d + " row " + i + " differs from the home combine of token " + tok + " of rank " + src);
+        }
       }
+      int tokens = 0;
+      for (int n : wl.tokens) tokens += n;
+      assertEquals(tokens, total, wl + ": every token arrives exactly once");
     }
   }
 
