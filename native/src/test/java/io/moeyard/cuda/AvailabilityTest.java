@@ -43,7 +43,7 @@ class AvailabilityTest {
   void openWithoutGpuThrowsTheReason() {
     CudaAvailability a = CudaBackend.availability();
     Assumptions.assumeFalse(a.available(), "a GPU is available here");
-    var cfg = Reference.trivial(2, 2, 2, 128, 2, DType.BF16);
+    var cfg = KernelCases.trivial(2, 2, 2, 128, 2, DType.BF16);
     CudaUnavailableException e =
         assertThrows(CudaUnavailableException.class, () -> CudaBackend.open(cfg.map(), cfg.comm()));
     assertEquals(a.message(), e.getMessage());

@@ -22,7 +22,7 @@ class CudaBackendConfigTest {
 
   @Test
   void trivialMapAndDerivedSizes() {
-    var c = Reference.trivial(4, 2, 3, 7168, 8, DType.FP8_E4M3);
+    var c = KernelCases.trivial(4, 2, 3, 7168, 8, DType.FP8_E4M3);
     assertEquals(12, c.slots());
     assertEquals(12, c.experts());
     assertEquals(2, c.localRanks());
@@ -72,7 +72,7 @@ class CudaBackendConfigTest {
 
   @Test
   void badInputIsRejectedWithTheValue() {
-    var c = Reference.trivial(2, 2, 2, 128, 2, B);
+    var c = KernelCases.trivial(2, 2, 2, 128, 2, B);
     byte[] x = new byte[2 * c.rowBytes()];
     float[] w = new float[4];
     HostArrays.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, -1, 3, 1}, w));
@@ -87,11 +87,11 @@ class CudaBackendConfigTest {
         () -> HostArrays.validate(c, 0, new CudaBackend.RankInput(2, new byte[3], null, new int[4], w)));
     assertMsg("topkWeights must have 4",
         () -> HostArrays.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, 1, 0, 1}, new float[3])));
-    var f8 = Reference.trivial(2, 2, 2, 256, 1, DType.FP8_E4M3);
+    var f8 = KernelCases.trivial(2, 2, 2, 256, 1, DType.FP8_E4M3);
     assertMsg("FP8 scales must have 4 floats",
         () -> HostArrays.validate(f8, 0, new CudaBackend.RankInput(2, new byte[512], null, new int[2], new float[2])));
-    int over = Reference.TRIVIAL_MAX_TOKENS + 1;
-    assertMsg(over + " tokens, the backend was opened for at most " + Reference.TRIVIAL_MAX_TOKENS,
+    int over = KernelCases.TRIVIAL_MAX_TOKENS + 1;
+    assertMsg(over + " tokens, the backend was opened for at most " + KernelCases.TRIVIAL_MAX_TOKENS,
         () -> HostArrays.validate(c, 1, new CudaBackend.RankInput(over, new byte[over * 256], null, new int[2 * over],
             new float[2 * over])));
   }

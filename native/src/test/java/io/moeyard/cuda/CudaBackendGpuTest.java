@@ -8,17 +8,19 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.moeyard.comm.CommConfig;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.testkit.TestSeed;
+import io.moeyard.testkit.Workload;
 import java.util.Arrays;
-import java.util.Random;
+import java.util.SplittableRandom;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 /**
- * Dispatch and combine on the GPU (R virtual ranks on one device) against the naive
- * {@link Reference}, bit for bit, fused and unfused. Skipped with "CUDA backend unavailable:
- * &lt;reason&gt;" where there is no GPU (here, CI).
+ * Dispatch and combine on the GPU (R virtual ranks on one device) against the kit's naive
+ * reference ({@link KernelCases}), bit for bit, fused and unfused. Skipped with "CUDA backend
+ * unavailable: &lt;reason&gt;" where there is no GPU (here, CI).
  */
 class CudaBackendGpuTest {
 
@@ -30,7 +32,8 @@ class CudaBackendGpuTest {
   @ParameterizedTest
   @EnumSource(DType.class)
   void dispatchAndCombineMatchReference(DType dtype) {
-    Random rnd = new Random(NativeTestSupport.seed("dispatchAndCombineMatchReference " + dtype));
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     for (int iter = 0; iter < 12; iter++) {
       int ranks = 1 + rnd.nextInt(8);
       int local = rnd.nextBoolean() ? ranks : 1;
@@ -39,72 +42,74 @@ class CudaBackendGpuTest {
       int k = 1 + rnd.nextInt(Math.min(experts, 8));
       int hidden = dtype == DType.FP8_E4M3 ? 128 * (1 + rnd.nextInt(3))
           : new int[] {128, 256, 7 * 128, 100, 36, 33}[rnd.nextInt(6)];
-      var pb = Reference.randomProblem(rnd, ranks, local, s, experts, k, hidden, dtype, 300, 0.1);
-      check(pb, rnd);
+      Workload wl = KernelCases.random(rnd, ranks, local, s, experts, k, hidden, dtype, 300, 0.1);
+      seed.check(() -> check(wl));
+    }
+    // and the suite's own random workloads
+    for (int iter = 0; iter < 40; iter++) {
+      Workload wl = Workload.random(seed.value() + iter, 64);
+      if (wl.dtype == dtype) seed.check(() -> check(wl));
     }
   }
 
   @Test
   void emptyRanksTopk1AndOneHotExpert() {
-    Random rnd = new Random(NativeTestSupport.seed("emptyRanksTopk1AndOneHotExpert"));
-    // zero tokens everywhere
-    check(Reference.randomProblem(rnd, 4, 2, 2, 8, 2, 128, DType.BF16, 0, 0.0), rnd);
-    // top-k 1
-    check(Reference.randomProblem(rnd, 4, 4, 2, 8, 1, 256, DType.FP16, 500, 0.0), rnd);
-    // all -1
-    check(Reference.randomProblem(rnd, 2, 2, 2, 4, 3, 128, DType.FP32, 50, 1.0), rnd);
-    // all tokens of all ranks to expert 0, and ranks 1..3 receive nothing
-    var cfg = Reference.trivial(4, 4, 2, 256, 1, DType.BF16);
-    int[] tokens = {700, 0, 3, 129};
-    check(Reference.routed(cfg, tokens, (r, t, j) -> 0, rnd), rnd);
-    // a rank that receives nothing (experts 6, 7 on rank 3 never chosen), top-k 3
-    var cfg2 = Reference.trivial(4, 2, 2, 128, 3, DType.FP32);
-    check(Reference.routed(cfg2, new int[] {64, 65, 0, 1}, (r, t, j) -> (t + 2 * j + r) % 6, rnd), rnd);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    seed.check(() -> {
+      // zero tokens everywhere
+      check(KernelCases.random(rnd, 4, 2, 2, 8, 2, 128, DType.BF16, 0, 0.0));
+      // top-k 1
+      check(KernelCases.random(rnd, 4, 4, 2, 8, 1, 256, DType.FP16, 500, 0.0));
+      // all -1
+      check(KernelCases.random(rnd, 2, 2, 2, 4, 3, 128, DType.FP32, 50, 1.0));
+      // all tokens of all ranks to expert 0, and ranks 1..3 receive nothing
+      var cfg = KernelCases.trivial(4, 4, 2, 256, 1, DType.BF16);
+      check(KernelCases.routed(cfg, new int[] {700, 0, 3, 129}, (r, t, j) -> 0, rnd.nextLong()));
+      // a rank that receives nothing (experts 6, 7 on rank 3 never chosen), top-k 3
+      var cfg2 = KernelCases.trivial(4, 2, 2, 128, 3, DType.FP32);
+      check(KernelCases.routed(cfg2, new int[] {64, 65, 0, 1}, (r, t, j) -> (t + 2 * j + r) % 6, rnd.nextLong()));
+    });
   }
 
   @Test
   void deepSeekShapeSmall() {
-    Random rnd = new Random(NativeTestSupport.seed("deepSeekShapeSmall"));
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     // 8 ranks, 256 experts + 32 redundant slots (S = 36), top-8, hidden 7168, BF16 and FP8
     for (DType dt : new DType[] {DType.BF16, DType.FP8_E4M3}) {
-      var pb = Reference.randomProblem(rnd, 8, 8, 36, 256, 8, 7168, dt, 96, 0.0);
-      check(pb, rnd);
+      Workload wl = KernelCases.random(rnd, 8, 8, 36, 256, 8, 7168, dt, 96, 0.0);
+      seed.check(() -> check(wl));
     }
   }
 
   @Test
   void asyncFormsGiveTheSameResults() throws Exception {
-    Random rnd = new Random(NativeTestSupport.seed("asyncFormsGiveTheSameResults"));
-    var pb = Reference.randomProblem(rnd, 4, 4, 3, 10, 3, 256, DType.BF16, 200, 0.05);
-    try (CudaBackend be = CudaBackend.open(pb.cfg().map(), pb.cfg().comm())) {
-      for (int r = 0; r < pb.ranks(); r++) {
-        be.upload(r, pb.input(r));
+    TestSeed seed = TestSeed.fresh();
+    Workload wl = KernelCases.random(seed.random(), 4, 4, 3, 10, 3, 256, DType.BF16, 200, 0.05);
+    seed.check(() -> {
+      try (CudaBackend be = KernelCases.openAndUpload(wl)) {
+        var sync = be.dispatch(CudaBackend.Variant.FUSED);
+        var async = be.dispatchAsync(CudaBackend.Variant.FUSED).get();
+        for (int d = 0; d < wl.ranks(); d++) {
+          assertArrayEquals(sync[d].recvX(), async[d].recvX());
+          be.setExpertOutputs(d, wl.y[d]);
+        }
+        byte[][] out = be.combineAsync(CudaBackend.Variant.FUSED).get();
+        byte[][] want = KernelCases.combine(wl);
+        for (int r = 0; r < wl.ranks(); r++) {
+          assertArrayEquals(want[r], out[r], "rank " + r);
+        }
       }
-      var sync = be.dispatch(CudaBackend.Variant.FUSED);
-      var async = be.dispatchAsync(CudaBackend.Variant.FUSED).get();
-      byte[][] y = new byte[pb.ranks()][];
-      for (int d = 0; d < pb.ranks(); d++) {
-        assertArrayEquals(sync[d].recvX(), async[d].recvX());
-        y[d] = Reference.randomRows(rnd, (long) async[d].rows() * pb.cfg().hidden(), DType.BF16);
-        be.setExpertOutputs(d, y[d]);
-      }
-      byte[][] out = be.combineAsync(CudaBackend.Variant.FUSED).get();
-      byte[][] want = Reference.combine(pb, y);
-      for (int r = 0; r < pb.ranks(); r++) {
-        assertArrayEquals(want[r], out[r], "rank " + r);
-      }
-    }
+    });
   }
 
   /** Not a benchmark: checks that timings are reported, and prints them for the GPU run's log. */
   @Test
   void timingsAreReported() {
-    Random rnd = new Random(NativeTestSupport.seed("timingsAreReported"));
-    var pb = Reference.randomProblem(rnd, 8, 8, 32, 256, 8, 7168, DType.BF16, 512, 0.0);
-    try (CudaBackend be = CudaBackend.open(pb.cfg().map(), pb.cfg().comm())) {
-      for (int r = 0; r < pb.ranks(); r++) {
-        be.upload(r, pb.input(r));
-      }
+    SplittableRandom rnd = TestSeed.fresh().random();
+    Workload pb = KernelCases.random(rnd, 8, 8, 32, 256, 8, 7168, DType.BF16, 512, 0.0);
+    try (CudaBackend be = KernelCases.openAndUpload(pb)) {
       long bytes = 0;
       for (CudaBackend.Variant v : CudaBackend.Variant.values()) {
         float[] disp = new float[7];
@@ -115,7 +120,7 @@ class CudaBackendGpuTest {
           if (i == 0) {
             bytes = 0;
             for (int d = 0; d < pb.ranks(); d++) {
-              be.setExpertOutputs(d, Reference.randomRows(rnd, (long) res[d].rows() * 7168, DType.BF16));
+              be.setExpertOutputs(d, KernelCases.randomRows(rnd, res[d].rows(), 7168, DType.BF16));
               bytes += (long) res[d].rows() * 7168 * 2;
             }
           } else {
@@ -138,7 +143,7 @@ class CudaBackendGpuTest {
 
   @Test
   void badInputIsRejectedBeforeAnyKernel() {
-    var cfg = Reference.trivial(2, 2, 2, 128, 2, DType.BF16);
+    var cfg = KernelCases.trivial(2, 2, 2, 128, 2, DType.BF16);
     try (CudaBackend be = CudaBackend.open(cfg.map(), cfg.comm())) {
       byte[] x = new byte[2 * cfg.rowBytes()];
       float[] w = new float[4];
@@ -155,12 +160,12 @@ class CudaBackendGpuTest {
     // every token of both ranks to expert 0: rank 0 receives 2 x 8 rows, its buffer holds 10
     ExpertMap map = ExpertMap.trivial(io.moeyard.engine.Topology.singleNode(2), 4);
     CommConfig comm = CommConfig.of(8, 128, 1, DType.BF16, DType.BF16).withReceiveRows(10);
-    Random rnd = new Random(1);
+    SplittableRandom rnd = new SplittableRandom(1);
     try (CudaBackend be = CudaBackend.open(map, comm)) {
       assertEquals(10, be.receiveCapacity());
-      byte[] x = Reference.randomRows(rnd, 8 * 128, DType.BF16);
+      byte[] x = KernelCases.randomRows(rnd, 8, 128, DType.BF16);
       for (int r = 0; r < 2; r++) {
-        be.upload(r, new CudaBackend.RankInput(8, x, null, new int[8], Reference.randomWeights(rnd, 8)));
+        be.upload(r, new CudaBackend.RankInput(8, x, null, new int[8], new float[] {1, 1, 1, 1, 1, 1, 1, 1}));
       }
       IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> be.dispatch(CudaBackend.Variant.FUSED));
       assertTrue(e.getMessage().contains("rank 0 would receive 16 rows, its receive buffer holds 10"), e.getMessage());
@@ -168,7 +173,7 @@ class CudaBackendGpuTest {
       // a routing that fits runs on the same buffers
       int[] spread = {0, 1, 2, 3, 0, 1, 2, 3};
       for (int r = 0; r < 2; r++) {
-        be.upload(r, new CudaBackend.RankInput(8, x, null, spread, Reference.randomWeights(rnd, 8)));
+        be.upload(r, new CudaBackend.RankInput(8, x, null, spread, new float[] {1, 1, 1, 1, 1, 1, 1, 1}));
       }
       CudaBackend.DispatchResult[] got = be.dispatch(CudaBackend.Variant.FUSED);
       assertEquals(8, got[0].rows());
@@ -179,21 +184,12 @@ class CudaBackendGpuTest {
   // ---------------------------------------------------------------------------------------------
 
   /** Both variants: dispatch equals the reference; combine equals the reference; fused == unfused. */
-  private static void check(Reference.Problem pb, Random rnd) {
-    var c = pb.cfg();
-    int ranks = pb.ranks();
-    String ctx = "R=" + ranks + " S=" + c.slotsPerRank() + " K=" + c.topk() + " H=" + c.hidden() + " "
-        + c.dispatchType() + " tokens=" + Arrays.toString(pb.tokens());
-    Reference.DispatchOut[] want = Reference.dispatch(pb);
-    byte[][] y = new byte[ranks][];
-    for (int d = 0; d < ranks; d++) {
-      y[d] = Reference.randomRows(rnd, (long) want[d].rows() * c.hidden(), c.combineType());
-    }
-    byte[][] wantOut = Reference.combine(pb, y);
-    try (CudaBackend be = CudaBackend.open(c.map(), c.comm())) {
-      for (int r = 0; r < ranks; r++) {
-        be.upload(r, pb.input(r));
-      }
+  private static void check(Workload wl) {
+    int ranks = wl.ranks();
+    String ctx = wl.toString();
+    CudaBackend.DispatchResult[] want = KernelCases.dispatch(wl);
+    byte[][] wantOut = KernelCases.combine(wl);
+    try (CudaBackend be = KernelCases.openAndUpload(wl)) {
       for (CudaBackend.Variant v : CudaBackend.Variant.values()) {
         CudaBackend.DispatchResult[] got = be.dispatch(v);
         for (int d = 0; d < ranks; d++) {
@@ -201,27 +197,18 @@ class CudaBackendGpuTest {
           assertEquals(want[d].rows(), got[d].rows(), "rows " + at);
           assertArrayEquals(want[d].slotCounts(), got[d].slotCounts(), "slot counts " + at);
           assertArrayEquals(want[d].recvX(), got[d].recvX(), "recvX " + at);
-          assertArrayEquals(want[d].recvW(), got[d].recvWeights(), "recvWeights " + at);
+          assertArrayEquals(want[d].recvWeights(), got[d].recvWeights(), "recvWeights " + at);
           assertArrayEquals(want[d].recvScales(), got[d].recvScales(), "recvScales " + at);
           if (v == CudaBackend.Variant.FUSED) {
             assertArrayEquals(want[d].pairSrc(), got[d].pairSrc(), "pair sources " + at);
             assertArrayEquals(want[d].pairToken(), got[d].pairToken(), "pair tokens " + at);
           }
           // rank d's own layout as a source (DeepEP get_dispatch_layout outputs)
-          int[] ids = Reference.slotIds(c, d, pb.topkIdx()[d]);
-          int[] perRank = new int[ranks];
-          byte[] inRank = new byte[pb.tokens()[d] * ranks];
-          for (int t = 0; t < pb.tokens()[d]; t++) {
-            for (int dest : Reference.destRanks(ids, c.topk(), c.slotsPerRank(), t)) {
-              perRank[dest]++;
-              inRank[t * ranks + dest] = 1;
-            }
-          }
-          assertArrayEquals(perRank, got[d].numTokensPerRank(), "numTokensPerRank " + at);
-          assertArrayEquals(inRank, got[d].isTokenInRank(), "isTokenInRank " + at);
+          assertArrayEquals(want[d].numTokensPerRank(), got[d].numTokensPerRank(), "numTokensPerRank " + at);
+          assertArrayEquals(want[d].isTokenInRank(), got[d].isTokenInRank(), "isTokenInRank " + at);
         }
         for (int d = 0; d < ranks; d++) {
-          be.setExpertOutputs(d, y[d]);
+          be.setExpertOutputs(d, wl.y[d]);
         }
         byte[][] out = be.combine(v);
         for (int r = 0; r < ranks; r++) {

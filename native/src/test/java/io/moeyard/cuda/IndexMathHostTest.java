@@ -4,20 +4,28 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
+import io.moeyard.comm.CommConfig;
 import io.moeyard.engine.DType;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.Topology;
+import io.moeyard.engine.testkit.TestSeed;
+import io.moeyard.testkit.NaiveReference;
+import io.moeyard.testkit.Workload;
 import java.util.Arrays;
-import java.util.Random;
+import java.util.SplittableRandom;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
  * The __host__ __device__ index math of index_math.cuh, run on the host through JNI, against the
- * naive {@link Reference} (brute-force enumeration). Needs the library, not a GPU: runs here and in
- * CI. Random cases use a fresh seed each run (printed; replay with -Dmoeyard.test.seed).
+ * kit's {@link NaiveReference}. Needs the library, not a GPU: runs here and in CI. Random cases
+ * use a fresh seed each run, named in their failures (replay with -Dmoeyard.test.seed).
  */
 class IndexMathHostTest {
 
   private static final boolean HEAVY = Boolean.getBoolean("moeyard.test.heavy");
+  /** This run's seed, named in every random case's failure. */
+  private static final TestSeed SEED = TestSeed.fresh();
 
   @BeforeEach
   void library() {
@@ -58,23 +66,30 @@ class IndexMathHostTest {
 
   @Test
   void replicaChoiceMatchesReference() {
-    Random rnd = new Random(NativeTestSupport.seed("replicaChoiceMatchesReference"));
-    for (int iter = 0; iter < (HEAVY ? 2000 : 300); iter++) {
-      int ranks = 1 + rnd.nextInt(8);
-      int local = divisor(rnd, ranks);
-      int s = 1 + rnd.nextInt(6);
-      int p = ranks * s;
-      int experts = 1 + rnd.nextInt(p);
-      int k = 1 + rnd.nextInt(Math.min(experts, 16));
-      int[][] map = Reference.randomMap(rnd, p, experts);
-      var cfg = Reference.shape(ranks, local, s, map, 128, k, DType.BF16, 50);
-      int tokens = rnd.nextInt(50);
-      for (int r = 0; r < ranks; r++) {
-        int[] topk = Reference.randomTopk(rnd, tokens, k, experts, 0.1);
-        int[] got = NativeKernels.hostChooseReplicas(cfg.csrOffsets(), cfg.csrSlots(), s, local, r, topk, k);
-        assertArrayEquals(Reference.slotIds(cfg, r, topk), got, () -> "map " + Arrays.deepToString(map));
+    SplittableRandom rnd = SEED.random();
+    SEED.check(() -> {
+      for (int iter = 0; iter < (HEAVY ? 2000 : 300); iter++) {
+        int ranks = 1 + rnd.nextInt(8);
+        int local = divisor(rnd, ranks);
+        int s = 1 + rnd.nextInt(6);
+        int p = ranks * s;
+        int experts = 1 + rnd.nextInt(p);
+        int k = 1 + rnd.nextInt(Math.min(experts, 16));
+        ExpertMap map = Workload.randomMap(rnd, new Topology(ranks / local, local), s, experts);
+        KernelShape cfg = KernelShape.of(map, CommConfig.of(50, 128, k, DType.BF16, DType.BF16));
+        int[] tokens = new int[ranks];
+        int[][] idx = new int[ranks][];
+        for (int r = 0; r < ranks; r++) {
+          tokens[r] = rnd.nextInt(50);
+          idx[r] = Workload.randomRouting(rnd, tokens[r], experts, k, 0.1);
+        }
+        NaiveReference ref = new NaiveReference(map, idx, tokens, k);
+        for (int r = 0; r < ranks; r++) {
+          int[] got = NativeKernels.hostChooseReplicas(cfg.csrOffsets(), cfg.csrSlots(), s, local, r, idx[r], k);
+          assertArrayEquals(slots(ref, r, tokens[r]), got, map.toString());
+        }
       }
-    }
+    });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -83,62 +98,64 @@ class IndexMathHostTest {
 
   @Test
   void recvRowsFormulaMatchesEnumeration() {
-    Random rnd = new Random(NativeTestSupport.seed("recvRowsFormulaMatchesEnumeration"));
-    for (int iter = 0; iter < (HEAVY ? 2000 : 300); iter++) {
-      int ranks = 1 + rnd.nextInt(8);
-      int s = 1 + rnd.nextInt(8);
-      int[] counts = new int[ranks * s];
-      for (int i = 0; i < counts.length; i++) {
-        counts[i] = rnd.nextInt(4) == 0 ? 0 : rnd.nextInt(20);
-      }
-      // brute force: walk slots, then source ranks, then j
-      int total = Arrays.stream(counts).sum();
-      int[] q = new int[3 * total];
-      int[] want = new int[total];
-      int next = 0;
-      for (int ls = 0; ls < s; ls++) {
-        for (int r = 0; r < ranks; r++) {
-          for (int j = 0; j < counts[r * s + ls]; j++) {
-            q[3 * next] = r;
-            q[3 * next + 1] = ls;
-            q[3 * next + 2] = j;
-            want[next] = next;
-            next++;
+    SplittableRandom rnd = SEED.random();
+    SEED.check(() -> {
+      for (int iter = 0; iter < (HEAVY ? 2000 : 300); iter++) {
+        int ranks = 1 + rnd.nextInt(8);
+        int s = 1 + rnd.nextInt(8);
+        int[] counts = new int[ranks * s];
+        for (int i = 0; i < counts.length; i++) {
+          counts[i] = rnd.nextInt(4) == 0 ? 0 : rnd.nextInt(20);
+        }
+        // brute force: walk slots, then source ranks, then j
+        int total = Arrays.stream(counts).sum();
+        int[] q = new int[3 * total];
+        int[] want = new int[total];
+        int next = 0;
+        for (int ls = 0; ls < s; ls++) {
+          for (int r = 0; r < ranks; r++) {
+            for (int j = 0; j < counts[r * s + ls]; j++) {
+              q[3 * next] = r;
+              q[3 * next + 1] = ls;
+              q[3 * next + 2] = j;
+              want[next] = next;
+              next++;
+            }
           }
         }
-      }
-      assertArrayEquals(want, NativeKernels.hostRecvRows(counts, ranks, s, q));
+        assertArrayEquals(want, NativeKernels.hostRecvRows(counts, ranks, s, q));
 
-      int[] off = NativeKernels.hostRecvOffsets(counts, ranks, s);
-      assertEquals(s + (s + 1) + ranks * s + (ranks * s + 1), off.length);
-      int at = 0;
-      for (int ls = 0; ls < s; ls++) { // slotTotal
-        int tot = 0;
-        for (int r = 0; r < ranks; r++) {
-          tot += counts[r * s + ls];
+        int[] off = NativeKernels.hostRecvOffsets(counts, ranks, s);
+        assertEquals(s + (s + 1) + ranks * s + (ranks * s + 1), off.length);
+        int at = 0;
+        for (int ls = 0; ls < s; ls++) { // slotTotal
+          int tot = 0;
+          for (int r = 0; r < ranks; r++) {
+            tot += counts[r * s + ls];
+          }
+          assertEquals(tot, off[at++], "slotTotal " + ls);
         }
-        assertEquals(tot, off[at++], "slotTotal " + ls);
-      }
-      int base = 0;
-      for (int ls = 0; ls < s; ls++) { // slotBase
-        assertEquals(base, off[at++], "slotBase " + ls);
-        base += off[ls];
-      }
-      assertEquals(total, off[at++], "slotBase[S]");
-      for (int r = 0; r < ranks; r++) { // rowBase = row of j = 0
-        for (int ls = 0; ls < s; ls++) {
-          int rb = off[at++];
-          int[] one = NativeKernels.hostRecvRows(counts, ranks, s, new int[] {r, ls, 0});
-          assertEquals(one[0], rb, "rowBase r=" + r + " ls=" + ls);
+        int base = 0;
+        for (int ls = 0; ls < s; ls++) { // slotBase
+          assertEquals(base, off[at++], "slotBase " + ls);
+          base += off[ls];
         }
+        assertEquals(total, off[at++], "slotBase[S]");
+        for (int r = 0; r < ranks; r++) { // rowBase = row of j = 0
+          for (int ls = 0; ls < s; ls++) {
+            int rb = off[at++];
+            int[] one = NativeKernels.hostRecvRows(counts, ranks, s, new int[] {r, ls, 0});
+            assertEquals(one[0], rb, "rowBase r=" + r + " ls=" + ls);
+          }
+        }
+        int run = 0;
+        for (int i = 0; i < ranks * s; i++) { // stagingPrefix ([src][slot] order)
+          assertEquals(run, off[at++], "stagingPrefix " + i);
+          run += counts[i];
+        }
+        assertEquals(total, off[at]);
       }
-      int run = 0;
-      for (int i = 0; i < ranks * s; i++) { // stagingPrefix ([src][slot] order)
-        assertEquals(run, off[at++], "stagingPrefix " + i);
-        run += counts[i];
-      }
-      assertEquals(total, off[at]);
-    }
+    });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -147,61 +164,72 @@ class IndexMathHostTest {
 
   @Test
   void layoutMatchesBruteForceOnRandomConfigs() {
-    Random rnd = new Random(NativeTestSupport.seed("layoutMatchesBruteForceOnRandomConfigs"));
-    for (int iter = 0; iter < (HEAVY ? 600 : 120); iter++) {
-      int ranks = 1 + rnd.nextInt(8);
-      int local = divisor(rnd, ranks);
-      int s = 1 + rnd.nextInt(5);
-      int experts = 1 + rnd.nextInt(ranks * s);
-      int k = 1 + rnd.nextInt(Math.min(experts, 16));
-      int maxTokens = rnd.nextInt(4) == 0 ? 400 : 40;
-      var pb = Reference.randomProblem(rnd, ranks, local, s, experts, k, 128, DType.BF16, maxTokens, 0.15);
-      int chunk = new int[] {1, 2, 3, 7, 32, 128, 1000}[rnd.nextInt(7)];
-      checkLayout(pb, chunk);
-    }
+    SplittableRandom rnd = SEED.random();
+    SEED.check(() -> {
+      for (int iter = 0; iter < (HEAVY ? 600 : 120); iter++) {
+        int ranks = 1 + rnd.nextInt(8);
+        int local = divisor(rnd, ranks);
+        int s = 1 + rnd.nextInt(5);
+        int experts = 1 + rnd.nextInt(ranks * s);
+        int k = 1 + rnd.nextInt(Math.min(experts, 16));
+        int maxTokens = rnd.nextInt(4) == 0 ? 400 : 40;
+        Workload wl = KernelCases.random(rnd, ranks, local, s, experts, k, 128, DType.BF16, maxTokens, 0.15);
+        int chunk = new int[] {1, 2, 3, 7, 32, 128, 1000}[rnd.nextInt(7)];
+        checkLayout(wl, chunk);
+      }
+    });
   }
 
   @Test
   void layoutEdgeCases() {
-    Random rnd = new Random(NativeTestSupport.seed("layoutEdgeCases"));
-    // zero tokens everywhere
-    var zero = Reference.randomProblem(rnd, 4, 2, 2, 8, 2, 128, DType.BF16, 0, 0.0);
-    checkLayout(zero, 128);
-    // top-k 1
-    checkLayout(Reference.randomProblem(rnd, 4, 4, 3, 12, 1, 128, DType.BF16, 300, 0.0), 128);
-    checkLayout(Reference.randomProblem(rnd, 4, 4, 3, 12, 1, 128, DType.BF16, 300, 0.0), 5);
-    // every entry -1
-    checkLayout(Reference.randomProblem(rnd, 3, 1, 2, 6, 4, 128, DType.BF16, 50, 1.0), 7);
-    // all tokens to one expert (expert 0 on rank 0), top-k 1
-    var cfg = Reference.trivial(4, 2, 2, 128, 1, DType.BF16);
-    checkLayout(Reference.routed(cfg, new int[] {300, 0, 130, 1}, (r, t, j) -> 0, new Random(1)), 128);
-    // a rank that receives nothing: experts of rank 3 are never selected
-    var cfg2 = Reference.trivial(4, 4, 2, 128, 3, DType.BF16);
-    checkLayout(Reference.routed(cfg2, new int[] {50, 70, 0, 33}, (r, t, j) -> (t + 2 * j + r) % 6, new Random(1)), 16);
-    // 64 ranks (the rank masks' full width), top-16 spread over all ranks
-    checkLayout(Reference.randomProblem(rnd, 64, 8, 2, 128, 16, 128, DType.BF16, 150, 0.05), 64);
-    // full top-k 16 onto 16 experts: every token on every rank
-    var cfg3 = Reference.trivial(4, 2, 4, 128, 16, DType.BF16);
-    checkLayout(Reference.routed(cfg3, new int[] {129, 3, 0, 200}, (r, t, j) -> (j + t) % 16, new Random(1)), 128);
+    SplittableRandom rnd = SEED.random();
+    SEED.check(() -> {
+      // zero tokens everywhere
+      checkLayout(KernelCases.random(rnd, 4, 2, 2, 8, 2, 128, DType.BF16, 0, 0.0), 128);
+      // top-k 1
+      checkLayout(KernelCases.random(rnd, 4, 4, 3, 12, 1, 128, DType.BF16, 300, 0.0), 128);
+      checkLayout(KernelCases.random(rnd, 4, 4, 3, 12, 1, 128, DType.BF16, 300, 0.0), 5);
+      // every entry -1
+      checkLayout(KernelCases.random(rnd, 3, 1, 2, 6, 4, 128, DType.BF16, 50, 1.0), 7);
+      // all tokens to one expert (expert 0 on rank 0), top-k 1
+      var cfg = KernelCases.trivial(4, 2, 2, 128, 1, DType.BF16);
+      checkLayout(KernelCases.routed(cfg, new int[] {300, 0, 130, 1}, (r, t, j) -> 0, 1), 128);
+      // a rank that receives nothing: experts of rank 3 are never selected
+      var cfg2 = KernelCases.trivial(4, 4, 2, 128, 3, DType.BF16);
+      checkLayout(KernelCases.routed(cfg2, new int[] {50, 70, 0, 33}, (r, t, j) -> (t + 2 * j + r) % 6, 1), 16);
+      // 64 ranks (the rank masks' full width), top-16 spread over all ranks
+      checkLayout(KernelCases.random(rnd, 64, 8, 2, 128, 16, 128, DType.BF16, 150, 0.05), 64);
+      // full top-k 16 onto 16 experts: every token on every rank
+      var cfg3 = KernelCases.trivial(4, 2, 4, 128, 16, DType.BF16);
+      checkLayout(KernelCases.routed(cfg3, new int[] {129, 3, 0, 200}, (r, t, j) -> (j + t) % 16, 1), 128);
+    });
+  }
+
+  /** The slot of every entry of rank r's routing, -1 for -1. */
+  private static int[] slots(NaiveReference ref, int r, int tokens) {
+    int k = ref.topk();
+    int[] out = new int[tokens * k];
+    for (int t = 0; t < tokens; t++) for (int j = 0; j < k; j++) out[t * k + j] = ref.slot(r, t, j);
+    return out;
   }
 
   /** Runs the host layout of every rank and checks every output against brute force. */
-  static void checkLayout(Reference.Problem pb, int chunk) {
-    var c = pb.cfg();
+  static void checkLayout(Workload wl, int chunk) {
+    var c = KernelCases.shape(wl);
+    NaiveReference ref = wl.ref;
     int ranks = c.ranks();
     int s = c.slotsPerRank();
     int p = c.slots();
     int k = c.topk();
-    int[] tokens = pb.tokens();
+    int[] tokens = wl.tokens;
     int[][] ids = new int[ranks][];
     int[][] pos = new int[ranks][];
     int[][] totals = new int[ranks][];
-    String ctx = "R=" + ranks + " S=" + s + " K=" + k + " chunk=" + chunk + " tokens=" + Arrays.toString(tokens)
-        + " map=" + Arrays.deepToString(Reference.expertSlots(c));
+    String ctx = wl + " chunk=" + chunk + " " + wl.map;
     for (int r = 0; r < ranks; r++) {
       int tn = tokens[r];
-      ids[r] = NativeKernels.hostChooseReplicas(c.csrOffsets(), c.csrSlots(), s, c.localRanks(), r, pb.topkIdx()[r], k);
-      assertArrayEquals(Reference.slotIds(c, r, pb.topkIdx()[r]), ids[r], ctx);
+      ids[r] = NativeKernels.hostChooseReplicas(c.csrOffsets(), c.csrSlots(), s, c.localRanks(), r, wl.idx[r], k);
+      assertArrayEquals(slots(ref, r, tn), ids[r], ctx);
       pos[r] = new int[tn * k];
       int[] pairPos = new int[tn * k];
       int[] pairIdx = new int[tn * k];
@@ -214,7 +242,7 @@ class IndexMathHostTest {
       // pair offsets: prefix of the number of distinct destination ranks
       int[] wantOff = new int[tn + 1];
       for (int t = 0; t < tn; t++) {
-        wantOff[t + 1] = wantOff[t] + Reference.destRanks(ids[r], k, s, t).length;
+        wantOff[t + 1] = wantOff[t] + ref.destinations(r, t).length;
       }
       assertArrayEquals(wantOff, pairOff, "pairOffset " + ctx);
       assertArrayEquals(wantOff, NativeKernels.hostPairOffsets(ids[r], tn, k, s), "hostPairOffsets " + ctx);
@@ -222,7 +250,7 @@ class IndexMathHostTest {
       int[] seenSlot = new int[p]; // tokens so far that selected each slot
       int[] seenRank = new int[ranks]; // tokens so far that went to each rank
       for (int t = 0; t < tn; t++) {
-        int[] dests = Reference.destRanks(ids[r], k, s, t);
+        int[] dests = ref.destinations(r, t);
         for (int d = 0; d < ranks; d++) {
           boolean in = Arrays.binarySearch(dests, d) >= 0;
           assertEquals(in ? 1 : 0, inRank[t * ranks + d], "isTokenInRank " + ctx);
@@ -261,8 +289,7 @@ class IndexMathHostTest {
       }
       assertArrayEquals(wantPrefix, slotPrefix, "slotPrefix " + ctx);
     }
-    // FUSCO rows: rowBase (from the destination's counts) + j == brute-force enumeration
-    int[][] want = Reference.recvRows(ranks, s, k, tokens, ids);
+    // FUSCO rows: rowBase (from the destination's counts) + j == the reference's row
     for (int d = 0; d < ranks; d++) {
       int[] counts = new int[ranks * s];
       for (int r = 0; r < ranks; r++) {
@@ -275,7 +302,7 @@ class IndexMathHostTest {
           int sl = ids[r][o];
           if (sl >= 0 && sl / s == d) {
             int row = off[rowBaseAt + r * s + sl % s] + pos[r][o];
-            assertEquals(want[r][o], row, "row of rank " + r + " selection " + o + " on " + d + " " + ctx);
+            assertEquals(ref.row(r, o / k, o % k), row, "row of rank " + r + " selection " + o + " on " + d + " " + ctx);
           }
         }
       }
@@ -288,61 +315,67 @@ class IndexMathHostTest {
 
   @Test
   void chunkRangesCoverExactly() {
-    Random rnd = new Random(NativeTestSupport.seed("chunkRangesCoverExactly"));
-    long[] ns = {0, 1, 127, 128, 129, 1024, 4096L * 7168};
-    for (int iter = 0; iter < 200; iter++) {
-      long n = iter < ns.length ? ns[iter] : rnd.nextInt(100_000);
-      int size = 1 + rnd.nextInt(iter % 2 == 0 ? 10 : 5000);
-      long[] r = NativeKernels.hostChunkRanges(n, size);
-      long chunks = (n + size - 1) / size;
-      assertEquals(2 * chunks, r.length, "n=" + n + " size=" + size);
-      long at = 0;
-      for (int c = 0; c < chunks; c++) {
-        assertEquals(at, r[2 * c]);
-        assertEquals(Math.min(n, at + size), r[2 * c + 1]);
-        at = r[2 * c + 1];
+    SplittableRandom rnd = SEED.random();
+    SEED.check(() -> {
+      long[] ns = {0, 1, 127, 128, 129, 1024, 4096L * 7168};
+      for (int iter = 0; iter < 200; iter++) {
+        long n = iter < ns.length ? ns[iter] : rnd.nextInt(100_000);
+        int size = 1 + rnd.nextInt(iter % 2 == 0 ? 10 : 5000);
+        long[] r = NativeKernels.hostChunkRanges(n, size);
+        long chunks = (n + size - 1) / size;
+        assertEquals(2 * chunks, r.length, "n=" + n + " size=" + size);
+        long at = 0;
+        for (int c = 0; c < chunks; c++) {
+          assertEquals(at, r[2 * c]);
+          assertEquals(Math.min(n, at + size), r[2 * c + 1]);
+          at = r[2 * c + 1];
+        }
+        assertEquals(n, at);
       }
-      assertEquals(n, at);
-    }
-    assertThrows(IllegalArgumentException.class, () -> NativeKernels.hostChunkRanges(10, 0));
+      assertThrows(IllegalArgumentException.class, () -> NativeKernels.hostChunkRanges(10, 0));
+    });
   }
 
   @Test
   void findChunkSkipsEmptyChunks() {
-    Random rnd = new Random(NativeTestSupport.seed("findChunkSkipsEmptyChunks"));
-    for (int iter = 0; iter < 300; iter++) {
-      int n = 1 + rnd.nextInt(40);
-      int[] prefix = new int[n + 1];
-      prefix[0] = rnd.nextInt(3);
-      for (int c = 0; c < n; c++) {
-        prefix[c + 1] = prefix[c] + (rnd.nextInt(3) == 0 ? 0 : rnd.nextInt(10));
-      }
-      int[] rows = new int[prefix[n] + 4];
-      for (int i = 0; i < rows.length; i++) {
-        rows[i] = i - 2;
-      }
-      int[] got = NativeKernels.hostFindChunk(prefix, rows);
-      for (int i = 0; i < rows.length; i++) {
-        int want = -1;
+    SplittableRandom rnd = SEED.random();
+    SEED.check(() -> {
+      for (int iter = 0; iter < 300; iter++) {
+        int n = 1 + rnd.nextInt(40);
+        int[] prefix = new int[n + 1];
+        prefix[0] = rnd.nextInt(3);
         for (int c = 0; c < n; c++) {
-          if (prefix[c] <= rows[i] && rows[i] < prefix[c + 1]) {
-            want = c;
-          }
+          prefix[c + 1] = prefix[c] + (rnd.nextInt(3) == 0 ? 0 : rnd.nextInt(10));
         }
-        assertEquals(want, got[i], "row " + rows[i] + " prefix " + Arrays.toString(prefix));
+        int[] rows = new int[prefix[n] + 4];
+        for (int i = 0; i < rows.length; i++) {
+          rows[i] = i - 2;
+        }
+        int[] got = NativeKernels.hostFindChunk(prefix, rows);
+        for (int i = 0; i < rows.length; i++) {
+          int want = -1;
+          for (int c = 0; c < n; c++) {
+            if (prefix[c] <= rows[i] && rows[i] < prefix[c + 1]) {
+              want = c;
+            }
+          }
+          assertEquals(want, got[i], "row " + rows[i] + " prefix " + Arrays.toString(prefix));
+        }
       }
-    }
+    });
   }
 
   @Test
   void sortSmallSorts() {
-    Random rnd = new Random(NativeTestSupport.seed("sortSmallSorts"));
-    for (int iter = 0; iter < 200; iter++) {
-      int[] a = rnd.ints(rnd.nextInt(17), -5, 50).toArray();
-      int[] want = a.clone();
-      Arrays.sort(want);
-      assertArrayEquals(want, NativeKernels.hostSortSmall(a));
-    }
+    SplittableRandom rnd = SEED.random();
+    SEED.check(() -> {
+      for (int iter = 0; iter < 200; iter++) {
+        int[] a = rnd.ints(rnd.nextInt(17), -5, 50).toArray();
+        int[] want = a.clone();
+        Arrays.sort(want);
+        assertArrayEquals(want, NativeKernels.hostSortSmall(a));
+      }
+    });
   }
 
   @Test
@@ -354,7 +387,7 @@ class IndexMathHostTest {
             new int[2], new int[4], new int[3], new byte[2]));
   }
 
-  private static int divisor(Random rnd, int n) {
+  private static int divisor(SplittableRandom rnd, int n) {
     int[] ds = java.util.stream.IntStream.rangeClosed(1, n).filter(d -> n % d == 0).toArray();
     return ds[rnd.nextInt(ds.length)];
   }

@@ -32,11 +32,4 @@ final class NativeTestSupport {
     Assumptions.assumeTrue(a.available(), a::message);
   }
 
-  /** A fresh seed per run, printed so that a failure can be replayed with -Dmoeyard.test.seed. */
-  static long seed(String test) {
-    String fixed = System.getProperty("moeyard.test.seed");
-    long seed = fixed != null ? Long.parseLong(fixed) : System.nanoTime();
-    System.out.println(test + ": seed " + seed + " (replay with -Dmoeyard.test.seed=" + seed + ")");
-    return seed;
-  }
 }
