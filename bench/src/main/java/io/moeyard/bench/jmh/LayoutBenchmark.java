@@ -1,10 +1,10 @@
 package io.moeyard.bench.jmh;
 
-import io.moeyard.bench.run.CpuBench;
 import io.moeyard.dispatch.Routing;
 import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.Topology;
+import io.moeyard.testkit.Workload;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -64,7 +64,7 @@ public class LayoutBenchmark {
     } else {
       map = ExpertMap.trivial(topo, experts);
     }
-    int[] idx = CpuBench.randomRouting(new SplittableRandom(1), tokens, experts, topk);
+    int[] idx = Workload.randomRouting(new SplittableRandom(1), tokens, experts, topk, 0);
     float[] w = new float[tokens * topk];
     java.util.Arrays.fill(w, 1f / topk);
     routing = new Routing(tokens, topk, idx, w);

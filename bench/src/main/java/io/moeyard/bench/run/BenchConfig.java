@@ -2,6 +2,7 @@ package io.moeyard.bench.run;
 
 import io.moeyard.engine.DType;
 import io.moeyard.placement.trace.NpyWriter;
+import io.moeyard.testkit.Workload;
 import java.io.IOException;
 import java.nio.file.Path;
 
@@ -53,7 +54,7 @@ public record BenchConfig(
    */
   int[] routing(int r) {
     if (trace != null) return trace.rankRouting(r, tokens);
-    return CpuBench.randomRouting(CpuBench.routingRandom(this, r), tokens, experts, topk);
+    return Workload.randomRouting(CpuBench.routingRandom(this, r), tokens, experts, topk, 0);
   }
 
   /** Rank r's top-k weights, from their own stream (random either way: traces hold ids only). */

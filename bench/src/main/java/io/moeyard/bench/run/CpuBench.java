@@ -1,6 +1,5 @@
 package io.moeyard.bench.run;
 
-import io.moeyard.bench.verify.NaiveReference;
 import io.moeyard.combine.Combiner;
 import io.moeyard.comm.CommConfig;
 import io.moeyard.comm.Communicator;
@@ -13,6 +12,8 @@ import io.moeyard.engine.RowCopy;
 import io.moeyard.engine.Topology;
 import io.moeyard.engine.transport.CpuWorld;
 import io.moeyard.engine.transport.Transport;
+import io.moeyard.testkit.NaiveReference;
+import io.moeyard.testkit.Workload;
 import java.io.PrintStream;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -24,7 +25,7 @@ import java.util.function.IntConsumer;
 /**
  * The all-to-all benchmark on the embedded CPU backend: R ranks as threads of this JVM, random
  * routing, fused and unfused dispatch and combine timed side by side in one run, each verified
- * against the other and against {@link NaiveReference}, and the roofline: every rank thread
+ * against the other and against the test kit's {@link NaiveReference}, and the roofline: every rank thread
  * copying the same number of bytes with one bulk copy, in the same run.
  *
  * <p>Timing: every operation is warmed up first; then {@code iters} rounds each time one call of
@@ -65,9 +66,9 @@ public final class CpuBench {
       RowBuffer[] y = new RowBuffer[ranks];
       for (int r = 0; r < ranks; r++) {
         x[r] = RowBuffer.allocate(arena, c.tokens(), c.hidden(), c.dtype());
-        fill(x[r], xRandom(c, r));
+        Workload.fill(x[r], xRandom(c, r));
         y[r] = RowBuffer.allocate(arena, ref.rowsReceivedBy(r), c.hidden(), outType);
-        fill(y[r], yRandom(c, r));
+        Workload.fill(y[r], yRandom(c, r));
       }
       world.run(t -> {
         rankBody(t, c, map, x[t.rank()], y, outType, new Routing(c.tokens(), c.topk(), idx[t.rank()], w[t.rank()]),
@@ -245,7 +246,7 @@ public final class CpuBench {
   // The bench's data, seeded per rank: every backend's bench uses these, so `--seed S` means the
   // same routing, tokens and expert outputs on cpu and cuda.
 
-  /** Source of rank r's routing ({@link #randomRouting}). */
+  /** Source of rank r's routing ({@link Workload#randomRouting}). */
   static SplittableRandom routingRandom(BenchConfig c, int r) {
     return new SplittableRandom(c.seed() * 1_000_003L + r);
   }
@@ -255,29 +256,14 @@ public final class CpuBench {
     return new SplittableRandom(c.seed() * 1_000_033L + 7 * r + 1);
   }
 
-  /** Source of rank r's token rows ({@link #fill}). */
+  /** Source of rank r's token rows ({@link Workload#fill}). */
   static SplittableRandom xRandom(BenchConfig c, int r) {
     return new SplittableRandom(c.seed() + 17 * r);
   }
 
-  /** Source of rank r's expert outputs ({@link #fill}). */
+  /** Source of rank r's expert outputs ({@link Workload#fill}). */
   static SplittableRandom yRandom(BenchConfig c, int r) {
     return new SplittableRandom(c.seed() + 31 * r);
-  }
-
-  /** Distinct uniformly random experts per token, as a balanced router would produce on average. */
-  public static int[] randomRouting(SplittableRandom rnd, int tokens, int experts, int topk) {
-    int[] idx = new int[tokens * topk];
-    int[] perm = new int[experts];
-    for (int e = 0; e < experts; e++) perm[e] = e;
-    for (int t = 0; t < tokens; t++) {
-      for (int k = 0; k < topk; k++) {
-        int j = k + rnd.nextInt(experts - k);
-        int tmp = perm[k]; perm[k] = perm[j]; perm[j] = tmp;
-        idx[t * topk + k] = perm[k];
-      }
-    }
-    return idx;
   }
 
   static float[] randomWeights(SplittableRandom rnd, int tokens, int topk) {
@@ -290,21 +276,21 @@ public final class CpuBench {
     return w;
   }
 
-  /** Random finite values (never zeros: they hide unwritten outputs). */
-  static void fill(RowBuffer b, SplittableRandom rnd) {
-    if (b.dtype() == DType.FP8_E4M3) {
-      long n = (long) b.rows() * b.hidden();
-      for (long i = 0; i < n; i++) {
-        int v = rnd.nextInt(256);
-        if ((v & 0x7F) == 0x7F) v ^= 1; // not NaN
-        b.segment().set(ValueLayout.JAVA_BYTE, b.offset() + i, (byte) v);
-      }
-      for (long i = 0; i < (long) b.rows() * b.scalesPerRow(); i++) {
-        b.scales().setAtIndex(ValueLayout.JAVA_FLOAT, i, (float) rnd.nextDouble(0.01, 1));
-      }
-      return;
+  /**
+   * The bench's problem as a {@link Workload} (for the backends that take heap rows): the config's
+   * map, routing and weights, equal tokens per rank, and the same rows as {@link #run} fills.
+   */
+  static Workload workload(BenchConfig c) {
+    int ranks = c.ranks();
+    int[] tokens = new int[ranks];
+    Arrays.fill(tokens, c.tokens());
+    int[][] idx = new int[ranks][];
+    float[][] w = new float[ranks][];
+    for (int r = 0; r < ranks; r++) {
+      idx[r] = c.routing(r);
+      w[r] = c.weights(r);
     }
-    for (int row = 0; row < b.rows(); row++) for (int c = 0; c < b.hidden(); c++) b.setFloat(row, c, (float) rnd.nextDouble(-2, 2));
+    return new Workload(c.expertMap(), tokens, c.topk(), c.hidden(), c.dtype(), idx, w, r -> xRandom(c, r), r -> yRandom(c, r));
   }
 
   private static BenchResult.Timing timing(long[] ns, double bytes) {

@@ -11,6 +11,7 @@ import io.moeyard.dispatch.UnfusedDispatcher;
 import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.transport.CpuWorld;
+import io.moeyard.testkit.Workload;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;

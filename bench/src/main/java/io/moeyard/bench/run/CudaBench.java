@@ -4,6 +4,7 @@ import io.moeyard.comm.CommConfig;
 import io.moeyard.cuda.CudaAvailability;
 import io.moeyard.cuda.CudaBackend;
 import io.moeyard.engine.DType;
+import io.moeyard.testkit.Workload;
 import java.io.PrintStream;
 import java.util.Arrays;
 
@@ -44,7 +45,7 @@ public final class CudaBench {
     av.require();
     progress.printf("moeyard bench (cuda, %s): %d ranks x %d tokens, hidden %d %s, %d experts top-%d; preparing data...%n",
         av.device(), c.ranks(), c.tokens(), c.hidden(), c.dtype().cliName(), c.experts(), c.topk());
-    Workload wl = Workload.bench(c);
+    Workload wl = CpuBench.workload(c);
     progress.println("running the cpu fused path once for the reference...");
     CpuRun cpu = CpuRun.run(wl, true, c.chunk());
     int[] pairs = cpu.pairs.clone();

@@ -2,6 +2,7 @@ package io.moeyard.bench.run;
 
 import io.moeyard.cuda.CudaBackend;
 import io.moeyard.comm.CommConfig;
+import io.moeyard.testkit.Workload;
 import java.lang.foreign.MemorySegment;
 
 /**

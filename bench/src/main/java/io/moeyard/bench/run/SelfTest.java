@@ -2,26 +2,22 @@ package io.moeyard.bench.run;
 
 import io.moeyard.cuda.CudaAvailability;
 import io.moeyard.cuda.CudaBackend;
-import io.moeyard.engine.DType;
-import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
-import io.moeyard.engine.Topology;
+import io.moeyard.testkit.Workload;
 import java.io.PrintStream;
 import java.util.Locale;
 import java.util.SplittableRandom;
-import java.util.stream.IntStream;
 
 /**
  * {@code moeyard selftest}: many random configurations, every output of one backend compared bit
  * for bit with the CPU fused backend.
  *
- * <p>A case: 1..8 ranks (one case in eight: up to 16) on 1..R nodes, 1..32 slots per rank, replicas
- * (fewer logical experts than slots, through {@link ExpertMap#of}), top-k 1..8 (wide cases: 1..16), every dtype (FP8 with scales), odd hidden sizes,
- * 0..maxTokens tokens per rank (unequal, some ranks empty), -1 entries, skewed routing, and a
- * random pipelining chunk. {@code cpu}: the unfused CPU path vs the fused one vs
- * {@code NaiveReference}; {@code cuda}: both CUDA variants vs the CPU fused path
- * ({@link CudaCheck#verify}). Each case has its own seed, printed on failure; replay one case with
- * {@code --case-seed}.
+ * <p>A case is the test kit's {@link Workload#random} (the data-path tests' generator: 1..16 ranks
+ * on any number of nodes, replicas, top-k 1..16, every dtype, odd hidden sizes, empty ranks, -1
+ * entries, skewed and one-expert routings) and a random pipelining chunk. {@code cpu}: the unfused
+ * CPU path vs the fused one vs the kit's {@code NaiveReference}; {@code cuda}: both CUDA variants
+ * vs the CPU fused path ({@link CudaCheck#verify}). Each case has its own seed, printed on
+ * failure; replay one case with {@code --case-seed}.
  */
 public final class SelfTest {
   private SelfTest() {}
@@ -85,53 +81,12 @@ public final class SelfTest {
     return chunks[new SplittableRandom(caseSeed ^ 0x5DEECE66DL).nextInt(chunks.length)];
   }
 
-  /** The random problem of one case (a pure function of its seed). */
+  /** The random problem of one case: the kit's generator, a pure function of its seed. */
   static Workload randomCase(long caseSeed, int maxTokens) {
-    SplittableRandom rnd = new SplittableRandom(caseSeed);
-    // one case in eight is wide: up to 16 ranks and top-16 (the CUDA backend's top-k limit)
-    boolean wide = rnd.nextInt(8) == 0;
-    int ranks = 1 + rnd.nextInt(wide ? 16 : 8);
-    int[] divisors = IntStream.rangeClosed(1, ranks).filter(d -> ranks % d == 0).toArray();
-    int local = divisors[rnd.nextInt(divisors.length)];
-    Topology topo = new Topology(ranks / local, local);
-    int spr = 1 + rnd.nextInt(32);
-    int slots = ranks * spr;
-    int experts = rnd.nextInt(3) == 0 ? slots : 1 + rnd.nextInt(slots);
-    int[] p2l = new int[slots];
-    for (int p = 0; p < slots; p++) p2l[p] = p < experts ? p : rnd.nextInt(experts);
-    for (int p = slots - 1; p > 0; p--) {
-      int j = rnd.nextInt(p + 1);
-      int t = p2l[p]; p2l[p] = p2l[j]; p2l[j] = t;
-    }
-    ExpertMap map = ExpertMap.of(topo, experts, p2l);
-    int topk = 1 + rnd.nextInt(Math.min(wide ? 16 : 8, experts));
-    DType dt = DType.values()[rnd.nextInt(DType.values().length)];
-    int hidden = switch (dt) {
-      case FP8_E4M3 -> 128 * (1 + rnd.nextInt(3));
-      default -> rnd.nextInt(4) == 0 ? 16 * (1 + rnd.nextInt(32)) : 1 + rnd.nextInt(300);
-    };
-    int[] tokens = new int[ranks];
-    for (int r = 0; r < ranks; r++) tokens[r] = rnd.nextInt(5) == 0 ? 0 : rnd.nextInt(maxTokens + 1);
-    double drop = new double[] {0, 0, 0.1, 0.5, 1}[rnd.nextInt(5)];
-    // skewed: every token picks from a few hot experts (the rest of the world receives nothing)
-    int pool = rnd.nextInt(4) == 0 ? Math.min(experts, topk + rnd.nextInt(3)) : experts;
-    int[][] idx = new int[ranks][];
-    float[][] w = new float[ranks][];
-    for (int r = 0; r < ranks; r++) {
-      idx[r] = CpuBench.randomRouting(rnd, tokens[r], pool, topk);
-      w[r] = new float[tokens[r] * topk];
-      for (int i = 0; i < idx[r].length; i++) {
-        if (rnd.nextDouble() < drop) idx[r][i] = -1;
-        w[r][i] = (float) rnd.nextDouble(-2, 2);
-      }
-    }
-    long xs = caseSeed * 31 + 7;
-    long ys = caseSeed * 131 + 11;
-    return new Workload(map, tokens, topk, hidden, dt, idx, w,
-        r -> new SplittableRandom(xs + 1_000_003L * r), r -> new SplittableRandom(ys + 1_000_033L * r));
+    return Workload.random(caseSeed, maxTokens);
   }
 
-  /** CPU: fused vs NaiveReference, unfused vs fused; null when all agree bit for bit. */
+  /** CPU: fused vs the kit's NaiveReference, unfused vs fused; null when all agree bit for bit. */
   static String checkCpu(Workload wl, int chunk) {
     try (CpuRun fused = CpuRun.run(wl, true, chunk); CpuRun unfused = CpuRun.run(wl, false, chunk)) {
       int ranks = wl.ranks();

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.moeyard.comm.CommConfig;
 import io.moeyard.cuda.CudaBackend;
 import io.moeyard.engine.DType;
+import io.moeyard.testkit.Workload;
 import java.lang.foreign.ValueLayout;
 import java.util.EnumSet;
 import java.util.Set;
@@ -73,10 +74,10 @@ class CudaBenchHostTest {
   @Test
   void benchWorkloadIsTheCpuBenchData() {
     BenchConfig c = new BenchConfig(3, 20, 128, 6, 2, DType.FP8_E4M3, null, 1, 0, 128, 5);
-    Workload wl = Workload.bench(c);
+    Workload wl = CpuBench.workload(c);
     for (int r = 0; r < 3; r++) {
       java.util.SplittableRandom rnd = CpuBench.routingRandom(c, r);
-      assertEquals(java.util.Arrays.toString(CpuBench.randomRouting(rnd, 20, 6, 2)), java.util.Arrays.toString(wl.idx[r]));
+      assertEquals(java.util.Arrays.toString(Workload.randomRouting(rnd, 20, 6, 2, 0)), java.util.Arrays.toString(wl.idx[r]));
     }
     assertEquals(DType.BF16, wl.outType);
   }

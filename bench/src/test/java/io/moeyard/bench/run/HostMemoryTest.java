@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moeyard.engine.DType;
+import io.moeyard.testkit.Workload;
 import java.util.SplittableRandom;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -22,7 +23,7 @@ class HostMemoryTest {
     for (int[] s : shapes) {
       BenchConfig c = config(s[0], 0, 1, s[1], s[2]);
       int tokens = 20_000;
-      int[] idx = CpuBench.randomRouting(rnd, tokens, s[1], s[2]);
+      int[] idx = Workload.randomRouting(rnd, tokens, s[1], s[2], 0);
       int perRank = s[1] / s[0];
       long distinct = 0;
       for (int t = 0; t < tokens; t++) {
