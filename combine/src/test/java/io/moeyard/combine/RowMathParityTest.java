@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.testkit.TestSeed;
 import java.lang.foreign.Arena;
 import java.lang.foreign.ValueLayout;
 import java.util.SplittableRandom;
@@ -31,8 +32,8 @@ class RowMathParityTest {
   @Test
   void simdMatchesScalarBitForBit() {
     assertTrue(RowMath.SIMD, "tests run with --add-modules jdk.incubator.vector (see the parent pom)");
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     try (Arena arena = Arena.ofConfined()) {
       for (int trial = 0; trial < 300; trial++) {
         DType dt = rnd.nextBoolean() ? DType.BF16 : DType.FP32;
@@ -48,7 +49,7 @@ class RowMathParityTest {
         float[] a = new float[h];
         float[] b = new float[h];
         for (int c = 0; c < h; c++) a[c] = b[c] = special(rnd);
-        String ctx = "seed " + seed + " trial " + trial + " " + dt + " h=" + h;
+        String ctx = seed + " trial " + trial + " " + dt + " h=" + h;
         RowMath.addWeighted(a, y, 0, w);
         RowMath.scalarAddWeighted(b, y, 0, w);
         assertBits(a, b, ctx + " addWeighted");
@@ -87,8 +88,8 @@ class RowMathParityTest {
   /** The one-pass sums of every implementation against the scalar steps, over 1..8 rows, weighted and not. */
   @Test
   void sumsMatchTheScalarSteps() {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     java.util.Map<String, Sum> single = new java.util.LinkedHashMap<>();
     java.util.Map<String, Sum> grouped = new java.util.LinkedHashMap<>();
     single.put("RowMath", (y, rows, w, n, ge, g, o) -> RowMath.sumStore(new float[y.hidden()], new long[n], y, rows, w, n, o, 1));
@@ -135,7 +136,7 @@ class RowMathParityTest {
           w = new float[n];
           for (int i = 0; i < n; i++) w[i] = tiny ? (float) rnd.nextDouble(-1, 1) : special(rnd);
         }
-        String ctx = "seed " + seed + " trial " + trial + " " + dt + " h=" + h + " n=" + n + (w == null ? " unweighted" : "")
+        String ctx = seed + " trial " + trial + " " + dt + " h=" + h + " n=" + n + (w == null ? " unweighted" : "")
             + (tiny ? " tiny" : "");
         RowBuffer expected = RowBuffer.allocate(arena, 2, h, dt);
         float[] acc = new float[h];
@@ -187,8 +188,8 @@ class RowMathParityTest {
    */
   @Test
   void batchesEqualOneSumAtATime() {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     try (Arena arena = Arena.ofShared()) {
       for (int trial = 0; trial < 150; trial++) {
         DType dt = rnd.nextInt(4) == 0 ? DType.FP32 : DType.BF16;
@@ -231,7 +232,7 @@ class RowMathParityTest {
           }
           got.segment().fill((byte) 0x3C);
           batch.run(y, weighted, got, first, stream);
-          String ctx = "seed " + seed + " trial " + trial + " rep " + rep + " " + dt + " h=" + h + " outputs=" + outputs
+          String ctx = seed + " trial " + trial + " rep " + rep + " " + dt + " h=" + h + " outputs=" + outputs
               + (twoLevel ? " two-level" : "") + (weighted ? " weighted" : "") + (stream ? " streamed" : "");
           assertEquals(batch.outputs(), outputs, ctx);
           for (int r = 0; r < got.rows(); r++) assertSameRow(got, want, r, dt, ctx + " row " + r);

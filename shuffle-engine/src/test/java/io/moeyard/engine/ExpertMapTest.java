@@ -4,14 +4,15 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.testkit.TestSeed;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 class ExpertMapTest {
   @Test
   void replicaRulePrefersOwnRankThenNodeThenRotates() {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     for (int trial = 0; trial < 300; trial++) {
       int nodes = 1 + rnd.nextInt(3);
       int local = 1 + rnd.nextInt(4);
@@ -31,7 +32,7 @@ class ExpertMapTest {
         for (int t = 0; t < 20; t++) {
           int e = rnd.nextInt(experts);
           int chosen = map.chooseSlot(r, t, e);
-          String ctx = "seed " + seed + " trial " + trial + " rank " + r + " token " + t + " expert " + e;
+          String ctx = seed + " trial " + trial + " rank " + r + " token " + t + " expert " + e;
           assertEquals(e, p2l[chosen], ctx);
           // brute force: the candidate tier and the rotation
           java.util.List<Integer> own = new java.util.ArrayList<>(), node = new java.util.ArrayList<>(), all = new java.util.ArrayList<>();

@@ -2,6 +2,7 @@ package io.moeyard.engine;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import io.moeyard.engine.testkit.TestSeed;
 import java.math.BigDecimal;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
@@ -26,12 +27,12 @@ class NumericsTest {
 
   @Test
   void bf16RoundsToNearestEvenOnRandomFloats() {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     for (int i = 0; i < 200_000; i++) {
       float f = Float.intBitsToFloat(rnd.nextInt());
       if (Float.isNaN(f) || Float.isInfinite(f)) continue;
-      assertEquals(bf16Reference(f), Numerics.floatToBf16(f), "seed " + seed + " value " + f);
+      assertEquals(bf16Reference(f), Numerics.floatToBf16(f), seed + " value " + f);
     }
   }
 

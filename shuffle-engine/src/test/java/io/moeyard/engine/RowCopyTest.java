@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.testkit.TestSeed;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -23,8 +24,8 @@ class RowCopyTest {
 
   @Test
   void copiesExactlyTheRowsAskedForAlignedOrNot() {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     try (Arena arena = Arena.ofConfined()) {
       for (int trial = 0; trial < 200; trial++) {
         long rowBytes = rnd.nextBoolean() ? 64L * (1 + rnd.nextInt(70)) : 1 + rnd.nextInt(300);
@@ -46,7 +47,7 @@ class RowCopyTest {
           dof[i] = shift + slot * rowBytes;
         }
         RowCopy.copyRows(src, so, dst, dof, n, rowBytes);
-        String ctx = "seed " + seed + " trial " + trial;
+        String ctx = seed + " trial " + trial;
         for (int slot = 0; slot < rows * 2; slot++) {
           long at = shift + slot * rowBytes;
           int who = -1;
@@ -62,8 +63,8 @@ class RowCopyTest {
 
   @Test
   void blockCopiesMatchMemorySegmentCopy() {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     try (Arena arena = Arena.ofConfined()) {
       for (int trial = 0; trial < 100; trial++) {
         long bytes = rnd.nextBoolean() ? 64L * rnd.nextInt(200) : rnd.nextInt(5000);
@@ -77,7 +78,7 @@ class RowCopyTest {
         b.fill((byte) 9);
         RowCopy.copy(src, so, a, dof, bytes);
         MemorySegment.copy(src, so, b, dof, bytes);
-        assertEquals(-1, a.mismatch(b), "seed " + seed + " trial " + trial);
+        assertEquals(-1, a.mismatch(b), seed + " trial " + trial);
       }
       MemorySegment small = arena.allocate(100, 64);
       assertThrows(IndexOutOfBoundsException.class, () -> RowCopy.copy(small, 0, small, 50, 64));

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.moeyard.bench.run.TraceRouting;
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.placement.trace.NpyWriter;
 import io.moeyard.placement.trace.RoutingTrace;
 import java.io.OutputStream;
@@ -55,7 +56,8 @@ class BenchTraceTest {
 
   @Test
   void traceRoutingSlicesConsecutiveTokensPerRank() {
-    SplittableRandom rnd = new SplittableRandom(System.nanoTime());
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     int tokens = 50, layers = 3, topk = 4, experts = 12;
     int[] ids = skewedIds(rnd, tokens, layers, topk, experts);
     RoutingTrace trace = new RoutingTrace("t", tokens, layers, topk, experts, ids);
@@ -65,27 +67,27 @@ class BenchTraceTest {
     for (int r = 0; r < 4; r++) {
       int[] got = tr.rankRouting(r, perRank);
       for (int t = 0; t < perRank; t++) {
-        for (int k = 0; k < topk; k++) assertEquals(ids[((r * perRank + t) * layers + 2) * topk + k], got[t * topk + k]);
+        for (int k = 0; k < topk; k++) assertEquals(ids[((r * perRank + t) * layers + 2) * topk + k], got[t * topk + k], seed.toString());
       }
     }
   }
 
   @Test
   void benchOnASkewedTraceVerifies() throws Exception {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     int tokens = 4 * 30 + 3, layers = 2, topk = 3, experts = 8;
     Path f = write(skewedIds(rnd, tokens, layers, topk, experts), tokens, layers, topk);
     Path json = dir.resolve("bench.json");
     int rc = Moeyard.commandLine().execute("bench", "--trace", f.toString(), "--layer", "1", "--ranks", "4",
         "--hidden", "128", "--iters", "2", "--warmup", "0", "--json", json.toString());
-    assertEquals(0, rc, "seed " + seed);
+    assertEquals(0, rc, seed.toString());
     JsonNode root = new ObjectMapper().readTree(json.toFile());
     assertEquals(30, root.path("config").path("tokens").asInt(), "the trace split evenly over 4 ranks");
     assertEquals(8, root.path("config").path("experts").asInt());
     assertEquals(3, root.path("config").path("topk").asInt());
     assertTrue(root.path("config").path("routing").asText().contains("layer 1"));
-    assertTrue(root.path("verified").asBoolean(), "seed " + seed);
+    assertTrue(root.path("verified").asBoolean(), seed.toString());
   }
 
   @Test
@@ -104,8 +106,8 @@ class BenchTraceTest {
 
   @Test
   void benchRunsOnAPlansSlotsAndRefusesPlansThatDoNotFit() throws Exception {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     int tokens = 4 * 20, layers = 2, topk = 2, experts = 8;
     Path f = write(skewedIds(rnd, tokens, layers, topk, experts), tokens, layers, topk);
     // 12 slots on 4 ranks: expert 0 (the hot one) on three ranks
@@ -114,18 +116,18 @@ class BenchTraceTest {
     Path json = dir.resolve("bench.json");
     int rc = Moeyard.commandLine().execute("bench", "--trace", f.toString(), "--layer", "0", "--ranks", "4", "--nodes", "2",
         "--experts", "8", "--placement", plan.toString(), "--hidden", "64", "--iters", "2", "--warmup", "0", "--json", json.toString());
-    assertEquals(0, rc, "seed " + seed);
+    assertEquals(0, rc, seed.toString());
     JsonNode root = new ObjectMapper().readTree(json.toFile());
-    assertTrue(root.path("verified").asBoolean(), "seed " + seed);
+    assertTrue(root.path("verified").asBoolean(), seed.toString());
     // the placement cost model counts the same rows with the same replica rule
     RoutingTrace rt = (RoutingTrace) io.moeyard.placement.trace.Traces.load(f, 8);
     io.moeyard.placement.model.Placement pl = io.moeyard.placement.format.PlacementReader.read(plan, 4, 8);
     io.moeyard.placement.cost.WireRows wire = io.moeyard.placement.cost.WireRows.count(
         rt, 0, pl, new io.moeyard.engine.Topology(2, 2), 20);
-    assertEquals(wire.receivedMax(), root.path("rows").path("received_max").asLong(), "seed " + seed);
-    assertEquals(wire.receivedMean(), root.path("rows").path("received_mean").asDouble(), 1e-9, "seed " + seed);
-    assertEquals(wire.remote(), root.path("rows").path("remote").asLong(), "seed " + seed);
-    assertEquals(wire.remoteNode(), root.path("rows").path("remote_node").asLong(), "seed " + seed);
+    assertEquals(wire.receivedMax(), root.path("rows").path("received_max").asLong(), seed.toString());
+    assertEquals(wire.receivedMean(), root.path("rows").path("received_mean").asDouble(), 1e-9, seed.toString());
+    assertEquals(wire.remote(), root.path("rows").path("remote").asLong(), seed.toString());
+    assertEquals(wire.remoteNode(), root.path("rows").path("remote_node").asLong(), seed.toString());
 
     Path oneLayer = dir.resolve("one-layer.json");
     Files.writeString(oneLayer, "{\"physical_to_logical_map\": [[0,1,2,3,4,5,6,7]]}");

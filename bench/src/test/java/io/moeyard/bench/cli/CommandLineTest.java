@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.testkit.TestSeed;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.ByteArrayOutputStream;
@@ -55,8 +56,8 @@ class CommandLineTest {
 
   @Test
   void layoutMatchesABruteForceEnumeration() throws Exception {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     ObjectMapper om = new ObjectMapper();
     for (int trial = 0; trial < 5; trial++) {
       int ranks = 1 + rnd.nextInt(4);
@@ -96,7 +97,7 @@ class CommandLineTest {
         }
         List<String> have = new ArrayList<>();
         got.get(d).path("rows").forEach(n -> have.add(n.toString()));
-        assertEquals(want, have, "seed " + seed + " rank " + d);
+        assertEquals(want, have, seed + " rank " + d);
       }
     }
   }

@@ -2,6 +2,7 @@ package io.moeyard.bench.example;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.testkit.TestSeed;
 import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
@@ -9,13 +10,13 @@ import org.junit.jupiter.api.Test;
 class MoeLayerExampleTest {
   @Test
   void expertParallelLayerMatchesTheDenseLayerWithinBf16Rounding() {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     int ranks = 1 + rnd.nextInt(4);
     int experts = ranks * (1 + rnd.nextInt(4));
     int topk = 1 + rnd.nextInt(Math.min(4, experts));
     int hidden = 32;
-    MoeLayerExample layer = new MoeLayerExample(ranks, experts, topk, hidden, seed);
+    MoeLayerExample layer = new MoeLayerExample(ranks, experts, topk, hidden, seed.value());
     float[][][] x = new float[ranks][][];
     for (int r = 0; r < ranks; r++) {
       x[r] = new float[rnd.nextInt(12)][hidden];
@@ -28,7 +29,7 @@ class MoeLayerExampleTest {
         for (int c = 0; c < hidden; c++) {
           float tol = 0.02f + 0.02f * Math.abs(want[t][c]); // expert outputs, partials and sum are each rounded to bf16
           assertTrue(Math.abs(want[t][c] - got.get(r)[t][c]) <= tol,
-              "seed " + seed + " rank " + r + " token " + t + " channel " + c + ": " + want[t][c] + " vs " + got.get(r)[t][c]);
+              seed + " rank " + r + " token " + t + " channel " + c + ": " + want[t][c] + " vs " + got.get(r)[t][c]);
         }
       }
     }

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.Topology;
+import io.moeyard.engine.testkit.TestSeed;
 import java.io.OutputStream;
 import java.io.PrintStream;
 import java.util.SplittableRandom;
@@ -15,8 +16,8 @@ import org.junit.jupiter.api.Test;
 class BenchRowsTest {
   @Test
   void rowsBlockMatchesACountFromTheRouting() {
-    long seed = Long.getLong("moeyard.test.seed", System.nanoTime());
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     for (int i = 0; i < 6; i++) {
       int nodes = 1 + rnd.nextInt(2);
       int ranks = nodes * (1 + rnd.nextInt(3));
@@ -55,7 +56,7 @@ class BenchRowsTest {
         max = Math.max(max, v);
         sum += v;
       }
-      String what = "seed " + seed + " case " + i;
+      String what = seed + " case " + i;
       assertEquals(max, res.rows().receivedMax(), what);
       assertEquals((double) sum / ranks, res.rows().receivedMean(), 1e-9, what);
       assertEquals(remote, res.rows().remote(), what);

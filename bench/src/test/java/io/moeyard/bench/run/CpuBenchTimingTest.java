@@ -2,6 +2,7 @@ package io.moeyard.bench.run;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import io.moeyard.engine.testkit.TestSeed;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
@@ -9,7 +10,8 @@ import org.junit.jupiter.api.Test;
 class CpuBenchTimingTest {
   @Test
   void spanRunsFromEarliestStartToLatestEnd() {
-    SplittableRandom rnd = new SplittableRandom(System.nanoTime());
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     for (int trial = 0; trial < 100; trial++) {
       int ranks = 1 + rnd.nextInt(8);
       Object[] spans = new Object[ranks];
@@ -22,7 +24,7 @@ class CpuBenchTimingTest {
         first = Math.min(first, start);
         last = Math.max(last, end);
       }
-      assertEquals(last - first, CpuBench.wallSpan(spans));
+      assertEquals(last - first, CpuBench.wallSpan(spans), seed.toString());
     }
   }
 }

@@ -3,6 +3,7 @@ package io.moeyard.bench.run;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.placement.speculate.AffinityModel;
 import io.moeyard.placement.speculate.SpeculativeShuffler;
 import io.moeyard.placement.trace.RoutingTrace;
@@ -33,8 +34,8 @@ class LayerRunTest {
 
   @Test
   void speculationMovesTokensAndKeepsTheBits() {
-    long seed = Long.getLong("moeyard.test.seed", System.nanoTime());
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     for (int c = 0; c < 3; c++) {
       int ranks = 2 + rnd.nextInt(3);
       int nodes = ranks % 2 == 0 ? 2 : 1;
@@ -49,7 +50,7 @@ class LayerRunTest {
       SpeculativeShuffler shuffler = new SpeculativeShuffler(AffinityModel.learn(List.of(train)), p2l, ranks, SpeculativeShuffler.TOLERANCE);
       LayerRun.Result res = LayerRun.run(eval, 1, layers, ranks, nodes, tokensPerRank, 24, null, shuffler, 1,
           new PrintStream(OutputStream.nullOutputStream()));
-      String what = "seed " + seed + " case " + c;
+      String what = seed + " case " + c;
       assertTrue(res.identical(), what);
       assertEquals(res.home().dispatchRows(), res.speculative().dispatchRows(), what + ": every selection delivered in both runs");
       assertEquals(0, res.home().forwardRemote(), what);

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import io.moeyard.engine.DType;
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.placement.trace.NpyArray;
 import io.moeyard.placement.trace.NpyReader;
 import io.moeyard.placement.trace.RoutingTrace;
@@ -19,8 +20,8 @@ class RoutingOutTest {
 
   @Test
   void writtenRoutingIsTheBenchRouting() throws Exception {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     for (int trial = 0; trial < 6; trial++) {
       // zero tokens only for generated routing: a trace (odd trials) holds at least one token
       int ranks = 1 + rnd.nextInt(8), tokens = trial % 2 == 0 ? rnd.nextInt(40) : 1 + rnd.nextInt(39), topk = 1 + rnd.nextInt(8);
@@ -38,11 +39,11 @@ class RoutingOutTest {
       Path f = dir.resolve("routing-" + trial + ".npy");
       c.writeRouting(f);
       NpyArray a = NpyReader.read(f);
-      assertArrayEquals(new int[] {ranks, tokens, topk}, a.shape(), "seed " + seed);
+      assertArrayEquals(new int[] {ranks, tokens, topk}, a.shape(), seed.toString());
       for (int r = 0; r < ranks; r++) {
         int[] want = c.routing(r);
         int[] got = Arrays.copyOfRange(a.data(), r * tokens * topk, (r + 1) * tokens * topk);
-        assertArrayEquals(want, got, "seed " + seed + " trial " + trial + " rank " + r);
+        assertArrayEquals(want, got, seed + " trial " + trial + " rank " + r);
       }
       assertEquals(ranks * tokens * topk, a.data().length);
     }

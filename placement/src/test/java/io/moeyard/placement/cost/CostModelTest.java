@@ -3,6 +3,7 @@ package io.moeyard.placement.cost;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.placement.model.PairCounts;
 import io.moeyard.placement.model.Placement;
 import io.moeyard.placement.model.PlacementProblem;
@@ -56,8 +57,8 @@ class CostModelTest {
   /** NEAREST against the planner's own "some replica" definition, UNIFORM == NEAREST without replicas. */
   @Test
   void rulesAgainstBruteForceOnRandomPlacements() {
-    long seed = System.nanoTime();
-    java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    java.util.SplittableRandom rnd = seed.random();
     for (int trial = 0; trial < 200; trial++) {
       int gpus = 1 + rnd.nextInt(6), nodes = 1 + rnd.nextInt(gpus), experts = 2 + rnd.nextInt(10), layers = 2 + rnd.nextInt(3);
       while (gpus % nodes != 0) nodes--;
@@ -90,7 +91,7 @@ class CostModelTest {
       Placement p = new Placement(experts, gpus, rows);
       var some = io.moeyard.placement.ilp.PlanMetrics.transitions(p, t, nodes);
       PlacementScore near = CostModel.score(pr, p, ReplicaRule.NEAREST);
-      String ctx = "seed " + seed + " trial " + trial;
+      String ctx = seed + " trial " + trial;
       assertEquals(some.crossGpu(), near.crossGpu(), EPS, ctx);
       assertEquals(some.crossNode(), near.crossNode(), EPS, ctx);
       if (!replicas && slots == experts) {

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moeyard.engine.Topology;
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.placement.model.Placement;
 import io.moeyard.placement.testkit.WireCases;
 import io.moeyard.placement.trace.RoutingTrace;
@@ -38,10 +39,10 @@ class WireRowsTest {
 
   @Test
   void equalsBruteForceOnRandomPlacements() {
-    long base = WireCases.seed();
+    TestSeed base = TestSeed.fresh();
     for (int c = 0; c < 300; c++) {
-      long seed = base + c;
-      String ctx = "seed " + seed + " (-Dmoeyard.test.seed=" + base + ", case " + c + ")";
+      long seed = base.value() + c;
+      String ctx = base + " case " + c;
       SplittableRandom rnd = new SplittableRandom(seed);
       Topology topo = WireCases.topology(rnd);
       int G = topo.worldSize(), L = 1 + rnd.nextInt(3), layer = rnd.nextInt(L);

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.testkit.TestSeed;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.moeyard.placement.model.Placement;
@@ -109,8 +110,8 @@ class EplbTest {
 
   @Test
   void propertiesOnRandomInputs() {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     for (int trial = 0; trial < 200; trial++) {
       int nodes = 1 + rnd.nextInt(3);
       int gpus = nodes * (1 + rnd.nextInt(4));
@@ -121,7 +122,7 @@ class EplbTest {
       int layers = 1 + rnd.nextInt(3);
       double[][] w = new double[layers][experts];
       for (double[] row : w) for (int e = 0; e < experts; e++) row[e] = rnd.nextInt(1000);
-      String ctx = "seed=" + seed + " trial=" + trial + " E=" + experts + " P=" + slots + " groups=" + groups
+      String ctx = seed + " trial=" + trial + " E=" + experts + " P=" + slots + " groups=" + groups
           + " nodes=" + nodes + " gpus=" + gpus + " w=" + Arrays.deepToString(w);
       Eplb.Result r = Eplb.rebalanceDetailed(w, slots, groups, nodes, gpus);
       Placement p = r.placement(); // validates: every expert has a slot, ids in range

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.placement.model.CpSatOptions;
 import io.moeyard.placement.model.PairCounts;
 import io.moeyard.placement.model.Placement;
@@ -57,9 +58,9 @@ class CpSatPlannerTest {
 
   @Test
   void randomSmallProblemsGiveValidPlansNeverWorseThanTheWarmStart() {
-    long seed0 = System.nanoTime();
+    TestSeed seed0 = TestSeed.fresh();
     for (int trial = 0; trial < 3; trial++) {
-      long seed = seed0 + trial;
+      long seed = seed0.value() + trial;
       int[][][] tr = TraceBuilder.synthetic(seed, 600, 4, 16, 2, 4, 0.7, 1.0);
       PlacementProblem p = TraceBuilder.problem(List.<int[][][]>of(tr), 4, 16, 4, 2, 20, true);
       Placement warm = CpSatPlanner.plan(p, null, opts(0.1, null)).placement(); // greedy-only baseline
@@ -67,7 +68,7 @@ class CpSatPlannerTest {
       for (Placement start : new Placement[] {warm, rr}) {
         PlanReport r = CpSatPlanner.plan(p, start, opts(1.0, null));
         assertValid(p, r.placement());
-        String ctx = "seed " + seed;
+        String ctx = seed0 + " trial " + trial;
         assertTrue(cost(p, r.placement()) <= cost(p, start), ctx + ": cost " + cost(p, r.placement()) + " > warm " + cost(p, start));
         assertEquals(cost(p, r.placement()), r.objective(), 1e-6, ctx + ": reported objective is not the exact cost");
         assertTrue(r.bound() <= r.objective() + 1e-6, ctx);
@@ -83,12 +84,12 @@ class CpSatPlannerTest {
 
   @Test
   void unseenWorkloadPlansKeepEveryWorkloadWithinTheSlackOfTheWarmStart() {
-    long seed0 = System.nanoTime();
+    TestSeed seed0 = TestSeed.fresh();
     double slack = CpSatTuning.defaults().balanceSlack();
     int improved = 0;
     for (int trial = 0; trial < 3; trial++) {
-      long seed = seed0 + trial;
-      String ctx = "seed " + seed;
+      long seed = seed0.value() + trial;
+      String ctx = seed0 + " trial " + trial;
       List<int[][][]> traces = new ArrayList<>();
       for (int w = 0; w < 3; w++) traces.add(TraceBuilder.synthetic(seed * 7 + w, 500, 4, 16, 2, 4, 0.7, 1.0));
       PlacementProblem p = TraceBuilder.problem(traces, 4, 16, 4, 2, 20, true);
@@ -112,7 +113,7 @@ class CpSatPlannerTest {
     }
     // the caps leave room: on these affine traces the locality terms move something (else the plan
     // would fall back to the warm start whole, and the checks above would hold trivially)
-    assertTrue(improved > 0, "no trial improved on the warm start, seeds from " + seed0);
+    assertTrue(improved > 0, "no trial improved on the warm start, " + seed0);
     assertThrows(IllegalArgumentException.class, () -> CpSatPlanner.planForUnseen(
         TraceBuilder.problem(List.<int[][][]>of(TraceBuilder.synthetic(1, 50, 2, 8, 1, 2, 0.5, 1.0)), 2, 8, 2, 1, 8, true),
         new double[2][8], null, opts(0.5, null), CpSatTuning.defaults()));
@@ -145,8 +146,8 @@ class CpSatPlannerTest {
 
   @Test
   void loadOnlyProblemsBalanceAtLeastAsWellAsTheWarmStart() {
-    long seed = System.nanoTime();
-    java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    java.util.SplittableRandom rnd = seed.random();
     int L = 3, E = 24, G = 4, P = 28;
     double[][][] loads = new double[1][L][E];
     for (double[] l : loads[0]) for (int e = 0; e < E; e++) l[e] = 1 + Math.floor(1000 * Math.pow(rnd.nextDouble(), 3));
@@ -158,7 +159,7 @@ class CpSatPlannerTest {
     for (int l = 0; l < L; l++) {
       double ours = PlanMetrics.balancedness(r.placement().phy2log()[l], G, loads[0][l]);
       double theirs = PlanMetrics.balancedness(rr.phy2log()[l], G, loads[0][l]);
-      assertTrue(ours >= theirs - 1e-9, "seed " + seed + " layer " + l + ": " + ours + " < " + theirs);
+      assertTrue(ours >= theirs - 1e-9, seed + " layer " + l + ": " + ours + " < " + theirs);
     }
     // the objective is the sum over layers of max/mean, at least L
     assertTrue(r.objective() >= L - 1e-9 && r.bound() <= r.objective() + 1e-9);
@@ -195,7 +196,8 @@ class CpSatPlannerTest {
 
   @Test
   void respectsTheTimeLimitAndReportsProgress() {
-    int[][][] tr = TraceBuilder.synthetic(System.nanoTime(), 2000, 8, 64, 6, 8, 0.6, 1.0);
+    TestSeed seed = TestSeed.fresh();
+    int[][][] tr = TraceBuilder.synthetic(seed.value(), 2000, 8, 64, 6, 8, 0.6, 1.0);
     PlacementProblem p = TraceBuilder.problem(List.<int[][][]>of(tr), 8, 64, 16, 2, 80, true);
     List<String> log = new ArrayList<>();
     long t0 = System.nanoTime();
@@ -203,7 +205,7 @@ class CpSatPlannerTest {
     double wall = (System.nanoTime() - t0) / 1e9;
     assertTrue(wall < 4, "2 s limit took " + wall + " s");
     assertTrue(r.seconds() <= wall);
-    assertValid(p, r.placement());
+    seed.check(() -> assertValid(p, r.placement()));
     for (int l = 1; l <= 8; l++) {
       String prefix = "ilp layer " + l + "/8:";
       assertTrue(log.stream().anyMatch(x -> x.startsWith(prefix)), "no progress line for layer " + l + ": " + log);
@@ -256,8 +258,8 @@ class CpSatPlannerTest {
 
   @Test
   void uniformReplicaRuleMatchesTheCostModelAndNeverLosesToTheWarmStart() {
-    long seed = System.nanoTime();
-    int[][][] tr = TraceBuilder.synthetic(seed, 800, 4, 16, 3, 4, 0.7, 1.2);
+    TestSeed seed = TestSeed.fresh();
+    int[][][] tr = TraceBuilder.synthetic(seed.value(), 800, 4, 16, 3, 4, 0.7, 1.2);
     PlacementProblem p = TraceBuilder.problem(List.<int[][][]>of(tr), 4, 16, 4, 2, 24, true);
     Placement warm = io.moeyard.placement.eplb.Eplb.rebalance(p.loads()[0], 24, 1, 2, 4);
     CpSatTuning t = CpSatTuning.defaults().withUniformReplicaChoice(true);
@@ -266,9 +268,9 @@ class CpSatPlannerTest {
     io.moeyard.placement.cost.PlacementScore ours = io.moeyard.placement.cost.CostModel.score(p, r.placement());
     io.moeyard.placement.cost.PlacementScore theirs = io.moeyard.placement.cost.CostModel.score(p, warm);
     double expected = t.gpuWeight() * ours.crossGpu() + t.nodeWeight() * ours.crossNode();
-    assertEquals(expected, r.objective(), 1e-3 * expected + 50, "seed " + seed + ": objective should be the cost model's weighted crossings");
+    assertEquals(expected, r.objective(), 1e-3 * expected + 50, seed + ": objective should be the cost model's weighted crossings");
     double warmCost = t.gpuWeight() * theirs.crossGpu() + t.nodeWeight() * theirs.crossNode();
-    assertTrue(r.objective() <= warmCost + 1e-6 * warmCost + 50, "seed " + seed + ": " + r.objective() + " > warm " + warmCost);
+    assertTrue(r.objective() <= warmCost + 1e-6 * warmCost + 50, seed + ": " + r.objective() + " > warm " + warmCost);
     assertTrue(r.bound() <= r.objective() + 1e-9);
   }
 }

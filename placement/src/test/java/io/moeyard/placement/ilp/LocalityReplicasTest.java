@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.placement.model.PairCounts;
 import io.moeyard.placement.model.Placement;
 import io.moeyard.placement.model.PlacementProblem;
@@ -127,11 +128,11 @@ class LocalityReplicasTest {
 
   @Test
   void randomLayersKeepEveryWorkloadsMaxLoadAndEveryExpert() {
-    long seed0 = System.nanoTime();
+    TestSeed seed0 = TestSeed.fresh();
     int changed = 0;
     for (int trial = 0; trial < 2000; trial++) {
-      SplittableRandom rnd = new SplittableRandom(seed0 + trial);
-      String ctx = "seed " + (seed0 + trial);
+      SplittableRandom rnd = new SplittableRandom(seed0.value() + trial);
+      String ctx = seed0 + " trial " + trial;
       int nodes = 1 + rnd.nextInt(4), g = nodes * (1 + rnd.nextInt(4)), e = 2 + rnd.nextInt(40);
       int p = g * Math.max(1, (e + g - 1) / g + rnd.nextInt(3));
       int w = 1 + rnd.nextInt(3);
@@ -164,7 +165,7 @@ class LocalityReplicasTest {
             ctx + ": max GPU load " + maxLoad(row, g, l) + " leaves less than the room asked of the warm row's " + maxLoad(warm, g, l));
       }
     }
-    assertTrue(changed > 50, "only " + changed + " of 2000 random layers changed counts, seeds from " + seed0);
+    assertTrue(changed > 50, "only " + changed + " of 2000 random layers changed counts, " + seed0);
   }
 
   /** Random transitions between two layers of {@code e} experts: a third of the pairs, heavy-tailed counts. */
@@ -189,12 +190,12 @@ class LocalityReplicasTest {
     // topics with probability 0.65, flat popularity, 16 GPUs on 8 nodes, 80 slots; the warm start
     // fills EPLB's counts in expert order, loose as hierarchical EPLB's packings are
     CpSatPlanner.loadNatives();
-    long seed0 = System.nanoTime();
+    TestSeed seed0 = TestSeed.fresh();
     int moved = 0;
     int e = 64, g = 16, n = 8, p = 80, layers = 4;
     for (int trial = 0; trial < 2; trial++) {
-      long seed = seed0 + trial;
-      String ctx = "seed " + seed;
+      long seed = seed0.value() + trial;
+      String ctx = seed0 + " trial " + trial;
       int[][][] tr = TraceBuilder.synthetic(seed, 1500, layers, e, 6, 16, 0.65, 0.4);
       PlacementProblem prob = TraceBuilder.problem(List.<int[][][]>of(tr), layers, e, g, n, p, true);
       int[][] rows = new int[layers][p];
@@ -218,6 +219,6 @@ class LocalityReplicasTest {
         }
       }
     }
-    assertTrue(moved > 0, "no layer got locality replica counts, seeds from " + seed0);
+    assertTrue(moved > 0, "no layer got locality replica counts, " + seed0);
   }
 }

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.Topology;
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.placement.format.PlacementFormat;
 import io.moeyard.placement.format.PlacementReader;
 import io.moeyard.placement.format.PlacementWriter;
@@ -23,10 +24,10 @@ class PlacementExpertMapTest {
 
   @Test
   void everyLayerBecomesTheExpertMapWithItsSlotsAndBack() {
-    long base = WireCases.seed();
+    TestSeed base = TestSeed.fresh();
     for (int c = 0; c < 200; c++) {
-      long seed = base + c;
-      String ctx = "seed " + seed + " (-Dmoeyard.test.seed=" + base + ", case " + c + ")";
+      long seed = base.value() + c;
+      String ctx = base + " case " + c;
       SplittableRandom rnd = new SplittableRandom(seed);
       Topology topo = WireCases.topology(rnd);
       Placement p = WireCases.placement(rnd, 1 + rnd.nextInt(4), topo.worldSize());
@@ -54,8 +55,8 @@ class PlacementExpertMapTest {
 
   @Test
   void planFilesConvertInEveryFormat() throws IOException {
-    long seed = WireCases.seed();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     Topology topo = new Topology(2, 4);
     Placement p = WireCases.placement(rnd, 3, topo.worldSize());
     for (PlacementFormat f : PlacementFormat.values()) {
@@ -63,7 +64,7 @@ class PlacementExpertMapTest {
       PlacementWriter.write(p, f, file);
       Placement read = PlacementReader.read(file, topo.worldSize(), p.experts());
       for (int l = 0; l < p.layers(); l++) {
-        assertArrayEquals(p.phy2log()[l], read.expertMap(l, topo).physicalToLogical(), f + " seed " + seed);
+        assertArrayEquals(p.phy2log()[l], read.expertMap(l, topo).physicalToLogical(), f + " " + seed);
       }
     }
   }

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.testkit.TestSeed;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.RepeatedTest;
 import org.junit.jupiter.api.Test;
@@ -16,8 +17,8 @@ class LoadForecastTest {
    */
   @RepeatedTest(20)
   void slopeMatchesTheClosedFormOnSharesAlongOneDirection() {
-    long seed = new SplittableRandom().nextLong();
-    SplittableRandom r = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom r = seed.random();
     int w = 2 + r.nextInt(4), layers = 1 + r.nextInt(4), experts = 2 + r.nextInt(30);
     double[][] d = new double[layers][experts];
     for (double[] dl : d) {
@@ -41,7 +42,7 @@ class LoadForecastTest {
     }
     double expected = Math.max(LoadForecast.MIN_SLOPE, Math.min(1, num / den));
     LoadForecast f = LoadForecast.of(loads);
-    assertEquals(expected, f.slope(), 1e-9, "seed " + seed);
+    assertEquals(expected, f.slope(), 1e-9, seed.toString());
     for (int l = 0; l < layers; l++) {
       double meanTokens = 0, sum = 0;
       for (int k = 0; k < w; k++) for (double v : loads[k][l]) meanTokens += v / w;
@@ -50,7 +51,7 @@ class LoadForecastTest {
       for (int e = 0; e < experts; e++) {
         sum += f.loads()[l][e];
         double want = (1 + f.slope() * abar * d[l][e]) * meanTokens / experts;
-        assertEquals(want, f.loads()[l][e], 1e-9 * meanTokens, "seed " + seed + " layer " + l + " expert " + e);
+        assertEquals(want, f.loads()[l][e], 1e-9 * meanTokens, seed + " layer " + l + " expert " + e);
       }
       assertEquals(meanTokens, sum, 1e-9 * meanTokens, "forecast keeps the mean tokens, seed " + seed);
     }

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.placement.trace.RoutingTrace;
 import io.moeyard.placement.trace.TraceFormatException;
 import java.nio.file.Files;
@@ -18,13 +19,13 @@ class AffinityModelTest {
 
   @Test
   void countsMatchNaiveCountingAndSurviveARoundTrip() throws Exception {
-    long base = RandomTraces.seed("AffinityModelTest");
+    TestSeed base = TestSeed.fresh();
     for (int i = 0; i < 20; i++) {
-      SplittableRandom rnd = new SplittableRandom(base + i);
+      SplittableRandom rnd = new SplittableRandom(base.value() + i);
       int L = 1 + rnd.nextInt(4), K = 1 + rnd.nextInt(3), E = K + rnd.nextInt(6);
       RoutingTrace t = RandomTraces.routing(rnd, "t", 1 + rnd.nextInt(50), L, K, E);
       AffinityModel m = AffinityModel.learn(List.of(t));
-      String ctx = "seed=" + (base + i);
+      String ctx = base + " case " + i;
       for (int l = 0; l < L; l++) {
         long[] load = new long[E];
         long[][] next = new long[E][E], skip = new long[E][E];

@@ -3,21 +3,22 @@ package io.moeyard.placement.speculate;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.testkit.TestSeed;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 class CapacityAssignmentTest {
   @Test
   void matchesBruteForceOnSmallInstances() {
-    long base = RandomTraces.seed("CapacityAssignmentTest");
+    TestSeed base = TestSeed.fresh();
     for (int i = 0; i < 300; i++) {
-      long seed = base + i;
+      long seed = base.value() + i;
       SplittableRandom rnd = new SplittableRandom(seed);
       int T = 1 + rnd.nextInt(7), G = 1 + rnd.nextInt(3);
       double[] score = new double[T * G];
       for (int j = 0; j < score.length; j++) score[j] = rnd.nextInt(4) == 0 ? 0.5 : rnd.nextInt(5) / 4.0;
       int min = rnd.nextInt(T / G + 1), max = Math.max((T + G - 1) / G, (T + G - 1) / G + rnd.nextInt(3));
-      String ctx = "seed=" + seed + " T=" + T + " G=" + G + " min=" + min + " max=" + max;
+      String ctx = seed + " T=" + T + " G=" + G + " min=" + min + " max=" + max;
       int[] rank = CapacityAssignment.assign(score, T, G, min, max, null);
       int[] count = new int[G];
       double got = 0;

@@ -7,14 +7,6 @@ import java.util.SplittableRandom;
 final class RandomTraces {
   private RandomTraces() {}
 
-  /** A fresh seed per run, printed so that a failure can be replayed with -Dmoeyard.test.seed. */
-  static long seed(String test) {
-    String fixed = System.getProperty("moeyard.test.seed");
-    long seed = fixed != null ? Long.parseLong(fixed) : System.nanoTime();
-    System.out.println(test + ": seed " + seed + " (replay with -Dmoeyard.test.seed=" + seed + ")");
-    return seed;
-  }
-
   /**
    * Routing that follows a hidden per-token group (so there is something to learn), with a share
    * of -1 entries and of tokens that chose nothing at a layer.

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.placement.model.Placement;
 import io.moeyard.placement.trace.RoutingTrace;
 import io.moeyard.placement.trace.SyntheticTrace;
@@ -32,9 +33,9 @@ class SpeculativeShufflerTest {
 
   @Test
   void capacitiesHoldLayerZeroIsHomeAndAssignmentsAreCausal() {
-    long base = RandomTraces.seed("SpeculativeShufflerTest");
+    TestSeed base = TestSeed.fresh();
     for (int i = 0; i < 60; i++) {
-      World w = World.random(base + i);
+      World w = World.random(base.value() + i);
       try {
         SpeculativeShuffler s = new SpeculativeShuffler(w.model(), w.placement());
         Assignments a = s.assign(w.eval(), null);
@@ -69,9 +70,9 @@ class SpeculativeShufflerTest {
 
   @Test
   void theShuffleIsAPermutationThatRestoresTokenOrder() {
-    long base = RandomTraces.seed("SpeculativeShufflerTest.permutation");
+    TestSeed base = TestSeed.fresh();
     for (int i = 0; i < 40; i++) {
-      World w = World.random(base + i);
+      World w = World.random(base.value() + i);
       if (w.eval().layers() < 2) continue;
       RoutingTrace e = w.eval();
       int T = e.tokens(), K = e.topk(), L = e.layers();

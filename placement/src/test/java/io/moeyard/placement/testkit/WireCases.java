@@ -1,22 +1,20 @@
 package io.moeyard.placement.testkit;
 
+import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.Topology;
 import io.moeyard.placement.model.Placement;
 import io.moeyard.placement.trace.RoutingTrace;
+import io.moeyard.testkit.NaiveReference;
+import java.util.Arrays;
 import java.util.SplittableRandom;
 
 /**
  * Random placements and traces for the tests that tie placement to the data path, and the replica
- * rule written out from its documentation (independently of {@code ExpertMap}'s code) as the
- * brute-force reference. Seeds: a fresh one per run, in every failure message, replayable with
- * {@code -Dmoeyard.test.seed=N}.
+ * rule of the test kit's naive reference, independent of {@code ExpertMap}'s code. Seeds come from
+ * {@link io.moeyard.engine.testkit.TestSeed}.
  */
 public final class WireCases {
   private WireCases() {}
-
-  public static long seed() {
-    return Long.getLong("moeyard.test.seed", System.nanoTime());
-  }
 
   /** A world of 1-8 ranks on a divisor of them as nodes. */
   public static Topology topology(SplittableRandom rnd) {
@@ -63,29 +61,9 @@ public final class WireCases {
     return new RoutingTrace("random", tokens, layers, topk, experts, ids);
   }
 
-  /**
-   * The replica rule: e's slots on rank r, else on r's node, else all of them, ascending; token t
-   * of rank r takes candidate {@code (r + t) mod count}.
-   */
+  /** The replica rule, from the test kit's naive reference (not {@code ExpertMap}'s code). */
   public static int ruleSlot(int[] phy2log, Topology topology, int r, int t, int e) {
-    int spr = phy2log.length / topology.worldSize();
-    for (int scope = 0; scope < 3; scope++) {
-      int n = 0;
-      for (int p = 0; p < phy2log.length; p++) if (phy2log[p] == e && inScope(scope, p / spr, r, topology)) n++;
-      if (n == 0) continue;
-      int want = (r + t) % n;
-      for (int p = 0, i = 0; p < phy2log.length; p++) {
-        if (phy2log[p] == e && inScope(scope, p / spr, r, topology) && i++ == want) return p;
-      }
-    }
-    throw new AssertionError("expert " + e + " has no slot");
-  }
-
-  private static boolean inScope(int scope, int rank, int r, Topology topology) {
-    return switch (scope) {
-      case 0 -> rank == r;
-      case 1 -> topology.nodeOf(rank) == topology.nodeOf(r);
-      default -> true;
-    };
+    int experts = Arrays.stream(phy2log).max().orElse(-1) + 1;
+    return NaiveReference.chooseSlot(ExpertMap.of(topology, experts, phy2log), r, t, e);
   }
 }

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.placement.model.PairCounts;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -19,13 +20,13 @@ class RoutingTraceTest {
 
   @Test
   void derivedCountsMatchNaiveCounting() {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     for (int trial = 0; trial < 30; trial++) {
       int T = 1 + rnd.nextInt(40), L = 1 + rnd.nextInt(4), K = 1 + rnd.nextInt(4), E = K + rnd.nextInt(6);
       int[] ids = new int[T * L * K];
       for (int i = 0; i < ids.length; i++) ids[i] = rnd.nextInt(8) == 0 ? -1 : rnd.nextInt(E);
-      String ctx = "seed=" + seed + " trial=" + trial + " T=" + T + " L=" + L + " K=" + K + " E=" + E;
+      String ctx = seed + " trial=" + trial + " T=" + T + " L=" + L + " K=" + K + " E=" + E;
       RoutingTrace t = new RoutingTrace("r", T, L, K, E, ids);
       double[][] loads = new double[L][E];
       Map<String, Long> trans = new HashMap<>(), co = new HashMap<>();

@@ -2,6 +2,7 @@ package io.moeyard.engine.schedule;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import io.moeyard.engine.testkit.TestSeed;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
@@ -10,8 +11,8 @@ import org.junit.jupiter.api.Test;
 class ChunkScheduleTest {
   @Test
   void visitsEveryItemOnceInOrderPerPeerRotatedFromSelfPlusOne() {
-    long seed = System.nanoTime();
-    SplittableRandom rnd = new SplittableRandom(seed);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
     for (int trial = 0; trial < 500; trial++) {
       int size = 1 + rnd.nextInt(9);
       int self = rnd.nextInt(size);
@@ -21,18 +22,18 @@ class ChunkScheduleTest {
       int[] next = new int[size];
       List<Integer> firstVisits = new ArrayList<>();
       ChunkSchedule.forEachChunk(self, count, chunk, (peer, from, to) -> {
-        assertEquals(next[peer], from, "seed " + seed + ": chunks of a peer must be contiguous and ascending");
-        assertEquals(true, to - from <= chunk && to > from, "seed " + seed);
+        assertEquals(next[peer], from, seed + ": chunks of a peer must be contiguous and ascending");
+        assertEquals(true, to - from <= chunk && to > from, seed.toString());
         if (from == 0) firstVisits.add(peer);
         next[peer] = to;
       });
-      for (int p = 0; p < size; p++) assertEquals(count[p], next[p], "seed " + seed + " peer " + p);
+      for (int p = 0; p < size; p++) assertEquals(count[p], next[p], seed + " peer " + p);
       List<Integer> expected = new ArrayList<>();
       for (int s = 0; s < size; s++) {
         int peer = (self + 1 + s) % size;
         if (count[peer] > 0) expected.add(peer);
       }
-      assertEquals(expected, firstVisits, "seed " + seed + ": first round in rotated order");
+      assertEquals(expected, firstVisits, seed + ": first round in rotated order");
     }
   }
 }
