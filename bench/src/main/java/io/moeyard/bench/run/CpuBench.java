@@ -42,14 +42,9 @@ public final class CpuBench {
     ExpertMap map = c.expertMap();
     Topology topo = map.topology();
     DType outType = c.dtype() == DType.FP8_E4M3 ? DType.BF16 : c.dtype();
-    int[] tokens = new int[ranks];
-    Arrays.fill(tokens, c.tokens());
-    int[][] idx = new int[ranks][];
-    float[][] w = new float[ranks][];
-    for (int r = 0; r < ranks; r++) {
-      idx[r] = c.routing(r);
-      w[r] = c.weights(r);
-    }
+    int[] tokens = tokens(c);
+    int[][] idx = routing(c);
+    float[][] w = weights(c);
     progress.printf("moeyard bench: %d ranks x %d tokens, hidden %d %s, %d experts top-%d, %s routing; preparing data...%n",
         ranks, c.tokens(), c.hidden(), c.dtype().cliName(), c.experts(), c.topk(), c.routingName());
     NaiveReference ref = new NaiveReference(map, idx, tokens, c.topk());
@@ -281,16 +276,26 @@ public final class CpuBench {
    * map, routing and weights, equal tokens per rank, and the same rows as {@link #run} fills.
    */
   static Workload workload(BenchConfig c) {
-    int ranks = c.ranks();
-    int[] tokens = new int[ranks];
+    return new Workload(c.expertMap(), tokens(c), c.topk(), c.hidden(), c.dtype(), routing(c), weights(c),
+        r -> xRandom(c, r), r -> yRandom(c, r));
+  }
+
+  private static int[] tokens(BenchConfig c) {
+    int[] tokens = new int[c.ranks()];
     Arrays.fill(tokens, c.tokens());
-    int[][] idx = new int[ranks][];
-    float[][] w = new float[ranks][];
-    for (int r = 0; r < ranks; r++) {
-      idx[r] = c.routing(r);
-      w[r] = c.weights(r);
-    }
-    return new Workload(c.expertMap(), tokens, c.topk(), c.hidden(), c.dtype(), idx, w, r -> xRandom(c, r), r -> yRandom(c, r));
+    return tokens;
+  }
+
+  private static int[][] routing(BenchConfig c) {
+    int[][] idx = new int[c.ranks()][];
+    for (int r = 0; r < idx.length; r++) idx[r] = c.routing(r);
+    return idx;
+  }
+
+  private static float[][] weights(BenchConfig c) {
+    float[][] w = new float[c.ranks()][];
+    for (int r = 0; r < w.length; r++) w[r] = c.weights(r);
+    return w;
   }
 
   private static BenchResult.Timing timing(long[] ns, double bytes) {

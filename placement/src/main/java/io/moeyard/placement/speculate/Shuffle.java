@@ -26,9 +26,4 @@ public record Shuffle(int[] rank, int[] predicted, int[] order, int[] rankStart)
     for (int i = 0; i < order.length; i++) pos[order[i]] = i;
     return pos;
   }
-
-  /** Tokens rank {@code r} holds. */
-  public int tokensOn(int r) {
-    return rankStart[r + 1] - rankStart[r];
-  }
 }

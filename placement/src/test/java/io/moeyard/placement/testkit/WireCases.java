@@ -5,6 +5,7 @@ import io.moeyard.engine.Topology;
 import io.moeyard.placement.model.Placement;
 import io.moeyard.placement.trace.RoutingTrace;
 import io.moeyard.testkit.NaiveReference;
+import io.moeyard.testkit.Workload;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 
@@ -25,40 +26,19 @@ public final class WireCases {
     return new Topology(nodes, ranks / nodes);
   }
 
-  /** Every expert once, the remaining slots random experts (replicas), in random slots. */
+  /** Every expert once, the remaining slots random experts (replicas), in random slots: the kit's {@link Workload#randomMap} per layer. */
   public static Placement placement(SplittableRandom rnd, int layers, int gpus) {
     int spg = 1 + rnd.nextInt(4);
-    int slots = gpus * spg;
-    int experts = 1 + rnd.nextInt(slots);
-    int[][] phy2log = new int[layers][slots];
-    for (int[] row : phy2log) {
-      for (int p = 0; p < slots; p++) row[p] = p < experts ? p : rnd.nextInt(experts);
-      for (int p = slots - 1; p > 0; p--) {
-        int q = rnd.nextInt(p + 1), v = row[p];
-        row[p] = row[q];
-        row[q] = v;
-      }
-    }
+    int experts = 1 + rnd.nextInt(gpus * spg);
+    int[][] phy2log = new int[layers][];
+    for (int l = 0; l < layers; l++) phy2log[l] = Workload.randomMap(rnd, Topology.singleNode(gpus), spg, experts).physicalToLogical();
     return new Placement(experts, gpus, phy2log);
   }
 
-  /** Distinct experts per token and layer, some -1. */
+  /** Distinct experts per token and layer, some -1: the kit's {@link Workload#randomRouting} over every (token, layer). */
   public static RoutingTrace trace(SplittableRandom rnd, int tokens, int layers, int experts) {
     int topk = 1 + rnd.nextInt(Math.min(experts, 4));
-    int[] ids = new int[tokens * layers * topk];
-    for (int i = 0; i < tokens * layers; i++) {
-      for (int k = 0; k < topk; k++) {
-        int e;
-        boolean dup;
-        do {
-          e = rnd.nextInt(8) == 0 ? -1 : rnd.nextInt(experts);
-          dup = false;
-          for (int j = 0; j < k; j++) dup |= e >= 0 && ids[i * topk + j] == e;
-        } while (dup);
-        ids[i * topk + k] = e;
-      }
-    }
-    return new RoutingTrace("random", tokens, layers, topk, experts, ids);
+    return new RoutingTrace("random", tokens, layers, topk, experts, Workload.randomRouting(rnd, tokens * layers, experts, topk, 0.125));
   }
 
   /** The replica rule, from the test kit's naive reference (not {@code ExpertMap}'s code). */
