@@ -4,9 +4,12 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.moeyard.engine.testkit.TestSeed;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.Topology;
+import io.moeyard.engine.testkit.TestSeed;
+import io.moeyard.testkit.NaiveReference;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.file.Files;
@@ -86,14 +89,19 @@ class CommandLineTest {
       assertEquals(0, run("layout", "--routing", in.toString(), "--json", out.toString()));
       JsonNode got = om.readTree(out.toFile()).path("ranks");
       int spr = experts / ranks;
+      int[] tokens = new int[ranks];
+      int[][] flat = new int[ranks][];
+      for (int r = 0; r < ranks; r++) {
+        tokens[r] = idx.get(r).size();
+        flat[r] = idx.get(r).stream().flatMapToInt(java.util.Arrays::stream).toArray();
+      }
+      NaiveReference ref = new NaiveReference(ExpertMap.trivial(Topology.singleNode(ranks), experts), flat, tokens, topk);
       for (int d = 0; d < ranks; d++) {
         List<String> want = new ArrayList<>();
-        for (int e = 0; e < spr; e++) {
-          for (int r = 0; r < ranks; r++) {
-            for (int t = 0; t < idx.get(r).size(); t++) {
-              for (int v : idx.get(r).get(t)) if (v == d * spr + e) want.add("[" + e + "," + r + "," + t + "]");
-            }
-          }
+        for (int i = 0; i < ref.rowsReceivedBy(d); i++) {
+          int r = ref.sourceRank(d, i);
+          int t = ref.sourceToken(d, i);
+          want.add("[" + ref.slot(r, t, ref.sourceK(d, i)) % spr + "," + r + "," + t + "]");
         }
         List<String> have = new ArrayList<>();
         got.get(d).path("rows").forEach(n -> have.add(n.toString()));

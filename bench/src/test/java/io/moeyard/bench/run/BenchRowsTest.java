@@ -7,6 +7,7 @@ import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.Topology;
 import io.moeyard.engine.testkit.TestSeed;
+import io.moeyard.testkit.NaiveReference;
 import java.io.OutputStream;
 import java.io.PrintStream;
 import java.util.SplittableRandom;
@@ -34,20 +35,22 @@ class BenchRowsTest {
 
       ExpertMap map = ExpertMap.of(new Topology(nodes, ranks / nodes), experts, p2l);
       Topology topo = map.topology();
+      int[][] idx = new int[ranks][];
+      int[] tokensOf = new int[ranks];
+      for (int r = 0; r < ranks; r++) {
+        idx[r] = c.routing(r);
+        tokensOf[r] = tokens;
+      }
+      NaiveReference ref = new NaiveReference(map, idx, tokensOf, topk);
       long[] in = new long[ranks];
       long remote = 0;
       long remoteNode = 0;
-      for (int r = 0; r < ranks; r++) {
-        int[] idx = c.routing(r);
-        for (int t = 0; t < tokens; t++) {
-          for (int k = 0; k < topk; k++) {
-            int e = idx[t * topk + k];
-            if (e < 0) continue;
-            int d = map.rankOfSlot(map.chooseSlot(r, t, e));
-            in[d]++;
-            if (d != r) remote++;
-            if (topo.nodeOf(d) != topo.nodeOf(r)) remoteNode++;
-          }
+      for (int d = 0; d < ranks; d++) {
+        for (int row = 0; row < ref.rowsReceivedBy(d); row++) {
+          int r = ref.sourceRank(d, row);
+          in[d]++;
+          if (d != r) remote++;
+          if (topo.nodeOf(d) != topo.nodeOf(r)) remoteNode++;
         }
       }
       long max = 0;

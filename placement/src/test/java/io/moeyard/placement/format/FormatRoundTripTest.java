@@ -5,9 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.moeyard.engine.testkit.TestSeed;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.placement.eplb.Eplb;
 import io.moeyard.placement.model.Placement;
 import java.io.IOException;
