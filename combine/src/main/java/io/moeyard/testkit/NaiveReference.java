@@ -110,19 +110,14 @@ public final class NaiveReference {
   private static int chooseSlot(int[] slotsOfExpert, int slotsPerRank, int localRanks, int rank, int token) {
     List<Integer> onRank = new ArrayList<>();
     List<Integer> onNode = new ArrayList<>();
+    List<Integer> all = new ArrayList<>();
     for (int p : slotsOfExpert) {
       int owner = p / slotsPerRank;
       if (owner == rank) onRank.add(p);
       if (owner / localRanks == rank / localRanks) onNode.add(p);
+      all.add(p);
     }
-    List<Integer> candidates = new ArrayList<>();
-    if (!onRank.isEmpty()) {
-      candidates = onRank;
-    } else if (!onNode.isEmpty()) {
-      candidates = onNode;
-    } else {
-      for (int p : slotsOfExpert) candidates.add(p);
-    }
+    List<Integer> candidates = !onRank.isEmpty() ? onRank : !onNode.isEmpty() ? onNode : all;
     return candidates.get((int) (((long) rank + token) % candidates.size()));
   }
 
@@ -138,10 +133,6 @@ public final class NaiveReference {
 
   // ---------------------------------------------------------------------------------------------
   // The receive layout
-
-  public ExpertMap map() {
-    return map;
-  }
 
   public int topk() {
     return topk;
