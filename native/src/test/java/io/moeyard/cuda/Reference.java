@@ -30,12 +30,19 @@ final class Reference {
       return cfg.ranks();
     }
 
-    CudaBackend open() {
-      return CudaBackend.open(cfg.map(), cfg.comm());
+    CudaWorld open() {
+      return CudaWorld.open(cfg.map(), cfg.comm());
     }
 
-    CudaBackend.RankInput input(int r) {
-      return new CudaBackend.RankInput(tokens[r], x[r], scales[r], topkIdx[r], topkW[r]);
+    /** Rank r's rows as a heap-backed row buffer over {@code x[r]} (and its scales). */
+    io.moeyard.engine.RowBuffer x(int r) {
+      java.lang.foreign.MemorySegment sc = cfg.scaleCols() > 0 ? java.lang.foreign.MemorySegment.ofArray(scales[r]) : null;
+      return new io.moeyard.engine.RowBuffer(java.lang.foreign.MemorySegment.ofArray(x[r]), 0, tokens[r], cfg.hidden(),
+          cfg.dispatchType(), sc);
+    }
+
+    io.moeyard.dispatch.Routing routing(int r) {
+      return new io.moeyard.dispatch.Routing(tokens[r], cfg.topk(), topkIdx[r], topkW[r]);
     }
   }
 

@@ -15,7 +15,7 @@ import java.util.stream.IntStream;
 /**
  * One dispatch/combine problem that every backend runs: the expert map, each rank's routing,
  * token rows and expert outputs. Rows are held as raw little-endian element bytes on the heap
- * (what {@code CudaBackend.upload} takes) and seen by the CPU collectives through heap-backed
+ * (what the cuda bench uploads to the device) and seen by the CPU collectives through heap-backed
  * {@link RowBuffer}s over the same arrays, so both backends read the very same bits.
  */
 final class Workload {
