@@ -349,8 +349,13 @@ public final class CudaCommunicator implements Communicator {
     int n = d.receivedRows();
     RowBuffer host = into;
     if (host == null) {
-      if (hostArena == null) hostArena = Arena.ofShared();
-      if (hostReceive == null) hostReceive = RowBuffer.allocate(hostArena, shape.receiveRows(), shape.hidden(), shape.dispatchType());
+      // the host mirror grows to the most rows received so far; the previous result's rows go
+      // with it (a Dispatched is valid until the next dispatch)
+      if (hostReceive == null || hostReceive.rows() < n) {
+        if (hostArena != null) hostArena.close();
+        hostArena = Arena.ofShared();
+        hostReceive = RowBuffer.allocate(hostArena, n, shape.hidden(), shape.dispatchType());
+      }
       host = hostReceive;
     }
     if (n > host.rows()) {

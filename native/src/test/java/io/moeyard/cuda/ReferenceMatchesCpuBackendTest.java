@@ -22,10 +22,10 @@ import org.junit.jupiter.api.Test;
 
 /**
  * Ties the two contracts together on the host: the {@link Reference} the CUDA kernels are tested
- * against on a GPU ({@code CudaBackendGpuTest}) gives, bit for bit, what the CPU backend's fused
+ * against on a GPU ({@code CudaWorldGpuTest}) gives, bit for bit, what the CPU backend's fused
  * path gives (receive rows, weights, FP8 scales, slot counts, pair records, combine outputs) on
  * random configurations with replicas, several nodes, empty ranks and -1 entries. So a GPU that
- * passes {@code CudaBackendGpuTest} also passes {@code moeyard selftest --backend cuda}, and a
+ * passes {@code CudaWorldGpuTest} also passes {@code moeyard selftest --backend cuda}, and a
  * difference there is a kernel bug, not two readings of the contract.
  */
 class ReferenceMatchesCpuBackendTest {
