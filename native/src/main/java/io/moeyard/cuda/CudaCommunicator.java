@@ -132,8 +132,33 @@ public final class CudaCommunicator implements Communicator {
     combine(d, y, out, stream, null, false);
   }
 
-  /** What each rank says when a dispatch starts: its verdict on its arguments and where its rows go. */
-  private record Entry(String problem, long rows, long scales, int capacity, boolean own) {}
+  /**
+   * What each rank says when a dispatch starts: its verdict on its arguments, where its rows go,
+   * and the world's switches as it read them (all ranks must run the same path, or the timed
+   * path's barriers would not pair up).
+   */
+  private record Entry(String problem, long rows, long scales, int capacity, boolean own, Switches switches) {}
+
+  /** The world's benchmark switches as one rank read them at the start of a call. */
+  private record Switches(CommConfig.Variant variant, boolean timed, int kernels) {}
+
+  /** A combine's opening word: the rank's verdict and switches. */
+  private record Opening(String problem, Switches switches) {}
+
+  private Switches switches() {
+    return new Switches(world.variant(), world.timed(), world.kernels());
+  }
+
+  /** The switches every rank read, or a failure on every rank naming the first that differs. */
+  private static Switches agreed(String op, Switches[] all) {
+    for (int q = 1; q < all.length; q++) {
+      if (!all[q].equals(all[0])) {
+        throw new CollectiveException(op + ": rank " + q + " runs " + all[q] + ", rank 0 " + all[0]
+            + ": switch the world's variant, kernels or timing only between collectives");
+      }
+    }
+    return all[0];
+  }
 
   /** What each rank says after its layout: its routing's first problem, its tokens and counts. */
   private record Counts(String problem, int tokens, int[] totals) {}
@@ -150,13 +175,17 @@ public final class CudaCommunicator implements Communicator {
         : CallChecks.dispatch(shape, rank, closed, x, routing, into, stream, world.memory);
     DeviceRows recv = into != null ? into : ownReceive;
     int capacity = hostPath ? Math.min(hostCapacity, recv.rows()) : recv.rows();
-    Object[] entries = transport.allGather(problem != null ? new Entry(problem, 0, 0, 0, false)
-        : new Entry(null, recv.address(), recv.scalesAddress(), capacity, into == null && capacity == recv.rows()));
+    Switches mySwitches = switches();
+    Object[] entries = transport.allGather(problem != null ? new Entry(problem, 0, 0, 0, false, mySwitches)
+        : new Entry(null, recv.address(), recv.scalesAddress(), capacity, into == null && capacity == recv.rows(), mySwitches));
     throwFirst("dispatch", entries, e -> ((Entry) e).problem());
+    Switches[] sw = new Switches[entries.length];
+    for (int q = 0; q < sw.length; q++) sw[q] = ((Entry) entries[q]).switches();
+    Switches on = agreed("dispatch", sw);
     try {
-      CommConfig.Variant variant = world.variant();
-      boolean timed = world.timed();
-      int kernels = world.kernels();
+      CommConfig.Variant variant = on.variant();
+      boolean timed = on.timed();
+      int kernels = on.kernels();
       long st = w.streams[rank];
       RankBuffers b = w.buf[rank];
       // from here on the layout overwrites the previous dispatch's bookkeeping
@@ -219,15 +248,19 @@ public final class CudaCommunicator implements Communicator {
 
   private void combine(DeviceDispatched d, DeviceRows y, DeviceRows out, CudaStream stream, String hostProblem,
       boolean hostPath) {
-    CommConfig.Variant variant = world.variant();
+    Switches mySwitches = switches();
+    CommConfig.Variant variant = mySwitches.variant();
     String problem = hostPath ? hostProblem
         : CallChecks.combine(shape, rank, closed, this, generation, variant, d, y, out, stream, world.memory);
     if (problem == null && counts == null) problem = "rank " + rank + ": no complete dispatch to combine";
-    Object[] verdicts = transport.allGather(problem);
-    throwFirst("combine", verdicts, e -> (String) e);
+    Object[] openings = transport.allGather(new Opening(problem, mySwitches));
+    throwFirst("combine", openings, e -> ((Opening) e).problem());
+    Switches[] sw = new Switches[openings.length];
+    for (int q = 0; q < sw.length; q++) sw[q] = ((Opening) openings[q]).switches();
+    Switches on = agreed("combine", sw);
     try {
-      boolean timed = world.timed();
-      int kernels = world.kernels();
+      boolean timed = on.timed();
+      int kernels = on.kernels();
       long st = w.streams[rank];
       if (stream != null) {
         NativeKernels.eventRecord(w.evEntry[rank], stream.handle());
@@ -314,19 +347,24 @@ public final class CudaCommunicator implements Communicator {
     DeviceRows dx = null;
     DeviceRouting dr = null;
     if (problem == null) {
-      ensureStaging();
-      int t = routing.tokens();
-      NativeKernels.streamSynchronize(w.streams[rank]); // the staging is free
-      byte[] rows = bytes(x.segment(), x.offset(), (long) t * x.rowBytes());
-      NativeKernels.bytesToDevice(rows, 0, rows.length, stX);
-      if (shape.scaleCols() > 0) {
-        float[] sc = x.scales().asSlice(0, 4L * t * shape.scaleCols()).toArray(ValueLayout.JAVA_FLOAT);
-        NativeKernels.floatsToDevice(sc, 0, sc.length, stScales);
+      try {
+        ensureStaging();
+        int t = routing.tokens();
+        NativeKernels.streamSynchronize(w.streams[rank]); // the staging is free
+        byte[] rows = bytes(x.segment(), x.offset(), (long) t * x.rowBytes());
+        NativeKernels.bytesToDevice(rows, 0, rows.length, stX);
+        if (shape.scaleCols() > 0) {
+          float[] sc = x.scales().asSlice(0, 4L * t * shape.scaleCols()).toArray(ValueLayout.JAVA_FLOAT);
+          NativeKernels.floatsToDevice(sc, 0, sc.length, stScales);
+        }
+        NativeKernels.intsToDevice(routing.topkIdx(), 0, routing.topkIdx().length, stIdx);
+        NativeKernels.floatsToDevice(routing.topkWeights(), 0, routing.topkWeights().length, stW);
+        dx = new DeviceRows(stX, t, shape.hidden(), shape.dispatchType(), stScales);
+        dr = new DeviceRouting(stIdx, stW, t, shape.topk());
+      } catch (RuntimeException e) {
+        // told to the others in the call's first exchange, so that they fail now, not at the timeout
+        problem = "rank " + rank + ": the host path's upload failed: " + e;
       }
-      NativeKernels.intsToDevice(routing.topkIdx(), 0, routing.topkIdx().length, stIdx);
-      NativeKernels.floatsToDevice(routing.topkWeights(), 0, routing.topkWeights().length, stW);
-      dx = new DeviceRows(stX, t, shape.hidden(), shape.dispatchType(), stScales);
-      dr = new DeviceRouting(stIdx, stW, t, shape.topk());
     }
     int capacity = into != null ? into.rows() : shape.receiveRows();
     DeviceDispatched d = dispatch(dx, dr, null, null, problem, capacity);
@@ -416,12 +454,16 @@ public final class CudaCommunicator implements Communicator {
     DeviceRows dy = null;
     DeviceRows dout = null;
     if (problem == null) {
-      ensureStaging();
-      NativeKernels.streamSynchronize(w.streams[rank]);
-      byte[] b = bytes(y.segment(), y.offset(), dd.receivedRows() * y.rowBytes());
-      NativeKernels.bytesToDevice(b, 0, b.length, stY);
-      dy = DeviceRows.of(stY, dd.receivedRows(), shape.hidden(), shape.combineType());
-      dout = DeviceRows.of(stOut, dd.tokens(), shape.hidden(), shape.combineType());
+      try {
+        ensureStaging();
+        NativeKernels.streamSynchronize(w.streams[rank]);
+        byte[] b = bytes(y.segment(), y.offset(), dd.receivedRows() * y.rowBytes());
+        NativeKernels.bytesToDevice(b, 0, b.length, stY);
+        dy = DeviceRows.of(stY, dd.receivedRows(), shape.hidden(), shape.combineType());
+        dout = DeviceRows.of(stOut, dd.tokens(), shape.hidden(), shape.combineType());
+      } catch (RuntimeException e) {
+        problem = me + "the host path's upload failed: " + e;
+      }
     }
     combine(dd, dy, dout, null, problem, true);
     NativeKernels.streamSynchronize(w.streams[rank]);
