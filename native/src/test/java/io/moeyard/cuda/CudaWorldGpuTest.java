@@ -124,7 +124,6 @@ class CudaWorldGpuTest {
       world.run(c -> {
         for (int i = 0; i < 20; i++) {
           if (i == 2 && c.rank() == 0) before[0] = CudaWorld.deviceMemory()[0];
-          c.world(); // the same world for every rank
           DeviceDispatched d = c.dispatch(eng.x(c.rank()), eng.routing(c.rank()), eng.stream(c.rank()));
           c.combine(d, eng.y(c.rank(), d.receivedRows()), eng.out(c.rank()), eng.stream(c.rank()));
         }
