@@ -264,6 +264,50 @@ JNI_FN(void, memsetAsync)(JNIEnv* env, jclass, jlong p, jint value, jlong bytes,
   if (bytes > 0) check(env, cudaMemsetAsync(ptr<void>(p), value, (size_t)bytes, stream(st)), "cudaMemsetAsync");
 }
 
+// {free, total} bytes of the current device (cudaMemGetInfo): what a test watches to see that a
+// steady-state call allocates nothing.
+JNI_FN(jlongArray, memGetInfo)(JNIEnv* env, jclass) {
+  size_t freeB = 0, totalB = 0;
+  if (!check(env, cudaMemGetInfo(&freeB, &totalB), "cudaMemGetInfo")) return nullptr;
+  jlongArray out = env->NewLongArray(2);
+  if (out == nullptr) return nullptr;
+  jlong v[2] = {(jlong)freeB, (jlong)totalB};
+  env->SetLongArrayRegion(out, 0, 2, v);
+  return out;
+}
+
+// What an address is to CUDA: {cudaMemoryType (0 unregistered host, 1 host, 2 device, 3 managed),
+// device}. The device path refuses addresses that are not device or managed memory of its device.
+JNI_FN(jintArray, pointerKind)(JNIEnv* env, jclass, jlong p) {
+  cudaPointerAttributes a{};
+  cudaError_t e = cudaPointerGetAttributes(&a, ptr<void>(p));
+  if (e == cudaErrorInvalidValue) {
+    cudaGetLastError();  // not sticky; clear it so the next call does not see it
+    a.type = cudaMemoryTypeUnregistered;
+    a.device = -1;
+  } else if (!check(env, e, "cudaPointerGetAttributes")) {
+    return nullptr;
+  }
+  jintArray out = env->NewIntArray(2);
+  if (out == nullptr) return nullptr;
+  jint v[2] = {(jint)a.type, (jint)a.device};
+  env->SetIntArrayRegion(out, 0, 2, v);
+  return out;
+}
+
+JNI_FN(void, storePointer)(JNIEnv* env, jclass, jlong table, jint index, jlong value, jlong st) {
+  if (index < 0) { illegal(env, "negative table index"); return; }
+  check(env, launch_store_pointer(ptr<void*>(table), index, ptr<void>(value), stream(st)), "store_pointer");
+}
+
+JNI_FN(void, checkRouting)(JNIEnv* env, jclass, jlong topkIdx, jlong topkWeights, jint T, jint K, jint E,
+                           jlong firstBad, jlong st) {
+  if (T < 0 || K <= 0) { illegal(env, "checkRouting: bad shape"); return; }
+  check(env, launch_check_routing(ptr<const int>(topkIdx), ptr<const float>(topkWeights), T, K, E,
+                                  ptr<unsigned int>(firstBad), stream(st)),
+        "check_routing");
+}
+
 JNI_FN(void, copyDeviceToDeviceAsync)(JNIEnv* env, jclass, jlong dst, jlong src, jlong bytes, jlong st) {
   if (bytes > 0)
     check(env, cudaMemcpyAsync(ptr<void>(dst), ptr<void>(src), (size_t)bytes, cudaMemcpyDeviceToDevice, stream(st)),

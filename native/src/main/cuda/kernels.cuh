@@ -13,6 +13,14 @@ namespace moeyard {
 // behind the host's enqueue of that call)
 cudaError_t launch_hold(long long ns, cudaStream_t st);
 
+// ---- world.cu: the communicator's device path
+// table[index] = value, in stream order (a rank's peer-pointer table when an engine's buffer changes).
+cudaError_t launch_store_pointer(void** table, int index, void* value, cudaStream_t st);
+// *firstBad = the smallest flat index (t * K + k) of an expert id outside [-1, E), repeated in its
+// row, or routed with a weight that is not finite; UINT_MAX when there is none.
+cudaError_t launch_check_routing(const int* topkIdx, const float* topkWeights, int T, int K, int E,
+                                 unsigned int* firstBad, cudaStream_t st);
+
 // ---- layout.cu (per source rank, like DeepEP's get_dispatch_layout) ----
 cudaError_t launch_map_slots(const int* topkIdx, int T, int K, const int* expertOffsets,
                              const int* expertSlots, int E, int S, int localRanks, int rank,

@@ -3,9 +3,12 @@ package io.moeyard.cuda;
 import java.util.Arrays;
 
 /**
- * The device clock of a call: a start event on stream 0 that every rank's stream waits for, an end
- * event after every rank's done event. Stream 0 is held busy before the start event so that it
- * fires after the host has enqueued the call's kernels: their launch latency stays out of the time.
+ * The device clock of a timed collective: a start event on rank 0's stream that every other rank's
+ * stream waits for, an end event on rank 0's stream after every rank's done event. Rank 0's stream
+ * is held busy before the start event so that it fires after the ranks have enqueued the call's
+ * kernels: their launch latency (and the ranks' meeting on the host) stays out of the time. Rank
+ * 0's thread records the events; the others wait for them after a barrier, so that they wait for
+ * this call's records.
  */
 final class Clock {
   /** How long stream 0 is held busy before a timed call's start event. */
@@ -30,22 +33,22 @@ final class Clock {
     }
   }
 
-  /** All streams start after the start event, recorded on stream 0 once it has waited for {@code after}. */
+  /** Rank 0: the start event on its stream, after every event of {@code after} and the hold. */
   void start(long[] after) {
-    long[] streams = ranks.streams;
-    if (after != null) {
-      for (long e : after) {
-        NativeKernels.streamWaitEvent(streams[0], e);
-      }
+    long st = ranks.streams[0];
+    for (long e : after) {
+      NativeKernels.streamWaitEvent(st, e);
     }
-    NativeKernels.hold(HOLD_NS, streams[0]);
-    NativeKernels.eventRecord(evStart, streams[0]);
-    for (int r = 1; r < ranks.nR; r++) {
-      NativeKernels.streamWaitEvent(streams[r], evStart);
-    }
+    NativeKernels.hold(HOLD_NS, st);
+    NativeKernels.eventRecord(evStart, st);
   }
 
-  /** The end event on stream 0 after every rank's done event. */
+  /** The event the other ranks' streams wait for (after the barrier that follows {@link #start}). */
+  long startEvent() {
+    return evStart;
+  }
+
+  /** Rank 0, after a barrier that follows every rank's done event: the end event. */
   void stop() {
     // The whole call is enqueued now; had the start event already fired, the hold was shorter
     // than the enqueue and the clock counted part of the launch latency.
@@ -58,12 +61,9 @@ final class Clock {
     NativeKernels.eventRecord(evEnd, ranks.streams[0]);
   }
 
-  void awaitEnd() {
-    NativeKernels.eventSynchronize(evEnd);
-  }
-
-  /** Milliseconds from the start event to the end event of the last call (after {@link #awaitEnd}). */
+  /** Milliseconds from the start event to the end event of the last timed call; waits for its end. */
   float elapsedMs() {
+    NativeKernels.eventSynchronize(evEnd);
     return NativeKernels.eventElapsedMs(evStart, evEnd);
   }
 

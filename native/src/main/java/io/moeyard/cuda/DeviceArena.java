@@ -5,11 +5,11 @@ import java.util.List;
 
 /** Device allocations released together (the native library owns them; this only tracks). */
 final class DeviceArena {
-  private final List<Long> ptrs = new ArrayList<>();
+  private final List<long[]> ptrs = new ArrayList<>();
 
   long alloc(long bytes) {
     long p = NativeKernels.malloc(bytes);
-    ptrs.add(p);
+    ptrs.add(new long[] {p, bytes});
     return p;
   }
 
@@ -25,9 +25,18 @@ final class DeviceArena {
     return p;
   }
 
+  /** Whether {@code [address, address + bytes)} meets one of these allocations. */
+  boolean overlaps(long address, long bytes) {
+    long end = address + Math.max(1, bytes);
+    for (long[] a : ptrs) {
+      if (address < a[0] + Math.max(1, a[1]) && a[0] < end) return true;
+    }
+    return false;
+  }
+
   void close() {
-    for (long p : ptrs) {
-      NativeKernels.free(p);
+    for (long[] p : ptrs) {
+      NativeKernels.free(p[0]);
     }
     ptrs.clear();
   }

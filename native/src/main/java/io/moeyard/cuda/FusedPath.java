@@ -1,59 +1,36 @@
 package io.moeyard.cuda;
 
 /**
- * The fused data path: dispatch reads each token row once and stores it straight into its final
- * rows on every destination, with the weights and one pair record per token-rank pair; combine
- * reduces each pair on the expert rank into the home rank's partials, then sums them at home.
- * Enqueues only: the caller waits.
+ * The fused data path, one rank's part: dispatch reads each token row once and stores it straight
+ * into its final rows on every destination (through this rank's table of receive rows), with the
+ * weights and one pair record per token-rank pair; combine reduces each pair on the expert rank
+ * into the home rank's partials, then sums them at home. Enqueues only, on the rank's stream; the
+ * caller orders the phases across ranks with events.
  */
 final class FusedPath {
   private FusedPath() {}
 
-  /** The data phase of a dispatch, after {@link LayoutPhase#run}: timed from every rank's offsets. */
-  static void dispatch(VirtualRanks w, Clock clock, int kernels) {
+  /** Rank r's dispatch kernel: its tokens {@code x} into every destination (offsets known). */
+  static void dispatch(VirtualRanks w, int r, DeviceRows x, int tokens, int kernels) {
     KernelShape shape = w.shape;
-    int nR = w.nR;
-    int sc = shape.scaleCols();
-    int rb = shape.rowBytes();
-    // Every rank's offsets are known once the clock starts: all streams start the data phase there.
-    clock.start(w.evStage);
-    for (int r = 0; r < nR; r++) {
-      RankBuffers b = w.buf[r];
-      NativeKernels.dispatchFused(b.x, b.scales, sc, b.topkW, b.slotIds, b.pos, b.pairPos,
-          b.pairIdx, w.counts[r].tokens, w.nK, w.nS, nR, r, rb, w.recvXOf, w.recvScalesOf,
-          w.recvWOf, w.rowBaseOf, w.pairBaseOf, w.pairSrcOf, w.pairHomeOf, w.pairTokenOf,
-          w.pairRowsOf, w.streams[r], kernels);
-      NativeKernels.eventRecord(w.evSend[r], w.streams[r]);
-    }
-    for (int d = 0; d < nR; d++) {
-      for (int r = 0; r < nR; r++) {
-        NativeKernels.streamWaitEvent(w.streams[d], w.evSend[r]);
-      }
-      NativeKernels.eventRecord(w.evDone[d], w.streams[d]);
-    }
-    clock.stop();
+    RankBuffers b = w.buf[r];
+    NativeKernels.dispatchFused(x.address(), x.scalesAddress(), shape.scaleCols(), b.topkW, b.slotIds, b.pos,
+        b.pairPos, b.pairIdx, tokens, w.nK, w.nS, w.nR, r, shape.rowBytes(), w.recvXTable[r],
+        w.recvScalesTable[r], w.recvWOf, w.rowBaseOf, w.pairBaseOf, w.pairSrcOf, w.pairHomeOf,
+        w.pairTokenOf, w.pairRowsOf, w.streams[r], kernels);
   }
 
-  /** A combine after a fused dispatch (it reads the pair records), the expert outputs uploaded. */
-  static void combine(VirtualRanks w, Clock clock, int kernels) {
-    int nR = w.nR;
-    int dt = w.shape.combineCode();
-    clock.start(null);
-    for (int d = 0; d < nR; d++) {
-      RankBuffers b = w.buf[d];
-      NativeKernels.combineFused(dt, b.y, b.recvW, b.pairSrc, b.pairHome, b.pairRows,
-          w.counts[d].pairs, w.nK, w.nH, w.partialsOf, w.streams[d], kernels);
-      NativeKernels.eventRecord(w.evSend[d], w.streams[d]);
-    }
-    for (int r = 0; r < nR; r++) {
-      RankBuffers b = w.buf[r];
-      for (int d = 0; d < nR; d++) {
-        NativeKernels.streamWaitEvent(w.streams[r], w.evSend[d]);
-      }
-      NativeKernels.combineHome(dt, b.partials, b.pairOffset, w.counts[r].tokens, w.nH, b.out,
-          w.streams[r], kernels);
-      NativeKernels.eventRecord(w.evDone[r], w.streams[r]);
-    }
-    clock.stop();
+  /** Expert rank d: the weighted sum of each received pair's rows of {@code y} into its home's partials. */
+  static void combineSend(VirtualRanks w, int d, DeviceRows y, int pairs, int kernels) {
+    RankBuffers b = w.buf[d];
+    NativeKernels.combineFused(w.shape.combineCode(), y.address(), b.recvW, b.pairSrc, b.pairHome, b.pairRows,
+        pairs, w.nK, w.nH, w.partialsOf, w.streams[d], kernels);
+  }
+
+  /** Home rank r, every expert rank's partials in: each token's partials summed into {@code out}. */
+  static void combineHome(VirtualRanks w, int r, int tokens, DeviceRows out, int kernels) {
+    RankBuffers b = w.buf[r];
+    NativeKernels.combineHome(w.shape.combineCode(), b.partials, b.pairOffset, tokens, w.nH, out.address(),
+        w.streams[r], kernels);
   }
 }

@@ -1,79 +1,72 @@
 package io.moeyard.cuda;
 
 /**
- * The layout of a dispatch (DeepEP's get_dispatch_layout): on every source rank, each selection's
- * slot and position, the token-rank pairs and the counts; the counts go to the host once (the one
- * host sync of a dispatch: receive sizes and the unfused path's copy ranges come from them), are
- * checked against the receive buffers, and every destination computes its receive offsets.
+ * The layout of a dispatch on one source rank (DeepEP's get_dispatch_layout): the routing's check,
+ * each selection's slot and position, the token-rank pairs and the counts; the counts go to the
+ * host once (the one host sync of a dispatch: receive sizes and the unfused path's copy ranges
+ * come from them), and once every rank's are known each destination computes its receive offsets.
  */
 final class LayoutPhase {
   private LayoutPhase() {}
 
   /**
-   * Enqueues the layout of every rank, reads the counts back and records each destination's
-   * {@code evStage} once its offsets are on the device. Throws naming the need and the capacity,
-   * before any receive buffer is written, when a destination would receive more than it holds.
+   * Enqueues rank r's routing check and layout on its stream, waits for them and returns its counts:
+   * selections per slot and token-rank pairs per destination ({@code P + R} ints), then the routing
+   * check's first bad flat index ({@code -1}: none).
    */
-  static void run(VirtualRanks w) {
+  static int[] run(VirtualRanks w, int r, int tokens) {
     KernelShape shape = w.shape;
-    int nR = w.nR;
     int nS = w.nS;
     int nP = w.nP;
     int nK = w.nK;
-    // 1. layout on every source rank
-    for (int r = 0; r < nR; r++) {
-      RankBuffers b = w.buf[r];
-      int t = w.counts[r].tokens;
-      long st = w.streams[r];
-      NativeKernels.mapSlots(b.topkIdx, t, nK, w.mapOffsets, w.mapSlots, shape.experts(), nS,
-          shape.localRanks(), r, b.slotIds, st);
-      NativeKernels.layoutCount(b.slotIds, t, nK, nS, nP, nR, b.chunkCounts, st);
-      NativeKernels.layoutScan(b.chunkCounts, t, nP, nR, b.chunkBase, b.totals, b.slotPrefix,
-          b.chunkPairBase, b.pairOffset, st);
-      NativeKernels.layoutPositions(b.slotIds, t, nK, nS, nP, nR, b.chunkBase, b.chunkPairBase,
-          b.pos, b.pairPos, b.pairIdx, b.inRank, b.pairOffset, st);
+    int nR = w.nR;
+    int nb = nP + nR;
+    RankBuffers b = w.buf[r];
+    long st = w.streams[r];
+    NativeKernels.checkRouting(b.topkIdx, b.topkW, tokens, nK, shape.experts(), b.totals + 4L * nb, st);
+    NativeKernels.mapSlots(b.topkIdx, tokens, nK, w.mapOffsets, w.mapSlots, shape.experts(), nS,
+        shape.localRanks(), r, b.slotIds, st);
+    NativeKernels.layoutCount(b.slotIds, tokens, nK, nS, nP, nR, b.chunkCounts, st);
+    NativeKernels.layoutScan(b.chunkCounts, tokens, nP, nR, b.chunkBase, b.totals, b.slotPrefix,
+        b.chunkPairBase, b.pairOffset, st);
+    NativeKernels.layoutPositions(b.slotIds, tokens, nK, nS, nP, nR, b.chunkBase, b.chunkPairBase,
+        b.pos, b.pairPos, b.pairIdx, b.inRank, b.pairOffset, st);
+    // the read-back: the copy below is synchronous on the legacy stream, which does not wait for
+    // this non-blocking stream, so the stream is waited for first
+    NativeKernels.streamSynchronize(st);
+    int[] counts = new int[nb + 1];
+    NativeKernels.intsFromDevice(b.totals, counts, 0, nb + 1);
+    return counts;
+  }
+
+  /** The message for rank r's first bad routing entry (flat index {@code flat}); the error path only. */
+  static String badRouting(VirtualRanks w, int r, int flat) {
+    int nK = w.nK;
+    int t = flat / nK;
+    int k = flat % nK;
+    int[] idx = new int[nK];
+    float[] wt = new float[nK];
+    NativeKernels.intsFromDevice(w.buf[r].topkIdx + 4L * t * nK, idx, 0, nK);
+    NativeKernels.floatsFromDevice(w.buf[r].topkW + 4L * t * nK, wt, 0, nK);
+    int e = idx[k];
+    int experts = w.shape.experts();
+    if (e < -1 || e >= experts) {
+      return "rank " + r + ": topkIdx[" + t + "][" + k + "] = " + e + " is outside [0, " + experts + ") (use -1 for 'not routed')";
     }
-    // 2. counts to the host
-    for (int r = 0; r < nR; r++) {
-      RankBuffers b = w.buf[r];
-      RankCounts c = w.counts[r];
-      NativeKernels.streamSynchronize(w.streams[r]);
-      c.totals = new int[nP + nR];
-      c.slotPrefix = new int[nP + 1];
-      NativeKernels.intsFromDevice(b.totals, c.totals, 0, nP + nR);
-      NativeKernels.intsFromDevice(b.slotPrefix, c.slotPrefix, 0, nP + 1);
+    for (int q = 0; q < k; q++) {
+      if (idx[q] == e) return "rank " + r + ": token " + t + " selects logical expert " + e + " twice (topkIdx[" + t + "][" + q + "] and [" + k + "])";
     }
-    // 3. what every destination receives, checked on all of them before any is written
-    int[] rows = new int[nR];
-    int[] pairs = new int[nR];
-    int[][] stagingPrefix = new int[nR][];
-    for (int d = 0; d < nR; d++) {
-      int n = 0;
-      int[] prefix = new int[nR * nS + 1];
-      for (int r = 0; r < nR; r++) {
-        for (int ls = 0; ls < nS; ls++) {
-          prefix[r * nS + ls] = n;
-          n += w.counts[r].totals[d * nS + ls];
-        }
-        pairs[d] += w.counts[r].totals[nP + d];
-      }
-      prefix[nR * nS] = n;
-      rows[d] = n;
-      stagingPrefix[d] = prefix;
-      w.buf[d].checkReceive(d, rows[d], pairs[d]);
-    }
-    for (int d = 0; d < nR; d++) {
-      RankCounts c = w.counts[d];
-      c.rows = rows[d];
-      c.pairs = pairs[d];
-      c.stagingPrefix = stagingPrefix[d];
-    }
-    // 4. receive offsets on every destination
-    for (int d = 0; d < nR; d++) {
-      RankBuffers b = w.buf[d];
-      NativeKernels.recvOffsets(w.totalsOf, d, nR, nS, nP, b.recvCounts, b.slotTotal, b.rowBase,
-          b.slotBase, b.pairBase, b.stagingPrefix, w.streams[d]);
-      NativeKernels.eventRecord(w.evStage[d], w.streams[d]);
-    }
+    return "rank " + r + ": topkWeights[" + t + "][" + k + "] = " + wt[k] + " is not finite";
+  }
+
+  /**
+   * On destination d, once every rank's layout is done: its receive offsets from every rank's
+   * counts, then {@code evStage[d]}.
+   */
+  static void offsets(VirtualRanks w, int d) {
+    RankBuffers b = w.buf[d];
+    NativeKernels.recvOffsets(w.totalsOf, d, w.nR, w.nS, w.nP, b.recvCounts, b.slotTotal, b.rowBase,
+        b.slotBase, b.pairBase, b.stagingPrefix, w.streams[d]);
+    NativeKernels.eventRecord(w.evStage[d], w.streams[d]);
   }
 }

@@ -53,6 +53,26 @@ public final class NativeKernels {
 
   public static native void memsetAsync(long ptr, int value, long bytes, long stream);
 
+  /** {free, total} bytes of the current device (cudaMemGetInfo). */
+  public static native long[] memGetInfo();
+
+  /**
+   * {cudaMemoryType, device} of an address: 0 unregistered host memory, 1 registered host memory,
+   * 2 device memory, 3 managed memory; device -1 when the address is unknown to CUDA.
+   */
+  public static native int[] pointerKind(long ptr);
+
+  /** {@code table[index] = value} (a device array of pointers), in stream order. */
+  public static native void storePointer(long table, int index, long value, long stream);
+
+  /**
+   * {@code *firstBad} (one uint32) = the smallest flat index {@code t * topk + k} whose expert id is
+   * outside [-1, experts) or repeats an earlier one of row t, or whose routed weight is not finite;
+   * 0xFFFFFFFF when there is none.
+   */
+  public static native void checkRouting(
+      long topkIdx, long topkWeights, int tokens, int topk, int experts, long firstBad, long stream);
+
   public static native void copyDeviceToDeviceAsync(long dst, long src, long bytes, long stream);
 
   // Host <-> device, synchronous, in elements (off/len index the Java array).

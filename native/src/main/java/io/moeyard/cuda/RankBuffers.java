@@ -1,10 +1,11 @@
 package io.moeyard.cuda;
 
 /**
- * One rank's device memory, allocated once at open for the most a call can need (the shape's
+ * One rank's device memory (what the communicator needs besides the engine's rows: the routing's
+ * copy, the layout, receive rows, pair records, staging), allocated once at open for the most a call can need (the shape's
  * maxTokens and receive rows) and reused by every call, so a steady-state call allocates nothing.
  * Peers store into these buffers directly. A call whose counts do not fit fails before any kernel
- * writes ({@link #checkReceive}).
+ * writes ({@link CallChecks#receive}).
  */
 final class RankBuffers {
   private final DeviceArena mem = new DeviceArena();
@@ -14,9 +15,7 @@ final class RankBuffers {
   /** Token-rank pairs the pair records hold: each pair brings at least one row, and a source sends a token once. */
   final int receivePairs;
 
-  // as a source: input and layout
-  final long x;
-  final long scales;
+  // as a source: the routing (the communicator's own copy) and the layout
   final long topkIdx;
   final long topkW;
   final long slotIds;
@@ -52,9 +51,7 @@ final class RankBuffers {
   final long stagingScales;
   final long stagingW;
   // combine
-  final long y;
   final long partials;
-  final long out;
   final long stagingY;
   final long returnY;
 
@@ -79,8 +76,6 @@ final class RankBuffers {
     long chunks = Math.max(1, (t + layoutChunk - 1) / layoutChunk);
     boolean ok = false;
     try {
-      x = mem.alloc(t * rb);
-      scales = sc > 0 ? mem.alloc(4L * t * sc) : 0L;
       topkIdx = mem.alloc(4L * tk);
       topkW = mem.alloc(4L * tk);
       slotIds = mem.alloc(4L * tk);
@@ -91,7 +86,8 @@ final class RankBuffers {
       pairOffset = mem.alloc(4L * (t + 1));
       chunkCounts = mem.alloc(4L * chunks * nb);
       chunkBase = mem.alloc(4L * chunks * nb);
-      totals = mem.alloc(4L * nb);
+      // one more int: the routing check's first bad entry, read back with the counts
+      totals = mem.alloc(4L * (nb + 1));
       slotPrefix = mem.alloc(4L * (nP + 1));
       chunkPairBase = mem.alloc(4L * (chunks + 1));
 
@@ -116,9 +112,7 @@ final class RankBuffers {
       stagingScales = sc > 0 ? mem.alloc(4L * rows * sc) : 0L;
       stagingW = mem.alloc(4L * rows);
 
-      y = mem.alloc(rows * cb);
       partials = mem.alloc(homePairs * cb);
-      out = mem.alloc(t * cb);
       stagingY = mem.alloc(rows * cb);
       returnY = mem.alloc(tk * cb);
       ok = true;
@@ -129,20 +123,9 @@ final class RankBuffers {
     }
   }
 
-  /** Throws naming the need and the capacity when rank {@code d} would receive more than its buffers hold. */
-  void checkReceive(int d, int rows, int pairs) {
-    checkReceive(d, rows, pairs, receiveRows, receivePairs);
-  }
-
-  static void checkReceive(int d, int rows, int pairs, int receiveRows, int receivePairs) {
-    if (rows > receiveRows) {
-      throw new IllegalArgumentException("rank " + d + " would receive " + rows
-          + " rows, its receive buffer holds " + receiveRows + " (CommConfig.receiveRows)");
-    }
-    if (pairs > receivePairs) {
-      throw new IllegalArgumentException("rank " + d + " would receive " + pairs
-          + " token-rank pairs, its pair records hold " + receivePairs);
-    }
+  /** Whether {@code [address, address + bytes)} meets one of this rank's buffers. */
+  boolean overlaps(long address, long bytes) {
+    return mem.overlaps(address, bytes);
   }
 
   void close() {

@@ -10,7 +10,10 @@
  *       {@code long} handles and gives them back through the same library. The org.bytedeco CUDA
  *       presets are not used here: mixing two CUDA runtimes (theirs dynamic, ours static) in one
  *       process would give two owners of the same context and make the failure modes harder to
- *       explain. The NCCL backend, which needs NCCL, is where the bytedeco presets belong.</li>
+ *       explain. The NCCL backend, which needs NCCL, is where the bytedeco presets belong: so far
+ *       {@link io.moeyard.cuda.NcclAvailability} (a probe that never throws) and
+ *       {@link io.moeyard.cuda.NcclUniqueIds} (the unique-id exchange over the process rendezvous),
+ *       against the presets as an optional dependency.</li>
  *   <li><b>Never a crash without a GPU.</b> The library is built with {@code -cudart static}, so it
  *       loads without libcudart or a driver; {@link io.moeyard.cuda.CudaAvailability} turns every
  *       failure (no library in the jar, no driver, no device) into one
@@ -18,9 +21,22 @@
  *   <li><b>Index math tested without a GPU.</b> The layout arithmetic lives in
  *       {@code __host__ __device__} functions; {@code NativeKernels.host*} runs it on Java arrays on
  *       the host, so CI checks the very code the kernels run.</li>
- *   <li><b>Virtual ranks.</b> {@link io.moeyard.cuda.CudaBackend} runs R ranks on one GPU, each with
- *       its own device buffers and stream; the kernels store into peer buffers exactly as they would
- *       through CUDA IPC on an NVLink node, so the same kernels serve the multi-process backend.</li>
+ *   <li><b>Virtual ranks behind the Communicator.</b> {@link io.moeyard.cuda.CudaWorld} runs R ranks
+ *       on one GPU and hands out one {@link io.moeyard.cuda.CudaCommunicator} (an
+ *       {@link io.moeyard.comm.Communicator}) per rank, each driven by its own thread; each rank has
+ *       its own device buffers, stream and events, a collective meets on the host and each rank
+ *       enqueues its own kernels, which store into peer buffers exactly as they would through CUDA
+ *       IPC on an NVLink node. Cross-rank order is events. So the same kernels and the same per-rank
+ *       state serve the multi-process backend.</li>
+ *   <li><b>Device memory as raw addresses.</b> {@link io.moeyard.cuda.DeviceRows} and
+ *       {@link io.moeyard.cuda.DeviceRouting} hold {@code long} device addresses (what GPU runtimes
+ *       hand out; a {@code MemorySegment} over device memory could never be read), checked with
+ *       {@code cudaPointerGetAttributes}; the engine's stream comes in as a
+ *       {@link io.moeyard.cuda.CudaStream} and the results go out in its order. A call allocates
+ *       nothing and waits once per dispatch, for the layout counts.</li>
+ *   <li><b>One error on every rank.</b> Arguments are checked on the host, the routing on the device
+ *       (its verdict travels with the counts), and every verdict is exchanged before any row moves,
+ *       so a misuse on one rank fails all of them with the same message.</li>
  * </ul>
  */
 package io.moeyard.cuda;

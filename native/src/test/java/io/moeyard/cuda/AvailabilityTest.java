@@ -45,7 +45,7 @@ class AvailabilityTest {
     Assumptions.assumeFalse(a.available(), "a GPU is available here");
     var cfg = KernelCases.trivial(2, 2, 2, 128, 2, DType.BF16);
     CudaUnavailableException e =
-        assertThrows(CudaUnavailableException.class, () -> CudaBackend.open(cfg.map(), cfg.comm()));
+        assertThrows(CudaUnavailableException.class, () -> CudaWorld.open(cfg.map(), cfg.comm()));
     assertEquals(a.message(), e.getMessage());
     assertTrue(e.getMessage().startsWith("CUDA backend unavailable: "), e.getMessage());
   }

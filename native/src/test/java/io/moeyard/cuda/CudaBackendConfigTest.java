@@ -71,38 +71,14 @@ class CudaBackendConfigTest {
   }
 
   @Test
-  void badInputIsRejectedWithTheValue() {
-    var c = KernelCases.trivial(2, 2, 2, 128, 2, B);
-    byte[] x = new byte[2 * c.rowBytes()];
-    float[] w = new float[4];
-    HostArrays.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, -1, 3, 1}, w));
-    HostArrays.validate(c, 0, new CudaBackend.RankInput(0, new byte[0], null, new int[0], new float[0]));
-    assertMsg("= 4 outside [-1, 4)",
-        () -> HostArrays.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, 4, 1, 2}, w)));
-    assertMsg("= -2 outside",
-        () -> HostArrays.validate(c, 1, new CudaBackend.RankInput(2, x, null, new int[] {0, -2, 1, 2}, w)));
-    assertMsg("selects logical expert 1 twice",
-        () -> HostArrays.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, 2, 1, 1}, w)));
-    assertMsg("x must have 512 bytes",
-        () -> HostArrays.validate(c, 0, new CudaBackend.RankInput(2, new byte[3], null, new int[4], w)));
-    assertMsg("topkWeights must have 4",
-        () -> HostArrays.validate(c, 0, new CudaBackend.RankInput(2, x, null, new int[] {0, 1, 0, 1}, new float[3])));
-    var f8 = KernelCases.trivial(2, 2, 2, 256, 1, DType.FP8_E4M3);
-    assertMsg("FP8 scales must have 4 floats",
-        () -> HostArrays.validate(f8, 0, new CudaBackend.RankInput(2, new byte[512], null, new int[2], new float[2])));
-    int over = KernelCases.TRIVIAL_MAX_TOKENS + 1;
-    assertMsg(over + " tokens, the backend was opened for at most " + KernelCases.TRIVIAL_MAX_TOKENS,
-        () -> HostArrays.validate(c, 1, new CudaBackend.RankInput(over, new byte[over * 256], null, new int[2 * over],
-            new float[2 * over])));
-  }
-
-  @Test
-  void receiveBeyondTheBuffersIsRejectedWithNeedAndCapacity() {
-    RankBuffers.checkReceive(1, 10, 4, 10, 4);
-    assertMsg("rank 1 would receive 11 rows, its receive buffer holds 10",
-        () -> RankBuffers.checkReceive(1, 11, 4, 10, 4));
-    assertMsg("rank 2 would receive 5 token-rank pairs, its pair records hold 4",
-        () -> RankBuffers.checkReceive(2, 10, 5, 10, 4));
+  void receiveBeyondTheBuffersIsNamedWithNeedAndCapacity() {
+    assertEquals(null, CallChecks.receive(1, 10, 4, 10, true, 4));
+    assertEquals("rank 1 would receive 11 rows, its receive buffer holds 10 (CommConfig.receiveRows)",
+        CallChecks.receive(1, 11, 4, 10, true, 4));
+    assertEquals("rank 3 would receive 11 rows, its receive buffer holds 10 (the rows it passed)",
+        CallChecks.receive(3, 11, 4, 10, false, 4));
+    assertEquals("rank 2 would receive 5 token-rank pairs, its pair records hold 4",
+        CallChecks.receive(2, 10, 5, 10, true, 4));
   }
 
   private static void assertMsg(String part, org.junit.jupiter.api.function.Executable ex) {

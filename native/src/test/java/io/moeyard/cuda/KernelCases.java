@@ -14,8 +14,8 @@ import java.util.List;
 import java.util.SplittableRandom;
 
 /**
- * The kit's workloads and {@link NaiveReference} in the CUDA backend's terms: kernel shapes,
- * uploads, and the expected {@link CudaBackend.DispatchResult}s, including what the kit leaves to
+ * The kit's workloads and {@link NaiveReference} in the CUDA backend's terms: kernel shapes and
+ * the expected dispatch results ({@link Expected}), including what the kit leaves to
  * the backends (the pair records of a fused dispatch and a rank's own send layout), derived from
  * the reference's token-rank pairs. No layout or combine arithmetic of its own.
  */
@@ -71,23 +71,20 @@ final class KernelCases {
     return Workload.of(shape.map(), k, shape.hidden(), shape.dispatchType(), tokens, idx, seed);
   }
 
-  static CudaBackend.RankInput input(Workload wl, int r) {
-    return new CudaBackend.RankInput(wl.tokens[r], wl.x[r], wl.dtype.hasScales() ? wl.xScales[r] : null, wl.idx[r], wl.w[r]);
-  }
-
-  /** Opens a backend for the workload and uploads every rank's input. */
-  static CudaBackend openAndUpload(Workload wl) {
-    CudaBackend be = CudaBackend.open(wl.map, wl.config());
-    for (int r = 0; r < wl.ranks(); r++) be.upload(r, input(wl, r));
-    return be;
-  }
+  /**
+   * One rank's expected dispatch: the rows, FP8 scales and weights in receive order, rows per local
+   * slot, the received token-rank pairs (source rank, source token; rank-major, tokens ascending) and
+   * the rank's own send layout (tokens per destination rank, token-in-rank flags).
+   */
+  record Expected(int rows, byte[] recvX, float[] recvScales, float[] recvWeights, int[] slotCounts, int pairs,
+      int[] pairSrc, int[] pairToken, int[] numTokensPerRank, byte[] isTokenInRank) {}
 
   /** What a fused dispatch returns on every rank (an unfused one: the same without pair records). */
-  static CudaBackend.DispatchResult[] dispatch(Workload wl) {
+  static Expected[] dispatch(Workload wl) {
     NaiveReference ref = wl.ref;
     int ranks = wl.ranks();
     RowBuffer[] x = wl.xs();
-    CudaBackend.DispatchResult[] out = new CudaBackend.DispatchResult[ranks];
+    Expected[] out = new Expected[ranks];
     for (int d = 0; d < ranks; d++) {
       RowBuffer recv = ref.received(d, x);
       // the pairs d receives, rank-major, tokens ascending; and d's own pairs as a source
@@ -105,7 +102,7 @@ final class KernelCases {
           inRank[t * ranks + dest] = 1;
         }
       }
-      out[d] = new CudaBackend.DispatchResult(recv.rows(), bytes(recv),
+      out[d] = new Expected(recv.rows(), bytes(recv),
           recv.scales() == null ? new float[0] : recv.scales().toArray(ValueLayout.JAVA_FLOAT),
           ref.receivedWeights(d, wl.w), ref.slotCounts(d), pairs.size(),
           pairs.stream().mapToInt(p -> p[0]).toArray(), pairs.stream().mapToInt(p -> p[1]).toArray(), perRank, inRank);

@@ -21,7 +21,7 @@ import org.junit.jupiter.api.Test;
  * Ties the CUDA tests' expectations to the CPU backend on the host: what {@link KernelCases}
  * expects of a fused dispatch (the kit's reference plus the pair records and send layout it
  * derives) and of combine is, bit for bit, what the CPU backend's fused path gives, on the suite's
- * random workloads. So a GPU that passes {@code CudaBackendGpuTest} also passes {@code moeyard
+ * random workloads. So a GPU that passes {@code CudaWorldGpuTest} also passes {@code moeyard
  * selftest --backend cuda}, and a difference there is a kernel bug, not two readings of the
  * contract.
  */
@@ -39,7 +39,7 @@ class ReferenceMatchesCpuBackendTest {
   }
 
   private static void check(Workload wl, String ctx) {
-    CudaBackend.DispatchResult[] want = KernelCases.dispatch(wl);
+    KernelCases.Expected[] want = KernelCases.dispatch(wl);
     byte[][] wantOut = KernelCases.combine(wl);
     int ranks = wl.ranks();
     RowBuffer[] y = wl.ys();

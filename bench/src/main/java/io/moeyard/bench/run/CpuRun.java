@@ -35,6 +35,9 @@ final class CpuRun implements AutoCloseable {
   /** Source rank / token of each received pair (rank-major, token ascending). */
   final int[][] pairSrc;
   final int[][] pairToken;
+  /** Source rank / token of each received row. */
+  final int[][] rowSrc;
+  final int[][] rowToken;
   /** This rank's layout as a source: token-rank pairs to each destination, and [T][R] flags. */
   final int[][] numTokensPerRank;
   final byte[][] isTokenInRank;
@@ -53,6 +56,8 @@ final class CpuRun implements AutoCloseable {
     pairs = new int[ranks];
     pairSrc = new int[ranks][];
     pairToken = new int[ranks][];
+    rowSrc = new int[ranks][];
+    rowToken = new int[ranks][];
     numTokensPerRank = new int[ranks][];
     isTokenInRank = new byte[ranks][];
     out = new RowBuffer[ranks];
@@ -106,6 +111,12 @@ final class CpuRun implements AutoCloseable {
       for (int i = 0; i < q; i++) {
         pairSrc[r][i] = h.pairSourceRank(i);
         pairToken[r][i] = h.rowSourceToken(h.pairRow(h.pairRowStart(i)));
+      }
+      rowSrc[r] = new int[n];
+      rowToken[r] = new int[n];
+      for (int i = 0; i < n; i++) {
+        rowSrc[r][i] = h.rowSourceRank(i);
+        rowToken[r][i] = h.rowSourceToken(i);
       }
       DispatchLayout lay = h.layout();
       numTokensPerRank[r] = lay.pairsTo.clone();

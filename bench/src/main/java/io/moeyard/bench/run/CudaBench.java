@@ -3,21 +3,25 @@ package io.moeyard.bench.run;
 import io.moeyard.comm.CommConfig;
 import io.moeyard.cuda.CudaAvailability;
 import io.moeyard.cuda.CudaBackend;
+import io.moeyard.cuda.CudaWorld;
+import io.moeyard.cuda.DeviceDispatched;
 import io.moeyard.engine.DType;
 import io.moeyard.testkit.Workload;
 import java.io.PrintStream;
 import java.util.Arrays;
+import java.util.List;
 
 /**
- * The all-to-all benchmark on the {@code cuda} backend: R virtual ranks on one GPU, the same
- * routing, tokens and expert outputs as {@link CpuBench} for the same {@link BenchConfig}
- * (its generators and seeds), fused and unfused dispatch and combine timed with CUDA events
- * ({@link CudaBackend#lastDeviceMs()}: a dispatch's data phase, a whole combine) over
- * {@code warmup + iters} calls, median reported.
+ * The all-to-all benchmark on the {@code cuda} backend: a {@link CudaWorld} of R virtual ranks on
+ * one GPU driven through its communicators' device path (the workload in device memory as an
+ * engine would hold it, one thread and one stream per rank), the same routing, tokens and expert
+ * outputs as {@link CpuBench} for the same {@link BenchConfig} (its generators and seeds), fused
+ * and unfused dispatch and combine timed with CUDA events ({@link CudaWorld#lastDeviceMs()}: a
+ * dispatch's data phase, a whole combine) over {@code warmup + iters} calls, median reported.
  *
  * <p>Verification, once, before timing: every output of both CUDA variants (received rows,
- * weights, FP8 scales, slot counts, pair records, the layout, combine outputs) is compared bit for
- * bit with the CPU backend's fused path run once on the same inputs (through a {@code CpuWorld}).
+ * weights, FP8 scales, slot counts, each row's source rank and token, combine outputs) is compared
+ * bit for bit with the CPU backend's fused path run once on the same inputs (through a {@code CpuWorld}).
  *
  * <p>The fused calls are timed a second time in the same process with the untuned kernels of the
  * native library's simple.cu (verified the same way), so that what the tuning buys is a ratio from
@@ -26,7 +30,7 @@ import java.util.Arrays;
  * <p>Bytes are counted as {@link CpuBench} counts them: DeepEP's bytes received per rank (token-rank
  * pairs x row bytes, FP8 scales included for dispatch), averaged over ranks; GB/s = those bytes /
  * median time. All R ranks share the one GPU, so a call's time covers every rank's bytes: the
- * roofline is one device-to-device copy ({@link CudaBackend#copyMillis}) of the bytes all ranks
+ * roofline is one device-to-device copy ({@link CudaWorld#copyMillis}) of the bytes all ranks
  * receive (R x the per-rank figure), expressed in the same per-rank units, so that "of copy" is
  * copy time / call time. The aggregate device bandwidth is R times the printed GB/s.
  */
@@ -57,56 +61,48 @@ public final class CudaBench {
     String simpleProblem;
     double[][] simpleMs = new double[2][c.iters()];
     int shortHolds;
-    byte[][] cpuOut = null;
-    try (CudaBackend be = CudaCheck.open(wl)) {
+    try (CudaWorld world = CudaCheck.open(wl); CudaCheck.Engine eng = new CudaCheck.Engine(wl)) {
       long allBytes = 0;
       for (int p : pairs) allBytes += (long) p * dispatchRowBytes(wl);
-      copyMs = be.copyMillis(allBytes, c.iters());
-      CudaCheck.upload(be, wl);
+      copyMs = world.copyMillis(allBytes, c.iters());
+      int[] candidates = combineCandidates();
+      String[] candidateProblems = new String[candidates.length];
       try {
-        problem = CudaCheck.verify(be, wl, cpu);
-        be.useKernels(CudaBackend.KERNELS_SIMPLE);
-        simpleProblem = CudaCheck.verify(be, wl, cpu, CudaBackend.Variant.FUSED);
-        be.useKernels(CudaBackend.KERNELS_TUNED);
-        if (combineCandidates().length > 0) {
-          cpuOut = new byte[wl.ranks()][];
-          for (int r = 0; r < wl.ranks(); r++) cpuOut[r] = cpu.out[r].segment().asSlice(cpu.out[r].offset(), cpu.out[r].byteSize()).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+        problem = CudaCheck.verify(world, eng, wl, cpu, CommConfig.Variant.FUSED, CommConfig.Variant.UNFUSED);
+        world.useKernels(CudaWorld.KERNELS_SIMPLE);
+        simpleProblem = CudaCheck.verify(world, eng, wl, cpu, CommConfig.Variant.FUSED);
+        for (int i = 0; i < candidates.length; i++) {
+          world.useKernels(candidates[i]);
+          candidateProblems[i] = CudaCheck.verify(world, eng, wl, cpu, CommConfig.Variant.FUSED);
         }
+        world.useKernels(CudaWorld.KERNELS_TUNED);
       } finally {
         cpu.close();
       }
       progress.printf("verified: %s (untuned fused kernels: %s); timing %d + %d warm-up iterations of each...%n",
           problem == null ? "yes" : "NO (" + problem + ")", simpleProblem == null ? "yes" : "NO (" + simpleProblem + ")",
           c.iters(), c.warmup());
-      time(c, be, ms[DISPATCH_FUSED], () -> be.dispatchOnDevice(CudaBackend.Variant.FUSED));
-      time(c, be, ms[DISPATCH_UNFUSED], () -> be.dispatchOnDevice(CudaBackend.Variant.UNFUSED));
-      be.useKernels(CudaBackend.KERNELS_SIMPLE);
-      time(c, be, simpleMs[0], () -> be.dispatchOnDevice(CudaBackend.Variant.FUSED));
-      be.useKernels(CudaBackend.KERNELS_TUNED);
-      be.dispatchOnDevice(CudaBackend.Variant.FUSED); // the fused combine needs its pair records
-      for (int d = 0; d < wl.ranks(); d++) be.setExpertOutputs(d, wl.y[d]);
-      time(c, be, ms[COMBINE_FUSED], () -> be.combineOnDevice(CudaBackend.Variant.FUSED));
-      time(c, be, ms[COMBINE_UNFUSED], () -> be.combineOnDevice(CudaBackend.Variant.UNFUSED));
-      be.useKernels(CudaBackend.KERNELS_SIMPLE);
-      time(c, be, simpleMs[1], () -> be.combineOnDevice(CudaBackend.Variant.FUSED));
-      be.useKernels(CudaBackend.KERNELS_TUNED);
-      for (int v : combineCandidates()) {
-        be.useKernels(v);
-        be.dispatchOnDevice(CudaBackend.Variant.FUSED);
-        for (int d = 0; d < wl.ranks(); d++) be.setExpertOutputs(d, wl.y[d]);
-        byte[][] out = be.combine(CudaBackend.Variant.FUSED);
-        String p = null;
-        for (int r = 0; r < wl.ranks() && p == null; r++) {
-          int i = java.util.Arrays.mismatch(cpuOut[r], out[r]);
-          if (i >= 0) p = "rank " + r + " combine output byte " + i;
-        }
+      world.timing(true);
+      timeDispatch(c, world, eng, CommConfig.Variant.FUSED, ms[DISPATCH_FUSED]);
+      timeDispatch(c, world, eng, CommConfig.Variant.UNFUSED, ms[DISPATCH_UNFUSED]);
+      world.useKernels(CudaWorld.KERNELS_SIMPLE);
+      timeDispatch(c, world, eng, CommConfig.Variant.FUSED, simpleMs[0]);
+      world.useKernels(CudaWorld.KERNELS_TUNED);
+      // the fused combine needs a fused dispatch's pair records: each combine timing dispatches fused first
+      timeCombine(c, world, eng, CommConfig.Variant.FUSED, ms[COMBINE_FUSED]);
+      timeCombine(c, world, eng, CommConfig.Variant.UNFUSED, ms[COMBINE_UNFUSED]);
+      world.useKernels(CudaWorld.KERNELS_SIMPLE);
+      timeCombine(c, world, eng, CommConfig.Variant.FUSED, simpleMs[1]);
+      for (int i = 0; i < candidates.length; i++) {
+        world.useKernels(candidates[i]);
         double[] vm = new double[c.iters()];
-        time(c, be, vm, () -> be.combineOnDevice(CudaBackend.Variant.FUSED));
-        progress.printf("combine candidate %d: %.1f us (tuned %.1f us)%s%n", v, median(vm) * 1e3, median(ms[COMBINE_FUSED]) * 1e3,
-            p == null ? "" : "; WRONG: " + p);
+        timeCombine(c, world, eng, CommConfig.Variant.FUSED, vm);
+        progress.printf("combine candidate %d: %.1f us (tuned %.1f us)%s%n", candidates[i], median(vm) * 1e3,
+            median(ms[COMBINE_FUSED]) * 1e3, candidateProblems[i] == null ? "" : "; WRONG: " + candidateProblems[i]);
       }
-      be.useKernels(CudaBackend.KERNELS_TUNED);
-      shortHolds = be.shortHolds();
+      world.useKernels(CudaWorld.KERNELS_TUNED);
+      world.timing(false);
+      shortHolds = world.shortHolds();
     }
     if (shortHolds > 0) {
       progress.printf("note: %d timed calls had started before their enqueue ended (launch latency counted)%n", shortHolds);
@@ -114,6 +110,39 @@ public final class CudaBench {
     BenchResult r = assemble(c, av.device(), pairs, rows, dispatchRowBytes(wl), wl.outRowBytes(), ms, copyMs, problem, rowStats);
     return r.withSimpleKernels(new BenchResult.SimpleKernels(
         median(simpleMs[0]) * 1e3, median(simpleMs[1]) * 1e3, simpleProblem == null));
+  }
+
+  /**
+   * {@code warmup + iters} dispatches of variant {@code v} through the device path, every rank on its
+   * own thread and stream; rank 0 reads each call's device time.
+   */
+  private static void timeDispatch(BenchConfig c, CudaWorld world, CudaCheck.Engine eng, CommConfig.Variant v, double[] out) {
+    world.useVariant(v);
+    world.run(comm -> {
+      int r = comm.rank();
+      for (int i = 0; i < c.warmup() + c.iters(); i++) {
+        comm.dispatch(eng.x(r), eng.routing(r), eng.stream(r));
+        if (r == 0 && i >= c.warmup()) out[i - c.warmup()] = world.lastDeviceMs();
+      }
+      return null;
+    });
+  }
+
+  /** One fused dispatch, then {@code warmup + iters} combines of variant {@code v} on its result. */
+  private static void timeCombine(BenchConfig c, CudaWorld world, CudaCheck.Engine eng, CommConfig.Variant v, double[] out) {
+    world.useVariant(CommConfig.Variant.FUSED);
+    List<DeviceDispatched> ds = world.run(comm -> comm.dispatch(eng.x(comm.rank()), eng.routing(comm.rank()),
+        eng.stream(comm.rank())));
+    world.useVariant(v);
+    world.run(comm -> {
+      int r = comm.rank();
+      DeviceDispatched d = ds.get(r);
+      for (int i = 0; i < c.warmup() + c.iters(); i++) {
+        comm.combine(d, eng.y(r, d.receivedRows()), eng.out(r), eng.stream(r));
+        if (r == 0 && i >= c.warmup()) out[i - c.warmup()] = world.lastDeviceMs();
+      }
+      return null;
+    });
   }
 
   /**
@@ -144,13 +173,6 @@ public final class CudaBench {
   /** Bytes one token-rank pair carries in dispatch: the row and its FP8 scales. */
   static long dispatchRowBytes(Workload wl) {
     return wl.rowBytes() + (long) wl.scalesPerRow() * Float.BYTES;
-  }
-
-  private static void time(BenchConfig c, CudaBackend be, double[] out, Runnable op) {
-    for (int i = 0; i < c.warmup() + c.iters(); i++) {
-      op.run();
-      if (i >= c.warmup()) out[i - c.warmup()] = be.lastDeviceMs();
-    }
   }
 
   /**
@@ -188,7 +210,7 @@ public final class CudaBench {
         timing(ms[COMBINE_FUSED], cb), timing(ms[COMBINE_UNFUSED], cb),
         copyUs, db / (copyUs * 1e3), problem == null,
         problem == null
-            ? "cuda fused == cuda unfused == cpu fused, bit for bit: rows, weights, scales, counts, pairs, layout, combine"
+            ? "cuda fused == cuda unfused == cpu fused, bit for bit: rows, weights, scales, counts, row sources, combine"
             : problem,
         null, rowStats);
   }

@@ -1,13 +1,25 @@
 package io.moeyard.bench.run;
 
-import io.moeyard.cuda.CudaBackend;
 import io.moeyard.comm.CommConfig;
 import io.moeyard.testkit.Workload;
+import io.moeyard.comm.Dispatched;
+import io.moeyard.cuda.CudaStream;
+import io.moeyard.cuda.CudaWorld;
+import io.moeyard.cuda.DeviceBuffer;
+import io.moeyard.cuda.DeviceDispatched;
+import io.moeyard.cuda.DeviceRouting;
+import io.moeyard.cuda.DeviceRows;
+import io.moeyard.cuda.NativeKernels;
+import io.moeyard.engine.RowBuffer;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.List;
+import java.util.Locale;
 
 /**
- * The CUDA backend on a {@link Workload}, and its outputs compared bit for bit with the CPU
- * backend's ({@link CpuRun}). Every compare returns null when equal, else the first difference.
+ * The CUDA backend on a {@link Workload}, through its communicators, and its outputs compared bit
+ * for bit with the CPU backend's ({@link CpuRun}). Every compare returns null when equal, else the
+ * first difference.
  */
 final class CudaCheck {
   private CudaCheck() {}
@@ -28,67 +40,192 @@ final class CudaCheck {
     return maxRows > 0 ? c.withReceiveRows(maxRows) : c;
   }
 
-  /** The CUDA backend for a workload: its expert map (ranks, nodes, slots, replicas) and {@link #config}. */
-  static CudaBackend open(Workload wl) {
-    return CudaBackend.open(wl.map, config(wl));
+  /** The CUDA world for a workload: its expert map (ranks, nodes, slots, replicas) and {@link #config}. */
+  static CudaWorld open(Workload wl) {
+    return CudaWorld.open(wl.map, config(wl));
   }
 
-  static void upload(CudaBackend be, Workload wl) {
-    for (int r = 0; r < wl.ranks(); r++) {
-      be.upload(r, new CudaBackend.RankInput(wl.tokens[r], wl.x[r], wl.dtype.hasScales() ? wl.xScales[r] : null,
-          wl.idx[r], wl.w[r]));
+  /**
+   * What an engine would hold on the device for a workload: each rank's rows, routing, expert
+   * outputs, combine output and a stream. Stands in for the engine on the device path.
+   */
+  static final class Engine implements AutoCloseable {
+    private final Workload wl;
+    private final DeviceBuffer[] x;
+    private final DeviceBuffer[] scales;
+    private final DeviceBuffer[] idx;
+    private final DeviceBuffer[] w;
+    private final DeviceBuffer[] y;
+    private final DeviceBuffer[] out;
+    private final long[] streams;
+
+    Engine(Workload wl) {
+      this.wl = wl;
+      int n = wl.ranks();
+      x = new DeviceBuffer[n];
+      scales = new DeviceBuffer[n];
+      idx = new DeviceBuffer[n];
+      w = new DeviceBuffer[n];
+      y = new DeviceBuffer[n];
+      out = new DeviceBuffer[n];
+      streams = new long[n];
+      boolean ok = false;
+      try {
+        for (int r = 0; r < n; r++) {
+          x[r] = DeviceBuffer.allocate(wl.x[r].length);
+          x[r].upload(wl.x[r]);
+          if (wl.scalesPerRow() > 0) {
+            scales[r] = DeviceBuffer.allocate(4L * wl.xScales[r].length);
+            scales[r].upload(wl.xScales[r]);
+          }
+          idx[r] = DeviceBuffer.allocate(4L * wl.idx[r].length);
+          idx[r].upload(wl.idx[r]);
+          w[r] = DeviceBuffer.allocate(4L * wl.w[r].length);
+          w[r].upload(wl.w[r]);
+          y[r] = DeviceBuffer.allocate(wl.y[r].length);
+          y[r].upload(wl.y[r]);
+          out[r] = DeviceBuffer.allocate((long) wl.tokens[r] * wl.outRowBytes());
+          out[r].fill(0x7f); // never zeros: an unwritten output must show
+          streams[r] = NativeKernels.streamCreate();
+        }
+        ok = true;
+      } finally {
+        if (!ok) close();
+      }
+    }
+
+    DeviceRows x(int r) {
+      return new DeviceRows(x[r].address(), wl.tokens[r], wl.hidden, wl.dtype, scales[r] == null ? 0L : scales[r].address());
+    }
+
+    DeviceRouting routing(int r) {
+      return new DeviceRouting(idx[r].address(), w[r].address(), wl.tokens[r], wl.topk);
+    }
+
+    DeviceRows y(int r, int rows) {
+      return DeviceRows.of(y[r].address(), rows, wl.hidden, wl.outType);
+    }
+
+    DeviceRows out(int r) {
+      return DeviceRows.of(out[r].address(), wl.tokens[r], wl.hidden, wl.outType);
+    }
+
+    CudaStream stream(int r) {
+      return new CudaStream(streams[r]);
+    }
+
+    /** Rank r's combine output, after its stream. */
+    byte[] outBytes(int r) {
+      NativeKernels.streamSynchronize(streams[r]);
+      return out[r].downloadBytes(Math.toIntExact(out[r].byteSize()));
+    }
+
+    @Override
+    public void close() {
+      RuntimeException err = null;
+      for (int r = 0; r < streams.length; r++) {
+        long st = streams[r];
+        if (st != 0) {
+          try {
+            NativeKernels.streamSynchronize(st);
+            NativeKernels.streamDestroy(st);
+          } catch (RuntimeException e) {
+            if (err == null) err = e; else err.addSuppressed(e);
+          }
+        }
+        for (DeviceBuffer b : new DeviceBuffer[] {x[r], scales[r], idx[r], w[r], y[r], out[r]}) {
+          if (b == null) continue;
+          try {
+            b.close();
+          } catch (RuntimeException e) {
+            if (err == null) err = e; else err.addSuppressed(e);
+          }
+        }
+      }
+      if (err != null) throw err;
+    }
+  }
+
+  /** What one rank received, as the Communicator API shows it: the compared fields. */
+  record Received(int rows, byte[] x, float[] scales, float[] weights, int[] slotCounts, int pairs, int[] rowSrc,
+      int[] rowToken) {
+
+    /** From a result; source tokens only when {@code withTokens} (the unfused cuda dispatch has none). */
+    static Received of(Dispatched d, int scalesPerRow, boolean withTokens) {
+      int n = d.receivedRows();
+      RowBuffer b = d.received();
+      byte[] x = b.segment().asSlice(b.offset(), n * b.rowBytes()).toArray(ValueLayout.JAVA_BYTE);
+      float[] sc = scalesPerRow > 0 ? b.scales().asSlice(0, 4L * n * scalesPerRow).toArray(ValueLayout.JAVA_FLOAT) : new float[0];
+      float[] wt = new float[n];
+      int[] src = new int[n];
+      int[] tok = withTokens ? new int[n] : null;
+      for (int i = 0; i < n; i++) {
+        wt[i] = d.receivedWeight(i);
+        src[i] = d.rowSourceRank(i);
+        if (withTokens) tok[i] = d.rowSourceToken(i);
+      }
+      int[] counts = new int[d.slots()];
+      for (int e = 0; e < counts.length; e++) counts[e] = d.slotCount(e);
+      return new Received(n, x, sc, wt, counts, d.receivedPairs(), src, tok);
     }
   }
 
   /**
-   * Runs both variants on {@code be} (inputs uploaded) and compares every output with {@code cpu}
-   * (the CPU fused path on the same workload): fused dispatch, fused combine, unfused dispatch,
-   * unfused combine. Returns null when all are equal bit for bit, else the first difference.
+   * Runs the given variants on the device path ({@code eng}: the workload in device memory, one
+   * stream per rank) and compares every output with {@code cpu} (the CPU fused path on the same
+   * workload). Returns null when all are equal bit for bit, else the first difference.
    */
-  static String verify(CudaBackend be, Workload wl, CpuRun cpu) {
-    return verify(be, wl, cpu, CudaBackend.Variant.FUSED, CudaBackend.Variant.UNFUSED);
-  }
-
-  /** As {@link #verify(CudaBackend, Workload, CpuRun)}, for the given variants only. */
-  static String verify(CudaBackend be, Workload wl, CpuRun cpu, CudaBackend.Variant... variants) {
-    for (CudaBackend.Variant v : variants) {
-      boolean fused = v == CudaBackend.Variant.FUSED;
-      CudaBackend.DispatchResult[] got = be.dispatch(v);
-      for (int d = 0; d < wl.ranks(); d++) {
-        String p = compareDispatch(cpu, wl, d, got[d], fused);
-        if (p != null) return "cuda " + v.name().toLowerCase(java.util.Locale.ROOT) + " dispatch: " + p;
-        got[d] = null; // let the rows go before the next download
-      }
-      for (int d = 0; d < wl.ranks(); d++) be.setExpertOutputs(d, wl.y[d]);
-      byte[][] out = be.combine(v);
-      for (int r = 0; r < wl.ranks(); r++) {
-        String p = compareRows(cpu.out[r].segment(), cpu.out[r].offset(), cpu.out[r].byteSize(), out[r], wl.outRowBytes(), "combine output", r);
-        if (p != null) return "cuda " + v.name().toLowerCase(java.util.Locale.ROOT) + " combine: " + p;
-      }
+  static String verify(CudaWorld world, Engine eng, Workload wl, CpuRun cpu, CommConfig.Variant... variants) {
+    for (CommConfig.Variant v : variants) {
+      String name = "cuda " + v.name().toLowerCase(Locale.ROOT);
+      world.useVariant(v);
+      String p = first(world.run(c -> {
+        int r = c.rank();
+        DeviceDispatched d = c.dispatch(eng.x(r), eng.routing(r), eng.stream(r));
+        String q = compareDispatch(cpu, wl, r, Received.of(c.download(d), wl.scalesPerRow(), v == CommConfig.Variant.FUSED));
+        if (q != null) q = name + " dispatch: " + q;
+        c.combine(d, eng.y(r, d.receivedRows()), eng.out(r), eng.stream(r));
+        if (q == null) q = compareOut(cpu, wl, r, eng.outBytes(r), name);
+        return q;
+      }));
+      if (p != null) return p;
     }
     return null;
   }
 
-  static String compareDispatch(CpuRun cpu, Workload wl, int d, CudaBackend.DispatchResult got, boolean fused) {
+  /** The same through the host path (the Communicator's RowBuffer methods), fused. */
+  static String verifyHost(CudaWorld world, Workload wl, CpuRun cpu) {
+    world.useVariant(CommConfig.Variant.FUSED);
+    return first(world.run(c -> {
+      int r = c.rank();
+      Dispatched d = c.dispatch(wl.x(r), wl.routing(r));
+      String q = compareDispatch(cpu, wl, r, Received.of(d, wl.scalesPerRow(), true));
+      if (q != null) return "cuda host path dispatch: " + q;
+      byte[] out = new byte[Math.toIntExact((long) wl.tokens[r] * wl.outRowBytes())];
+      c.combine(d, wl.y(r), RowBuffer.of(MemorySegment.ofArray(out), wl.tokens[r], wl.hidden, wl.outType));
+      return compareOut(cpu, wl, r, out, "cuda host path");
+    }));
+  }
+
+  static String compareOut(CpuRun cpu, Workload wl, int r, byte[] out, String name) {
+    String p = compareRows(cpu.out[r].segment(), cpu.out[r].offset(), cpu.out[r].byteSize(), out, wl.outRowBytes(), "combine output", r);
+    return p == null ? null : name + " combine: " + p;
+  }
+
+  private static String first(List<String> problems) {
+    for (String p : problems) if (p != null) return p;
+    return null;
+  }
+
+  static String compareDispatch(CpuRun cpu, Workload wl, int d, Received got) {
     if (got.rows() != cpu.rows[d]) return "rank " + d + " received " + got.rows() + " rows, cpu " + cpu.rows[d];
     String p = compareInts(cpu.slotCounts[d], got.slotCounts(), "slot counts", d);
-    if (p == null) p = compareRows(cpu.recv[d].segment(), cpu.recv[d].offset(), (long) cpu.rows[d] * wl.rowBytes(), got.recvX(), wl.rowBytes(), "received row", d);
-    if (p == null) p = compareFloats(cpu.recvWeights[d], got.recvWeights(), "received weight of row", d);
-    if (p == null) p = compareFloats(cpu.recvScales[d], got.recvScales(), "received fp8 scale", d);
+    if (p == null) p = compareRows(cpu.recv[d].segment(), cpu.recv[d].offset(), (long) cpu.rows[d] * wl.rowBytes(), got.x(), wl.rowBytes(), "received row", d);
+    if (p == null) p = compareFloats(cpu.recvWeights[d], got.weights(), "received weight of row", d);
+    if (p == null) p = compareFloats(cpu.recvScales[d], got.scales(), "received fp8 scale", d);
     if (p == null && got.pairs() != cpu.pairs[d]) p = "rank " + d + " received " + got.pairs() + " token-rank pairs, cpu " + cpu.pairs[d];
-    if (p == null && fused) p = compareInts(cpu.pairSrc[d], got.pairSrc(), "pair source rank", d);
-    if (p == null && fused) p = compareInts(cpu.pairToken[d], got.pairToken(), "pair source token", d);
-    if (p == null) p = compareInts(cpu.numTokensPerRank[d], got.numTokensPerRank(), "numTokensPerRank", d);
-    if (p == null) {
-      byte[] want = cpu.isTokenInRank[d];
-      byte[] have = got.isTokenInRank();
-      int i = java.util.Arrays.mismatch(want, have);
-      if (i >= 0) {
-        p = i >= Math.min(want.length, have.length)
-            ? "rank " + d + " isTokenInRank has " + have.length + " entries, cpu " + want.length
-            : "rank " + d + " isTokenInRank[" + (i / wl.ranks()) + "][" + (i % wl.ranks()) + "] = " + have[i] + ", cpu " + want[i];
-      }
-    }
+    if (p == null) p = compareInts(cpu.rowSrc[d], got.rowSrc(), "source rank of row", d);
+    if (p == null && got.rowToken() != null) p = compareInts(cpu.rowToken[d], got.rowToken(), "source token of row", d);
     return p;
   }
 
@@ -101,7 +238,7 @@ final class CudaCheck {
     if (i < 0) return null;
     long row = i / rowBytes;
     return "rank " + rank + " " + what + " " + row + " differs at byte " + (i % rowBytes) + " (cpu 0x"
-        + Integer.toHexString(want.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + i) & 0xff) + ", got 0x"
+        + Integer.toHexString(want.get(ValueLayout.JAVA_BYTE, at + i) & 0xff) + ", got 0x"
         + Integer.toHexString(got[(int) i] & 0xff) + ")";
   }
 

@@ -1,7 +1,9 @@
 package io.moeyard.bench.run;
 
+import io.moeyard.comm.CommConfig;
 import io.moeyard.cuda.CudaAvailability;
 import io.moeyard.cuda.CudaBackend;
+import io.moeyard.cuda.CudaWorld;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.testkit.Workload;
 import java.io.PrintStream;
@@ -16,8 +18,9 @@ import java.util.SplittableRandom;
  * on any number of nodes, replicas, top-k 1..16, every dtype, odd hidden sizes, empty ranks, -1
  * entries, skewed and one-expert routings) and a random pipelining chunk. {@code cpu}: the unfused
  * CPU path vs the fused one vs the kit's {@code NaiveReference}; {@code cuda}: both CUDA variants
- * vs the CPU fused path ({@link CudaCheck#verify}). Each case has its own seed, printed on
- * failure; replay one case with {@code --case-seed}.
+ * through the communicators' device path, and the fused one through their host path, vs the CPU
+ * fused path ({@link CudaCheck#verify}). Each case has its own seed, printed on failure; replay one
+ * case with {@code --case-seed}.
  */
 public final class SelfTest {
   private SelfTest() {}
@@ -126,11 +129,16 @@ public final class SelfTest {
     return b.segment().asSlice(b.offset(), n).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
   }
 
-  /** CUDA: both variants vs the CPU fused path; null when all agree bit for bit. */
+  /**
+   * CUDA, through its communicators: both variants on the device path (the workload in device
+   * memory, a stream per rank) and the fused one on the host path, vs the CPU fused path; null when
+   * all agree bit for bit.
+   */
   static String checkCuda(Workload wl, int chunk) {
-    try (CpuRun cpu = CpuRun.run(wl, true, chunk); CudaBackend be = CudaCheck.open(wl)) {
-      CudaCheck.upload(be, wl);
-      return CudaCheck.verify(be, wl, cpu);
+    try (CpuRun cpu = CpuRun.run(wl, true, chunk); CudaWorld world = CudaCheck.open(wl);
+        CudaCheck.Engine eng = new CudaCheck.Engine(wl)) {
+      String p = CudaCheck.verify(world, eng, wl, cpu, CommConfig.Variant.FUSED, CommConfig.Variant.UNFUSED);
+      return p != null ? p : CudaCheck.verifyHost(world, wl, cpu);
     }
   }
 }

@@ -82,13 +82,12 @@ class CudaBenchHostTest {
     assertEquals(DType.BF16, wl.outType);
   }
 
-  /** A DispatchResult as the CUDA backend would return it, built from a CPU run. */
-  private static CudaBackend.DispatchResult asCuda(CpuRun run, Workload wl, int d) {
+  /** What a rank received, as the cuda check reads it through the Communicator API, built from a CPU run. */
+  private static CudaCheck.Received asCuda(CpuRun run, Workload wl, int d, boolean withTokens) {
     byte[] x = run.recv[d].segment().asSlice(run.recv[d].offset(), (long) run.rows[d] * wl.rowBytes())
         .toArray(ValueLayout.JAVA_BYTE);
-    return new CudaBackend.DispatchResult(run.rows[d], x, run.recvScales[d].clone(), run.recvWeights[d].clone(),
-        run.slotCounts[d].clone(), run.pairs[d], run.pairSrc[d].clone(), run.pairToken[d].clone(),
-        run.numTokensPerRank[d].clone(), run.isTokenInRank[d].clone());
+    return new CudaCheck.Received(run.rows[d], x, run.recvScales[d].clone(), run.recvWeights[d].clone(),
+        run.slotCounts[d].clone(), run.pairs[d], run.rowSrc[d].clone(), withTokens ? run.rowToken[d].clone() : null);
   }
 
   @Test
@@ -100,27 +99,30 @@ class CudaBenchHostTest {
       seen.add(wl.dtype);
       try (CpuRun fused = CpuRun.run(wl, true, 16); CpuRun unfused = CpuRun.run(wl, false, 16)) {
         for (int d = 0; d < wl.ranks(); d++) {
-          assertNull(CudaCheck.compareDispatch(fused, wl, d, asCuda(fused, wl, d), true));
-          // the unfused path writes no pair records on cuda; everything else must match
-          assertNull(CudaCheck.compareDispatch(fused, wl, d, asCuda(unfused, wl, d), false));
+          assertNull(CudaCheck.compareDispatch(fused, wl, d, asCuda(fused, wl, d, true)));
+          // the unfused path writes no pair records on cuda (no source tokens); everything else must match
+          assertNull(CudaCheck.compareDispatch(fused, wl, d, asCuda(unfused, wl, d, false)));
           if (fused.rows[d] == 0) continue;
           mutated++;
-          CudaBackend.DispatchResult g = asCuda(fused, wl, d);
-          g.recvX()[g.recvX().length - 1] ^= 1;
-          assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g, true));
-          g = asCuda(fused, wl, d);
-          g.recvWeights()[0] = -g.recvWeights()[0];
-          assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g, true));
-          g = asCuda(fused, wl, d);
+          CudaCheck.Received g = asCuda(fused, wl, d, true);
+          g.x()[g.x().length - 1] ^= 1;
+          assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g));
+          g = asCuda(fused, wl, d, true);
+          g.weights()[0] = -g.weights()[0];
+          assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g));
+          g = asCuda(fused, wl, d, true);
           g.slotCounts()[0]++;
-          assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g, true));
-          g = asCuda(fused, wl, d);
-          g.pairToken()[g.pairs() - 1] ^= 1;
-          assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g, true));
-          if (g.recvScales().length > 0) {
-            g = asCuda(fused, wl, d);
-            g.recvScales()[0] = Math.nextUp(g.recvScales()[0]);
-            assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g, true));
+          assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g));
+          g = asCuda(fused, wl, d, true);
+          g.rowToken()[g.rows() - 1] ^= 1;
+          assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g));
+          g = asCuda(fused, wl, d, true);
+          g.rowSrc()[0] ^= 1;
+          assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g));
+          if (g.scales().length > 0) {
+            g = asCuda(fused, wl, d, true);
+            g.scales()[0] = Math.nextUp(g.scales()[0]);
+            assertNotNull(CudaCheck.compareDispatch(fused, wl, d, g));
           }
         }
         for (int r = 0; r < wl.ranks(); r++) {

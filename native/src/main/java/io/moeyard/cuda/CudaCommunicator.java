@@ -1,0 +1,564 @@
+package io.moeyard.cuda;
+
+import io.moeyard.comm.Arrivals;
+import io.moeyard.comm.CommConfig;
+import io.moeyard.comm.Communicator;
+import io.moeyard.comm.Dispatched;
+import io.moeyard.dispatch.Routing;
+import io.moeyard.engine.CollectiveException;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.transport.Transport;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Objects;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * One rank of a {@link CudaWorld}: the {@link Communicator} of the {@code cuda} backend.
+ *
+ * <p><b>Device path</b> (what a GPU engine uses): {@link #dispatch(DeviceRows, DeviceRouting,
+ * CudaStream)} and {@link #combine(DeviceDispatched, DeviceRows, DeviceRows, CudaStream)} take device
+ * addresses and the engine's stream; the call orders itself after the work already on that stream
+ * and puts its completion on it. The layout runs on the device; the thread waits once per dispatch,
+ * for the layout counts (receive sizes, the capacity check and the unfused path's copy ranges come
+ * from them); nothing else synchronises and nothing is allocated.
+ *
+ * <p><b>Host path</b> (the {@link Communicator} methods on {@link RowBuffer}s, for tests, selftest
+ * and the bench's checks): copies the rows and routing into this rank's staging on the device
+ * (allocated on the first host call, freed by {@link #close()}), runs the device path, waits, and
+ * copies the results back. {@link #download(DeviceDispatched)} is the same copy-back for a device
+ * result.
+ *
+ * <p>Every misuse (shapes or dtypes other than the config, more tokens than it was built for,
+ * an address that is not device memory of device 0 or that lies in the communicator's own buffers,
+ * an expert id out of range or repeated in a row, a non-finite routed weight, more received rows
+ * than the receive buffer holds, a result of another communicator or an older dispatch, a closed
+ * communicator) makes every rank throw the same {@link CollectiveException} naming it, before any
+ * row is written. A dispatch that fails after its layout ran (bad ids, capacity) leaves the
+ * previous dispatch's result stale. Not implemented here: {@link #combineShuffled}.
+ */
+public final class CudaCommunicator implements Communicator {
+  private final CudaWorld world;
+  private final VirtualRanks w;
+  private final KernelShape shape;
+  private final Transport transport;
+  private final int rank;
+  private final AtomicInteger pendingAsync = new AtomicInteger();
+  private ExecutorService executor;
+  private volatile boolean closed;
+  private long generation;
+  /** The last dispatch's counts and tokens, for its combine. */
+  private WorldCounts counts;
+  /** This rank's own receive rows, as device rows. */
+  private final DeviceRows ownReceive;
+  /** The host path's device staging and host mirror; allocated on the first host call. */
+  private DeviceArena staging;
+  private long stX;
+  private long stScales;
+  private long stIdx;
+  private long stW;
+  private long stY;
+  private long stOut;
+  private Arena hostArena;
+  private RowBuffer hostReceive;
+
+  CudaCommunicator(CudaWorld world, Transport transport) {
+    this.world = world;
+    this.w = world.ranks;
+    this.shape = world.shape;
+    this.transport = transport;
+    this.rank = transport.rank();
+    RankBuffers b = w.buf[rank];
+    this.ownReceive = new DeviceRows(b.recvX, shape.receiveRows(), shape.hidden(), shape.dispatchType(), b.recvScales);
+  }
+
+  @Override
+  public int rank() {
+    return rank;
+  }
+
+  @Override
+  public int ranks() {
+    return w.nR;
+  }
+
+  @Override
+  public ExpertMap expertMap() {
+    return shape.map();
+  }
+
+  @Override
+  public CommConfig config() {
+    return shape.comm();
+  }
+
+  @Override
+  public int receiveCapacity() {
+    return shape.receiveRows();
+  }
+
+  /** The world this rank belongs to (timing and benchmark switches). */
+  public CudaWorld world() {
+    return world;
+  }
+
+  // ---- the device path ------------------------------------------------------------------------
+
+  /** This rank's own receive rows (device memory): where {@link #dispatch(DeviceRows, DeviceRouting, CudaStream)} puts them. */
+  public DeviceRows receiveRows() {
+    return ownReceive;
+  }
+
+  /** Dispatches into this communicator's own receive rows (valid until its next dispatch). */
+  public DeviceDispatched dispatch(DeviceRows x, DeviceRouting routing, CudaStream stream) {
+    return dispatch(x, routing, null, stream, null, -1);
+  }
+
+  /**
+   * Dispatches into the engine's rows {@code into} (at least as many rows as this rank receives,
+   * the config's dispatch dtype and hidden size; FP8 scales beside them).
+   */
+  public DeviceDispatched dispatch(DeviceRows x, DeviceRouting routing, DeviceRows into, CudaStream stream) {
+    return dispatch(x, routing, Objects.requireNonNull(into, "into"), stream, null, -1);
+  }
+
+  /** Writes into {@code out} ({@code d.tokens()} rows, combine dtype) the weighted sum of the expert outputs {@code y}. */
+  public void combine(DeviceDispatched d, DeviceRows y, DeviceRows out, CudaStream stream) {
+    combine(d, y, out, stream, null, false);
+  }
+
+  /**
+   * What each rank says when a dispatch starts: its verdict on its arguments, where its rows go,
+   * and the world's switches as it read them (all ranks must run the same path, or the timed
+   * path's barriers would not pair up).
+   */
+  private record Entry(String problem, long rows, long scales, int capacity, boolean own, Switches switches) {}
+
+  /** The world's benchmark switches as one rank read them at the start of a call. */
+  private record Switches(CommConfig.Variant variant, boolean timed, int kernels) {}
+
+  /** A combine's opening word: the rank's verdict and switches. */
+  private record Opening(String problem, Switches switches) {}
+
+  private Switches switches() {
+    return new Switches(world.variant(), world.timed(), world.kernels());
+  }
+
+  /** The switches every rank read, or a failure on every rank naming the first that differs. */
+  private static Switches agreed(String op, Switches[] all) {
+    for (int q = 1; q < all.length; q++) {
+      if (!all[q].equals(all[0])) {
+        throw new CollectiveException(op + ": rank " + q + " runs " + all[q] + ", rank 0 " + all[0]
+            + ": switch the world's variant, kernels or timing only between collectives");
+      }
+    }
+    return all[0];
+  }
+
+  /** What each rank says after its layout: its routing's first problem, its tokens and counts. */
+  private record Counts(String problem, int tokens, int[] totals) {}
+
+  /**
+   * The dispatch of both paths. {@code hostCapacity}: -1 on the device path; on the host path the
+   * rows the caller's host buffer holds (the received rows are copied there), its problem in
+   * {@code hostProblem}.
+   */
+  private DeviceDispatched dispatch(DeviceRows x, DeviceRouting routing, DeviceRows into, CudaStream stream,
+      String hostProblem, int hostCapacity) {
+    boolean hostPath = hostCapacity >= 0;
+    String problem = hostPath ? hostProblem
+        : CallChecks.dispatch(shape, rank, closed, x, routing, into, stream, world.memory);
+    DeviceRows recv = into != null ? into : ownReceive;
+    int capacity = hostPath ? Math.min(hostCapacity, recv.rows()) : recv.rows();
+    Switches mySwitches = switches();
+    Object[] entries = transport.allGather(problem != null ? new Entry(problem, 0, 0, 0, false, mySwitches)
+        : new Entry(null, recv.address(), recv.scalesAddress(), capacity, into == null && capacity == recv.rows(), mySwitches));
+    throwFirst("dispatch", entries, e -> ((Entry) e).problem());
+    Switches[] sw = new Switches[entries.length];
+    for (int q = 0; q < sw.length; q++) sw[q] = ((Entry) entries[q]).switches();
+    Switches on = agreed("dispatch", sw);
+    try {
+      CommConfig.Variant variant = on.variant();
+      boolean timed = on.timed();
+      int kernels = on.kernels();
+      long st = w.streams[rank];
+      RankBuffers b = w.buf[rank];
+      // from here on the layout overwrites the previous dispatch's bookkeeping
+      generation++;
+      counts = null;
+      if (stream != null) {
+        NativeKernels.eventRecord(w.evEntry[rank], stream.handle());
+        NativeKernels.streamWaitEvent(st, w.evEntry[rank]);
+      }
+      int tokens = routing.tokens();
+      // the communicator's own copy of the routing: the engine may reuse its buffers, and the
+      // combine reads the weights without reading engine memory the dispatch was given
+      if (routing.idxAddress() != b.topkIdx) {
+        NativeKernels.copyDeviceToDeviceAsync(b.topkIdx, routing.idxAddress(), routing.bytes(), st);
+        NativeKernels.copyDeviceToDeviceAsync(b.topkW, routing.weightsAddress(), routing.bytes(), st);
+      }
+      int[] mine = LayoutPhase.run(w, rank, tokens);
+      int nb = w.nP + w.nR;
+      String bad = mine[nb] != -1 ? LayoutPhase.badRouting(w, rank, mine[nb]) : null;
+      Object[] all = transport.allGather(new Counts(bad, tokens, java.util.Arrays.copyOf(mine, nb)));
+      throwFirst("dispatch", all, e -> ((Counts) e).problem());
+      int[] tok = new int[w.nR];
+      int[][] totals = new int[w.nR][];
+      for (int q = 0; q < w.nR; q++) {
+        tok[q] = ((Counts) all[q]).tokens();
+        totals[q] = ((Counts) all[q]).totals();
+      }
+      WorldCounts c = new WorldCounts(tok, totals, w.nS);
+      // every rank checks every destination: the same verdict everywhere, before any row moves
+      for (int d = 0; d < w.nR; d++) {
+        Entry e = (Entry) entries[d];
+        String p = CallChecks.receive(d, c.rows[d], c.pairs[d], e.capacity(), e.own(), w.buf[d].receivePairs);
+        if (p != null) throw new CollectiveException("dispatch: " + p);
+      }
+      LayoutPhase.offsets(w, rank);
+      if (variant == CommConfig.Variant.FUSED) {
+        for (int d = 0; d < w.nR; d++) {
+          Entry e = (Entry) entries[d];
+          w.pointReceive(rank, d, e.rows(), e.scales());
+        }
+      }
+      transport.barrier(); // every rank's offsets event is recorded
+      startData(st, timed);
+      if (variant == CommConfig.Variant.FUSED) {
+        FusedPath.dispatch(w, rank, x, tokens, kernels);
+      } else {
+        UnfusedPath.dispatchSend(w, rank, x, c);
+      }
+      exchangeSends(st);
+      if (variant == CommConfig.Variant.UNFUSED) UnfusedPath.dispatchReceive(w, rank, c, recv);
+      finish(st, timed, stream);
+      counts = c;
+      return new DeviceDispatched(this, generation, variant, recv.first(c.rows[rank]), c.slotOffsets(rank), tokens,
+          c.pairs[rank]);
+    } catch (RuntimeException e) {
+      abortOthers(e);
+      throw e;
+    }
+  }
+
+  private void combine(DeviceDispatched d, DeviceRows y, DeviceRows out, CudaStream stream, String hostProblem,
+      boolean hostPath) {
+    Switches mySwitches = switches();
+    CommConfig.Variant variant = mySwitches.variant();
+    String problem = hostPath ? hostProblem
+        : CallChecks.combine(shape, rank, closed, this, generation, variant, d, y, out, stream, world.memory);
+    if (problem == null && counts == null) problem = "rank " + rank + ": no complete dispatch to combine";
+    Object[] openings = transport.allGather(new Opening(problem, mySwitches));
+    throwFirst("combine", openings, e -> ((Opening) e).problem());
+    Switches[] sw = new Switches[openings.length];
+    for (int q = 0; q < sw.length; q++) sw[q] = ((Opening) openings[q]).switches();
+    Switches on = agreed("combine", sw);
+    try {
+      boolean timed = on.timed();
+      int kernels = on.kernels();
+      long st = w.streams[rank];
+      if (stream != null) {
+        NativeKernels.eventRecord(w.evEntry[rank], stream.handle());
+        NativeKernels.streamWaitEvent(st, w.evEntry[rank]);
+      }
+      // peers store into this rank's partials / return rows: they wait until it is here
+      NativeKernels.eventRecord(w.evStage[rank], st);
+      transport.barrier();
+      startData(st, timed);
+      if (variant == CommConfig.Variant.FUSED) {
+        FusedPath.combineSend(w, rank, y, counts.pairs[rank], kernels);
+      } else {
+        UnfusedPath.combineSend(w, rank, y, counts);
+      }
+      exchangeSends(st);
+      if (variant == CommConfig.Variant.FUSED) {
+        FusedPath.combineHome(w, rank, d.tokens(), out, kernels);
+      } else {
+        UnfusedPath.combineReceive(w, rank, d.tokens(), out);
+      }
+      finish(st, timed, stream);
+    } catch (RuntimeException e) {
+      abortOthers(e);
+      throw e;
+    }
+  }
+
+  /** Every stream starts the data phase once every rank's {@code evStage} fired (under the clock when timed). */
+  private void startData(long st, boolean timed) {
+    if (timed) {
+      if (rank == 0) world.clock.start(w.evStage);
+      transport.barrier(); // the start event is recorded
+      if (rank != 0) NativeKernels.streamWaitEvent(st, world.clock.startEvent());
+    } else {
+      for (int q = 0; q < w.nR; q++) NativeKernels.streamWaitEvent(st, w.evStage[q]);
+    }
+  }
+
+  /** This rank has stored into its peers; it goes on once every rank has stored into it. */
+  private void exchangeSends(long st) {
+    NativeKernels.eventRecord(w.evSend[rank], st);
+    transport.barrier(); // every rank's send event is recorded
+    for (int q = 0; q < w.nR; q++) NativeKernels.streamWaitEvent(st, w.evSend[q]);
+  }
+
+  private void finish(long st, boolean timed, CudaStream stream) {
+    NativeKernels.eventRecord(w.evDone[rank], st);
+    if (timed) {
+      transport.barrier(); // every rank's done event is recorded
+      if (rank == 0) world.clock.stop();
+    }
+    if (stream != null) NativeKernels.streamWaitEvent(stream.handle(), w.evDone[rank]);
+  }
+
+  private static void throwFirst(String op, Object[] got, java.util.function.Function<Object, String> problem) {
+    for (Object o : got) {
+      String p = problem.apply(o);
+      if (p != null) throw new CollectiveException(op + ": " + p);
+    }
+  }
+
+  /** A failure the peers cannot know of (a CUDA error) fails them at once instead of at the timeout. */
+  private void abortOthers(RuntimeException e) {
+    if (!(e instanceof CollectiveException)) transport.abort(e);
+  }
+
+  // ---- the host path ---------------------------------------------------------------------------
+
+  @Override
+  public Dispatched dispatch(RowBuffer x, Routing routing) {
+    return hostDispatch(x, routing, null, false);
+  }
+
+  @Override
+  public Dispatched dispatch(RowBuffer x, Routing routing, RowBuffer into) {
+    return hostDispatch(x, routing, Objects.requireNonNull(into, "into"), false);
+  }
+
+  private Dispatched hostDispatch(RowBuffer x, Routing routing, RowBuffer into, boolean async) {
+    String problem = CallChecks.hostDispatch(shape, rank, closed, x, routing, into);
+    if (problem == null && !async && pendingAsync.get() > 0) {
+      problem = "rank " + rank + ": a synchronous call while " + pendingAsync.get() + " async call(s) are pending";
+    }
+    DeviceRows dx = null;
+    DeviceRouting dr = null;
+    if (problem == null) {
+      try {
+        ensureStaging();
+        int t = routing.tokens();
+        NativeKernels.streamSynchronize(w.streams[rank]); // the staging is free
+        byte[] rows = bytes(x.segment(), x.offset(), (long) t * x.rowBytes());
+        NativeKernels.bytesToDevice(rows, 0, rows.length, stX);
+        if (shape.scaleCols() > 0) {
+          float[] sc = x.scales().asSlice(0, 4L * t * shape.scaleCols()).toArray(ValueLayout.JAVA_FLOAT);
+          NativeKernels.floatsToDevice(sc, 0, sc.length, stScales);
+        }
+        NativeKernels.intsToDevice(routing.topkIdx(), 0, routing.topkIdx().length, stIdx);
+        NativeKernels.floatsToDevice(routing.topkWeights(), 0, routing.topkWeights().length, stW);
+        dx = new DeviceRows(stX, t, shape.hidden(), shape.dispatchType(), stScales);
+        dr = new DeviceRouting(stIdx, stW, t, shape.topk());
+      } catch (RuntimeException e) {
+        // told to the others in the call's first exchange, so that they fail now, not at the timeout
+        problem = "rank " + rank + ": the host path's upload failed: " + e;
+      }
+    }
+    int capacity = into != null ? into.rows() : shape.receiveRows();
+    DeviceDispatched d = dispatch(dx, dr, null, null, problem, capacity);
+    return download(d, into);
+  }
+
+  /**
+   * A host copy of a device dispatch result (its rows, weights, FP8 scales and, after a fused
+   * dispatch, each row's source token), as a {@link Dispatched}; waits for the dispatch. For tests
+   * and checks: it allocates and copies.
+   */
+  public Dispatched download(DeviceDispatched d) {
+    return download(d, null);
+  }
+
+  private Dispatched download(DeviceDispatched d, RowBuffer into) {
+    String p = CallChecks.handle("rank " + rank + ": ", this, generation, null, d);
+    if (p != null) throw new IllegalArgumentException(p);
+    NativeKernels.streamSynchronize(w.streams[rank]);
+    int n = d.receivedRows();
+    RowBuffer host = into;
+    if (host == null) {
+      // the host mirror grows to the most rows received so far; the previous result's rows go
+      // with it (a Dispatched is valid until the next dispatch)
+      if (hostReceive == null || hostReceive.rows() < n) {
+        if (hostArena != null) hostArena.close();
+        hostArena = Arena.ofShared();
+        hostReceive = RowBuffer.allocate(hostArena, n, shape.hidden(), shape.dispatchType());
+      }
+      host = hostReceive;
+    }
+    if (n > host.rows()) {
+      throw new IllegalArgumentException("rank " + rank + ": the receive buffer has " + host.rows() + " rows, " + n + " arrived");
+    }
+    DeviceRows rows = d.received();
+    byte[] b = new byte[Math.toIntExact(rows.byteSize())];
+    NativeKernels.bytesFromDevice(rows.address(), b, 0, b.length);
+    MemorySegment.copy(b, 0, host.segment(), ValueLayout.JAVA_BYTE, host.offset(), b.length);
+    if (shape.scaleCols() > 0) {
+      float[] sc = new float[n * shape.scaleCols()];
+      NativeKernels.floatsFromDevice(rows.scalesAddress(), sc, 0, sc.length);
+      MemorySegment.copy(sc, 0, host.scales(), ValueLayout.JAVA_FLOAT, 0, sc.length);
+    }
+    RankBuffers buf = w.buf[rank];
+    float[] weights = new float[n];
+    NativeKernels.floatsFromDevice(buf.recvW, weights, 0, n);
+    int[] rowToken = null;
+    int[] pairSrc = null;
+    int[] pairToken = null;
+    if (d.variant == CommConfig.Variant.FUSED) {
+      int q = d.receivedPairs();
+      pairSrc = new int[q];
+      pairToken = new int[q];
+      int[] pairRows = new int[q * shape.topk()];
+      NativeKernels.intsFromDevice(buf.pairSrc, pairSrc, 0, q);
+      NativeKernels.intsFromDevice(buf.pairToken, pairToken, 0, q);
+      NativeKernels.intsFromDevice(buf.pairRows, pairRows, 0, pairRows.length);
+      rowToken = new int[n];
+      java.util.Arrays.fill(rowToken, -1);
+      for (int i = 0; i < q; i++) {
+        for (int k = 0; k < shape.topk(); k++) {
+          int row = pairRows[i * shape.topk() + k];
+          if (row >= 0 && row < n) rowToken[row] = pairToken[i];
+        }
+      }
+    }
+    return Dispatched.of(this, new CudaRows(d, host, weights, rowToken, pairSrc, pairToken, counts, rank));
+  }
+
+  @Override
+  public void combine(Dispatched d, RowBuffer y, RowBuffer out) {
+    hostCombine(d, y, out, false);
+  }
+
+  private void hostCombine(Dispatched d, RowBuffer y, RowBuffer out, boolean async) {
+    String me = "rank " + rank + ": ";
+    Dispatched.Rows rows = d == null ? null : d.rowsOf(this);
+    DeviceDispatched dd = rows instanceof CudaRows cr ? cr.device : null;
+    String problem = closed ? me + "the communicator is closed"
+        : d == null ? me + "the dispatch result is null"
+        : dd == null ? me + "the dispatch result belongs to another communicator"
+        : CallChecks.handle(me, this, generation, world.variant(), dd);
+    if (problem == null) problem = CallChecks.hostCombine(shape, rank, closed, y, out, dd.receivedRows(), dd.tokens());
+    if (problem == null && !async && pendingAsync.get() > 0) {
+      problem = me + "a synchronous call while " + pendingAsync.get() + " async call(s) are pending";
+    }
+    DeviceRows dy = null;
+    DeviceRows dout = null;
+    if (problem == null) {
+      try {
+        ensureStaging();
+        NativeKernels.streamSynchronize(w.streams[rank]);
+        byte[] b = bytes(y.segment(), y.offset(), dd.receivedRows() * y.rowBytes());
+        NativeKernels.bytesToDevice(b, 0, b.length, stY);
+        dy = DeviceRows.of(stY, dd.receivedRows(), shape.hidden(), shape.combineType());
+        dout = DeviceRows.of(stOut, dd.tokens(), shape.hidden(), shape.combineType());
+      } catch (RuntimeException e) {
+        problem = me + "the host path's upload failed: " + e;
+      }
+    }
+    combine(dd, dy, dout, null, problem, true);
+    NativeKernels.streamSynchronize(w.streams[rank]);
+    byte[] o = new byte[Math.toIntExact(dout.byteSize())];
+    NativeKernels.bytesFromDevice(stOut, o, 0, o.length);
+    MemorySegment.copy(o, 0, out.segment(), ValueLayout.JAVA_BYTE, out.offset(), o.length);
+  }
+
+  private static byte[] bytes(MemorySegment s, long offset, long n) {
+    return s.asSlice(offset, n).toArray(ValueLayout.JAVA_BYTE);
+  }
+
+  private void ensureStaging() {
+    if (staging != null) return;
+    DeviceArena a = new DeviceArena();
+    boolean ok = false;
+    try {
+      long t = shape.maxTokens();
+      stX = a.alloc(t * shape.rowBytes());
+      stScales = shape.scaleCols() > 0 ? a.alloc(4L * t * shape.scaleCols()) : 0L;
+      stIdx = a.alloc(4L * t * shape.topk());
+      stW = a.alloc(4L * t * shape.topk());
+      stY = a.alloc((long) shape.receiveRows() * shape.combineRowBytes());
+      stOut = a.alloc(t * shape.combineRowBytes());
+      ok = true;
+    } finally {
+      if (!ok) a.close();
+    }
+    staging = a;
+  }
+
+  /** Not on the cuda backend yet: throws on every rank alike (no rank waits for another). */
+  @Override
+  public Arrivals combineShuffled(Dispatched d, RowBuffer y, int[] nextRank, RowBuffer into) {
+    throw new UnsupportedOperationException("rank " + rank + ": combineShuffled is not implemented on the cuda backend");
+  }
+
+  @Override
+  public CompletableFuture<Dispatched> dispatchAsync(RowBuffer x, Routing routing) {
+    ExecutorService ex = executor();
+    pendingAsync.incrementAndGet();
+    return CompletableFuture.supplyAsync(() -> {
+      try {
+        return hostDispatch(x, routing, null, true);
+      } finally {
+        pendingAsync.decrementAndGet();
+      }
+    }, ex);
+  }
+
+  @Override
+  public CompletableFuture<Void> combineAsync(Dispatched d, RowBuffer y, RowBuffer out) {
+    ExecutorService ex = executor();
+    pendingAsync.incrementAndGet();
+    return CompletableFuture.runAsync(() -> {
+      try {
+        hostCombine(d, y, out, true);
+      } finally {
+        pendingAsync.decrementAndGet();
+      }
+    }, ex);
+  }
+
+  private synchronized ExecutorService executor() {
+    if (closed) throw new IllegalStateException("rank " + rank + ": the communicator is closed");
+    if (executor == null) {
+      executor = Executors.newSingleThreadExecutor(Thread.ofVirtual().name("moeyard-cuda-rank-" + rank).factory());
+    }
+    return executor;
+  }
+
+  /**
+   * Closes this rank: later calls fail naming it; frees the host path's staging. The ranks' device
+   * buffers, streams and events belong to the world and go with {@link CudaWorld#close()}.
+   */
+  @Override
+  public void close() {
+    ExecutorService ex;
+    synchronized (this) {
+      if (closed) return;
+      closed = true;
+      ex = executor;
+    }
+    if (ex != null) ex.close(); // lets queued collectives finish: peers are waiting for them
+    RuntimeException err = null;
+    if (staging != null) {
+      err = Release.attempt(err, () -> NativeKernels.streamSynchronize(w.streams[rank]));
+      DeviceArena a = staging;
+      err = Release.attempt(err, a::close);
+      staging = null;
+    }
+    if (hostArena != null) {
+      hostArena.close();
+      hostArena = null;
+    }
+    if (err != null) throw err;
+  }
+}

@@ -1,0 +1,222 @@
+package io.moeyard.cuda;
+
+import io.moeyard.comm.CommConfig;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.transport.CpuWorld;
+import java.time.Duration;
+import java.util.List;
+import java.util.Objects;
+import java.util.function.Function;
+
+/**
+ * The {@code cuda} backend's world: R virtual ranks on GPU 0, one {@link CudaCommunicator} per rank
+ * ({@link #communicator(int)}), each used from its own thread like the ranks of a
+ * {@link CpuWorld}. Each rank has its own device buffers and its own stream; a collective meets all
+ * ranks on the host (a rendezvous with a timeout naming the missing rank), and each rank enqueues
+ * its own kernels on its own stream; kernels of rank r store straight into rank d's buffers, as
+ * they would through CUDA IPC on an NVLink node, and cross-rank order is events, never a
+ * device-wide barrier. That is the shape the multi-process backend (CUDA IPC) takes: the host
+ * meeting becomes the process rendezvous, per-rank state already is per rank.
+ *
+ * <p>Everything is allocated at {@link #open}, for the config's sizes (maxTokens per rank, receive
+ * rows), and freed by {@link #close()}: the world is the one owner of the ranks' device memory,
+ * streams and events. A steady-state device-path call allocates nothing.
+ *
+ * <p>For benchmarks: {@link #timing} puts the collectives under a CUDA-event clock
+ * ({@link #lastDeviceMs()}), {@link #useVariant} and {@link #useKernels} switch the data path between
+ * collectives, {@link #copyMillis} times the roofline copy.
+ */
+public final class CudaWorld implements AutoCloseable {
+  final KernelShape shape;
+  final VirtualRanks ranks;
+  final Clock clock;
+  private final CpuWorld control;
+  private final CudaCommunicator[] comms;
+  private volatile CommConfig.Variant variant;
+  private volatile int kernels = kernelsProperty();
+  private volatile boolean timing;
+  private boolean closed;
+
+  /** The tuned fused kernels (the default). */
+  public static final int KERNELS_TUNED = 0;
+  /** The untuned fused kernels of simple.cu: same results; for measuring what the tuning buys. */
+  public static final int KERNELS_SIMPLE = 1;
+
+  private CudaWorld(KernelShape shape, Duration timeout) {
+    this.shape = shape;
+    this.variant = shape.comm().variant();
+    NativeKernels.setDevice(0);
+    this.ranks = new VirtualRanks(shape, NativeKernels.limits()[3]); // cfg::kLayoutChunkTokens
+    try {
+      this.clock = new Clock(ranks);
+    } catch (RuntimeException e) {
+      RuntimeException err = ranks.destroyStreams(ranks.releaseMemory(null));
+      if (err != null) e.addSuppressed(err);
+      throw e;
+    }
+    this.control = CpuWorld.create(shape.map().topology(), timeout);
+    this.comms = new CudaCommunicator[shape.ranks()];
+    for (int r = 0; r < comms.length; r++) comms[r] = new CudaCommunicator(this, control.transport(r));
+  }
+
+  /**
+   * Opens R = {@code map.ranks()} virtual ranks on device 0 for {@code map} and the sizes of
+   * {@code config}, or throws {@link CudaUnavailableException} with the reason. A shape the kernels
+   * cannot take throws {@link IllegalArgumentException} naming the value before the device is touched.
+   */
+  public static CudaWorld open(ExpertMap map, CommConfig config) {
+    return open(map, config, CpuWorld.DEFAULT_TIMEOUT);
+  }
+
+  /** As {@link #open(ExpertMap, CommConfig)}; a rank that does not reach a collective within {@code timeout} fails the others naming it. */
+  public static CudaWorld open(ExpertMap map, CommConfig config, Duration timeout) {
+    Objects.requireNonNull(timeout, "timeout");
+    if (timeout.isNegative() || timeout.isZero()) throw new IllegalArgumentException("timeout must be positive, got " + timeout);
+    KernelShape shape = KernelShape.of(map, config);
+    CudaBackend.availability().require();
+    return new CudaWorld(shape, timeout);
+  }
+
+  /** Rank r's communicator (the same object on every call); use it from one thread. */
+  public CudaCommunicator communicator(int r) {
+    if (closed) throw new IllegalStateException("the cuda world is closed");
+    Objects.checkIndex(r, comms.length);
+    return comms[r];
+  }
+
+  public int ranks() {
+    return comms.length;
+  }
+
+  public ExpertMap expertMap() {
+    return shape.map();
+  }
+
+  public CommConfig config() {
+    return shape.comm();
+  }
+
+  /**
+   * Runs {@code body} on every rank at once, one thread per rank (the control world's), and returns
+   * the results by rank; a rank that throws anything but a collective's own error aborts the others
+   * (so they fail at once instead of timing out) and the first failure is rethrown.
+   */
+  public <T> List<T> run(Function<CudaCommunicator, T> body) {
+    if (closed) throw new IllegalStateException("the cuda world is closed");
+    return control.run(t -> body.apply(comms[t.rank()]));
+  }
+
+  /** The data path of the following collectives (the config's by default); set it between collectives. */
+  public void useVariant(CommConfig.Variant v) {
+    variant = Objects.requireNonNull(v, "variant");
+  }
+
+  CommConfig.Variant variant() {
+    return variant;
+  }
+
+  /**
+   * Which fused kernels run: {@link #KERNELS_TUNED}, {@link #KERNELS_SIMPLE}, or a combine tuning
+   * candidate (2 and up, listed in combine.cu); {@code -Dmoeyard.cuda.kernels=simple} or a number at
+   * open. For benchmarks; set it between collectives.
+   */
+  public void useKernels(int kernelSet) {
+    if (kernelSet < 0) throw new IllegalArgumentException("kernel set " + kernelSet + " < 0");
+    kernels = kernelSet;
+  }
+
+  public int kernels() {
+    return kernels;
+  }
+
+  /** Times the following collectives with CUDA events ({@link #lastDeviceMs()}); set it between collectives. */
+  public void timing(boolean on) {
+    timing = on;
+  }
+
+  boolean timed() {
+    return timing;
+  }
+
+  /**
+   * Device time of the last timed collective (CUDA events over all ranks' streams): for a dispatch,
+   * from the moment every rank's receive offsets are known (after the layout and the count
+   * read-back) to the last destination done; for a combine, all of it. Waits for that call's end;
+   * call it between collectives (e.g. on rank 0's thread after its call returned).
+   */
+  public float lastDeviceMs() {
+    return clock.elapsedMs();
+  }
+
+  /** Timed calls whose start event had fired before their enqueue ended (launch latency counted). */
+  public int shortHolds() {
+    return clock.shortHolds();
+  }
+
+  /** Device-to-device copy of {@code bytes} on one stream, median of {@code iters} timed runs (ms): the roofline. Allocates. */
+  public float copyMillis(long bytes, int iters) {
+    if (closed) throw new IllegalStateException("the cuda world is closed");
+    RuntimeException err = ranks.synchronizeAll(null);
+    if (err != null) throw err;
+    return clock.copyMillis(bytes, iters);
+  }
+
+  /** {free, total} bytes of device 0 ({@code cudaMemGetInfo}): to watch that steady-state calls allocate nothing. */
+  public static long[] deviceMemory() {
+    CudaBackend.availability().require();
+    return NativeKernels.memGetInfo();
+  }
+
+  /** What the device and this world say of an address (the calls' argument checks). */
+  final CallChecks.Memory memory = new CallChecks.Memory() {
+    @Override
+    public int[] kind(long address) {
+      return NativeKernels.pointerKind(address);
+    }
+
+    @Override
+    public int ownerOf(long address, long bytes) {
+      return ranks.ownerOf(address, bytes);
+    }
+
+    @Override
+    public boolean inReceiveRows(int rank, long address, long bytes) {
+      long start = ranks.buf[rank].recvX;
+      long end = start + (long) shape.receiveRows() * shape.rowBytes();
+      return address >= start && address + bytes <= end;
+    }
+  };
+
+  private static int kernelsProperty() {
+    String v = System.getProperty("moeyard.cuda.kernels", "tuned");
+    return switch (v) {
+      case "tuned" -> KERNELS_TUNED;
+      case "simple" -> KERNELS_SIMPLE;
+      default -> {
+        try {
+          yield Integer.parseInt(v);
+        } catch (NumberFormatException e) {
+          throw new IllegalArgumentException("-Dmoeyard.cuda.kernels=" + v + ": want tuned, simple or a variant number");
+        }
+      }
+    };
+  }
+
+  /**
+   * Closes every communicator (their later calls fail naming their rank), waits for every stream
+   * and frees all device memory, streams and events. Call it after the ranks' last collective.
+   */
+  @Override
+  public synchronized void close() {
+    if (closed) return;
+    closed = true;
+    RuntimeException err = null;
+    for (CudaCommunicator c : comms) err = Release.attempt(err, c::close);
+    control.close();
+    err = ranks.synchronizeAll(err);
+    err = ranks.releaseMemory(err);
+    err = clock.close(err);
+    err = ranks.destroyStreams(err);
+    if (err != null) throw err;
+  }
+}
