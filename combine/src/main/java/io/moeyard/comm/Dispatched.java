@@ -53,7 +53,7 @@ public final class Dispatched {
 
   /** The top-k weight of the selection behind received row {@code row}. */
   public float receivedWeight(int row) {
-    return handle.receivedWeights()[row];
+    return handle.receivedWeight(row);
   }
 
   /** The rank that sent received row {@code row}. */
