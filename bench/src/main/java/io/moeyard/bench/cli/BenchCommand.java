@@ -79,7 +79,7 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--iters", description = "timed iterations per measurement (median reported); default ${DEFAULT-VALUE}", defaultValue = "20")
   int iters;
 
-  @Option(names = "--warmup", description = "untimed iterations first, and at least 1 s of them unless 0; default ${DEFAULT-VALUE}", defaultValue = "10")
+  @Option(names = "--warmup", description = "untimed iterations first, and at least 1 s of them (1 s per process with --procs) unless 0; default ${DEFAULT-VALUE}", defaultValue = "10")
   int warmup;
 
   @Option(names = "--chunk", description = "pipelining chunk in token-rank pairs; default ${DEFAULT-VALUE}", defaultValue = "128")
@@ -425,7 +425,7 @@ public final class BenchCommand implements Callable<Integer> {
           + " (the device moves %d x that); the copy moves all ranks' bytes%n", c.ranks(), c.ranks());
     }
     out.printf(Locale.ROOT, "medians of %d iterations, after %s%n%n", c.iters(),
-        c.warmup() == 0 ? "no warm-up" : "at least " + c.warmup() + " warm-up calls" + (res.backend().equals("cpu") ? " and 1 s" : ""));
+        c.warmup() == 0 ? "no warm-up" : "at least " + c.warmup() + " warm-up calls" + (res.backend().equals("cpu") ? " and " + (res.device().contains("rank processes") ? c.ranks() + " s (1 s per process)" : "1 s") : ""));
     out.printf(Locale.ROOT, "%-18s %12s %9s %12s %10s%n", "", "median_us", "GB/s", "fused/unfused", "of copy");
     row(out, "dispatch fused", res.dispatchFused(), res.dispatchUnfused(), res.copyGbps());
     row(out, "dispatch unfused", res.dispatchUnfused(), null, res.copyGbps());

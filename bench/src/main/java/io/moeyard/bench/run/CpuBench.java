@@ -95,6 +95,11 @@ public final class CpuBench {
     final double[] writtenBytes;
     final long[][] rowCounts;
     final String[] problems;
+    /**
+     * Least warm-up time per operation: {@link #WARMUP_NANOS} in one JVM; rank processes each
+     * compile the same code on the shared cores, so {@link ProcBench} gives them that per process.
+     */
+    long minWarmupNanos = WARMUP_NANOS;
 
     Tally(BenchConfig c) {
       int ranks = c.ranks();
@@ -180,7 +185,7 @@ public final class CpuBench {
           if (scalePart > 0) RowCopy.copy(src.scales(), 0, recv.scales(), 0, scalePart);
         }
       };
-      for (IntConsumer op : ops) warmUp(t, c, op);
+      for (IntConsumer op : ops) warmUp(t, c, op, tally.minWarmupNanos);
       // interleaved, one sample of each per round: this VM's memory bandwidth drifts by up to 2x
       // over seconds, and timing all of one operation before the next would let that drift into
       // the ratios
@@ -220,12 +225,12 @@ public final class CpuBench {
    * than its steady state);
    * rank 0 decides, for all, when warm-up ends.
    */
-  private static void warmUp(Transport t, BenchConfig c, IntConsumer op) {
+  private static void warmUp(Transport t, BenchConfig c, IntConsumer op, long minNanos) {
     long start = System.nanoTime();
     int done = 0;
     boolean warm = c.warmup() == 0;
     while (!warm) {
-      boolean mine = ++done > c.warmup() && System.nanoTime() - start > warmupNanos(c);
+      boolean mine = ++done > c.warmup() && System.nanoTime() - start > (c.warmup() == 0 ? 0 : minNanos);
       warm = (Boolean) t.allGather(mine)[0];
       if (!warm) {
         op.accept(-done);
@@ -264,9 +269,6 @@ public final class CpuBench {
   /** Minimum warm-up per measurement, unless --warmup 0. */
   static final long WARMUP_NANOS = 1_000_000_000L;
 
-  private static long warmupNanos(BenchConfig c) {
-    return c.warmup() == 0 ? 0 : WARMUP_NANOS;
-  }
 
   private static String sameRows(Dispatched a, Dispatched b) {
     if (a.receivedRows() != b.receivedRows()) return "fused and unfused dispatch received different row counts";

@@ -45,6 +45,7 @@ public final class ProcBench {
       PrintStream quiet = r == 0 ? progress : new PrintStream(PrintStream.nullOutputStream());
       CpuBench.Data data = CpuBench.prepare(c, arena, quiet);
       CpuBench.Tally tally = new CpuBench.Tally(c);
+      tally.minWarmupNanos = CpuBench.WARMUP_NANOS * t.size();
       CpuBench.rankBody(t, c, data, tally, quiet);
       // rank 0 has the samples; it needs everybody's bytes, rows and verdict
       long[] mine = {
