@@ -63,7 +63,7 @@ public final class FusedCombiner extends Combiner {
       int base = handle.sourcePairStart(r);
       pairSums.clear();
       for (int q = base + from; q < base + to; q++) {
-        for (int i = handle.pairRowStart(q); i < handle.pairRowStart(q + 1); i++) {
+        for (int i = handle.pairRowStart(q), end = handle.pairRowStart(q + 1); i < end; i++) {
           int row = handle.pairRow(i);
           pairSums.term(row, handle.receivedWeight(row));
         }

@@ -24,9 +24,9 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * The CPU backend's communicator: ranks are threads of one JVM and rows move by direct stores
- * between their off-heap buffers. Owns its dispatcher, combiner and receive buffer (one arena);
- * {@link #close()} frees all three.
+ * The CPU backend's communicator: ranks are threads of one JVM or processes of one host, and rows
+ * move by direct stores between their buffers (off-heap, or shared-memory mappings). Owns its
+ * dispatcher, combiner, peer memory (receive rows, windows) and arena; {@link #close()} frees all.
  */
 final class CpuCommunicator implements Communicator {
   private final Transport transport;

@@ -219,15 +219,23 @@ public final class BenchCommand implements Callable<Integer> {
       System.err.println("moeyard bench: " + problem);
       return 2;
     }
+    if (routingOut != null) {
+      try {
+        config.writeRouting(routingOut); // here, once, not by every rank
+      } catch (IOException | ArithmeticException e) {
+        System.err.println("moeyard bench: cannot write --routing-out " + routingOut + ": " + e.getMessage());
+        return 2;
+      }
+    }
     java.util.List<String> args = new java.util.ArrayList<>(); // the whole command line, "bench" included
     java.util.List<String> given = spec.commandLine().getParseResult().originalArgs();
     for (int i = 0; i < given.size(); i++) {
       String a = given.get(i);
-      if (a.equals("--procs") || a.equals("--ranks")) {
+      if (a.equals("--procs") || a.equals("--ranks") || a.equals("--routing-out")) {
         i++;
         continue;
       }
-      if (a.startsWith("--procs=") || a.startsWith("--ranks=")) continue;
+      if (a.startsWith("--procs=") || a.startsWith("--ranks=") || a.startsWith("--routing-out=")) continue;
       args.add(a);
     }
     args.add("--ranks");

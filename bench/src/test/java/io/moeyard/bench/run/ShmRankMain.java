@@ -30,7 +30,11 @@ public final class ShmRankMain {
   public static void main(String[] args) {
     int code;
     try {
-      code = args[0].equals("loop") ? loop() : compare(Long.parseLong(args[1]), Integer.parseInt(args[2]));
+      code = switch (args[0]) {
+        case "loop" -> loop();
+        case "stall" -> stall(Long.parseLong(args[1]));
+        default -> compare(Long.parseLong(args[1]), Integer.parseInt(args[2]));
+      };
     } catch (CollectiveException e) {
       System.out.println("collective failed: " + e.getClass().getSimpleName() + ": " + e.getMessage());
       code = 3;
@@ -139,6 +143,26 @@ public final class ShmRankMain {
     int[] b = new int[f.length];
     for (int i = 0; i < f.length; i++) b[i] = Float.floatToRawIntBits(f[i]);
     return b;
+  }
+
+  /** With a short timeout: rank 1 never reaches the barrier the others wait in. */
+  private static int stall(long timeoutMillis) throws InterruptedException {
+    java.time.Duration timeout = java.time.Duration.ofMillis(timeoutMillis);
+    var world = io.moeyard.engine.rendezvous.ProcessWorld.join(io.moeyard.engine.rendezvous.RankEnv.fromEnv(), Map.of("test", "stall"), timeout);
+    try (ShmTransport t = ShmTransport.open(world, timeout)) {
+      t.barrier();
+      if (t.rank() == 1) {
+        System.out.println("stalling");
+        Thread.sleep(60_000);
+      }
+      long t0 = System.nanoTime();
+      try {
+        t.barrier();
+      } finally {
+        System.out.println("waited " + (System.nanoTime() - t0) / 1_000_000 + " ms");
+      }
+      return 0;
+    }
   }
 
   /** Small dispatch + combine rounds until the world fails (a peer killed). */

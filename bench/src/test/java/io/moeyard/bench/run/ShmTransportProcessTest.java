@@ -153,6 +153,28 @@ class ShmTransportProcessTest {
     }
   }
 
+  /** A rank that never arrives: the others fail at the timeout with a CollectiveTimeoutException naming it. */
+  @Test
+  void aMissingRankIsNamedAtTheTimeout() throws Exception {
+    List<Rank> ranks = start(3, 1, "stall", "1500");
+    try {
+      for (int r : new int[] {0, 2}) {
+        assertTrue(ranks.get(r).process().waitFor(30, TimeUnit.SECONDS), "rank " + r + " did not time out:\n" + outputs(ranks));
+      }
+      String all = outputs(ranks);
+      for (int r : new int[] {0, 2}) {
+        assertEquals(3, ranks.get(r).process().exitValue(), all);
+        String text = ranks.get(r).text();
+        assertTrue(text.contains("CollectiveTimeoutException") && text.contains("rank(s) [1] did not reach the collective")
+            || text.contains("world aborted by rank") && text.contains("[1]"), "rank " + r + " did not name rank 1:\n" + all);
+      }
+    } finally {
+      for (Rank r : ranks) r.process().destroyForcibly();
+      for (Rank r : ranks) r.process().waitFor(10, TimeUnit.SECONDS);
+    }
+    assertNoFilesLeft(outputs(ranks));
+  }
+
   /** The multi-process bench end to end: same table as in-JVM, verified, and no file left. */
   @Test
   void benchWithProcesses() throws Exception {

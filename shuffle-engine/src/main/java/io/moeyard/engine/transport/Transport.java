@@ -9,7 +9,8 @@ import java.lang.foreign.MemorySegment;
  * in the same order from its own thread (or process).
  *
  * <p>Implementations: {@link CpuWorld}'s in-JVM transport (ranks are threads, peers' segments are
- * written directly). GPU transports (CUDA peer stores, NCCL) implement the same exchange.
+ * written directly) and {@code io.moeyard.engine.shm.ShmTransport} (ranks are processes of one
+ * host, peers' segments are shared-memory mappings, written directly too). GPU transports (CUDA peer stores, NCCL) implement the same exchange.
  */
 public interface Transport {
   int rank();
