@@ -5,6 +5,10 @@ import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.transport.Agreement;
+import io.moeyard.engine.transport.MessageCodec;
+import io.moeyard.engine.transport.MessageReader;
+import io.moeyard.engine.transport.MessageWriter;
+import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
 import java.util.Objects;
@@ -30,8 +34,19 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
   protected final int chunk;
   protected final Arena scratch = Arena.ofShared();
 
+  /** Where home windows live when built for a communicator (null: this JVM's scratch, ranks of one JVM only). */
+  protected final PeerMemory memory;
+  /** Rows a home window in {@link #memory} holds. */
+  protected final int homeCapacityRows;
+
   Combiner(Transport transport, int chunk) {
+    this(transport, chunk, null, 0);
+  }
+
+  Combiner(Transport transport, int chunk, PeerMemory memory, int homeCapacityRows) {
     this.transport = Objects.requireNonNull(transport, "transport");
+    this.memory = memory;
+    this.homeCapacityRows = homeCapacityRows;
     if (chunk <= 0) throw new IllegalArgumentException("chunk must be > 0, got " + chunk);
     this.rank = transport.rank();
     this.ranks = transport.size();
@@ -39,13 +54,44 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
   }
 
   /** What a rank tells the others before combining: verdict, format, where its partials go. */
-  record Announcement(String problem, int hidden, DType dtype, HomeWindow home) {}
+  record Announcement(String problem, int hidden, DType dtype, HomeWindow home) {
+    static final MessageCodec<Announcement> CODEC = new MessageCodec<>() {
+      @Override
+      public void write(Announcement a, MessageWriter out) {
+        out.putString(a.problem).putInt(a.hidden).putDType(a.dtype).putBoolean(a.home != null);
+        if (a.home != null) out.putRows(a.home.rows).putInts(a.home.peerStart);
+      }
+
+      @Override
+      public Announcement read(MessageReader in) {
+        String problem = in.getString();
+        int hidden = in.getInt();
+        DType dtype = in.getDType();
+        HomeWindow home = in.getBoolean() ? new HomeWindow(in.getRows(), in.getInts()) : null;
+        return new Announcement(problem, hidden, dtype, home);
+      }
+    };
+  }
 
   /**
    * Where peers write at a home rank: {@code rows}, in which peer p's rows form one run starting
    * at {@code peerStart[p]} (so every expert rank writes one sequential run per home).
    */
   record HomeWindow(RowBuffer rows, int[] peerStart) {}
+
+  /**
+   * Rows of a home window for {@code maxTokens} tokens: one partial per token-rank pair (fused),
+   * or one returned row per selection (unfused).
+   */
+  static int homeRows(boolean fused, int ranks, int maxTokens, int topk) {
+    long rows = (long) maxTokens * (fused ? Math.min(topk, ranks) : topk);
+    return Math.toIntExact(Math.max(1, rows));
+  }
+
+  /** Bytes of peer memory a combiner for {@code maxTokens} tokens carves (its home window). */
+  public static long peerMemoryBytes(boolean fused, int ranks, int maxTokens, int topk, int hidden, DType dtype) {
+    return PeerMemory.rowsBytes(homeRows(fused, ranks, maxTokens, topk), hidden, dtype);
+  }
 
   /**
    * Writes into {@code out} ({@code tokens} rows of this rank's dispatch) the weighted sum of
@@ -68,7 +114,8 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
         : closed ? "rank " + rank + ": the combiner is closed"
         : localProblem(handle, expertOut, out);
     HomeWindow home = problem == null ? homeWindow(handle, out.hidden(), out.dtype()) : null;
-    Object[] got = transport.allGather(new Announcement(problem, out == null ? 0 : out.hidden(), out == null ? null : out.dtype(), home));
+    Object[] got = transport.allGather(
+        new Announcement(problem, out == null ? 0 : out.hidden(), out == null ? null : out.dtype(), home), Announcement.CODEC);
     Announcement[] all = new Announcement[got.length];
     for (int r = 0; r < got.length; r++) all[r] = (Announcement) got[r];
     String wp = worldProblem(all);
@@ -91,6 +138,9 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
     String me = "rank " + rank + ": ";
     if (!handle.isOpen()) return me + "the dispatch handle is closed";
     if (handle.transport() != transport) return me + "the dispatch handle belongs to another transport";
+    if (memory == null && !transport.sharesAddressSpace()) {
+      return me + "a combiner on a process transport needs peer memory (build it with one, as Communicator does)";
+    }
     if (!out.dtype().combinable()) return me + "combine output dtype " + out.dtype().cliName() + " is not bf16, fp16 or fp32";
     if (expertOut.dtype() != out.dtype()) {
       return me + "expert output is " + expertOut.dtype().cliName() + " but out is " + out.dtype().cliName();
@@ -159,7 +209,9 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
   final RowBuffer scratchRows(int rows, int hidden, DType dtype) {
     RowBuffer b = cached;
     if (b == null || b.hidden() != hidden || b.dtype() != dtype || b.rows() < rows) {
-      b = RowBuffer.allocate(scratch, Math.max(rows, b == null ? 0 : b.rows()), hidden, dtype);
+      int n = Math.max(rows, b == null ? 0 : b.rows());
+      // with peer memory: carved once at the capacity it was sized for
+      b = memory == null ? RowBuffer.allocate(scratch, n, hidden, dtype) : memory.rows(Math.max(n, homeCapacityRows), hidden, dtype);
       cached = b;
     }
     return b;

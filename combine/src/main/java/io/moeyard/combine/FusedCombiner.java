@@ -6,6 +6,7 @@ import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.schedule.ChunkSchedule;
+import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 
 /**
@@ -37,6 +38,15 @@ public final class FusedCombiner extends Combiner {
     this.pairCount = new int[ranks];
   }
 
+  /**
+   * Partials peers store into live in {@code memory}, room for {@code maxTokens} tokens of
+   * top-{@code topk}: what a communicator builds (and what a process transport needs).
+   */
+  public FusedCombiner(Transport transport, int chunkPairs, PeerMemory memory, int maxTokens, int topk) {
+    super(transport, chunkPairs, java.util.Objects.requireNonNull(memory, "memory"), homeRows(true, transport.size(), maxTokens, topk));
+    this.pairCount = new int[ranks];
+  }
+
   @Override
   HomeWindow homeWindow(DispatchHandle handle, int hidden, DType dtype) {
     DispatchLayout layout = handle.layout();
@@ -46,7 +56,6 @@ public final class FusedCombiner extends Combiner {
   @Override
   void send(DispatchHandle handle, RowBuffer y, HomeWindow[] homes) {
     for (int r = 0; r < ranks; r++) pairCount[r] = handle.sourcePairStart(r + 1) - handle.sourcePairStart(r);
-    float[] weights = handle.receivedWeights();
     ChunkSchedule.forEachChunk(rank, pairCount, chunk, (r, from, to) -> {
       // source r's pairs here are its destination-ordered pairs to this rank, so their partials
       // form one sequential run at home, streamed there (a plain store would first read every
@@ -54,9 +63,9 @@ public final class FusedCombiner extends Combiner {
       int base = handle.sourcePairStart(r);
       pairSums.clear();
       for (int q = base + from; q < base + to; q++) {
-        for (int i = handle.pairRowStart(q); i < handle.pairRowStart(q + 1); i++) {
+        for (int i = handle.pairRowStart(q), end = handle.pairRowStart(q + 1); i < end; i++) {
           int row = handle.pairRow(i);
-          pairSums.term(row, weights[row]);
+          pairSums.term(row, handle.receivedWeight(row));
         }
         pairSums.endOutput();
       }

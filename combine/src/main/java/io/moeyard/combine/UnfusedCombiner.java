@@ -7,6 +7,7 @@ import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.RowCopy;
 import io.moeyard.engine.schedule.ChunkSchedule;
+import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
 
@@ -31,6 +32,13 @@ public final class UnfusedCombiner extends Combiner {
 
   public UnfusedCombiner(Transport transport, int chunkRows) {
     super(transport, chunkRows);
+    this.blockStart = new int[ranks];
+    this.blockRows = new int[ranks];
+  }
+
+  /** Returned rows peers store into live in {@code memory}, room for {@code maxTokens} tokens of top-{@code topk}. */
+  public UnfusedCombiner(Transport transport, int chunkRows, PeerMemory memory, int maxTokens, int topk) {
+    super(transport, chunkRows, java.util.Objects.requireNonNull(memory, "memory"), homeRows(false, transport.size(), maxTokens, topk));
     this.blockStart = new int[ranks];
     this.blockRows = new int[ranks];
   }

@@ -11,6 +11,10 @@ import io.moeyard.dispatch.Routing;
 import io.moeyard.dispatch.UnfusedDispatcher;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.transport.MessageCodec;
+import io.moeyard.engine.transport.MessageReader;
+import io.moeyard.engine.transport.MessageWriter;
+import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
 import java.util.Objects;
@@ -20,9 +24,9 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * The CPU backend's communicator: ranks are threads of one JVM and rows move by direct stores
- * between their off-heap buffers. Owns its dispatcher, combiner and receive buffer (one arena);
- * {@link #close()} frees all three.
+ * The CPU backend's communicator: ranks are threads of one JVM or processes of one host, and rows
+ * move by direct stores between their buffers (off-heap, or shared-memory mappings). Owns its
+ * dispatcher, combiner, peer memory (receive rows, windows) and arena; {@link #close()} frees all.
  */
 final class CpuCommunicator implements Communicator {
   private final Transport transport;
@@ -32,6 +36,8 @@ final class CpuCommunicator implements Communicator {
   private final Dispatcher dispatcher;
   private final Combiner combiner;
   private final Arena arena = Arena.ofShared();
+  /** Everything peers store into: receive rows, window metadata, staging, home windows. */
+  private final PeerMemory memory;
   private final RowBuffer receive;
   private final AtomicInteger pendingAsync = new AtomicInteger();
   private ExecutorService executor;
@@ -53,9 +59,27 @@ final class CpuCommunicator implements Communicator {
     }
     DispatchOptions opts = new DispatchOptions(config.chunkPairs());
     boolean fused = config.variant() == CommConfig.Variant.FUSED;
-    this.dispatcher = fused ? new FusedDispatcher(transport, experts, opts) : new UnfusedDispatcher(transport, experts, opts);
-    this.combiner = fused ? new FusedCombiner(transport, config.chunkPairs()) : new UnfusedCombiner(transport, config.chunkPairs());
-    this.receive = RowBuffer.allocate(arena, (int) rows, config.hidden(), config.dispatchType());
+    int cap = (int) rows;
+    // sized once, here: on a process transport this is this rank's shared-memory file
+    this.memory = transport.peerMemory(peerMemoryBytes(config, transport.size(), cap));
+    try {
+      this.receive = memory.rows(cap, config.hidden(), config.dispatchType());
+      this.dispatcher = fused ? new FusedDispatcher(transport, experts, opts, memory, cap)
+          : new UnfusedDispatcher(transport, experts, opts, memory, cap);
+      this.combiner = fused ? new FusedCombiner(transport, config.chunkPairs(), memory, config.maxTokens(), config.topk())
+          : new UnfusedCombiner(transport, config.chunkPairs(), memory, config.maxTokens(), config.topk());
+    } catch (RuntimeException | Error e) {
+      memory.close();
+      throw e;
+    }
+  }
+
+  /** Peer memory one rank's communicator carves: receive rows, window metadata (and staging), home window. */
+  static long peerMemoryBytes(CommConfig config, int ranks, int receiveRows) {
+    boolean fused = config.variant() == CommConfig.Variant.FUSED;
+    return PeerMemory.rowsBytes(receiveRows, config.hidden(), config.dispatchType())
+        + Dispatcher.peerMemoryBytes(fused, receiveRows, config.hidden(), config.dispatchType())
+        + Combiner.peerMemoryBytes(fused, ranks, config.maxTokens(), config.topk(), config.hidden(), config.combineType());
   }
 
   @Override
@@ -135,6 +159,18 @@ final class CpuCommunicator implements Communicator {
   /** What each rank tells the others before a shuffle moves rows: verdict, targets, its window. */
   private record ShuffleAnnouncement(String problem, int[] nextRank, RowBuffer into) {}
 
+  private static final MessageCodec<ShuffleAnnouncement> SHUFFLE_CODEC = new MessageCodec<>() {
+    @Override
+    public void write(ShuffleAnnouncement a, MessageWriter out) {
+      out.putString(a.problem()).putInts(a.nextRank()).putRows(a.into());
+    }
+
+    @Override
+    public ShuffleAnnouncement read(MessageReader in) {
+      return new ShuffleAnnouncement(in.getString(), in.getInts(), in.getRows());
+    }
+  };
+
   /** Home rows of a shuffled combine: allocated on the first one, maxTokens rows. */
   private RowBuffer homeRows;
 
@@ -150,7 +186,7 @@ final class CpuCommunicator implements Communicator {
         : null;
     combiner.combine(problem == null ? d.handle : null, y, home, problem);
 
-    Object[] got = transport.allGather(new ShuffleAnnouncement(null, nextRank, into));
+    Object[] got = transport.allGather(new ShuffleAnnouncement(null, nextRank, into), SHUFFLE_CODEC);
     int ranks = transport.size();
     ShuffleAnnouncement[] all = new ShuffleAnnouncement[ranks];
     for (int r = 0; r < ranks; r++) all[r] = (ShuffleAnnouncement) got[r];
@@ -189,6 +225,10 @@ final class CpuCommunicator implements Communicator {
   private String targetProblem(Dispatched d, int[] nextRank, RowBuffer into) {
     String me = "rank " + rank + ": ";
     if (nextRank == null) return me + "nextRank is null";
+    if (into == null) return me + "into is null";
+    if (!transport.reachable(into.segment())) {
+      return me + "the shuffle buffer is not in memory peers can reach (a shuffled combine between processes is not supported yet)";
+    }
     if (nextRank.length != d.tokens()) {
       return me + "nextRank has " + nextRank.length + " entries, the dispatch had " + d.tokens() + " tokens";
     }
@@ -267,6 +307,7 @@ final class CpuCommunicator implements Communicator {
     if (ex != null) ex.close(); // lets queued collectives finish: peers are waiting for them
     dispatcher.close();
     combiner.close();
+    memory.close();
     arena.close();
   }
 }

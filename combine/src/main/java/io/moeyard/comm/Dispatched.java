@@ -102,7 +102,7 @@ public final class Dispatched {
 
   /** The top-k weight of the selection behind received row {@code row}. */
   public float receivedWeight(int row) {
-    return rows != null ? rows.receivedWeight(row) : handle.receivedWeights()[row];
+    return rows != null ? rows.receivedWeight(row) : handle.receivedWeight(row);
   }
 
   /** The rank that sent received row {@code row}. */

@@ -1,6 +1,9 @@
 package io.moeyard.dispatch;
 
 import io.moeyard.engine.DType;
+import io.moeyard.engine.transport.MessageCodec;
+import io.moeyard.engine.transport.MessageReader;
+import io.moeyard.engine.transport.MessageWriter;
 
 /**
  * What each rank tells the world at the start of a dispatch: whether its input is valid, its
@@ -8,4 +11,19 @@ import io.moeyard.engine.DType;
  * receive buffer can hold (-1 = dispatch allocates it).
  */
 record Announcement(
-    String problem, int hidden, DType dtype, int[] sendCounts, int[] pairsTo, int[] selectionsTo, long capacityRows) {}
+    String problem, int hidden, DType dtype, int[] sendCounts, int[] pairsTo, int[] selectionsTo, long capacityRows) {
+
+  static final MessageCodec<Announcement> CODEC = new MessageCodec<>() {
+    @Override
+    public void write(Announcement a, MessageWriter out) {
+      out.putString(a.problem).putInt(a.hidden).putDType(a.dtype).putInts(a.sendCounts).putInts(a.pairsTo)
+          .putInts(a.selectionsTo).putLong(a.capacityRows);
+    }
+
+    @Override
+    public Announcement read(MessageReader in) {
+      return new Announcement(in.getString(), in.getInt(), in.getDType(), in.getInts(), in.getInts(), in.getInts(),
+          in.getLong());
+    }
+  };
+}

@@ -5,6 +5,8 @@ import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 
 /**
  * The result of one dispatch on one rank, and everything combine needs to reverse it.
@@ -14,6 +16,9 @@ import java.lang.foreign.Arena;
  * source token), {@link #slotCounts()} how many each slot got, {@link #receivedWeights()} the
  * top-k weight of each row's selection and {@link #rowSourceRank}/{@link #rowSourceToken} where
  * each row came from. As a home rank: the layout of its own tokens ({@link #layout()}).
+ *
+ * <p>The row metadata live in the dispatcher's window memory: a dispatcher built with peer memory
+ * (as a communicator builds it) reuses them, so its handle is valid until its next dispatch.
  *
  * <p>Closing the handle frees the receive buffer if dispatch allocated it (not one the caller
  * passed in). Combine must be called before close.
@@ -26,13 +31,14 @@ public final class DispatchHandle implements AutoCloseable {
   private final RowBuffer received;
   private final int receivedRows;
   private final int[] slotOffsets;
-  private final float[] receivedWeights;
-  private final int[] rowSourceRank;
-  private final int[] rowSourceToken;
-  private final int[] pairSourceRank;
-  private final int[] pairHomeIndex;
-  private final int[] pairRowStart;
-  private final int[] pairRows;
+  private final MemorySegment receivedWeights;
+  private final MemorySegment rowSourceRank;
+  private final MemorySegment rowSourceToken;
+  private final MemorySegment pairSourceRank;
+  private final MemorySegment pairHomeIndex;
+  private final MemorySegment pairRowStart;
+  private final MemorySegment pairRows;
+  private final int receivedPairs;
   private final int[][] worldSendCounts;
   private final int[] sourcePairStart;
   private final Arena arena;
@@ -47,6 +53,7 @@ public final class DispatchHandle implements AutoCloseable {
       int receivedRows,
       int[] slotOffsets,
       ReceiveWindow window,
+      int receivedPairs,
       int[][] worldSendCounts,
       int[] sourcePairStart,
       Arena arena) {
@@ -64,6 +71,7 @@ public final class DispatchHandle implements AutoCloseable {
     this.pairHomeIndex = window.pairHomeIndex;
     this.pairRowStart = window.pairRowStart;
     this.pairRows = window.pairRows;
+    this.receivedPairs = receivedPairs;
     this.worldSendCounts = worldSendCounts;
     this.sourcePairStart = sourcePairStart;
     this.arena = arena;
@@ -110,41 +118,46 @@ public final class DispatchHandle implements AutoCloseable {
     return slotOffsets[e];
   }
 
-  /** Top-k weight of the selection behind each received row ({@code [receivedRows]}, do not modify). */
+  /** Top-k weight of the selection behind each received row ({@code [receivedRows]}, a copy). */
   public float[] receivedWeights() {
-    return receivedWeights;
+    return receivedWeights.toArray(ValueLayout.JAVA_FLOAT);
+  }
+
+  /** Top-k weight of the selection behind received row {@code row}. */
+  public float receivedWeight(int row) {
+    return receivedWeights.getAtIndex(ValueLayout.JAVA_FLOAT, row);
   }
 
   public int rowSourceRank(int row) {
-    return rowSourceRank[row];
+    return rowSourceRank.getAtIndex(ValueLayout.JAVA_INT, row);
   }
 
   public int rowSourceToken(int row) {
-    return rowSourceToken[row];
+    return rowSourceToken.getAtIndex(ValueLayout.JAVA_INT, row);
   }
 
   /** Token-rank pairs received (rows that crossed the wire, one per source token). */
   public int receivedPairs() {
-    return pairSourceRank.length;
+    return receivedPairs;
   }
 
   /** Source rank of received pair {@code q}; pairs are ordered by source rank, then token. */
   public int pairSourceRank(int q) {
-    return pairSourceRank[q];
+    return pairSourceRank.getAtIndex(ValueLayout.JAVA_INT, q);
   }
 
   /** The index of received pair {@code q} among its home rank's pairs. */
   public int pairHomeIndex(int q) {
-    return pairHomeIndex[q];
+    return pairHomeIndex.getAtIndex(ValueLayout.JAVA_INT, q);
   }
 
   /** Received pair q owns rows {@code pairRows[pairRowStart[q] .. pairRowStart[q+1])}, ascending local slot. */
   public int pairRowStart(int q) {
-    return pairRowStart[q];
+    return pairRowStart.getAtIndex(ValueLayout.JAVA_INT, q);
   }
 
   public int pairRow(int i) {
-    return pairRows[i];
+    return pairRows.getAtIndex(ValueLayout.JAVA_INT, i);
   }
 
   /** Received pairs from {@code source} are {@code [sourcePairStart(source), sourcePairStart(source + 1))}. */

@@ -7,6 +7,7 @@ import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.schedule.ChunkSchedule;
 import io.moeyard.engine.transport.Agreement;
+import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
 import java.util.Objects;
@@ -35,8 +36,17 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
   protected final int rank;
   protected final int ranks;
   protected final int slotsPerRank;
+  /** Where windows live when built for a communicator (null: per-dispatch memory, ranks of one JVM only). */
+  protected final PeerMemory memory;
+  /** Rows the window metadata in {@link #memory} hold (0 without it). */
+  protected final int capacityRows;
+  private final ReceiveWindow.Metadata meta;
 
   Dispatcher(Transport transport, ExpertMap map, DispatchOptions options) {
+    this(transport, map, options, null, 0);
+  }
+
+  Dispatcher(Transport transport, ExpertMap map, DispatchOptions options, PeerMemory memory, int capacityRows) {
     this.transport = Objects.requireNonNull(transport, "transport");
     this.map = Objects.requireNonNull(map, "map");
     this.options = Objects.requireNonNull(options, "options");
@@ -47,6 +57,20 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
     this.ranks = transport.size();
     this.slotsPerRank = map.slotsPerRank();
     this.rowCursor = new int[ranks];
+    if (capacityRows < 0) throw new IllegalArgumentException("capacityRows must be >= 0, got " + capacityRows);
+    this.memory = memory;
+    this.capacityRows = memory == null ? 0 : capacityRows;
+    this.meta = memory == null ? null : ReceiveWindow.Metadata.in(memory, capacityRows);
+  }
+
+  /**
+   * Bytes of peer memory a dispatcher built with {@code capacityRows} carves: the window
+   * metadata, and for the unfused path its staging rows.
+   */
+  public static long peerMemoryBytes(boolean fused, int capacityRows, int hidden, DType dtype) {
+    long b = ReceiveWindow.Metadata.bytes(capacityRows);
+    if (!fused) b += PeerMemory.rowsBytes(capacityRows, hidden, dtype);
+    return b;
   }
 
   public ExpertMap expertMap() {
@@ -80,10 +104,11 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
         : closed ? "rank " + rank + ": the dispatcher is closed"
         : localProblem(x, routing, receiveInto);
     DispatchLayout layout = problem == null ? DispatchLayout.compute(rank, map, routing) : null;
+    long capacity = receiveInto == null ? -1 : receiveInto.rows();
+    if (memory != null) capacity = capacity < 0 ? capacityRows : Math.min(capacity, capacityRows);
     Announcement mine = layout == null
         ? new Announcement(problem, x == null ? 0 : x.hidden(), x == null ? null : x.dtype(), null, null, null, -1)
-        : new Announcement(null, x.hidden(), x.dtype(), layout.sendCounts, layout.pairsTo, layout.selectionsTo,
-            receiveInto == null ? -1 : receiveInto.rows());
+        : new Announcement(null, x.hidden(), x.dtype(), layout.sendCounts, layout.pairsTo, layout.selectionsTo, capacity);
     Announcement[] all = gather(mine);
     String worldProblem = worldProblem(all);
     if (worldProblem != null) throw new CollectiveException("dispatch: " + worldProblem);
@@ -98,7 +123,7 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
   }
 
   private Announcement[] gather(Announcement mine) {
-    Object[] got = transport.allGather(mine);
+    Object[] got = transport.allGather(mine, Announcement.CODEC);
     Announcement[] all = new Announcement[got.length];
     for (int r = 0; r < got.length; r++) all[r] = (Announcement) got[r];
     return all;
@@ -109,6 +134,15 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
     if (p != null) return "rank " + rank + ": " + p;
     if (x.rows() != routing.tokens()) {
       return "rank " + rank + ": x has " + x.rows() + " rows but routing has " + routing.tokens() + " tokens";
+    }
+    if (!transport.sharesAddressSpace()) {
+      if (memory == null) {
+        return "rank " + rank + ": a dispatcher on a process transport needs peer memory (build it with one, as Communicator does)";
+      }
+      if (receiveInto == null) return "rank " + rank + ": a dispatch on a process transport needs a receive buffer in peer memory";
+      if (!transport.reachable(receiveInto.segment()) || (receiveInto.scales() != null && !transport.reachable(receiveInto.scales()))) {
+        return "rank " + rank + ": the receive buffer is not in memory peers can reach (carve it from the transport's peer memory)";
+      }
     }
     if (receiveInto != null) {
       if (receiveInto.hidden() != x.hidden() || receiveInto.dtype() != x.dtype()) {
@@ -156,8 +190,9 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
     }
     ReceiveWindow window;
     try {
-      window = new ReceiveWindow(rows, staging(receivedRows, x.hidden(), x.dtype()), receivedRows, sourcePairStart[ranks]);
-      Object[] got = transport.allGather(window);
+      ReceiveWindow.Metadata m = meta != null ? meta : ReceiveWindow.Metadata.collected(receivedRows);
+      window = new ReceiveWindow(rows, staging(receivedRows, x.hidden(), x.dtype()), m, receivedRows, sourcePairStart[ranks]);
+      Object[] got = transport.allGather(window, ReceiveWindow.CODEC);
       ReceiveWindow[] windows = new ReceiveWindow[ranks];
       for (int r = 0; r < ranks; r++) windows[r] = (ReceiveWindow) got[r];
       SendPlan plan = new SendPlan(layout, all, counts);
@@ -169,7 +204,7 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
       throw e;
     }
     return new DispatchHandle(transport, map, layout, routing.topkWeights().clone(), rows, receivedRows, slotOffsets,
-        window, counts, sourcePairStart, arena);
+        window, sourcePairStart[ranks], counts, sourcePairStart, arena);
   }
 
   private boolean closed;
@@ -269,16 +304,16 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
       int q = destPairs[dBase + i];
       int t = layout.pairToken[q];
       int wp = plan.pairBase[d] + i;
-      w.pairSrcRank[wp] = rank;
-      w.pairHomeIndex[wp] = q;
-      w.pairRowStart[wp] = plan.rowBase[d] + rowCursor[d];
+      w.pairSrcRank.setAtIndex(ReceiveWindow.INT, wp, rank);
+      w.pairHomeIndex.setAtIndex(ReceiveWindow.INT, wp, q);
+      w.pairRowStart.setAtIndex(ReceiveWindow.INT, wp, plan.rowBase[d] + rowCursor[d]);
       for (int sel = layout.pairSel[q], end = layout.pairSelEnd[q]; sel < end; sel++) {
         int pos = nextPos[layout.sortedSlot[sel]]++;
-        w.pairRows[plan.rowBase[d] + rowCursor[d]++] = pos;
+        w.pairRows.setAtIndex(ReceiveWindow.INT, plan.rowBase[d] + rowCursor[d]++, pos);
         if (rowMetadata) {
-          w.weights[pos] = weights[t * topk + layout.sortedK[sel]];
-          w.rowSrcRank[pos] = rank;
-          w.rowSrcToken[pos] = t;
+          w.weights.setAtIndex(ReceiveWindow.FLOAT, pos, weights[t * topk + layout.sortedK[sel]]);
+          w.rowSrcRank.setAtIndex(ReceiveWindow.INT, pos, rank);
+          w.rowSrcToken.setAtIndex(ReceiveWindow.INT, pos, t);
         }
       }
     }

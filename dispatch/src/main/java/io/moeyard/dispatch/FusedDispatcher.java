@@ -6,6 +6,7 @@ import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.RowCopy;
 import io.moeyard.engine.schedule.ChunkSchedule;
+import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.MemorySegment;
 
@@ -32,6 +33,14 @@ public final class FusedDispatcher extends Dispatcher {
 
   public FusedDispatcher(Transport transport, ExpertMap map, DispatchOptions options) {
     super(transport, map, options);
+  }
+
+  /**
+   * A dispatcher whose window metadata live in {@code memory}, sized for {@code capacityRows}
+   * received rows: what a communicator builds (and what a process transport needs).
+   */
+  public FusedDispatcher(Transport transport, ExpertMap map, DispatchOptions options, PeerMemory memory, int capacityRows) {
+    super(transport, map, options, java.util.Objects.requireNonNull(memory, "memory"), capacityRows);
   }
 
   @Override
@@ -67,9 +76,9 @@ public final class FusedDispatcher extends Dispatcher {
         int t = sel / topk;
         int slot = sortedSlot[sel];
         int pos = plan.slotStart[slot] + (i - slotStart[slot]);
-        w.weights[pos] = weights[sel - sel % topk + sortedK[sel]];
-        w.rowSrcRank[pos] = rank;
-        w.rowSrcToken[pos] = t;
+        w.weights.setAtIndex(ReceiveWindow.FLOAT, pos, weights[sel - sel % topk + sortedK[sel]]);
+        w.rowSrcRank.setAtIndex(ReceiveWindow.INT, pos, rank);
+        w.rowSrcToken.setAtIndex(ReceiveWindow.INT, pos, t);
         srcOff[n] = x.rowOffset(t);
         dstOff[n++] = dst.rowOffset(pos);
         if (scalesPerRow > 0) {

@@ -6,6 +6,7 @@ import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.RowCopy;
 import io.moeyard.engine.schedule.ChunkSchedule;
+import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -33,6 +34,12 @@ public final class UnfusedDispatcher extends Dispatcher {
     this.chunkRows = new int[ranks];
   }
 
+  /** Window metadata and staging rows in {@code memory}, sized for {@code capacityRows} received rows. */
+  public UnfusedDispatcher(Transport transport, ExpertMap map, DispatchOptions options, PeerMemory memory, int capacityRows) {
+    super(transport, map, options, java.util.Objects.requireNonNull(memory, "memory"), capacityRows);
+    this.chunkRows = new int[ranks];
+  }
+
   @Override
   void freeScratch() {
     scratch.close();
@@ -40,7 +47,13 @@ public final class UnfusedDispatcher extends Dispatcher {
 
   @Override
   RowBuffer staging(int receivedRows, int hidden, DType dtype) {
-    stagingBuffer = grow(stagingBuffer, receivedRows, hidden, dtype);
+    if (memory == null) {
+      stagingBuffer = grow(stagingBuffer, receivedRows, hidden, dtype);
+    } else if (stagingBuffer == null || stagingBuffer.hidden() != hidden || stagingBuffer.dtype() != dtype
+        || stagingBuffer.rows() < receivedRows) {
+      // peers store into it: carved once, at the capacity the peer memory was sized for
+      stagingBuffer = memory.rows(Math.max(receivedRows, capacityRows), hidden, dtype);
+    }
     return stagingBuffer;
   }
 

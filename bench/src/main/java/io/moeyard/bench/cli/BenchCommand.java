@@ -47,6 +47,16 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--ranks", description = "ranks (threads on the cpu backend, virtual ranks on GPU 0 on cuda); default 8")
   Integer ranks;
 
+  @Option(names = "--procs", paramLabel = "N", description = "run the cpu bench with N rank processes over shared memory"
+      + " (moeyard launch starts them; each builds the same inputs from --seed) instead of N rank threads; sets --ranks")
+  Integer procs;
+
+  /** Set on the rank processes of --procs: this process is one rank (torchrun variables), not the launcher. */
+  @Option(names = "--procs-rank", hidden = true)
+  boolean procsRank;
+
+  @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
+
   @Option(names = "--nodes", description = "nodes the ranks are spread over (ranks / nodes each): the replica rule prefers"
       + " the token's node, and the rows block counts rows that cross nodes; default 1")
   int nodes = 1;
@@ -69,7 +79,7 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--iters", description = "timed iterations per measurement (median reported); default ${DEFAULT-VALUE}", defaultValue = "20")
   int iters;
 
-  @Option(names = "--warmup", description = "untimed iterations first, and at least 1 s of them unless 0; default ${DEFAULT-VALUE}", defaultValue = "10")
+  @Option(names = "--warmup", description = "untimed iterations first, and at least 1 s of them (1 s per process with --procs) unless 0; default ${DEFAULT-VALUE}", defaultValue = "10")
   int warmup;
 
   @Option(names = "--chunk", description = "pipelining chunk in token-rank pairs; default ${DEFAULT-VALUE}", defaultValue = "128")
@@ -117,6 +127,7 @@ public final class BenchCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws IOException {
+    if (procs != null && !procsRank) return launchProcs();
     if (layers != null || speculate != null) return layerRun();
     BenchConfig config;
     try {
@@ -141,6 +152,13 @@ public final class BenchCommand implements Callable<Integer> {
     BenchResult result;
     switch (backend.toLowerCase(Locale.ROOT)) {
       case "cpu" -> {
+        if (procsRank) {
+          result = io.moeyard.bench.run.ProcBench.runRank(config, System.err);
+          if (result == null) return 0; // rank 0 reports for all
+          print(result, System.out);
+          if (json != null) writeJson(result, json);
+          return result.verified() ? 0 : 1;
+        }
         String memory = HostMemory.problem(config);
         if (memory != null) {
           System.err.println("moeyard bench: " + memory);
@@ -169,6 +187,67 @@ public final class BenchCommand implements Callable<Integer> {
     print(result, System.out);
     if (json != null) writeJson(result, json);
     return result.verified() ? 0 : 1;
+  }
+
+  /**
+   * --procs N: checks the options here, then starts N rank processes of this same command line
+   * (without --procs, with --ranks N) under {@link RankProcesses}; rank 0's table is this
+   * command's output.
+   */
+  private int launchProcs() throws IOException {
+    String bad = null;
+    if (procs < 1) bad = "--procs must be at least 1, got " + procs;
+    else if (ranks != null && !ranks.equals(procs)) bad = "--procs " + procs + " runs " + procs + " ranks; --ranks " + ranks + " disagrees";
+    else if (!backend.equalsIgnoreCase("cpu")) bad = "--procs runs the cpu backend only";
+    else if (layers != null || speculate != null) bad = "--procs does not run --layers / --speculate";
+    else if (nodes < 1 || procs % nodes != 0) bad = "--nodes must divide --procs (" + procs + "), got " + nodes;
+    if (bad != null) {
+      System.err.println("moeyard bench: " + bad);
+      return 2;
+    }
+    ranks = procs;
+    BenchConfig config;
+    try {
+      config = config();
+    } catch (IllegalArgumentException e) {
+      System.err.println("moeyard bench: " + e.getMessage());
+      return 2;
+    }
+    String problem = config.problem();
+    if (problem == null) problem = HostMemory.problem(config);
+    if (problem != null) {
+      System.err.println("moeyard bench: " + problem);
+      return 2;
+    }
+    if (routingOut != null) {
+      try {
+        config.writeRouting(routingOut); // here, once, not by every rank
+      } catch (IOException | ArithmeticException e) {
+        System.err.println("moeyard bench: cannot write --routing-out " + routingOut + ": " + e.getMessage());
+        return 2;
+      }
+    }
+    java.util.List<String> args = new java.util.ArrayList<>(); // the whole command line, "bench" included
+    java.util.List<String> given = spec.commandLine().getParseResult().originalArgs();
+    for (int i = 0; i < given.size(); i++) {
+      String a = given.get(i);
+      if (a.equals("--procs") || a.equals("--ranks") || a.equals("--routing-out")) {
+        i++;
+        continue;
+      }
+      if (a.startsWith("--procs=") || a.startsWith("--ranks=") || a.startsWith("--routing-out=")) continue;
+      args.add(a);
+    }
+    args.add("--ranks");
+    args.add(Integer.toString(procs));
+    args.add("--procs-rank");
+    int port;
+    try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+      port = s.getLocalPort();
+    }
+    var out = new java.io.PrintWriter(new java.io.OutputStreamWriter(System.out, java.nio.charset.StandardCharsets.UTF_8), true);
+    var err = new java.io.PrintWriter(new java.io.OutputStreamWriter(System.err, java.nio.charset.StandardCharsets.UTF_8), true);
+    return new RankProcesses(out, err, true).run(RankProcesses.sameJvm(args), procs, procs / nodes, "127.0.0.1", port);
   }
 
   /** --layers [--speculate]: the multi-layer run (LayerRun). */
@@ -354,7 +433,7 @@ public final class BenchCommand implements Callable<Integer> {
           + " (the device moves %d x that); the copy moves all ranks' bytes%n", c.ranks(), c.ranks());
     }
     out.printf(Locale.ROOT, "medians of %d iterations, after %s%n%n", c.iters(),
-        c.warmup() == 0 ? "no warm-up" : "at least " + c.warmup() + " warm-up calls" + (res.backend().equals("cpu") ? " and 1 s" : ""));
+        c.warmup() == 0 ? "no warm-up" : "at least " + c.warmup() + " warm-up calls" + (res.backend().equals("cpu") ? " and " + (res.device().contains("rank processes") ? c.ranks() + " s (1 s per process)" : "1 s") : ""));
     out.printf(Locale.ROOT, "%-18s %12s %9s %12s %10s%n", "", "median_us", "GB/s", "fused/unfused", "of copy");
     row(out, "dispatch fused", res.dispatchFused(), res.dispatchUnfused(), res.copyGbps());
     row(out, "dispatch unfused", res.dispatchUnfused(), null, res.copyGbps());

@@ -1,6 +1,7 @@
 package io.moeyard.bench.cli;
 
 import io.moeyard.engine.rendezvous.RankEnv;
+import io.moeyard.engine.shm.ShmFiles;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
@@ -35,10 +36,17 @@ final class RankProcesses {
   private final List<Thread> pumps = new ArrayList<>();
   private final PrintWriter out;
   private final PrintWriter err;
+  /** Rank 0's standard output unprefixed: it reports for all ranks (the multi-process bench). */
+  private final boolean rank0Reports;
 
   RankProcesses(PrintWriter out, PrintWriter err) {
+    this(out, err, false);
+  }
+
+  RankProcesses(PrintWriter out, PrintWriter err, boolean rank0Reports) {
     this.out = out;
     this.err = err;
+    this.rank0Reports = rank0Reports;
   }
 
   /** The command that starts this JVM's main class again on the same class path with {@code args}. */
@@ -68,6 +76,9 @@ final class RankProcesses {
       return supervise(command, nprocs, localWorldSize, masterAddr, masterPort);
     } finally {
       kill();
+      // the ranks unlink their shared-memory files once all mapped them; a rank killed between
+      // creating and unlinking leaves its file behind, named with this launcher's pid
+      ShmFiles.sweep(ProcessHandle.current().pid());
       for (Thread t : pumps) {
         try {
           t.join(2_000);
@@ -101,8 +112,8 @@ final class RankProcesses {
       synchronized (children) {
         children.add(p);
       }
-      pump(r, p.getInputStream(), out);
-      pump(r, p.getErrorStream(), err);
+      pump(rank0Reports && r == 0 ? "" : "[rank " + r + "] ", p.getInputStream(), out);
+      pump("[rank " + r + "] ", p.getErrorStream(), err);
       int rank = r;
       p.onExit().thenRun(() -> exited.add(rank));
     }
@@ -140,9 +151,8 @@ final class RankProcesses {
     return code;
   }
 
-  private void pump(int rank, InputStream in, PrintWriter to) {
-    String prefix = "[rank " + rank + "] ";
-    Thread t = Thread.ofPlatform().daemon().name("moeyard-launch-rank-" + rank).start(() -> {
+  private void pump(String prefix, InputStream in, PrintWriter to) {
+    Thread t = Thread.ofPlatform().daemon().name("moeyard-launch-" + prefix.strip()).start(() -> {
       try (BufferedReader r = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8))) {
         for (String line; (line = r.readLine()) != null; ) {
           synchronized (to) {

@@ -38,8 +38,30 @@ public final class CpuBench {
 
   public static BenchResult run(BenchConfig c, PrintStream progress) {
     int ranks = c.ranks();
+    Tally tally = new Tally(c);
+    try (CpuWorld world = CpuWorld.create(c.expertMap().topology()); Arena arena = Arena.ofShared()) {
+      Data data = prepare(c, arena, progress);
+      world.run(t -> {
+        rankBody(t, c, data, tally, progress);
+        return null;
+      });
+    }
+    return tally.result(c);
+  }
+
+  /**
+   * Every rank's inputs and the reference, deterministic from the config's seed: ranks that are
+   * processes each build all of it (the reference checks a rank's rows against every sender's).
+   */
+  record Data(ExpertMap map, DType outType, int[][] idx, float[][] w, NaiveReference ref, RowBuffer[] x, RowBuffer[] y) {
+    Routing routing(BenchConfig c, int r) {
+      return new Routing(c.tokens(), c.topk(), idx[r], w[r]);
+    }
+  }
+
+  static Data prepare(BenchConfig c, Arena arena, PrintStream progress) {
+    int ranks = c.ranks();
     ExpertMap map = c.expertMap();
-    Topology topo = map.topology();
     DType outType = c.dtype() == DType.FP8_E4M3 ? DType.BF16 : c.dtype();
     int[] tokens = tokens(c);
     int[][] idx = routing(c);
@@ -47,46 +69,72 @@ public final class CpuBench {
     progress.printf("moeyard bench: %d ranks x %d tokens, hidden %d %s, %d experts top-%d, %s routing; preparing data...%n",
         ranks, c.tokens(), c.hidden(), c.dtype().cliName(), c.experts(), c.topk(), c.routingName());
     NaiveReference ref = new NaiveReference(map, idx, tokens, c.topk());
-    long[][] samples = new long[5][c.iters()];
-    double[] dispatchBytes = new double[ranks];
-    double[] combineBytes = new double[ranks];
-    double[] writtenBytes = new double[ranks];
-    long[] rowsIn = new long[ranks];
-    long[] rowsRemote = new long[ranks];
-    long[] rowsRemoteNode = new long[ranks];
-    String[] problems = new String[ranks];
-    try (CpuWorld world = CpuWorld.create(topo); Arena arena = Arena.ofShared()) {
-      RowBuffer[] x = new RowBuffer[ranks];
-      RowBuffer[] y = new RowBuffer[ranks];
-      for (int r = 0; r < ranks; r++) {
-        x[r] = RowBuffer.allocate(arena, c.tokens(), c.hidden(), c.dtype());
-        Workload.fill(x[r], xRandom(c, r));
-        y[r] = RowBuffer.allocate(arena, ref.rowsReceivedBy(r), c.hidden(), outType);
-        Workload.fill(y[r], yRandom(c, r));
-      }
-      world.run(t -> {
-        rankBody(t, c, map, x[t.rank()], y, outType, new Routing(c.tokens(), c.topk(), idx[t.rank()], w[t.rank()]),
-            ref, x, samples, dispatchBytes, combineBytes, writtenBytes, new long[][] {rowsIn, rowsRemote, rowsRemoteNode},
-            problems, progress);
-        return null;
-      });
+    RowBuffer[] x = new RowBuffer[ranks];
+    RowBuffer[] y = new RowBuffer[ranks];
+    for (int r = 0; r < ranks; r++) {
+      x[r] = RowBuffer.allocate(arena, c.tokens(), c.hidden(), c.dtype());
+      y[r] = RowBuffer.allocate(arena, ref.rowsReceivedBy(r), c.hidden(), outType);
     }
-    String note = null;
-    for (String p : problems) if (p != null && note == null) note = p;
-    double db = mean(dispatchBytes);
-    double cb = mean(combineBytes);
-    double copyUs = median(samples[4]) / 1e3;
-    return new BenchResult(c, "cpu", cpuName(), db, cb, mean(writtenBytes),
-        timing(samples[0], db), timing(samples[1], db), timing(samples[2], cb), timing(samples[3], cb),
-        copyUs, db / (copyUs * 1e3), note == null, note == null ? "fused == unfused == reference, bit for bit" : note, null,
-        BenchResult.Rows.of(rowsIn, rowsRemote, rowsRemoteNode));
+    java.util.stream.IntStream.range(0, ranks).parallel().forEach(r -> {
+      Workload.fill(x[r], xRandom(c, r));
+      Workload.fill(y[r], yRandom(c, r));
+    });
+    return new Data(map, outType, idx, w, ref, x, y);
   }
 
-  private static void rankBody(
-      Transport t, BenchConfig c, ExpertMap map, RowBuffer x, RowBuffer[] y, DType outType, Routing routing,
-      NaiveReference ref, RowBuffer[] allX, long[][] samples, double[] dispatchBytes, double[] combineBytes,
-      double[] writtenBytes, long[][] rowCounts, String[] problems, PrintStream progress) {
+  /** What the ranks measured: rank 0's samples (spans over all ranks), every rank's bytes, rows and verdict. */
+  static final class Tally {
+    final long[][] samples;
+    final double[] dispatchBytes;
+    final double[] combineBytes;
+    final double[] writtenBytes;
+    final long[][] rowCounts;
+    final String[] problems;
+    /**
+     * Least warm-up time per operation: {@link #WARMUP_NANOS} in one JVM; rank processes each
+     * compile the same code on the shared cores, so {@link ProcBench} gives them that per process.
+     */
+    long minWarmupNanos = WARMUP_NANOS;
+
+    Tally(BenchConfig c) {
+      int ranks = c.ranks();
+      samples = new long[5][c.iters()];
+      dispatchBytes = new double[ranks];
+      combineBytes = new double[ranks];
+      writtenBytes = new double[ranks];
+      rowCounts = new long[3][ranks];
+      problems = new String[ranks];
+    }
+
+    BenchResult result(BenchConfig c) {
+      String note = null;
+      for (String p : problems) if (p != null && note == null) note = p;
+      double db = mean(dispatchBytes);
+      double cb = mean(combineBytes);
+      double copyUs = median(samples[4]) / 1e3;
+      return new BenchResult(c, "cpu", cpuName(), db, cb, mean(writtenBytes),
+          timing(samples[0], db), timing(samples[1], db), timing(samples[2], cb), timing(samples[3], cb),
+          copyUs, db / (copyUs * 1e3), note == null, note == null ? "fused == unfused == reference, bit for bit" : note, null,
+          BenchResult.Rows.of(rowCounts[0], rowCounts[1], rowCounts[2]));
+    }
+  }
+
+  /** One rank's share of the bench: verify, warm up, time; what it measured goes into {@code tally} at its rank. */
+  static void rankBody(Transport t, BenchConfig c, Data data, Tally tally, PrintStream progress) {
     int r = t.rank();
+    ExpertMap map = data.map();
+    RowBuffer x = data.x()[r];
+    RowBuffer[] y = data.y();
+    RowBuffer[] allX = data.x();
+    DType outType = data.outType();
+    NaiveReference ref = data.ref();
+    Routing routing = data.routing(c, r);
+    long[][] samples = tally.samples;
+    double[] dispatchBytes = tally.dispatchBytes;
+    double[] combineBytes = tally.combineBytes;
+    double[] writtenBytes = tally.writtenBytes;
+    long[][] rowCounts = tally.rowCounts;
+    String[] problems = tally.problems;
     boolean lead = r == 0;
     // sized for this run: the exact rows this rank receives, not the worst case (the deepseek-v3
     // preset would need 8x the memory)
@@ -132,7 +180,7 @@ public final class CpuBench {
           if (scalePart > 0) RowCopy.copy(src.scales(), 0, recv.scales(), 0, scalePart);
         }
       };
-      for (IntConsumer op : ops) warmUp(t, c, op);
+      for (IntConsumer op : ops) warmUp(t, c, op, tally.minWarmupNanos);
       // interleaved, one sample of each per round: this VM's memory bandwidth drifts by up to 2x
       // over seconds, and timing all of one operation before the next would let that drift into
       // the ratios
@@ -172,12 +220,12 @@ public final class CpuBench {
    * than its steady state);
    * rank 0 decides, for all, when warm-up ends.
    */
-  private static void warmUp(Transport t, BenchConfig c, IntConsumer op) {
+  private static void warmUp(Transport t, BenchConfig c, IntConsumer op, long minNanos) {
     long start = System.nanoTime();
     int done = 0;
     boolean warm = c.warmup() == 0;
     while (!warm) {
-      boolean mine = ++done > c.warmup() && System.nanoTime() - start > warmupNanos(c);
+      boolean mine = ++done > c.warmup() && System.nanoTime() - start > (c.warmup() == 0 ? 0 : minNanos);
       warm = (Boolean) t.allGather(mine)[0];
       if (!warm) {
         op.accept(-done);
@@ -216,9 +264,6 @@ public final class CpuBench {
   /** Minimum warm-up per measurement, unless --warmup 0. */
   static final long WARMUP_NANOS = 1_000_000_000L;
 
-  private static long warmupNanos(BenchConfig c) {
-    return c.warmup() == 0 ? 0 : WARMUP_NANOS;
-  }
 
   private static String sameRows(Dispatched a, Dispatched b) {
     if (a.receivedRows() != b.receivedRows()) return "fused and unfused dispatch received different row counts";

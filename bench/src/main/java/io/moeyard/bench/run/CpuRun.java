@@ -12,6 +12,8 @@ import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.transport.CpuWorld;
 import io.moeyard.testkit.Workload;
+import io.moeyard.engine.transport.PeerMemory;
+import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -85,6 +87,46 @@ final class CpuRun implements AutoCloseable {
         }
         return null;
       });
+      ok = true;
+      return res;
+    } finally {
+      if (!ok) res.close();
+    }
+  }
+
+  /**
+   * This rank's part of {@link #run} on {@code t} (a rank of any world, e.g. a process over shared
+   * memory): the dispatcher's and combiner's windows and the receive rows in peer memory sized for
+   * this workload; only index {@code t.rank()} of the result is filled. The received rows are
+   * copied out of peer memory before it is released.
+   */
+  static CpuRun runRank(Transport t, Workload wl, boolean fused, int chunk) {
+    int r = t.rank();
+    CpuRun res = new CpuRun(wl.ranks(), fused);
+    boolean ok = false;
+    try {
+      int rows = wl.ref.rowsReceivedBy(r);
+      int maxTokens = 0;
+      for (int n : wl.tokens) maxTokens = Math.max(maxTokens, n);
+      long bytes = PeerMemory.rowsBytes(rows, wl.hidden, wl.dtype)
+          + Dispatcher.peerMemoryBytes(fused, rows, wl.hidden, wl.dtype)
+          + Combiner.peerMemoryBytes(fused, wl.ranks(), maxTokens, wl.topk, wl.hidden, wl.outType);
+      try (PeerMemory memory = t.peerMemory(bytes)) {
+        RowBuffer recv = memory.rows(rows, wl.hidden, wl.dtype);
+        res.recv[r] = recv;
+        res.out[r] = RowBuffer.allocate(res.arena, wl.tokens[r], wl.hidden, wl.outType);
+        DispatchOptions opts = new DispatchOptions(chunk);
+        try (Dispatcher d = fused ? new FusedDispatcher(t, wl.map, opts, memory, rows) : new UnfusedDispatcher(t, wl.map, opts, memory, rows);
+            Combiner c = fused ? new FusedCombiner(t, chunk, memory, maxTokens, wl.topk)
+                : new UnfusedCombiner(t, chunk, memory, maxTokens, wl.topk)) {
+          res.rank(r, wl, d, c);
+        }
+        RowBuffer kept = RowBuffer.allocate(res.arena, rows, wl.hidden, wl.dtype);
+        MemorySegment.copy(recv.segment(), recv.offset(), kept.segment(), 0, recv.byteSize());
+        if (recv.scales() != null) MemorySegment.copy(recv.scales(), 0, kept.scales(), 0, recv.scales().byteSize());
+        res.recv[r] = kept;
+        t.barrier(); // nobody releases peer memory a peer may still be reading
+      }
       ok = true;
       return res;
     } finally {

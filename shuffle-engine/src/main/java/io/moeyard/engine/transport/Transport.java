@@ -1,6 +1,7 @@
 package io.moeyard.engine.transport;
 
 import io.moeyard.engine.Topology;
+import java.lang.foreign.MemorySegment;
 
 /**
  * One rank's endpoint into its world: how collectives exchange their small metadata and reach
@@ -8,7 +9,8 @@ import io.moeyard.engine.Topology;
  * in the same order from its own thread (or process).
  *
  * <p>Implementations: {@link CpuWorld}'s in-JVM transport (ranks are threads, peers' segments are
- * written directly). GPU transports (CUDA peer stores, NCCL) implement the same exchange.
+ * written directly) and {@code io.moeyard.engine.shm.ShmTransport} (ranks are processes of one
+ * host, peers' segments are shared-memory mappings, written directly too). GPU transports (CUDA peer stores, NCCL) implement the same exchange.
  */
 public interface Transport {
   int rank();
@@ -41,4 +43,38 @@ public interface Transport {
 
   /** True when a peer's published memory segments can be stored into directly. */
   boolean peerStores();
+
+  /**
+   * {@link #allGather(Object)} of a typed message that {@code codec} can carry across a process
+   * boundary. Ranks that share this JVM pass the objects themselves (the codec is not used);
+   * process transports encode, exchange the bytes, and decode every peer's message, resolving the
+   * segments it names to this process's mappings.
+   */
+  default <T> Object[] allGather(T mine, MessageCodec<T> codec) {
+    return allGather(mine);
+  }
+
+  /**
+   * Memory of at least {@code bytes} that this rank's peers can store into, owned by the caller.
+   * A collective on process transports (every rank calls it, in the same order; each may ask for
+   * a different size): there it is a shared-memory file mapped by every peer, so it is sized once,
+   * when a communicator is built, never per call. Ranks that share this JVM get plain off-heap
+   * memory ({@link PeerMemory#offHeap()}), unbounded.
+   */
+  default PeerMemory peerMemory(long bytes) {
+    return PeerMemory.offHeap();
+  }
+
+  /**
+   * True when ranks share this JVM's address space, so any segment (even per-call memory) can be
+   * handed to a peer; false for process transports, where only {@link #peerMemory} can.
+   */
+  default boolean sharesAddressSpace() {
+    return true;
+  }
+
+  /** True when peers can store into {@code segment} (always, for ranks that share this JVM). */
+  default boolean reachable(MemorySegment segment) {
+    return true;
+  }
 }

@@ -1,7 +1,12 @@
 /**
  * Transports: how ranks meet and reach each other's memory. {@link io.moeyard.engine.transport.Transport}
  * is the SPI (an all-gather that doubles as a barrier, abort, and whether peer stores are
- * possible); {@link io.moeyard.engine.transport.CpuWorld} is the embedded in-JVM world. Every wait
- * is bounded: a rank that never arrives makes the others fail with a timeout naming it.
+ * possible; the memory peers can store into, {@link io.moeyard.engine.transport.PeerMemory}; and
+ * typed messages with a {@link io.moeyard.engine.transport.MessageCodec}, which ranks of one JVM
+ * pass as objects and process transports encode, naming segments by descriptors that each process
+ * resolves, {@link io.moeyard.engine.transport.SegmentTable});
+ * {@link io.moeyard.engine.transport.CpuWorld} is the embedded in-JVM world, and
+ * {@code io.moeyard.engine.shm} the world of processes on one host. Every wait is bounded: a rank
+ * that never arrives makes the others fail with a timeout naming it.
  */
 package io.moeyard.engine.transport;

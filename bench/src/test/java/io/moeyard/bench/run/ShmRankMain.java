@@ -1,0 +1,201 @@
+package io.moeyard.bench.run;
+
+import io.moeyard.comm.CommConfig;
+import io.moeyard.comm.Communicator;
+import io.moeyard.comm.Dispatched;
+import io.moeyard.dispatch.Routing;
+import io.moeyard.engine.CollectiveException;
+import io.moeyard.engine.DType;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.Topology;
+import io.moeyard.engine.shm.ShmTransport;
+import io.moeyard.testkit.Workload;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/**
+ * One rank process of {@link ShmTransportProcessTest} (RANK, WORLD_SIZE, ... in the environment).
+ * {@code compare SEED CASES}: for each random case (derived from the seed, the same in every
+ * process) it runs the whole world in this JVM ({@link CpuRun#run}, ranks as threads) and its own
+ * rank over shared memory ({@link CpuRun#runRank}), fused and unfused, and compares every output
+ * of its rank bit for bit. {@code loop}: dispatch and combine until killed (the fault test).
+ * Exit 0 when all matched; 1 on a mismatch (printed); 3 when a collective failed (printed).
+ */
+public final class ShmRankMain {
+  private ShmRankMain() {}
+
+  public static void main(String[] args) {
+    int code;
+    try {
+      code = switch (args[0]) {
+        case "loop" -> loop();
+        case "stall" -> stall(Long.parseLong(args[1]));
+        default -> compare(Long.parseLong(args[1]), Integer.parseInt(args[2]));
+      };
+    } catch (CollectiveException e) {
+      System.out.println("collective failed: " + e.getClass().getSimpleName() + ": " + e.getMessage());
+      code = 3;
+    } catch (Throwable e) {
+      e.printStackTrace(System.out);
+      code = 4;
+    }
+    System.out.flush();
+    System.exit(code);
+  }
+
+  private static int compare(long seed, int cases) {
+    try (ShmTransport t = ShmTransport.join(Map.of("test", "compare", "seed", Long.toString(seed)))) {
+      int r = t.rank();
+      int bad = 0;
+      for (int i = 0; i < cases; i++) {
+        Workload wl = randomCase(seed, i, t.topology());
+        for (boolean fused : new boolean[] {true, false}) {
+          int chunk = 1 + new SplittableRandom(seed + i).nextInt(16);
+          try (CpuRun inJvm = CpuRun.run(wl, fused, chunk); CpuRun mine = CpuRun.runRank(t, wl, fused, chunk)) {
+            String d = difference(inJvm, mine, r, wl);
+            if (d != null) {
+              System.out.println("MISMATCH seed " + seed + " case " + i + (fused ? " fused" : " unfused") + " rank " + r + ": "
+                  + d + " (" + wl.describe() + ")");
+              bad++;
+            }
+          }
+        }
+        System.out.println("case " + i + " " + (bad == 0 ? "ok" : "bad") + ": rank " + r + " received "
+            + wl.ref.rowsReceivedBy(r) + " rows (" + wl.describe() + ")");
+      }
+      return bad == 0 ? 0 : 1;
+    }
+  }
+
+  /**
+   * Case i of the seed: random hidden, dtype, slots, top-k, tokens and routing with -1 entries, and
+   * the edge cases in turn: a rank that receives nothing, no tokens anywhere, a rank without
+   * tokens, every token to one expert with top-1.
+   */
+  static Workload randomCase(long seed, int i, Topology topo) {
+    SplittableRandom rnd = new SplittableRandom(seed * 31 + i);
+    int ranks = topo.worldSize();
+    DType dtype = DType.values()[rnd.nextInt(DType.values().length)];
+    int hidden = 128 * (1 + rnd.nextInt(3));
+    int spr = 1 + rnd.nextInt(4);
+    int experts = ranks * spr;
+    ExpertMap map = ExpertMap.trivial(topo, experts);
+    int kind = i % 5;
+    int topk = kind == 4 ? 1 : 1 + rnd.nextInt(Math.min(6, experts));
+    int[] tokens = new int[ranks];
+    for (int r = 0; r < ranks; r++) tokens[r] = kind == 2 ? 0 : rnd.nextInt(48);
+    if (kind == 3) tokens[rnd.nextInt(ranks)] = 0;
+    // kind 1: the last rank's experts are never chosen (it receives nothing), unless it is the only rank
+    int choosable = kind == 1 && ranks > 1 ? experts - spr : experts;
+    topk = Math.min(topk, choosable);
+    int hot = rnd.nextInt(choosable);
+    int[][] idx = new int[ranks][];
+    float[][] w = new float[ranks][];
+    for (int r = 0; r < ranks; r++) {
+      idx[r] = new int[tokens[r] * topk];
+      w[r] = new float[tokens[r] * topk];
+      int[] perm = new int[choosable];
+      for (int t = 0; t < tokens[r]; t++) {
+        for (int e = 0; e < choosable; e++) perm[e] = e;
+        for (int k = 0; k < topk; k++) {
+          int j = k + rnd.nextInt(choosable - k);
+          int tmp = perm[k];
+          perm[k] = perm[j];
+          perm[j] = tmp;
+          int e = kind == 4 ? hot : perm[k];
+          idx[r][t * topk + k] = rnd.nextInt(10) == 0 ? -1 : e;
+          w[r][t * topk + k] = (float) rnd.nextDouble(-1, 1);
+        }
+      }
+    }
+    long s = rnd.nextLong();
+    return new Workload(map, tokens, topk, hidden, dtype, idx, w,
+        r -> new SplittableRandom(s + 17 * r), r -> new SplittableRandom(s + 31 * r + 5));
+  }
+
+  /** The first output of rank r that differs between the two runs, or null. */
+  static String difference(CpuRun a, CpuRun b, int r, Workload wl) {
+    if (a.rows[r] != b.rows[r]) return "received rows " + a.rows[r] + " vs " + b.rows[r];
+    long n = a.rows[r] * wl.rowBytes();
+    RowBuffer ra = a.recv[r];
+    RowBuffer rb = b.recv[r];
+    if (n > 0 && MemorySegment.mismatch(ra.segment(), ra.offset(), ra.offset() + n, rb.segment(), rb.offset(), rb.offset() + n) != -1) {
+      return "received row bytes differ";
+    }
+    if (!Arrays.equals(a.recvScales[r], b.recvScales[r])) return "fp8 scales differ";
+    if (!Arrays.equals(bits(a.recvWeights[r]), bits(b.recvWeights[r]))) return "received weights differ";
+    if (!Arrays.equals(a.slotCounts[r], b.slotCounts[r])) return "slot counts differ";
+    if (a.pairs[r] != b.pairs[r]) return "received pairs " + a.pairs[r] + " vs " + b.pairs[r];
+    if (!Arrays.equals(a.pairSrc[r], b.pairSrc[r])) return "pair source ranks differ";
+    if (!Arrays.equals(a.pairToken[r], b.pairToken[r])) return "pair source tokens differ";
+    if (!Arrays.equals(a.numTokensPerRank[r], b.numTokensPerRank[r])) return "pairs per destination differ";
+    if (!Arrays.equals(a.isTokenInRank[r], b.isTokenInRank[r])) return "token-in-rank flags differ";
+    for (int k = 0; k < 3; k++) if (a.rowCounts[k][r] != b.rowCounts[k][r]) return "row counts differ";
+    long o = (long) wl.tokens[r] * wl.outRowBytes();
+    if (o > 0 && MemorySegment.mismatch(a.out[r].segment(), 0, o, b.out[r].segment(), 0, o) != -1) return "combine outputs differ";
+    return null;
+  }
+
+  private static int[] bits(float[] f) {
+    int[] b = new int[f.length];
+    for (int i = 0; i < f.length; i++) b[i] = Float.floatToRawIntBits(f[i]);
+    return b;
+  }
+
+  /** With a short timeout: rank 1 never reaches the barrier the others wait in. */
+  private static int stall(long timeoutMillis) throws InterruptedException {
+    java.time.Duration timeout = java.time.Duration.ofMillis(timeoutMillis);
+    var world = io.moeyard.engine.rendezvous.ProcessWorld.join(io.moeyard.engine.rendezvous.RankEnv.fromEnv(), Map.of("test", "stall"), timeout);
+    try (ShmTransport t = ShmTransport.open(world, timeout)) {
+      t.barrier();
+      if (t.rank() == 1) {
+        System.out.println("stalling");
+        Thread.sleep(60_000);
+      }
+      long t0 = System.nanoTime();
+      try {
+        t.barrier();
+      } finally {
+        System.out.println("waited " + (System.nanoTime() - t0) / 1_000_000 + " ms");
+      }
+      return 0;
+    }
+  }
+
+  /** Small dispatch + combine rounds until the world fails (a peer killed). */
+  private static int loop() {
+    try (ShmTransport t = ShmTransport.join(Map.of("test", "loop"))) {
+      int ranks = t.size();
+      int hidden = 128;
+      int tokens = 32;
+      int topk = 2;
+      ExpertMap map = ExpertMap.trivial(t.topology(), ranks * 2);
+      CommConfig cfg = CommConfig.of(tokens, hidden, topk, DType.BF16, DType.BF16);
+      try (Communicator comm = Communicator.cpu(t, map, cfg); Arena arena = Arena.ofConfined()) {
+        RowBuffer x = RowBuffer.allocate(arena, tokens, hidden, DType.BF16);
+        RowBuffer out = RowBuffer.allocate(arena, tokens, hidden, DType.BF16);
+        RowBuffer y = RowBuffer.allocate(arena, comm.receiveCapacity(), hidden, DType.BF16);
+        SplittableRandom rnd = new SplittableRandom(t.rank());
+        int[] idx = new int[tokens * topk];
+        float[] w = new float[tokens * topk];
+        for (int i = 0; i < tokens; i++) {
+          int e = rnd.nextInt(ranks * 2);
+          idx[i * topk] = e;
+          idx[i * topk + 1] = (e + 1) % (ranks * 2);
+          w[i * topk] = 0.5f;
+          w[i * topk + 1] = 0.5f;
+        }
+        Routing routing = new Routing(tokens, topk, idx, w);
+        for (long round = 0; ; round++) {
+          Dispatched d = comm.dispatch(x, routing);
+          comm.combine(d, y, out);
+          if (round == 10) System.out.println("looping pid " + ProcessHandle.current().pid());
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,196 @@
+package io.moeyard.bench.run;
+
+import io.moeyard.engine.testkit.TestSeed;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moeyard.bench.cli.Moeyard;
+import io.moeyard.engine.rendezvous.RankEnv;
+import io.moeyard.engine.shm.ShmFiles;
+import io.moeyard.engine.shm.ShmTransport;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * Ranks as processes over shared memory ({@link ShmTransport}), end to end: child JVMs on this
+ * test's class path, one per rank, with the torchrun variables set ({@link ShmRankMain}). Their
+ * shared-memory files carry this JVM's pid as the job owner, so the test can check that none is
+ * left behind.
+ */
+class ShmTransportProcessTest {
+  private static final long SEED = TestSeed.fresh().value();
+
+  private record Rank(Process process, ByteArrayOutputStream output, Thread pump) {
+    String text() {
+      synchronized (output) {
+        return output.toString(StandardCharsets.UTF_8);
+      }
+    }
+  }
+
+  private static List<Rank> start(int nprocs, int nodes, String... args) throws IOException {
+    int port;
+    try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+      port = s.getLocalPort();
+    }
+    String javaExe = ProcessHandle.current().info().command().orElse("java");
+    String cp = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
+    List<Rank> ranks = new ArrayList<>();
+    for (int r = 0; r < nprocs; r++) {
+      List<String> cmd = new ArrayList<>(List.of(javaExe, "-XX:TieredStopAtLevel=1", "-Xss1m",
+          "--enable-native-access=ALL-UNNAMED", "-cp", cp, ShmRankMain.class.getName()));
+      cmd.addAll(List.of(args));
+      ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
+      pb.environment().putAll(RankEnv.variables(r, nprocs, nprocs / nodes, "127.0.0.1", port));
+      pb.environment().put(ShmTransport.OWNER_PID_ENV, Long.toString(ProcessHandle.current().pid()));
+      Process p = pb.start();
+      ByteArrayOutputStream out = new ByteArrayOutputStream();
+      Thread pump = Thread.ofPlatform().daemon().start(() -> copy(p.getInputStream(), out));
+      ranks.add(new Rank(p, out, pump));
+    }
+    return ranks;
+  }
+
+  private static void copy(InputStream in, ByteArrayOutputStream out) {
+    byte[] buf = new byte[4096];
+    try (in) {
+      for (int n; (n = in.read(buf)) > 0; ) {
+        synchronized (out) {
+          out.write(buf, 0, n);
+        }
+      }
+    } catch (IOException ignored) {
+      // the process is gone
+    }
+  }
+
+  private static String outputs(List<Rank> ranks) {
+    StringBuilder sb = new StringBuilder();
+    for (int r = 0; r < ranks.size(); r++) sb.append("--- rank ").append(r).append(":\n").append(ranks.get(r).text());
+    return sb.toString();
+  }
+
+  private static void finish(List<Rank> ranks) throws InterruptedException {
+    for (Rank r : ranks) {
+      if (!r.process().waitFor(120, TimeUnit.SECONDS)) {
+        for (Rank k : ranks) k.process().destroyForcibly();
+        throw new AssertionError("a rank hung (seed " + SEED + "):\n" + outputs(ranks));
+      }
+      r.pump().join(5_000);
+    }
+  }
+
+  private static void assertNoFilesLeft(String context) {
+    List<?> left = ShmFiles.list(ProcessHandle.current().pid());
+    assertTrue(left.isEmpty(), "shared-memory files left behind: " + left + "\n" + context);
+  }
+
+  /**
+   * Every output of every rank (received rows, FP8 scales, weights, slot counts, pair tables,
+   * layout flags, combine outputs) is bit-identical to the in-JVM run of the same random case.
+   */
+  @ParameterizedTest(name = "{0} processes on {1} node(s)")
+  @CsvSource({"2, 1", "3, 1", "4, 2"})
+  void processesGiveTheInJvmBits(int nprocs, int nodes) throws Exception {
+    int cases = 5; // every edge-case kind of ShmRankMain.randomCase once
+    List<Rank> ranks = start(nprocs, nodes, "compare", Long.toString(SEED + nprocs), Integer.toString(cases));
+    finish(ranks);
+    String all = outputs(ranks);
+    for (int r = 0; r < nprocs; r++) {
+      assertEquals(0, ranks.get(r).process().exitValue(), "rank " + r + " failed (seed " + (SEED + nprocs) + "):\n" + all);
+      assertTrue(ranks.get(r).text().contains("case " + (cases - 1) + " ok"), "rank " + r + " did not finish:\n" + all);
+    }
+    assertNoFilesLeft(all);
+  }
+
+  /**
+   * kill -9 of one rank mid-run: the others fail within well under the 10 s timeout with an
+   * error naming it, exit non-zero, and leave no process and no shared-memory file behind.
+   */
+  @Test
+  void aKilledRankIsNamedByTheOthersQuickly() throws Exception {
+    int nprocs = 3;
+    List<Rank> ranks = start(nprocs, 1, "loop");
+    try {
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+      for (Rank r : ranks) {
+        while (!r.text().contains("looping")) {
+          assertTrue(r.process().isAlive(), "a rank exited before the kill:\n" + outputs(ranks));
+          assertTrue(System.nanoTime() < deadline, "ranks never started looping:\n" + outputs(ranks));
+          Thread.sleep(20);
+        }
+      }
+      Process victim = ranks.get(1).process();
+      long killedAt = System.nanoTime();
+      victim.destroyForcibly(); // SIGKILL
+      for (int r : new int[] {0, 2}) {
+        Process p = ranks.get(r).process();
+        assertTrue(p.waitFor(8, TimeUnit.SECONDS), "rank " + r + " still running 8 s after the kill:\n" + outputs(ranks));
+      }
+      long millis = (System.nanoTime() - killedAt) / 1_000_000;
+      finish(ranks);
+      String all = outputs(ranks);
+      for (int r : new int[] {0, 2}) {
+        assertNotEquals(0, ranks.get(r).process().exitValue(), "rank " + r + " exited 0:\n" + all);
+        String text = ranks.get(r).text();
+        assertTrue(text.contains("collective failed") && text.contains("rank 1"), "rank " + r + " did not name rank 1:\n" + all);
+      }
+      assertTrue(millis < 5_000, "the survivors took " + millis + " ms to fail:\n" + all);
+      for (Rank r : ranks) assertTrue(!r.process().isAlive(), "a rank is still alive:\n" + all);
+      assertNoFilesLeft(all);
+    } finally {
+      for (Rank r : ranks) r.process().destroyForcibly();
+    }
+  }
+
+  /** A rank that never arrives: the others fail at the timeout with a CollectiveTimeoutException naming it. */
+  @Test
+  void aMissingRankIsNamedAtTheTimeout() throws Exception {
+    List<Rank> ranks = start(3, 1, "stall", "1500");
+    try {
+      for (int r : new int[] {0, 2}) {
+        assertTrue(ranks.get(r).process().waitFor(30, TimeUnit.SECONDS), "rank " + r + " did not time out:\n" + outputs(ranks));
+      }
+      String all = outputs(ranks);
+      for (int r : new int[] {0, 2}) {
+        assertEquals(3, ranks.get(r).process().exitValue(), all);
+        String text = ranks.get(r).text();
+        assertTrue(text.contains("CollectiveTimeoutException") && text.contains("rank(s) [1] did not reach the collective")
+            || text.contains("world aborted by rank") && text.contains("[1]"), "rank " + r + " did not name rank 1:\n" + all);
+      }
+    } finally {
+      for (Rank r : ranks) r.process().destroyForcibly();
+      for (Rank r : ranks) r.process().waitFor(10, TimeUnit.SECONDS);
+    }
+    assertNoFilesLeft(outputs(ranks));
+  }
+
+  /** The multi-process bench end to end: same table as in-JVM, verified, and no file left. */
+  @Test
+  void benchWithProcesses() throws Exception {
+    String javaExe = ProcessHandle.current().info().command().orElse("java");
+    String cp = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
+    List<String> cmd = new ArrayList<>(List.of(javaExe, "--enable-native-access=ALL-UNNAMED", "-cp", cp,
+        Moeyard.class.getName(), "bench", "--procs", "2", "--nodes", "2", "--tokens", "64", "--hidden", "128",
+        "--experts", "8", "--topk", "2", "--iters", "2", "--warmup", "0", "--seed", Long.toString(SEED)));
+    Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(120, TimeUnit.SECONDS), out);
+    assertEquals(0, p.exitValue(), out);
+    assertTrue(out.contains("\nverified: yes"), out);
+    assertTrue(out.contains("dispatch fused") && out.contains("2 rank processes over shared memory"), out);
+    assertTrue(out.contains("(2 nodes)"), out);
+    assertTrue(ShmFiles.list(p.pid()).isEmpty(), "files of the bench's job left: " + ShmFiles.list(p.pid()));
+  }
+}

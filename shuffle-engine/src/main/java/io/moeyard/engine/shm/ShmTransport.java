@@ -1,0 +1,386 @@
+package io.moeyard.engine.shm;
+
+import io.moeyard.engine.CollectiveException;
+import io.moeyard.engine.Topology;
+import io.moeyard.engine.rendezvous.ProcessWorld;
+import io.moeyard.engine.rendezvous.RendezvousException;
+import io.moeyard.engine.transport.MessageCodec;
+import io.moeyard.engine.transport.MessageReader;
+import io.moeyard.engine.transport.MessageWriter;
+import io.moeyard.engine.transport.PeerMemory;
+import io.moeyard.engine.transport.SegmentTable;
+import io.moeyard.engine.transport.Transport;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * A {@link Transport} for ranks that are processes on one host: the data path's memory is
+ * shared-memory files (under {@link ShmFiles#dir()}) that every rank maps, so dispatch and
+ * combine make the same direct stores into their peers' buffers as ranks that are threads of one
+ * JVM, and give the same bits. Small per-call messages go through a shared-memory
+ * {@link ControlBlock} (the store of the {@link ProcessWorld} only carries the set-up and any
+ * message too large for a slot).
+ *
+ * <pre>{@code
+ * try (ShmTransport t = ShmTransport.join(Map.of("model", "x"));       // RANK, WORLD_SIZE, ... from the env
+ *      Communicator comm = Communicator.cpu(t, experts, config)) {     // its buffers in shared memory
+ *   ...
+ * }
+ * }</pre>
+ *
+ * <p>Owns its world (closes it), the control block's mapping, and nothing else: every
+ * {@link #peerMemory} belongs to its caller. A collective waits at most the timeout and fails
+ * naming the ranks it waited for; a peer whose process dies is noticed within milliseconds.
+ */
+public final class ShmTransport implements Transport, SegmentTable, AutoCloseable {
+  /** Bytes of one rank's message slot; larger messages go through the store. */
+  public static final int SLOT_BYTES = 64 << 10;
+  /** Set by {@code moeyard launch}: the pid that owns the job's files (see {@link ShmFiles}). */
+  public static final String OWNER_PID_ENV = "MOEYARD_LAUNCHER_PID";
+
+  private final ProcessWorld world;
+  private final Arena controlArena;
+  private final ControlBlock control;
+  private final String job;
+  private final Map<Integer, ShmRegion> regions = new ConcurrentHashMap<>();
+  private int nextRegion;
+  private boolean closed;
+
+  private ShmTransport(ProcessWorld world, Arena controlArena, ControlBlock control, String job) {
+    this.world = world;
+    this.controlArena = controlArena;
+    this.control = control;
+    this.job = job;
+  }
+
+  /** Joins the process world the environment describes (torchrun variables) and opens its shared memory. */
+  public static ShmTransport join(Map<String, String> config) {
+    return open(ProcessWorld.join(config), ProcessWorld.DEFAULT_TIMEOUT);
+  }
+
+  /**
+   * Opens the shared-memory transport of {@code world} (a collective: every rank calls it); the
+   * transport then owns the world. {@code timeout} bounds every later collective.
+   */
+  public static ShmTransport open(ProcessWorld world, Duration timeout) {
+    try {
+      return create(world, timeout);
+    } catch (RuntimeException | Error e) {
+      world.close();
+      throw e;
+    }
+  }
+
+  private static ShmTransport create(ProcessWorld world, Duration timeout) {
+    int rank = world.rank();
+    int ranks = world.size();
+    long owner = ownerPid();
+    if (rank == 0) ShmFiles.sweepOrphans();
+    // rank 0's owner names the job for all (under torchrun each rank would pick its own pid)
+    byte[] mine = rank == 0 ? Long.toString(owner).getBytes(java.nio.charset.StandardCharsets.US_ASCII) : new byte[0];
+    owner = Long.parseLong(new String(world.allGather(mine).get(0), java.nio.charset.StandardCharsets.US_ASCII));
+    String job = ShmFiles.job(owner, world.env().masterPort());
+    Path file = ShmFiles.control(job);
+    long bytes = ControlBlock.bytes(ranks, SLOT_BYTES);
+    Arena arena = Arena.ofShared();
+    boolean ok = false;
+    try {
+      String problem = null;
+      MemorySegment seg = null;
+      if (rank == 0) {
+        try {
+          seg = map(file, bytes, true, arena);
+          ControlBlock.format(seg, ranks, SLOT_BYTES);
+        } catch (IOException e) {
+          problem = "rank 0 cannot create the control block " + file + ": " + e;
+        }
+      }
+      agree(world, problem);
+      if (rank != 0) {
+        try {
+          seg = map(file, bytes, false, arena);
+        } catch (IOException e) {
+          problem = "rank " + rank + " cannot map the control block " + file + ": " + e;
+        }
+      }
+      ControlBlock control = seg == null ? null : new ControlBlock(seg, rank, ranks, SLOT_BYTES, timeout.toNanos());
+      if (control != null) {
+        try {
+          control.register();
+        } catch (CollectiveException e) {
+          problem = e.getMessage();
+        }
+      }
+      agree(world, problem); // everybody mapped it and registered: the name can go
+      if (rank == 0) ShmFiles.deleteQuietly(file);
+      control.watchPeers();
+      ok = true;
+      return new ShmTransport(world, arena, control, job);
+    } finally {
+      if (!ok) {
+        if (rank == 0) ShmFiles.deleteQuietly(file);
+        arena.close();
+      }
+    }
+  }
+
+  private static long ownerPid() {
+    String v = System.getenv(OWNER_PID_ENV);
+    if (v != null) {
+      try {
+        return Long.parseLong(v.strip());
+      } catch (NumberFormatException ignored) {
+        // Not a launcher's pid: this process owns its files.
+      }
+    }
+    return ProcessHandle.current().pid();
+  }
+
+  /** Over the store: fails every rank with the first rank's problem, if any rank has one. */
+  private static void agree(ProcessWorld world, String problem) {
+    byte[] mine = problem == null ? new byte[0] : problem.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    for (byte[] b : world.allGather(mine)) {
+      if (b.length > 0) throw new CollectiveException(new String(b, java.nio.charset.StandardCharsets.UTF_8));
+    }
+  }
+
+  private static MemorySegment map(Path file, long bytes, boolean create, Arena arena) throws IOException {
+    if (create) Files.deleteIfExists(file); // a leftover of a crashed job with the same owner and port
+    try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "rw")) {
+      if (create) {
+        raf.setLength(bytes);
+      } else if (raf.length() < bytes) {
+        throw new IOException(file + " holds " + raf.length() + " bytes, expected " + bytes);
+      }
+      return raf.getChannel().map(FileChannel.MapMode.READ_WRITE, 0, bytes, arena);
+    }
+  }
+
+  @Override
+  public int rank() {
+    return world.rank();
+  }
+
+  @Override
+  public int size() {
+    return world.size();
+  }
+
+  @Override
+  public Topology topology() {
+    return world.topology();
+  }
+
+  /** The job's name in its files' names ({@code moeyard-<job>-...}). */
+  public String job() {
+    return job;
+  }
+
+  @Override
+  public boolean peerStores() {
+    return true;
+  }
+
+  @Override
+  public boolean sharesAddressSpace() {
+    return false;
+  }
+
+  @Override
+  public boolean reachable(MemorySegment segment) {
+    return find(segment) != null;
+  }
+
+  private ShmRegion find(MemorySegment s) {
+    for (ShmRegion r : regions.values()) if (r.containsOwn(s)) return r;
+    return null;
+  }
+
+  /**
+   * Plain values only: null (a barrier), Boolean, Integer, Long, String, int[], long[], byte[];
+   * anything else needs {@link #allGather(Object, MessageCodec)}.
+   */
+  @Override
+  public Object[] allGather(Object mine) {
+    return allGather(mine, PLAIN);
+  }
+
+  @Override
+  public <T> Object[] allGather(T mine, MessageCodec<T> codec) {
+    MessageWriter w = new MessageWriter(this);
+    codec.write(mine, w);
+    byte[][] all = exchange(w.toBytes());
+    Object[] out = new Object[all.length];
+    int rank = rank();
+    for (int p = 0; p < all.length; p++) out[p] = p == rank ? mine : codec.read(new MessageReader(this, all[p], p));
+    return out;
+  }
+
+  private synchronized byte[][] exchange(byte[] mine) {
+    if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
+    byte[][] all = control.exchange(mine);
+    for (byte[] b : all) {
+      if (b == null) {
+        // somebody's message did not fit its slot: this round goes through the store, for everybody
+        try {
+          List<byte[]> got = world.allGather(mine);
+          return got.toArray(new byte[0][]);
+        } catch (RendezvousException e) {
+          control.abort("rank " + rank() + " lost the store: " + e.getMessage());
+          throw new CollectiveException("rank " + rank() + ": " + e.getMessage(), e);
+        }
+      }
+    }
+    return all;
+  }
+
+  /**
+   * This rank's shared-memory file of {@code bytes}, mapped by every peer (a collective). The file
+   * is created, mapped by all, then unlinked before this returns, so it disappears with the last
+   * process that maps it, however they end.
+   */
+  @Override
+  public synchronized PeerMemory peerMemory(long bytes) {
+    if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
+    if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0, got " + bytes);
+    int id = nextRegion++;
+    int rank = rank();
+    int ranks = size();
+    long size = Math.max(4096, (bytes + 4095) & -4096L);
+    Path own = ShmFiles.region(job, rank, id);
+    Arena arena = Arena.ofShared();
+    MemorySegment[] maps = new MemorySegment[ranks];
+    boolean ok = false;
+    try {
+      String problem = null;
+      try {
+        maps[rank] = map(own, size, true, arena);
+      } catch (IOException e) {
+        problem = "rank " + rank + " cannot create " + own + " (" + size + " bytes of shared memory): " + e.getMessage();
+      }
+      long[] sizes = gatherSizes(problem == null ? size : -1, problem);
+      problem = null;
+      for (int p = 0; p < ranks && problem == null; p++) {
+        if (p == rank) continue;
+        Path peer = ShmFiles.region(job, p, id);
+        try {
+          maps[p] = map(peer, sizes[p], false, arena);
+        } catch (IOException e) {
+          problem = "rank " + rank + " cannot map rank " + p + "'s " + peer + ": " + e.getMessage();
+        }
+      }
+      gatherSizes(0, problem); // everybody mapped everything: the names can go
+      ShmFiles.deleteQuietly(own);
+      ShmRegion region = new ShmRegion(this, id, arena, maps, rank);
+      regions.put(id, region);
+      ok = true;
+      return region;
+    } finally {
+      if (!ok) {
+        ShmFiles.deleteQuietly(own);
+        arena.close();
+      }
+    }
+  }
+
+  private long[] gatherSizes(long size, String problem) {
+    Object[] all = allGather(problem == null ? (Object) size : problem);
+    long[] sizes = new long[all.length];
+    for (int p = 0; p < all.length; p++) {
+      if (all[p] instanceof String s) throw new CollectiveException(s);
+      sizes[p] = (Long) all[p];
+    }
+    return sizes;
+  }
+
+  void forget(ShmRegion region) {
+    regions.remove(region.id, region);
+  }
+
+  @Override
+  public void describe(MemorySegment segment, MessageWriter out) {
+    ShmRegion r = find(segment);
+    if (r == null) {
+      throw new IllegalArgumentException("rank " + rank() + ": a segment of " + segment.byteSize()
+          + " bytes is not in this rank's peer memory, so no peer can reach it");
+    }
+    out.putInt(r.id).putLong(r.offsetOf(segment)).putLong(segment.byteSize());
+  }
+
+  @Override
+  public MemorySegment resolve(MessageReader in) {
+    int id = in.getInt();
+    long offset = in.getLong();
+    long length = in.getLong();
+    ShmRegion r = regions.get(id);
+    if (r == null) throw new IllegalStateException("rank " + in.from() + " named peer memory region " + id + ", which rank " + rank() + " does not map");
+    return r.maps[in.from()].asSlice(offset, length);
+  }
+
+  @Override
+  public void abort(Throwable cause) {
+    control.abort("rank " + rank() + " aborted: " + cause);
+  }
+
+  /** True once a rank aborted the world or was found dead. */
+  public boolean aborted() {
+    return control.aborted();
+  }
+
+  /**
+   * Leaves the world: peers still waiting for this rank fail at once, naming it. Closes the world
+   * (rank 0 waits, bounded, for the others' goodbyes) and unmaps the control block; peer memory
+   * stays with its owners.
+   */
+  @Override
+  public synchronized void close() {
+    if (closed) return;
+    closed = true;
+    control.leave();
+    world.close();
+    controlArena.close();
+  }
+
+  /** The default encoding of {@link #allGather(Object)}: a tag, then the value. */
+  private static final MessageCodec<Object> PLAIN = new MessageCodec<>() {
+    @Override
+    public void write(Object v, MessageWriter out) {
+      switch (v) {
+        case null -> out.putInt(0);
+        case Boolean b -> out.putInt(1).putBoolean(b);
+        case Integer i -> out.putInt(2).putInt(i);
+        case Long l -> out.putInt(3).putLong(l);
+        case String s -> out.putInt(4).putString(s);
+        case int[] a -> out.putInt(5).putInts(a);
+        case long[] a -> out.putInt(6).putLongs(a);
+        case byte[] a -> out.putInt(7).putBytes(a);
+        default -> throw new IllegalArgumentException(
+            "a process transport needs a MessageCodec for " + v.getClass().getName());
+      }
+    }
+
+    @Override
+    public Object read(MessageReader in) {
+      return switch (in.getInt()) {
+        case 0 -> null;
+        case 1 -> in.getBoolean();
+        case 2 -> in.getInt();
+        case 3 -> in.getLong();
+        case 4 -> in.getString();
+        case 5 -> in.getInts();
+        case 6 -> in.getLongs();
+        case 7 -> in.getBytes();
+        default -> throw new IllegalStateException("corrupt message");
+      };
+    }
+  };
+}
