@@ -1,6 +1,5 @@
 package io.moeyard.cuda;
 
-import io.moeyard.engine.testkit.TestSeed;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -9,18 +8,21 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.moeyard.comm.CommConfig;
 import io.moeyard.comm.Communicator;
 import io.moeyard.comm.Dispatched;
+import io.moeyard.dispatch.Routing;
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.Topology;
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.engine.transport.CpuWorld;
+import io.moeyard.testkit.Workload;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.List;
-import java.util.Random;
+import java.util.SplittableRandom;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -28,9 +30,9 @@ import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * The cuda backend on the GPU (R virtual ranks on one device), through its communicators: the
- * host path and the device path (engine memory, engine streams) against the naive
- * {@link Reference} and against the CPU communicator, bit for bit, fused and unfused. Skipped with
- * "CUDA backend unavailable: &lt;reason&gt;" where there is no GPU (here, CI).
+ * host path and the device path (engine memory, engine streams) against the kit's naive reference
+ * ({@link KernelCases}) and against the CPU communicator, bit for bit, fused and unfused. Skipped
+ * with "CUDA backend unavailable: &lt;reason&gt;" where there is no GPU (here, CI).
  */
 class CudaWorldGpuTest {
 
@@ -42,43 +44,69 @@ class CudaWorldGpuTest {
   @ParameterizedTest
   @EnumSource(DType.class)
   void dispatchAndCombineMatchReference(DType dtype) {
-    long seed = TestSeed.fresh().value();
-    Random rnd = new Random(seed);
-    for (int iter = 0; iter < 10; iter++) {
-      int ranks = 1 + rnd.nextInt(8);
-      int local = rnd.nextBoolean() ? ranks : 1;
-      int s = 1 + rnd.nextInt(4);
-      int experts = 1 + rnd.nextInt(ranks * s);
-      int k = 1 + rnd.nextInt(Math.min(experts, 8));
-      int hidden = dtype == DType.FP8_E4M3 ? 128 * (1 + rnd.nextInt(3))
-          : new int[] {128, 256, 7 * 128, 100, 36, 33}[rnd.nextInt(6)];
-      var pb = Reference.randomProblem(rnd, ranks, local, s, experts, k, hidden, dtype, 300, 0.1);
-      check(pb, rnd, "seed " + seed + " iter " + iter);
-    }
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    seed.check(() -> {
+      for (int iter = 0; iter < 10; iter++) {
+        int ranks = 1 + rnd.nextInt(8);
+        int local = rnd.nextBoolean() ? ranks : 1;
+        int s = 1 + rnd.nextInt(4);
+        int experts = 1 + rnd.nextInt(ranks * s);
+        int k = 1 + rnd.nextInt(Math.min(experts, 8));
+        int hidden = dtype == DType.FP8_E4M3 ? DType.FP8_SCALE_BLOCK * (1 + rnd.nextInt(3))
+            : new int[] {128, 256, 7 * 128, 100, 36, 33}[rnd.nextInt(6)];
+        Workload wl = KernelCases.random(rnd, ranks, local, s, experts, k, hidden, dtype, 300, 0.1);
+        check(wl, KernelCases.shape(wl, 300), "iter " + iter);
+      }
+    });
+  }
+
+  /**
+   * The kit's own random workloads ({@link Workload#random}: up to 16 ranks on any node split,
+   * replicas anywhere, top-k up to 16, skewed and one-expert routings, odd hidden sizes).
+   */
+  @Test
+  void kitRandomWorkloadsMatchReference() {
+    TestSeed seed = TestSeed.fresh();
+    seed.check(() -> {
+      for (int iter = 0; iter < 12; iter++) {
+        Workload wl = Workload.random(seed.value() + iter, 64);
+        check(wl, KernelCases.shape(wl), "case " + iter);
+      }
+    });
   }
 
   @Test
   void emptyRanksTopk1AndOneHotExpert() {
-    long seed = TestSeed.fresh().value();
-    Random rnd = new Random(seed);
-    String at = "seed " + seed;
-    check(Reference.randomProblem(rnd, 4, 2, 2, 8, 2, 128, DType.BF16, 0, 0.0), rnd, at + " zero tokens");
-    check(Reference.randomProblem(rnd, 4, 4, 2, 8, 1, 256, DType.FP16, 500, 0.0), rnd, at + " top-1");
-    check(Reference.randomProblem(rnd, 2, 2, 2, 4, 3, 128, DType.FP32, 50, 1.0), rnd, at + " all -1");
-    var cfg = Reference.trivial(4, 4, 2, 256, 1, DType.BF16);
-    check(Reference.routed(cfg, new int[] {700, 0, 3, 129}, (r, t, j) -> 0, rnd), rnd, at + " all to expert 0");
-    var cfg2 = Reference.trivial(4, 2, 2, 128, 3, DType.FP32);
-    check(Reference.routed(cfg2, new int[] {64, 65, 0, 1}, (r, t, j) -> (t + 2 * j + r) % 6, rnd), rnd,
-        at + " rank 3 receives nothing");
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    seed.check(() -> {
+      Workload none = KernelCases.random(rnd, 4, 2, 2, 8, 2, 128, DType.BF16, 0, 0.0);
+      check(none, KernelCases.shape(none, 0), "zero tokens");
+      Workload top1 = KernelCases.random(rnd, 4, 4, 2, 8, 1, 256, DType.FP16, 500, 0.0);
+      check(top1, KernelCases.shape(top1, 500), "top-1");
+      Workload unrouted = KernelCases.random(rnd, 2, 2, 2, 4, 3, 128, DType.FP32, 50, 1.0);
+      check(unrouted, KernelCases.shape(unrouted, 50), "all -1");
+      KernelShape cfg = KernelCases.trivial(4, 4, 2, 256, 1, DType.BF16);
+      check(KernelCases.routed(cfg, new int[] {700, 0, 3, 129}, (r, t, j) -> 0, rnd.nextLong()), cfg, "all to expert 0");
+      KernelShape cfg2 = KernelCases.trivial(4, 2, 2, 128, 3, DType.FP32);
+      Workload skewed = KernelCases.routed(cfg2, new int[] {64, 65, 0, 1}, (r, t, j) -> (t + 2 * j + r) % 6, rnd.nextLong());
+      assertEquals(0, skewed.ref.rowsReceivedBy(3), "the case meant to leave rank 3 empty: " + skewed);
+      check(skewed, cfg2, "rank 3 receives nothing");
+    });
   }
 
+  /** DeepSeek-like: 8 ranks, 288 slots (256 experts and replicas), top-8, hidden 7168; few tokens. */
   @Test
   void deepSeekShapeSmall() {
-    long seed = TestSeed.fresh().value();
-    Random rnd = new Random(seed);
-    for (DType dt : new DType[] {DType.BF16, DType.FP8_E4M3}) {
-      check(Reference.randomProblem(rnd, 8, 8, 36, 256, 8, 7168, dt, 96, 0.0), rnd, "seed " + seed + " " + dt);
-    }
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    seed.check(() -> {
+      for (DType dt : new DType[] {DType.BF16, DType.FP8_E4M3}) {
+        Workload wl = KernelCases.random(rnd, 8, 8, 36, 256, 8, 7168, dt, 96, 0.0);
+        check(wl, KernelCases.shape(wl, 96), dt.toString());
+      }
+    });
   }
 
   /**
@@ -87,75 +115,77 @@ class CudaWorldGpuTest {
    */
   @Test
   void deviceApiMatchesTheCpuCommunicator() {
-    long seed = TestSeed.fresh().value();
-    Random rnd = new Random(seed);
-    for (int iter = 0; iter < 8; iter++) {
-      DType dt = DType.values()[rnd.nextInt(DType.values().length)];
-      int ranks = 1 + rnd.nextInt(6);
-      int s = 1 + rnd.nextInt(4);
-      int experts = 1 + rnd.nextInt(ranks * s);
-      int k = 1 + rnd.nextInt(Math.min(experts, 6));
-      int hidden = dt == DType.FP8_E4M3 ? 128 * (1 + rnd.nextInt(2)) : 8 + rnd.nextInt(300);
-      var pb = Reference.randomProblem(rnd, ranks, rnd.nextBoolean() ? ranks : 1, s, experts, k, hidden, dt, 200, 0.1);
-      String at = "seed " + seed + " iter " + iter + " R=" + ranks + " K=" + k + " H=" + hidden + " " + dt;
-      byte[][] y = outputs(pb, rnd);
-      Outputs cpu = Cpu.run(pb, y);
-      for (CommConfig.Variant v : CommConfig.Variant.values()) {
-        boolean into = iter % 2 == 1;
-        Outputs got = Device.run(pb, y, v, into);
-        for (int r = 0; r < ranks; r++) {
-          assertArrayEquals(cpu.recv()[r], got.recv()[r], at + " " + v + " received rows of rank " + r);
-          assertArrayEquals(cpu.scales()[r], got.scales()[r], at + " " + v + " fp8 scales of rank " + r);
-          assertArrayEquals(cpu.slots()[r], got.slots()[r], at + " " + v + " slot offsets of rank " + r);
-          assertArrayEquals(cpu.out()[r], got.out()[r], at + " " + v + " combine of rank " + r);
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    seed.check(() -> {
+      for (int iter = 0; iter < 8; iter++) {
+        DType dt = DType.values()[rnd.nextInt(DType.values().length)];
+        int ranks = 1 + rnd.nextInt(6);
+        int s = 1 + rnd.nextInt(4);
+        int experts = 1 + rnd.nextInt(ranks * s);
+        int k = 1 + rnd.nextInt(Math.min(experts, 6));
+        int hidden = dt == DType.FP8_E4M3 ? DType.FP8_SCALE_BLOCK * (1 + rnd.nextInt(2)) : 8 + rnd.nextInt(300);
+        Workload wl = KernelCases.random(rnd, ranks, rnd.nextBoolean() ? ranks : 1, s, experts, k, hidden, dt, 200, 0.1);
+        KernelShape shape = KernelCases.shape(wl, 200);
+        String at = "iter " + iter + " " + wl;
+        Outputs cpu = Cpu.run(wl, shape);
+        for (CommConfig.Variant v : CommConfig.Variant.values()) {
+          Outputs got = Device.run(wl, shape, v, iter % 2 == 1);
+          for (int r = 0; r < ranks; r++) {
+            assertArrayEquals(cpu.recv()[r], got.recv()[r], at + " " + v + " received rows of rank " + r);
+            assertArrayEquals(cpu.scales()[r], got.scales()[r], at + " " + v + " fp8 scales of rank " + r);
+            assertArrayEquals(cpu.slots()[r], got.slots()[r], at + " " + v + " slot offsets of rank " + r);
+            assertArrayEquals(cpu.out()[r], got.out()[r], at + " " + v + " combine of rank " + r);
+          }
         }
       }
-    }
+    });
   }
 
   /** Steady-state device-path calls allocate no device memory (cudaMemGetInfo before and after). */
   @Test
   void steadyStateCallsAllocateNothing() {
-    long seed = TestSeed.fresh().value();
-    Random rnd = new Random(seed);
-    var pb = Reference.randomProblem(rnd, 4, 4, 4, 16, 4, 512, DType.BF16, 256, 0.0);
-    byte[][] y = outputs(pb, rnd);
-    try (CudaWorld world = pb.open(); Engine eng = new Engine(pb, y, false)) {
-      long[] before = new long[1];
-      world.run(c -> {
-        for (int i = 0; i < 20; i++) {
-          if (i == 2 && c.rank() == 0) before[0] = CudaWorld.deviceMemory()[0];
-          DeviceDispatched d = c.dispatch(eng.x(c.rank()), eng.routing(c.rank()), eng.stream(c.rank()));
-          c.combine(d, eng.y(c.rank(), d.receivedRows()), eng.out(c.rank()), eng.stream(c.rank()));
-        }
-        return null;
-      });
-      long after = CudaWorld.deviceMemory()[0];
-      assertEquals(before[0], after, "seed " + seed + ": free device memory changed over 18 steady-state calls");
-    }
+    TestSeed seed = TestSeed.fresh();
+    seed.check(() -> {
+      Workload wl = KernelCases.random(seed.random(), 4, 4, 4, 16, 4, 512, DType.BF16, 256, 0.0);
+      KernelShape shape = KernelCases.shape(wl, 256);
+      try (CudaWorld world = open(shape); Engine eng = new Engine(wl, shape, false)) {
+        long[] before = new long[1];
+        world.run(c -> {
+          for (int i = 0; i < 20; i++) {
+            if (i == 2 && c.rank() == 0) before[0] = CudaWorld.deviceMemory()[0];
+            DeviceDispatched d = c.dispatch(eng.x(c.rank()), eng.routing(c.rank()), eng.stream(c.rank()));
+            c.combine(d, eng.y(c.rank(), d.receivedRows()), eng.out(c.rank()), eng.stream(c.rank()));
+          }
+          return null;
+        });
+        long after = CudaWorld.deviceMemory()[0];
+        assertEquals(before[0], after, "free device memory changed over 18 steady-state calls");
+      }
+    });
   }
 
   @Test
   void badRoutingOnOneRankFailsEveryRankNamingIt() {
-    var cfg = Reference.trivial(2, 2, 2, 128, 2, DType.BF16);
-    Random rnd = new Random(1);
-    try (CudaWorld world = CudaWorld.open(cfg.map(), cfg.comm())) {
+    var cfg = KernelCases.trivial(2, 2, 2, 128, 2, DType.BF16);
+    // read by both rank threads: drawn once, before they start
+    byte[] x = KernelCases.randomRows(new SplittableRandom(1), 2, 128, DType.BF16);
+    try (CudaWorld world = open(cfg)) {
       for (int[] bad : new int[][] {{0, 4, 1, 2}, {1, 1, 0, 2}, {0, -2, 1, 2}}) {
         List<String> msgs = messages(world, c -> {
           int[] idx = c.rank() == 1 ? bad : new int[] {0, 1, 2, 3};
-          c.dispatch(RowBuffer.of(MemorySegment.ofArray(Reference.randomRows(rnd, 2 * 128, DType.BF16)), 2, 128, DType.BF16),
-              new io.moeyard.dispatch.Routing(2, 2, idx, new float[] {1, 1, 1, 1}));
+          c.dispatch(RowBuffer.of(MemorySegment.ofArray(x), 2, 128, DType.BF16), new Routing(2, 2, idx, new float[] {1, 1, 1, 1}));
         });
         assertEquals(msgs.get(0), msgs.get(1));
         assertTrue(msgs.get(0).startsWith("dispatch: rank 1: "), msgs.get(0));
       }
       // NaN weight of a routed entry
       List<String> msgs = messages(world, c -> c.dispatch(RowBuffer.of(MemorySegment.ofArray(new byte[2 * 256]), 2, 128, DType.BF16),
-          new io.moeyard.dispatch.Routing(2, 2, new int[] {0, 1, 2, 3}, new float[] {1, c.rank() == 0 ? Float.NaN : 1, 1, 1})));
+          new Routing(2, 2, new int[] {0, 1, 2, 3}, new float[] {1, c.rank() == 0 ? Float.NaN : 1, 1, 1})));
       assertTrue(msgs.get(1).contains("rank 0: topkWeights[0][1] = NaN is not finite"), msgs.get(1));
       // a fitting call then works on the same world
       world.run(c -> c.dispatch(RowBuffer.of(MemorySegment.ofArray(new byte[2 * 256]), 2, 128, DType.BF16),
-          new io.moeyard.dispatch.Routing(2, 2, new int[] {0, 1, 2, 3}, new float[] {1, 1, 1, 1})));
+          new Routing(2, 2, new int[] {0, 1, 2, 3}, new float[] {1, 1, 1, 1})));
     }
   }
 
@@ -163,27 +193,25 @@ class CudaWorldGpuTest {
   void moreRowsThanTheReceiveBufferFailsBeforeAnyKernelWrites() {
     ExpertMap map = ExpertMap.trivial(Topology.singleNode(2), 4);
     CommConfig comm = CommConfig.of(8, 128, 1, DType.BF16, DType.BF16).withReceiveRows(10);
-    Random rnd = new Random(1);
-    byte[] x = Reference.randomRows(rnd, 8 * 128, DType.BF16);
+    // every token to expert 0 (16 rows to rank 0), then spread over the four slots (8 rows each)
+    Workload hot = Workload.of(map, 1, 128, DType.BF16, new int[] {8, 8}, new int[][] {new int[8], new int[8]}, 1);
+    int[] spread = {0, 1, 2, 3, 0, 1, 2, 3};
+    Workload even = Workload.of(map, 1, 128, DType.BF16, new int[] {8, 8}, new int[][] {spread, spread}, 2);
     try (CudaWorld world = CudaWorld.open(map, comm)) {
-      List<String> msgs = messages(world, c -> c.dispatch(RowBuffer.of(MemorySegment.ofArray(x), 8, 128, DType.BF16),
-          new io.moeyard.dispatch.Routing(8, 1, new int[8], Reference.randomWeights(rnd, 8))));
+      List<String> msgs = messages(world, c -> c.dispatch(hot.x(c.rank()), hot.routing(c.rank())));
       assertEquals("dispatch: rank 0 would receive 16 rows, its receive buffer holds 10 (CommConfig.receiveRows)", msgs.get(0));
       assertEquals(msgs.get(0), msgs.get(1));
-      int[] spread = {0, 1, 2, 3, 0, 1, 2, 3};
-      List<Integer> rows = world.run(c -> c.dispatch(RowBuffer.of(MemorySegment.ofArray(x), 8, 128, DType.BF16),
-          new io.moeyard.dispatch.Routing(8, 1, spread, Reference.randomWeights(rnd, 8))).receivedRows());
+      List<Integer> rows = world.run(c -> c.dispatch(even.x(c.rank()), even.routing(c.rank())).receivedRows());
+      assertEquals(List.of(even.ref.rowsReceivedBy(0), even.ref.rowsReceivedBy(1)), rows);
       assertEquals(List.of(8, 8), rows);
     }
   }
 
   @Test
   void misuseOfTheDevicePathFailsEveryRank() {
-    var cfg = Reference.trivial(2, 2, 2, 128, 2, DType.BF16);
-    Random rnd = new Random(2);
-    var pb = Reference.routed(cfg, new int[] {4, 4}, (r, t, j) -> (t + j) % 4, rnd);
-    byte[][] y = outputs(pb, rnd);
-    try (CudaWorld world = pb.open(); CudaWorld other = pb.open(); Engine eng = new Engine(pb, y, false)) {
+    var cfg = KernelCases.trivial(2, 2, 2, 128, 2, DType.BF16);
+    Workload wl = KernelCases.routed(cfg, new int[] {4, 4}, (r, t, j) -> (t + j) % 4, 2);
+    try (CudaWorld world = open(cfg); CudaWorld other = open(cfg); Engine eng = new Engine(wl, cfg, false)) {
       // a host address where device memory belongs
       try (Arena a = Arena.ofConfined()) {
         MemorySegment host = a.allocate(4096);
@@ -207,55 +235,60 @@ class CudaWorldGpuTest {
 
   @Test
   void asyncFormsGiveTheSameResults() {
-    long seed = TestSeed.fresh().value();
-    Random rnd = new Random(seed);
-    var pb = Reference.randomProblem(rnd, 4, 4, 3, 10, 3, 256, DType.BF16, 200, 0.05);
-    byte[][] y = outputs(pb, rnd);
-    byte[][] want = Reference.combine(pb, y);
-    try (CudaWorld world = pb.open()) {
-      List<byte[]> got = world.run(c -> {
-        int r = c.rank();
-        Dispatched d = c.dispatchAsync(pb.x(r), pb.routing(r)).join();
-        RowBuffer out = RowBuffer.of(MemorySegment.ofArray(new byte[want[r].length]), pb.tokens()[r], pb.cfg().hidden(),
-            pb.cfg().combineType());
-        c.combineAsync(d, yRows(pb, y, r, d.receivedRows()), out).join();
-        return out.segment().toArray(ValueLayout.JAVA_BYTE);
-      });
-      for (int r = 0; r < pb.ranks(); r++) assertArrayEquals(want[r], got.get(r), "seed " + seed + " rank " + r);
-    }
+    TestSeed seed = TestSeed.fresh();
+    seed.check(() -> {
+      Workload wl = KernelCases.random(seed.random(), 4, 4, 3, 10, 3, 256, DType.BF16, 200, 0.05);
+      byte[][] want = KernelCases.combine(wl);
+      try (CudaWorld world = open(KernelCases.shape(wl, 200))) {
+        List<byte[]> got = world.run(c -> {
+          int r = c.rank();
+          Dispatched d = c.dispatchAsync(wl.x(r), wl.routing(r)).join();
+          RowBuffer out = RowBuffer.of(MemorySegment.ofArray(new byte[want[r].length]), wl.tokens[r], wl.hidden, wl.outType);
+          c.combineAsync(d, yRows(wl, r, d.receivedRows()), out).join();
+          return out.segment().toArray(ValueLayout.JAVA_BYTE);
+        });
+        for (int r = 0; r < wl.ranks(); r++) assertArrayEquals(want[r], got.get(r), "rank " + r + " " + wl);
+      }
+    });
   }
 
   /** Not a benchmark: checks that timings are reported, and prints them for the GPU run's log. */
   @Test
   void timingsAreReported() {
-    Random rnd = new Random(TestSeed.fresh().value());
-    var pb = Reference.randomProblem(rnd, 8, 8, 32, 256, 8, 7168, DType.BF16, 512, 0.0);
-    byte[][] y = outputs(pb, rnd);
-    try (CudaWorld world = pb.open(); Engine eng = new Engine(pb, y, false)) {
-      world.timing(true);
-      for (CommConfig.Variant v : CommConfig.Variant.values()) {
-        world.useVariant(v);
-        float[][] ms = new float[2][7];
-        world.run(c -> {
-          for (int i = 0; i < 7; i++) {
-            DeviceDispatched d = c.dispatch(eng.x(c.rank()), eng.routing(c.rank()), eng.stream(c.rank()));
-            if (c.rank() == 0) ms[0][i] = world.lastDeviceMs();
-            c.combine(d, eng.y(c.rank(), d.receivedRows()), eng.out(c.rank()), eng.stream(c.rank()));
-            if (c.rank() == 0) ms[1][i] = world.lastDeviceMs();
-          }
-          return null;
-        });
-        Arrays.sort(ms[0]);
-        Arrays.sort(ms[1]);
-        assertTrue(ms[0][3] > 0 && ms[1][3] > 0, v + " timings " + ms[0][3] + " / " + ms[1][3]);
-        System.out.printf("timing %s: dispatch %.3f ms, combine %.3f ms (median of 7)%n", v, ms[0][3], ms[1][3]);
+    TestSeed seed = TestSeed.fresh();
+    seed.check(() -> {
+      Workload wl = KernelCases.random(seed.random(), 8, 8, 32, 256, 8, 7168, DType.BF16, 512, 0.0);
+      KernelShape shape = KernelCases.shape(wl, 512);
+      try (CudaWorld world = open(shape); Engine eng = new Engine(wl, shape, false)) {
+        world.timing(true);
+        for (CommConfig.Variant v : CommConfig.Variant.values()) {
+          world.useVariant(v);
+          float[][] ms = new float[2][7];
+          world.run(c -> {
+            for (int i = 0; i < 7; i++) {
+              DeviceDispatched d = c.dispatch(eng.x(c.rank()), eng.routing(c.rank()), eng.stream(c.rank()));
+              if (c.rank() == 0) ms[0][i] = world.lastDeviceMs();
+              c.combine(d, eng.y(c.rank(), d.receivedRows()), eng.out(c.rank()), eng.stream(c.rank()));
+              if (c.rank() == 0) ms[1][i] = world.lastDeviceMs();
+            }
+            return null;
+          });
+          Arrays.sort(ms[0]);
+          Arrays.sort(ms[1]);
+          assertTrue(ms[0][3] > 0 && ms[1][3] > 0, v + " timings " + ms[0][3] + " / " + ms[1][3]);
+          System.out.printf("timing %s: dispatch %.3f ms, combine %.3f ms (median of 7)%n", v, ms[0][3], ms[1][3]);
+        }
+        world.timing(false);
+        System.out.printf("timing copy of 64 MiB: %.3f ms%n", world.copyMillis(64L << 20, 7));
       }
-      world.timing(false);
-      System.out.printf("timing copy of 64 MiB: %.3f ms%n", world.copyMillis(64L << 20, 7));
-    }
+    });
   }
 
   // ---------------------------------------------------------------------------------------------
+
+  private static CudaWorld open(KernelShape shape) {
+    return CudaWorld.open(shape.map(), shape.comm());
+  }
 
   private interface RankBody {
     void run(CudaCommunicator c);
@@ -269,37 +302,26 @@ class CudaWorldGpuTest {
     });
   }
 
-  private static byte[][] outputs(Reference.Problem pb, Random rnd) {
-    Reference.DispatchOut[] want = Reference.dispatch(pb);
-    byte[][] y = new byte[pb.ranks()][];
-    for (int d = 0; d < pb.ranks(); d++) {
-      y[d] = Reference.randomRows(rnd, (long) want[d].rows() * pb.cfg().hidden(), pb.cfg().combineType());
-    }
-    return y;
-  }
-
-  private static RowBuffer yRows(Reference.Problem pb, byte[][] y, int d, int rows) {
-    return RowBuffer.of(MemorySegment.ofArray(y[d]), rows, pb.cfg().hidden(), pb.cfg().combineType());
+  /** The first {@code rows} of rank d's expert outputs (as many as the backend says it received). */
+  private static RowBuffer yRows(Workload wl, int d, int rows) {
+    return RowBuffer.of(MemorySegment.ofArray(wl.y[d]), rows, wl.hidden, wl.outType);
   }
 
   /** Both variants through the host path: dispatch and combine equal the reference, pair records too. */
-  private static void check(Reference.Problem pb, Random rnd, String at0) {
-    var c = pb.cfg();
-    String ctx = at0 + " R=" + pb.ranks() + " S=" + c.slotsPerRank() + " K=" + c.topk() + " H=" + c.hidden() + " "
-        + c.dispatchType() + " tokens=" + Arrays.toString(pb.tokens());
-    Reference.DispatchOut[] want = Reference.dispatch(pb);
-    byte[][] y = new byte[pb.ranks()][];
-    for (int d = 0; d < pb.ranks(); d++) y[d] = Reference.randomRows(rnd, (long) want[d].rows() * c.hidden(), c.combineType());
-    byte[][] wantOut = Reference.combine(pb, y);
-    try (CudaWorld world = pb.open()) {
+  private static void check(Workload wl, KernelShape shape, String what) {
+    String ctx = what + " " + wl;
+    KernelCases.Expected[] want = KernelCases.dispatch(wl);
+    byte[][] wantOut = KernelCases.combine(wl);
+    int scaleCols = wl.scalesPerRow();
+    try (CudaWorld world = open(shape)) {
       for (CommConfig.Variant v : CommConfig.Variant.values()) {
         world.useVariant(v);
         world.run(comm -> {
           int d = comm.rank();
           String at = v + " rank " + d + " " + ctx;
-          Dispatched got = comm.dispatch(pb.x(d), pb.routing(d));
+          Dispatched got = comm.dispatch(wl.x(d), wl.routing(d));
           assertEquals(want[d].rows(), got.receivedRows(), "rows " + at);
-          int[] counts = new int[c.slotsPerRank()];
+          int[] counts = new int[shape.slotsPerRank()];
           for (int e = 0; e < counts.length; e++) counts[e] = got.slotCount(e);
           assertArrayEquals(want[d].slotCounts(), counts, "slot counts " + at);
           RowBuffer recv = got.received();
@@ -307,9 +329,9 @@ class CudaWorldGpuTest {
               .toArray(ValueLayout.JAVA_BYTE), "recvX " + at);
           float[] wts = new float[got.receivedRows()];
           for (int i = 0; i < wts.length; i++) wts[i] = got.receivedWeight(i);
-          assertArrayEquals(want[d].recvW(), wts, "recvWeights " + at);
-          if (c.scaleCols() > 0) {
-            assertArrayEquals(want[d].recvScales(), recv.scales().asSlice(0, 4L * got.receivedRows() * c.scaleCols())
+          assertArrayEquals(want[d].recvWeights(), wts, "recvWeights " + at);
+          if (scaleCols > 0) {
+            assertArrayEquals(want[d].recvScales(), recv.scales().asSlice(0, 4L * got.receivedRows() * scaleCols)
                 .toArray(ValueLayout.JAVA_FLOAT), "recvScales " + at);
           }
           if (v == CommConfig.Variant.FUSED) {
@@ -317,9 +339,8 @@ class CudaWorldGpuTest {
             assertArrayEquals(want[d].pairSrc(), rows.pairSrc, "pair sources " + at);
             assertArrayEquals(want[d].pairToken(), rows.pairToken, "pair tokens " + at);
           }
-          RowBuffer out = RowBuffer.of(MemorySegment.ofArray(new byte[wantOut[d].length]), pb.tokens()[d], c.hidden(),
-              c.combineType());
-          comm.combine(got, yRows(pb, y, d, got.receivedRows()), out);
+          RowBuffer out = RowBuffer.of(MemorySegment.ofArray(new byte[wantOut[d].length]), wl.tokens[d], wl.hidden, wl.outType);
+          comm.combine(got, yRows(wl, d, got.receivedRows()), out);
           assertArrayEquals(wantOut[d], out.segment().toArray(ValueLayout.JAVA_BYTE), "combine " + at);
           return null;
         });
@@ -327,9 +348,13 @@ class CudaWorldGpuTest {
     }
   }
 
-  /** What an engine holds on the device for a problem: rows, routing, outputs, out, a stream per rank. */
+  /**
+   * What an engine holds on the device for a workload: its rows, routing and expert outputs, the
+   * combine output, a receive buffer of the shape's size (when asked for), a stream per rank.
+   */
   static final class Engine implements AutoCloseable {
-    private final Reference.Problem pb;
+    private final Workload wl;
+    private final KernelShape shape;
     private final DeviceBuffer[] x;
     private final DeviceBuffer[] scales;
     private final DeviceBuffer[] idx;
@@ -339,10 +364,10 @@ class CudaWorldGpuTest {
     private final DeviceBuffer[] into;
     private final long[] streams;
 
-    Engine(Reference.Problem pb, byte[][] yRows, boolean withInto) {
-      this.pb = pb;
-      int n = pb.ranks();
-      var c = pb.cfg();
+    Engine(Workload wl, KernelShape shape, boolean withInto) {
+      this.wl = wl;
+      this.shape = shape;
+      int n = wl.ranks();
       x = new DeviceBuffer[n];
       scales = new DeviceBuffer[n];
       idx = new DeviceBuffer[n];
@@ -352,23 +377,23 @@ class CudaWorldGpuTest {
       into = new DeviceBuffer[n];
       streams = new long[n];
       for (int r = 0; r < n; r++) {
-        x[r] = DeviceBuffer.allocate(pb.x()[r].length);
-        x[r].upload(pb.x()[r]);
-        if (c.scaleCols() > 0) {
-          scales[r] = DeviceBuffer.allocate(4L * pb.scales()[r].length);
-          scales[r].upload(pb.scales()[r]);
+        x[r] = DeviceBuffer.allocate(wl.x[r].length);
+        x[r].upload(wl.x[r]);
+        if (shape.scaleCols() > 0) {
+          scales[r] = DeviceBuffer.allocate(4L * wl.xScales[r].length);
+          scales[r].upload(wl.xScales[r]);
         }
-        idx[r] = DeviceBuffer.allocate(4L * pb.topkIdx()[r].length);
-        idx[r].upload(pb.topkIdx()[r]);
-        w[r] = DeviceBuffer.allocate(4L * pb.topkW()[r].length);
-        w[r].upload(pb.topkW()[r]);
-        y[r] = DeviceBuffer.allocate(yRows[r].length);
-        y[r].upload(yRows[r]);
-        out[r] = DeviceBuffer.allocate((long) pb.tokens()[r] * c.combineRowBytes());
+        idx[r] = DeviceBuffer.allocate(4L * wl.idx[r].length);
+        idx[r].upload(wl.idx[r]);
+        w[r] = DeviceBuffer.allocate(4L * wl.w[r].length);
+        w[r].upload(wl.w[r]);
+        y[r] = DeviceBuffer.allocate(wl.y[r].length);
+        y[r].upload(wl.y[r]);
+        out[r] = DeviceBuffer.allocate((long) wl.tokens[r] * shape.combineRowBytes());
         out[r].fill(0x7f);
         if (withInto) {
-          int rows = c.receiveRows();
-          into[r] = DeviceBuffer.allocate((long) rows * c.rowBytes() + 4L * rows * c.scaleCols());
+          int rows = shape.receiveRows();
+          into[r] = DeviceBuffer.allocate((long) rows * shape.rowBytes() + 4L * rows * shape.scaleCols());
           into[r].fill(0x55);
         }
         streams[r] = NativeKernels.streamCreate();
@@ -376,28 +401,27 @@ class CudaWorldGpuTest {
     }
 
     DeviceRows x(int r) {
-      var c = pb.cfg();
-      return new DeviceRows(x[r].address(), pb.tokens()[r], c.hidden(), c.dispatchType(),
-          c.scaleCols() > 0 ? scales[r].address() : 0L);
+      return new DeviceRows(x[r].address(), wl.tokens[r], shape.hidden(), shape.dispatchType(),
+          shape.scaleCols() > 0 ? scales[r].address() : 0L);
     }
 
     DeviceRouting routing(int r) {
-      return new DeviceRouting(idx[r].address(), w[r].address(), pb.tokens()[r], pb.cfg().topk());
+      return new DeviceRouting(idx[r].address(), w[r].address(), wl.tokens[r], shape.topk());
     }
 
     DeviceRows y(int r, int rows) {
-      return DeviceRows.of(y[r].address(), rows, pb.cfg().hidden(), pb.cfg().combineType());
+      return DeviceRows.of(y[r].address(), rows, shape.hidden(), shape.combineType());
     }
 
     DeviceRows out(int r) {
-      return DeviceRows.of(out[r].address(), pb.tokens()[r], pb.cfg().hidden(), pb.cfg().combineType());
+      return DeviceRows.of(out[r].address(), wl.tokens[r], shape.hidden(), shape.combineType());
     }
 
     DeviceRows into(int r) {
-      var c = pb.cfg();
-      int rows = c.receiveRows();
+      int rows = shape.receiveRows();
       long a = into[r].address();
-      return new DeviceRows(a, rows, c.hidden(), c.dispatchType(), c.scaleCols() > 0 ? a + (long) rows * c.rowBytes() : 0L);
+      return new DeviceRows(a, rows, shape.hidden(), shape.dispatchType(),
+          shape.scaleCols() > 0 ? a + (long) rows * shape.rowBytes() : 0L);
     }
 
     CudaStream stream(int r) {
@@ -426,25 +450,25 @@ class CudaWorldGpuTest {
   /** Received rows, FP8 scales, slot offsets and combine outputs per rank, as raw bytes. */
   private record Outputs(byte[][] recv, float[][] scales, int[][] slots, byte[][] out) {}
 
-  /** The CPU communicator's outputs on a problem (ranks as threads of a CpuWorld). */
+  /** The CPU communicator's outputs on a workload (ranks as threads of a CpuWorld). */
   private static final class Cpu {
-    static Outputs run(Reference.Problem pb, byte[][] y) {
-      var c = pb.cfg();
-      int n = pb.ranks();
+    static Outputs run(Workload wl, KernelShape shape) {
+      int n = wl.ranks();
+      int scaleCols = shape.scaleCols();
       Outputs o = new Outputs(new byte[n][], new float[n][], new int[n][], new byte[n][]);
-      try (CpuWorld world = CpuWorld.create(c.map().topology())) {
+      try (CpuWorld world = CpuWorld.create(shape.map().topology())) {
         world.run(t -> {
           int r = t.rank();
-          try (Communicator comm = Communicator.cpu(t, c.map(), c.comm())) {
-            Dispatched d = comm.dispatch(pb.x(r), pb.routing(r));
+          try (Communicator comm = Communicator.cpu(t, shape.map(), shape.comm())) {
+            Dispatched d = comm.dispatch(wl.x(r), wl.routing(r));
             RowBuffer recv = d.received();
             o.recv()[r] = recv.segment().asSlice(recv.offset(), (long) d.receivedRows() * recv.rowBytes()).toArray(ValueLayout.JAVA_BYTE);
-            o.scales()[r] = c.scaleCols() > 0
-                ? recv.scales().asSlice(0, 4L * d.receivedRows() * c.scaleCols()).toArray(ValueLayout.JAVA_FLOAT) : new float[0];
+            o.scales()[r] = scaleCols > 0
+                ? recv.scales().asSlice(0, 4L * d.receivedRows() * scaleCols).toArray(ValueLayout.JAVA_FLOAT) : new float[0];
             o.slots()[r] = slotOffsets(d);
-            RowBuffer out = RowBuffer.of(MemorySegment.ofArray(new byte[pb.tokens()[r] * c.combineRowBytes()]), pb.tokens()[r],
-                c.hidden(), c.combineType());
-            comm.combine(d, yRows(pb, y, r, d.receivedRows()), out);
+            RowBuffer out = RowBuffer.of(MemorySegment.ofArray(new byte[wl.tokens[r] * shape.combineRowBytes()]), wl.tokens[r],
+                wl.hidden, wl.outType);
+            comm.combine(d, yRows(wl, r, d.receivedRows()), out);
             o.out()[r] = out.segment().toArray(ValueLayout.JAVA_BYTE);
           }
           return null;
@@ -462,11 +486,11 @@ class CudaWorldGpuTest {
 
   /** The device path's outputs: engine memory in, downloaded after the engine's stream. */
   private static final class Device {
-    static Outputs run(Reference.Problem pb, byte[][] y, CommConfig.Variant v, boolean withInto) {
-      var c = pb.cfg();
-      int n = pb.ranks();
+    static Outputs run(Workload wl, KernelShape shape, CommConfig.Variant v, boolean withInto) {
+      int n = wl.ranks();
+      int scaleCols = shape.scaleCols();
       Outputs o = new Outputs(new byte[n][], new float[n][], new int[n][], new byte[n][]);
-      try (CudaWorld world = pb.open(); Engine eng = new Engine(pb, y, withInto)) {
+      try (CudaWorld world = open(shape); Engine eng = new Engine(wl, shape, withInto)) {
         world.useVariant(v);
         world.run(comm -> {
           int r = comm.rank();
@@ -478,8 +502,8 @@ class CudaWorldGpuTest {
           Dispatched h = comm.download(d);
           RowBuffer recv = h.received();
           o.recv()[r] = recv.segment().asSlice(recv.offset(), (long) h.receivedRows() * recv.rowBytes()).toArray(ValueLayout.JAVA_BYTE);
-          o.scales()[r] = c.scaleCols() > 0
-              ? recv.scales().asSlice(0, 4L * h.receivedRows() * c.scaleCols()).toArray(ValueLayout.JAVA_FLOAT) : new float[0];
+          o.scales()[r] = scaleCols > 0
+              ? recv.scales().asSlice(0, 4L * h.receivedRows() * scaleCols).toArray(ValueLayout.JAVA_FLOAT) : new float[0];
           o.slots()[r] = slotOffsets(h);
           o.out()[r] = eng.outBytes(r);
           return null;

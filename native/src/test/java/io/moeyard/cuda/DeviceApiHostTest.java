@@ -56,8 +56,8 @@ class DeviceApiHostTest {
     }
   };
 
-  private final KernelShape shape = Reference.trivial(2, 2, 2, 128, 2, DType.BF16);
-  private final int max = Reference.TRIVIAL_MAX_TOKENS;
+  private final KernelShape shape = KernelCases.trivial(2, 2, 2, 128, 2, DType.BF16);
+  private final int max = KernelCases.TRIVIAL_MAX_TOKENS;
 
   private static DeviceRows rows(long a, int n) {
     return DeviceRows.of(a, n, 128, DType.BF16);
@@ -257,7 +257,7 @@ class DeviceApiHostTest {
   void openWithoutAGpuSaysWhy() {
     CudaAvailability a = CudaBackend.availability();
     org.junit.jupiter.api.Assumptions.assumeFalse(a.available(), "a GPU is available here");
-    var cfg = Reference.trivial(2, 2, 2, 128, 2, DType.BF16);
+    var cfg = KernelCases.trivial(2, 2, 2, 128, 2, DType.BF16);
     CudaUnavailableException e = assertThrows(CudaUnavailableException.class, () -> CudaWorld.open(cfg.map(), cfg.comm()));
     assertEquals(a.message(), e.getMessage());
     assertThrows(CudaUnavailableException.class, () -> DeviceBuffer.allocate(16));

@@ -37,6 +37,14 @@ final class KernelCases {
   }
 
   /**
+   * The kernel shape of a workload with room for {@code maxTokens} tokens per rank (at least its
+   * own most), so that a call may dispatch fewer tokens than the buffers were sized for.
+   */
+  static KernelShape shape(Workload wl, int maxTokens) {
+    return KernelShape.of(wl.map, CommConfig.of(Math.max(maxTokens, wl.maxTokens()), wl.hidden, wl.topk, wl.dtype, wl.outType));
+  }
+
+  /**
    * A random workload of the given shape: a random map with replicas ({@link Workload#randomMap}),
    * 0..maxTokens tokens per rank, distinct experts per token, each entry -1 with probability
    * {@code unrouted}.
