@@ -19,9 +19,6 @@ import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The CPU backend's communicator: ranks are threads of one JVM or processes of one host, and rows
@@ -39,8 +36,7 @@ final class CpuCommunicator implements Communicator {
   /** Everything peers store into: receive rows, window metadata, staging, home windows. */
   private final PeerMemory memory;
   private final RowBuffer receive;
-  private final AtomicInteger pendingAsync = new AtomicInteger();
-  private ExecutorService executor;
+  private final AsyncLane lane;
   private long generation;
   private volatile boolean closed;
 
@@ -52,6 +48,7 @@ final class CpuCommunicator implements Communicator {
       throw new IllegalArgumentException("expert map is for " + experts.ranks() + " ranks, the world has " + transport.size());
     }
     this.rank = transport.rank();
+    this.lane = new AsyncLane("moeyard-comm-rank-" + rank, "rank " + rank);
     long worst = Communicator.worstCaseReceiveRows(transport.size(), config.maxTokens(), config.topk(), experts.slotsPerRank());
     long rows = config.receiveRows() > 0 ? config.receiveRows() : worst;
     if (rows > Integer.MAX_VALUE) {
@@ -126,7 +123,7 @@ final class CpuCommunicator implements Communicator {
   private String dispatchProblem(RowBuffer x, Routing routing, RowBuffer into, boolean async) {
     String me = "rank " + rank + ": ";
     if (closed) return me + "the communicator is closed";
-    if (!async && pendingAsync.get() > 0) return me + "a synchronous call while " + pendingAsync.get() + " async call(s) are pending";
+    if (!async && lane.pending() > 0) return me + "a synchronous call while " + lane.pending() + " async call(s) are pending";
     if (x == null) return me + "x is null";
     if (routing == null) return me + "routing is null";
     if (x.hidden() != config.hidden() || x.dtype() != config.dispatchType()) {
@@ -243,7 +240,7 @@ final class CpuCommunicator implements Communicator {
   private String combineProblem(Dispatched d, RowBuffer y, RowBuffer out, boolean async) {
     String me = "rank " + rank + ": ";
     if (closed) return me + "the communicator is closed";
-    if (!async && pendingAsync.get() > 0) return me + "a synchronous call while " + pendingAsync.get() + " async call(s) are pending";
+    if (!async && lane.pending() > 0) return me + "a synchronous call while " + lane.pending() + " async call(s) are pending";
     if (d == null) return me + "the dispatch result is null";
     if (d.owner != this) return me + "the dispatch result belongs to another communicator";
     if (d.generation != generation) {
@@ -264,47 +261,24 @@ final class CpuCommunicator implements Communicator {
 
   @Override
   public CompletableFuture<Dispatched> dispatchAsync(RowBuffer x, Routing routing) {
-    ExecutorService ex = executor();
-    pendingAsync.incrementAndGet();
-    return CompletableFuture.supplyAsync(() -> {
-      try {
-        return dispatch(x, routing, null, true);
-      } finally {
-        pendingAsync.decrementAndGet();
-      }
-    }, ex);
+    return lane.submit(() -> dispatch(x, routing, null, true));
   }
 
   @Override
   public CompletableFuture<Void> combineAsync(Dispatched d, RowBuffer y, RowBuffer out) {
-    ExecutorService ex = executor();
-    pendingAsync.incrementAndGet();
-    return CompletableFuture.runAsync(() -> {
-      try {
-        combine(d, y, out, true);
-      } finally {
-        pendingAsync.decrementAndGet();
-      }
-    }, ex);
-  }
-
-  private synchronized ExecutorService executor() {
-    if (closed) throw new IllegalStateException("rank " + rank + ": the communicator is closed");
-    if (executor == null) {
-      executor = Executors.newSingleThreadExecutor(Thread.ofVirtual().name("moeyard-comm-rank-" + rank).factory());
-    }
-    return executor;
+    return lane.submit(() -> {
+      combine(d, y, out, true);
+      return null;
+    });
   }
 
   @Override
   public void close() {
-    ExecutorService ex;
     synchronized (this) {
       if (closed) return;
       closed = true;
-      ex = executor;
     }
-    if (ex != null) ex.close(); // lets queued collectives finish: peers are waiting for them
+    lane.close(); // lets queued collectives finish: peers are waiting for them
     dispatcher.close();
     combiner.close();
     memory.close();

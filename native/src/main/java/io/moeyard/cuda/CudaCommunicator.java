@@ -1,6 +1,7 @@
 package io.moeyard.cuda;
 
 import io.moeyard.comm.Arrivals;
+import io.moeyard.comm.AsyncLane;
 import io.moeyard.comm.CommConfig;
 import io.moeyard.comm.Communicator;
 import io.moeyard.comm.Dispatched;
@@ -14,9 +15,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * One rank of a {@link CudaWorld}: the {@link Communicator} of the {@code cuda} backend.
@@ -48,8 +46,7 @@ public final class CudaCommunicator implements Communicator {
   private final KernelShape shape;
   private final Transport transport;
   private final int rank;
-  private final AtomicInteger pendingAsync = new AtomicInteger();
-  private ExecutorService executor;
+  private final AsyncLane lane;
   private volatile boolean closed;
   private long generation;
   /** The last dispatch's counts and tokens, for its combine. */
@@ -73,6 +70,7 @@ public final class CudaCommunicator implements Communicator {
     this.shape = world.shape;
     this.transport = transport;
     this.rank = transport.rank();
+    this.lane = new AsyncLane("moeyard-cuda-rank-" + rank, "rank " + rank);
     RankBuffers b = w.buf[rank];
     this.ownReceive = new DeviceRows(b.recvX, shape.receiveRows(), shape.hidden(), shape.dispatchType(), b.recvScales);
   }
@@ -341,8 +339,8 @@ public final class CudaCommunicator implements Communicator {
 
   private Dispatched hostDispatch(RowBuffer x, Routing routing, RowBuffer into, boolean async) {
     String problem = CallChecks.hostDispatch(shape, rank, closed, x, routing, into);
-    if (problem == null && !async && pendingAsync.get() > 0) {
-      problem = "rank " + rank + ": a synchronous call while " + pendingAsync.get() + " async call(s) are pending";
+    if (problem == null && !async && lane.pending() > 0) {
+      problem = "rank " + rank + ": a synchronous call while " + lane.pending() + " async call(s) are pending";
     }
     DeviceRows dx = null;
     DeviceRouting dr = null;
@@ -448,8 +446,8 @@ public final class CudaCommunicator implements Communicator {
         : dd == null ? me + "the dispatch result belongs to another communicator"
         : CallChecks.handle(me, this, generation, world.variant(), dd);
     if (problem == null) problem = CallChecks.hostCombine(shape, rank, closed, y, out, dd.receivedRows(), dd.tokens());
-    if (problem == null && !async && pendingAsync.get() > 0) {
-      problem = me + "a synchronous call while " + pendingAsync.get() + " async call(s) are pending";
+    if (problem == null && !async && lane.pending() > 0) {
+      problem = me + "a synchronous call while " + lane.pending() + " async call(s) are pending";
     }
     DeviceRows dy = null;
     DeviceRows dout = null;
@@ -503,36 +501,15 @@ public final class CudaCommunicator implements Communicator {
 
   @Override
   public CompletableFuture<Dispatched> dispatchAsync(RowBuffer x, Routing routing) {
-    ExecutorService ex = executor();
-    pendingAsync.incrementAndGet();
-    return CompletableFuture.supplyAsync(() -> {
-      try {
-        return hostDispatch(x, routing, null, true);
-      } finally {
-        pendingAsync.decrementAndGet();
-      }
-    }, ex);
+    return lane.submit(() -> hostDispatch(x, routing, null, true));
   }
 
   @Override
   public CompletableFuture<Void> combineAsync(Dispatched d, RowBuffer y, RowBuffer out) {
-    ExecutorService ex = executor();
-    pendingAsync.incrementAndGet();
-    return CompletableFuture.runAsync(() -> {
-      try {
-        hostCombine(d, y, out, true);
-      } finally {
-        pendingAsync.decrementAndGet();
-      }
-    }, ex);
-  }
-
-  private synchronized ExecutorService executor() {
-    if (closed) throw new IllegalStateException("rank " + rank + ": the communicator is closed");
-    if (executor == null) {
-      executor = Executors.newSingleThreadExecutor(Thread.ofVirtual().name("moeyard-cuda-rank-" + rank).factory());
-    }
-    return executor;
+    return lane.submit(() -> {
+      hostCombine(d, y, out, true);
+      return null;
+    });
   }
 
   /**
@@ -541,13 +518,11 @@ public final class CudaCommunicator implements Communicator {
    */
   @Override
   public void close() {
-    ExecutorService ex;
     synchronized (this) {
       if (closed) return;
       closed = true;
-      ex = executor;
     }
-    if (ex != null) ex.close(); // lets queued collectives finish: peers are waiting for them
+    lane.close(); // lets queued collectives finish: peers are waiting for them
     RuntimeException err = null;
     if (staging != null) {
       err = Release.attempt(err, () -> NativeKernels.streamSynchronize(w.streams[rank]));
