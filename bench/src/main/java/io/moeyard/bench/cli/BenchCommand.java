@@ -129,26 +129,8 @@ public final class BenchCommand implements Callable<Integer> {
   public Integer call() throws IOException {
     if (procs != null && !procsRank) return launchProcs();
     if (layers != null || speculate != null) return layerRun();
-    BenchConfig config;
-    try {
-      config = config();
-    } catch (IllegalArgumentException e) {
-      System.err.println("moeyard bench: " + e.getMessage());
-      return 2;
-    }
-    String problem = config.problem();
-    if (problem != null) {
-      System.err.println("moeyard bench: " + problem);
-      return 2;
-    }
-    if (routingOut != null) {
-      try {
-        config.writeRouting(routingOut);
-      } catch (IOException | ArithmeticException e) {
-        System.err.println("moeyard bench: cannot write --routing-out " + routingOut + ": " + e.getMessage());
-        return 2;
-      }
-    }
+    BenchConfig config = checkedConfig(false);
+    if (config == null) return 2;
     BenchResult result;
     switch (backend.toLowerCase(Locale.ROOT)) {
       case "cpu" -> {
@@ -190,6 +172,35 @@ public final class BenchCommand implements Callable<Integer> {
   }
 
   /**
+   * The run's config from the flags, checked (and, when {@code hostMemory}, against this host's
+   * memory), with {@code --routing-out} written; null when refused, the reason printed.
+   */
+  private BenchConfig checkedConfig(boolean hostMemory) {
+    BenchConfig config;
+    try {
+      config = config();
+    } catch (IllegalArgumentException e) {
+      System.err.println("moeyard bench: " + e.getMessage());
+      return null;
+    }
+    String problem = config.problem();
+    if (problem == null && hostMemory) problem = HostMemory.problem(config);
+    if (problem != null) {
+      System.err.println("moeyard bench: " + problem);
+      return null;
+    }
+    if (routingOut != null) {
+      try {
+        config.writeRouting(routingOut);
+      } catch (IOException | ArithmeticException e) {
+        System.err.println("moeyard bench: cannot write --routing-out " + routingOut + ": " + e.getMessage());
+        return null;
+      }
+    }
+    return config;
+  }
+
+  /**
    * --procs N: checks the options here, then starts N rank processes of this same command line
    * (without --procs, with --ranks N) under {@link RankProcesses}; rank 0's table is this
    * command's output.
@@ -206,27 +217,8 @@ public final class BenchCommand implements Callable<Integer> {
       return 2;
     }
     ranks = procs;
-    BenchConfig config;
-    try {
-      config = config();
-    } catch (IllegalArgumentException e) {
-      System.err.println("moeyard bench: " + e.getMessage());
-      return 2;
-    }
-    String problem = config.problem();
-    if (problem == null) problem = HostMemory.problem(config);
-    if (problem != null) {
-      System.err.println("moeyard bench: " + problem);
-      return 2;
-    }
-    if (routingOut != null) {
-      try {
-        config.writeRouting(routingOut); // here, once, not by every rank
-      } catch (IOException | ArithmeticException e) {
-        System.err.println("moeyard bench: cannot write --routing-out " + routingOut + ": " + e.getMessage());
-        return 2;
-      }
-    }
+    BenchConfig config = checkedConfig(true); // --routing-out here, once, not by every rank
+    if (config == null) return 2;
     java.util.List<String> args = new java.util.ArrayList<>(); // the whole command line, "bench" included
     java.util.List<String> given = spec.commandLine().getParseResult().originalArgs();
     for (int i = 0; i < given.size(); i++) {
