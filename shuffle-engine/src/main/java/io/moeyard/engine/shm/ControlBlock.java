@@ -2,6 +2,7 @@ package io.moeyard.engine.shm;
 
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.CollectiveTimeoutException;
+import io.moeyard.engine.transport.Backoff;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
@@ -9,7 +10,6 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
-import java.util.concurrent.locks.LockSupport;
 
 /**
  * The small-message exchange of a process world, in one shared-memory file every rank maps: per
@@ -39,6 +39,7 @@ final class ControlBlock {
   private static final long ABORT_TEXT = 28;
   private static final int SPINS = 2_000;
   private static final int YIELDS = 100;
+  private static final long MIN_PARK_NANOS = 2_000;
   private static final long MAX_PARK_NANOS = 200_000;
   private static final long LIVENESS_NANOS = 20_000_000;
   private static final VarHandle LONG = ValueLayout.JAVA_LONG.varHandle();
@@ -135,28 +136,23 @@ final class ControlBlock {
     long start = System.nanoTime();
     long deadline = start + timeoutNanos;
     long nextLiveness = start + LIVENESS_NANOS;
-    long park = 2_000;
-    int idle = 0;
+    Backoff backoff = new Backoff(SPINS, YIELDS, MIN_PARK_NANOS, MAX_PARK_NANOS);
     int from = 0;
     while (true) {
       while (from < ranks && (long) LONG.getAcquire(seg, line(from)) >= g) from++;
       if (from == ranks) return;
       checkAborted();
-      if (idle < SPINS) {
-        Thread.onSpinWait();
-      } else if (idle < SPINS + YIELDS) {
-        Thread.yield();
-      } else {
-        long now = System.nanoTime();
-        if (now - nextLiveness >= 0) {
-          checkPeers(g);
-          nextLiveness = now + LIVENESS_NANOS;
-        }
-        if (now - deadline >= 0) timeout(g);
-        LockSupport.parkNanos(park);
-        park = Math.min(MAX_PARK_NANOS, park * 2);
+      if (!backoff.parking()) {
+        backoff.spinOrYield();
+        continue;
       }
-      idle++;
+      long now = System.nanoTime();
+      if (now - nextLiveness >= 0) {
+        checkPeers(g);
+        nextLiveness = now + LIVENESS_NANOS;
+      }
+      if (now - deadline >= 0) timeout(g);
+      backoff.park(this, deadline - now);
     }
   }
 

@@ -27,6 +27,7 @@ import java.util.concurrent.locks.LockSupport;
 final class Rendezvous {
   private static final int SPINS = 256;
   private static final int YIELDS = 64;
+  private static final long MIN_PARK_NANOS = 10_000;
   private static final long MAX_PARK_NANOS = 1_000_000;
 
   private final int size;
@@ -69,31 +70,26 @@ final class Rendezvous {
 
   private void awaitGeneration(int rank, long gen) {
     long deadline = System.nanoTime() + timeoutNanos;
-    int idle = 0;
-    long park = 10_000;
+    Backoff backoff = new Backoff(SPINS, YIELDS, MIN_PARK_NANOS, MAX_PARK_NANOS);
     while (generation == gen) {
       if (abortReason != null) {
         if (generation != gen) return;
         checkAborted();
       }
-      if (idle < SPINS) {
-        Thread.onSpinWait();
-      } else if (idle < SPINS + YIELDS) {
-        Thread.yield();
-      } else {
-        long left = deadline - System.nanoTime();
-        if (left <= 0) timeout(rank, gen);
-        sleeping.set(rank, Thread.currentThread());
-        if (generation == gen && abortReason == null) LockSupport.parkNanos(this, Math.min(park, left));
-        sleeping.set(rank, null);
-        park = Math.min(MAX_PARK_NANOS, park * 2);
-        if (Thread.interrupted()) {
-          CollectiveException e = new CollectiveException("rank " + rank + " was interrupted in a collective");
-          abort(e.getMessage(), e);
-          throw e;
-        }
+      if (!backoff.parking()) {
+        backoff.spinOrYield();
+        continue;
       }
-      idle++;
+      long left = deadline - System.nanoTime();
+      if (left <= 0) timeout(rank, gen);
+      sleeping.set(rank, Thread.currentThread());
+      if (generation == gen && abortReason == null) backoff.park(this, left);
+      sleeping.set(rank, null);
+      if (Thread.interrupted()) {
+        CollectiveException e = new CollectiveException("rank " + rank + " was interrupted in a collective");
+        abort(e.getMessage(), e);
+        throw e;
+      }
     }
   }
 
