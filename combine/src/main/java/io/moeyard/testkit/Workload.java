@@ -97,7 +97,20 @@ public final class Workload {
     int ranks = 1 + rnd.nextInt(wide ? 16 : 8);
     int[] divisors = IntStream.rangeClosed(1, ranks).filter(d -> ranks % d == 0).toArray();
     int local = divisors[rnd.nextInt(divisors.length)];
-    Topology topo = new Topology(ranks / local, local);
+    return random(rnd, new Topology(ranks / local, local), wide, maxTokens);
+  }
+
+  /**
+   * As {@link #random(long, int)} on a topology the caller fixed (the shape a world of rank
+   * processes was started with): everything but the topology random from {@code seed}.
+   */
+  public static Workload random(long seed, Topology topo, int maxTokens) {
+    SplittableRandom rnd = new SplittableRandom(seed);
+    return random(rnd, topo, rnd.nextInt(8) == 0, maxTokens);
+  }
+
+  private static Workload random(SplittableRandom rnd, Topology topo, boolean wide, int maxTokens) {
+    int ranks = topo.worldSize();
     int spr = 1 + rnd.nextInt(rnd.nextBoolean() ? 4 : 32);
     int slots = ranks * spr;
     int experts = rnd.nextInt(3) == 0 ? slots : 1 + rnd.nextInt(slots);
@@ -129,6 +142,42 @@ public final class Workload {
       }
       default -> {
         for (int r = 0; r < ranks; r++) idx[r] = randomRouting(rnd, tokens[r], experts, topk, unrouted);
+      }
+    }
+    return of(map, topk, hidden, dtype, tokens, idx, rnd.nextLong());
+  }
+
+  /** The edge cases {@link #edge} draws, in the order of its {@code which}. */
+  public static final int EDGE_CASES = 4;
+
+  /**
+   * Edge case {@code which} (0 .. {@link #EDGE_CASES} - 1) on {@code topo}, the rest random from
+   * {@code seed}, for tests that run few cases and must still meet each: 0 the last rank's experts
+   * are never chosen, so it receives nothing (on one rank: a plain random routing); 1 no tokens on
+   * any rank; 2 one rank without tokens; 3 every token to one expert at top-1.
+   */
+  public static Workload edge(long seed, Topology topo, int maxTokens, int which) {
+    if (which < 0 || which >= EDGE_CASES) throw new IllegalArgumentException("edge case must be in [0, " + EDGE_CASES + "), got " + which);
+    SplittableRandom rnd = new SplittableRandom(seed);
+    int ranks = topo.worldSize();
+    DType dtype = DType.values()[rnd.nextInt(DType.values().length)];
+    int hidden = DType.FP8_SCALE_BLOCK * (1 + rnd.nextInt(3));
+    int spr = 1 + rnd.nextInt(4);
+    int experts = ranks * spr;
+    ExpertMap map = ExpertMap.trivial(topo, experts);
+    int choosable = which == 0 && ranks > 1 ? experts - spr : experts; // trivial map: the last spr experts live on the last rank
+    int topk = which == 3 ? 1 : 1 + rnd.nextInt(Math.min(6, choosable));
+    int[] tokens = new int[ranks];
+    for (int r = 0; r < ranks; r++) tokens[r] = which == 1 ? 0 : 1 + rnd.nextInt(Math.max(1, maxTokens));
+    if (which == 2) tokens[rnd.nextInt(ranks)] = 0;
+    int hot = rnd.nextInt(choosable);
+    int[][] idx = new int[ranks][];
+    for (int r = 0; r < ranks; r++) {
+      if (which == 3) {
+        idx[r] = new int[tokens[r]];
+        Arrays.fill(idx[r], hot);
+      } else {
+        idx[r] = randomRouting(rnd, tokens[r], choosable, topk, 0.1);
       }
     }
     return of(map, topk, hidden, dtype, tokens, idx, rnd.nextLong());

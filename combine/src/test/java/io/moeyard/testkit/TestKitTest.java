@@ -194,6 +194,28 @@ class TestKitTest {
   }
 
   @Test
+  void aFixedTopologyAndEachEdgeCaseAreWhatTheyPromise() {
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    for (int i = 0; i < 60; i++) {
+      int local = 1 + rnd.nextInt(4);
+      Topology topo = new Topology(1 + rnd.nextInt(3), local);
+      long s = rnd.nextLong();
+      String what = seed + " case " + i + " " + topo;
+      assertEquals(topo, Workload.random(s, topo, 12).map.topology(), what);
+      Workload receivesNothing = Workload.edge(s, topo, 12, 0);
+      assertEquals(topo, receivesNothing.map.topology(), what);
+      if (topo.worldSize() > 1) assertEquals(0, receivesNothing.ref.rowsReceivedBy(topo.worldSize() - 1), what);
+      assertTrue(Arrays.stream(Workload.edge(s, topo, 12, 1).tokens).allMatch(n -> n == 0), what);
+      assertTrue(Arrays.stream(Workload.edge(s, topo, 12, 2).tokens).anyMatch(n -> n == 0), what);
+      Workload oneExpert = Workload.edge(s, topo, 12, 3);
+      assertEquals(1, oneExpert.topk, what);
+      assertEquals(1, Arrays.stream(oneExpert.idx).flatMapToInt(Arrays::stream).distinct().count(), what);
+    }
+    assertThrows(IllegalArgumentException.class, () -> Workload.edge(1, new Topology(1, 2), 4, Workload.EDGE_CASES));
+  }
+
+  @Test
   void theSameSeedGivesTheSameWorkload() {
     long s = TestSeed.fresh().value();
     Workload a = Workload.random(s, 20);

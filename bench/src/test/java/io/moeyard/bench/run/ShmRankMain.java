@@ -72,49 +72,14 @@ public final class ShmRankMain {
   }
 
   /**
-   * Case i of the seed: random hidden, dtype, slots, top-k, tokens and routing with -1 entries, and
-   * the edge cases in turn: a rank that receives nothing, no tokens anywhere, a rank without
-   * tokens, every token to one expert with top-1.
+   * Case i of the seed on the world's topology: the kit's random workloads, and its edge cases in
+   * turn (a rank that receives nothing, no tokens anywhere, a rank without tokens, every token to
+   * one expert at top-1), so that a few cases per run still meet each.
    */
   static Workload randomCase(long seed, int i, Topology topo) {
-    SplittableRandom rnd = new SplittableRandom(seed * 31 + i);
-    int ranks = topo.worldSize();
-    DType dtype = DType.values()[rnd.nextInt(DType.values().length)];
-    int hidden = 128 * (1 + rnd.nextInt(3));
-    int spr = 1 + rnd.nextInt(4);
-    int experts = ranks * spr;
-    ExpertMap map = ExpertMap.trivial(topo, experts);
-    int kind = i % 5;
-    int topk = kind == 4 ? 1 : 1 + rnd.nextInt(Math.min(6, experts));
-    int[] tokens = new int[ranks];
-    for (int r = 0; r < ranks; r++) tokens[r] = kind == 2 ? 0 : rnd.nextInt(48);
-    if (kind == 3) tokens[rnd.nextInt(ranks)] = 0;
-    // kind 1: the last rank's experts are never chosen (it receives nothing), unless it is the only rank
-    int choosable = kind == 1 && ranks > 1 ? experts - spr : experts;
-    topk = Math.min(topk, choosable);
-    int hot = rnd.nextInt(choosable);
-    int[][] idx = new int[ranks][];
-    float[][] w = new float[ranks][];
-    for (int r = 0; r < ranks; r++) {
-      idx[r] = new int[tokens[r] * topk];
-      w[r] = new float[tokens[r] * topk];
-      int[] perm = new int[choosable];
-      for (int t = 0; t < tokens[r]; t++) {
-        for (int e = 0; e < choosable; e++) perm[e] = e;
-        for (int k = 0; k < topk; k++) {
-          int j = k + rnd.nextInt(choosable - k);
-          int tmp = perm[k];
-          perm[k] = perm[j];
-          perm[j] = tmp;
-          int e = kind == 4 ? hot : perm[k];
-          idx[r][t * topk + k] = rnd.nextInt(10) == 0 ? -1 : e;
-          w[r][t * topk + k] = (float) rnd.nextDouble(-1, 1);
-        }
-      }
-    }
-    long s = rnd.nextLong();
-    return new Workload(map, tokens, topk, hidden, dtype, idx, w,
-        r -> new SplittableRandom(s + 17 * r), r -> new SplittableRandom(s + 31 * r + 5));
+    long s = seed * 31 + i;
+    int kind = i % (Workload.EDGE_CASES + 1);
+    return kind == 0 ? Workload.random(s, topo, 48) : Workload.edge(s, topo, 48, kind - 1);
   }
 
   /** The first output of rank r that differs between the two runs, or null. */
