@@ -82,9 +82,9 @@ public interface Communicator extends AutoCloseable {
    * Combine for speculative token shuffling: each token's result is stored on the rank chosen for
    * its next layer, {@code nextRank[t]}, instead of at home. The expert ranks' partials still
    * reach the token's home and are summed there in the usual order (so the bits do not depend on
-   * where a token goes next); home then stores the row straight into the target's {@code into}.
-   * A token that moves costs one row home -> target, the row its residual stream needs to move
-   * anyway. Rows land in {@code into} by source rank, then source token ({@link Arrivals}); bad
+   * where a token goes next); the target then copies the row from home into its {@code into}
+   * (any memory of the caller's, also between processes). A token that moves costs one row
+   * home -> target, the row its residual stream needs to move anyway. Rows land in {@code into} by source rank, then source token ({@link Arrivals}); bad
    * targets or an {@code into} too small for what arrives fail every rank before {@code into} is
    * written.
    *

@@ -71,12 +71,16 @@ final class CpuCommunicator implements Communicator {
     }
   }
 
-  /** Peer memory one rank's communicator carves: receive rows, window metadata (and staging), home window. */
+  /**
+   * Peer memory one rank's communicator carves: receive rows, window metadata (and staging), home
+   * window, and the rows a shuffled combine leaves for its targets to pull.
+   */
   static long peerMemoryBytes(CommConfig config, int ranks, int receiveRows) {
     boolean fused = config.variant() == CommConfig.Variant.FUSED;
     return PeerMemory.rowsBytes(receiveRows, config.hidden(), config.dispatchType())
         + Dispatcher.peerMemoryBytes(fused, receiveRows, config.hidden(), config.dispatchType())
-        + Combiner.peerMemoryBytes(fused, ranks, config.maxTokens(), config.topk(), config.hidden(), config.combineType());
+        + Combiner.peerMemoryBytes(fused, ranks, config.maxTokens(), config.topk(), config.hidden(), config.combineType())
+        + PeerMemory.rowsBytes(shuffleHomeRows(config), config.hidden(), config.combineType());
   }
 
   @Override
@@ -153,79 +157,83 @@ final class CpuCommunicator implements Communicator {
     combiner.combine(problem == null ? d.handle : null, y, out, problem);
   }
 
-  /** What each rank tells the others before a shuffle moves rows: verdict, targets, its window. */
-  private record ShuffleAnnouncement(String problem, int[] nextRank, RowBuffer into) {}
+  /**
+   * What each rank tells the others before a shuffle moves rows: verdict, targets, how many rows
+   * its {@code into} holds, and where its combined rows lie (in its peer memory).
+   */
+  private record ShuffleAnnouncement(String problem, int[] nextRank, int intoRows, RowBuffer home) {}
 
   private static final MessageCodec<ShuffleAnnouncement> SHUFFLE_CODEC = new MessageCodec<>() {
     @Override
     public void write(ShuffleAnnouncement a, MessageWriter out) {
-      out.putString(a.problem()).putInts(a.nextRank()).putRows(a.into());
+      out.putString(a.problem()).putInts(a.nextRank()).putInt(a.intoRows()).putRows(a.home());
     }
 
     @Override
     public ShuffleAnnouncement read(MessageReader in) {
-      return new ShuffleAnnouncement(in.getString(), in.getInts(), in.getRows());
+      return new ShuffleAnnouncement(in.getString(), in.getInts(), in.getInt(), in.getRows());
     }
   };
 
-  /** Home rows of a shuffled combine: allocated on the first one, maxTokens rows. */
+  /** Home rows of a shuffled combine: maxTokens rows, carved from peer memory on the first one. */
   private RowBuffer homeRows;
 
+  /**
+   * Each home combines into its own rows (in peer memory), then every target pulls the rows of the
+   * tokens that move to it, by source rank then token. Pulling rather than pushing lets {@code
+   * into} be any memory of the caller's, also between processes. The closing barrier keeps every
+   * home's rows (and the communicator that owns them) alive until the last target has read them,
+   * as every other collective leaves no peer access pending when it returns.
+   */
   @Override
   public Arrivals combineShuffled(Dispatched d, RowBuffer y, int[] nextRank, RowBuffer into) {
     String problem = combineProblem(d, y, into, false);
     if (problem == null) problem = targetProblem(d, nextRank, into);
-    if (problem == null && homeRows == null) {
-      homeRows = RowBuffer.allocate(arena, Math.max(1, config.maxTokens()), config.hidden(), config.combineType());
-    }
+    if (problem == null && homeRows == null) homeRows = memory.rows(shuffleHomeRows(config), config.hidden(), config.combineType());
     RowBuffer home = problem == null
-        ? new RowBuffer(homeRows.segment(), 0, d.tokens(), config.hidden(), config.combineType(), null)
+        ? new RowBuffer(homeRows.segment(), homeRows.offset(), d.tokens(), config.hidden(), config.combineType(), null)
         : null;
     combiner.combine(problem == null ? d.handle : null, y, home, problem);
 
-    Object[] got = transport.allGather(new ShuffleAnnouncement(null, nextRank, into), SHUFFLE_CODEC);
+    Object[] got = transport.allGather(new ShuffleAnnouncement(null, nextRank, into.rows(), home), SHUFFLE_CODEC);
     int ranks = transport.size();
     ShuffleAnnouncement[] all = new ShuffleAnnouncement[ranks];
     for (int r = 0; r < ranks; r++) all[r] = (ShuffleAnnouncement) got[r];
     int[] arriving = new int[ranks];
     for (ShuffleAnnouncement a : all) for (int s : a.nextRank()) arriving[s]++;
     for (int s = 0; s < ranks; s++) {
-      if (arriving[s] > all[s].into().rows()) {
+      if (arriving[s] > all[s].intoRows()) {
         throw new io.moeyard.engine.CollectiveException("combine: rank " + s + ": the shuffle buffer holds "
-            + all[s].into().rows() + " rows, " + arriving[s] + " tokens arrive");
+            + all[s].intoRows() + " rows, " + arriving[s] + " tokens arrive");
       }
     }
-    // this rank's rows start, on each target, after the rows of lower source ranks
-    int[] pos = new int[ranks];
-    for (int r = 0; r < rank; r++) for (int s : all[r].nextRank()) pos[s]++;
-    long rowBytes = home.rowBytes();
-    for (int t = 0; t < nextRank.length; t++) {
-      RowBuffer dst = all[nextRank[t]].into();
-      io.moeyard.engine.RowCopy.copy(home.segment(), home.rowOffset(t), dst.segment(), dst.rowOffset(pos[nextRank[t]]++), rowBytes);
-    }
-    transport.barrier();
     int[] src = new int[arriving[rank]];
     int[] tok = new int[arriving[rank]];
+    long rowBytes = into.rowBytes();
     int n = 0;
     for (int r = 0; r < ranks; r++) {
       int[] next = all[r].nextRank();
+      RowBuffer from = all[r].home();
       for (int t = 0; t < next.length; t++) {
-        if (next[t] == rank) {
-          src[n] = r;
-          tok[n++] = t;
-        }
+        if (next[t] != rank) continue;
+        io.moeyard.engine.RowCopy.copy(from.segment(), from.rowOffset(t), into.segment(), into.rowOffset(n), rowBytes);
+        src[n] = r;
+        tok[n++] = t;
       }
     }
+    transport.barrier();
     return new Arrivals(src, tok);
+  }
+
+  /** Rows of a shuffled combine's home buffer: one per token this rank may dispatch. */
+  static int shuffleHomeRows(CommConfig config) {
+    return Math.max(1, config.maxTokens());
   }
 
   private String targetProblem(Dispatched d, int[] nextRank, RowBuffer into) {
     String me = "rank " + rank + ": ";
     if (nextRank == null) return me + "nextRank is null";
     if (into == null) return me + "into is null";
-    if (!transport.reachable(into.segment())) {
-      return me + "the shuffle buffer is not in memory peers can reach (a shuffled combine between processes is not supported yet)";
-    }
     if (nextRank.length != d.tokens()) {
       return me + "nextRank has " + nextRank.length + " entries, the dispatch had " + d.tokens() + " tokens";
     }

@@ -1,5 +1,6 @@
 package io.moeyard.bench.run;
 
+import io.moeyard.comm.Arrivals;
 import io.moeyard.comm.CommConfig;
 import io.moeyard.comm.Communicator;
 import io.moeyard.comm.Dispatched;
@@ -22,7 +23,7 @@ import java.util.SplittableRandom;
  * {@code compare SEED CASES}: for each random case (derived from the seed, the same in every
  * process) it runs the whole world in this JVM ({@link CpuRun#run}, ranks as threads) and its own
  * rank over shared memory ({@link CpuRun#runRank}), fused and unfused, and compares every output
- * of its rank bit for bit. {@code loop}: dispatch and combine until killed (the fault test).
+ * of its rank bit for bit, then checks a shuffled combine against the reference. {@code loop}: dispatch and combine until killed (the fault test).
  * Exit 0 when all matched; 1 on a mismatch (printed); 3 when a collective failed (printed).
  */
 public final class ShmRankMain {
@@ -64,10 +65,63 @@ public final class ShmRankMain {
             }
           }
         }
+        String shuffled = shuffleDifference(t, wl, seed * 131 + i);
+        if (shuffled != null) {
+          System.out.println("MISMATCH seed " + seed + " case " + i + " shuffled combine rank " + r + ": " + shuffled
+              + " (" + wl.describe() + ")");
+          bad++;
+        }
         System.out.println("case " + i + " " + (bad == 0 ? "ok" : "bad") + ": rank " + r + " received "
             + wl.ref.rowsReceivedBy(r) + " rows (" + wl.describe() + ")");
       }
       return bad == 0 ? 0 : 1;
+    }
+  }
+
+  /**
+   * A shuffled combine through the communicator over shared memory, into plain memory of this
+   * process: every token's combined row must arrive on its random target, by source rank then
+   * token, equal to the reference's row. Every process draws every rank's targets from {@code
+   * seed}, so each knows what should arrive.
+   */
+  static String shuffleDifference(ShmTransport t, Workload wl, long seed) {
+    int r = t.rank();
+    int ranks = wl.ranks();
+    SplittableRandom rnd = new SplittableRandom(seed);
+    int[][] next = new int[ranks][];
+    int arriving = 0;
+    for (int s = 0; s < ranks; s++) {
+      next[s] = new int[wl.tokens[s]];
+      for (int k = 0; k < next[s].length; k++) {
+        next[s][k] = rnd.nextInt(ranks);
+        if (next[s][k] == r) arriving++;
+      }
+    }
+    int maxTokens = Math.max(1, Arrays.stream(wl.tokens).max().orElse(0));
+    CommConfig cfg = CommConfig.of(maxTokens, wl.hidden, wl.topk, wl.dtype, wl.outType);
+    try (Communicator comm = Communicator.cpu(t, wl.map, cfg); Arena arena = Arena.ofConfined()) {
+      RowBuffer into = RowBuffer.allocate(arena, Math.max(1, arriving), wl.hidden, wl.outType);
+      Dispatched d = comm.dispatch(wl.x(r), wl.routing(r));
+      Arrivals a = comm.combineShuffled(d, wl.y(r), next[r], into);
+      if (a.rows() != arriving) return a.rows() + " rows arrived, expected " + arriving;
+      RowBuffer[] ys = wl.ys();
+      RowBuffer[] expected = new RowBuffer[ranks];
+      int i = 0;
+      for (int s = 0; s < ranks; s++) {
+        for (int k = 0; k < next[s].length; k++) {
+          if (next[s][k] != r) continue;
+          if (a.sourceRank(i) != s || a.sourceToken(i) != k) {
+            return "arrival " + i + " is (" + a.sourceRank(i) + ", " + a.sourceToken(i) + "), expected (" + s + ", " + k + ")";
+          }
+          if (expected[s] == null) expected[s] = wl.ref.combined(s, wl.w[s], ys, wl.outType);
+          long n = into.rowBytes();
+          long at = MemorySegment.mismatch(into.segment(), into.rowOffset(i), into.rowOffset(i) + n,
+              expected[s].segment(), expected[s].rowOffset(k), expected[s].rowOffset(k) + n);
+          if (at >= 0) return "arrival " + i + " (rank " + s + " token " + k + ") differs from the reference at byte " + at;
+          i++;
+        }
+      }
+      return null;
     }
   }
 
