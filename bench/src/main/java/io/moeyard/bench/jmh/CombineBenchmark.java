@@ -1,11 +1,8 @@
 package io.moeyard.bench.jmh;
 
-import io.moeyard.combine.Combiner;
-import io.moeyard.combine.FusedCombiner;
-import io.moeyard.combine.UnfusedCombiner;
-import io.moeyard.dispatch.DispatchHandle;
-import io.moeyard.dispatch.DispatchOptions;
-import io.moeyard.dispatch.FusedDispatcher;
+import io.moeyard.comm.CommConfig;
+import io.moeyard.comm.Communicator;
+import io.moeyard.comm.Dispatched;
 import io.moeyard.dispatch.Routing;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;
@@ -36,7 +33,8 @@ import org.openjdk.jmh.annotations.Warmup;
  * {@code -Dmoeyard.rowsum.disable=true}). Each of the {@code tokens} tokens sends its {@code topk}
  * rows; fused, they become one weighted partial on the expert side and home adds that one
  * partial; unfused, the rows are sorted back, copied home and summed there in two levels. The
- * same bits come out of all four. No peer is involved, so this isolates arithmetic and local
+ * same bits come out of all four. Both go through the {@link Communicator}, as an engine calls
+ * them. No peer is involved, so this isolates arithmetic and local
  * copies from the all-to-all ({@code moeyard bench} measures that). Score: time per combine;
  * {@code tokens x topk x hidden x 2} bytes of expert output are read.
  * Run: {@code ./moeyard jmh CombineBenchmark}.
@@ -63,11 +61,13 @@ public class CombineBenchmark {
 
   CpuWorld world;
   Arena arena;
-  DispatchHandle handle;
+  Communicator fused;
+  Communicator unfused;
+  /** Each communicator's own dispatch of the same tokens (a dispatch result belongs to its communicator). */
+  Dispatched fusedDispatch;
+  Dispatched unfusedDispatch;
   RowBuffer expertOut;
   RowBuffer out;
-  Combiner fused;
-  Combiner unfused;
 
   @Setup(Level.Trial)
   public void setup() {
@@ -87,44 +87,49 @@ public class CombineBenchmark {
         w[r * topk + k] = 1f / topk;
       }
     }
-    handle = new FusedDispatcher(t, ExpertMap.trivial(topo, experts), new DispatchOptions(DispatchOptions.DEFAULT_CHUNK_PAIRS)).dispatch(x, new Routing(tokens, topk, idx, w));
-    expertOut = RowBuffer.allocate(arena, handle.receivedRows(), hidden, DType.BF16);
+    ExpertMap map = ExpertMap.trivial(topo, experts);
+    CommConfig cfg = CommConfig.of(tokens, hidden, topk, DType.BF16, DType.BF16);
+    fused = Communicator.cpu(t, map, cfg);
+    unfused = Communicator.cpu(t, map, cfg.withVariant(CommConfig.Variant.UNFUSED));
+    Routing routing = new Routing(tokens, topk, idx, w);
+    fusedDispatch = fused.dispatch(x, routing);
+    unfusedDispatch = unfused.dispatch(x, routing);
+    expertOut = RowBuffer.allocate(arena, fusedDispatch.receivedRows(), hidden, DType.BF16);
     for (int r = 0; r < expertOut.rows(); r++) for (int c = 0; c < hidden; c++) expertOut.setFloat(r, c, (float) rnd.nextDouble(-2, 2));
     out = RowBuffer.allocate(arena, tokens, hidden, DType.BF16);
-    fused = new FusedCombiner(t);
-    unfused = new UnfusedCombiner(t);
   }
 
   @TearDown(Level.Trial)
   public void tearDown() {
-    handle.close();
+    fused.close();
+    unfused.close();
     world.close();
     arena.close();
   }
 
   @Benchmark
   public RowBuffer fusedNativeSums() {
-    fused.combine(handle, expertOut, out);
+    fused.combine(fusedDispatch, expertOut, out);
     return out;
   }
 
   @Benchmark
   @Fork(value = 1, jvmArgsAppend = "-Dmoeyard.rowsum.disable=true")
   public RowBuffer fusedJavaSums() {
-    fused.combine(handle, expertOut, out);
+    fused.combine(fusedDispatch, expertOut, out);
     return out;
   }
 
   @Benchmark
   public RowBuffer unfusedNativeSums() {
-    unfused.combine(handle, expertOut, out);
+    unfused.combine(unfusedDispatch, expertOut, out);
     return out;
   }
 
   @Benchmark
   @Fork(value = 1, jvmArgsAppend = "-Dmoeyard.rowsum.disable=true")
   public RowBuffer unfusedJavaSums() {
-    unfused.combine(handle, expertOut, out);
+    unfused.combine(unfusedDispatch, expertOut, out);
     return out;
   }
 }
