@@ -11,9 +11,6 @@ import io.moeyard.dispatch.Routing;
 import io.moeyard.dispatch.UnfusedDispatcher;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
-import io.moeyard.engine.transport.MessageCodec;
-import io.moeyard.engine.transport.MessageReader;
-import io.moeyard.engine.transport.MessageWriter;
 import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
@@ -80,7 +77,7 @@ final class CpuCommunicator implements Communicator {
     return PeerMemory.rowsBytes(receiveRows, config.hidden(), config.dispatchType())
         + Dispatcher.peerMemoryBytes(fused, receiveRows, config.hidden(), config.dispatchType())
         + Combiner.peerMemoryBytes(fused, ranks, config.maxTokens(), config.topk(), config.hidden(), config.combineType())
-        + PeerMemory.rowsBytes(shuffleHomeRows(config), config.hidden(), config.combineType());
+        + PeerMemory.rowsBytes(ShuffledCombine.homeRows(config), config.hidden(), config.combineType());
   }
 
   @Override
@@ -157,92 +154,21 @@ final class CpuCommunicator implements Communicator {
     combiner.combine(problem == null ? d.handle : null, y, out, problem);
   }
 
-  /**
-   * What each rank tells the others before a shuffle moves rows: verdict, targets, how many rows
-   * its {@code into} holds, and where its combined rows lie (in its peer memory).
-   */
-  private record ShuffleAnnouncement(String problem, int[] nextRank, int intoRows, RowBuffer home) {}
-
-  private static final MessageCodec<ShuffleAnnouncement> SHUFFLE_CODEC = new MessageCodec<>() {
-    @Override
-    public void write(ShuffleAnnouncement a, MessageWriter out) {
-      out.putString(a.problem()).putInts(a.nextRank()).putInt(a.intoRows()).putRows(a.home());
-    }
-
-    @Override
-    public ShuffleAnnouncement read(MessageReader in) {
-      return new ShuffleAnnouncement(in.getString(), in.getInts(), in.getInt(), in.getRows());
-    }
-  };
-
-  /** Home rows of a shuffled combine: maxTokens rows, carved from peer memory on the first one. */
+  /** Home rows of a shuffled combine: carved from peer memory on the first one (the room is reserved at construction). */
   private RowBuffer homeRows;
 
-  /**
-   * Each home combines into its own rows (in peer memory), then every target pulls the rows of the
-   * tokens that move to it, by source rank then token. Pulling rather than pushing lets {@code
-   * into} be any memory of the caller's, also between processes. The closing barrier keeps every
-   * home's rows (and the communicator that owns them) alive until the last target has read them,
-   * as every other collective leaves no peer access pending when it returns.
-   */
   @Override
   public Arrivals combineShuffled(Dispatched d, RowBuffer y, int[] nextRank, RowBuffer into) {
     String problem = combineProblem(d, y, into, false);
-    if (problem == null) problem = targetProblem(d, nextRank, into);
-    if (problem == null && homeRows == null) homeRows = memory.rows(shuffleHomeRows(config), config.hidden(), config.combineType());
+    if (problem == null) problem = ShuffledCombine.targetProblem(rank, transport.size(), d.tokens(), config, nextRank, into);
+    if (problem == null && homeRows == null) {
+      homeRows = memory.rows(ShuffledCombine.homeRows(config), config.hidden(), config.combineType());
+    }
     RowBuffer home = problem == null
         ? new RowBuffer(homeRows.segment(), homeRows.offset(), d.tokens(), config.hidden(), config.combineType(), null)
         : null;
     combiner.combine(problem == null ? d.handle : null, y, home, problem);
-
-    Object[] got = transport.allGather(new ShuffleAnnouncement(null, nextRank, into.rows(), home), SHUFFLE_CODEC);
-    int ranks = transport.size();
-    ShuffleAnnouncement[] all = new ShuffleAnnouncement[ranks];
-    for (int r = 0; r < ranks; r++) all[r] = (ShuffleAnnouncement) got[r];
-    int[] arriving = new int[ranks];
-    for (ShuffleAnnouncement a : all) for (int s : a.nextRank()) arriving[s]++;
-    for (int s = 0; s < ranks; s++) {
-      if (arriving[s] > all[s].intoRows()) {
-        throw new io.moeyard.engine.CollectiveException("combine: rank " + s + ": the shuffle buffer holds "
-            + all[s].intoRows() + " rows, " + arriving[s] + " tokens arrive");
-      }
-    }
-    int[] src = new int[arriving[rank]];
-    int[] tok = new int[arriving[rank]];
-    long rowBytes = into.rowBytes();
-    int n = 0;
-    for (int r = 0; r < ranks; r++) {
-      int[] next = all[r].nextRank();
-      RowBuffer from = all[r].home();
-      for (int t = 0; t < next.length; t++) {
-        if (next[t] != rank) continue;
-        io.moeyard.engine.RowCopy.copy(from.segment(), from.rowOffset(t), into.segment(), into.rowOffset(n), rowBytes);
-        src[n] = r;
-        tok[n++] = t;
-      }
-    }
-    transport.barrier();
-    return new Arrivals(src, tok);
-  }
-
-  /** Rows of a shuffled combine's home buffer: one per token this rank may dispatch. */
-  static int shuffleHomeRows(CommConfig config) {
-    return Math.max(1, config.maxTokens());
-  }
-
-  private String targetProblem(Dispatched d, int[] nextRank, RowBuffer into) {
-    String me = "rank " + rank + ": ";
-    if (nextRank == null) return me + "nextRank is null";
-    if (into == null) return me + "into is null";
-    if (nextRank.length != d.tokens()) {
-      return me + "nextRank has " + nextRank.length + " entries, the dispatch had " + d.tokens() + " tokens";
-    }
-    for (int t = 0; t < nextRank.length; t++) {
-      if (nextRank[t] < 0 || nextRank[t] >= transport.size()) {
-        return me + "nextRank[" + t + "] = " + nextRank[t] + " is outside [0, " + transport.size() + ")";
-      }
-    }
-    return null;
+    return ShuffledCombine.deliver(transport, nextRank, into, home);
   }
 
   private String combineProblem(Dispatched d, RowBuffer y, RowBuffer out, boolean async) {

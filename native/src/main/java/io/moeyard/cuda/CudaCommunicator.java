@@ -5,6 +5,7 @@ import io.moeyard.comm.AsyncLane;
 import io.moeyard.comm.CommConfig;
 import io.moeyard.comm.Communicator;
 import io.moeyard.comm.Dispatched;
+import io.moeyard.comm.ShuffledCombine;
 import io.moeyard.dispatch.Routing;
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.ExpertMap;
@@ -38,7 +39,7 @@ import java.util.concurrent.CompletableFuture;
  * than the receive buffer holds, a result of another communicator or an older dispatch, a closed
  * communicator) makes every rank throw the same {@link CollectiveException} naming it, before any
  * row is written. A dispatch that fails after its layout ran (bad ids, capacity) leaves the
- * previous dispatch's result stale. Not implemented here: {@link #combineShuffled}.
+ * previous dispatch's result stale.
  */
 public final class CudaCommunicator implements Communicator {
   private final CudaWorld world;
@@ -434,10 +435,11 @@ public final class CudaCommunicator implements Communicator {
 
   @Override
   public void combine(Dispatched d, RowBuffer y, RowBuffer out) {
-    hostCombine(d, y, out, false);
+    hostCombine(d, y, out, false, null);
   }
 
-  private void hostCombine(Dispatched d, RowBuffer y, RowBuffer out, boolean async) {
+  /** {@code callerProblem}: what the caller found wrong on this rank (null if nothing), announced like the rest. */
+  private void hostCombine(Dispatched d, RowBuffer y, RowBuffer out, boolean async, String callerProblem) {
     String me = "rank " + rank + ": ";
     Dispatched.Rows rows = d == null ? null : d.rowsOf(this);
     DeviceDispatched dd = rows instanceof CudaRows cr ? cr.device : null;
@@ -446,6 +448,7 @@ public final class CudaCommunicator implements Communicator {
         : dd == null ? me + "the dispatch result belongs to another communicator"
         : CallChecks.handle(me, this, generation, world.variant(), dd);
     if (problem == null) problem = CallChecks.hostCombine(shape, rank, closed, y, out, dd.receivedRows(), dd.tokens());
+    if (problem == null) problem = callerProblem;
     if (problem == null && !async && lane.pending() > 0) {
       problem = me + "a synchronous call while " + lane.pending() + " async call(s) are pending";
     }
@@ -493,10 +496,27 @@ public final class CudaCommunicator implements Communicator {
     staging = a;
   }
 
-  /** Not on the cuda backend yet: throws on every rank alike (no rank waits for another). */
+  /** Host rows a shuffled combine combines into before delivery, in their own arena; allocated on the first one. */
+  private Arena shuffleArena;
+  private RowBuffer shuffleHome;
+
+  /**
+   * The host path's combine into host rows at home, then the delivery every backend shares
+   * ({@link ShuffledCombine#deliver}): ranks of one world share this JVM, so targets read the
+   * homes' rows directly. For tests, selftest and bench, like every host-path call.
+   */
   @Override
   public Arrivals combineShuffled(Dispatched d, RowBuffer y, int[] nextRank, RowBuffer into) {
-    throw new UnsupportedOperationException("rank " + rank + ": combineShuffled is not implemented on the cuda backend");
+    Dispatched.Rows rows = d == null ? null : d.rowsOf(this);
+    int tokens = rows instanceof CudaRows cr ? cr.device.tokens() : 0;
+    String problem = rows instanceof CudaRows ? ShuffledCombine.targetProblem(rank, ranks(), tokens, config(), nextRank, into) : null;
+    if (shuffleHome == null) {
+      shuffleArena = Arena.ofShared();
+      shuffleHome = RowBuffer.allocate(shuffleArena, ShuffledCombine.homeRows(config()), shape.hidden(), shape.combineType());
+    }
+    RowBuffer home = new RowBuffer(shuffleHome.segment(), shuffleHome.offset(), tokens, shape.hidden(), shape.combineType(), null);
+    hostCombine(d, y, home, false, problem);
+    return ShuffledCombine.deliver(transport, nextRank, into, home);
   }
 
   @Override
@@ -507,7 +527,7 @@ public final class CudaCommunicator implements Communicator {
   @Override
   public CompletableFuture<Void> combineAsync(Dispatched d, RowBuffer y, RowBuffer out) {
     return lane.submit(() -> {
-      hostCombine(d, y, out, true);
+      hostCombine(d, y, out, true, null);
       return null;
     });
   }
@@ -533,6 +553,10 @@ public final class CudaCommunicator implements Communicator {
     if (hostArena != null) {
       hostArena.close();
       hostArena = null;
+    }
+    if (shuffleArena != null) {
+      shuffleArena.close();
+      shuffleArena = null;
     }
     if (err != null) throw err;
   }

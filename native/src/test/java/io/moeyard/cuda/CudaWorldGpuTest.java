@@ -142,6 +142,69 @@ class CudaWorldGpuTest {
     });
   }
 
+  /**
+   * A shuffled combine on cuda delivers every token's combined row (the reference's bits) to its
+   * random target, by source rank then token; an {@code into} too small fails every rank.
+   */
+  @Test
+  void shuffledCombineDeliversTheReferenceRowsToTheTargets() {
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    seed.check(() -> {
+      for (int iter = 0; iter < 6; iter++) {
+        DType dt = DType.values()[rnd.nextInt(DType.values().length)];
+        int ranks = 1 + rnd.nextInt(6);
+        int s = 1 + rnd.nextInt(4);
+        int experts = 1 + rnd.nextInt(ranks * s);
+        int k = 1 + rnd.nextInt(Math.min(experts, 6));
+        int hidden = dt == DType.FP8_E4M3 ? DType.FP8_SCALE_BLOCK : 8 + rnd.nextInt(300);
+        Workload wl = KernelCases.random(rnd, ranks, rnd.nextBoolean() ? ranks : 1, s, experts, k, hidden, dt, 100, 0.1);
+        KernelShape shape = KernelCases.shape(wl, 100);
+        byte[][] want = KernelCases.combine(wl);
+        int[][] next = new int[ranks][];
+        int[] arriving = new int[ranks];
+        for (int r = 0; r < ranks; r++) {
+          next[r] = new int[wl.tokens[r]];
+          for (int t = 0; t < next[r].length; t++) arriving[next[r][t] = rnd.nextInt(ranks)]++;
+        }
+        String at = "iter " + iter + " " + wl;
+        long rowBytes = (long) wl.hidden * wl.outType.bytes();
+        try (CudaWorld world = open(shape)) {
+          world.run(comm -> {
+            int d = comm.rank();
+            Dispatched got = comm.dispatch(wl.x(d), wl.routing(d));
+            RowBuffer into = RowBuffer.of(MemorySegment.ofArray(new byte[(int) (Math.max(1, arriving[d]) * rowBytes)]),
+                Math.max(1, arriving[d]), wl.hidden, wl.outType);
+            var a = comm.combineShuffled(got, yRows(wl, d, got.receivedRows()), next[d], into);
+            assertEquals(arriving[d], a.rows(), "arrivals on rank " + d + " " + at);
+            int i = 0;
+            for (int src = 0; src < ranks; src++) {
+              for (int t = 0; t < next[src].length; t++) {
+                if (next[src][t] != d) continue;
+                assertEquals(src, a.sourceRank(i), "arrival " + i + " source on rank " + d + " " + at);
+                assertEquals(t, a.sourceToken(i), "arrival " + i + " token on rank " + d + " " + at);
+                assertArrayEquals(Arrays.copyOfRange(want[src], (int) (t * rowBytes), (int) ((t + 1) * rowBytes)),
+                    into.segment().asSlice(i * rowBytes, rowBytes).toArray(ValueLayout.JAVA_BYTE),
+                    "arrival " + i + " (rank " + src + " token " + t + ") on rank " + d + " " + at);
+                i++;
+              }
+            }
+            return null;
+          });
+          if (Arrays.stream(arriving).anyMatch(n -> n > 1)) {
+            List<String> msgs = messages(world, c -> {
+              int d = c.rank();
+              Dispatched got = c.dispatch(wl.x(d), wl.routing(d));
+              RowBuffer one = RowBuffer.of(MemorySegment.ofArray(new byte[(int) rowBytes]), 1, wl.hidden, wl.outType);
+              c.combineShuffled(got, yRows(wl, d, got.receivedRows()), next[d], one);
+            });
+            for (String m : msgs) assertTrue(m.contains("the shuffle buffer holds 1 rows"), m + " " + at);
+          }
+        }
+      }
+    });
+  }
+
   /** Steady-state device-path calls allocate no device memory (cudaMemGetInfo before and after). */
   @Test
   void steadyStateCallsAllocateNothing() {
