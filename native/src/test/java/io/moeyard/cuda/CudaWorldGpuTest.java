@@ -212,7 +212,7 @@ class CudaWorldGpuTest {
     seed.check(() -> {
       Workload wl = KernelCases.random(seed.random(), 4, 4, 4, 16, 4, 512, DType.BF16, 256, 0.0);
       KernelShape shape = KernelCases.shape(wl, 256);
-      try (CudaWorld world = open(shape); Engine eng = new Engine(wl, shape, false)) {
+      try (CudaWorld world = open(shape); DeviceWorkload eng = new DeviceWorkload(wl, 0)) {
         long[] before = new long[1];
         world.run(c -> {
           for (int i = 0; i < 20; i++) {
@@ -274,7 +274,7 @@ class CudaWorldGpuTest {
   void misuseOfTheDevicePathFailsEveryRank() {
     var cfg = KernelCases.trivial(2, 2, 2, 128, 2, DType.BF16);
     Workload wl = KernelCases.routed(cfg, new int[] {4, 4}, (r, t, j) -> (t + j) % 4, 2);
-    try (CudaWorld world = open(cfg); CudaWorld other = open(cfg); Engine eng = new Engine(wl, cfg, false)) {
+    try (CudaWorld world = open(cfg); CudaWorld other = open(cfg); DeviceWorkload eng = new DeviceWorkload(wl, 0)) {
       // a host address where device memory belongs
       try (Arena a = Arena.ofConfined()) {
         MemorySegment host = a.allocate(4096);
@@ -322,7 +322,7 @@ class CudaWorldGpuTest {
     seed.check(() -> {
       Workload wl = KernelCases.random(seed.random(), 8, 8, 32, 256, 8, 7168, DType.BF16, 512, 0.0);
       KernelShape shape = KernelCases.shape(wl, 512);
-      try (CudaWorld world = open(shape); Engine eng = new Engine(wl, shape, false)) {
+      try (CudaWorld world = open(shape); DeviceWorkload eng = new DeviceWorkload(wl, 0)) {
         world.timing(true);
         for (CommConfig.Variant v : CommConfig.Variant.values()) {
           world.useVariant(v);
@@ -411,105 +411,6 @@ class CudaWorldGpuTest {
     }
   }
 
-  /**
-   * What an engine holds on the device for a workload: its rows, routing and expert outputs, the
-   * combine output, a receive buffer of the shape's size (when asked for), a stream per rank.
-   */
-  static final class Engine implements AutoCloseable {
-    private final Workload wl;
-    private final KernelShape shape;
-    private final DeviceBuffer[] x;
-    private final DeviceBuffer[] scales;
-    private final DeviceBuffer[] idx;
-    private final DeviceBuffer[] w;
-    private final DeviceBuffer[] y;
-    private final DeviceBuffer[] out;
-    private final DeviceBuffer[] into;
-    private final long[] streams;
-
-    Engine(Workload wl, KernelShape shape, boolean withInto) {
-      this.wl = wl;
-      this.shape = shape;
-      int n = wl.ranks();
-      x = new DeviceBuffer[n];
-      scales = new DeviceBuffer[n];
-      idx = new DeviceBuffer[n];
-      w = new DeviceBuffer[n];
-      y = new DeviceBuffer[n];
-      out = new DeviceBuffer[n];
-      into = new DeviceBuffer[n];
-      streams = new long[n];
-      for (int r = 0; r < n; r++) {
-        x[r] = DeviceBuffer.allocate(wl.x[r].length);
-        x[r].upload(wl.x[r]);
-        if (shape.scaleCols() > 0) {
-          scales[r] = DeviceBuffer.allocate(4L * wl.xScales[r].length);
-          scales[r].upload(wl.xScales[r]);
-        }
-        idx[r] = DeviceBuffer.allocate(4L * wl.idx[r].length);
-        idx[r].upload(wl.idx[r]);
-        w[r] = DeviceBuffer.allocate(4L * wl.w[r].length);
-        w[r].upload(wl.w[r]);
-        y[r] = DeviceBuffer.allocate(wl.y[r].length);
-        y[r].upload(wl.y[r]);
-        out[r] = DeviceBuffer.allocate((long) wl.tokens[r] * shape.combineRowBytes());
-        out[r].fill(0x7f);
-        if (withInto) {
-          int rows = shape.receiveRows();
-          into[r] = DeviceBuffer.allocate((long) rows * shape.rowBytes() + 4L * rows * shape.scaleCols());
-          into[r].fill(0x55);
-        }
-        streams[r] = NativeKernels.streamCreate();
-      }
-    }
-
-    DeviceRows x(int r) {
-      return new DeviceRows(x[r].address(), wl.tokens[r], shape.hidden(), shape.dispatchType(),
-          shape.scaleCols() > 0 ? scales[r].address() : 0L);
-    }
-
-    DeviceRouting routing(int r) {
-      return new DeviceRouting(idx[r].address(), w[r].address(), wl.tokens[r], shape.topk());
-    }
-
-    DeviceRows y(int r, int rows) {
-      return DeviceRows.of(y[r].address(), rows, shape.hidden(), shape.combineType());
-    }
-
-    DeviceRows out(int r) {
-      return DeviceRows.of(out[r].address(), wl.tokens[r], shape.hidden(), shape.combineType());
-    }
-
-    DeviceRows into(int r) {
-      int rows = shape.receiveRows();
-      long a = into[r].address();
-      return new DeviceRows(a, rows, shape.hidden(), shape.dispatchType(),
-          shape.scaleCols() > 0 ? a + (long) rows * shape.rowBytes() : 0L);
-    }
-
-    CudaStream stream(int r) {
-      return new CudaStream(streams[r]);
-    }
-
-    byte[] outBytes(int r) {
-      NativeKernels.streamSynchronize(streams[r]);
-      return out[r].downloadBytes(Math.toIntExact(out[r].byteSize()));
-    }
-
-    @Override
-    public void close() {
-      for (int r = 0; r < streams.length; r++) {
-        if (streams[r] != 0) {
-          NativeKernels.streamSynchronize(streams[r]);
-          NativeKernels.streamDestroy(streams[r]);
-        }
-        for (DeviceBuffer b : new DeviceBuffer[] {x[r], scales[r], idx[r], w[r], y[r], out[r], into[r]}) {
-          if (b != null) b.close();
-        }
-      }
-    }
-  }
-
   /** Received rows, FP8 scales, slot offsets and combine outputs per rank, as raw bytes. */
   private record Outputs(byte[][] recv, float[][] scales, int[][] slots, byte[][] out) {}
 
@@ -553,7 +454,7 @@ class CudaWorldGpuTest {
       int n = wl.ranks();
       int scaleCols = shape.scaleCols();
       Outputs o = new Outputs(new byte[n][], new float[n][], new int[n][], new byte[n][]);
-      try (CudaWorld world = open(shape); Engine eng = new Engine(wl, shape, withInto)) {
+      try (CudaWorld world = open(shape); DeviceWorkload eng = new DeviceWorkload(wl, withInto ? shape.receiveRows() : 0)) {
         world.useVariant(v);
         world.run(comm -> {
           int r = comm.rank();

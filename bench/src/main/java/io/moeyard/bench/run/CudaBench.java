@@ -4,6 +4,7 @@ import io.moeyard.comm.CommConfig;
 import io.moeyard.cuda.CudaAvailability;
 import io.moeyard.cuda.CudaBackend;
 import io.moeyard.cuda.CudaWorld;
+import io.moeyard.cuda.DeviceWorkload;
 import io.moeyard.cuda.DeviceDispatched;
 import io.moeyard.engine.DType;
 import io.moeyard.testkit.Workload;
@@ -61,7 +62,7 @@ public final class CudaBench {
     String simpleProblem;
     double[][] simpleMs = new double[2][c.iters()];
     int shortHolds;
-    try (CudaWorld world = CudaCheck.open(wl); CudaCheck.Engine eng = new CudaCheck.Engine(wl)) {
+    try (CudaWorld world = CudaCheck.open(wl); DeviceWorkload eng = new DeviceWorkload(wl, 0)) {
       long allBytes = 0;
       for (int p : pairs) allBytes += (long) p * dispatchRowBytes(wl);
       copyMs = world.copyMillis(allBytes, c.iters());
@@ -116,7 +117,7 @@ public final class CudaBench {
    * {@code warmup + iters} dispatches of variant {@code v} through the device path, every rank on its
    * own thread and stream; rank 0 reads each call's device time.
    */
-  private static void timeDispatch(BenchConfig c, CudaWorld world, CudaCheck.Engine eng, CommConfig.Variant v, double[] out) {
+  private static void timeDispatch(BenchConfig c, CudaWorld world, DeviceWorkload eng, CommConfig.Variant v, double[] out) {
     world.useVariant(v);
     world.run(comm -> {
       int r = comm.rank();
@@ -129,7 +130,7 @@ public final class CudaBench {
   }
 
   /** One fused dispatch, then {@code warmup + iters} combines of variant {@code v} on its result. */
-  private static void timeCombine(BenchConfig c, CudaWorld world, CudaCheck.Engine eng, CommConfig.Variant v, double[] out) {
+  private static void timeCombine(BenchConfig c, CudaWorld world, DeviceWorkload eng, CommConfig.Variant v, double[] out) {
     world.useVariant(CommConfig.Variant.FUSED);
     List<DeviceDispatched> ds = world.run(comm -> comm.dispatch(eng.x(comm.rank()), eng.routing(comm.rank()),
         eng.stream(comm.rank())));

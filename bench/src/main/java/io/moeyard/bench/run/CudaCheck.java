@@ -1,16 +1,12 @@
 package io.moeyard.bench.run;
 
 import io.moeyard.comm.CommConfig;
-import io.moeyard.testkit.Workload;
 import io.moeyard.comm.Dispatched;
-import io.moeyard.cuda.CudaStream;
 import io.moeyard.cuda.CudaWorld;
-import io.moeyard.cuda.DeviceBuffer;
 import io.moeyard.cuda.DeviceDispatched;
-import io.moeyard.cuda.DeviceRouting;
-import io.moeyard.cuda.DeviceRows;
-import io.moeyard.cuda.NativeKernels;
+import io.moeyard.cuda.DeviceWorkload;
 import io.moeyard.engine.RowBuffer;
+import io.moeyard.testkit.Workload;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.List;
@@ -45,107 +41,6 @@ final class CudaCheck {
     return CudaWorld.open(wl.map, config(wl));
   }
 
-  /**
-   * What an engine would hold on the device for a workload: each rank's rows, routing, expert
-   * outputs, combine output and a stream. Stands in for the engine on the device path.
-   */
-  static final class Engine implements AutoCloseable {
-    private final Workload wl;
-    private final DeviceBuffer[] x;
-    private final DeviceBuffer[] scales;
-    private final DeviceBuffer[] idx;
-    private final DeviceBuffer[] w;
-    private final DeviceBuffer[] y;
-    private final DeviceBuffer[] out;
-    private final long[] streams;
-
-    Engine(Workload wl) {
-      this.wl = wl;
-      int n = wl.ranks();
-      x = new DeviceBuffer[n];
-      scales = new DeviceBuffer[n];
-      idx = new DeviceBuffer[n];
-      w = new DeviceBuffer[n];
-      y = new DeviceBuffer[n];
-      out = new DeviceBuffer[n];
-      streams = new long[n];
-      boolean ok = false;
-      try {
-        for (int r = 0; r < n; r++) {
-          x[r] = DeviceBuffer.allocate(wl.x[r].length);
-          x[r].upload(wl.x[r]);
-          if (wl.scalesPerRow() > 0) {
-            scales[r] = DeviceBuffer.allocate(4L * wl.xScales[r].length);
-            scales[r].upload(wl.xScales[r]);
-          }
-          idx[r] = DeviceBuffer.allocate(4L * wl.idx[r].length);
-          idx[r].upload(wl.idx[r]);
-          w[r] = DeviceBuffer.allocate(4L * wl.w[r].length);
-          w[r].upload(wl.w[r]);
-          y[r] = DeviceBuffer.allocate(wl.y[r].length);
-          y[r].upload(wl.y[r]);
-          out[r] = DeviceBuffer.allocate((long) wl.tokens[r] * wl.outRowBytes());
-          out[r].fill(0x7f); // never zeros: an unwritten output must show
-          streams[r] = NativeKernels.streamCreate();
-        }
-        ok = true;
-      } finally {
-        if (!ok) close();
-      }
-    }
-
-    DeviceRows x(int r) {
-      return new DeviceRows(x[r].address(), wl.tokens[r], wl.hidden, wl.dtype, scales[r] == null ? 0L : scales[r].address());
-    }
-
-    DeviceRouting routing(int r) {
-      return new DeviceRouting(idx[r].address(), w[r].address(), wl.tokens[r], wl.topk);
-    }
-
-    DeviceRows y(int r, int rows) {
-      return DeviceRows.of(y[r].address(), rows, wl.hidden, wl.outType);
-    }
-
-    DeviceRows out(int r) {
-      return DeviceRows.of(out[r].address(), wl.tokens[r], wl.hidden, wl.outType);
-    }
-
-    CudaStream stream(int r) {
-      return new CudaStream(streams[r]);
-    }
-
-    /** Rank r's combine output, after its stream. */
-    byte[] outBytes(int r) {
-      NativeKernels.streamSynchronize(streams[r]);
-      return out[r].downloadBytes(Math.toIntExact(out[r].byteSize()));
-    }
-
-    @Override
-    public void close() {
-      RuntimeException err = null;
-      for (int r = 0; r < streams.length; r++) {
-        long st = streams[r];
-        if (st != 0) {
-          try {
-            NativeKernels.streamSynchronize(st);
-            NativeKernels.streamDestroy(st);
-          } catch (RuntimeException e) {
-            if (err == null) err = e; else err.addSuppressed(e);
-          }
-        }
-        for (DeviceBuffer b : new DeviceBuffer[] {x[r], scales[r], idx[r], w[r], y[r], out[r]}) {
-          if (b == null) continue;
-          try {
-            b.close();
-          } catch (RuntimeException e) {
-            if (err == null) err = e; else err.addSuppressed(e);
-          }
-        }
-      }
-      if (err != null) throw err;
-    }
-  }
-
   /** What one rank received, as the Communicator API shows it: the compared fields. */
   record Received(int rows, byte[] x, float[] scales, float[] weights, int[] slotCounts, int pairs, int[] rowSrc,
       int[] rowToken) {
@@ -175,7 +70,7 @@ final class CudaCheck {
    * stream per rank) and compares every output with {@code cpu} (the CPU fused path on the same
    * workload). Returns null when all are equal bit for bit, else the first difference.
    */
-  static String verify(CudaWorld world, Engine eng, Workload wl, CpuRun cpu, CommConfig.Variant... variants) {
+  static String verify(CudaWorld world, DeviceWorkload eng, Workload wl, CpuRun cpu, CommConfig.Variant... variants) {
     for (CommConfig.Variant v : variants) {
       String name = "cuda " + v.name().toLowerCase(Locale.ROOT);
       world.useVariant(v);

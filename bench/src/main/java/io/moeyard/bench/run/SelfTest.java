@@ -4,6 +4,7 @@ import io.moeyard.comm.CommConfig;
 import io.moeyard.cuda.CudaAvailability;
 import io.moeyard.cuda.CudaBackend;
 import io.moeyard.cuda.CudaWorld;
+import io.moeyard.cuda.DeviceWorkload;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.testkit.Workload;
 import java.io.PrintStream;
@@ -136,7 +137,7 @@ public final class SelfTest {
    */
   static String checkCuda(Workload wl, int chunk) {
     try (CpuRun cpu = CpuRun.run(wl, true, chunk); CudaWorld world = CudaCheck.open(wl);
-        CudaCheck.Engine eng = new CudaCheck.Engine(wl)) {
+        DeviceWorkload eng = new DeviceWorkload(wl, 0)) {
       String p = CudaCheck.verify(world, eng, wl, cpu, CommConfig.Variant.FUSED, CommConfig.Variant.UNFUSED);
       return p != null ? p : CudaCheck.verifyHost(world, wl, cpu);
     }
