@@ -81,9 +81,14 @@ __device__ __forceinline__ P load_once(const P* p) {
 // U such columns the loads of A rows are issued before any of them is
 // added (the warp has few rows and many columns, so this is what keeps loads in flight); the adds
 // still run in ascending k, so the result is bit for bit that of one row at a time.
-template <typename T, int VEC, bool WEIGHTED, int U, int A, typename RowOf, typename WeightOf>
+// With NODES (the home sum on more than one node) row k is added to a node sum, and where bit k of
+// runEnds is set that sum is rounded to T and added to the total (fold_node); the total, rounded
+// once, is the result. n <= 64 then (one row per rank).
+template <typename T, int VEC, bool WEIGHTED, int U, int A, bool NODES, typename RowOf,
+          typename WeightOf>
 __device__ __forceinline__ void warp_sum_rows(const T* __restrict__ y, int H, int n, RowOf rowOf,
-                                              WeightOf wOf, T* __restrict__ dst, int lane) {
+                                              WeightOf wOf, unsigned long long runEnds,
+                                              T* __restrict__ dst, int lane) {
   using P = Pack<T, VEC>;
   constexpr int STEP = cfg::kWarpSize * VEC;
   // The column loop is the same for every lane (rowOf / wOf may shuffle across the warp); each
@@ -91,10 +96,11 @@ __device__ __forceinline__ void warp_sum_rows(const T* __restrict__ y, int H, in
   for (int base = 0; base < H; base += STEP * U) {
     const int c0 = base + lane * VEC;
     float acc[U][VEC];
+    float total[U][VEC];
 #pragma unroll
     for (int u = 0; u < U; ++u)
 #pragma unroll
-      for (int v = 0; v < VEC; ++v) acc[u][v] = 0.0f;
+      for (int v = 0; v < VEC; ++v) acc[u][v] = total[u][v] = 0.0f;
     for (int k0 = 0; k0 < n; k0 += A) {
       P in[A][U];
       float w[A];
@@ -120,6 +126,12 @@ __device__ __forceinline__ void warp_sum_rows(const T* __restrict__ y, int H, in
                 acc[u][v] = WEIGHTED ? combine_step(acc[u][v], w[a], x) : add_rn(acc[u][v], x);
               }
             }
+          if (NODES && ((runEnds >> (k0 + a)) & 1ull)) {
+#pragma unroll
+            for (int u = 0; u < U; ++u)
+#pragma unroll
+              for (int v = 0; v < VEC; ++v) fold_node<T>(total[u][v], acc[u][v]);
+          }
         }
       }
     }
@@ -128,7 +140,7 @@ __device__ __forceinline__ void warp_sum_rows(const T* __restrict__ y, int H, in
       if (c0 + u * STEP < H) {
         P out;
 #pragma unroll
-        for (int v = 0; v < VEC; ++v) out.v[v] = Conv<T>::from_float(acc[u][v]);
+        for (int v = 0; v < VEC; ++v) out.v[v] = Conv<T>::from_float(NODES ? total[u][v] : acc[u][v]);
         *reinterpret_cast<P*>(dst + c0 + u * STEP) = out;
       }
   }

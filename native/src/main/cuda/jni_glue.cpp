@@ -158,20 +158,24 @@ void hostLayout(const int* slotIds, int T, int K, int S, int P, int R, int chunk
 }
 
 // One token's combine on the host with the kernels' arithmetic: rows grouped by token-rank pair
-// (groups[g] rows each, in order), each pair's weighted float sum rounded to T, then the partials
-// summed in order in float and rounded to T.
+// (groups[g] rows each, in order), each pair's weighted float sum rounded to T (the expert rank's
+// partial), then the partials summed in order in float (the home sum); with nodes, where bit g of
+// runEnds is set the home sum so far is a node partial, folded into the total (fold_node), as the
+// home kernel does. The result rounded to T.
 template <typename T>
-void hostCombineToken(const T* y, const float* w, const int* groups, int nGroups, int H, T* out) {
+void hostCombineToken(const T* y, const float* w, const int* groups, int nGroups,
+                      unsigned long long runEnds, bool nodes, int H, T* out) {
   for (int c = 0; c < H; ++c) {
-    float total = 0.0f;
+    float total = 0.0f, home = 0.0f;
     int row = 0;
     for (int g = 0; g < nGroups; ++g) {
       float acc = 0.0f;
       for (int i = 0; i < groups[g]; ++i, ++row)
         acc = combine_step(acc, w[row], Conv<T>::to_float(y[(long long)row * H + c]));
-      total = add_rn(total, round_through<T>(acc));
+      home = add_rn(home, round_through<T>(acc));
+      if (nodes && ((runEnds >> g) & 1ull)) fold_node<T>(total, home);
     }
-    out[c] = Conv<T>::from_float(total);
+    out[c] = Conv<T>::from_float(nodes ? total : home);
   }
 }
 
@@ -480,14 +484,21 @@ JNI_FN(void, combineFused)(JNIEnv* env, jclass, jint dtype, jlong y, jlong recvW
   check(env, e, "combine_fused");
 }
 
-JNI_FN(void, combineHome)(JNIEnv* env, jclass, jint dtype, jlong partials, jlong pairOffset, jint T, jint H,
-                          jlong out, jlong st, jint kernels) {
-  const cudaError_t e =
-      kernels == 1
-          ? launch_combine_home_simple(dtype, ptr<const void>(partials), ptr<const int>(pairOffset), T, H,
-                                       ptr<void>(out), stream(st))
-          : launch_combine_home(kernels, dtype, ptr<const void>(partials), ptr<const int>(pairOffset), T, H,
-                                ptr<void>(out), stream(st));
+JNI_FN(void, combineHome)(JNIEnv* env, jclass, jint dtype, jlong partials, jlong pairOffset, jlong slotIds,
+                          jint T, jint K, jint S, jint R, jint L, jint H, jlong out, jlong st, jint kernels) {
+  HomeArgs h;
+  h.partials = ptr<const void>(partials);
+  h.pairOffset = ptr<const int>(pairOffset);
+  h.slotIds = ptr<const int>(slotIds);
+  h.T = T; h.K = K; h.S = S; h.R = R; h.L = L; h.H = H;
+  h.out = ptr<void>(out);
+  if (!home_args_valid(h)) {
+    illegal(env, "combine_home: top-k " + std::to_string(K) + ", slots per rank " + std::to_string(S) + ", ranks " +
+                     std::to_string(R) + ", local ranks " + std::to_string(L) + " outside the kernel's limits");
+    return;
+  }
+  const cudaError_t e = kernels == 1 ? launch_combine_home_simple(dtype, h, stream(st))
+                                     : launch_combine_home(kernels, dtype, h, stream(st));
   check(env, e, "combine_home");
 }
 
@@ -519,9 +530,9 @@ JNI_FN(void, sortChunksBack)(JNIEnv* env, jclass, jlong y, jlong stagingPrefix, 
 }
 
 JNI_FN(void, unpermute)(JNIEnv* env, jclass, jint dtype, jlong returnY, jlong topkW, jlong slotIds, jlong pos,
-                        jlong slotPrefix, jint T, jint K, jint S, jint H, jlong out, jlong st) {
+                        jlong slotPrefix, jint T, jint K, jint S, jint R, jint L, jint H, jlong out, jlong st) {
   check(env, launch_unpermute(dtype, ptr<const void>(returnY), ptr<const float>(topkW), ptr<const int>(slotIds),
-                              ptr<const int>(pos), ptr<const int>(slotPrefix), T, K, S, H, ptr<void>(out),
+                              ptr<const int>(pos), ptr<const int>(slotPrefix), T, K, S, R, L, H, ptr<void>(out),
                               stream(st)),
         "unpermute");
 }
@@ -631,12 +642,42 @@ JNI_FN(jintArray, hostSortSmall)(JNIEnv* env, jclass, jintArray a) {
   return newIntArray(env, v);
 }
 
+JNI_FN(jlong, hostNodeRunEnds)(JNIEnv* env, jclass, jlong rankMask, jint R, jint L) {
+  if (R < 1 || R > cfg::kMaxRanks || L < 1 || R % L != 0) {
+    illegal(env, "ranks " + std::to_string(R) + " / local ranks " + std::to_string(L) + " invalid");
+    return 0;
+  }
+  return (jlong)node_run_ends((unsigned long long)rankMask, R, L);
+}
+
 // The combine arithmetic of one token on the host (see hostCombineToken above); y holds the rows
-// as raw little-endian bytes of the dtype; returns the output row as bytes.
+// as raw little-endian bytes of the dtype; groupRanks[g] is pair g's destination rank (ascending);
+// returns the output row as bytes.
 JNI_FN(jbyteArray, hostCombineToken)(JNIEnv* env, jclass, jint dtype, jbyteArray yA, jfloatArray wA,
-                                     jintArray groupsA, jint H) {
+                                     jintArray groupsA, jintArray groupRanksA, jint R, jint L, jint H) {
   IntArray groups(env, groupsA);
-  if (groups.data == nullptr || yA == nullptr || wA == nullptr || H < 0) { illegal(env, "bad arguments"); return nullptr; }
+  IntArray groupRanks(env, groupRanksA);
+  if (groups.data == nullptr || groupRanks.data == nullptr || yA == nullptr || wA == nullptr || H < 0) {
+    illegal(env, "bad arguments");
+    return nullptr;
+  }
+  if (R < 1 || R > cfg::kMaxRanks || L < 1 || R % L != 0) {
+    illegal(env, "ranks " + std::to_string(R) + " / local ranks " + std::to_string(L) + " invalid");
+    return nullptr;
+  }
+  if (groupRanks.len != groups.len) { illegal(env, "groups and groupRanks differ in length"); return nullptr; }
+  unsigned long long mask = 0ull;
+  for (jsize g = 0; g < groupRanks.len; ++g) {
+    const int d = groupRanks.get()[g];
+    if (d < 0 || d >= R || (g > 0 && d <= groupRanks.get()[g - 1])) {
+      illegal(env, "groupRanks[" + std::to_string(g) + "] = " + std::to_string(d) + " is not ascending in [0, " +
+                       std::to_string(R) + ")");
+      return nullptr;
+    }
+    mask |= 1ull << d;
+  }
+  const bool nodes = R > L;
+  const unsigned long long ends = nodes ? node_run_ends(mask, R, L) : 0ull;
   int rows = 0;
   for (jsize g = 0; g < groups.len; ++g) rows += groups.get()[g];
   const int es = dtype == kFP32 ? 4 : 2;
@@ -650,9 +691,9 @@ JNI_FN(jbyteArray, hostCombineToken)(JNIEnv* env, jclass, jint dtype, jbyteArray
   if (!y.empty()) env->GetByteArrayRegion(yA, 0, (jsize)y.size(), y.data());
   if (rows > 0) env->GetFloatArrayRegion(wA, 0, rows, w.data());
   switch (dtype) {
-    case kBF16: hostCombineToken(reinterpret_cast<const __nv_bfloat16*>(y.data()), w.data(), groups.get(), groups.len, H, reinterpret_cast<__nv_bfloat16*>(out.data())); break;
-    case kFP16: hostCombineToken(reinterpret_cast<const __half*>(y.data()), w.data(), groups.get(), groups.len, H, reinterpret_cast<__half*>(out.data())); break;
-    default: hostCombineToken(reinterpret_cast<const float*>(y.data()), w.data(), groups.get(), groups.len, H, reinterpret_cast<float*>(out.data())); break;
+    case kBF16: hostCombineToken(reinterpret_cast<const __nv_bfloat16*>(y.data()), w.data(), groups.get(), groups.len, ends, nodes, H, reinterpret_cast<__nv_bfloat16*>(out.data())); break;
+    case kFP16: hostCombineToken(reinterpret_cast<const __half*>(y.data()), w.data(), groups.get(), groups.len, ends, nodes, H, reinterpret_cast<__half*>(out.data())); break;
+    default: hostCombineToken(reinterpret_cast<const float*>(y.data()), w.data(), groups.get(), groups.len, ends, nodes, H, reinterpret_cast<float*>(out.data())); break;
   }
   jbyteArray a = env->NewByteArray((jsize)out.size());
   if (a != nullptr && !out.empty()) env->SetByteArrayRegion(a, 0, (jsize)out.size(), out.data());
