@@ -538,6 +538,57 @@ JNI_FN(void, unpermute)(JNIEnv* env, jclass, jint dtype, jlong returnY, jlong to
 }
 
 // ------------------------------------------------------------------------------------------------
+// CUDA IPC (device buffers shared between the processes of one node)
+// ------------------------------------------------------------------------------------------------
+
+JNI_FN(jint, ipcHandleBytes)(JNIEnv*, jclass) { return (jint)sizeof(cudaIpcMemHandle_t); }
+
+// null when device 0 can export an IPC handle, else why not. Never throws: it is a probe. It
+// allocates (and frees) 256 bytes, since only a real export says whether the platform allows it.
+JNI_FN(jstring, ipcProbe)(JNIEnv* env, jclass) {
+  int unified = 0;
+  cudaError_t e = cudaDeviceGetAttribute(&unified, cudaDevAttrUnifiedAddressing, 0);
+  if (e != cudaSuccess) return env->NewStringUTF(cudaMessage("cudaDeviceGetAttribute(cudaDevAttrUnifiedAddressing)", e).c_str());
+  if (unified == 0) return env->NewStringUTF("device 0 has no unified addressing, which CUDA IPC needs");
+  void* p = nullptr;
+  e = cudaMalloc(&p, cfg::kBufferAlignment);
+  if (e != cudaSuccess) return env->NewStringUTF(cudaMessage("cudaMalloc", e).c_str());
+  cudaIpcMemHandle_t h;
+  e = cudaIpcGetMemHandle(&h, p);
+  cudaFree(p);
+  if (e != cudaSuccess) return env->NewStringUTF(cudaMessage("cudaIpcGetMemHandle", e).c_str());
+  return nullptr;
+}
+
+// The IPC handle of the allocation that starts at p (a handle names a whole cudaMalloc allocation).
+JNI_FN(jbyteArray, ipcGetMemHandle)(JNIEnv* env, jclass, jlong p) {
+  cudaIpcMemHandle_t h;
+  if (!check(env, cudaIpcGetMemHandle(&h, ptr<void>(p)), "cudaIpcGetMemHandle")) return nullptr;
+  jbyteArray a = env->NewByteArray((jsize)sizeof h);
+  if (a != nullptr) env->SetByteArrayRegion(a, 0, (jsize)sizeof h, reinterpret_cast<const jbyte*>(&h));
+  return a;
+}
+
+// Maps another process's allocation into this one (peer access enabled lazily); the address is
+// released only by ipcCloseMemHandle. A process cannot open its own handles.
+JNI_FN(jlong, ipcOpenMemHandle)(JNIEnv* env, jclass, jbyteArray handleA) {
+  cudaIpcMemHandle_t h;
+  if (handleA == nullptr || env->GetArrayLength(handleA) != (jsize)sizeof h) {
+    illegal(env, "an IPC handle has " + std::to_string(sizeof h) + " bytes, got " +
+                     (handleA == nullptr ? std::string("null") : std::to_string(env->GetArrayLength(handleA))));
+    return 0;
+  }
+  env->GetByteArrayRegion(handleA, 0, (jsize)sizeof h, reinterpret_cast<jbyte*>(&h));
+  void* p = nullptr;
+  if (!check(env, cudaIpcOpenMemHandle(&p, h, cudaIpcMemLazyEnablePeerAccess), "cudaIpcOpenMemHandle")) return 0;
+  return handle(p);
+}
+
+JNI_FN(void, ipcCloseMemHandle)(JNIEnv* env, jclass, jlong p) {
+  check(env, cudaIpcCloseMemHandle(ptr<void>(p)), "cudaIpcCloseMemHandle");
+}
+
+// ------------------------------------------------------------------------------------------------
 // Host index math (no CUDA call; for the host unit tests)
 // ------------------------------------------------------------------------------------------------
 

@@ -117,6 +117,21 @@ public final class NativeKernels {
 
   public static native float eventElapsedMs(long start, long end);
 
+  // ---- CUDA IPC (CudaIpc) ----
+  /** {@code sizeof(cudaIpcMemHandle_t)}. */
+  public static native int ipcHandleBytes();
+
+  /** null when device 0 can export an IPC handle, else why not (never throws). */
+  public static native String ipcProbe();
+
+  /** The IPC handle of the cudaMalloc allocation that starts at {@code ptr}. */
+  public static native byte[] ipcGetMemHandle(long ptr);
+
+  /** Maps another process's allocation into this one; released by {@link #ipcCloseMemHandle}. */
+  public static native long ipcOpenMemHandle(byte[] handle);
+
+  public static native void ipcCloseMemHandle(long ptr);
+
   // ---- layout (per source rank) ----
   public static native void mapSlots(
       long topkIdx, int tokens, int topk, long expertOffsets, long expertSlots, int experts,
