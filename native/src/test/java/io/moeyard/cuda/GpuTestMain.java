@@ -7,9 +7,12 @@ import java.io.PrintWriter;
 import java.util.ArrayList;
 import java.util.List;
 import org.junit.platform.engine.DiscoverySelector;
+import org.junit.platform.engine.TestExecutionResult;
 import org.junit.platform.launcher.Launcher;
 import org.junit.platform.launcher.LauncherDiscoveryRequest;
 import org.junit.platform.launcher.TagFilter;
+import org.junit.platform.launcher.TestExecutionListener;
+import org.junit.platform.launcher.TestIdentifier;
 import org.junit.platform.launcher.core.LauncherDiscoveryRequestBuilder;
 import org.junit.platform.launcher.core.LauncherFactory;
 import org.junit.platform.launcher.listeners.SummaryGeneratingListener;
@@ -51,7 +54,18 @@ public final class GpuTestMain {
         : LauncherDiscoveryRequestBuilder.request().selectors(classes).build();
     Launcher launcher = LauncherFactory.create();
     SummaryGeneratingListener listener = new SummaryGeneratingListener();
-    launcher.execute(req, listener);
+    // a GPU test that cannot run here aborts on an assumption: print why, or a step that ran
+    // nothing would look like a pass
+    TestExecutionListener why = new TestExecutionListener() {
+      @Override
+      public void executionFinished(TestIdentifier id, TestExecutionResult result) {
+        if (result.getStatus() == TestExecutionResult.Status.ABORTED && id.isTest()) {
+          System.out.println("aborted: " + id.getDisplayName() + ": "
+              + result.getThrowable().map(Throwable::getMessage).orElse("?"));
+        }
+      }
+    };
+    launcher.execute(req, listener, why);
     TestExecutionSummary s = listener.getSummary();
     PrintWriter out = new PrintWriter(System.out, true);
     s.printFailuresTo(out, 30);
