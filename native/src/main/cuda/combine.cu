@@ -80,9 +80,7 @@ cudaError_t combine_home_typed(const HomeArgs& h, cudaStream_t st) {
   T* out = static_cast<T*>(h.out);
 #define MY_ARGS partials, h.pairOffset, h.slotIds, h.T, h.K, h.S, h.R, h.L, h.H, out
   const bool nodes = h.R > h.L;
-  // The node level keeps a second float per column (the total): at U columns per lane that spills
-  // at MINB blocks per SM (ptxas -v), so it loads half as many columns at once.
-  constexpr int UN = U > 1 ? U / 2 : 1;
+  constexpr int UN = cfg::nodes_unroll(U);
   if (h.H % VEC == 0) {
     if (nodes) combine_home_kernel<T, VEC, UN, A, MINB, true><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);
     else combine_home_kernel<T, VEC, U, A, MINB, false><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);

@@ -1,5 +1,6 @@
 // moeyard native: device helpers shared by the row kernels (vector copies, dtype conversions with
-// explicit rounding). Device-only.
+// explicit rounding). Device-only, except warp_sum_rows (and load_once), which host_check.cu also
+// runs on the host, lane by lane, for the host unit tests.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -59,7 +60,8 @@ template <typename T, int VEC> struct alignas(sizeof(T) * VEC) Pack { T v[VEC]; 
 // Load of a vector that this kernel reads once: read-only path, no L1 allocation (the rows of a
 // combine are each read by one warp, once).
 template <typename P>
-__device__ __forceinline__ P load_once(const P* p) {
+MY_HD P load_once(const P* p) {
+#if defined(__CUDA_ARCH__)
   if constexpr (sizeof(P) == 16) {
     int4 v;
     asm("ld.global.nc.L1::no_allocate.v4.s32 {%0, %1, %2, %3}, [%4];"
@@ -71,6 +73,9 @@ __device__ __forceinline__ P load_once(const P* p) {
   } else {
     return *p;
   }
+#else
+  return *p;
+#endif
 }
 
 // One warp sums n rows of H elements of T into dst, in ascending k, in float: row k is
@@ -86,9 +91,8 @@ __device__ __forceinline__ P load_once(const P* p) {
 // once, is the result. n <= 64 then (one row per rank).
 template <typename T, int VEC, bool WEIGHTED, int U, int A, bool NODES, typename RowOf,
           typename WeightOf>
-__device__ __forceinline__ void warp_sum_rows(const T* __restrict__ y, int H, int n, RowOf rowOf,
-                                              WeightOf wOf, unsigned long long runEnds,
-                                              T* __restrict__ dst, int lane) {
+MY_HD void warp_sum_rows(const T* __restrict__ y, int H, int n, RowOf rowOf, WeightOf wOf,
+                         unsigned long long runEnds, T* __restrict__ dst, int lane) {
   using P = Pack<T, VEC>;
   constexpr int STEP = cfg::kWarpSize * VEC;
   // The column loop is the same for every lane (rowOf / wOf may shuffle across the warp); each

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -691,6 +693,42 @@ JNI_FN(jintArray, hostSortSmall)(JNIEnv* env, jclass, jintArray a) {
   std::vector<int> v(in.get(), in.get() + in.len);
   sort_small(v.data(), (int)v.size());
   return newIntArray(env, v);
+}
+
+// The combine kernels' row sum (warp_sum_rows) on the host, lane by lane (host_check.cu): rows[k]
+// of y summed in order, weighted by w (a pair's partial) or, w null, as the home sum (by node when
+// nodes, folding where runEnds says). Returns one output row as bytes.
+JNI_FN(jbyteArray, hostWarpSumRows)(JNIEnv* env, jclass, jint dtype, jbyteArray yA, jintArray rowsA,
+                                    jfloatArray wA, jint H, jlong runEnds, jboolean nodes) {
+  IntArray rows(env, rowsA);
+  if (yA == nullptr || rows.data == nullptr || H < 0) { illegal(env, "bad arguments"); return nullptr; }
+  if (dtype != kBF16 && dtype != kFP16 && dtype != kFP32) { illegal(env, "combine dtype must be BF16, FP16 or FP32"); return nullptr; }
+  const int es = dtype == kFP32 ? 4 : 2;
+  const long long rowBytes = (long long)H * es;
+  const jsize yLen = env->GetArrayLength(yA);
+  const int n = rows.len;
+  if (nodes && wA != nullptr) { illegal(env, "the node fold is the home sum's: no weights"); return nullptr; }
+  if (nodes && n > 64) { illegal(env, "a home sum has at most 64 partials, got " + std::to_string(n)); return nullptr; }
+  if (wA != nullptr && env->GetArrayLength(wA) != n) { illegal(env, "one weight per row"); return nullptr; }
+  if (wA != nullptr && n > cfg::kWarpSize) { illegal(env, "a pair has at most 32 rows"); return nullptr; }
+  for (int k = 0; k < n; ++k) {
+    if (rows.get()[k] < 0 || (rows.get()[k] + 1) * rowBytes > yLen) {
+      illegal(env, "rows[" + std::to_string(k) + "] = " + std::to_string(rows.get()[k]) + " is outside y");
+      return nullptr;
+    }
+  }
+  // 256-byte aligned copies, as cudaMalloc's: the kernels' vector loads need their alignment
+  auto aligned = [](size_t bytes) { return static_cast<jbyte*>(std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256)); };
+  std::unique_ptr<jbyte, void (*)(void*)> y(aligned((size_t)yLen), std::free), out(aligned((size_t)rowBytes), std::free);
+  if (!y || !out) { throwJava(env, "java/lang/OutOfMemoryError", "hostWarpSumRows"); return nullptr; }
+  env->GetByteArrayRegion(yA, 0, yLen, y.get());
+  std::vector<float> w(wA != nullptr ? n : 0);
+  if (wA != nullptr && n > 0) env->GetFloatArrayRegion(wA, 0, n, w.data());
+  host_warp_sum_rows(dtype, y.get(), rows.get(), wA != nullptr ? w.data() : nullptr, n, H,
+                     (unsigned long long)runEnds, nodes != JNI_FALSE, out.get());
+  jbyteArray a = env->NewByteArray((jsize)rowBytes);
+  if (a != nullptr && rowBytes > 0) env->SetByteArrayRegion(a, 0, (jsize)rowBytes, out.get());
+  return a;
 }
 
 JNI_FN(jlong, hostNodeRunEnds)(JNIEnv* env, jclass, jlong rankMask, jint R, jint L) {

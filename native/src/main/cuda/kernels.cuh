@@ -103,6 +103,13 @@ cudaError_t launch_combine_fused_simple(int dtype, const void* y, const float* r
                                         int H, void* const* partialPtrs, cudaStream_t st);
 cudaError_t launch_combine_home_simple(int dtype, const HomeArgs& h, cudaStream_t st);
 
+// ---- host_check.cu: warp_sum_rows on the host, lane by lane (host unit tests; no CUDA call) ----
+// y: rows of H elements (16-byte aligned); rows[k] the k-th row summed; w: the weights (the fused
+// combine's pair sum) or null (the home sum, with nodes: fold where runEnds says). Returns false
+// for a dtype other than BF16 / FP16 / FP32.
+bool host_warp_sum_rows(int dtype, const void* y, const int* rows, const float* w, int n, int H,
+                        unsigned long long runEnds, bool nodes, void* out);
+
 // ---- baseline.cu (unfused, Megatron alltoall style) ----
 cudaError_t launch_permute(const void* x, const float* scales, int scaleCols, const float* topkW,
                            const int* slotIds, const int* pos, const int* slotPrefix, int T, int K,

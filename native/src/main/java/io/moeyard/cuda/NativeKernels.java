@@ -226,6 +226,16 @@ public final class NativeKernels {
   public static native int[] hostSortSmall(int[] values);
 
   /**
+   * The combine kernels' row sum ({@code warp_sum_rows}) run on the host, lane by lane, in the
+   * shipped configuration: rows {@code rows[k]} of {@code y} (raw dtype bytes, rows of
+   * {@code hidden}) summed in order, weighted by {@code w} (a pair's partial, as the fused
+   * kernel) or, with {@code w} null, unweighted (the home kernel; by node when {@code nodes},
+   * folding where bit k of {@code runEnds} is set). Returns the output row.
+   */
+  public static native byte[] hostWarpSumRows(
+      int dtype, byte[] y, int[] rows, float[] w, int hidden, long runEnds, boolean nodes);
+
+  /**
    * Bit k set where the home sum rounds a node partial: partial k (of a token with destination
    * ranks {@code rankMask}, ascending) is the last of its node's ranks.
    */

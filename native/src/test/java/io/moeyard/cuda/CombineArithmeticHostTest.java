@@ -230,6 +230,86 @@ class CombineArithmeticHostTest {
     assertTrue(differs > 0, seed + ": no multi-node token came out different from the one-level sum");
   }
 
+  /**
+   * The home kernel's own code ({@code warp_sum_rows} as the launcher instantiates it: one node,
+   * or by node with half the column vectors), run on the host lane by lane: a token's partials on
+   * random ranks of 1..4 nodes x 1..4 ranks equal {@link #contractCombine}'s home sum, for hidden
+   * sizes up to past two column blocks, multiples of the vector width and not.
+   */
+  @ParameterizedTest
+  @EnumSource(value = DType.class, names = {"BF16", "FP16", "FP32"})
+  void homeKernelBodyMatchesTheContract(DType dt) {
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    int vec = 16 / dt.bytes();
+    for (int iter = 0; iter < 200; iter++) {
+      Topology topo = new Topology(1 + rnd.nextInt(4), 1 + rnd.nextInt(4));
+      int ranks = topo.worldSize();
+      int h = rnd.nextBoolean() ? vec * (1 + rnd.nextInt(2100 / vec)) : 1 + rnd.nextInt(2100);
+      int mode = rnd.nextInt(5);
+      List<Integer> dests = new ArrayList<>();
+      for (int d = 0; d < ranks; d++) if (rnd.nextInt(3) > 0) dests.add(d);
+      int[] gr = dests.stream().mapToInt(Integer::intValue).toArray();
+      int n = gr.length;
+      // the partials, with a spare row in front so that row indices are not just 0..n-1
+      byte[] bytes = new byte[(n + 1) * h * dt.bytes()];
+      RowBuffer y = new RowBuffer(java.lang.foreign.MemorySegment.ofArray(bytes), 0, n + 1, h, dt, null);
+      float[][] values = new float[n][h];
+      for (int i = 0; i < n; i++) {
+        for (int c = 0; c < h; c++) {
+          y.setFloat(i + 1, c, value(rnd, mode, dt));
+          values[i][c] = y.getFloat(i + 1, c);
+        }
+      }
+      int[] rows = java.util.stream.IntStream.rangeClosed(1, n).toArray();
+      long mask = 0;
+      for (int d : gr) mask |= 1L << d;
+      boolean nodes = topo.nodes() > 1;
+      long ends = nodes ? NativeKernels.hostNodeRunEnds(mask, ranks, topo.localRanks()) : 0;
+      byte[] got = NativeKernels.hostWarpSumRows(KernelShape.code(dt), bytes, rows, null, h, ends, nodes);
+      // a partial is a pair of one row of weight 1: 0 + 1 * p is p, rounding it changes nothing
+      float[] ones = new float[n];
+      Arrays.fill(ones, 1f);
+      int[] single = new int[n];
+      Arrays.fill(single, 1);
+      float[] want = contractCombine(values, ones, single, gr, topo, dt);
+      String diff = firstDifference(want, got, dt);
+      if (diff != null) fail(seed + ": " + dt + " " + topo + " ranks " + Arrays.toString(gr) + " hidden " + h + " mode " + mode + ": " + diff);
+    }
+  }
+
+  /**
+   * The fused combine kernel's own pair sum ({@code warp_sum_rows}, weighted) on the host, lane by
+   * lane: 1..16 rows picked from a block, in their order, equal the contract's pair partial.
+   */
+  @ParameterizedTest
+  @EnumSource(value = DType.class, names = {"BF16", "FP16", "FP32"})
+  void pairKernelBodyMatchesTheContract(DType dt) {
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    int vec = 16 / dt.bytes();
+    for (int iter = 0; iter < 200; iter++) {
+      int h = rnd.nextBoolean() ? vec * (1 + rnd.nextInt(2100 / vec)) : 1 + rnd.nextInt(2100);
+      int mode = rnd.nextInt(5);
+      int m = 1 + rnd.nextInt(20);
+      int n = 1 + rnd.nextInt(Math.min(16, m));
+      byte[] bytes = new byte[m * h * dt.bytes()];
+      RowBuffer y = new RowBuffer(java.lang.foreign.MemorySegment.ofArray(bytes), 0, m, h, dt, null);
+      for (int i = 0; i < m; i++) for (int c = 0; c < h; c++) y.setFloat(i, c, value(rnd, mode, dt));
+      int[] rows = rnd.ints(0, m).distinct().limit(n).sorted().toArray();
+      n = rows.length;
+      float[][] values = new float[n][h];
+      for (int i = 0; i < n; i++) for (int c = 0; c < h; c++) values[i][c] = y.getFloat(rows[i], c);
+      float[] w = new float[n];
+      for (int i = 0; i < n; i++) w[i] = mode == 3 ? (rnd.nextInt(8) + 1) / 8f : rnd.nextFloat() * 3f - 1f;
+      byte[] got = NativeKernels.hostWarpSumRows(KernelShape.code(dt), bytes, rows, w, h, 0, false);
+      float[] want = new float[h];
+      for (int c = 0; c < h; c++) want[c] = contractPair(values, w, 0, n, c, dt);
+      String diff = firstDifference(want, got, dt);
+      if (diff != null) fail(seed + ": " + dt + " rows " + Arrays.toString(rows) + " hidden " + h + " mode " + mode + ": " + diff);
+    }
+  }
+
   @Test
   void badTokenArgumentsThrow() {
     int bf16 = KernelShape.code(DType.BF16);
@@ -244,6 +324,10 @@ class CombineArithmeticHostTest {
         () -> NativeKernels.hostCombineToken(bf16, y, w, groups, new int[] {0, 1}, 4, 3, 1));
     assertThrows(IllegalArgumentException.class, // one rank per group
         () -> NativeKernels.hostCombineToken(bf16, y, w, groups, new int[] {0}, 4, 2, 1));
+    assertThrows(IllegalArgumentException.class, // a row outside y
+        () -> NativeKernels.hostWarpSumRows(bf16, y, new int[] {0, 2}, null, 1, 0, false));
+    assertThrows(IllegalArgumentException.class, // weights with the node fold
+        () -> NativeKernels.hostWarpSumRows(bf16, y, new int[] {0, 1}, w, 1, 1, true));
   }
 
   /**
@@ -263,9 +347,8 @@ class CombineArithmeticHostTest {
       float[] pair = new float[groups.length];
       int row = 0;
       for (int g = 0; g < groups.length; g++) {
-        float acc = 0f;
-        for (int i = 0; i < groups[g]; i++, row++) acc = acc + w[row] * rows[row][c];
-        pair[g] = round(acc, dt);
+        pair[g] = contractPair(rows, w, row, groups[g], c, dt);
+        row += groups[g];
       }
       if (topo.nodes() == 1) {
         float sum = 0f;
@@ -288,6 +371,17 @@ class CombineArithmeticHostTest {
       out[c] = round(total, dt);
     }
     return out;
+  }
+
+  /**
+   * A pair partial, channel {@code c}: rows {@code first .. first + n - 1} weighted and summed in
+   * float from 0, rounded. (Not the output of a token with that one pair: the home sum adds it to
+   * a total that starts at +0, which turns a partial of -0 into +0.)
+   */
+  static float contractPair(float[][] rows, float[] w, int first, int n, int c, DType dt) {
+    float acc = 0f;
+    for (int i = first; i < first + n; i++) acc = acc + w[i] * rows[i][c];
+    return round(acc, dt);
   }
 
   private static float round(float v, DType dt) {
