@@ -22,6 +22,11 @@
 #   6. esft-law       moeyard bench --backend cuda on a measured routing trace (ESFT law, layer 12)
 #                                                               -> bench-esft-law.json
 #   7. sweep-T        the deepseek-v3 shape at 128, 512, 16384 tokens per rank -> bench-deepseek-v3-tT.json
+#   8. cuda-ipc       CudaIpcGpuTest (GpuTestMain --class): 2 and 3 processes on the one GPU share
+#                     device buffers through CUDA IPC, each writes into the others' and checks its own
+#   9. nccl           NcclChannelGpuTest: an NCCL world of one sends a buffer to itself (grouped
+#                     ncclSend/ncclRecv); skipped inside the step when NCCL's Java bindings or their
+#                     natives are not in the bundle (the org.bytedeco presets are an optional dependency)
 # A step that the budget leaves too little time for is reported as skipped, which is not a failure;
 # a step that ran and failed or timed out is. At most 8 files land in $OUT (the GPU machine returns
 # no more): the 6 bench/torch JSONs, summary.txt and logs.tgz (every step's log, run.log, gpu.txt).
@@ -29,7 +34,7 @@
 # 1 otherwise; 2 no bundle.
 # MOEYARD_GPU_DRY_RUN=1 runs the same steps, budget logic and files on the cpu backend at a tiny shape
 # (to test this script without a GPU): torch then runs on the CPU when python3 has torch (else it is
-# skipped), the sanitizer and gpu-tests are skipped. MOEYARD_GPU_JAVA names a java to use instead of
+# skipped), the sanitizer, gpu-tests, cuda-ipc and nccl are skipped. MOEYARD_GPU_JAVA names a java to use instead of
 # the bundled runtime (dry runs on a machine with a JDK 25).
 set -uo pipefail
 t_start=$(date +%s)
@@ -177,13 +182,13 @@ else
   skip sanitizer "compute-sanitizer not found"
 fi
 
-# ---- 5. the native module's JUnit tests (CudaWorldGpuTest & co.) through GpuTestMain
+# ---- 5. the native module's JUnit tests (CudaWorldGpuTest & co.) through GpuTestMain (without the
+# classes tagged gpu-step, which are steps of their own below)
+native_cp=".gpu/native-test/test-classes:.gpu/native-test/classes:.gpu/native-test/lib/*:.gpu/lib/*"
 if [ "$dry" = 1 ]; then
   skip gpu-tests "dry run"
 elif [ -d .gpu/native-test/test-classes ]; then
-  step gpu-tests 45 20 "$JAVA" "${jvm_opts[@]}" \
-    -cp ".gpu/native-test/test-classes:.gpu/native-test/classes:.gpu/native-test/lib/*:.gpu/lib/*" \
-    io.moeyard.cuda.GpuTestMain --require-gpu
+  step gpu-tests 45 20 "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain --require-gpu
 else
   skip gpu-tests "no .gpu/native-test in the bundle"
 fi
@@ -217,6 +222,26 @@ sweep() {
 sweep "${sizes[0]}" 30
 sweep "${sizes[1]}" 35
 sweep "${sizes[2]}" 100
+
+# ---- 8. CUDA IPC between processes (each test JVM starts its rank processes itself)
+if [ "$dry" = 1 ]; then
+  skip cuda-ipc "dry run"
+elif [ -d .gpu/native-test/test-classes ]; then
+  step cuda-ipc 40 20 "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain --require-gpu \
+    --class io.moeyard.cuda.CudaIpcGpuTest
+else
+  skip cuda-ipc "no .gpu/native-test in the bundle"
+fi
+
+# ---- 9. an NCCL world of one (NcclChannel)
+if [ "$dry" = 1 ]; then
+  skip nccl "dry run"
+elif [ -d .gpu/native-test/test-classes ]; then
+  step nccl 30 15 "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain --require-gpu \
+    --class io.moeyard.cuda.NcclChannelGpuTest
+else
+  skip nccl "no .gpu/native-test in the bundle"
+fi
 
 # ---- the table
 python3 - "$out" <<'PY' | tee "$out/summary.txt"
@@ -286,6 +311,10 @@ PY
   echo
   grep -h "moeyard selftest --backend" "$logs/selftest.log" "$logs/sanitizer.log" 2>/dev/null
   grep -h "tests successful\|tests failed\|tests aborted" "$logs/gpu-tests.log" 2>/dev/null | sed 's/^/gpu-tests: /'
+  for t in cuda-ipc nccl; do
+    grep -h "tests successful\|tests failed\|tests skipped\|tests aborted" "$logs/$t.log" 2>/dev/null | sed "s/^/$t: /"
+  done
+  grep -h "^aborted: " "$logs/cuda-ipc.log" "$logs/nccl.log" 2>/dev/null | sort -u | head -4
   grep -h "^timing " "$logs/gpu-tests.log" 2>/dev/null | sed 's/^/gpu-tests: /'
   grep -h "ERROR SUMMARY" "$logs/sanitizer.log" 2>/dev/null
   grep -h "timed calls had started" "$logs"/bench.log "$logs"/sweep-*.log 2>/dev/null

@@ -81,4 +81,11 @@ template <typename T> MY_HD float round_through(float v) {
   return Conv<T>::to_float(Conv<T>::from_float(v));
 }
 
+// The home reduction's second level (topologies of more than one node): the running node sum,
+// rounded to T, joins the total in float, and the next node's sum starts from zero.
+template <typename T> MY_HD void fold_node(float& total, float& nodeAcc) {
+  total = add_rn(total, round_through<T>(nodeAcc));
+  nodeAcc = 0.0f;
+}
+
 }  // namespace moeyard

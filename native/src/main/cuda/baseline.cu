@@ -4,7 +4,8 @@
 // (staging [src rank][local slot] blocks reordered into the expert-major layout). Combine: sort
 // chunks back -> per-peer copy back -> unpermute at home with the same arithmetic as the fused
 // combine (selections grouped by destination rank ascending, local slot ascending inside a rank,
-// each rank's partial rounded to the dtype, then summed in rank order), so outputs are identical.
+// each rank's partial rounded to the dtype, then summed in rank order; on more than one node each
+// node's sum rounded, then the node sums summed in node order), so outputs are identical.
 #include "config.cuh"
 #include "device_util.cuh"
 #include "index_math.cuh"
@@ -73,12 +74,12 @@ sort_chunks_kernel(const void* __restrict__ stagingX, const float* __restrict__ 
 }
 
 // One warp per token at home: selections in ascending physical slot order, which is ascending
-// destination rank then ascending local slot (slots are rank-major).
+// destination rank then ascending local slot (slots are rank-major), and ascending node.
 template <typename T, int VEC>
 __global__ void __launch_bounds__(cfg::kRowThreads)
 unpermute_kernel(const T* __restrict__ returnY, const float* __restrict__ topkW,
                  const int* __restrict__ slotIds, const int* __restrict__ pos,
-                 const int* __restrict__ slotPrefix, int T_, int K, int S, int H,
+                 const int* __restrict__ slotPrefix, int T_, int K, int S, int R, int L, int H,
                  T* __restrict__ out) {
   const int t = warp_id_global();
   const int lane = lane_id();
@@ -104,11 +105,14 @@ unpermute_kernel(const T* __restrict__ returnY, const float* __restrict__ topkW,
     while (j >= 0 && ps[j] > p) { ps[j + 1] = ps[j]; rows[j + 1] = rows[j]; ws[j + 1] = ws[j]; --j; }
     ps[j + 1] = p; rows[j + 1] = r; ws[j + 1] = w;
   }
+  // One node: the rank partials sum into nodeAcc and that is the result (today's one-level rule);
+  // more nodes: nodeAcc is folded into total at each change of node.
+  const bool nodes = R > L;
   using P = Pack<T, VEC>;
   for (int c = lane * VEC; c < H; c += cfg::kWarpSize * VEC) {
-    float total[VEC], acc[VEC];
+    float total[VEC], nodeAcc[VEC], acc[VEC];
 #pragma unroll
-    for (int v = 0; v < VEC; ++v) { total[v] = 0.0f; acc[v] = 0.0f; }
+    for (int v = 0; v < VEC; ++v) { total[v] = 0.0f; nodeAcc[v] = 0.0f; acc[v] = 0.0f; }
     int curD = -1;
     for (int i = 0; i < n; ++i) {
       const int d = rank_of_slot(ps[i], S);
@@ -116,8 +120,12 @@ unpermute_kernel(const T* __restrict__ returnY, const float* __restrict__ topkW,
         if (curD >= 0) {
 #pragma unroll
           for (int v = 0; v < VEC; ++v) {
-            total[v] = add_rn(total[v], round_through<T>(acc[v]));
+            nodeAcc[v] = add_rn(nodeAcc[v], round_through<T>(acc[v]));
             acc[v] = 0.0f;
+          }
+          if (nodes && node_of_rank(d, L) != node_of_rank(curD, L)) {
+#pragma unroll
+            for (int v = 0; v < VEC; ++v) fold_node<T>(total[v], nodeAcc[v]);
           }
         }
         curD = d;
@@ -129,29 +137,31 @@ unpermute_kernel(const T* __restrict__ returnY, const float* __restrict__ topkW,
     }
     if (curD >= 0) {
 #pragma unroll
-      for (int v = 0; v < VEC; ++v)
-        total[v] = add_rn(total[v], round_through<T>(acc[v]));
+      for (int v = 0; v < VEC; ++v) {
+        nodeAcc[v] = add_rn(nodeAcc[v], round_through<T>(acc[v]));
+        if (nodes) fold_node<T>(total[v], nodeAcc[v]);
+      }
     }
     P res;
 #pragma unroll
-    for (int v = 0; v < VEC; ++v) res.v[v] = Conv<T>::from_float(total[v]);
+    for (int v = 0; v < VEC; ++v) res.v[v] = Conv<T>::from_float(nodes ? total[v] : nodeAcc[v]);
     *reinterpret_cast<P*>(out + (long long)t * H + c) = res;
   }
 }
 
 template <typename T>
 cudaError_t unpermute_typed(const void* returnY, const float* topkW, const int* slotIds,
-                            const int* pos, const int* slotPrefix, int T_, int K, int S, int H,
-                            void* out, cudaStream_t st) {
+                            const int* pos, const int* slotPrefix, int T_, int K, int S, int R,
+                            int L, int H, void* out, cudaStream_t st) {
   constexpr int VEC = cfg::kVecBytes / sizeof(T);
   const int blocks = blocks_for_warps(T_);
   if (H % VEC == 0)
     unpermute_kernel<T, VEC><<<blocks, cfg::kRowThreads, 0, st>>>(
-        static_cast<const T*>(returnY), topkW, slotIds, pos, slotPrefix, T_, K, S, H,
+        static_cast<const T*>(returnY), topkW, slotIds, pos, slotPrefix, T_, K, S, R, L, H,
         static_cast<T*>(out));
   else
     unpermute_kernel<T, 1><<<blocks, cfg::kRowThreads, 0, st>>>(
-        static_cast<const T*>(returnY), topkW, slotIds, pos, slotPrefix, T_, K, S, H,
+        static_cast<const T*>(returnY), topkW, slotIds, pos, slotPrefix, T_, K, S, R, L, H,
         static_cast<T*>(out));
   return cudaGetLastError();
 }
@@ -207,14 +217,15 @@ cudaError_t launch_sort_chunks_back(const void* y, const int* stagingPrefix, con
 }
 
 cudaError_t launch_unpermute(int dtype, const void* returnY, const float* topkW, const int* slotIds,
-                             const int* pos, const int* slotPrefix, int T, int K, int S, int H,
-                             void* out, cudaStream_t st) {
+                             const int* pos, const int* slotPrefix, int T, int K, int S, int R,
+                             int L, int H, void* out, cudaStream_t st) {
   if (T == 0 || H == 0) return cudaSuccess;
   if (K > cfg::kMaxTopk || K < 1) return cudaErrorInvalidValue;
+  if (R < 1 || L < 1 || R % L != 0) return cudaErrorInvalidValue;
   switch (dtype) {
-    case kBF16: return unpermute_typed<__nv_bfloat16>(returnY, topkW, slotIds, pos, slotPrefix, T, K, S, H, out, st);
-    case kFP16: return unpermute_typed<__half>(returnY, topkW, slotIds, pos, slotPrefix, T, K, S, H, out, st);
-    case kFP32: return unpermute_typed<float>(returnY, topkW, slotIds, pos, slotPrefix, T, K, S, H, out, st);
+    case kBF16: return unpermute_typed<__nv_bfloat16>(returnY, topkW, slotIds, pos, slotPrefix, T, K, S, R, L, H, out, st);
+    case kFP16: return unpermute_typed<__half>(returnY, topkW, slotIds, pos, slotPrefix, T, K, S, R, L, H, out, st);
+    case kFP32: return unpermute_typed<float>(returnY, topkW, slotIds, pos, slotPrefix, T, K, S, R, L, H, out, st);
     default: return cudaErrorInvalidValue;
   }
 }

@@ -32,6 +32,9 @@ constexpr int kCopyUnroll = 4;
 constexpr int kCombineUnroll = 4;
 constexpr int kCombineRowsAhead = 1;
 constexpr int kCombineMinBlocks = 3;
+// The home sum on more than one node keeps a second float per column (the total beside the node
+// sum), so it loads half as many column vectors at once: at U = 4 it spilled at 3 blocks per SM.
+constexpr int nodes_unroll(int u) { return u > 1 ? u / 2 : 1; }
 // Required alignment of every device buffer base (cudaMalloc gives 256).
 constexpr int kBufferAlignment = 256;
 

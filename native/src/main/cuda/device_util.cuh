@@ -1,5 +1,6 @@
 // moeyard native: device helpers shared by the row kernels (vector copies, dtype conversions with
-// explicit rounding). Device-only.
+// explicit rounding). Device-only, except warp_sum_rows (and load_once), which host_check.cu also
+// runs on the host, lane by lane, for the host unit tests.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -59,7 +60,8 @@ template <typename T, int VEC> struct alignas(sizeof(T) * VEC) Pack { T v[VEC]; 
 // Load of a vector that this kernel reads once: read-only path, no L1 allocation (the rows of a
 // combine are each read by one warp, once).
 template <typename P>
-__device__ __forceinline__ P load_once(const P* p) {
+MY_HD P load_once(const P* p) {
+#if defined(__CUDA_ARCH__)
   if constexpr (sizeof(P) == 16) {
     int4 v;
     asm("ld.global.nc.L1::no_allocate.v4.s32 {%0, %1, %2, %3}, [%4];"
@@ -71,6 +73,9 @@ __device__ __forceinline__ P load_once(const P* p) {
   } else {
     return *p;
   }
+#else
+  return *p;
+#endif
 }
 
 // One warp sums n rows of H elements of T into dst, in ascending k, in float: row k is
@@ -81,9 +86,13 @@ __device__ __forceinline__ P load_once(const P* p) {
 // U such columns the loads of A rows are issued before any of them is
 // added (the warp has few rows and many columns, so this is what keeps loads in flight); the adds
 // still run in ascending k, so the result is bit for bit that of one row at a time.
-template <typename T, int VEC, bool WEIGHTED, int U, int A, typename RowOf, typename WeightOf>
-__device__ __forceinline__ void warp_sum_rows(const T* __restrict__ y, int H, int n, RowOf rowOf,
-                                              WeightOf wOf, T* __restrict__ dst, int lane) {
+// With NODES (the home sum on more than one node) row k is added to a node sum, and where bit k of
+// runEnds is set that sum is rounded to T and added to the total (fold_node); the total, rounded
+// once, is the result. n <= 64 then (one row per rank).
+template <typename T, int VEC, bool WEIGHTED, int U, int A, bool NODES, typename RowOf,
+          typename WeightOf>
+MY_HD void warp_sum_rows(const T* __restrict__ y, int H, int n, RowOf rowOf, WeightOf wOf,
+                         unsigned long long runEnds, T* __restrict__ dst, int lane) {
   using P = Pack<T, VEC>;
   constexpr int STEP = cfg::kWarpSize * VEC;
   // The column loop is the same for every lane (rowOf / wOf may shuffle across the warp); each
@@ -91,10 +100,11 @@ __device__ __forceinline__ void warp_sum_rows(const T* __restrict__ y, int H, in
   for (int base = 0; base < H; base += STEP * U) {
     const int c0 = base + lane * VEC;
     float acc[U][VEC];
+    float total[U][VEC];
 #pragma unroll
     for (int u = 0; u < U; ++u)
 #pragma unroll
-      for (int v = 0; v < VEC; ++v) acc[u][v] = 0.0f;
+      for (int v = 0; v < VEC; ++v) acc[u][v] = total[u][v] = 0.0f;
     for (int k0 = 0; k0 < n; k0 += A) {
       P in[A][U];
       float w[A];
@@ -120,6 +130,12 @@ __device__ __forceinline__ void warp_sum_rows(const T* __restrict__ y, int H, in
                 acc[u][v] = WEIGHTED ? combine_step(acc[u][v], w[a], x) : add_rn(acc[u][v], x);
               }
             }
+          if (NODES && ((runEnds >> (k0 + a)) & 1ull)) {
+#pragma unroll
+            for (int u = 0; u < U; ++u)
+#pragma unroll
+              for (int v = 0; v < VEC; ++v) fold_node<T>(total[u][v], acc[u][v]);
+          }
         }
       }
     }
@@ -128,7 +144,7 @@ __device__ __forceinline__ void warp_sum_rows(const T* __restrict__ y, int H, in
       if (c0 + u * STEP < H) {
         P out;
 #pragma unroll
-        for (int v = 0; v < VEC; ++v) out.v[v] = Conv<T>::from_float(acc[u][v]);
+        for (int v = 0; v < VEC; ++v) out.v[v] = Conv<T>::from_float(NODES ? total[u][v] : acc[u][v]);
         *reinterpret_cast<P*>(dst + c0 + u * STEP) = out;
       }
   }

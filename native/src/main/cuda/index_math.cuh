@@ -162,6 +162,28 @@ MY_HD int count_before_slot(const int* slotIds, int K, int tBegin, int t, int p)
   return c;
 }
 
+// ---- nodes (the home reduction's second level) ----
+
+// Bit d set for every rank d on node m (rank = node * localRanks + local; R <= 64, cfg::kMaxRanks).
+MY_HD unsigned long long node_rank_bits(int m, int localRanks) {
+  const unsigned long long run = localRanks >= 64 ? ~0ull : (1ull << localRanks) - 1ull;
+  return run << (m * localRanks);
+}
+
+// A token's partials at home come in ascending destination rank (the set bits of its rank mask),
+// so each node's partials are one run. Bit k of the result is set when partial k ends its node's
+// run: where the home sum rounds a node partial and adds it to the total.
+MY_HD unsigned long long node_run_ends(unsigned long long rankMask, int R, int localRanks) {
+  unsigned long long ends = 0ull;
+  int k = 0;
+  for (int m = 0; m * localRanks < R; ++m) {
+    const int c = popcount64(rankMask & node_rank_bits(m, localRanks));
+    k += c;
+    if (c > 0) ends |= 1ull << (k - 1);
+  }
+  return ends;
+}
+
 // ---- chunk ranges ----
 
 MY_HD int chunk_count(long long n, int size) { return (int)((n + size - 1) / size); }

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -158,20 +160,24 @@ void hostLayout(const int* slotIds, int T, int K, int S, int P, int R, int chunk
 }
 
 // One token's combine on the host with the kernels' arithmetic: rows grouped by token-rank pair
-// (groups[g] rows each, in order), each pair's weighted float sum rounded to T, then the partials
-// summed in order in float and rounded to T.
+// (groups[g] rows each, in order), each pair's weighted float sum rounded to T (the expert rank's
+// partial), then the partials summed in order in float (the home sum); with nodes, where bit g of
+// runEnds is set the home sum so far is a node partial, folded into the total (fold_node), as the
+// home kernel does. The result rounded to T.
 template <typename T>
-void hostCombineToken(const T* y, const float* w, const int* groups, int nGroups, int H, T* out) {
+void hostCombineToken(const T* y, const float* w, const int* groups, int nGroups,
+                      unsigned long long runEnds, bool nodes, int H, T* out) {
   for (int c = 0; c < H; ++c) {
-    float total = 0.0f;
+    float total = 0.0f, home = 0.0f;
     int row = 0;
     for (int g = 0; g < nGroups; ++g) {
       float acc = 0.0f;
       for (int i = 0; i < groups[g]; ++i, ++row)
         acc = combine_step(acc, w[row], Conv<T>::to_float(y[(long long)row * H + c]));
-      total = add_rn(total, round_through<T>(acc));
+      home = add_rn(home, round_through<T>(acc));
+      if (nodes && ((runEnds >> g) & 1ull)) fold_node<T>(total, home);
     }
-    out[c] = Conv<T>::from_float(total);
+    out[c] = Conv<T>::from_float(nodes ? total : home);
   }
 }
 
@@ -480,14 +486,21 @@ JNI_FN(void, combineFused)(JNIEnv* env, jclass, jint dtype, jlong y, jlong recvW
   check(env, e, "combine_fused");
 }
 
-JNI_FN(void, combineHome)(JNIEnv* env, jclass, jint dtype, jlong partials, jlong pairOffset, jint T, jint H,
-                          jlong out, jlong st, jint kernels) {
-  const cudaError_t e =
-      kernels == 1
-          ? launch_combine_home_simple(dtype, ptr<const void>(partials), ptr<const int>(pairOffset), T, H,
-                                       ptr<void>(out), stream(st))
-          : launch_combine_home(kernels, dtype, ptr<const void>(partials), ptr<const int>(pairOffset), T, H,
-                                ptr<void>(out), stream(st));
+JNI_FN(void, combineHome)(JNIEnv* env, jclass, jint dtype, jlong partials, jlong pairOffset, jlong slotIds,
+                          jint T, jint K, jint S, jint R, jint L, jint H, jlong out, jlong st, jint kernels) {
+  HomeArgs h;
+  h.partials = ptr<const void>(partials);
+  h.pairOffset = ptr<const int>(pairOffset);
+  h.slotIds = ptr<const int>(slotIds);
+  h.T = T; h.K = K; h.S = S; h.R = R; h.L = L; h.H = H;
+  h.out = ptr<void>(out);
+  if (!home_args_valid(h)) {
+    illegal(env, "combine_home: top-k " + std::to_string(K) + ", slots per rank " + std::to_string(S) + ", ranks " +
+                     std::to_string(R) + ", local ranks " + std::to_string(L) + " outside the kernel's limits");
+    return;
+  }
+  const cudaError_t e = kernels == 1 ? launch_combine_home_simple(dtype, h, stream(st))
+                                     : launch_combine_home(kernels, dtype, h, stream(st));
   check(env, e, "combine_home");
 }
 
@@ -519,11 +532,62 @@ JNI_FN(void, sortChunksBack)(JNIEnv* env, jclass, jlong y, jlong stagingPrefix, 
 }
 
 JNI_FN(void, unpermute)(JNIEnv* env, jclass, jint dtype, jlong returnY, jlong topkW, jlong slotIds, jlong pos,
-                        jlong slotPrefix, jint T, jint K, jint S, jint H, jlong out, jlong st) {
+                        jlong slotPrefix, jint T, jint K, jint S, jint R, jint L, jint H, jlong out, jlong st) {
   check(env, launch_unpermute(dtype, ptr<const void>(returnY), ptr<const float>(topkW), ptr<const int>(slotIds),
-                              ptr<const int>(pos), ptr<const int>(slotPrefix), T, K, S, H, ptr<void>(out),
+                              ptr<const int>(pos), ptr<const int>(slotPrefix), T, K, S, R, L, H, ptr<void>(out),
                               stream(st)),
         "unpermute");
+}
+
+// ------------------------------------------------------------------------------------------------
+// CUDA IPC (device buffers shared between the processes of one node)
+// ------------------------------------------------------------------------------------------------
+
+JNI_FN(jint, ipcHandleBytes)(JNIEnv*, jclass) { return (jint)sizeof(cudaIpcMemHandle_t); }
+
+// null when device 0 can export an IPC handle, else why not. Never throws: it is a probe. It
+// allocates (and frees) 256 bytes, since only a real export says whether the platform allows it.
+JNI_FN(jstring, ipcProbe)(JNIEnv* env, jclass) {
+  int unified = 0;
+  cudaError_t e = cudaDeviceGetAttribute(&unified, cudaDevAttrUnifiedAddressing, 0);
+  if (e != cudaSuccess) return env->NewStringUTF(cudaMessage("cudaDeviceGetAttribute(cudaDevAttrUnifiedAddressing)", e).c_str());
+  if (unified == 0) return env->NewStringUTF("device 0 has no unified addressing, which CUDA IPC needs");
+  void* p = nullptr;
+  e = cudaMalloc(&p, cfg::kBufferAlignment);
+  if (e != cudaSuccess) return env->NewStringUTF(cudaMessage("cudaMalloc", e).c_str());
+  cudaIpcMemHandle_t h;
+  e = cudaIpcGetMemHandle(&h, p);
+  cudaFree(p);
+  if (e != cudaSuccess) return env->NewStringUTF(cudaMessage("cudaIpcGetMemHandle", e).c_str());
+  return nullptr;
+}
+
+// The IPC handle of the allocation that starts at p (a handle names a whole cudaMalloc allocation).
+JNI_FN(jbyteArray, ipcGetMemHandle)(JNIEnv* env, jclass, jlong p) {
+  cudaIpcMemHandle_t h;
+  if (!check(env, cudaIpcGetMemHandle(&h, ptr<void>(p)), "cudaIpcGetMemHandle")) return nullptr;
+  jbyteArray a = env->NewByteArray((jsize)sizeof h);
+  if (a != nullptr) env->SetByteArrayRegion(a, 0, (jsize)sizeof h, reinterpret_cast<const jbyte*>(&h));
+  return a;
+}
+
+// Maps another process's allocation into this one (peer access enabled lazily); the address is
+// released only by ipcCloseMemHandle. A process cannot open its own handles.
+JNI_FN(jlong, ipcOpenMemHandle)(JNIEnv* env, jclass, jbyteArray handleA) {
+  cudaIpcMemHandle_t h;
+  if (handleA == nullptr || env->GetArrayLength(handleA) != (jsize)sizeof h) {
+    illegal(env, "an IPC handle has " + std::to_string(sizeof h) + " bytes, got " +
+                     (handleA == nullptr ? std::string("null") : std::to_string(env->GetArrayLength(handleA))));
+    return 0;
+  }
+  env->GetByteArrayRegion(handleA, 0, (jsize)sizeof h, reinterpret_cast<jbyte*>(&h));
+  void* p = nullptr;
+  if (!check(env, cudaIpcOpenMemHandle(&p, h, cudaIpcMemLazyEnablePeerAccess), "cudaIpcOpenMemHandle")) return 0;
+  return handle(p);
+}
+
+JNI_FN(void, ipcCloseMemHandle)(JNIEnv* env, jclass, jlong p) {
+  check(env, cudaIpcCloseMemHandle(ptr<void>(p)), "cudaIpcCloseMemHandle");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -631,12 +695,78 @@ JNI_FN(jintArray, hostSortSmall)(JNIEnv* env, jclass, jintArray a) {
   return newIntArray(env, v);
 }
 
+// The combine kernels' row sum (warp_sum_rows) on the host, lane by lane (host_check.cu): rows[k]
+// of y summed in order, weighted by w (a pair's partial) or, w null, as the home sum (by node when
+// nodes, folding where runEnds says). Returns one output row as bytes.
+JNI_FN(jbyteArray, hostWarpSumRows)(JNIEnv* env, jclass, jint dtype, jbyteArray yA, jintArray rowsA,
+                                    jfloatArray wA, jint H, jlong runEnds, jboolean nodes) {
+  IntArray rows(env, rowsA);
+  if (yA == nullptr || rows.data == nullptr || H < 0) { illegal(env, "bad arguments"); return nullptr; }
+  if (dtype != kBF16 && dtype != kFP16 && dtype != kFP32) { illegal(env, "combine dtype must be BF16, FP16 or FP32"); return nullptr; }
+  const int es = dtype == kFP32 ? 4 : 2;
+  const long long rowBytes = (long long)H * es;
+  const jsize yLen = env->GetArrayLength(yA);
+  const int n = rows.len;
+  if (nodes && wA != nullptr) { illegal(env, "the node fold is the home sum's: no weights"); return nullptr; }
+  if (nodes && n > 64) { illegal(env, "a home sum has at most 64 partials, got " + std::to_string(n)); return nullptr; }
+  if (wA != nullptr && env->GetArrayLength(wA) != n) { illegal(env, "one weight per row"); return nullptr; }
+  if (wA != nullptr && n > cfg::kWarpSize) { illegal(env, "a pair has at most 32 rows"); return nullptr; }
+  for (int k = 0; k < n; ++k) {
+    if (rows.get()[k] < 0 || (rows.get()[k] + 1) * rowBytes > yLen) {
+      illegal(env, "rows[" + std::to_string(k) + "] = " + std::to_string(rows.get()[k]) + " is outside y");
+      return nullptr;
+    }
+  }
+  // 256-byte aligned copies, as cudaMalloc's: the kernels' vector loads need their alignment
+  auto aligned = [](size_t bytes) { return static_cast<jbyte*>(std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256)); };
+  std::unique_ptr<jbyte, void (*)(void*)> y(aligned((size_t)yLen), std::free), out(aligned((size_t)rowBytes), std::free);
+  if (!y || !out) { throwJava(env, "java/lang/OutOfMemoryError", "hostWarpSumRows"); return nullptr; }
+  env->GetByteArrayRegion(yA, 0, yLen, y.get());
+  std::vector<float> w(wA != nullptr ? n : 0);
+  if (wA != nullptr && n > 0) env->GetFloatArrayRegion(wA, 0, n, w.data());
+  host_warp_sum_rows(dtype, y.get(), rows.get(), wA != nullptr ? w.data() : nullptr, n, H,
+                     (unsigned long long)runEnds, nodes != JNI_FALSE, out.get());
+  jbyteArray a = env->NewByteArray((jsize)rowBytes);
+  if (a != nullptr && rowBytes > 0) env->SetByteArrayRegion(a, 0, (jsize)rowBytes, out.get());
+  return a;
+}
+
+JNI_FN(jlong, hostNodeRunEnds)(JNIEnv* env, jclass, jlong rankMask, jint R, jint L) {
+  if (R < 1 || R > cfg::kMaxRanks || L < 1 || R % L != 0) {
+    illegal(env, "ranks " + std::to_string(R) + " / local ranks " + std::to_string(L) + " invalid");
+    return 0;
+  }
+  return (jlong)node_run_ends((unsigned long long)rankMask, R, L);
+}
+
 // The combine arithmetic of one token on the host (see hostCombineToken above); y holds the rows
-// as raw little-endian bytes of the dtype; returns the output row as bytes.
+// as raw little-endian bytes of the dtype; groupRanks[g] is pair g's destination rank (ascending);
+// returns the output row as bytes.
 JNI_FN(jbyteArray, hostCombineToken)(JNIEnv* env, jclass, jint dtype, jbyteArray yA, jfloatArray wA,
-                                     jintArray groupsA, jint H) {
+                                     jintArray groupsA, jintArray groupRanksA, jint R, jint L, jint H) {
   IntArray groups(env, groupsA);
-  if (groups.data == nullptr || yA == nullptr || wA == nullptr || H < 0) { illegal(env, "bad arguments"); return nullptr; }
+  IntArray groupRanks(env, groupRanksA);
+  if (groups.data == nullptr || groupRanks.data == nullptr || yA == nullptr || wA == nullptr || H < 0) {
+    illegal(env, "bad arguments");
+    return nullptr;
+  }
+  if (R < 1 || R > cfg::kMaxRanks || L < 1 || R % L != 0) {
+    illegal(env, "ranks " + std::to_string(R) + " / local ranks " + std::to_string(L) + " invalid");
+    return nullptr;
+  }
+  if (groupRanks.len != groups.len) { illegal(env, "groups and groupRanks differ in length"); return nullptr; }
+  unsigned long long mask = 0ull;
+  for (jsize g = 0; g < groupRanks.len; ++g) {
+    const int d = groupRanks.get()[g];
+    if (d < 0 || d >= R || (g > 0 && d <= groupRanks.get()[g - 1])) {
+      illegal(env, "groupRanks[" + std::to_string(g) + "] = " + std::to_string(d) + " is not ascending in [0, " +
+                       std::to_string(R) + ")");
+      return nullptr;
+    }
+    mask |= 1ull << d;
+  }
+  const bool nodes = R > L;
+  const unsigned long long ends = nodes ? node_run_ends(mask, R, L) : 0ull;
   int rows = 0;
   for (jsize g = 0; g < groups.len; ++g) rows += groups.get()[g];
   const int es = dtype == kFP32 ? 4 : 2;
@@ -650,9 +780,9 @@ JNI_FN(jbyteArray, hostCombineToken)(JNIEnv* env, jclass, jint dtype, jbyteArray
   if (!y.empty()) env->GetByteArrayRegion(yA, 0, (jsize)y.size(), y.data());
   if (rows > 0) env->GetFloatArrayRegion(wA, 0, rows, w.data());
   switch (dtype) {
-    case kBF16: hostCombineToken(reinterpret_cast<const __nv_bfloat16*>(y.data()), w.data(), groups.get(), groups.len, H, reinterpret_cast<__nv_bfloat16*>(out.data())); break;
-    case kFP16: hostCombineToken(reinterpret_cast<const __half*>(y.data()), w.data(), groups.get(), groups.len, H, reinterpret_cast<__half*>(out.data())); break;
-    default: hostCombineToken(reinterpret_cast<const float*>(y.data()), w.data(), groups.get(), groups.len, H, reinterpret_cast<float*>(out.data())); break;
+    case kBF16: hostCombineToken(reinterpret_cast<const __nv_bfloat16*>(y.data()), w.data(), groups.get(), groups.len, ends, nodes, H, reinterpret_cast<__nv_bfloat16*>(out.data())); break;
+    case kFP16: hostCombineToken(reinterpret_cast<const __half*>(y.data()), w.data(), groups.get(), groups.len, ends, nodes, H, reinterpret_cast<__half*>(out.data())); break;
+    default: hostCombineToken(reinterpret_cast<const float*>(y.data()), w.data(), groups.get(), groups.len, ends, nodes, H, reinterpret_cast<float*>(out.data())); break;
   }
   jbyteArray a = env->NewByteArray((jsize)out.size());
   if (a != nullptr && !out.empty()) env->SetByteArrayRegion(a, 0, (jsize)out.size(), out.data());

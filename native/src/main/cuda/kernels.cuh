@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 #include <cstdint>
 
+#include "config.cuh"
+
 namespace moeyard {
 
 // ---- clock.cu: one thread that spins for ns nanoseconds (puts a timed call's start event
@@ -78,15 +80,35 @@ cudaError_t launch_dispatch_fused_simple(const DispatchArgs& a, cudaStream_t st)
 cudaError_t launch_combine_fused(int variant, int dtype, const void* y, const float* recvW, const int* pairSrc,
                                  const int* pairHome, const int* pairRows, int numPairs, int K,
                                  int H, void* const* partialPtrs, cudaStream_t st);
-// At home: out[t] = round(sum of the token's partials in ascending destination-rank order).
-cudaError_t launch_combine_home(int variant, int dtype, const void* partials, const int* pairOffset, int T,
-                                int H, void* out, cudaStream_t st);
+// At home, one token per warp: its partials [pairOffset[t], pairOffset[t+1]) in ascending
+// destination-rank order. One node (R == L): out[t] = round(their float sum). More nodes: each
+// node's run summed in float and rounded, then those node partials summed in node order and
+// rounded; the runs follow from the token's slotIds row (T x K, the home rank's layout).
+struct HomeArgs {
+  const void* partials;
+  const int* pairOffset;
+  const int* slotIds;
+  int T, K, S, R, L, H;  // L: ranks per node
+  void* out;
+};
+// The shape limits the home kernels rely on (rank masks of 64 bits, rows of at most kMaxTopk).
+inline bool home_args_valid(const HomeArgs& h) {
+  return h.K >= 1 && h.K <= cfg::kMaxTopk && h.S >= 1 && h.R >= 1 && h.R <= cfg::kMaxRanks &&
+         h.L >= 1 && h.R % h.L == 0;
+}
+cudaError_t launch_combine_home(int variant, int dtype, const HomeArgs& h, cudaStream_t st);
 // simple.cu: the same two, untuned
 cudaError_t launch_combine_fused_simple(int dtype, const void* y, const float* recvW, const int* pairSrc,
                                         const int* pairHome, const int* pairRows, int numPairs, int K,
                                         int H, void* const* partialPtrs, cudaStream_t st);
-cudaError_t launch_combine_home_simple(int dtype, const void* partials, const int* pairOffset, int T,
-                                       int H, void* out, cudaStream_t st);
+cudaError_t launch_combine_home_simple(int dtype, const HomeArgs& h, cudaStream_t st);
+
+// ---- host_check.cu: warp_sum_rows on the host, lane by lane (host unit tests; no CUDA call) ----
+// y: rows of H elements (16-byte aligned); rows[k] the k-th row summed; w: the weights (the fused
+// combine's pair sum) or null (the home sum, with nodes: fold where runEnds says). Returns false
+// for a dtype other than BF16 / FP16 / FP32.
+bool host_warp_sum_rows(int dtype, const void* y, const int* rows, const float* w, int n, int H,
+                        unsigned long long runEnds, bool nodes, void* out);
 
 // ---- baseline.cu (unfused, Megatron alltoall style) ----
 cudaError_t launch_permute(const void* x, const float* scales, int scaleCols, const float* topkW,
@@ -100,8 +122,10 @@ cudaError_t launch_sort_chunks(const void* stagingX, const float* stagingScales,
 cudaError_t launch_sort_chunks_back(const void* y, const int* stagingPrefix, const int* rowBase,
                                     int R, int S, int numRows, int rowBytes, void* stagingY,
                                     cudaStream_t st);
+// The home reduction of the unfused path, in the fused path's order (nodes included; L: ranks per
+// node, R: ranks).
 cudaError_t launch_unpermute(int dtype, const void* returnY, const float* topkW, const int* slotIds,
-                             const int* pos, const int* slotPrefix, int T, int K, int S, int H,
-                             void* out, cudaStream_t st);
+                             const int* pos, const int* slotPrefix, int T, int K, int S, int R,
+                             int L, int H, void* out, cudaStream_t st);
 
 }  // namespace moeyard

@@ -152,25 +152,33 @@ combine_fused_kernel(const T* __restrict__ y, const float* __restrict__ recvW,
 
 template <typename T, int VEC>
 __global__ void __launch_bounds__(cfg::kRowThreads)
-combine_home_kernel(const T* __restrict__ partials, const int* __restrict__ pairOffset, int T_,
-                    int H, T* __restrict__ out) {
+combine_home_kernel(const T* __restrict__ partials, const int* __restrict__ pairOffset,
+                    const int* __restrict__ slotIds, int T_, int K, int S, int R, int L, int H,
+                    T* __restrict__ out) {
   const int t = warp_id_global();
   const int lane = lane_id();
   if (t >= T_) return;
   const int b = pairOffset[t], e = pairOffset[t + 1];
+  const bool nodes = R > L;
+  const unsigned long long ends =
+      nodes ? node_run_ends(rank_mask(slotIds + (long long)t * K, K, S), R, L) : 0ull;
   using P = Pack<T, VEC>;
   for (int c = lane * VEC; c < H; c += cfg::kWarpSize * VEC) {
-    float acc[VEC];
+    float acc[VEC], total[VEC];
 #pragma unroll
-    for (int v = 0; v < VEC; ++v) acc[v] = 0.0f;
+    for (int v = 0; v < VEC; ++v) acc[v] = total[v] = 0.0f;
     for (int q = b; q < e; ++q) {
       const P in = *reinterpret_cast<const P*>(partials + (long long)q * H + c);
 #pragma unroll
       for (int v = 0; v < VEC; ++v) acc[v] = add_rn(acc[v], Conv<T>::to_float(in.v[v]));
+      if ((ends >> (q - b)) & 1ull) {
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) fold_node<T>(total[v], acc[v]);
+      }
     }
     P o;
 #pragma unroll
-    for (int v = 0; v < VEC; ++v) o.v[v] = Conv<T>::from_float(acc[v]);
+    for (int v = 0; v < VEC; ++v) o.v[v] = Conv<T>::from_float(nodes ? total[v] : acc[v]);
     *reinterpret_cast<P*>(out + (long long)t * H + c) = o;
   }
 }
@@ -191,16 +199,15 @@ cudaError_t combine_fused_typed(const void* y, const float* recvW, const int* pa
 }
 
 template <typename T>
-cudaError_t combine_home_typed(const void* partials, const int* pairOffset, int T_, int H,
-                               void* out, cudaStream_t st) {
+cudaError_t combine_home_typed(const HomeArgs& h, cudaStream_t st) {
   constexpr int VEC = cfg::kVecBytes / sizeof(T);
-  const int blocks = blocks_for_warps(T_);
-  if (H % VEC == 0)
-    combine_home_kernel<T, VEC><<<blocks, cfg::kRowThreads, 0, st>>>(
-        static_cast<const T*>(partials), pairOffset, T_, H, static_cast<T*>(out));
+  const int blocks = blocks_for_warps(h.T);
+#define MY_ARGS static_cast<const T*>(h.partials), h.pairOffset, h.slotIds, h.T, h.K, h.S, h.R, h.L, h.H, static_cast<T*>(h.out)
+  if (h.H % VEC == 0)
+    combine_home_kernel<T, VEC><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);
   else
-    combine_home_kernel<T, 1><<<blocks, cfg::kRowThreads, 0, st>>>(
-        static_cast<const T*>(partials), pairOffset, T_, H, static_cast<T*>(out));
+    combine_home_kernel<T, 1><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);
+#undef MY_ARGS
   return cudaGetLastError();
 }
 
@@ -219,13 +226,13 @@ cudaError_t launch_combine_fused_simple(int dtype, const void* y, const float* r
   }
 }
 
-cudaError_t launch_combine_home_simple(int dtype, const void* partials, const int* pairOffset, int T,
-                                int H, void* out, cudaStream_t st) {
-  if (T == 0 || H == 0) return cudaSuccess;
+cudaError_t launch_combine_home_simple(int dtype, const HomeArgs& h, cudaStream_t st) {
+  if (h.T == 0 || h.H == 0) return cudaSuccess;
+  if (!home_args_valid(h)) return cudaErrorInvalidValue;
   switch (dtype) {
-    case kBF16: return combine_home_typed<__nv_bfloat16>(partials, pairOffset, T, H, out, st);
-    case kFP16: return combine_home_typed<__half>(partials, pairOffset, T, H, out, st);
-    case kFP32: return combine_home_typed<float>(partials, pairOffset, T, H, out, st);
+    case kBF16: return combine_home_typed<__nv_bfloat16>(h, st);
+    case kFP16: return combine_home_typed<__half>(h, st);
+    case kFP32: return combine_home_typed<float>(h, st);
     default: return cudaErrorInvalidValue;
   }
 }

@@ -27,10 +27,13 @@ final class FusedPath {
         pairs, w.nK, w.nH, w.partialsOf, w.streams[d], kernels);
   }
 
-  /** Home rank r, every expert rank's partials in: each token's partials summed into {@code out}. */
+  /**
+   * Home rank r, every expert rank's partials in: each token's partials summed into {@code out}, by
+   * node first on more than one node (the runs follow from r's slot ids of this dispatch).
+   */
   static void combineHome(VirtualRanks w, int r, int tokens, DeviceRows out, int kernels) {
     RankBuffers b = w.buf[r];
-    NativeKernels.combineHome(w.shape.combineCode(), b.partials, b.pairOffset, tokens, w.nH, out.address(),
-        w.streams[r], kernels);
+    NativeKernels.combineHome(w.shape.combineCode(), b.partials, b.pairOffset, b.slotIds, tokens, w.nK, w.nS, w.nR,
+        w.shape.localRanks(), w.nH, out.address(), w.streams[r], kernels);
   }
 }

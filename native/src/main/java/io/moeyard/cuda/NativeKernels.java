@@ -117,6 +117,21 @@ public final class NativeKernels {
 
   public static native float eventElapsedMs(long start, long end);
 
+  // ---- CUDA IPC (CudaIpc) ----
+  /** {@code sizeof(cudaIpcMemHandle_t)}. */
+  public static native int ipcHandleBytes();
+
+  /** null when device 0 can export an IPC handle, else why not (never throws). */
+  public static native String ipcProbe();
+
+  /** The IPC handle of the cudaMalloc allocation that starts at {@code ptr}. */
+  public static native byte[] ipcGetMemHandle(long ptr);
+
+  /** Maps another process's allocation into this one; released by {@link #ipcCloseMemHandle}. */
+  public static native long ipcOpenMemHandle(byte[] handle);
+
+  public static native void ipcCloseMemHandle(long ptr);
+
   // ---- layout (per source rank) ----
   public static native void mapSlots(
       long topkIdx, int tokens, int topk, long expertOffsets, long expertSlots, int experts,
@@ -152,8 +167,13 @@ public final class NativeKernels {
       int dtype, long y, long recvWeights, long pairSrc, long pairHome, long pairRows,
       int numPairs, int topk, int hidden, long partialPtrs, long stream, int kernels);
 
+  /**
+   * At home: each token's partials summed into {@code out}; on more than one node ({@code ranks >
+   * localRanks}) each node's partials first (the runs found from the token's {@code slotIds} row).
+   */
   public static native void combineHome(
-      int dtype, long partials, long pairOffset, int tokens, int hidden, long out, long stream, int kernels);
+      int dtype, long partials, long pairOffset, long slotIds, int tokens, int topk, int slotsPerRank,
+      int ranks, int localRanks, int hidden, long out, long stream, int kernels);
 
   // The fused kernels take `kernels`: 0 the tuned kernels, 1 simple.cu's untuned ones (same bits),
   // >= 2 a combine tuning candidate (combine.cu); for side-by-side measurement of a tuning.
@@ -175,7 +195,7 @@ public final class NativeKernels {
 
   public static native void unpermute(
       int dtype, long returnY, long topkWeights, long slotIds, long pos, long slotPrefix,
-      int tokens, int topk, int slotsPerRank, int hidden, long out, long stream);
+      int tokens, int topk, int slotsPerRank, int ranks, int localRanks, int hidden, long out, long stream);
 
   // ---- host index math (no GPU needed) ----
   /** Physical slot of every (t, k) of one source rank, -1 where topkIdx is -1. */
@@ -206,9 +226,28 @@ public final class NativeKernels {
   public static native int[] hostSortSmall(int[] values);
 
   /**
+   * The combine kernels' row sum ({@code warp_sum_rows}) run on the host, lane by lane, in the
+   * shipped configuration: rows {@code rows[k]} of {@code y} (raw dtype bytes, rows of
+   * {@code hidden}) summed in order, weighted by {@code w} (a pair's partial, as the fused
+   * kernel) or, with {@code w} null, unweighted (the home kernel; by node when {@code nodes},
+   * folding where bit k of {@code runEnds} is set). Returns the output row.
+   */
+  public static native byte[] hostWarpSumRows(
+      int dtype, byte[] y, int[] rows, float[] w, int hidden, long runEnds, boolean nodes);
+
+  /**
+   * Bit k set where the home sum rounds a node partial: partial k (of a token with destination
+   * ranks {@code rankMask}, ascending) is the last of its node's ranks.
+   */
+  public static native long hostNodeRunEnds(long rankMask, int ranks, int localRanks);
+
+  /**
    * One token's combine with the kernels' arithmetic, on the host: y holds the token's rows (raw
    * dtype bytes) grouped by token-rank pair in destination-rank order, groups[g] rows each, in
-   * ascending local slot order inside a group; w the weight of each row. Returns the output row.
+   * ascending local slot order inside a group, groupRanks[g] that pair's destination rank; w the
+   * weight of each row. On more than one node ({@code ranks > localRanks}) the home sum goes by
+   * node as the home kernel's does. Returns the output row.
    */
-  public static native byte[] hostCombineToken(int dtype, byte[] y, float[] w, int[] groups, int hidden);
+  public static native byte[] hostCombineToken(
+      int dtype, byte[] y, float[] w, int[] groups, int[] groupRanks, int ranks, int localRanks, int hidden);
 }

@@ -69,6 +69,6 @@ final class UnfusedPath {
   static void combineReceive(VirtualRanks w, int r, int tokens, DeviceRows out) {
     RankBuffers s = w.buf[r];
     NativeKernels.unpermute(w.shape.combineCode(), s.returnY, s.topkW, s.slotIds, s.pos, s.slotPrefix, tokens, w.nK,
-        w.nS, w.nH, out.address(), w.streams[r]);
+        w.nS, w.nR, w.shape.localRanks(), w.nH, out.address(), w.streams[r]);
   }
 }

@@ -12,8 +12,9 @@
  *       process would give two owners of the same context and make the failure modes harder to
  *       explain. The NCCL backend, which needs NCCL, is where the bytedeco presets belong: so far
  *       {@link io.moeyard.cuda.NcclAvailability} (a probe that never throws) and
- *       {@link io.moeyard.cuda.NcclUniqueIds} (the unique-id exchange over the process rendezvous),
- *       against the presets as an optional dependency.</li>
+ *       {@link io.moeyard.cuda.NcclUniqueIds} (the unique-id exchange over the process rendezvous)
+ *       and {@link io.moeyard.cuda.NcclChannel} (grouped ncclSend / ncclRecv on the caller's
+ *       stream), against the presets as an optional dependency.</li>
  *   <li><b>Never a crash without a GPU.</b> The library is built with {@code -cudart static}, so it
  *       loads without libcudart or a driver; {@link io.moeyard.cuda.CudaAvailability} turns every
  *       failure (no library in the jar, no driver, no device) into one
@@ -27,7 +28,8 @@
  *       its own device buffers, stream and events, a collective meets on the host and each rank
  *       enqueues its own kernels, which store into peer buffers exactly as they would through CUDA
  *       IPC on an NVLink node. Cross-rank order is events. So the same kernels and the same per-rank
- *       state serve the multi-process backend.</li>
+ *       state serve the multi-process backend; {@link io.moeyard.cuda.CudaIpc} maps the processes'
+       buffers into each other (CUDA IPC handles exchanged over the process rendezvous).</li>
  *   <li><b>Device memory as raw addresses.</b> {@link io.moeyard.cuda.DeviceRows} and
  *       {@link io.moeyard.cuda.DeviceRouting} hold {@code long} device addresses (what GPU runtimes
  *       hand out; a {@code MemorySegment} over device memory could never be read), checked with

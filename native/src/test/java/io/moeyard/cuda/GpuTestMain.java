@@ -1,10 +1,18 @@
 package io.moeyard.cuda;
 
+import static org.junit.platform.engine.discovery.DiscoverySelectors.selectClass;
 import static org.junit.platform.engine.discovery.DiscoverySelectors.selectPackage;
 
 import java.io.PrintWriter;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.platform.engine.DiscoverySelector;
+import org.junit.platform.engine.TestExecutionResult;
 import org.junit.platform.launcher.Launcher;
 import org.junit.platform.launcher.LauncherDiscoveryRequest;
+import org.junit.platform.launcher.TagFilter;
+import org.junit.platform.launcher.TestExecutionListener;
+import org.junit.platform.launcher.TestIdentifier;
 import org.junit.platform.launcher.core.LauncherDiscoveryRequestBuilder;
 import org.junit.platform.launcher.core.LauncherFactory;
 import org.junit.platform.launcher.listeners.SummaryGeneratingListener;
@@ -14,20 +22,50 @@ import org.junit.platform.launcher.listeners.TestExecutionSummary;
  * Runs this package's tests (host index math, availability, GPU dispatch / combine) without Maven,
  * for the GPU machine, which has Java but no Maven:
  * {@code java --enable-native-access=ALL-UNNAMED -cp "test-classes:classes:deps/*"
- * io.moeyard.cuda.GpuTestMain}. Exit code 0 only when no test failed; with
- * {@code --require-gpu}, also 1 when the backend is unavailable (the GPU tests were skipped).
+ * io.moeyard.cuda.GpuTestMain [--require-gpu] [--class NAME]...}. Without {@code --class} it runs
+ * the package except the classes tagged {@link #OWN_STEP} (tests that start processes, each a step
+ * of its own in bench/gpu/run.sh); with it, just the named classes. Exit code 0 only when no test
+ * failed; with {@code --require-gpu}, also 1 when the backend is unavailable (the GPU tests were
+ * skipped).
  */
 public final class GpuTestMain {
   private GpuTestMain() {}
 
+  /** The tag of the test classes that bench/gpu/run.sh runs as steps of their own. */
+  public static final String OWN_STEP = "gpu-step";
+
   public static void main(String[] args) {
-    boolean requireGpu = args.length > 0 && args[0].equals("--require-gpu");
+    boolean requireGpu = false;
+    List<DiscoverySelector> classes = new ArrayList<>();
+    for (int i = 0; i < args.length; i++) {
+      switch (args[i]) {
+        case "--require-gpu" -> requireGpu = true;
+        case "--class" -> {
+          if (i + 1 == args.length) throw new IllegalArgumentException("--class needs a class name");
+          classes.add(selectClass(args[++i]));
+        }
+        default -> throw new IllegalArgumentException("unknown argument " + args[i] + " (--require-gpu, --class NAME)");
+      }
+    }
     System.out.println(CudaBackend.availability().message());
-    LauncherDiscoveryRequest req =
-        LauncherDiscoveryRequestBuilder.request().selectors(selectPackage("io.moeyard.cuda")).build();
+    LauncherDiscoveryRequest req = classes.isEmpty()
+        ? LauncherDiscoveryRequestBuilder.request().selectors(selectPackage("io.moeyard.cuda"))
+            .filters(TagFilter.excludeTags(OWN_STEP)).build()
+        : LauncherDiscoveryRequestBuilder.request().selectors(classes).build();
     Launcher launcher = LauncherFactory.create();
     SummaryGeneratingListener listener = new SummaryGeneratingListener();
-    launcher.execute(req, listener);
+    // a GPU test that cannot run here aborts on an assumption: print why, or a step that ran
+    // nothing would look like a pass
+    TestExecutionListener why = new TestExecutionListener() {
+      @Override
+      public void executionFinished(TestIdentifier id, TestExecutionResult result) {
+        if (result.getStatus() == TestExecutionResult.Status.ABORTED && id.isTest()) {
+          System.out.println("aborted: " + id.getDisplayName() + ": "
+              + result.getThrowable().map(Throwable::getMessage).orElse("?"));
+        }
+      }
+    };
+    launcher.execute(req, listener, why);
     TestExecutionSummary s = listener.getSummary();
     PrintWriter out = new PrintWriter(System.out, true);
     s.printFailuresTo(out, 30);

@@ -378,6 +378,46 @@ class IndexMathHostTest {
     });
   }
 
+  /**
+   * node_run_ends (where the home sum rounds a node partial) against a walk over the token's
+   * destination ranks: partial k ends a run when it is the last partial or the next one's rank is
+   * on another node. Random masks over 1..64 ranks and every divisor as ranks per node, plus the
+   * empty mask, all ranks, one node and one rank per node.
+   */
+  @Test
+  void nodeRunEndsMatchAWalkOverTheRanks() {
+    SplittableRandom rnd = SEED.random();
+    SEED.check(() -> {
+      for (int iter = 0; iter < 2000; iter++) {
+        int ranks = iter < 4 ? 64 : 1 + rnd.nextInt(64);
+        int local = iter == 0 ? 64 : iter == 1 ? 1 : divisor(rnd, ranks);
+        long all = ranks == 64 ? -1L : (1L << ranks) - 1;
+        long mask = switch (iter % 5) {
+          case 0 -> 0L;
+          case 1 -> all;
+          default -> rnd.nextLong() & rnd.nextLong() & all; // sparse
+        };
+        if (iter % 5 == 4) mask = rnd.nextLong() & all;
+        long want = 0;
+        int k = 0;
+        int last = -1;
+        for (int d = 0; d < ranks; d++) {
+          if ((mask >>> d & 1) == 0) continue;
+          if (last >= 0 && last / local != d / local) want |= 1L << (k - 1);
+          last = d;
+          k++;
+        }
+        if (k > 0) want |= 1L << (k - 1);
+        assertEquals(want, NativeKernels.hostNodeRunEnds(mask, ranks, local),
+            "mask " + Long.toBinaryString(mask) + ", ranks " + ranks + ", local " + local);
+      }
+      // one node: a single run, ending at the last partial
+      assertEquals(1L << 3, NativeKernels.hostNodeRunEnds(0b1111L, 8, 8));
+      // 2 x 2: ranks 0, 1, 3 -> runs {0, 1} and {3}
+      assertEquals(0b110L, NativeKernels.hostNodeRunEnds(0b1011L, 4, 2));
+    });
+  }
+
   @Test
   void badHostArgumentsThrowNotCrash() {
     assertThrows(IllegalArgumentException.class,
@@ -385,6 +425,8 @@ class IndexMathHostTest {
     assertThrows(IllegalArgumentException.class,
         () -> NativeKernels.hostLayout(new int[] {99}, 1, 1, 1, 2, 2, 128, new int[1], new int[1], new int[1],
             new int[2], new int[4], new int[3], new byte[2]));
+    assertThrows(IllegalArgumentException.class, () -> NativeKernels.hostNodeRunEnds(1L, 6, 4));
+    assertThrows(IllegalArgumentException.class, () -> NativeKernels.hostNodeRunEnds(1L, 65, 1));
   }
 
   private static int divisor(SplittableRandom rnd, int n) {

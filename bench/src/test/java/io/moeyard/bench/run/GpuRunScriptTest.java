@@ -69,7 +69,8 @@ class GpuRunScriptTest {
     List<String> steps = steps(r.output());
     assertEquals(0, r.exit(), "exit code; output:\n" + r.output());
     List<String> names = steps.stream().map(s -> s.substring(0, s.indexOf(':'))).toList();
-    assertEquals(List.of("selftest", "bench", "torch", "sanitizer", "gpu-tests", "esft-law", "sweep-8", "sweep-16", "sweep-64"),
+    assertEquals(List.of("selftest", "bench", "torch", "sanitizer", "gpu-tests", "esft-law", "sweep-8", "sweep-16", "sweep-64",
+        "cuda-ipc", "nccl"),
         names, "step order; output:\n" + r.output());
     for (String s : steps) {
       String name = s.substring(0, s.indexOf(':'));

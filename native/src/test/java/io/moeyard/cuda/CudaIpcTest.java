@@ -1,0 +1,247 @@
+package io.moeyard.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moeyard.engine.rendezvous.ProcessWorld;
+import io.moeyard.engine.rendezvous.RankEnv;
+import io.moeyard.engine.testkit.TestSeed;
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.SplittableRandom;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.function.IntFunction;
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@link CudaIpc}'s exchange on a real process rendezvous (ranks on threads) with a stand-in for
+ * the CUDA calls: who maps what, the same verdict on every rank when one rank cannot export or
+ * map, every mapping released once. And here (no driver) the real probe's reason, with
+ * {@code open} failing every rank with it rather than hanging. The GPU side is
+ * {@link CudaIpcGpuTest}.
+ */
+class CudaIpcTest {
+  private static final TestSeed SEED = TestSeed.fresh();
+  private static final int HANDLE = 64;
+
+  @Test
+  void unavailableHereWithTheBackendsReasonAndOpenFailsEveryRank() throws Exception {
+    NativeTestSupport.requireLibrary();
+    CudaIpc.Availability a = CudaIpc.availability();
+    System.out.println("CudaIpcTest: " + a.message());
+    if (a.available()) return; // a GPU machine: CudaIpcGpuTest covers it
+    assertTrue(a.message().startsWith(CudaIpc.UNAVAILABLE), a.message());
+    if (!CudaAvailability.get().available()) assertEquals(CudaAvailability.get().reason(), a.reason());
+    assertEquals(a.message(), assertThrows(CudaUnavailableException.class, a::require).getMessage());
+    for (Object o : ranks(2, r -> (w -> CudaIpc.open(w, 0x1000L * (r + 1), 256)))) {
+      CudaException e = assertInstanceOf(CudaException.class, o);
+      assertEquals("rank 0 could not share its device buffer: " + a.message(), e.getMessage());
+    }
+  }
+
+  /**
+   * The GPU test's processes (launch, torchrun variables, rendezvous) here, where CUDA IPC is
+   * unavailable: each rank gets through the rendezvous, says why, and exits 3.
+   */
+  @Test
+  void theGpuTestsProcessesStartMeetAndReportUnavailability() throws Exception {
+    NativeTestSupport.requireLibrary();
+    CudaIpc.Availability a = CudaIpc.availability();
+    if (a.available()) return; // CudaIpcGpuTest runs them for real
+    List<CudaIpcGpuTest.Rank> ranks = CudaIpcGpuTest.start(2, CudaIpcRankMain.class.getName(), "1", "64");
+    String all = CudaIpcGpuTest.finish(ranks, 60);
+    for (int r = 0; r < 2; r++) {
+      assertEquals(3, ranks.get(r).process().exitValue(), all);
+      assertTrue(ranks.get(r).text().contains("cuda-ipc rank " + r + ": " + a.message()), all);
+    }
+  }
+
+  /** Every rank maps every peer's buffer, keeps its own, and unmaps each mapping once on close. */
+  @Test
+  void everyRankMapsEveryPeerOnce() throws Exception {
+    SplittableRandom rnd = SEED.random();
+    SEED.check(() -> {
+      for (int n : new int[] {1, 2, 3, 5}) {
+        long[] own = new long[n];
+        long[] size = new long[n];
+        for (int r = 0; r < n; r++) {
+          own[r] = (1L + rnd.nextInt(1 << 20)) << 8;
+          size[r] = 1 + rnd.nextInt(1 << 16);
+        }
+        Fake[] fakes = new Fake[n];
+        for (int r = 0; r < n; r++) fakes[r] = new Fake(r, -1, -1);
+        List<Object> got = ranks(n, r -> (w -> {
+          try (CudaIpc ipc = CudaIpc.open(w, own[r], size[r], fakes[r])) {
+            long[] seen = new long[n];
+            for (int p = 0; p < n; p++) {
+              seen[p] = ipc.address(p);
+              assertEquals(size[p], ipc.bytes(p), "rank " + r + " sees rank " + p + "'s size");
+            }
+            assertEquals(n, ipc.size());
+            assertEquals(r, ipc.rank());
+            return seen;
+          }
+        }));
+        for (int r = 0; r < n; r++) {
+          long[] seen = (long[]) got.get(r);
+          for (int p = 0; p < n; p++) {
+            long want = p == r ? own[r] : Fake.mapped(r, own[p]);
+            assertEquals(want, seen[p], n + " ranks: rank " + r + "'s address of rank " + p);
+          }
+          assertEquals(n - 1, fakes[r].opened, "rank " + r + " maps each peer once");
+          assertTrue(fakes[r].live.isEmpty(), "rank " + r + " left mappings open: " + fakes[r].live);
+          assertFalse(fakes[r].closedOwn, "rank " + r + " unmapped its own buffer");
+        }
+      }
+    });
+  }
+
+  @Test
+  void aRankThatCannotExportFailsEveryRankNamingIt() throws Exception {
+    Fake[] fakes = {new Fake(0, -1, -1), new Fake(1, 1, -1), new Fake(2, -1, -1)};
+    for (Object o : ranks(3, r -> (w -> CudaIpc.open(w, 0x100L << r, 64, fakes[r])))) {
+      CudaException e = assertInstanceOf(CudaException.class, o);
+      assertEquals("rank 1 could not share its device buffer: cudaIpcGetMemHandle failed: stand-in", e.getMessage());
+    }
+    for (Object o : ranks(2, r -> (w -> CudaIpc.open(w, r == 1 ? 0 : 0x100, 64, new Fake(r, -1, -1))))) {
+      assertEquals("rank 1 could not share its device buffer: its buffer's address is 0",
+          assertInstanceOf(CudaException.class, o).getMessage());
+    }
+    for (Object o : ranks(2, r -> (w -> CudaIpc.open(w, 0x100, r == 0 ? -4 : 64, new Fake(r, -1, -1))))) {
+      assertEquals("rank 0 could not share its device buffer: its buffer has -4 bytes",
+          assertInstanceOf(CudaException.class, o).getMessage());
+    }
+    Fake shortHandle = new Fake(1, -1, -1) {
+      @Override
+      public byte[] export(long address) {
+        return new byte[3];
+      }
+    };
+    for (Object o : ranks(2, r -> (w -> CudaIpc.open(w, 0x100, 64, r == 1 ? shortHandle : new Fake(r, -1, -1))))) {
+      assertEquals("rank 1 could not share its device buffer: its IPC handle has 3 bytes, CUDA's have 64",
+          assertInstanceOf(CudaException.class, o).getMessage());
+    }
+  }
+
+  /** Rank 2 cannot map rank 0's buffer: every rank fails naming both, and every mapping made is released. */
+  @Test
+  void aRankThatCannotMapFailsEveryRankAndReleasesItsMappings() throws Exception {
+    Fake[] fakes = {new Fake(0, -1, -1), new Fake(1, -1, -1), new Fake(2, -1, 1)};
+    for (Object o : ranks(3, r -> (w -> CudaIpc.open(w, 0x100L << r, 64, fakes[r])))) {
+      CudaException e = assertInstanceOf(CudaException.class, o);
+      assertEquals("rank 2 could not map rank 1's device buffer: cudaIpcOpenMemHandle failed: stand-in", e.getMessage());
+    }
+    for (Fake f : fakes) assertTrue(f.live.isEmpty(), "rank " + f.rank + " left " + f.live + " mapped");
+    assertEquals(2, fakes[0].opened);
+    assertEquals(1, fakes[2].opened, "rank 2 mapped rank 0, then failed on rank 1");
+  }
+
+  /**
+   * A stand-in for the CUDA calls of rank {@code rank}: a handle is the exported address; a
+   * mapping of address a in rank m is {@link #mapped}(m, a). Fails export when {@code failExport}
+   * is this rank, and mapping rank {@code failOpenOf}'s buffer.
+   */
+  static class Fake implements CudaIpc.Calls {
+    final int rank;
+    final int failExport;
+    final int failOpenOf;
+    final Set<Long> live = new HashSet<>();
+    int opened;
+    boolean closedOwn;
+    long own;
+
+    Fake(int rank, int failExport, int failOpenOf) {
+      this.rank = rank;
+      this.failExport = failExport;
+      this.failOpenOf = failOpenOf;
+    }
+
+    static long mapped(int rank, long address) {
+      return address + ((long) (rank + 1) << 40);
+    }
+
+    @Override
+    public CudaIpc.Availability availability() {
+      return new CudaIpc.Availability(true, null);
+    }
+
+    @Override
+    public int handleBytes() {
+      return HANDLE;
+    }
+
+    @Override
+    public byte[] export(long address) {
+      if (failExport == rank) throw new CudaException("cudaIpcGetMemHandle failed: stand-in");
+      own = address;
+      return ByteBuffer.allocate(HANDLE).order(ByteOrder.LITTLE_ENDIAN).putLong(address).array();
+    }
+
+    @Override
+    public synchronized long open(byte[] handle) {
+      long address = ByteBuffer.wrap(handle).order(ByteOrder.LITTLE_ENDIAN).getLong();
+      if (failOpenOf >= 0 && address == 0x100L << failOpenOf) throw new CudaException("cudaIpcOpenMemHandle failed: stand-in");
+      long m = mapped(rank, address);
+      assertTrue(live.add(m), "rank " + rank + " mapped " + address + " twice");
+      opened++;
+      return m;
+    }
+
+    @Override
+    public synchronized void close(long address) {
+      if (address == own) closedOwn = true;
+      assertTrue(live.remove(address), "rank " + rank + " unmapped " + address + ", which it had not mapped");
+    }
+  }
+
+  /** What one rank does with its world. */
+  interface Body {
+    Object run(ProcessWorld w) throws Exception;
+  }
+
+  /** Each rank of a process world of {@code n} on its own thread: what its body returned or threw. */
+  static List<Object> ranks(int n, IntFunction<Body> body) throws Exception {
+    int port;
+    try (ServerSocket s = new ServerSocket(0)) {
+      port = s.getLocalPort();
+    } catch (IOException e) {
+      throw new IllegalStateException(e);
+    }
+    ExecutorService pool = Executors.newFixedThreadPool(n);
+    try {
+      List<Future<Object>> fs = new ArrayList<>();
+      for (int r = 0; r < n; r++) {
+        int rank = r;
+        fs.add(pool.submit(() -> {
+          try (ProcessWorld w = ProcessWorld.join(new RankEnv(rank, n, rank, n, "127.0.0.1", port), Map.of(), Duration.ofSeconds(10))) {
+            return body.apply(rank).run(w);
+          } catch (RuntimeException | AssertionError e) {
+            return e;
+          }
+        }));
+      }
+      List<Object> out = new ArrayList<>();
+      for (Future<Object> f : fs) {
+        Object o = f.get();
+        if (o instanceof AssertionError e) throw e;
+        out.add(o);
+      }
+      return out;
+    } finally {
+      pool.shutdownNow();
+    }
+  }
+}
