@@ -41,6 +41,7 @@ public final class DispatchHandle implements AutoCloseable {
   private final int receivedPairs;
   private final int[][] worldSendCounts;
   private final int[] sourcePairStart;
+  private final DispatchLayout[] relayed;
   private final Arena arena;
   private boolean closed;
 
@@ -56,6 +57,7 @@ public final class DispatchHandle implements AutoCloseable {
       int receivedPairs,
       int[][] worldSendCounts,
       int[] sourcePairStart,
+      DispatchLayout[] relayed,
       Arena arena) {
     this.transport = transport;
     this.map = map;
@@ -74,6 +76,7 @@ public final class DispatchHandle implements AutoCloseable {
     this.receivedPairs = receivedPairs;
     this.worldSendCounts = worldSendCounts;
     this.sourcePairStart = sourcePairStart;
+    this.relayed = relayed;
     this.arena = arena;
   }
 
@@ -88,6 +91,22 @@ public final class DispatchHandle implements AutoCloseable {
   /** This rank's own tokens resolved to slots and pairs (the home side of the dispatch). */
   public DispatchLayout layout() {
     return layout;
+  }
+
+  /**
+   * True when this dispatch took the node-level path (more than one node, rows crossing to each
+   * remote node once through its relay): combine then returns along the same path.
+   */
+  public boolean nodeRelay() {
+    return relayed != null;
+  }
+
+  /**
+   * As a node relay: the layout of {@code source}'s tokens, recomputed from the routing it sent
+   * here, when this rank relayed that source's rows to its node; null otherwise.
+   */
+  public DispatchLayout relayedLayout(int source) {
+    return relayed == null ? null : relayed[source];
   }
 
   /** The top-k weights this rank dispatched with ({@code [tokens * topk]}, a copy taken at dispatch). */
