@@ -109,6 +109,24 @@ public final class DispatchHandle implements AutoCloseable {
     return relayed == null ? null : relayed[source];
   }
 
+  /**
+   * Rows this rank sent across a node boundary in this dispatch, on the path it took: one per
+   * (token, remote node) with a pair there when relayed, else one per token-rank pair with a rank
+   * on another node.
+   */
+  public int rowsSentAcrossNodes() {
+    int localRanks = transport.topology().localRanks();
+    int node = transport.rank() / localRanks;
+    int n = 0;
+    if (relayed != null) {
+      int[] perNode = layout.tokensToNode(localRanks);
+      for (int m = 0; m < perNode.length; m++) if (m != node) n += perNode[m];
+    } else {
+      for (int d = 0; d < layout.ranks; d++) if (d / localRanks != node) n += layout.pairsTo[d];
+    }
+    return n;
+  }
+
   /** The top-k weights this rank dispatched with ({@code [tokens * topk]}, a copy taken at dispatch). */
   public float[] homeWeights() {
     return homeWeights;
