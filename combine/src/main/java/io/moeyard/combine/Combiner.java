@@ -22,7 +22,9 @@ import java.util.Objects;
  * <p>Reduction order (identical on every path and backend, hence identical bits): on the expert
  * rank, a token's rows are summed in ascending local slot order as {@code acc + w * y} in float
  * and rounded once to the output type (one partial per token-rank pair); at home the partials
- * are summed in ascending rank order in float and rounded once. Tokens routed nowhere get zeros.
+ * are summed in ascending rank order in float and rounded once. On more than one node, per node
+ * first: a node's partials in rank order, rounded once, then the node partials in node order,
+ * rounded once. Every sum starts from 0. Tokens routed nowhere get zeros.
  *
  * <p>Protocol: validate and announce (bad input fails every rank, naming it, before any output
  * is touched), move partials home, barrier, reduce at home. One instance per rank; it keeps its
