@@ -182,6 +182,47 @@ class NodeRelayTest {
     }
   }
 
+  /** Runs one dispatch + combine per rank with the given relay choices; each rank's exception message (null: none). */
+  private static List<String> mixed(Workload wl, java.util.function.IntPredicate relayDispatch, boolean relayCombine) {
+    int maxTokens = Math.max(1, wl.maxTokens());
+    try (CpuWorld world = CpuWorld.create(wl.map.topology())) {
+      return world.run(t -> {
+        int r = t.rank();
+        int cap = Math.max(1, wl.ref.rowsReceivedBy(r));
+        try (PeerMemory memory = PeerMemory.offHeap();
+            FusedDispatcher d = new FusedDispatcher(t, wl.map, DispatchOptions.defaults(), memory, cap,
+                relayDispatch.test(r) ? new FusedDispatcher.RelaySize(maxTokens, wl.topk, wl.hidden, wl.dtype) : null);
+            FusedCombiner c = new FusedCombiner(t, 8, memory, maxTokens, wl.topk, relayCombine)) {
+          RowBuffer into = memory.rows(cap, wl.hidden, wl.dtype);
+          RowBuffer out = RowBuffer.allocate(Arena.ofAuto(), wl.tokens[r], wl.hidden, wl.outType);
+          out.segment().fill((byte) 0x7F);
+          try (DispatchHandle h = d.dispatch(wl.x(r), wl.routing(r), into)) {
+            c.combine(h, wl.y(r), out);
+          }
+          return null;
+        } catch (io.moeyard.engine.CollectiveException e) {
+          return e.getMessage();
+        }
+      });
+    }
+  }
+
+  @Test
+  void mismatchedPathsFailEveryRankNamingThem() {
+    int[] some = {5, 0, 7, 3};
+    Workload wl = Workload.of(MAP, 2, 64, DType.BF16, some, routing(some, 2, (r, i) -> (i * 3 + r) % 8), 11);
+    List<String> msgs = mixed(wl, r -> r != 2, true);
+    for (String m : msgs) {
+      assertTrue(m != null && m.contains("dispatch: ranks disagree on the node path: rank 0 relays, rank 2 sends direct"), m);
+    }
+    msgs = mixed(wl, r -> true, false);
+    for (int r = 0; r < msgs.size(); r++) {
+      assertTrue(msgs.get(r) != null && msgs.get(r).contains(
+          "combine: rank 0: the dispatch took the node-level path, this combiner was built without node relay buffers"),
+          msgs.get(r));
+    }
+  }
+
   @Test
   void oneNodeIsTheDirectPath() {
     Workload wl = Workload.of(ExpertMap.trivial(Topology.singleNode(3), 6), 2, 32, DType.BF16, new int[] {4, 2, 5},
