@@ -145,6 +145,9 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
       transport.barrier();
       if (relay) relayNodePartials(handle, home);
       reduceAtHome(handle, home.rows(), out);
+      // homes may still be copying node partials out of this rank's memory, which its owner may
+      // free once combine returns; the dispatch's own closing barrier covers its messages
+      if (relay) transport.barrier();
     } catch (CollectiveException e) {
       throw e;
     } catch (RuntimeException | Error e) {

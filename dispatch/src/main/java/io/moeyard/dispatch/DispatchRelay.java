@@ -46,6 +46,9 @@ final class DispatchRelay {
   final MemorySegment[] recv;
   private final int[] lastToken;
   private final int[] filled;
+  /** Per node, the packed rows' offsets in x and in the message: one batched copy per message. */
+  private final long[][] srcOff;
+  private final long[][] dstOff;
 
   DispatchRelay(PeerMemory memory, Topology topology, int rank, int maxTokens, int topk, int hidden, DType dtype) {
     this.maxTokens = maxTokens;
@@ -66,6 +69,8 @@ final class DispatchRelay {
     this.recv = new MemorySegment[ranks];
     this.lastToken = new int[topology.nodes()];
     this.filled = new int[topology.nodes()];
+    this.srcOff = new long[topology.nodes()][maxTokens];
+    this.dstOff = new long[topology.nodes()][maxTokens];
   }
 
   private static long align(long b) {
@@ -118,13 +123,17 @@ final class DispatchRelay {
         int m = layout.pairRank[q] / localRanks;
         if (m == node || lastToken[m] == t) continue;
         lastToken[m] = t;
-        MemorySegment msg = send[relayOn(m)];
         int j = filled[m]++;
-        RowCopy.copy(x.segment(), x.rowOffset(t), msg, rowsAt + j * rowBytes, rowBytes);
+        srcOff[m][j] = x.rowOffset(t);
+        dstOff[m][j] = rowsAt + j * rowBytes;
         if (scaleBytes > 0) {
-          MemorySegment.copy(x.scales(), t * scaleBytes, msg, rowsAt + tokensToNode[m] * rowBytes + j * scaleBytes, scaleBytes);
+          MemorySegment.copy(x.scales(), t * scaleBytes, send[relayOn(m)], rowsAt + tokensToNode[m] * rowBytes + j * scaleBytes,
+              scaleBytes);
         }
       }
+    }
+    for (int m = 0; m < lastToken.length; m++) {
+      if (filled[m] > 0) RowCopy.copyRows(x.segment(), srcOff[m], send[relayOn(m)], dstOff[m], filled[m], rowBytes);
     }
   }
 

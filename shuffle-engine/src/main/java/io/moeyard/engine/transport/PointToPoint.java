@@ -9,8 +9,10 @@ import java.lang.foreign.MemorySegment;
  * posts, per peer, the segment it sends and the bytes it expects back (one all-gather, which is
  * also the barrier that publishes the senders' packed bytes); every rank checks every
  * sender/receiver pair against the other side's count, so a mismatch fails every rank alike
- * before a byte is copied; each receiver then copies what its peers posted into its own buffers,
- * and a closing barrier keeps a sender from refilling a buffer its receivers are still reading.
+ * before a byte is copied; each receiver then copies what its peers posted into its own buffers.
+ * A receiver copies before it enters its next collective call, so once that call returns on the
+ * sender every copy of the round is done: the sender's buffers are free again from then on (the
+ * contract of {@link Transport#sendRecv}), without a barrier of its own.
  * Each message is still one packed copy from the sender's buffer into the receiver's, the shape
  * an NCCL transport replaces with grouped {@code ncclSend}/{@code ncclRecv}.
  */
@@ -64,6 +66,5 @@ final class PointToPoint {
     for (int p = 0; p < ranks; p++) {
       if (recvBytes[p] > 0) MemorySegment.copy(((Posted) got[p]).send[me], 0, recv[p], 0, recvBytes[p]);
     }
-    t.barrier();
   }
 }

@@ -25,16 +25,19 @@ class SendRecvTest {
   }
 
   @Test
-  void everyMessageArrivesWholeAndSendBuffersAreReusable() {
+  void everyMessageArrivesWholeAndSendBuffersAreFreeAfterTheNextCall() {
     TestSeed seed = TestSeed.fresh();
     int ranks = 5;
     try (CpuWorld world = CpuWorld.create(Topology.singleNode(ranks))) {
       seed.check(() -> world.run(t -> {
         int me = t.rank();
         try (PeerMemory mem = t.peerMemory(0)) {
-          MemorySegment area = mem.allocate(ranks * 512L, 64);
+          MemorySegment[] areas = {mem.allocate(ranks * 512L, 64), mem.allocate(ranks * 512L, 64)};
           MemorySegment in = mem.allocate(ranks * 512L, 64);
-          for (int i = 0; i < 6; i++) { // the same send buffers every round: reuse must be safe
+          for (int i = 0; i < 6; i++) {
+            // two send areas by turns: round i refills the area of round i - 2, free since round
+            // i - 1's call returned
+            MemorySegment area = areas[i % 2];
             MemorySegment[] send = new MemorySegment[ranks];
             MemorySegment[] recv = new MemorySegment[ranks];
             for (int q = 0; q < ranks; q++) {
@@ -51,6 +54,7 @@ class SendRecvTest {
               }
             }
           }
+          t.barrier(); // peers may read this rank's last messages until then
         }
         return null;
       }));
