@@ -101,13 +101,16 @@ public final class FusedDispatcher extends Dispatcher {
       storeRows(plan, x, null, routing.topkWeights(), layout, windows, layout.selectionsTo);
       return;
     }
-    // the own node straight from x; every other node through its relay
+    // every other node through its relay, the own node straight from x. The messages go first:
+    // packing is short, so the ranks meet in the exchange about together, right after the
+    // windows' all-gather, and the stores (own rows, then relayed ones) then run without a
+    // rendezvous between them to wait out the ranks' imbalance
     int node = rank / localRanks;
-    sendAllPairs(false, routing, layout, plan, windows, onNode(layout.pairsTo, node, nodePairs));
-    storeRows(plan, x, null, routing.topkWeights(), layout, windows, onNode(layout.selectionsTo, node, nodeRows));
     relay.pack(x, routing, layout, all[rank].tokensToNode());
     relay.expect(all);
     transport.sendRecv(relay.send, relay.recv);
+    sendAllPairs(false, routing, layout, plan, windows, onNode(layout.pairsTo, node, nodePairs));
+    storeRows(plan, x, null, routing.topkWeights(), layout, windows, onNode(layout.selectionsTo, node, nodeRows));
     java.util.Arrays.fill(relayed, null);
     for (int m = 0; m < transport.topology().nodes(); m++) {
       int source = relay.relayOn(m);
