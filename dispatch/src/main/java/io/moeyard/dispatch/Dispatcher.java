@@ -22,8 +22,9 @@ import java.util.Objects;
  * <p>The protocol, shared by both: (1) every rank validates its input, resolves its layout and
  * announces its counts; after the all-gather every rank checks every announcement, so bad input
  * anywhere fails every rank with the same message before any buffer is touched; (2) receivers
- * publish their windows; (3) senders move rows and metadata into the windows; (4) a barrier, then
- * receivers finish (the unfused path sorts its chunks here).
+ * publish their windows; (3) senders move rows and metadata into the windows (on the fused
+ * node-level path, rows for other nodes first cross to each node's relay, which stores them);
+ * (4) a barrier, then receivers finish (the unfused path sorts its chunks here).
  *
  * <p>A dispatcher instance belongs to one rank and is not thread-safe; it keeps scratch buffers
  * between calls so that steady-state calls allocate only the handle's receive buffer (pass one

@@ -22,6 +22,12 @@ import java.lang.foreign.MemorySegment;
  * for re-reading a source row that is still in its cache. The GPU kernels, whose cost is the
  * other way round, read each row once and store it everywhere. The stores themselves go through
  * {@link RowCopy}, which streams them past the cache where the host helper is available.
+ *
+ * <p>On more than one node, built with a {@link RelaySize}, it takes the node-level path: rows for
+ * another node cross once per token, packed into one message for the rank with this rank's local
+ * index there ({@code DispatchRelay}, sent with {@link Transport#sendRecv}), and that relay makes
+ * the stores this rank would have made into its node's windows; stores within the own node stay
+ * direct. The windows come out entry for entry as on the single-hop path.
  */
 public final class FusedDispatcher extends Dispatcher {
   private long[] srcOff = new long[0];
