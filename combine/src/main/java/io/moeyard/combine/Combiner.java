@@ -176,15 +176,12 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
     if (out.rows() != handle.layout().tokens) {
       return me + "out has " + out.rows() + " rows, the dispatch had " + handle.layout().tokens + " tokens";
     }
-    if (handle.nodeRelay() && !relays()) {
-      return me + "the dispatch took the node-level path, this combiner was built without node relay buffers";
-    }
-    return null;
+    return handle.nodeRelay() ? relayProblem(handle) : null;
   }
 
-  /** True when this combiner can return a node-level dispatch (it has the relay's buffers). */
-  boolean relays() {
-    return false;
+  /** Why this combiner cannot return {@code handle}, a node-level dispatch, or null. */
+  String relayProblem(DispatchHandle handle) {
+    return "rank " + rank + ": the dispatch took the node-level path, this combiner was built without node relay buffers";
   }
 
   /**

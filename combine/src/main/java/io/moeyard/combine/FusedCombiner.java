@@ -115,8 +115,21 @@ public final class FusedCombiner extends Combiner {
   }
 
   @Override
-  boolean relays() {
-    return relayTokens > 0;
+  String relayProblem(DispatchHandle handle) {
+    if (relayTokens == 0) return super.relayProblem(handle);
+    // its own tokens come back as node partials, the relayed sources' partials go through its staging
+    int most = handle.layout().tokens;
+    int who = rank;
+    for (int s = 0; s < ranks; s++) {
+      DispatchLayout l = handle.relayedLayout(s);
+      if (l != null && l.tokens > most) {
+        most = l.tokens;
+        who = s;
+      }
+    }
+    return most <= relayTokens ? null
+        : "rank " + rank + ": the node relay holds " + relayTokens + " tokens per rank, the dispatch relayed " + most
+            + " of rank " + who;
   }
 
   private int slot(int m, int node) {

@@ -183,7 +183,8 @@ class NodeRelayTest {
   }
 
   /** Runs one dispatch + combine per rank with the given relay choices; each rank's exception message (null: none). */
-  private static List<String> mixed(Workload wl, java.util.function.IntPredicate relayDispatch, boolean relayCombine) {
+  private static List<String> mixed(Workload wl, java.util.function.IntPredicate relayDispatch, boolean relayCombine,
+      int combineTokens) {
     int maxTokens = Math.max(1, wl.maxTokens());
     try (CpuWorld world = CpuWorld.create(wl.map.topology())) {
       return world.run(t -> {
@@ -192,7 +193,7 @@ class NodeRelayTest {
         try (PeerMemory memory = PeerMemory.offHeap();
             FusedDispatcher d = new FusedDispatcher(t, wl.map, DispatchOptions.defaults(), memory, cap,
                 relayDispatch.test(r) ? new FusedDispatcher.RelaySize(maxTokens, wl.topk, wl.hidden, wl.dtype) : null);
-            FusedCombiner c = new FusedCombiner(t, 8, memory, maxTokens, wl.topk, relayCombine)) {
+            FusedCombiner c = new FusedCombiner(t, 8, memory, combineTokens, wl.topk, relayCombine)) {
           RowBuffer into = memory.rows(cap, wl.hidden, wl.dtype);
           RowBuffer out = RowBuffer.allocate(Arena.ofAuto(), wl.tokens[r], wl.hidden, wl.outType);
           out.segment().fill((byte) 0x7F);
@@ -211,15 +212,20 @@ class NodeRelayTest {
   void mismatchedPathsFailEveryRankNamingThem() {
     int[] some = {5, 0, 7, 3};
     Workload wl = Workload.of(MAP, 2, 64, DType.BF16, some, routing(some, 2, (r, i) -> (i * 3 + r) % 8), 11);
-    List<String> msgs = mixed(wl, r -> r != 2, true);
+    List<String> msgs = mixed(wl, r -> r != 2, true, 7);
     for (String m : msgs) {
       assertTrue(m != null && m.contains("dispatch: ranks disagree on the node path: rank 0 relays, rank 2 sends direct"), m);
     }
-    msgs = mixed(wl, r -> true, false);
+    msgs = mixed(wl, r -> true, false, 7);
     for (int r = 0; r < msgs.size(); r++) {
       assertTrue(msgs.get(r) != null && msgs.get(r).contains(
           "combine: rank 0: the dispatch took the node-level path, this combiner was built without node relay buffers"),
           msgs.get(r));
+    }
+    // a combiner sized for fewer tokens than the dispatch relayed: named before any partial moves
+    msgs = mixed(wl, r -> true, true, 4);
+    for (String m : msgs) {
+      assertTrue(m != null && m.contains("combine: rank 0: the node relay holds 4 tokens per rank, the dispatch relayed 7 of rank 2"), m);
     }
   }
 
