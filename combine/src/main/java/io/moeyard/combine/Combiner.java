@@ -1,6 +1,7 @@
 package io.moeyard.combine;
 
 import io.moeyard.dispatch.DispatchHandle;
+import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;
@@ -21,7 +22,9 @@ import java.util.Objects;
  * <p>Reduction order (identical on every path and backend, hence identical bits): on the expert
  * rank, a token's rows are summed in ascending local slot order as {@code acc + w * y} in float
  * and rounded once to the output type (one partial per token-rank pair); at home the partials
- * are summed in ascending rank order in float and rounded once. Tokens routed nowhere get zeros.
+ * are summed in ascending rank order in float and rounded once. On more than one node, per node
+ * first: a node's partials in rank order, rounded once, then the node partials in node order,
+ * rounded once. Every sum starts from 0. Tokens routed nowhere get zeros.
  *
  * <p>Protocol: validate and announce (bad input fails every rank, naming it, before any output
  * is touched), move partials home, barrier, reduce at home. One instance per rank; it keeps its
@@ -53,13 +56,18 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
     this.chunk = chunk;
   }
 
-  /** What a rank tells the others before combining: verdict, format, where its partials go. */
-  record Announcement(String problem, int hidden, DType dtype, HomeWindow home) {
+  /**
+   * What a rank tells the others before combining: verdict, format, whether its dispatch took the
+   * node-level path, where its partials go.
+   */
+  record Announcement(String problem, int hidden, DType dtype, boolean nodeRelay, HomeWindow home) {
     static final MessageCodec<Announcement> CODEC = new MessageCodec<>() {
       @Override
       public void write(Announcement a, MessageWriter out) {
-        out.putString(a.problem).putInt(a.hidden).putDType(a.dtype).putBoolean(a.home != null);
-        if (a.home != null) out.putRows(a.home.rows).putInts(a.home.peerStart);
+        out.putString(a.problem).putInt(a.hidden).putDType(a.dtype).putBoolean(a.nodeRelay).putBoolean(a.home != null);
+        if (a.home != null) {
+          out.putRows(a.home.rows).putInts(a.home.peerStart).putRows(a.home.staging).putInts(a.home.stagingStart);
+        }
       }
 
       @Override
@@ -67,17 +75,25 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
         String problem = in.getString();
         int hidden = in.getInt();
         DType dtype = in.getDType();
-        HomeWindow home = in.getBoolean() ? new HomeWindow(in.getRows(), in.getInts()) : null;
-        return new Announcement(problem, hidden, dtype, home);
+        boolean relay = in.getBoolean();
+        HomeWindow home = in.getBoolean() ? new HomeWindow(in.getRows(), in.getInts(), in.getRows(), in.getInts()) : null;
+        return new Announcement(problem, hidden, dtype, relay, home);
       }
     };
   }
 
   /**
-   * Where peers write at a home rank: {@code rows}, in which peer p's rows form one run starting
-   * at {@code peerStart[p]} (so every expert rank writes one sequential run per home).
+   * Where peers write at a rank: {@code rows}, its home window, in which peer p's rows form one
+   * run starting at {@code peerStart[p]} (so every expert rank writes one sequential run per
+   * home); on the node-level path also {@code staging}, where the ranks of its node leave their
+   * partials for the remote sources it relays: source s's partials from peer p start at
+   * {@code stagingStart[s * ranks + p]} (null when it relays nothing).
    */
-  record HomeWindow(RowBuffer rows, int[] peerStart) {}
+  record HomeWindow(RowBuffer rows, int[] peerStart, RowBuffer staging, int[] stagingStart) {
+    HomeWindow(RowBuffer rows, int[] peerStart) {
+      this(rows, peerStart, null, null);
+    }
+  }
 
   /**
    * Rows of a home window for {@code maxTokens} tokens: one partial per token-rank pair (fused),
@@ -114,8 +130,10 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
         : closed ? "rank " + rank + ": the combiner is closed"
         : localProblem(handle, expertOut, out);
     HomeWindow home = problem == null ? homeWindow(handle, out.hidden(), out.dtype()) : null;
+    boolean relay = problem == null && handle.nodeRelay();
     Object[] got = transport.allGather(
-        new Announcement(problem, out == null ? 0 : out.hidden(), out == null ? null : out.dtype(), home), Announcement.CODEC);
+        new Announcement(problem, out == null ? 0 : out.hidden(), out == null ? null : out.dtype(), relay, home),
+        Announcement.CODEC);
     Announcement[] all = new Announcement[got.length];
     for (int r = 0; r < got.length; r++) all[r] = (Announcement) got[r];
     String wp = worldProblem(all);
@@ -125,7 +143,11 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
       for (int r = 0; r < ranks; r++) homes[r] = all[r].home();
       send(handle, expertOut, homes);
       transport.barrier();
+      if (relay) relayNodePartials(handle, home);
       reduceAtHome(handle, home.rows(), out);
+      // homes may still be copying node partials out of this rank's memory, which its owner may
+      // free once combine returns; the dispatch's own closing barrier covers its messages
+      if (relay) transport.barrier();
     } catch (CollectiveException e) {
       throw e;
     } catch (RuntimeException | Error e) {
@@ -154,15 +176,55 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
     if (out.rows() != handle.layout().tokens) {
       return me + "out has " + out.rows() + " rows, the dispatch had " + handle.layout().tokens + " tokens";
     }
-    return null;
+    return handle.nodeRelay() ? relayProblem(handle) : null;
+  }
+
+  /** Why this combiner cannot return {@code handle}, a node-level dispatch, or null. */
+  String relayProblem(DispatchHandle handle) {
+    return "rank " + rank + ": the dispatch took the node-level path, this combiner was built without node relay buffers";
+  }
+
+  /**
+   * The node-level path, after every expert rank stored its partials: as a relay, sum the
+   * partials of each remote source's tokens into one row per (token, node) and send them home;
+   * as a home, receive them into {@code home}'s rows.
+   */
+  void relayNodePartials(DispatchHandle handle, HomeWindow home) {
+    throw new IllegalStateException("no node relay");
   }
 
   private static String worldProblem(Announcement[] all) {
-    return Agreement.check(all.length, r -> all[r].problem(), r -> all[r].hidden(), r -> all[r].dtype());
+    String p = Agreement.check(all.length, r -> all[r].problem(), r -> all[r].hidden(), r -> all[r].dtype());
+    if (p != null) return p;
+    for (int r = 1; r < all.length; r++) {
+      if (all[r].nodeRelay() != all[0].nodeRelay()) {
+        return "ranks disagree on the node path of their dispatch: rank 0 " + (all[0].nodeRelay() ? "relayed" : "sent direct")
+            + ", rank " + r + (all[r].nodeRelay() ? " relayed" : " sent direct");
+      }
+    }
+    return null;
   }
 
   /** Where peers write at this rank (partials or returned rows), rows from scratch. */
   abstract HomeWindow homeWindow(DispatchHandle handle, int hidden, DType dtype);
+
+  /**
+   * The order in which a token's partials are summed at home on a topology of more than one
+   * node: per node (ascending), the partials of its ranks (ascending) summed and rounded to the
+   * output type, the node partials then summed and rounded once. Lists, for {@code q} over the
+   * token's pairs, the groups and terms of a two-level batch ({@code row.applyAsInt(q)}: the
+   * partial's row); the caller closes the output.
+   */
+  static void nodeGroups(SumBatch batch, DispatchLayout layout, int t, int localRanks, java.util.function.IntUnaryOperator row) {
+    int prev = -1;
+    for (int q = layout.pairOffset[t]; q < layout.pairOffset[t + 1]; q++) {
+      int m = layout.pairRank[q] / localRanks;
+      if (m != prev && prev >= 0) batch.endGroup();
+      batch.term(row.applyAsInt(q), 1f);
+      prev = m;
+    }
+    if (prev >= 0) batch.endGroup();
+  }
 
   /** Expert side: moves this rank's expert outputs toward their homes. */
   abstract void send(DispatchHandle handle, RowBuffer expertOut, HomeWindow[] homes);

@@ -15,8 +15,10 @@ import java.lang.foreign.Arena;
  * The unfused baseline of combine (Megatron's reverse path): sort the expert-major rows back
  * into [source][slot][token] blocks, all-to-all-v every selection's row back to its home (no
  * dedup), then unpermute and reduce at home. The home reduction follows moeyard's order (group
- * by expert rank, round each group's partial to the output type, sum groups in rank order), so
- * its output equals the fused path's bit for bit and the two are compared on data movement alone.
+ * by expert rank, round each group's partial to the output type, sum groups in rank order; on
+ * several nodes the groups' partials are first summed per node and rounded, then the node
+ * partials in node order), so its output equals the fused path's bit for bit and the two are
+ * compared on data movement alone.
  */
 public final class UnfusedCombiner extends Combiner {
   private final Arena local = Arena.ofShared();
@@ -25,6 +27,10 @@ public final class UnfusedCombiner extends Combiner {
   private final int[] blockRows;
   /** Every token's two-level sum of its returned rows. */
   private final SumBatch tokenSums = new SumBatch(true, scratch);
+  /** Several nodes: every pair's partial, then every token's sum of them node by node. */
+  private final SumBatch pairSums = new SumBatch(false, scratch);
+  private final SumBatch nodeSums = new SumBatch(true, scratch);
+  private RowBuffer pairPartials;
 
   public UnfusedCombiner(Transport transport) {
     this(transport, DispatchOptions.DEFAULT_CHUNK_PAIRS);
@@ -94,6 +100,29 @@ public final class UnfusedCombiner extends Combiner {
     int[] perm = layout.permutedPosition();
     float[] w = handle.homeWeights();
     int k = layout.topk;
+    int localRanks = transport.topology().localRanks();
+    if (transport.topology().nodes() > 1) {
+      // three levels: the pair partials (as the expert rank would round them), then per node
+      int pairs = layout.pairs();
+      if (pairPartials == null || pairPartials.hidden() != out.hidden() || pairPartials.dtype() != out.dtype()
+          || pairPartials.rows() < pairs) {
+        pairPartials = RowBuffer.allocate(local, Math.max(1, pairs), out.hidden(), out.dtype());
+      }
+      pairSums.clear();
+      for (int q = 0; q < pairs; q++) {
+        int t = layout.pairToken[q];
+        for (int sel = layout.pairSel[q]; sel < layout.pairSelEnd[q]; sel++) pairSums.term(perm[sel], w[t * k + layout.sortedK[sel]]);
+        pairSums.endOutput();
+      }
+      pairSums.run(returned, true, pairPartials, 0, false);
+      nodeSums.clear();
+      for (int t = 0; t < layout.tokens; t++) {
+        nodeGroups(nodeSums, layout, t, localRanks, q -> q);
+        nodeSums.endOutput();
+      }
+      nodeSums.run(pairPartials, true, out, 0, false);
+      return;
+    }
     tokenSums.clear();
     for (int t = 0; t < layout.tokens; t++) {
       // unpermute: the token's returned rows, grouped by the expert rank they came back from

@@ -19,10 +19,14 @@ import java.util.Objects;
  * @param chunkPairs pipelining granularity of the CPU backend ({@link DispatchOptions})
  * @param variant {@link Variant#FUSED} (the product) or {@link Variant#UNFUSED} (the baseline it is
  *     measured against)
+ * @param nodePath how the fused path of the cpu backend crosses nodes when the topology has more
+ *     than one: {@link NodePath#RELAY} (the default) or {@link NodePath#DIRECT}; on one node both
+ *     are the same path, and the unfused baseline (and, for now, the cuda backend) always sends
+ *     direct
  */
 public record CommConfig(
     int maxTokens, int hidden, int topk, DType dispatchType, DType combineType, int receiveRows, int chunkPairs,
-    Variant variant) {
+    Variant variant, NodePath nodePath) {
 
   /** Which implementation moves the rows; both give the same bits. */
   public enum Variant {
@@ -32,8 +36,20 @@ public record CommConfig(
     UNFUSED
   }
 
+  /** How rows cross nodes on the fused path; both give the same windows and the same bits. */
+  public enum NodePath {
+    /**
+     * Each token crosses to each remote node once, to the rank with the sender's local index
+     * there, which stores it into its node's windows; combine sums per node on the way back.
+     */
+    RELAY,
+    /** Each token crosses to every rank that needs it, wherever it is (one hop). */
+    DIRECT
+  }
+
   public CommConfig {
     Objects.requireNonNull(dispatchType, "dispatchType");
+    Objects.requireNonNull(nodePath, "nodePath");
     Objects.requireNonNull(combineType, "combineType");
     Objects.requireNonNull(variant, "variant");
     if (maxTokens < 0) throw new IllegalArgumentException("maxTokens must be >= 0, got " + maxTokens);
@@ -52,18 +68,27 @@ public record CommConfig(
   /** Fused, worst-case receive buffer, default chunking. */
   public static CommConfig of(int maxTokens, int hidden, int topk, DType dispatchType, DType combineType) {
     return new CommConfig(maxTokens, hidden, topk, dispatchType, combineType, 0, DispatchOptions.DEFAULT_CHUNK_PAIRS,
-        Variant.FUSED);
+        Variant.FUSED, NodePath.RELAY);
   }
 
   public CommConfig withReceiveRows(int rows) {
-    return new CommConfig(maxTokens, hidden, topk, dispatchType, combineType, rows, chunkPairs, variant);
+    return new CommConfig(maxTokens, hidden, topk, dispatchType, combineType, rows, chunkPairs, variant, nodePath);
   }
 
   public CommConfig withChunkPairs(int pairs) {
-    return new CommConfig(maxTokens, hidden, topk, dispatchType, combineType, receiveRows, pairs, variant);
+    return new CommConfig(maxTokens, hidden, topk, dispatchType, combineType, receiveRows, pairs, variant, nodePath);
+  }
+
+  public CommConfig withNodePath(NodePath p) {
+    return new CommConfig(maxTokens, hidden, topk, dispatchType, combineType, receiveRows, chunkPairs, variant, p);
+  }
+
+  /** True when a communicator of this config on {@code topology} takes the node-level path. */
+  public boolean relaysOn(io.moeyard.engine.Topology topology) {
+    return variant == Variant.FUSED && nodePath == NodePath.RELAY && topology.nodes() > 1;
   }
 
   public CommConfig withVariant(Variant v) {
-    return new CommConfig(maxTokens, hidden, topk, dispatchType, combineType, receiveRows, chunkPairs, v);
+    return new CommConfig(maxTokens, hidden, topk, dispatchType, combineType, receiveRows, chunkPairs, v, nodePath);
   }
 }

@@ -11,6 +11,7 @@ import io.moeyard.dispatch.Routing;
 import io.moeyard.dispatch.UnfusedDispatcher;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.Topology;
 import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
@@ -55,12 +56,14 @@ final class CpuCommunicator implements Communicator {
     boolean fused = config.variant() == CommConfig.Variant.FUSED;
     int cap = (int) rows;
     // sized once, here: on a process transport this is this rank's shared-memory file
-    this.memory = transport.peerMemory(peerMemoryBytes(config, transport.size(), cap));
+    this.memory = transport.peerMemory(peerMemoryBytes(config, transport.topology(), cap));
     try {
       this.receive = memory.rows(cap, config.hidden(), config.dispatchType());
-      this.dispatcher = fused ? new FusedDispatcher(transport, experts, opts, memory, cap)
+      boolean relay = config.relaysOn(transport.topology());
+      this.dispatcher = fused ? new FusedDispatcher(transport, experts, opts, memory, cap, relaySize(config, relay))
           : new UnfusedDispatcher(transport, experts, opts, memory, cap);
-      this.combiner = fused ? new FusedCombiner(transport, config.chunkPairs(), memory, config.maxTokens(), config.topk())
+      this.combiner = fused
+          ? new FusedCombiner(transport, config.chunkPairs(), memory, config.maxTokens(), config.topk(), relay)
           : new UnfusedCombiner(transport, config.chunkPairs(), memory, config.maxTokens(), config.topk());
     } catch (RuntimeException | Error e) {
       memory.close();
@@ -68,15 +71,26 @@ final class CpuCommunicator implements Communicator {
     }
   }
 
+  private static FusedDispatcher.RelaySize relaySize(CommConfig config, boolean relay) {
+    return relay ? new FusedDispatcher.RelaySize(config.maxTokens(), config.topk(), config.hidden(), config.dispatchType()) : null;
+  }
+
   /**
    * Peer memory one rank's communicator carves: receive rows, window metadata (and staging), home
-   * window, and the rows a shuffled combine leaves for its targets to pull.
+   * window, on the node-level path the relay's message slots and combine staging, and the rows a
+   * shuffled combine leaves for its targets to pull.
    */
-  static long peerMemoryBytes(CommConfig config, int ranks, int receiveRows) {
+  static long peerMemoryBytes(CommConfig config, Topology topology, int receiveRows) {
     boolean fused = config.variant() == CommConfig.Variant.FUSED;
+    boolean relay = config.relaysOn(topology);
+    long combine = fused
+        ? FusedCombiner.peerMemoryBytes(relay, topology, config.maxTokens(), config.topk(), config.hidden(), config.combineType())
+        : Combiner.peerMemoryBytes(false, topology.worldSize(), config.maxTokens(), config.topk(), config.hidden(),
+            config.combineType());
     return PeerMemory.rowsBytes(receiveRows, config.hidden(), config.dispatchType())
         + Dispatcher.peerMemoryBytes(fused, receiveRows, config.hidden(), config.dispatchType())
-        + Combiner.peerMemoryBytes(fused, ranks, config.maxTokens(), config.topk(), config.hidden(), config.combineType())
+        + FusedDispatcher.relayBytes(topology, relaySize(config, relay))
+        + combine
         + PeerMemory.rowsBytes(ShuffledCombine.homeRows(config), config.hidden(), config.combineType());
   }
 

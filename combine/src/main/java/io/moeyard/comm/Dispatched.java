@@ -60,6 +60,11 @@ public final class Dispatched {
     int receivedPairs();
 
     int tokens();
+
+    /** Rows this rank sent across a node boundary, or -1 when the backend does not count them. */
+    default int rowsSentAcrossNodes() {
+      return -1;
+    }
   }
 
   /** A result of another backend's communicator {@code owner}; for backends, not engines. */
@@ -118,6 +123,15 @@ public final class Dispatched {
   /** Token-rank pairs received: the rows that crossed to this rank, one per (source token). */
   public int receivedPairs() {
     return rows != null ? rows.receivedPairs() : handle.receivedPairs();
+  }
+
+  /**
+   * Rows this rank sent across a node boundary in this dispatch, on the path it took: one per
+   * (token, remote node) on the node-level path, one per token-rank pair with a rank on another
+   * node on the direct one (-1: a backend that does not count them).
+   */
+  public int rowsSentAcrossNodes() {
+    return rows != null ? rows.rowsSentAcrossNodes() : handle.rowsSentAcrossNodes();
   }
 
   /** Tokens this rank dispatched. */

@@ -280,8 +280,10 @@ public final class NaiveReference {
   /**
    * One token's output: per destination rank ascending, over its rows there in ascending slot
    * order, {@code acc = acc + w * y} in float (each step rounded, no fused multiply-add), the
-   * partial rounded to the output type; the partials summed in float, rounded once. A token
-   * routed nowhere gets zeros.
+   * partial rounded to the output type. On one node the partials are summed in float and rounded
+   * once. On several nodes, per node ascending, its ranks' partials are summed in float and
+   * rounded once (the node partial), and the node partials summed in float and rounded once.
+   * Every sum starts from 0. A token routed nowhere gets zeros.
    */
   private void combineToken(int rank, int t, float[] w, RowBuffer[] y, DType outType, float[] value) {
     int spr = map.slotsPerRank();
@@ -300,17 +302,24 @@ public final class NaiveReference {
         }
       }
     }
+    int localRanks = map.topology().localRanks();
+    boolean nodes = map.topology().nodes() > 1;
     for (int c = 0; c < value.length; c++) {
       float total = 0f;
       int i = 0;
       while (i < n) {
-        int d = dest[i];
-        float acc = 0f;
-        for (; i < n && dest[i] == d; i++) {
-          float product = weight[i] * y[d].getFloat(rowAt[i], c);
-          acc = acc + product;
+        int node = dest[i] / localRanks;
+        float nodeSum = 0f;
+        while (i < n && dest[i] / localRanks == node) {
+          int d = dest[i];
+          float acc = 0f;
+          for (; i < n && dest[i] == d; i++) {
+            float product = weight[i] * y[d].getFloat(rowAt[i], c);
+            acc = acc + product;
+          }
+          nodeSum = nodeSum + round(acc, outType);
         }
-        total = total + round(acc, outType);
+        total = total + (nodes ? round(nodeSum, outType) : nodeSum);
       }
       value[c] = round(total, outType);
     }

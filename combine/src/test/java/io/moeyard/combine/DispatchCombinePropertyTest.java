@@ -23,7 +23,7 @@ import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 /**
- * Fused and unfused dispatch + combine, through the {@link Communicator}, against the kit's
+ * Fused (node relay and direct) and unfused dispatch + combine, through the {@link Communicator}, against the kit's
  * {@link NaiveReference} on many random workloads ({@link Workload#random}): every received row's
  * bytes, scales, weight and origin; per-slot counts; combine's output bit for bit. The seed of a
  * failing case is in the message; replay with -Dmoeyard.test.seed=N.
@@ -42,8 +42,9 @@ class DispatchCombinePropertyTest {
       int c = i;
       seed.check(() -> {
         try {
-          check(wl, true, chunk);
-          check(wl, false, chunk);
+          check(wl, true, CommConfig.NodePath.RELAY, chunk);
+          check(wl, true, CommConfig.NodePath.DIRECT, chunk);
+          check(wl, false, CommConfig.NodePath.RELAY, chunk);
         } catch (AssertionError | RuntimeException e) {
           throw new AssertionError("case " + c + " " + wl + " chunk=" + chunk + ": " + e.getMessage(), e);
         }
@@ -55,12 +56,12 @@ class DispatchCombinePropertyTest {
     return b.segment().asSlice(b.offset(), rows * b.rowBytes()).toArray(ValueLayout.JAVA_BYTE);
   }
 
-  private static void check(Workload wl, boolean fused, int chunk) {
+  private static void check(Workload wl, boolean fused, CommConfig.NodePath path, int chunk) {
     NaiveReference ref = wl.ref;
     RowBuffer[] x = wl.xs();
     RowBuffer[] y = wl.ys();
     CommConfig cfg = wl.config().withChunkPairs(chunk)
-        .withVariant(fused ? CommConfig.Variant.FUSED : CommConfig.Variant.UNFUSED);
+        .withVariant(fused ? CommConfig.Variant.FUSED : CommConfig.Variant.UNFUSED).withNodePath(path);
     try (CpuWorld world = CpuWorld.create(wl.map.topology())) {
       List<RowBuffer> outs = world.run(t -> {
         int r = t.rank();
@@ -78,7 +79,7 @@ class DispatchCombinePropertyTest {
           for (int i = 0; i < weights.length; i++) weights[i] = h.receivedWeight(i);
           assertArrayEquals(ref.receivedWeights(r, wl.w), weights, "weights received by rank " + r);
           String p = ref.checkDispatch(r, h.received(), h.receivedRows(), x);
-          if (p != null) throw new AssertionError((fused ? "fused" : "unfused") + " dispatch: " + p);
+          if (p != null) throw new AssertionError((fused ? "fused " + path : "unfused") + " dispatch: " + p);
           RowBuffer out = RowBuffer.allocate(Arena.ofAuto(), wl.tokens[r], wl.hidden, wl.outType);
           // poison the output so unwritten rows show
           out.segment().fill((byte) 0x7F);
@@ -88,7 +89,7 @@ class DispatchCombinePropertyTest {
       });
       for (int r = 0; r < wl.ranks(); r++) {
         String p = ref.checkCombine(r, wl.w[r], y, outs.get(r));
-        if (p != null) throw new AssertionError((fused ? "fused" : "unfused") + " combine: " + p);
+        if (p != null) throw new AssertionError((fused ? "fused " + path : "unfused") + " combine: " + p);
       }
     }
   }

@@ -41,6 +41,7 @@ public final class DispatchHandle implements AutoCloseable {
   private final int receivedPairs;
   private final int[][] worldSendCounts;
   private final int[] sourcePairStart;
+  private final DispatchLayout[] relayed;
   private final Arena arena;
   private boolean closed;
 
@@ -56,6 +57,7 @@ public final class DispatchHandle implements AutoCloseable {
       int receivedPairs,
       int[][] worldSendCounts,
       int[] sourcePairStart,
+      DispatchLayout[] relayed,
       Arena arena) {
     this.transport = transport;
     this.map = map;
@@ -74,6 +76,7 @@ public final class DispatchHandle implements AutoCloseable {
     this.receivedPairs = receivedPairs;
     this.worldSendCounts = worldSendCounts;
     this.sourcePairStart = sourcePairStart;
+    this.relayed = relayed;
     this.arena = arena;
   }
 
@@ -88,6 +91,40 @@ public final class DispatchHandle implements AutoCloseable {
   /** This rank's own tokens resolved to slots and pairs (the home side of the dispatch). */
   public DispatchLayout layout() {
     return layout;
+  }
+
+  /**
+   * True when this dispatch took the node-level path (more than one node, rows crossing to each
+   * remote node once through its relay): combine then returns along the same path.
+   */
+  public boolean nodeRelay() {
+    return relayed != null;
+  }
+
+  /**
+   * As a node relay: the layout of {@code source}'s tokens, recomputed from the routing it sent
+   * here, when this rank relayed that source's rows to its node; null otherwise.
+   */
+  public DispatchLayout relayedLayout(int source) {
+    return relayed == null ? null : relayed[source];
+  }
+
+  /**
+   * Rows this rank sent across a node boundary in this dispatch, on the path it took: one per
+   * (token, remote node) with a pair there when relayed, else one per token-rank pair with a rank
+   * on another node.
+   */
+  public int rowsSentAcrossNodes() {
+    int localRanks = transport.topology().localRanks();
+    int node = transport.rank() / localRanks;
+    int n = 0;
+    if (relayed != null) {
+      int[] perNode = layout.tokensToNode(localRanks);
+      for (int m = 0; m < perNode.length; m++) if (m != node) n += perNode[m];
+    } else {
+      for (int d = 0; d < layout.ranks; d++) if (d / localRanks != node) n += layout.pairsTo[d];
+    }
+    return n;
   }
 
   /** The top-k weights this rank dispatched with ({@code [tokens * topk]}, a copy taken at dispatch). */

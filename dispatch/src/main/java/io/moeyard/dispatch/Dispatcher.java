@@ -22,8 +22,9 @@ import java.util.Objects;
  * <p>The protocol, shared by both: (1) every rank validates its input, resolves its layout and
  * announces its counts; after the all-gather every rank checks every announcement, so bad input
  * anywhere fails every rank with the same message before any buffer is touched; (2) receivers
- * publish their windows; (3) senders move rows and metadata into the windows; (4) a barrier, then
- * receivers finish (the unfused path sorts its chunks here).
+ * publish their windows; (3) senders move rows and metadata into the windows (on the fused
+ * node-level path, rows for other nodes first cross to each node's relay, which stores them);
+ * (4) a barrier, then receivers finish (the unfused path sorts its chunks here).
  *
  * <p>A dispatcher instance belongs to one rank and is not thread-safe; it keeps scratch buffers
  * between calls so that steady-state calls allocate only the handle's receive buffer (pass one
@@ -107,10 +108,12 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
     long capacity = receiveInto == null ? -1 : receiveInto.rows();
     if (memory != null) capacity = capacity < 0 ? capacityRows : Math.min(capacity, capacityRows);
     Announcement mine = layout == null
-        ? new Announcement(problem, x == null ? 0 : x.hidden(), x == null ? null : x.dtype(), null, null, null, -1)
-        : new Announcement(null, x.hidden(), x.dtype(), layout.sendCounts, layout.pairsTo, layout.selectionsTo, capacity);
+        ? new Announcement(problem, x == null ? 0 : x.hidden(), x == null ? null : x.dtype(), null, null, null, -1,
+            relayTokens(), 0, null)
+        : new Announcement(null, x.hidden(), x.dtype(), layout.sendCounts, layout.pairsTo, layout.selectionsTo, capacity,
+            relayTokens(), layout.tokens, relayTokens() < 0 ? null : layout.tokensToNode(transport.topology().localRanks()));
     Announcement[] all = gather(mine);
-    String worldProblem = worldProblem(all);
+    String worldProblem = worldProblem(all, transport.topology().localRanks());
     if (worldProblem != null) throw new CollectiveException("dispatch: " + worldProblem);
     try {
       return run(x, routing, receiveInto, layout, all);
@@ -150,13 +153,35 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
             + " but x is " + x.hidden() + " x " + x.dtype().cliName();
       }
     }
+    return extraProblem(x, routing);
+  }
+
+  /** A problem of this rank's input that only the subclass knows of, or null. */
+  String extraProblem(RowBuffer x, Routing routing) {
     return null;
   }
 
   /** The same verdict on every rank, since every rank sees the same announcements. */
-  private static String worldProblem(Announcement[] all) {
+  private static String worldProblem(Announcement[] all, int localRanks) {
     String agreed = Agreement.check(all.length, r -> all[r].problem(), r -> all[r].hidden(), r -> all[r].dtype());
     if (agreed != null) return agreed;
+    for (int r = 1; r < all.length; r++) {
+      if ((all[r].relayTokens() < 0) != (all[0].relayTokens() < 0)) {
+        return "ranks disagree on the node path: rank 0 " + (all[0].relayTokens() < 0 ? "sends direct" : "relays")
+            + ", rank " + r + (all[r].relayTokens() < 0 ? " sends direct" : " relays");
+      }
+    }
+    if (all[0].relayTokens() >= 0) {
+      // a relay holds one message per remote source of its local index, sized for so many tokens
+      for (int s = 0; s < all.length; s++) {
+        for (int r = s % localRanks; r < all.length; r += localRanks) {
+          if (r / localRanks != s / localRanks && all[s].tokens() > all[r].relayTokens()) {
+            return "rank " + s + " dispatches " + all[s].tokens() + " tokens, the node relay on rank " + r
+                + " holds " + all[r].relayTokens();
+          }
+        }
+      }
+    }
     for (int d = 0; d < all.length; d++) {
       if (all[d].capacityRows() < 0) continue;
       long need = 0;
@@ -195,8 +220,7 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
       Object[] got = transport.allGather(window, ReceiveWindow.CODEC);
       ReceiveWindow[] windows = new ReceiveWindow[ranks];
       for (int r = 0; r < ranks; r++) windows[r] = (ReceiveWindow) got[r];
-      SendPlan plan = new SendPlan(layout, all, counts);
-      move(x, routing, layout, plan, windows);
+      move(x, routing, layout, all, counts, windows);
       transport.barrier();
       finish(window, counts, slotOffsets);
     } catch (RuntimeException | Error e) {
@@ -204,7 +228,7 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
       throw e;
     }
     return new DispatchHandle(transport, map, layout, routing.topkWeights().clone(), rows, receivedRows, slotOffsets,
-        window, sourcePairStart[ranks], counts, sourcePairStart, arena);
+        window, sourcePairStart[ranks], counts, sourcePairStart, relayedLayouts(), arena);
   }
 
   private boolean closed;
@@ -229,23 +253,40 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
   abstract RowBuffer staging(int receivedRows, int hidden, DType dtype);
 
   /** Moves this rank's rows and their metadata into every destination's window. */
-  abstract void move(RowBuffer x, Routing routing, DispatchLayout layout, SendPlan plan, ReceiveWindow[] windows);
+  abstract void move(RowBuffer x, Routing routing, DispatchLayout layout, Announcement[] all, int[][] counts,
+      ReceiveWindow[] windows);
+
+  /**
+   * Tokens per source the node relay holds, or -1 when this dispatcher sends every row direct
+   * (one node, the unfused path, or a dispatcher built without relay buffers).
+   */
+  int relayTokens() {
+    return -1;
+  }
+
+  /** The layouts of the sources whose rows this rank relayed in the last dispatch (by rank, null elsewhere), or null. */
+  DispatchLayout[] relayedLayouts() {
+    return null;
+  }
 
   /** Runs after every sender is done: the last local step on the receiving side. */
   abstract void finish(ReceiveWindow window, int[][] counts, int[] slotOffsets);
 
   /**
-   * Where this sender's rows and pairs start in every destination's window, from the announced
-   * counts: the FUSCO position of the j-th token this rank sends for physical slot p is
-   * {@code slotStart[p] + j}, with slotStart = sum of the slot's rows below p's local slot plus
-   * the rows of lower source ranks in that slot.
+   * Where the rows and pairs of source rank {@code source} start in every destination's window,
+   * from the announced counts: the FUSCO position of the j-th token the source sends for physical
+   * slot p is {@code slotStart[p] + j}, with slotStart = sum of the slot's rows below p's local
+   * slot plus the rows of lower source ranks in that slot. A node relay builds the plan of the
+   * source it relays for, so its stores land where the source's own would.
    */
   final class SendPlan {
+    final int source;
     final int[] slotStart;
     final int[] pairBase;
     final int[] rowBase;
 
-    SendPlan(DispatchLayout layout, Announcement[] all, int[][] counts) {
+    SendPlan(int source, Announcement[] all, int[][] counts) {
+      this.source = source;
       int spr = slotsPerRank;
       slotStart = new int[ranks * spr];
       pairBase = new int[ranks];
@@ -257,13 +298,13 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
           int below = 0;
           int tot = 0;
           for (int r = 0; r < ranks; r++) {
-            if (r < rank) below += counts[r][p];
+            if (r < source) below += counts[r][p];
             tot += counts[r][p];
           }
           slotStart[p] = base + below;
           base += tot;
         }
-        for (int r = 0; r < rank; r++) {
+        for (int r = 0; r < source; r++) {
           pairBase[d] += all[r].pairsTo()[d];
           rowBase[d] += all[r].selectionsTo()[d];
         }
@@ -276,19 +317,21 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
   private final int[] rowCursor;
 
   /**
-   * Writes every destination's pair descriptors, chunked over rotated peers ({@link #sendPairs}
-   * per chunk); both dispatchers start their move with it.
+   * Writes the pair descriptors of {@code plan}'s source for the destinations with a non-zero
+   * {@code pairsTo} (the source's own counts, or a node's share of them), chunked over rotated
+   * peers ({@link #sendPairs} per chunk); both dispatchers start their move with it.
    */
-  final void sendAllPairs(boolean rowMetadata, Routing routing, DispatchLayout layout, SendPlan plan, ReceiveWindow[] windows) {
+  final void sendAllPairs(boolean rowMetadata, Routing routing, DispatchLayout layout, SendPlan plan, ReceiveWindow[] windows,
+      int[] pairsTo) {
     if (nextPos.length != plan.slotStart.length) nextPos = new int[plan.slotStart.length];
     System.arraycopy(plan.slotStart, 0, nextPos, 0, nextPos.length);
     java.util.Arrays.fill(rowCursor, 0);
-    ChunkSchedule.forEachChunk(rank, layout.pairsTo, options.chunkPairs(),
+    ChunkSchedule.forEachChunk(rank, pairsTo, options.chunkPairs(),
         (d, from, to) -> sendPairs(d, from, to, rowMetadata, routing, layout, plan, windows[d]));
   }
 
   /**
-   * Writes the descriptors of this rank's pairs {@code [from, to)} into {@code d}'s window: each
+   * Writes the descriptors of the plan's source's pairs {@code [from, to)} into {@code d}'s window: each
    * pair's source, home index and rows (positions from the FUSCO formula, via {@code nextPos}),
    * and, when {@code rowMetadata}, each row's weight and source. Rows themselves are moved by the
    * subclass.
@@ -304,7 +347,7 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
       int q = destPairs[dBase + i];
       int t = layout.pairToken[q];
       int wp = plan.pairBase[d] + i;
-      w.pairSrcRank.setAtIndex(ReceiveWindow.INT, wp, rank);
+      w.pairSrcRank.setAtIndex(ReceiveWindow.INT, wp, plan.source);
       w.pairHomeIndex.setAtIndex(ReceiveWindow.INT, wp, q);
       w.pairRowStart.setAtIndex(ReceiveWindow.INT, wp, plan.rowBase[d] + rowCursor[d]);
       for (int sel = layout.pairSel[q], end = layout.pairSelEnd[q]; sel < end; sel++) {
@@ -312,7 +355,7 @@ public abstract sealed class Dispatcher implements AutoCloseable permits FusedDi
         w.pairRows.setAtIndex(ReceiveWindow.INT, plan.rowBase[d] + rowCursor[d]++, pos);
         if (rowMetadata) {
           w.weights.setAtIndex(ReceiveWindow.FLOAT, pos, weights[t * topk + layout.sortedK[sel]]);
-          w.rowSrcRank.setAtIndex(ReceiveWindow.INT, pos, rank);
+          w.rowSrcRank.setAtIndex(ReceiveWindow.INT, pos, plan.source);
           w.rowSrcToken.setAtIndex(ReceiveWindow.INT, pos, t);
         }
       }

@@ -65,9 +65,11 @@ public final class UnfusedDispatcher extends Dispatcher {
   }
 
   @Override
-  void move(RowBuffer x, Routing routing, DispatchLayout layout, SendPlan plan, ReceiveWindow[] windows) {
+  void move(RowBuffer x, Routing routing, DispatchLayout layout, Announcement[] all, int[][] counts,
+      ReceiveWindow[] windows) {
     // metadata to every destination (the same descriptors the fused path writes)
-    sendAllPairs(true, routing, layout, plan, windows);
+    SendPlan plan = new SendPlan(rank, all, counts);
+    sendAllPairs(true, routing, layout, plan, windows, layout.pairsTo);
 
     // (1) permute
     int selections = layout.selections();

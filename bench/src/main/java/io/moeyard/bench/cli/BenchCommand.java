@@ -61,6 +61,11 @@ public final class BenchCommand implements Callable<Integer> {
       + " the token's node, and the rows block counts rows that cross nodes; default 1")
   int nodes = 1;
 
+  @Option(names = "--node-path", paramLabel = "relay|direct", description = "how the fused path crosses nodes (cpu backend):"
+      + " relay (default: each token once per remote node, to the rank with its local index there, which fans it out) or"
+      + " direct (each token to every rank that needs it); the same path on one node")
+  String nodePath = "relay";
+
   @Option(names = "--tokens", description = "tokens per rank; default 1024 (4096 with --preset)")
   Integer tokens;
 
@@ -368,7 +373,12 @@ public final class BenchCommand implements Callable<Integer> {
       throw new IllegalArgumentException("--layer needs --trace");
     }
     int[] slots = placement == null ? null : placementLayer(r, e, routing);
-    return new BenchConfig(r, t, h, e, k, dt, p == null ? null : p.id, iters, warmup, chunk, seed, routing, nodes, slots);
+    io.moeyard.comm.CommConfig.NodePath path = switch (nodePath.toLowerCase(Locale.ROOT)) {
+      case "relay" -> io.moeyard.comm.CommConfig.NodePath.RELAY;
+      case "direct" -> io.moeyard.comm.CommConfig.NodePath.DIRECT;
+      default -> throw new IllegalArgumentException("--node-path must be relay or direct, got '" + nodePath + "'");
+    };
+    return new BenchConfig(r, t, h, e, k, dt, p == null ? null : p.id, iters, warmup, chunk, seed, routing, nodes, slots, path);
   }
 
   /** The plan's layer --layer as a slot -> expert map, or IllegalArgumentException naming what does not fit. */
@@ -418,6 +428,9 @@ public final class BenchCommand implements Callable<Integer> {
         res.backend(), res.device(), c.ranks(), c.tokens(), c.hidden(), c.dtype().cliName(), c.experts(), c.topk(),
         c.preset() == null ? "" : "  preset " + c.preset());
     if (c.trace() != null) out.printf(Locale.ROOT, "routing: %s%n", c.routingName());
+    if (c.nodes() > 1) {
+      out.printf(Locale.ROOT, "%d nodes x %d ranks, node path: %s%n", c.nodes(), c.ranks() / c.nodes(), nodePathName(res));
+    }
     out.printf(Locale.ROOT, "bytes received per rank (one row per token-rank pair, self included): dispatch %.2f MB, combine %.2f MB%n",
         res.dispatchBytesPerRank() / 1e6, res.combineBytesPerRank() / 1e6);
     if (res.backend().equals("cuda")) {
@@ -439,9 +452,9 @@ public final class BenchCommand implements Callable<Integer> {
           100 * w * res.dispatchFused().gbps() / res.copyGbps());
     }
     if (res.rows() != null) {
-      out.printf(Locale.ROOT, "rows: received per rank max %d, mean %.1f; from other ranks %d, from other nodes %d (%d node%s)%n",
+      out.printf(Locale.ROOT, "rows: received per rank max %d, mean %.1f; from other ranks %d; crossing nodes %d (%d node%s%s)%n",
           res.rows().receivedMax(), res.rows().receivedMean(), res.rows().remote(), res.rows().remoteNode(),
-          c.nodes(), c.nodes() == 1 ? "" : "s");
+          c.nodes(), c.nodes() == 1 ? "" : "s", c.nodes() == 1 ? "" : ", fused dispatch, " + nodePathName(res));
     }
     BenchResult.SimpleKernels sk = res.simpleKernels();
     if (sk != null) {
@@ -451,6 +464,16 @@ public final class BenchCommand implements Callable<Integer> {
           sk.combineMedianUs(), sk.combineMedianUs() / res.combineFused().medianUs());
     }
     out.printf(Locale.ROOT, "%nverified: %s%n", res.verified() ? "yes (" + res.verifyNote() + ")" : "NO: " + res.verifyNote());
+  }
+
+  /**
+   * The path the fused calls took across nodes: the config's on the cpu backend; the cuda
+   * backend sends direct.
+   */
+  static String nodePathName(BenchResult res) {
+    if (res.config().nodes() == 1) return "one node";
+    if (!res.backend().equals("cpu")) return "direct";
+    return res.config().nodePath() == io.moeyard.comm.CommConfig.NodePath.RELAY ? "relay" : "direct";
   }
 
   private static void row(PrintStream out, String name, BenchResult.Timing t, BenchResult.Timing base, double copy) {
@@ -478,6 +501,7 @@ public final class BenchCommand implements Callable<Integer> {
     cfg.put("seed", c.seed());
     cfg.put("routing", c.routingName());
     cfg.put("nodes", c.nodes());
+    cfg.put("node_path", nodePathName(res));
     cfg.put("dispatch_bytes_per_rank", res.dispatchBytesPerRank());
     cfg.put("combine_bytes_per_rank", res.combineBytesPerRank());
     cfg.put("dispatch_written_bytes_per_rank", res.dispatchWrittenBytesPerRank());

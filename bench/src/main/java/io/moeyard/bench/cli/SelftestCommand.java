@@ -15,7 +15,8 @@ import picocli.CommandLine.Option;
       "Runs many random dispatch/combine configurations (1..8 ranks and nodes, 1 in 8 cases up to 16, 1..32 slots per rank,",
       "replicas, top-k 1..8 (up to 16 in the wide cases), bf16/fp16/fp32/fp8+scales, 0..N tokens per rank incl. empty ranks, -1 entries, skewed routing)",
       "and compares every output of the chosen backend bit for bit with the CPU fused path",
-      "(cpu: unfused vs fused vs the naive reference; cuda: fused and unfused CUDA vs the CPU fused path).",
+      "(cpu: fused, through the node relay on several nodes, vs the naive reference, and single-hop fused and unfused vs it;",
+      "cuda: fused and unfused CUDA vs the CPU fused path).",
       "Prints one line per failing case with its seed, then a summary. Exit 0: all passed; 1: a case failed;",
       "2: bad options; 3: the backend cannot run here."
     })

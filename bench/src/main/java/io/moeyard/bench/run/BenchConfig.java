@@ -15,10 +15,24 @@ import java.nio.file.Path;
  *     a replica on the token's node, and rows that cross nodes are counted apart
  * @param physicalToLogical the expert of each physical slot (a placement's layer), or null for the
  *     trivial map (slot p holds expert p)
+ * @param nodePath how the fused path crosses nodes (relay, the default, or direct; the same path on one node)
  */
 public record BenchConfig(
     int ranks, int tokens, int hidden, int experts, int topk, DType dtype, String preset,
-    int iters, int warmup, int chunk, long seed, TraceRouting trace, int nodes, int[] physicalToLogical) {
+    int iters, int warmup, int chunk, long seed, TraceRouting trace, int nodes, int[] physicalToLogical,
+    io.moeyard.comm.CommConfig.NodePath nodePath) {
+
+  public BenchConfig {
+    java.util.Objects.requireNonNull(nodePath, "nodePath");
+  }
+
+  /** The node relay's path. */
+  public BenchConfig(
+      int ranks, int tokens, int hidden, int experts, int topk, DType dtype, String preset,
+      int iters, int warmup, int chunk, long seed, TraceRouting trace, int nodes, int[] physicalToLogical) {
+    this(ranks, tokens, hidden, experts, topk, dtype, preset, iters, warmup, chunk, seed, trace, nodes, physicalToLogical,
+        io.moeyard.comm.CommConfig.NodePath.RELAY);
+  }
 
   /** One node, the trivial map. */
   public BenchConfig(
@@ -45,7 +59,7 @@ public record BenchConfig(
   /** This configuration with {@code tokens} tokens per rank. */
   public BenchConfig withTokens(int tokens) {
     return new BenchConfig(ranks, tokens, hidden, experts, topk, dtype, preset, iters, warmup, chunk, seed, trace, nodes,
-        physicalToLogical);
+        physicalToLogical, nodePath);
   }
 
   /**

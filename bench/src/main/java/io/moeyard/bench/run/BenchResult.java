@@ -31,8 +31,9 @@ public record BenchResult(
 
   /**
    * Where the dispatched rows went, as the data path delivered them: rows (one per selection)
-   * received per rank, max and mean over ranks; rows whose source is another rank; rows whose
-   * source is on another node.
+   * received per rank, max and mean over ranks; rows whose source is another rank; rows that
+   * crossed a node boundary on the fused dispatch's node path (relay: one per token and remote
+   * node; direct: one per token-rank pair with a rank on another node).
    */
   public record Rows(long receivedMax, double receivedMean, long remote, long remoteNode) {
     /** From per-rank counts. */

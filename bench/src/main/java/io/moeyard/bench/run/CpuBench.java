@@ -139,7 +139,7 @@ public final class CpuBench {
     // sized for this run: the exact rows this rank receives, not the worst case (the deepseek-v3
     // preset would need 8x the memory)
     CommConfig cfg = CommConfig.of(c.tokens(), c.hidden(), c.topk(), c.dtype(), outType)
-        .withChunkPairs(c.chunk()).withReceiveRows(Math.max(1, ref.rowsReceivedBy(r)));
+        .withChunkPairs(c.chunk()).withReceiveRows(Math.max(1, ref.rowsReceivedBy(r))).withNodePath(c.nodePath());
     try (Arena arena = Arena.ofShared();
         Communicator fused = Communicator.cpu(t, map, cfg);
         Communicator unfused = Communicator.cpu(t, map, cfg.withVariant(CommConfig.Variant.UNFUSED))) {
@@ -159,7 +159,7 @@ public final class CpuBench {
       dispatchBytes[r] = (double) pairs * (x.rowBytes() + (long) x.scalesPerRow() * Float.BYTES);
       combineBytes[r] = (double) pairs * outF.rowBytes();
       writtenBytes[r] = (double) hf[0].receivedRows() * (x.rowBytes() + (long) x.scalesPerRow() * Float.BYTES);
-      countRows(hf[0], r, map.topology(), rowCounts);
+      countRows(hf[0], r, rowCounts);
 
       if (lead) progress.printf("verified: %s; timing %d + %d warm-up iterations of each...%n",
           p == null ? "yes" : "NO (" + p + ")", c.iters(), c.warmup());
@@ -193,23 +193,22 @@ public final class CpuBench {
     }
   }
 
-  /** rowCounts[0..2][r]: rows rank r received, those from other ranks, those from other nodes. */
-  static void countRows(Dispatched d, int r, Topology topo, long[][] rowCounts) {
-    countRows(d.receivedRows(), d::rowSourceRank, r, topo, rowCounts);
+  /**
+   * rowCounts[0..2][r]: rows rank r received, those from other ranks, and the rows r sent across
+   * a node boundary on the node path that ran (relay: one per token and remote node; direct: one
+   * per token-rank pair with a rank on another node).
+   */
+  static void countRows(Dispatched d, int r, long[][] rowCounts) {
+    countRows(d.receivedRows(), d::rowSourceRank, d.rowsSentAcrossNodes(), r, rowCounts);
   }
 
   /** The same for {@code n} received rows whose source ranks {@code sourceOf} gives (any handle type). */
-  static void countRows(int n, java.util.function.IntUnaryOperator sourceOf, int r, Topology topo, long[][] rowCounts) {
+  static void countRows(int n, java.util.function.IntUnaryOperator sourceOf, int crossedNodes, int r, long[][] rowCounts) {
     long remote = 0;
-    long remoteNode = 0;
-    for (int i = 0; i < n; i++) {
-      int src = sourceOf.applyAsInt(i);
-      if (src != r) remote++;
-      if (topo.nodeOf(src) != topo.nodeOf(r)) remoteNode++;
-    }
+    for (int i = 0; i < n; i++) if (sourceOf.applyAsInt(i) != r) remote++;
     rowCounts[0][r] = n;
     rowCounts[1][r] = remote;
-    rowCounts[2][r] = remoteNode;
+    rowCounts[2][r] = crossedNodes;
   }
 
 

@@ -45,7 +45,7 @@ final class CpuRun implements AutoCloseable {
   final byte[][] isTokenInRank;
   /** Combine outputs, {@code [tokens, hidden]} in the out dtype. */
   final RowBuffer[] out;
-  /** Per rank: received rows, and those from other ranks / other nodes (the bench's rows block). */
+  /** Per rank: received rows, those from other ranks, rows it sent across nodes (the bench's rows block). */
   final long[][] rowCounts;
 
   private CpuRun(int ranks, boolean fused) {
@@ -66,12 +66,29 @@ final class CpuRun implements AutoCloseable {
     rowCounts = new long[3][ranks];
   }
 
-  /** Runs the fused (FUSCO) or the unfused (Megatron-style) CPU path once on every rank. */
+  /** Runs the fused (FUSCO, single-hop) or the unfused (Megatron-style) CPU path once on every rank. */
   static CpuRun run(Workload wl, boolean fused, int chunk) {
+    return run(wl, fused, false, chunk);
+  }
+
+  /**
+   * As {@link #run(Workload, boolean, int)}; with {@code relay} the fused path crosses nodes
+   * through the node relay (which needs its buffers in peer memory, so every rank runs as
+   * {@link #runRank} does).
+   */
+  static CpuRun run(Workload wl, boolean fused, boolean relay, int chunk) {
     int ranks = wl.ranks();
     CpuRun res = new CpuRun(ranks, fused);
     boolean ok = false;
     try (CpuWorld world = CpuWorld.create(wl.map.topology())) {
+      if (relay) {
+        world.run(t -> {
+          rankInPeerMemory(t, wl, fused, true, chunk, res);
+          return null;
+        });
+        ok = true;
+        return res;
+      }
       for (int r = 0; r < ranks; r++) {
         res.recv[r] = RowBuffer.allocate(res.arena, wl.ref.rowsReceivedBy(r), wl.hidden, wl.dtype);
         res.out[r] = RowBuffer.allocate(res.arena, wl.tokens[r], wl.hidden, wl.outType);
@@ -96,37 +113,16 @@ final class CpuRun implements AutoCloseable {
 
   /**
    * This rank's part of {@link #run} on {@code t} (a rank of any world, e.g. a process over shared
-   * memory): the dispatcher's and combiner's windows and the receive rows in peer memory sized for
+   * memory): the dispatcher's and combine's windows and the receive rows in peer memory sized for
    * this workload; only index {@code t.rank()} of the result is filled. The received rows are
-   * copied out of peer memory before it is released.
+   * copied out of peer memory before it is released. {@code relay}: the fused path crosses nodes
+   * through the node relay.
    */
-  static CpuRun runRank(Transport t, Workload wl, boolean fused, int chunk) {
-    int r = t.rank();
+  static CpuRun runRank(Transport t, Workload wl, boolean fused, boolean relay, int chunk) {
     CpuRun res = new CpuRun(wl.ranks(), fused);
     boolean ok = false;
     try {
-      int rows = wl.ref.rowsReceivedBy(r);
-      int maxTokens = 0;
-      for (int n : wl.tokens) maxTokens = Math.max(maxTokens, n);
-      long bytes = PeerMemory.rowsBytes(rows, wl.hidden, wl.dtype)
-          + Dispatcher.peerMemoryBytes(fused, rows, wl.hidden, wl.dtype)
-          + Combiner.peerMemoryBytes(fused, wl.ranks(), maxTokens, wl.topk, wl.hidden, wl.outType);
-      try (PeerMemory memory = t.peerMemory(bytes)) {
-        RowBuffer recv = memory.rows(rows, wl.hidden, wl.dtype);
-        res.recv[r] = recv;
-        res.out[r] = RowBuffer.allocate(res.arena, wl.tokens[r], wl.hidden, wl.outType);
-        DispatchOptions opts = new DispatchOptions(chunk);
-        try (Dispatcher d = fused ? new FusedDispatcher(t, wl.map, opts, memory, rows) : new UnfusedDispatcher(t, wl.map, opts, memory, rows);
-            Combiner c = fused ? new FusedCombiner(t, chunk, memory, maxTokens, wl.topk)
-                : new UnfusedCombiner(t, chunk, memory, maxTokens, wl.topk)) {
-          res.rank(r, wl, d, c);
-        }
-        RowBuffer kept = RowBuffer.allocate(res.arena, rows, wl.hidden, wl.dtype);
-        MemorySegment.copy(recv.segment(), recv.offset(), kept.segment(), 0, recv.byteSize());
-        if (recv.scales() != null) MemorySegment.copy(recv.scales(), 0, kept.scales(), 0, recv.scales().byteSize());
-        res.recv[r] = kept;
-        t.barrier(); // nobody releases peer memory a peer may still be reading
-      }
+      rankInPeerMemory(t, wl, fused, relay, chunk, res);
       ok = true;
       return res;
     } finally {
@@ -134,11 +130,42 @@ final class CpuRun implements AutoCloseable {
     }
   }
 
+  private static void rankInPeerMemory(Transport t, Workload wl, boolean fused, boolean relay, int chunk, CpuRun res) {
+    int r = t.rank();
+    int rows = wl.ref.rowsReceivedBy(r);
+    int maxTokens = 0;
+    for (int n : wl.tokens) maxTokens = Math.max(maxTokens, n);
+    boolean relays = fused && relay;
+    FusedDispatcher.RelaySize size = relays ? new FusedDispatcher.RelaySize(Math.max(1, maxTokens), wl.topk, wl.hidden, wl.dtype) : null;
+    long bytes = PeerMemory.rowsBytes(rows, wl.hidden, wl.dtype)
+        + Dispatcher.peerMemoryBytes(fused, rows, wl.hidden, wl.dtype)
+        + FusedDispatcher.relayBytes(wl.map.topology(), size)
+        + (fused ? FusedCombiner.peerMemoryBytes(relays, wl.map.topology(), maxTokens, wl.topk, wl.hidden, wl.outType)
+            : Combiner.peerMemoryBytes(false, wl.ranks(), maxTokens, wl.topk, wl.hidden, wl.outType));
+    try (PeerMemory memory = t.peerMemory(bytes)) {
+      RowBuffer recv = memory.rows(rows, wl.hidden, wl.dtype);
+      res.recv[r] = recv;
+      res.out[r] = RowBuffer.allocate(res.arena, wl.tokens[r], wl.hidden, wl.outType);
+      DispatchOptions opts = new DispatchOptions(chunk);
+      try (Dispatcher d = fused ? new FusedDispatcher(t, wl.map, opts, memory, rows, size)
+              : new UnfusedDispatcher(t, wl.map, opts, memory, rows);
+          Combiner c = fused ? new FusedCombiner(t, chunk, memory, maxTokens, wl.topk, relays)
+              : new UnfusedCombiner(t, chunk, memory, maxTokens, wl.topk)) {
+        res.rank(r, wl, d, c);
+      }
+      RowBuffer kept = RowBuffer.allocate(res.arena, rows, wl.hidden, wl.dtype);
+      MemorySegment.copy(recv.segment(), recv.offset(), kept.segment(), 0, recv.byteSize());
+      if (recv.scales() != null) MemorySegment.copy(recv.scales(), 0, kept.scales(), 0, recv.scales().byteSize());
+      res.recv[r] = kept;
+      t.barrier(); // nobody releases peer memory a peer may still be reading
+    }
+  }
+
   private void rank(int r, Workload wl, Dispatcher dispatcher, Combiner combiner) {
     try (DispatchHandle h = dispatcher.dispatch(wl.x(r), wl.routing(r), recv[r])) {
       int n = h.receivedRows();
       rows[r] = n;
-      CpuBench.countRows(n, h::rowSourceRank, r, wl.map.topology(), rowCounts);
+      CpuBench.countRows(n, h::rowSourceRank, h.rowsSentAcrossNodes(), r, rowCounts);
       int sc = wl.scalesPerRow();
       recvScales[r] = new float[n * sc];
       if (sc > 0) {

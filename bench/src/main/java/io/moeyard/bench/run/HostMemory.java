@@ -22,7 +22,7 @@ public final class HostMemory {
    * expected counts of uniform routing: per rank its tokens (x and two combine outputs), the
    * rows it receives (y; the fused and unfused receive buffers; the unfused path's permuted and
    * staging buffers; the unfused combine's returned rows and their sort-back) and its token-rank
-   * pairs (the fused combine's partials).
+   * pairs (the fused combine's partials); on several nodes the node relay's buffers.
    */
   public static long benchBytes(BenchConfig c) {
     DType out = c.dtype() == DType.FP8_E4M3 ? DType.BF16 : c.dtype();
@@ -33,6 +33,13 @@ public final class HostMemory {
     double received = t * c.topk();
     double pairs = t * expectedRanksPerToken(c);
     double perRank = t * in + 4 * received * in + t * 2 * ob + 3 * received * ob + pairs * ob;
+    if (c.nodes() > 1 && c.nodePath() == io.moeyard.comm.CommConfig.NodePath.RELAY) {
+      // the node relay's slots, sized for the worst case: messages each way, combine staging,
+      // node partials sent and received
+      double remote = (double) (c.nodes() - 1) * t;
+      int local = c.ranks() / c.nodes();
+      perRank += 2 * remote * (in + 8.0 * c.topk()) + remote * Math.min(c.topk(), local) * ob + 2 * remote * ob;
+    }
     return (long) (perRank * c.ranks());
   }
 

@@ -23,6 +23,7 @@ public final class ProcBench {
     m.put("command", "bench");
     m.put("ranks", Integer.toString(c.ranks()));
     m.put("nodes", Integer.toString(c.nodes()));
+    m.put("node_path", c.nodePath().name());
     m.put("tokens", Integer.toString(c.tokens()));
     m.put("hidden", Integer.toString(c.hidden()));
     m.put("experts", Integer.toString(c.experts()));

@@ -17,8 +17,9 @@ import java.util.SplittableRandom;
  *
  * <p>A case is the test kit's {@link Workload#random} (the data-path tests' generator: 1..16 ranks
  * on any number of nodes, replicas, top-k 1..16, every dtype, odd hidden sizes, empty ranks, -1
- * entries, skewed and one-expert routings) and a random pipelining chunk. {@code cpu}: the unfused
- * CPU path vs the fused one vs the kit's {@code NaiveReference}; {@code cuda}: both CUDA variants
+ * entries, skewed and one-expert routings) and a random pipelining chunk. {@code cpu}: the fused
+ * path as a communicator runs it (through the node relay on several nodes) vs the kit's {@code
+ * NaiveReference}, and the single-hop fused path and the unfused one vs it; {@code cuda}: both CUDA variants
  * through the communicators' device path, and the fused one through their host path, vs the CPU
  * fused path ({@link CudaCheck#verify}). Each case has its own seed, printed on failure; replay one
  * case with {@code --case-seed}.
@@ -90,9 +91,13 @@ public final class SelfTest {
     return Workload.random(caseSeed, maxTokens);
   }
 
-  /** CPU: fused vs the kit's NaiveReference, unfused vs fused; null when all agree bit for bit. */
+  /**
+   * CPU: fused over the node relay vs the kit's NaiveReference, single-hop fused and unfused vs it;
+   * null when all agree bit for bit.
+   */
   static String checkCpu(Workload wl, int chunk) {
-    try (CpuRun fused = CpuRun.run(wl, true, chunk); CpuRun unfused = CpuRun.run(wl, false, chunk)) {
+    try (CpuRun fused = CpuRun.run(wl, true, true, chunk); CpuRun direct = CpuRun.run(wl, true, false, chunk);
+        CpuRun unfused = CpuRun.run(wl, false, chunk)) {
       int ranks = wl.ranks();
       RowBuffer[] x = new RowBuffer[ranks];
       RowBuffer[] y = new RowBuffer[ranks];
@@ -106,7 +111,12 @@ public final class SelfTest {
         if (p != null) return "cpu fused vs naive reference: " + p;
       }
       for (int r = 0; r < ranks; r++) {
-        String p = sameCpu(fused, unfused, wl, r);
+        String p = sameCpu(fused, direct, wl, r);
+        if (p != null) return "cpu single-hop fused vs node relay: " + p;
+        p = CudaCheck.compareInts(fused.pairSrc[r], direct.pairSrc[r], "pair source ranks", r);
+        if (p == null) p = CudaCheck.compareInts(fused.pairToken[r], direct.pairToken[r], "pair source tokens", r);
+        if (p != null) return "cpu single-hop fused vs node relay: " + p;
+        p = sameCpu(fused, unfused, wl, r);
         if (p != null) return "cpu unfused vs fused: " + p;
       }
       return null;

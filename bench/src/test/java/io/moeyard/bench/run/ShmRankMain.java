@@ -22,8 +22,10 @@ import java.util.SplittableRandom;
  * One rank process of {@link ShmTransportProcessTest} (RANK, WORLD_SIZE, ... in the environment).
  * {@code compare SEED CASES}: for each random case (derived from the seed, the same in every
  * process) it runs the whole world in this JVM ({@link CpuRun#run}, ranks as threads) and its own
- * rank over shared memory ({@link CpuRun#runRank}), fused and unfused, and compares every output
- * of its rank bit for bit, then checks a shuffled combine against the reference. {@code loop}: dispatch and combine until killed (the fault test).
+ * rank over shared memory ({@link CpuRun#runRank}), fused through the node relay, fused single-hop
+ * and unfused, and compares every output of its rank bit for bit (and its combine output with the
+ * kit's reference), then checks a shuffled combine against the reference. {@code loop}: dispatch
+ * and combine until killed (the fault test).
  * Exit 0 when all matched; 1 on a mismatch (printed); 3 when a collective failed (printed).
  */
 public final class ShmRankMain {
@@ -54,13 +56,19 @@ public final class ShmRankMain {
       int bad = 0;
       for (int i = 0; i < cases; i++) {
         Workload wl = randomCase(seed, i, t.topology());
-        for (boolean fused : new boolean[] {true, false}) {
+        // fused through the node relay, fused single-hop, unfused
+        for (int mode = 0; mode < 3; mode++) {
+          boolean fused = mode < 2;
+          boolean relay = mode == 0;
+          String name = fused ? relay ? " fused relay" : " fused direct" : " unfused";
           int chunk = 1 + new SplittableRandom(seed + i).nextInt(16);
-          try (CpuRun inJvm = CpuRun.run(wl, fused, chunk); CpuRun mine = CpuRun.runRank(t, wl, fused, chunk)) {
+          try (CpuRun inJvm = CpuRun.run(wl, fused, relay, chunk); CpuRun mine = CpuRun.runRank(t, wl, fused, relay, chunk)) {
             String d = difference(inJvm, mine, r, wl);
-            if (d != null) {
-              System.out.println("MISMATCH seed " + seed + " case " + i + (fused ? " fused" : " unfused") + " rank " + r + ": "
-                  + d + " (" + wl.describe() + ")");
+            String p = wl.ref.checkDispatch(r, mine.recv[r], mine.rows[r], wl.xs());
+            if (p == null) p = wl.ref.checkCombine(r, wl.w[r], wl.ys(), mine.out[r]);
+            if (d != null || p != null) {
+              System.out.println("MISMATCH seed " + seed + " case " + i + name + " rank " + r + ": "
+                  + (d != null ? d : "vs the reference: " + p) + " (" + wl.describe() + ")");
               bad++;
             }
           }

@@ -190,7 +190,7 @@ class ShmTransportProcessTest {
     assertEquals(0, p.exitValue(), out);
     assertTrue(out.contains("\nverified: yes"), out);
     assertTrue(out.contains("dispatch fused") && out.contains("2 rank processes over shared memory"), out);
-    assertTrue(out.contains("(2 nodes)"), out);
+    assertTrue(out.contains("node path: relay") && out.contains("crossing nodes") && out.contains("(2 nodes, fused dispatch, relay)"), out);
     assertTrue(ShmFiles.list(p.pid()).isEmpty(), "files of the bench's job left: " + ShmFiles.list(p.pid()));
   }
 }

@@ -161,6 +161,26 @@ public final class DispatchLayout {
     return destPosition;
   }
 
+  /**
+   * {@code [nodes]}: how many of this rank's tokens have at least one pair on each node (with
+   * {@code localRanks} ranks per node): the rows the node relay carries to each node, one per
+   * (token, node).
+   */
+  public int[] tokensToNode(int localRanks) {
+    int[] n = new int[(ranks + localRanks - 1) / localRanks];
+    for (int t = 0; t < tokens; t++) {
+      int prev = -1;
+      for (int q = pairOffset[t]; q < pairOffset[t + 1]; q++) {
+        int m = pairRank[q] / localRanks;
+        if (m != prev) {
+          n[m]++;
+          prev = m;
+        }
+      }
+    }
+    return n;
+  }
+
   /** Total selections (rows of the unfused path's permuted buffer). */
   public int selections() {
     int s = 0;

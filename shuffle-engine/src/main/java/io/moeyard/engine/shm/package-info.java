@@ -2,7 +2,9 @@
  * The process world's data transport on one host: {@link io.moeyard.engine.shm.ShmTransport}
  * maps every rank's shared-memory files into every rank, so collectives store straight into peer
  * processes' buffers exactly as ranks that are threads do, and exchange their per-call messages
- * through a shared-memory control block with sequence numbers. Files are named per job and
+ * through a shared-memory control block with sequence numbers. Point-to-point messages
+ * ({@code Transport.sendRecv}) are packed in the sender's shared memory and copied out by the
+ * receiver. Files are named per job and
  * unlinked as soon as all ranks mapped them ({@link io.moeyard.engine.shm.ShmFiles}); a dead peer
  * is noticed by its pid within milliseconds and every wait is bounded by a timeout that names
  * the ranks it waited for.

@@ -55,6 +55,26 @@ public interface Transport {
   }
 
   /**
+   * A grouped point-to-point exchange (a collective: every rank calls it): {@code send[p]} is the
+   * packed message for peer p and {@code recv[p]} is where p's message to this rank lands, each a
+   * segment of exactly the message's bytes (null or empty: nothing), the per-peer (pointer, bytes)
+   * of grouped {@code ncclSend}/{@code ncclRecv}. Sizes must be known on both sides beforehand
+   * (from a collective's announcements); a sender/receiver mismatch fails every rank, naming
+   * them, before anything is copied. Returns when every message to this rank has arrived. A send
+   * buffer may be refilled or freed once the next collective call on this transport (any of them,
+   * a barrier included) has returned: receivers may still be reading it until then. On transports
+   * that are not one address space the send segments must lie in {@link #peerMemory}.
+   *
+   * <p>The default serves ranks that can read each other's peer memory (threads of one JVM,
+   * processes of one host): one all-gather of the posted segments, then one copy per message out
+   * of the sender's memory. It adds no closing barrier: the collectives that use it are followed
+   * by another collective call before they touch their send buffers again.
+   */
+  default void sendRecv(MemorySegment[] send, MemorySegment[] recv) {
+    PointToPoint.run(this, send, recv);
+  }
+
+  /**
    * Memory of at least {@code bytes} that this rank's peers can store into, owned by the caller.
    * A collective on process transports (every rank calls it, in the same order; each may ask for
    * a different size): there it is a shared-memory file mapped by every peer, so it is sized once,

@@ -4,7 +4,10 @@
  * possible; the memory peers can store into, {@link io.moeyard.engine.transport.PeerMemory}; and
  * typed messages with a {@link io.moeyard.engine.transport.MessageCodec}, which ranks of one JVM
  * pass as objects and process transports encode, naming segments by descriptors that each process
- * resolves, {@link io.moeyard.engine.transport.SegmentTable});
+ * resolves, {@link io.moeyard.engine.transport.SegmentTable}; and a grouped point-to-point
+ * exchange of packed messages, {@link io.moeyard.engine.transport.Transport#sendRecv}, the shape
+ * an NCCL transport serves with grouped send/recv, which the node-level path's cross-node leg
+ * uses);
  * {@link io.moeyard.engine.transport.CpuWorld} is the embedded in-JVM world, and
  * {@code io.moeyard.engine.shm} the world of processes on one host. Every wait is bounded: a rank
  * that never arrives makes the others fail with a timeout naming it.
