@@ -1,6 +1,6 @@
 package io.moeyard.comm;
 
-import io.moeyard.dispatch.DispatchOptions;
+import io.moeyard.dispatch.internal.DispatchOptions;
 import io.moeyard.engine.DType;
 import java.util.Objects;
 

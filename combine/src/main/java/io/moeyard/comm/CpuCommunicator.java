@@ -1,14 +1,14 @@
 package io.moeyard.comm;
 
-import io.moeyard.combine.Combiner;
-import io.moeyard.combine.FusedCombiner;
-import io.moeyard.combine.UnfusedCombiner;
-import io.moeyard.dispatch.DispatchHandle;
-import io.moeyard.dispatch.DispatchOptions;
-import io.moeyard.dispatch.Dispatcher;
-import io.moeyard.dispatch.FusedDispatcher;
+import io.moeyard.combine.internal.Combiner;
+import io.moeyard.combine.internal.FusedCombiner;
+import io.moeyard.combine.internal.UnfusedCombiner;
+import io.moeyard.dispatch.internal.DispatchHandle;
+import io.moeyard.dispatch.internal.DispatchOptions;
+import io.moeyard.dispatch.internal.Dispatcher;
+import io.moeyard.dispatch.internal.FusedDispatcher;
 import io.moeyard.dispatch.Routing;
-import io.moeyard.dispatch.UnfusedDispatcher;
+import io.moeyard.dispatch.internal.UnfusedDispatcher;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.Topology;

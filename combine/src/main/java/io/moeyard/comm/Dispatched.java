@@ -1,6 +1,6 @@
 package io.moeyard.comm;
 
-import io.moeyard.dispatch.DispatchHandle;
+import io.moeyard.dispatch.internal.DispatchHandle;
 import io.moeyard.engine.RowBuffer;
 
 /**

@@ -3,9 +3,9 @@ package io.moeyard.cuda;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
-import io.moeyard.combine.FusedCombiner;
-import io.moeyard.dispatch.DispatchHandle;
-import io.moeyard.dispatch.FusedDispatcher;
+import io.moeyard.combine.internal.FusedCombiner;
+import io.moeyard.dispatch.internal.DispatchHandle;
+import io.moeyard.dispatch.internal.FusedDispatcher;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.engine.transport.CpuWorld;

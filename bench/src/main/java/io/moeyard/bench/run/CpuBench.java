@@ -1,6 +1,6 @@
 package io.moeyard.bench.run;
 
-import io.moeyard.combine.Combiner;
+import io.moeyard.combine.internal.Combiner;
 import io.moeyard.comm.CommConfig;
 import io.moeyard.comm.Communicator;
 import io.moeyard.comm.Dispatched;

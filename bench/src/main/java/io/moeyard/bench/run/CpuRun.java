@@ -1,13 +1,13 @@
 package io.moeyard.bench.run;
 
-import io.moeyard.combine.Combiner;
-import io.moeyard.combine.FusedCombiner;
-import io.moeyard.combine.UnfusedCombiner;
-import io.moeyard.dispatch.DispatchHandle;
-import io.moeyard.dispatch.DispatchOptions;
-import io.moeyard.dispatch.Dispatcher;
-import io.moeyard.dispatch.FusedDispatcher;
-import io.moeyard.dispatch.UnfusedDispatcher;
+import io.moeyard.combine.internal.Combiner;
+import io.moeyard.combine.internal.FusedCombiner;
+import io.moeyard.combine.internal.UnfusedCombiner;
+import io.moeyard.dispatch.internal.DispatchHandle;
+import io.moeyard.dispatch.internal.DispatchOptions;
+import io.moeyard.dispatch.internal.Dispatcher;
+import io.moeyard.dispatch.internal.FusedDispatcher;
+import io.moeyard.dispatch.internal.UnfusedDispatcher;
 import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.transport.CpuWorld;

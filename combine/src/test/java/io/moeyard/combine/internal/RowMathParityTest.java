@@ -1,4 +1,4 @@
-package io.moeyard.combine;
+package io.moeyard.combine.internal;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;

@@ -1,4 +1,4 @@
-package io.moeyard.dispatch;
+package io.moeyard.dispatch.internal;
 
 import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.ExpertMap;

@@ -1,6 +1,6 @@
-package io.moeyard.combine;
+package io.moeyard.combine.internal;
 
-import io.moeyard.dispatch.DispatchHandle;
+import io.moeyard.dispatch.internal.DispatchHandle;
 import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.DType;

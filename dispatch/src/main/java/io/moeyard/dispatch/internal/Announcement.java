@@ -1,4 +1,4 @@
-package io.moeyard.dispatch;
+package io.moeyard.dispatch.internal;
 
 import io.moeyard.engine.DType;
 import io.moeyard.engine.transport.MessageCodec;

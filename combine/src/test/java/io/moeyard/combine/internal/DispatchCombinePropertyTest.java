@@ -1,4 +1,4 @@
-package io.moeyard.combine;
+package io.moeyard.combine.internal;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -6,8 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import io.moeyard.comm.CommConfig;
 import io.moeyard.comm.Communicator;
 import io.moeyard.comm.Dispatched;
-import io.moeyard.dispatch.DispatchHandle;
-import io.moeyard.dispatch.FusedDispatcher;
+import io.moeyard.dispatch.internal.DispatchHandle;
+import io.moeyard.dispatch.internal.FusedDispatcher;
 import io.moeyard.dispatch.Routing;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.Numerics;

@@ -1,5 +1,6 @@
-package io.moeyard.dispatch;
+package io.moeyard.dispatch.internal;
 
+import io.moeyard.dispatch.Routing;
 import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;

@@ -1,12 +1,12 @@
-package io.moeyard.combine;
+package io.moeyard.combine.internal;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.moeyard.dispatch.DispatchHandle;
-import io.moeyard.dispatch.DispatchOptions;
-import io.moeyard.dispatch.FusedDispatcher;
+import io.moeyard.dispatch.internal.DispatchHandle;
+import io.moeyard.dispatch.internal.DispatchOptions;
+import io.moeyard.dispatch.internal.FusedDispatcher;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;

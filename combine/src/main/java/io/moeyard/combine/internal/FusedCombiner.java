@@ -1,7 +1,7 @@
-package io.moeyard.combine;
+package io.moeyard.combine.internal;
 
-import io.moeyard.dispatch.DispatchHandle;
-import io.moeyard.dispatch.DispatchOptions;
+import io.moeyard.dispatch.internal.DispatchHandle;
+import io.moeyard.dispatch.internal.DispatchOptions;
 import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;

@@ -1,13 +1,13 @@
-package io.moeyard.combine;
+package io.moeyard.combine.internal;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
-import io.moeyard.dispatch.DispatchHandle;
-import io.moeyard.dispatch.FusedDispatcher;
+import io.moeyard.dispatch.internal.DispatchHandle;
+import io.moeyard.dispatch.internal.FusedDispatcher;
 import io.moeyard.dispatch.Routing;
-import io.moeyard.dispatch.UnfusedDispatcher;
+import io.moeyard.dispatch.internal.UnfusedDispatcher;
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;

@@ -1,4 +1,4 @@
-package io.moeyard.dispatch;
+package io.moeyard.dispatch.internal;
 
 /**
  * Tunables of a dispatcher.

@@ -1,4 +1,4 @@
-package io.moeyard.combine;
+package io.moeyard.comm;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -182,8 +182,8 @@ class CommunicatorTest {
           comm.combine(comm.dispatch(x, idx, w, TOKENS), y, out3);
         }
         return new byte[][] {
-          DispatchCombinePropertyTest.bytes(out1, TOKENS), DispatchCombinePropertyTest.bytes(out2, TOKENS),
-          DispatchCombinePropertyTest.bytes(out3, TOKENS)
+          bytes(out1, TOKENS), bytes(out2, TOKENS),
+          bytes(out3, TOKENS)
         };
       });
       for (byte[][] r : res) {
@@ -280,5 +280,9 @@ class CommunicatorTest {
             RowBuffer.allocate(arena, 4, HIDDEN, DType.BF16));
       }, CFG), "rank 0: the shuffle buffer holds 4 rows, 15 tokens arrive");
     }
+  }
+
+  private static byte[] bytes(RowBuffer b, int rows) {
+    return b.segment().asSlice(b.offset(), rows * b.rowBytes()).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
   }
 }

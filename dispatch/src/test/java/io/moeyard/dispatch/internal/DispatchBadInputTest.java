@@ -1,5 +1,6 @@
-package io.moeyard.dispatch;
+package io.moeyard.dispatch.internal;
 
+import io.moeyard.dispatch.Routing;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotNull;

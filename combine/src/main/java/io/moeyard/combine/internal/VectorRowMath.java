@@ -1,4 +1,4 @@
-package io.moeyard.combine;
+package io.moeyard.combine.internal;
 
 import io.moeyard.engine.Numerics;
 import java.lang.foreign.MemorySegment;
