@@ -319,8 +319,9 @@ public final class BenchCommand implements Callable<Integer> {
           m.dispatchRemote(), m.combineRemote(), m.forwardRemote(), m.remote(), m.remoteNode());
     }
     out.println("(rows summed over layers and ranks: dispatch = rows received, remote = of those from another rank, partials ="
-        + " combine rows sent to another rank, forwards = tokens moved to their next rank; coll. ms = median time of the"
-        + " layers' dispatch + combine)");
+        + " combine rows sent to another rank, forwards = tokens moved to their next rank; cross-node = dispatch rows, partials and forwards that"
+        + " crossed nodes on the path that ran (with the node relay, one row per token and remote node each way);"
+        + " coll. ms = median time of the layers' dispatch + combine)");
     if (res.speculative() != null) {
       out.printf(Locale.ROOT, "outputs with and without speculation: %s%n", res.identical() ? "identical, bit for bit" : "DIFFERENT");
     }

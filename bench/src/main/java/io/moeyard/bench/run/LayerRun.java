@@ -225,9 +225,17 @@ public final class LayerRun {
     }
   }
 
-  /** counts[0..4]: rows received, from other ranks, from other nodes; partials going back to other ranks, nodes. */
+  /**
+   * counts[0..4]: rows received, from other ranks, that crossed nodes; partials going back to other
+   * ranks, that cross nodes. Node crossings are counted on the path the dispatch took
+   * ({@link Dispatched#rowsSentAcrossNodes}: one per (token, remote node) through the node relay,
+   * one per token-rank pair single hop; combine's partials come back the same way), summed over
+   * ranks as the senders count them; a backend that does not count them gets the receivers' view.
+   */
   private static void countDispatch(Dispatched d, int r, Topology topo, long[] counts) {
     Set<Long> remotePairs = new HashSet<>();
+    long rowsFromOtherNodes = 0;
+    long pairsFromOtherNodes = 0;
     for (int i = 0; i < d.receivedRows(); i++) {
       int src = d.rowSourceRank(i);
       counts[0]++;
@@ -235,10 +243,13 @@ public final class LayerRun {
         counts[1]++;
         if (remotePairs.add(((long) src << 32) | d.rowSourceToken(i))) {
           counts[3]++;
-          if (topo.nodeOf(src) != topo.nodeOf(r)) counts[4]++;
+          if (topo.nodeOf(src) != topo.nodeOf(r)) pairsFromOtherNodes++;
         }
       }
-      if (topo.nodeOf(src) != topo.nodeOf(r)) counts[2]++;
+      if (topo.nodeOf(src) != topo.nodeOf(r)) rowsFromOtherNodes++;
     }
+    int sent = d.rowsSentAcrossNodes();
+    counts[2] += sent >= 0 ? sent : rowsFromOtherNodes;
+    counts[4] += sent >= 0 ? sent : pairsFromOtherNodes;
   }
 }
