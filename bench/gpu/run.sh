@@ -24,14 +24,17 @@
 #   7. sweep-T        the deepseek-v3 shape at 128, 512, 16384 tokens per rank -> bench-deepseek-v3-tT.json
 #   8. cuda-ipc       CudaIpcGpuTest (GpuTestMain --class): 2 and 3 processes on the one GPU share
 #                     device buffers through CUDA IPC, each writes into the others' and checks its own
-#   9. nccl           NcclChannelGpuTest: an NCCL world of one sends a buffer to itself (grouped
-#                     ncclSend/ncclRecv); skipped inside the step when NCCL's Java bindings or their
-#                     natives are not in the bundle (the org.bytedeco presets are an optional dependency)
+#   9. nccl           NcclChannelGpuTest (GpuTestMain --require-nccl): an NCCL world of one sends a
+#                     buffer to itself (grouped ncclSend/ncclRecv). libmoeyard_cuda.so dlopens
+#                     libnccl.so.2 itself, found through LD_LIBRARY_PATH, which this script points at
+#                     python3's nvidia.nccl package; NCCL not loading fails the step with the reason
 # A step that the budget leaves too little time for is reported as skipped, which is not a failure;
 # a step that ran and failed or timed out is. At most 8 files land in $OUT (the GPU machine returns
 # no more): the 6 bench/torch JSONs, summary.txt and logs.tgz (every step's log, run.log, gpu.txt).
 # Exit: 0 every step that ran passed; 3 the CUDA backend is unavailable (the reason is printed);
 # 1 otherwise; 2 no bundle.
+# MOEYARD_GPU_STEPS="nccl gpu-tests" (names or bash patterns such as sweep-*, space or comma separated)
+# runs only those steps; the others are reported as skipped (not selected). Unset: every step.
 # MOEYARD_GPU_DRY_RUN=1 runs the same steps, budget logic and files on the cpu backend at a tiny shape
 # (to test this script without a GPU): torch then runs on the CPU when python3 has torch (else it is
 # skipped), the sanitizer, gpu-tests, cuda-ipc and nccl are skipped. MOEYARD_GPU_JAVA names a java to use instead of
@@ -47,6 +50,7 @@ budget=${MOEYARD_GPU_BUDGET_S:-330}
 deadline=$(( t_start + budget ))
 reserve=12   # kept back for the table and the log archive
 dry=${MOEYARD_GPU_DRY_RUN:-0}
+only=${MOEYARD_GPU_STEPS:-}
 status=0
 summary=()
 # logs and scratch (the routing file) stay out of $OUT; only logs.tgz goes there
@@ -58,11 +62,26 @@ trap 'rm -rf "$work" ${jre_dir:+"$jre_dir"}' EXIT
 
 log() { echo "run.sh: $*" | tee -a "$logs/run.log"; }
 left() { echo $(( deadline - $(date +%s) - reserve )); }
+selected() {
+  [ -z "$only" ] && return 0
+  local w ws
+  IFS=', ' read -ra ws <<< "$only"   # read, not a bare expansion: sweep-* must not match files
+  for w in "${ws[@]}"; do
+    # shellcheck disable=SC2053
+    [[ $1 == $w ]] && return 0
+  done
+  return 1
+}
 
 # step NAME WANT MIN CMD...: runs CMD with timeout min(WANT, time left), output to $logs/NAME.log
 # (and the terminal); skipped (not a failure) when less than MIN seconds are left.
 step() {
   local name=$1 want=$2 min=$3; shift 3
+  if ! selected "$name"; then
+    log "$name: skipped: not in MOEYARD_GPU_STEPS ($only)"
+    summary+=("$name: skipped (not selected)")
+    return 200
+  fi
   local l; l=$(left)
   if [ "$l" -lt "$min" ]; then
     log "$name: skipped: ${l}s of the budget left, it needs ${min}s"
@@ -101,14 +120,15 @@ log "bundle commit: $(cat .gpu/commit 2>/dev/null | tr '\n' ' '); out: $out; bud
 cp=".gpu/lib/*"
 [ -n "${MOEYARD_GPU_CP:-}" ] && cp=$MOEYARD_GPU_CP
 
-# NCCL from the Python package only (a file-system search can take 30 s; the cuda backend does not
-# need NCCL today)
+# NCCL from the Python package only (a file-system search can take 30 s). libmoeyard_cuda.so opens
+# libnccl.so.2 by name (dlopen), so the folder goes on LD_LIBRARY_PATH before any JVM starts; the
+# cuda backend itself does not need NCCL, the nccl step does.
 nccl=$(timeout 20 python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)
 if [ -n "$nccl" ] && [ -e "$nccl/libnccl.so.2" ]; then
   export LD_LIBRARY_PATH=$nccl:${LD_LIBRARY_PATH:-}
   log "libnccl: $nccl"
 else
-  log "libnccl: not found in python3's nvidia.nccl (the cuda backend does not need it)"
+  log "libnccl: not found in python3's nvidia.nccl (the nccl step will fail with the loader's reason)"
 fi
 
 if command -v nvidia-smi >/dev/null; then
@@ -233,12 +253,13 @@ else
   skip cuda-ipc "no .gpu/native-test in the bundle"
 fi
 
-# ---- 9. an NCCL world of one (NcclChannel)
+# ---- 9. an NCCL world of one (NcclChannel through libmoeyard_cuda.so's dlopen of libnccl.so.2;
+# NCCL_DEBUG=WARN puts NCCL's own reason for a failure in the step's log)
 if [ "$dry" = 1 ]; then
   skip nccl "dry run"
 elif [ -d .gpu/native-test/test-classes ]; then
-  step nccl 30 15 "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain --require-gpu \
-    --class io.moeyard.cuda.NcclChannelGpuTest
+  step nccl 30 15 env NCCL_DEBUG="${NCCL_DEBUG:-WARN}" "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain \
+    --require-gpu --require-nccl --class io.moeyard.cuda.NcclChannelGpuTest
 else
   skip nccl "no .gpu/native-test in the bundle"
 fi

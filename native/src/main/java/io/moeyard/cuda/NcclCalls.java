@@ -8,22 +8,19 @@ import org.bytedeco.javacpp.Loader;
 import org.bytedeco.javacpp.Pointer;
 
 /**
- * The NCCL calls made through the org.bytedeco bindings. A class of its own so that nothing else
- * links against the bindings: it is loaded only after {@link NcclAvailability} found them on the
- * class path.
+ * The NCCL calls made through the org.bytedeco bindings ({@link NcclAvailability.Binding#BYTEDECO}).
+ * A class of its own so that nothing else links against the bindings: it is loaded only after
+ * {@link NcclAvailability} found them on the class path.
  */
 final class NcclCalls {
   private NcclCalls() {}
 
   /** Loads the bindings' natives and asks NCCL for its version. */
-  static NcclAvailability version() {
+  static int version() {
     Loader.load(nccl.class);
     int[] v = new int[1];
-    int rc = nccl.ncclGetVersion(v);
-    if (rc != nccl.ncclSuccess) {
-      return new NcclAvailability(false, "ncclGetVersion failed: " + error(rc), 0);
-    }
-    return new NcclAvailability(true, null, v[0]);
+    check(nccl.ncclGetVersion(v), "ncclGetVersion");
+    return v[0];
   }
 
   /** A fresh NCCL unique id ({@code ncclGetUniqueId}): its bytes. */
@@ -38,10 +35,6 @@ final class NcclCalls {
     } finally {
       id.close();
     }
-  }
-
-  static int uniqueIdBytes() {
-    return nccl.NCCL_UNIQUE_ID_BYTES;
   }
 
   /** {@link NcclChannel}'s calls through the bindings. */

@@ -21,11 +21,17 @@ import java.util.Objects;
  * module's or the engine's (same device, same primary context).
  *
  * <p>Needs NCCL ({@link NcclAvailability}); without it {@code create} and {@code wrap} throw its
- * reason, and this class never links the bindings itself.
+ * reason. The calls go through the binding the probe chose (libmoeyard_cuda.so's own dlopen of
+ * libnccl.so.2, else the org.bytedeco bindings), and this class never links the bindings itself.
+ * An engine's communicator must come from the same NCCL library the probe loaded (for
+ * {@link NcclAvailability.Binding#MOEYARD}: {@link NcclAvailability#library()}).
  */
 public final class NcclChannel implements AutoCloseable {
 
-  /** The NCCL calls the channel makes (one implementation: the bindings'; host tests stand in). */
+  /**
+   * The NCCL calls the channel makes: {@link NcclNative#CHANNEL} or {@link NcclCalls#CHANNEL}, as
+   * {@link NcclAvailability} chose; host tests stand in.
+   */
   interface Nccl {
     long commInitRank(byte[] uniqueId, int ranks, int rank);
 
@@ -63,8 +69,7 @@ public final class NcclChannel implements AutoCloseable {
    */
   public static NcclChannel create(byte[] uniqueId, int ranks, int rank) {
     checkPlace(uniqueId, ranks, rank);
-    NcclAvailability.get().require();
-    return create(uniqueId, ranks, rank, NcclCalls.CHANNEL);
+    return create(uniqueId, ranks, rank, NcclAvailability.get().channelCalls());
   }
 
   static NcclChannel create(byte[] uniqueId, int ranks, int rank, Nccl nccl) {
@@ -75,8 +80,7 @@ public final class NcclChannel implements AutoCloseable {
   /** An engine's communicator ({@code ncclComm_t} as an address), which it keeps owning. */
   public static NcclChannel wrap(long ncclComm, int ranks, int rank) {
     checkWrap(ncclComm, ranks, rank);
-    NcclAvailability.get().require();
-    return wrap(ncclComm, ranks, rank, NcclCalls.CHANNEL);
+    return wrap(ncclComm, ranks, rank, NcclAvailability.get().channelCalls());
   }
 
   static NcclChannel wrap(long ncclComm, int ranks, int rank, Nccl nccl) {

@@ -19,14 +19,12 @@ public final class NcclUniqueIds {
   /** {@code NCCL_UNIQUE_ID_BYTES} of nccl.h. */
   public static final int BYTES = 128;
 
-  /** A fresh NCCL unique id; needs NCCL ({@link NcclAvailability#require()} first). */
+  /**
+   * A fresh NCCL unique id, through the binding {@link NcclAvailability} chose; throws its reason
+   * where NCCL is unavailable.
+   */
   public static byte[] make() {
-    NcclAvailability.get().require();
-    byte[] id = NcclCalls.uniqueId();
-    if (id.length != BYTES || NcclCalls.uniqueIdBytes() != BYTES) {
-      throw new IllegalStateException("NCCL's unique id has " + NcclCalls.uniqueIdBytes() + " bytes, this code expects " + BYTES);
-    }
-    return id;
+    return NcclAvailability.get().uniqueId();
   }
 
   /**

@@ -10,11 +10,13 @@
  *       {@code long} handles and gives them back through the same library. The org.bytedeco CUDA
  *       presets are not used here: mixing two CUDA runtimes (theirs dynamic, ours static) in one
  *       process would give two owners of the same context and make the failure modes harder to
- *       explain. The NCCL backend, which needs NCCL, is where the bytedeco presets belong: so far
- *       {@link io.moeyard.cuda.NcclAvailability} (a probe that never throws) and
- *       {@link io.moeyard.cuda.NcclUniqueIds} (the unique-id exchange over the process rendezvous)
- *       and {@link io.moeyard.cuda.NcclChannel} (grouped ncclSend / ncclRecv on the caller's
- *       stream), against the presets as an optional dependency.</li>
+ *       explain. NCCL, for the NCCL backend, is opened by the same library at run time
+ *       ({@code dlopen("libnccl.so.2")}, no link-time dependency, so the library still loads where
+ *       NCCL is absent), with the presets' NCCL bindings, an optional dependency, as the fallback:
+ *       so far {@link io.moeyard.cuda.NcclAvailability} (a probe that never throws and names the
+ *       binding in use) and {@link io.moeyard.cuda.NcclUniqueIds} (the unique-id exchange over the
+ *       process rendezvous) and {@link io.moeyard.cuda.NcclChannel} (grouped ncclSend / ncclRecv
+ *       on the caller's stream).</li>
  *   <li><b>Never a crash without a GPU.</b> The library is built with {@code -cudart static}, so it
  *       loads without libcudart or a driver; {@link io.moeyard.cuda.CudaAvailability} turns every
  *       failure (no library in the jar, no driver, no device) into one

@@ -22,11 +22,11 @@ import org.junit.platform.launcher.listeners.TestExecutionSummary;
  * Runs this package's tests (host index math, availability, GPU dispatch / combine) without Maven,
  * for the GPU machine, which has Java but no Maven:
  * {@code java --enable-native-access=ALL-UNNAMED -cp "test-classes:classes:deps/*"
- * io.moeyard.cuda.GpuTestMain [--require-gpu] [--class NAME]...}. Without {@code --class} it runs
+ * io.moeyard.cuda.GpuTestMain [--require-gpu] [--require-nccl] [--class NAME]...}. Without {@code --class} it runs
  * the package except the classes tagged {@link #OWN_STEP} (tests that start processes, each a step
  * of its own in bench/gpu/run.sh); with it, just the named classes. Exit code 0 only when no test
  * failed; with {@code --require-gpu}, also 1 when the backend is unavailable (the GPU tests were
- * skipped).
+ * skipped), and with {@code --require-nccl} when NCCL is (the NCCL tests were skipped).
  */
 public final class GpuTestMain {
   private GpuTestMain() {}
@@ -36,18 +36,21 @@ public final class GpuTestMain {
 
   public static void main(String[] args) {
     boolean requireGpu = false;
+    boolean requireNccl = false;
     List<DiscoverySelector> classes = new ArrayList<>();
     for (int i = 0; i < args.length; i++) {
       switch (args[i]) {
         case "--require-gpu" -> requireGpu = true;
+        case "--require-nccl" -> requireNccl = true;
         case "--class" -> {
           if (i + 1 == args.length) throw new IllegalArgumentException("--class needs a class name");
           classes.add(selectClass(args[++i]));
         }
-        default -> throw new IllegalArgumentException("unknown argument " + args[i] + " (--require-gpu, --class NAME)");
+        default -> throw new IllegalArgumentException("unknown argument " + args[i] + " (--require-gpu, --require-nccl, --class NAME)");
       }
     }
     System.out.println(CudaBackend.availability().message());
+    if (requireNccl) System.out.println(NcclAvailability.get().message());
     LauncherDiscoveryRequest req = classes.isEmpty()
         ? LauncherDiscoveryRequestBuilder.request().selectors(selectPackage("io.moeyard.cuda"))
             .filters(TagFilter.excludeTags(OWN_STEP)).build()
@@ -75,6 +78,8 @@ public final class GpuTestMain {
     if (requireGpu && noGpu) {
       System.out.println("FAILED: --require-gpu, but " + CudaBackend.availability().message());
     }
-    System.exit(failed || (requireGpu && noGpu) ? 1 : 0);
+    boolean noNccl = requireNccl && !NcclAvailability.get().available();
+    if (noNccl) System.out.println("FAILED: --require-nccl, but " + NcclAvailability.get().message());
+    System.exit(failed || (requireGpu && noGpu) || noNccl ? 1 : 0);
   }
 }

@@ -9,6 +9,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -28,6 +29,10 @@ class GpuRunScriptTest {
 
   /** Runs the script in dry-run mode with this JVM and this test's class path; returns its output. */
   private Result run(int budgetSeconds) throws IOException, InterruptedException {
+    return run(budgetSeconds, Map.of());
+  }
+
+  private Result run(int budgetSeconds, Map<String, String> env) throws IOException, InterruptedException {
     String java = ProcessHandle.current().info().command().orElse("java");
     String cp = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
     ProcessBuilder pb = new ProcessBuilder("bash", SCRIPT.toString());
@@ -36,6 +41,8 @@ class GpuRunScriptTest {
     pb.environment().put("MOEYARD_GPU_JAVA", java);
     pb.environment().put("MOEYARD_GPU_CP", cp);
     pb.environment().put("MOEYARD_GPU_BUDGET_S", Integer.toString(budgetSeconds));
+    pb.environment().remove("MOEYARD_GPU_STEPS");
+    pb.environment().putAll(env);
     pb.redirectErrorStream(true);
     Path log = out.resolveSibling(out.getFileName() + ".log");
     pb.redirectOutput(log.toFile());
@@ -97,5 +104,21 @@ class GpuRunScriptTest {
     assertTrue(steps.stream().anyMatch(s -> s.startsWith("bench: skipped (time")), steps.toString());
     assertTrue(steps.stream().anyMatch(s -> s.startsWith("sweep-64: skipped (time")), steps.toString());
     assertTrue(files().contains("logs.tgz"), files().toString());
+  }
+
+  /** MOEYARD_GPU_STEPS (a name and a pattern): only those run, every other step says it was not selected. */
+  @Test
+  void onlyTheSelectedStepsRun() throws Exception {
+    Result r = run(330, Map.of("MOEYARD_GPU_STEPS", "selftest,sweep-1*"));
+    List<String> steps = steps(r.output());
+    assertEquals(0, r.exit(), "output:\n" + r.output());
+    for (String s : steps) {
+      String name = s.substring(0, s.indexOf(':'));
+      if (name.equals("selftest") || name.equals("sweep-16")) assertTrue(s.contains(": ok"), s + "\n" + r.output());
+      else if (List.of("bench", "sweep-8", "sweep-64").contains(name)) assertEquals(name + ": skipped (not selected)", s);
+      else assertTrue(s.contains(": skipped ("), s);
+    }
+    assertTrue(files().containsAll(List.of("bench-deepseek-v3-t16.json", "summary.txt", "logs.tgz")), files().toString());
+    assertTrue(!files().contains("bench-deepseek-v3.json"), files().toString());
   }
 }
