@@ -6,24 +6,13 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.moeyard.engine.rendezvous.ProcessWorld;
-import io.moeyard.engine.rendezvous.RankEnv;
 import io.moeyard.engine.testkit.TestSeed;
-import java.io.IOException;
-import java.net.ServerSocket;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.time.Duration;
-import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
-import java.util.Map;
 import java.util.Set;
 import java.util.SplittableRandom;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
-import java.util.function.IntFunction;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -46,7 +35,7 @@ class CudaIpcTest {
     assertTrue(a.message().startsWith(CudaIpc.UNAVAILABLE), a.message());
     if (!CudaAvailability.get().available()) assertEquals(CudaAvailability.get().reason(), a.reason());
     assertEquals(a.message(), assertThrows(CudaUnavailableException.class, a::require).getMessage());
-    for (Object o : ranks(2, r -> (w -> CudaIpc.open(w, 0x1000L * (r + 1), 256)))) {
+    for (Object o : NativeTestSupport.ranks(2, r -> (w -> CudaIpc.open(w, 0x1000L * (r + 1), 256)))) {
       CudaException e = assertInstanceOf(CudaException.class, o);
       assertEquals("rank 0 could not share its device buffer: " + a.message(), e.getMessage());
     }
@@ -83,7 +72,7 @@ class CudaIpcTest {
         }
         Fake[] fakes = new Fake[n];
         for (int r = 0; r < n; r++) fakes[r] = new Fake(r, -1, -1);
-        List<Object> got = ranks(n, r -> (w -> {
+        List<Object> got = NativeTestSupport.ranks(n, r -> (w -> {
           try (CudaIpc ipc = CudaIpc.open(w, own[r], size[r], fakes[r])) {
             long[] seen = new long[n];
             for (int p = 0; p < n; p++) {
@@ -112,15 +101,15 @@ class CudaIpcTest {
   @Test
   void aRankThatCannotExportFailsEveryRankNamingIt() throws Exception {
     Fake[] fakes = {new Fake(0, -1, -1), new Fake(1, 1, -1), new Fake(2, -1, -1)};
-    for (Object o : ranks(3, r -> (w -> CudaIpc.open(w, 0x100L << r, 64, fakes[r])))) {
+    for (Object o : NativeTestSupport.ranks(3, r -> (w -> CudaIpc.open(w, 0x100L << r, 64, fakes[r])))) {
       CudaException e = assertInstanceOf(CudaException.class, o);
       assertEquals("rank 1 could not share its device buffer: cudaIpcGetMemHandle failed: stand-in", e.getMessage());
     }
-    for (Object o : ranks(2, r -> (w -> CudaIpc.open(w, r == 1 ? 0 : 0x100, 64, new Fake(r, -1, -1))))) {
+    for (Object o : NativeTestSupport.ranks(2, r -> (w -> CudaIpc.open(w, r == 1 ? 0 : 0x100, 64, new Fake(r, -1, -1))))) {
       assertEquals("rank 1 could not share its device buffer: its buffer's address is 0",
           assertInstanceOf(CudaException.class, o).getMessage());
     }
-    for (Object o : ranks(2, r -> (w -> CudaIpc.open(w, 0x100, r == 0 ? -4 : 64, new Fake(r, -1, -1))))) {
+    for (Object o : NativeTestSupport.ranks(2, r -> (w -> CudaIpc.open(w, 0x100, r == 0 ? -4 : 64, new Fake(r, -1, -1))))) {
       assertEquals("rank 0 could not share its device buffer: its buffer has -4 bytes",
           assertInstanceOf(CudaException.class, o).getMessage());
     }
@@ -130,7 +119,7 @@ class CudaIpcTest {
         return new byte[3];
       }
     };
-    for (Object o : ranks(2, r -> (w -> CudaIpc.open(w, 0x100, 64, r == 1 ? shortHandle : new Fake(r, -1, -1))))) {
+    for (Object o : NativeTestSupport.ranks(2, r -> (w -> CudaIpc.open(w, 0x100, 64, r == 1 ? shortHandle : new Fake(r, -1, -1))))) {
       assertEquals("rank 1 could not share its device buffer: its IPC handle has 3 bytes, CUDA's have 64",
           assertInstanceOf(CudaException.class, o).getMessage());
     }
@@ -140,7 +129,7 @@ class CudaIpcTest {
   @Test
   void aRankThatCannotMapFailsEveryRankAndReleasesItsMappings() throws Exception {
     Fake[] fakes = {new Fake(0, -1, -1), new Fake(1, -1, -1), new Fake(2, -1, 1)};
-    for (Object o : ranks(3, r -> (w -> CudaIpc.open(w, 0x100L << r, 64, fakes[r])))) {
+    for (Object o : NativeTestSupport.ranks(3, r -> (w -> CudaIpc.open(w, 0x100L << r, 64, fakes[r])))) {
       CudaException e = assertInstanceOf(CudaException.class, o);
       assertEquals("rank 2 could not map rank 1's device buffer: cudaIpcOpenMemHandle failed: stand-in", e.getMessage());
     }
@@ -204,44 +193,6 @@ class CudaIpcTest {
     public synchronized void close(long address) {
       if (address == own) closedOwn = true;
       assertTrue(live.remove(address), "rank " + rank + " unmapped " + address + ", which it had not mapped");
-    }
-  }
-
-  /** What one rank does with its world. */
-  interface Body {
-    Object run(ProcessWorld w) throws Exception;
-  }
-
-  /** Each rank of a process world of {@code n} on its own thread: what its body returned or threw. */
-  static List<Object> ranks(int n, IntFunction<Body> body) throws Exception {
-    int port;
-    try (ServerSocket s = new ServerSocket(0)) {
-      port = s.getLocalPort();
-    } catch (IOException e) {
-      throw new IllegalStateException(e);
-    }
-    ExecutorService pool = Executors.newFixedThreadPool(n);
-    try {
-      List<Future<Object>> fs = new ArrayList<>();
-      for (int r = 0; r < n; r++) {
-        int rank = r;
-        fs.add(pool.submit(() -> {
-          try (ProcessWorld w = ProcessWorld.join(new RankEnv(rank, n, rank, n, "127.0.0.1", port), Map.of(), Duration.ofSeconds(10))) {
-            return body.apply(rank).run(w);
-          } catch (RuntimeException | AssertionError e) {
-            return e;
-          }
-        }));
-      }
-      List<Object> out = new ArrayList<>();
-      for (Future<Object> f : fs) {
-        Object o = f.get();
-        if (o instanceof AssertionError e) throw e;
-        out.add(o);
-      }
-      return out;
-    } finally {
-      pool.shutdownNow();
     }
   }
 }

@@ -7,25 +7,15 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.moeyard.engine.rendezvous.ProcessWorld;
-import io.moeyard.engine.rendezvous.RankEnv;
 import io.moeyard.engine.rendezvous.RendezvousException;
-import java.io.IOException;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
 import java.lang.reflect.Modifier;
-import java.net.ServerSocket;
 import java.net.URL;
 import java.net.URLClassLoader;
 import java.nio.file.Path;
-import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.Random;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 import java.util.function.Supplier;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
@@ -145,30 +135,6 @@ class NcclTest {
 
   /** Each rank of a process world of {@code n} on its own thread: the exchanged id or what it threw. */
   private static List<Object> ranks(int n, Supplier<byte[]> make) throws Exception {
-    int port;
-    try (ServerSocket s = new ServerSocket(0)) {
-      port = s.getLocalPort();
-    } catch (IOException e) {
-      throw new IllegalStateException(e);
-    }
-    ExecutorService pool = Executors.newFixedThreadPool(n);
-    try {
-      List<Future<Object>> fs = new ArrayList<>();
-      for (int r = 0; r < n; r++) {
-        int rank = r;
-        fs.add(pool.submit(() -> {
-          try (ProcessWorld w = ProcessWorld.join(new RankEnv(rank, n, rank, n, "127.0.0.1", port), Map.of(), Duration.ofSeconds(10))) {
-            return NcclUniqueIds.exchange(w, make);
-          } catch (RuntimeException e) {
-            return e;
-          }
-        }));
-      }
-      List<Object> out = new ArrayList<>();
-      for (Future<Object> f : fs) out.add(f.get());
-      return out;
-    } finally {
-      pool.shutdownNow();
-    }
+    return NativeTestSupport.ranks(n, r -> w -> NcclUniqueIds.exchange(w, make));
   }
 }
