@@ -22,9 +22,10 @@ import java.util.Optional;
  * slot, once everybody published g, and round g + 2 (this slot again) once everybody published
  * g + 1, which they do only after reading round g: no slot is overwritten while it is read.
  *
- * <p>Waiting spins ({@link Thread#onSpinWait}), then yields, then parks briefly (growing to
- * {@link #MAX_PARK_NANOS}), because a collective's rounds are microseconds apart when ranks are
- * balanced while more ranks than cores must not starve the ones still working. While it waits it
+ * <p>Waiting spins ({@link Thread#onSpinWait}), then yields, then sleeps on a futex of the block
+ * ({@link Futex}) that every publish bumps, so the last rank to arrive wakes the others at once:
+ * a collective's rounds are microseconds apart when ranks are balanced, while more ranks than
+ * cores must neither starve the ones still working nor oversleep their arrival. While it waits it
  * checks the abort word, and every {@link #LIVENESS_NANOS} whether the missing ranks' processes
  * are still alive, so that a rank killed with -9 fails the others in milliseconds rather than at
  * the timeout; the timeout names whoever never arrived.
@@ -37,12 +38,17 @@ final class ControlBlock {
   private static final long ABORT_WORD = 16;
   private static final long ABORT_LEN = 24;
   private static final long ABORT_TEXT = 28;
+  /** A 32-bit word every publish and abort bumps, that sleeping waiters wait on ({@link Futex}). */
+  private static final long EPOCH = 2048;
+  /** How many processes sleep on {@link #EPOCH}: a publisher makes the wake system call only then. */
+  private static final long SLEEPERS = 2052;
   private static final int SPINS = 2_000;
   private static final int YIELDS = 100;
   private static final long MIN_PARK_NANOS = 2_000;
   private static final long MAX_PARK_NANOS = 200_000;
   private static final long LIVENESS_NANOS = 20_000_000;
   private static final VarHandle LONG = ValueLayout.JAVA_LONG.varHandle();
+  private static final VarHandle INT = ValueLayout.JAVA_INT.varHandle();
 
   private final MemorySegment seg;
   private final int rank;
@@ -50,6 +56,8 @@ final class ControlBlock {
   private final int slotBytes;
   private final long timeoutNanos;
   private final ProcessHandle[] peers;
+  private final MemorySegment epochWord;
+  private final MemorySegment timespec = Futex.timespec(java.lang.foreign.Arena.ofAuto());
   private long round;
 
   ControlBlock(MemorySegment seg, int rank, int ranks, int slotBytes, long timeoutNanos) {
@@ -59,6 +67,7 @@ final class ControlBlock {
     this.slotBytes = slotBytes;
     this.timeoutNanos = timeoutNanos;
     this.peers = new ProcessHandle[ranks];
+    this.epochWord = seg.asSlice(EPOCH, 4);
   }
 
   static long bytes(int ranks, int slotBytes) {
@@ -121,7 +130,8 @@ final class ControlBlock {
     } else {
       seg.set(ValueLayout.JAVA_INT, at, -1);
     }
-    LONG.setRelease(seg, line(rank), g);
+    LONG.setVolatile(seg, line(rank), g);
+    wakeSleepers();
     await(g);
     byte[][] all = new byte[ranks][];
     for (int p = 0; p < ranks; p++) {
@@ -152,8 +162,35 @@ final class ControlBlock {
         nextLiveness = now + LIVENESS_NANOS;
       }
       if (now - deadline >= 0) timeout(g);
-      backoff.park(this, deadline - now);
+      if (Futex.available()) sleep(g, from, Math.min(deadline, nextLiveness) - now);
+      else backoff.park(this, deadline - now); // no futex: short naps, growing
     }
+  }
+
+  /**
+   * Sleeps until a peer publishes (or aborts), at most {@code nanos}: registered as a sleeper, the
+   * epoch read, the condition checked once more, then the futex waits only while the epoch is
+   * unchanged. A publisher stores its round, bumps the epoch, then reads the sleeper count (all
+   * volatile, so in one order): either it sees this sleeper and wakes it, or this sleeper sees its
+   * round or its epoch.
+   */
+  private void sleep(long g, int from, long nanos) {
+    INT.getAndAdd(seg, SLEEPERS, 1);
+    try {
+      int epoch = (int) INT.getVolatile(seg, EPOCH);
+      for (int p = from; p < ranks; p++) if ((long) LONG.getVolatile(seg, line(p)) < g) {
+        if (aborted()) return;
+        Futex.await(epochWord, epoch, Math.max(1, nanos), timespec);
+        return;
+      }
+    } finally {
+      INT.getAndAdd(seg, SLEEPERS, -1);
+    }
+  }
+
+  private void wakeSleepers() {
+    INT.getAndAdd(seg, EPOCH, 1);
+    if ((int) INT.getVolatile(seg, SLEEPERS) > 0) Futex.wake(epochWord);
   }
 
   private List<Integer> missing(long g) {
@@ -192,7 +229,8 @@ final class ControlBlock {
     int n = Math.min(b.length, ABORT_MESSAGE_BYTES);
     seg.set(ValueLayout.JAVA_INT, ABORT_LEN, n);
     MemorySegment.copy(b, 0, seg, ValueLayout.JAVA_BYTE, ABORT_TEXT, n);
-    LONG.setRelease(seg, ABORT_WORD, (long) rank + 1);
+    LONG.setVolatile(seg, ABORT_WORD, (long) rank + 1);
+    wakeSleepers();
   }
 
   boolean aborted() {
@@ -209,6 +247,7 @@ final class ControlBlock {
 
   /** Marks this rank as gone on purpose: peers still waiting for it fail at once, naming it. */
   void leave() {
-    LONG.setRelease(seg, line(rank) + 16, 1L);
+    LONG.setVolatile(seg, line(rank) + 16, 1L);
+    wakeSleepers();
   }
 }
