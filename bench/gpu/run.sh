@@ -23,7 +23,9 @@
 #                                                               -> bench-esft-law.json
 #   7. sweep-T        the deepseek-v3 shape at 128, 512, 16384 tokens per rank -> bench-deepseek-v3-tT.json
 #   8. cuda-ipc       CudaIpcGpuTest (GpuTestMain --class): 2 and 3 processes on the one GPU share
-#                     device buffers through CUDA IPC, each writes into the others' and checks its own
+#                     device buffers through CUDA IPC, each writes into the others' and checks its own;
+#                     CudaWorldProcessGpuTest: the cuda communicator with one rank per process
+#                     (CudaWorld.join: 2, 3, and 4 as 2 nodes), every rank vs the reference
 #   9. nccl           NcclChannelGpuTest (GpuTestMain --require-nccl): an NCCL world of one sends a
 #                     buffer to itself (grouped ncclSend/ncclRecv). libmoeyard_cuda.so dlopens
 #                     libnccl.so.2 itself, found through LD_LIBRARY_PATH, which this script points at
@@ -247,8 +249,8 @@ sweep "${sizes[2]}" 100
 if [ "$dry" = 1 ]; then
   skip cuda-ipc "dry run"
 elif [ -d .gpu/native-test/test-classes ]; then
-  step cuda-ipc 40 20 "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain --require-gpu \
-    --class io.moeyard.cuda.CudaIpcGpuTest
+  step cuda-ipc 100 25 "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain --require-gpu \
+    --class io.moeyard.cuda.CudaIpcGpuTest --class io.moeyard.cuda.CudaWorldProcessGpuTest
 else
   skip cuda-ipc "no .gpu/native-test in the bundle"
 fi

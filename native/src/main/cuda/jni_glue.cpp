@@ -590,6 +590,41 @@ JNI_FN(void, ipcCloseMemHandle)(JNIEnv* env, jclass, jlong p) {
   check(env, cudaIpcCloseMemHandle(ptr<void>(p)), "cudaIpcCloseMemHandle");
 }
 
+// An event other processes can wait for (cudaIpcGetEventHandle needs both flags: interprocess
+// events cannot carry timing). Destroyed with eventDestroy.
+JNI_FN(jlong, eventCreateInterprocess)(JNIEnv* env, jclass) {
+  cudaEvent_t e = nullptr;
+  if (!check(env, cudaEventCreateWithFlags(&e, cudaEventInterprocess | cudaEventDisableTiming),
+             "cudaEventCreateWithFlags(cudaEventInterprocess)"))
+    return 0;
+  return handle(e);
+}
+
+JNI_FN(jint, ipcEventHandleBytes)(JNIEnv*, jclass) { return (jint)sizeof(cudaIpcEventHandle_t); }
+
+JNI_FN(jbyteArray, ipcGetEventHandle)(JNIEnv* env, jclass, jlong e) {
+  cudaIpcEventHandle_t h;
+  if (!check(env, cudaIpcGetEventHandle(&h, event(e)), "cudaIpcGetEventHandle")) return nullptr;
+  jbyteArray a = env->NewByteArray((jsize)sizeof h);
+  if (a != nullptr) env->SetByteArrayRegion(a, 0, (jsize)sizeof h, reinterpret_cast<const jbyte*>(&h));
+  return a;
+}
+
+// Another process's event, to wait for (cudaStreamWaitEvent); released with eventDestroy, before
+// its owner destroys the original.
+JNI_FN(jlong, ipcOpenEventHandle)(JNIEnv* env, jclass, jbyteArray handleA) {
+  cudaIpcEventHandle_t h;
+  if (handleA == nullptr || env->GetArrayLength(handleA) != (jsize)sizeof h) {
+    illegal(env, "an IPC event handle has " + std::to_string(sizeof h) + " bytes, got " +
+                     (handleA == nullptr ? std::string("null") : std::to_string(env->GetArrayLength(handleA))));
+    return 0;
+  }
+  env->GetByteArrayRegion(handleA, 0, (jsize)sizeof h, reinterpret_cast<jbyte*>(&h));
+  cudaEvent_t e = nullptr;
+  if (!check(env, cudaIpcOpenEventHandle(&e, h), "cudaIpcOpenEventHandle")) return 0;
+  return handle(e);
+}
+
 // ------------------------------------------------------------------------------------------------
 // Host index math (no CUDA call; for the host unit tests)
 // ------------------------------------------------------------------------------------------------

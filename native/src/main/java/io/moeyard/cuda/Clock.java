@@ -4,11 +4,12 @@ import java.util.Arrays;
 
 /**
  * The device clock of a timed collective: a start event on rank 0's stream that every other rank's
- * stream waits for, an end event on rank 0's stream after every rank's done event. Rank 0's stream
- * is held busy before the start event so that it fires after the ranks have enqueued the call's
- * kernels: their launch latency (and the ranks' meeting on the host) stays out of the time. Rank
- * 0's thread records the events; the others wait for them after a barrier, so that they wait for
- * this call's records.
+ * stream waits for (through rank 0's gate event, recorded right after it: a timing event cannot be
+ * shared between processes), an end event on rank 0's stream after every rank's done event. Rank
+ * 0's stream is held busy before the start event so that it fires after the ranks have enqueued
+ * the call's kernels: their launch latency (and the ranks' meeting on the host) stays out of the
+ * time. Rank 0's thread records the events; the others wait for the gate after a barrier, so that
+ * they wait for this call's record. With one rank per process only rank 0's process reads it.
  */
 final class Clock {
   /** How long stream 0 is held busy before a timed call's start event. */
@@ -41,11 +42,12 @@ final class Clock {
     }
     NativeKernels.hold(HOLD_NS, st);
     NativeKernels.eventRecord(evStart, st);
+    NativeKernels.eventRecord(ranks.evGate[0], st);
   }
 
   /** The event the other ranks' streams wait for (after the barrier that follows {@link #start}). */
   long startEvent() {
-    return evStart;
+    return ranks.evGate[0];
   }
 
   /** Rank 0, after a barrier that follows every rank's done event: the end event. */
@@ -72,9 +74,9 @@ final class Clock {
     return shortHolds;
   }
 
-  /** Device-to-device copy of {@code bytes} on stream 0, median of {@code iters} timed runs (ms). */
+  /** Device-to-device copy of {@code bytes} on this process's first stream, median of {@code iters} timed runs (ms). */
   float copyMillis(long bytes, int iters) {
-    long stream = ranks.streams[0];
+    long stream = ranks.streams[Math.max(0, ranks.me)];
     long a = NativeKernels.malloc(bytes);
     long b = 0;
     try {

@@ -10,6 +10,10 @@ import io.moeyard.dispatch.Routing;
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.transport.MessageCodec;
+import io.moeyard.engine.transport.MessageReader;
+import io.moeyard.engine.transport.MessageWriter;
+import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -74,6 +78,11 @@ public final class CudaCommunicator implements Communicator {
     this.lane = new AsyncLane("moeyard-cuda-rank-" + rank, "rank " + rank);
     RankBuffers b = w.buf[rank];
     this.ownReceive = new DeviceRows(b.recvX, shape.receiveRows(), shape.hidden(), shape.dispatchType(), b.recvScales);
+    // between processes the shuffled combine's home rows must be memory the targets can read: a
+    // shared-memory file, sized here because making one is a collective (the ranks build their
+    // communicators at the same point of the world's construction)
+    this.shufflePeer = transport.sharesAddressSpace() ? null
+        : transport.peerMemory(PeerMemory.rowsBytes(ShuffledCombine.homeRows(shape.comm()), shape.hidden(), shape.combineType()));
   }
 
   @Override
@@ -162,6 +171,53 @@ public final class CudaCommunicator implements Communicator {
   /** What each rank says after its layout: its routing's first problem, its tokens and counts. */
   private record Counts(String problem, int tokens, int[] totals) {}
 
+  // How the three messages cross a process boundary (ranks of one JVM pass the objects).
+  private static void putSwitches(Switches s, MessageWriter out) {
+    out.putInt(s.variant().ordinal()).putBoolean(s.timed()).putInt(s.kernels());
+  }
+
+  private static Switches getSwitches(MessageReader in) {
+    return new Switches(CommConfig.Variant.values()[in.getInt()], in.getBoolean(), in.getInt());
+  }
+
+  private static final MessageCodec<Entry> ENTRY = new MessageCodec<>() {
+    @Override
+    public void write(Entry e, MessageWriter out) {
+      out.putString(e.problem()).putLong(e.rows()).putLong(e.scales()).putInt(e.capacity()).putBoolean(e.own());
+      putSwitches(e.switches(), out);
+    }
+
+    @Override
+    public Entry read(MessageReader in) {
+      return new Entry(in.getString(), in.getLong(), in.getLong(), in.getInt(), in.getBoolean(), getSwitches(in));
+    }
+  };
+
+  private static final MessageCodec<Opening> OPENING = new MessageCodec<>() {
+    @Override
+    public void write(Opening o, MessageWriter out) {
+      out.putString(o.problem());
+      putSwitches(o.switches(), out);
+    }
+
+    @Override
+    public Opening read(MessageReader in) {
+      return new Opening(in.getString(), getSwitches(in));
+    }
+  };
+
+  private static final MessageCodec<Counts> COUNTS = new MessageCodec<>() {
+    @Override
+    public void write(Counts c, MessageWriter out) {
+      out.putString(c.problem()).putInt(c.tokens()).putInts(c.totals());
+    }
+
+    @Override
+    public Counts read(MessageReader in) {
+      return new Counts(in.getString(), in.getInt(), in.getInts());
+    }
+  };
+
   /**
    * The dispatch of both paths. {@code hostCapacity}: -1 on the device path; on the host path the
    * rows the caller's host buffer holds (the received rows are copied there), its problem in
@@ -174,9 +230,14 @@ public final class CudaCommunicator implements Communicator {
         : CallChecks.dispatch(shape, rank, closed, x, routing, into, stream, world.memory);
     DeviceRows recv = into != null ? into : ownReceive;
     int capacity = hostPath ? Math.min(hostCapacity, recv.rows()) : recv.rows();
+    // one rank per process: peers store into this rank's own receive rows (the mapped ones), and
+    // the engine's rows get a local copy of them, so they must fit there too
+    boolean viaOwn = into != null && w.me >= 0;
+    if (viaOwn) capacity = Math.min(capacity, ownReceive.rows());
     Switches mySwitches = switches();
     Object[] entries = transport.allGather(problem != null ? new Entry(problem, 0, 0, 0, false, mySwitches)
-        : new Entry(null, recv.address(), recv.scalesAddress(), capacity, into == null && capacity == recv.rows(), mySwitches));
+        : new Entry(null, recv.address(), recv.scalesAddress(), capacity, into == null && capacity == recv.rows(), mySwitches),
+        ENTRY);
     throwFirst("dispatch", entries, e -> ((Entry) e).problem());
     Switches[] sw = new Switches[entries.length];
     for (int q = 0; q < sw.length; q++) sw[q] = ((Entry) entries[q]).switches();
@@ -204,7 +265,7 @@ public final class CudaCommunicator implements Communicator {
       int[] mine = LayoutPhase.run(w, rank, tokens);
       int nb = w.nP + w.nR;
       String bad = mine[nb] != -1 ? LayoutPhase.badRouting(w, rank, mine[nb]) : null;
-      Object[] all = transport.allGather(new Counts(bad, tokens, java.util.Arrays.copyOf(mine, nb)));
+      Object[] all = transport.allGather(new Counts(bad, tokens, java.util.Arrays.copyOf(mine, nb)), COUNTS);
       throwFirst("dispatch", all, e -> ((Counts) e).problem());
       int[] tok = new int[w.nR];
       int[][] totals = new int[w.nR][];
@@ -220,7 +281,7 @@ public final class CudaCommunicator implements Communicator {
         if (p != null) throw new CollectiveException("dispatch: " + p);
       }
       LayoutPhase.offsets(w, rank);
-      if (variant == CommConfig.Variant.FUSED) {
+      if (variant == CommConfig.Variant.FUSED && w.me < 0) {
         for (int d = 0; d < w.nR; d++) {
           Entry e = (Entry) entries[d];
           w.pointReceive(rank, d, e.rows(), e.scales());
@@ -234,7 +295,11 @@ public final class CudaCommunicator implements Communicator {
         UnfusedPath.dispatchSend(w, rank, x, c);
       }
       exchangeSends(st);
-      if (variant == CommConfig.Variant.UNFUSED) UnfusedPath.dispatchReceive(w, rank, c, recv);
+      if (variant == CommConfig.Variant.UNFUSED) {
+        UnfusedPath.dispatchReceive(w, rank, c, recv);
+      } else if (viaOwn) {
+        copyRows(ownReceive, recv, c.rows[rank], st);
+      }
       finish(st, timed, stream);
       counts = c;
       return new DeviceDispatched(this, generation, variant, recv.first(c.rows[rank]), c.slotOffsets(rank), tokens,
@@ -252,7 +317,7 @@ public final class CudaCommunicator implements Communicator {
     String problem = hostPath ? hostProblem
         : CallChecks.combine(shape, rank, closed, this, generation, variant, d, y, out, stream, world.memory);
     if (problem == null && counts == null) problem = "rank " + rank + ": no complete dispatch to combine";
-    Object[] openings = transport.allGather(new Opening(problem, mySwitches));
+    Object[] openings = transport.allGather(new Opening(problem, mySwitches), OPENING);
     throwFirst("combine", openings, e -> ((Opening) e).problem());
     Switches[] sw = new Switches[openings.length];
     for (int q = 0; q < sw.length; q++) sw[q] = ((Opening) openings[q]).switches();
@@ -284,6 +349,14 @@ public final class CudaCommunicator implements Communicator {
     } catch (RuntimeException e) {
       abortOthers(e);
       throw e;
+    }
+  }
+
+  /** The first {@code rows} rows (and FP8 scales) of {@code from} into {@code to}, on this rank's stream. */
+  private void copyRows(DeviceRows from, DeviceRows to, int rows, long st) {
+    NativeKernels.copyDeviceToDeviceAsync(to.address(), from.address(), (long) rows * shape.rowBytes(), st);
+    if (shape.scaleCols() > 0) {
+      NativeKernels.copyDeviceToDeviceAsync(to.scalesAddress(), from.scalesAddress(), 4L * rows * shape.scaleCols(), st);
     }
   }
 
@@ -496,14 +569,18 @@ public final class CudaCommunicator implements Communicator {
     staging = a;
   }
 
-  /** Host rows a shuffled combine combines into before delivery, in their own arena; allocated on the first one. */
+  /**
+   * Host rows a shuffled combine combines into before delivery, allocated on the first one: in
+   * their own arena when ranks share this JVM, else carved from {@link #shufflePeer}.
+   */
   private Arena shuffleArena;
+  private final PeerMemory shufflePeer;
   private RowBuffer shuffleHome;
 
   /**
    * The host path's combine into host rows at home, then the delivery every backend shares
-   * ({@link ShuffledCombine#deliver}): ranks of one world share this JVM, so targets read the
-   * homes' rows directly. For tests, selftest and bench, like every host-path call.
+   * ({@link ShuffledCombine#deliver}): targets read the homes' rows directly (this JVM's memory,
+   * or shared memory between processes). For tests, selftest and bench, like every host-path call.
    */
   @Override
   public Arrivals combineShuffled(Dispatched d, RowBuffer y, int[] nextRank, RowBuffer into) {
@@ -511,8 +588,12 @@ public final class CudaCommunicator implements Communicator {
     int tokens = rows instanceof CudaRows cr ? cr.device.tokens() : 0;
     String problem = rows instanceof CudaRows ? ShuffledCombine.targetProblem(rank, ranks(), tokens, config(), nextRank, into) : null;
     if (shuffleHome == null) {
-      shuffleArena = Arena.ofShared();
-      shuffleHome = RowBuffer.allocate(shuffleArena, ShuffledCombine.homeRows(config()), shape.hidden(), shape.combineType());
+      if (shufflePeer != null) {
+        shuffleHome = shufflePeer.rows(ShuffledCombine.homeRows(config()), shape.hidden(), shape.combineType());
+      } else {
+        shuffleArena = Arena.ofShared();
+        shuffleHome = RowBuffer.allocate(shuffleArena, ShuffledCombine.homeRows(config()), shape.hidden(), shape.combineType());
+      }
     }
     RowBuffer home = new RowBuffer(shuffleHome.segment(), shuffleHome.offset(), tokens, shape.hidden(), shape.combineType(), null);
     hostCombine(d, y, home, false, problem);
@@ -558,6 +639,7 @@ public final class CudaCommunicator implements Communicator {
       shuffleArena.close();
       shuffleArena = null;
     }
+    if (shufflePeer != null) err = Release.attempt(err, shufflePeer::close);
     if (err != null) throw err;
   }
 }

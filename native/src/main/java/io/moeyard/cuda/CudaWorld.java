@@ -3,6 +3,7 @@ package io.moeyard.cuda;
 import io.moeyard.comm.CommConfig;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.transport.CpuWorld;
+import io.moeyard.engine.transport.Transport;
 import java.time.Duration;
 import java.util.List;
 import java.util.Objects;
@@ -30,6 +31,7 @@ public final class CudaWorld implements AutoCloseable {
   final KernelShape shape;
   final VirtualRanks ranks;
   final Clock clock;
+  /** Virtual ranks: the host meetings of the ranks' threads (null with one rank per process). */
   private final CpuWorld control;
   private final CudaCommunicator[] comms;
   private volatile CommConfig.Variant variant;
@@ -59,6 +61,31 @@ public final class CudaWorld implements AutoCloseable {
     for (int r = 0; r < comms.length; r++) comms[r] = new CudaCommunicator(this, control.transport(r));
   }
 
+  /** One rank per process: this process's rank of {@code transport}'s world, peers through CUDA IPC. */
+  private CudaWorld(KernelShape shape, Transport transport) {
+    this.shape = shape;
+    this.variant = shape.comm().variant();
+    NativeKernels.setDevice(0);
+    this.ranks = new VirtualRanks(shape, NativeKernels.limits()[3], transport);
+    try {
+      this.clock = new Clock(ranks);
+    } catch (RuntimeException e) {
+      transport.abort(e);
+      RuntimeException err = ranks.destroyStreams(ranks.releaseMemory(null));
+      if (err != null) e.addSuppressed(err);
+      throw e;
+    }
+    this.control = null;
+    this.comms = new CudaCommunicator[shape.ranks()];
+    try {
+      comms[transport.rank()] = new CudaCommunicator(this, transport);
+    } catch (RuntimeException e) {
+      transport.abort(e);
+      RuntimeException err = clock.close(ranks.destroyStreams(ranks.releaseMemory(null)));
+      if (err != null) e.addSuppressed(err);
+      throw e;
+    }
+  }
   /**
    * Opens R = {@code map.ranks()} virtual ranks on device 0 for {@code map} and the sizes of
    * {@code config}, or throws {@link CudaUnavailableException} with the reason. A shape the kernels
@@ -77,11 +104,81 @@ public final class CudaWorld implements AutoCloseable {
     return new CudaWorld(shape, timeout);
   }
 
-  /** Rank r's communicator (the same object on every call); use it from one thread. */
+  /**
+   * Joins the world of {@code transport} as its rank, one rank per process (every rank calls it;
+   * ranks that are threads of one JVM use {@link #open} instead): each process allocates its own
+   * rank's device memory on device 0 for {@code map} and the sizes of {@code config}, and maps its
+   * peers' through CUDA IPC, so that the fused kernels store straight into other processes'
+   * buffers; the collectives meet over {@code transport} (a process transport: shared memory on
+   * one host). The transport stays the caller's; close the world before it.
+   *
+   * <p>Every rank gets the same error, naming the rank at fault, when any rank cannot use CUDA
+   * ({@link CudaUnavailableException}), was given a different map or config, or cannot allocate,
+   * export or map ({@link CudaException}); a rank that never arrives fails the others by the
+   * transport's timeout.
+   */
+  public static CudaWorld join(Transport transport, ExpertMap map, CommConfig config) {
+    Objects.requireNonNull(transport, "transport");
+    Objects.requireNonNull(map, "map");
+    Objects.requireNonNull(config, "config");
+    int me = transport.rank();
+    String problem = null;
+    KernelShape shape = null;
+    try {
+      if (transport.sharesAddressSpace()) {
+        throw new IllegalArgumentException("the transport's ranks share this JVM; join is for one rank per process"
+            + " (threads of one JVM open all ranks with CudaWorld.open)");
+      }
+      if (transport.size() != map.ranks()) {
+        throw new IllegalArgumentException("the world has " + transport.size() + " ranks, the expert map " + map.ranks());
+      }
+      shape = KernelShape.of(map, config);
+      CudaBackend.availability().require();
+    } catch (CudaUnavailableException e) {
+      problem = UNAVAILABLE + e.getMessage();
+    } catch (RuntimeException e) {
+      problem = "rank " + me + ": " + e.getMessage();
+    }
+    String same = map.topology() + " " + java.util.Arrays.hashCode(map.physicalToLogical()) + " " + config;
+    // one exchange: what each rank was given, and its verdict. Bad input (the caller's to fix)
+    // is named before a rank without CUDA, so that the error is the same wherever it runs.
+    Object[] said = transport.allGather(same + "\n" + (problem == null ? "" : problem));
+    String unavailable = null;
+    for (Object o : said) {
+      String v = ((String) o).substring(((String) o).indexOf('\n') + 1);
+      if (v.startsWith(UNAVAILABLE)) {
+        if (unavailable == null) unavailable = v.substring(UNAVAILABLE.length());
+      } else if (!v.isEmpty()) {
+        throw new IllegalArgumentException(v);
+      }
+    }
+    for (int q = 1; q < said.length; q++) {
+      String mine = ((String) said[q]).substring(0, ((String) said[q]).indexOf('\n'));
+      String first = ((String) said[0]).substring(0, ((String) said[0]).indexOf('\n'));
+      if (!mine.equals(first)) {
+        throw new IllegalArgumentException("rank " + q + " joins with " + mine + ", rank 0 with " + first);
+      }
+    }
+    if (unavailable != null) throw new CudaUnavailableException(unavailable);
+    return new CudaWorld(shape, transport);
+  }
+
+  private static final String UNAVAILABLE = "unavailable: ";
+
+  /** Rank r's communicator (the same object on every call); use it from one thread. With one rank per process: this process's rank only. */
   public CudaCommunicator communicator(int r) {
     if (closed) throw new IllegalStateException("the cuda world is closed");
     Objects.checkIndex(r, comms.length);
+    if (comms[r] == null) {
+      throw new IllegalArgumentException("rank " + r + " runs in another process; this process is rank " + ranks.me);
+    }
     return comms[r];
+  }
+
+  /** This process's rank's communicator, with one rank per process ({@link #join}). */
+  public CudaCommunicator communicator() {
+    if (ranks.me < 0) throw new IllegalStateException("every rank of this world runs here: use communicator(rank)");
+    return communicator(ranks.me);
   }
 
   public int ranks() {
@@ -103,6 +200,7 @@ public final class CudaWorld implements AutoCloseable {
    */
   public <T> List<T> run(Function<CudaCommunicator, T> body) {
     if (closed) throw new IllegalStateException("the cuda world is closed");
+    if (control == null) throw new IllegalStateException("this world's other ranks run in other processes: call communicator()");
     return control.run(t -> body.apply(comms[t.rank()]));
   }
 
@@ -145,6 +243,7 @@ public final class CudaWorld implements AutoCloseable {
    * call it between collectives (e.g. on rank 0's thread after its call returned).
    */
   public float lastDeviceMs() {
+    if (ranks.me > 0) throw new IllegalStateException("rank 0's process keeps the clock; this is rank " + ranks.me);
     return clock.elapsedMs();
   }
 
@@ -205,14 +304,18 @@ public final class CudaWorld implements AutoCloseable {
   /**
    * Closes every communicator (their later calls fail naming their rank), waits for every stream
    * and frees all device memory, streams and events. Call it after the ranks' last collective.
+   * With one rank per process it is a collective too: every rank unmaps its peers and waits for
+   * the others to have unmapped it (bounded by the transport's timeout) before it frees its memory.
    */
   @Override
   public synchronized void close() {
     if (closed) return;
     closed = true;
     RuntimeException err = null;
-    for (CudaCommunicator c : comms) err = Release.attempt(err, c::close);
-    control.close();
+    for (CudaCommunicator c : comms) {
+      if (c != null) err = Release.attempt(err, c::close);
+    }
+    if (control != null) control.close();
     err = ranks.synchronizeAll(err);
     err = ranks.releaseMemory(err);
     err = clock.close(err);

@@ -132,6 +132,18 @@ public final class NativeKernels {
 
   public static native void ipcCloseMemHandle(long ptr);
 
+  /** An event other processes can wait for (no timing); destroyed by {@link #eventDestroy}. */
+  public static native long eventCreateInterprocess();
+
+  /** {@code sizeof(cudaIpcEventHandle_t)}. */
+  public static native int ipcEventHandleBytes();
+
+  /** The IPC handle of an event made by {@link #eventCreateInterprocess}. */
+  public static native byte[] ipcGetEventHandle(long event);
+
+  /** Another process's event, to wait for; destroyed by {@link #eventDestroy} before its owner destroys it. */
+  public static native long ipcOpenEventHandle(byte[] handle);
+
   // ---- layout (per source rank) ----
   public static native void mapSlots(
       long topkIdx, int tokens, int topk, long expertOffsets, long expertSlots, int experts,

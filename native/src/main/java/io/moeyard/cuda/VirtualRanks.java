@@ -1,21 +1,31 @@
 package io.moeyard.cuda;
 
+import io.moeyard.engine.transport.Transport;
+
 /**
- * R virtual ranks on one GPU: each rank's stream, the events other ranks wait for and its device
- * buffers; plus what the kernels index by rank (the expert map in CSR form and the tables of every
- * rank's buffer pointers). The communicator's own buffers never move after open, so their tables
- * are built once. The tables of receive rows are per rank ({@link #recvXTable}): an engine may give
- * each dispatch rows of its own, and each rank then rewrites its own table's entry for that
- * destination in stream order, as each process will hold its own table of peer addresses under
- * CUDA IPC.
+ * The ranks of a world as this process sees them: each rank's device buffers and the events other
+ * ranks wait for; for the ranks that run here, their streams; plus what the kernels index by rank
+ * (the expert map in CSR form and the tables of every rank's buffer pointers). The communicator's
+ * own buffers never move after open, so their tables are built once.
+ *
+ * <p>Two shapes, one for each way ranks are placed. Virtual ranks: all R in this process on one
+ * GPU ({@link #me} = -1). The tables of receive rows are then per rank ({@link #recvXTable}): an
+ * engine may give each dispatch rows of its own, and each rank rewrites its own table's entry for
+ * that destination in stream order. One rank per process ({@link #me} = this process's rank): the
+ * peers' buffers are this process's CUDA IPC mappings of their slabs and their events are opened
+ * IPC events ({@link CudaIpc}); only this rank has a stream here. The kernels cannot tell the two
+ * apart: they see tables of addresses either way.
  */
 final class VirtualRanks {
   final KernelShape shape;
+  /** The one rank that runs in this process, or -1 when every rank does. */
+  final int me;
   final int nR;
   final int nS;
   final int nP;
   final int nK;
   final int nH;
+  /** The streams of the ranks that run here (0 for the others). */
   final long[] streams;
   /** Recorded once a destination's receive offsets are known. */
   final long[] evStage;
@@ -23,15 +33,22 @@ final class VirtualRanks {
   final long[] evSend;
   /** Recorded once a rank's part of a call is done. */
   final long[] evDone;
-  /** Recorded on the engine's stream when a rank enters a call: its stream waits for it. */
+  /**
+   * Recorded by rank 0 after a timed call's start event (timing events cannot cross processes, so
+   * the other ranks' streams wait for this one instead).
+   */
+  final long[] evGate;
+  /** Recorded on the engine's stream when a rank enters a call: its stream waits for it (ranks that run here). */
   final long[] evEntry;
   final RankBuffers[] buf;
   private final DeviceArena tables = new DeviceArena();
+  /** One rank per process: the peers' slabs and events as mapped here, and their release. */
+  private final CudaIpc peers;
   final long mapOffsets;
   final long mapSlots;
   /** Per rank, the pointer of one of its buffers: what a kernel of rank r uses to store into rank d. */
   final long totalsOf;
-  /** Per rank r: its table of every destination's receive rows / scales (device arrays of R pointers). */
+  /** Per rank r that runs here: its table of every destination's receive rows / scales (device arrays of R pointers). */
   final long[] recvXTable;
   final long[] recvScalesTable;
   /** What each rank's tables hold now ([r][d]); only its own rank's thread reads or writes row r. */
@@ -46,9 +63,19 @@ final class VirtualRanks {
   final long pairRowsOf;
   final long partialsOf;
 
-  /** Creates every stream, event and buffer; on failure releases what it got and rethrows. */
+  /** R virtual ranks: creates every stream, event and buffer; on failure releases what it got and rethrows. */
   VirtualRanks(KernelShape shape, int layoutChunk) {
+    this(shape, layoutChunk, null);
+  }
+
+  /**
+   * With {@code transport} a process world's (every rank of it calls this, in the same place of its
+   * collective order): this process's rank, its peers mapped through CUDA IPC. Every rank fails
+   * alike, naming the rank that could not allocate, export or map, and releases what it got.
+   */
+  VirtualRanks(KernelShape shape, int layoutChunk, Transport transport) {
     this.shape = shape;
+    this.me = transport == null ? -1 : transport.rank();
     this.nR = shape.ranks();
     this.nS = shape.slotsPerRank();
     this.nP = shape.slots();
@@ -58,23 +85,22 @@ final class VirtualRanks {
     this.evStage = new long[nR];
     this.evSend = new long[nR];
     this.evDone = new long[nR];
+    this.evGate = new long[nR];
     this.evEntry = new long[nR];
     this.recvXTable = new long[nR];
     this.recvScalesTable = new long[nR];
     this.recvXEntry = new long[nR][nR];
     this.recvScalesEntry = new long[nR][nR];
     this.buf = new RankBuffers[nR];
+    CudaIpc mapped = null;
     try {
-      for (int r = 0; r < nR; r++) {
-        streams[r] = NativeKernels.streamCreate();
-        evStage[r] = NativeKernels.eventCreate(false);
-        evSend[r] = NativeKernels.eventCreate(false);
-        evDone[r] = NativeKernels.eventCreate(false);
-        evEntry[r] = NativeKernels.eventCreate(false);
+      if (transport == null) {
+        for (int r = 0; r < nR; r++) createLocal(r, false, layoutChunk);
+        evGate[0] = NativeKernels.eventCreate(false);
+      } else {
+        mapped = joinPeers(transport, layoutChunk);
       }
-      for (int r = 0; r < nR; r++) {
-        buf[r] = new RankBuffers(shape, layoutChunk);
-      }
+      this.peers = mapped;
       mapOffsets = tables.ints(shape.csrOffsets());
       mapSlots = tables.ints(shape.csrSlots());
       totalsOf = tableOf(b -> b.totals);
@@ -83,6 +109,7 @@ final class VirtualRanks {
           recvXEntry[r][d] = buf[d].recvX;
           recvScalesEntry[r][d] = buf[d].recvScales;
         }
+        if (!local(r)) continue;
         recvXTable[r] = tables.longs(recvXEntry[r]);
         recvScalesTable[r] = tables.longs(recvScalesEntry[r]);
       }
@@ -95,12 +122,69 @@ final class VirtualRanks {
       pairRowsOf = tableOf(b -> b.pairRows);
       partialsOf = tableOf(b -> b.partials);
     } catch (RuntimeException e) {
-      RuntimeException err = destroyStreams(releaseMemory(null));
-      if (err != null) {
-        e.addSuppressed(err);
+      if (transport != null && mapped != null) {
+        // the peers are past the exchange: they must hear of this failure, not wait for the timeout
+        transport.abort(e);
       }
+      RuntimeException err = destroyStreams(releaseMemory(null, mapped));
+      if (err != null) e.addSuppressed(err);
       throw e;
     }
+  }
+
+  /** Rank r's stream, events and slab, made here; interprocess events when peers in other processes wait for them. */
+  private void createLocal(int r, boolean interprocess, int layoutChunk) {
+    streams[r] = NativeKernels.streamCreate();
+    evStage[r] = interprocess ? NativeKernels.eventCreateInterprocess() : NativeKernels.eventCreate(false);
+    evSend[r] = interprocess ? NativeKernels.eventCreateInterprocess() : NativeKernels.eventCreate(false);
+    evDone[r] = interprocess ? NativeKernels.eventCreateInterprocess() : NativeKernels.eventCreate(false);
+    if (interprocess) evGate[r] = NativeKernels.eventCreateInterprocess();
+    evEntry[r] = NativeKernels.eventCreate(false);
+    buf[r] = RankBuffers.allocate(shape, layoutChunk);
+  }
+
+  /** The events a rank shares with its peers, in {@link CudaIpc#event} order. */
+  private long[] shared(int r) {
+    return new long[] {evStage[r], evSend[r], evDone[r], evGate[r]};
+  }
+
+  /** This process's rank made here, then every peer's slab and events mapped (all ranks alike, or all fail). */
+  private CudaIpc joinPeers(Transport transport, int layoutChunk) {
+    String problem = null;
+    try {
+      createLocal(me, true, layoutChunk);
+    } catch (RuntimeException e) {
+      problem = "rank " + me + " could not set up its device memory, streams and events: " + e.getMessage();
+    }
+    Object[] verdicts = transport.allGather(problem);
+    for (Object v : verdicts) {
+      if (v != null) throw new CudaException((String) v);
+    }
+    CudaIpc ipc = CudaIpc.open(transport, buf[me].base, buf[me].bytes, shared(me));
+    for (int q = 0; q < nR; q++) {
+      if (q == me) continue;
+      buf[q] = RankBuffers.view(shape, layoutChunk, ipc.address(q));
+      if (ipc.bytes(q) != buf[me].bytes) {
+        CudaException e = new CudaException("rank " + q + "'s device memory has " + ipc.bytes(q) + " bytes, rank " + me
+            + "'s " + buf[me].bytes + ": the ranks were opened for different shapes");
+        try {
+          ipc.close();
+        } catch (RuntimeException c) {
+          e.addSuppressed(c);
+        }
+        throw e;
+      }
+      evStage[q] = ipc.event(q, 0);
+      evSend[q] = ipc.event(q, 1);
+      evDone[q] = ipc.event(q, 2);
+      evGate[q] = ipc.event(q, 3);
+    }
+    return ipc;
+  }
+
+  /** Whether rank r runs in this process (has a stream here). */
+  boolean local(int r) {
+    return me < 0 || r == me;
   }
 
   private interface PtrOf {
@@ -146,26 +230,32 @@ final class VirtualRanks {
     return err;
   }
 
-  /** Frees every buffer and table. */
+  /**
+   * Frees every buffer and table of this process; one rank per process first releases its peers'
+   * mappings and waits (a barrier) until every peer released its own, so that no slab is freed
+   * while mapped.
+   */
   RuntimeException releaseMemory(RuntimeException err) {
-    for (RankBuffers b : buf) {
-      if (b != null) err = Release.attempt(err, b::close);
+    return releaseMemory(err, peers);
+  }
+
+  private RuntimeException releaseMemory(RuntimeException err, CudaIpc ipc) {
+    if (ipc != null) err = Release.attempt(err, ipc::close);
+    for (int r = 0; r < nR; r++) {
+      RankBuffers b = buf[r];
+      if (b != null && local(r)) err = Release.attempt(err, b::close);
     }
     return Release.attempt(err, tables::close);
   }
 
-  /** Destroys every event and stream that exists. */
+  /** Destroys every event and stream made here (the peers' opened events go with their mappings). */
   RuntimeException destroyStreams(RuntimeException err) {
     for (int r = 0; r < nR; r++) {
-      long stage = evStage[r];
-      long send = evSend[r];
-      long done = evDone[r];
-      long entry = evEntry[r];
+      if (!local(r)) continue;
+      for (long ev : new long[] {evStage[r], evSend[r], evDone[r], evGate[r], evEntry[r]}) {
+        if (ev != 0) err = Release.attempt(err, () -> NativeKernels.eventDestroy(ev));
+      }
       long st = streams[r];
-      if (stage != 0) err = Release.attempt(err, () -> NativeKernels.eventDestroy(stage));
-      if (send != 0) err = Release.attempt(err, () -> NativeKernels.eventDestroy(send));
-      if (done != 0) err = Release.attempt(err, () -> NativeKernels.eventDestroy(done));
-      if (entry != 0) err = Release.attempt(err, () -> NativeKernels.eventDestroy(entry));
       if (st != 0) err = Release.attempt(err, () -> NativeKernels.streamDestroy(st));
     }
     return err;

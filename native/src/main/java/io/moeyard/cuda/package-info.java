@@ -30,8 +30,10 @@
  *       its own device buffers, stream and events, a collective meets on the host and each rank
  *       enqueues its own kernels, which store into peer buffers exactly as they would through CUDA
  *       IPC on an NVLink node. Cross-rank order is events. So the same kernels and the same per-rank
- *       state serve the multi-process backend; {@link io.moeyard.cuda.CudaIpc} maps the processes'
-       buffers into each other (CUDA IPC handles exchanged over the process rendezvous).</li>
+ *       state serve one rank per process ({@link io.moeyard.cuda.CudaWorld#join}): there
+ *       {@link io.moeyard.cuda.CudaIpc} maps each process's device memory (one slab per rank) and
+ *       events into the others (CUDA IPC handles exchanged over the process transport), and the
+ *       host meetings are the process transport's.</li>
  *   <li><b>Device memory as raw addresses.</b> {@link io.moeyard.cuda.DeviceRows} and
  *       {@link io.moeyard.cuda.DeviceRouting} hold {@code long} device addresses (what GPU runtimes
  *       hand out; a {@code MemorySegment} over device memory could never be read), checked with

@@ -60,6 +60,11 @@ class CudaIpcGpuTest {
 
   /** {@code n} child JVMs running {@code args} (JVM options, main class, its arguments), ranks 0..n-1 of one node. */
   static List<Rank> start(int n, String... args) throws IOException {
+    return start(n, n, args);
+  }
+
+  /** As {@link #start(int, String...)}, the ranks simulating nodes of {@code perNode} ranks each. */
+  static List<Rank> start(int n, int perNode, String... args) throws IOException {
     int port;
     try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
       port = s.getLocalPort();
@@ -73,7 +78,7 @@ class CudaIpcGpuTest {
       if (lib != null) cmd.add("-Dmoeyard.native.lib=" + lib);
       cmd.addAll(List.of(args));
       ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
-      pb.environment().putAll(RankEnv.variables(r, n, n, "127.0.0.1", port));
+      pb.environment().putAll(RankEnv.variables(r, n, perNode, "127.0.0.1", port));
       Process p = pb.start();
       ByteArrayOutputStream out = new ByteArrayOutputStream();
       Thread pump = Thread.ofPlatform().daemon().start(() -> copy(p.getInputStream(), out));

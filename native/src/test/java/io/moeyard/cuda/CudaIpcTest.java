@@ -25,6 +25,7 @@ import org.junit.jupiter.api.Test;
 class CudaIpcTest {
   private static final TestSeed SEED = TestSeed.fresh();
   private static final int HANDLE = 64;
+  private static final int EVENT_HANDLE = 64;
 
   @Test
   void unavailableHereWithTheBackendsReasonAndOpenFailsEveryRank() throws Exception {
@@ -138,6 +139,56 @@ class CudaIpcTest {
     assertEquals(1, fakes[2].opened, "rank 2 mapped rank 0, then failed on rank 1");
   }
 
+  /** Events go round with the buffer: each rank holds every peer's events once, its own as given, and closes each opened one. */
+  @Test
+  void eventsGoRoundWithTheBuffer() throws Exception {
+    for (int n : new int[] {1, 2, 4}) {
+      Fake[] fakes = new Fake[n];
+      for (int r = 0; r < n; r++) fakes[r] = new Fake(r, -1, -1);
+      List<Object> got = NativeTestSupport.ranks(n, r -> (w -> {
+        long[] mine = {0x10_000L * (r + 1) + 1, 0x10_000L * (r + 1) + 2, 0x10_000L * (r + 1) + 3};
+        try (CudaIpc ipc = CudaIpc.open(CudaIpc.Exchange.of(w), 0x100L << r, 64, mine, fakes[r])) {
+          long[][] seen = new long[n][3];
+          for (int p = 0; p < n; p++) for (int i = 0; i < 3; i++) seen[p][i] = ipc.event(p, i);
+          assertEquals(3L * (n - 1), fakes[r].liveEvents.size(), "rank " + r + " holds each peer's events once");
+          return seen;
+        }
+      }));
+      for (int r = 0; r < n; r++) {
+        long[][] seen = (long[][]) got.get(r);
+        for (int p = 0; p < n; p++) {
+          for (int i = 0; i < 3; i++) {
+            long own = 0x10_000L * (p + 1) + 1 + i;
+            assertEquals(p == r ? own : Fake.mapped(r, own) + 1, seen[p][i], "rank " + r + "'s event " + i + " of rank " + p);
+          }
+        }
+        assertTrue(fakes[r].liveEvents.isEmpty(), "rank " + r + " left events open: " + fakes[r].liveEvents);
+        assertTrue(fakes[r].live.isEmpty(), "rank " + r + " left mappings open: " + fakes[r].live);
+      }
+    }
+  }
+
+  /** Rank 1 cannot open rank 2's second event: every rank fails naming it, nothing stays open; unequal event counts fail too. */
+  @Test
+  void aRankThatCannotOpenAnEventFailsEveryRank() throws Exception {
+    Fake[] fakes = {new Fake(0, -1, -1), new Fake(1, -1, -1), new Fake(2, -1, -1)};
+    fakes[1].failEvent = 0x30_002L;
+    for (Object o : NativeTestSupport.ranks(3, r -> (w -> CudaIpc.open(CudaIpc.Exchange.of(w), 0x100L << r, 64,
+        new long[] {0x10_000L * (r + 1) + 1, 0x10_000L * (r + 1) + 2}, fakes[r])))) {
+      CudaException e = assertInstanceOf(CudaException.class, o);
+      assertEquals("rank 1 could not open rank 2's event 1: cudaIpcOpenEventHandle failed: stand-in", e.getMessage());
+    }
+    for (Fake f : fakes) {
+      assertTrue(f.live.isEmpty(), "rank " + f.rank + " left " + f.live + " mapped");
+      assertTrue(f.liveEvents.isEmpty(), "rank " + f.rank + " left " + f.liveEvents + " open");
+    }
+    for (Object o : NativeTestSupport.ranks(2, r -> (w -> CudaIpc.open(CudaIpc.Exchange.of(w), 0x100L << r, 64,
+        r == 0 ? new long[] {1} : new long[] {1, 2}, new Fake(r, -1, -1))))) {
+      String m = assertInstanceOf(CudaException.class, o).getMessage();
+      assertTrue(m.matches("rank [01] shares [12] events, rank [01] [12]"), m);
+    }
+  }
+
   /**
    * A stand-in for the CUDA calls of rank {@code rank}: a handle is the exported address; a
    * mapping of address a in rank m is {@link #mapped}(m, a). Fails export when {@code failExport}
@@ -194,5 +245,33 @@ class CudaIpcTest {
       if (address == own) closedOwn = true;
       assertTrue(live.remove(address), "rank " + rank + " unmapped " + address + ", which it had not mapped");
     }
+
+    /** An event handle is the event; an opened event of rank m is {@link #mapped}(m, event) + 1. */
+    @Override
+    public int eventHandleBytes() {
+      return EVENT_HANDLE;
+    }
+
+    @Override
+    public byte[] exportEvent(long event) {
+      return ByteBuffer.allocate(EVENT_HANDLE).order(ByteOrder.LITTLE_ENDIAN).putLong(event).array();
+    }
+
+    @Override
+    public synchronized long openEvent(byte[] handle) {
+      long event = ByteBuffer.wrap(handle).order(ByteOrder.LITTLE_ENDIAN).getLong();
+      if (event == failEvent) throw new CudaException("cudaIpcOpenEventHandle failed: stand-in");
+      long m = mapped(rank, event) + 1;
+      assertTrue(liveEvents.add(m), "rank " + rank + " opened event " + event + " twice");
+      return m;
+    }
+
+    @Override
+    public synchronized void closeEvent(long event) {
+      assertTrue(liveEvents.remove(event), "rank " + rank + " closed event " + event + ", which it had not opened");
+    }
+
+    final Set<Long> liveEvents = new HashSet<>();
+    long failEvent = -1;
   }
 }

@@ -366,7 +366,7 @@ class CudaWorldGpuTest {
   }
 
   /** The first {@code rows} of rank d's expert outputs (as many as the backend says it received). */
-  private static RowBuffer yRows(Workload wl, int d, int rows) {
+  static RowBuffer yRows(Workload wl, int d, int rows) {
     return RowBuffer.of(MemorySegment.ofArray(wl.y[d]), rows, wl.hidden, wl.outType);
   }
 
@@ -375,40 +375,50 @@ class CudaWorldGpuTest {
     String ctx = what + " " + wl;
     KernelCases.Expected[] want = KernelCases.dispatch(wl);
     byte[][] wantOut = KernelCases.combine(wl);
-    int scaleCols = wl.scalesPerRow();
     try (CudaWorld world = open(shape)) {
       for (CommConfig.Variant v : CommConfig.Variant.values()) {
         world.useVariant(v);
         world.run(comm -> {
-          int d = comm.rank();
-          String at = v + " rank " + d + " " + ctx;
-          Dispatched got = comm.dispatch(wl.x(d), wl.routing(d));
-          assertEquals(want[d].rows(), got.receivedRows(), "rows " + at);
-          int[] counts = new int[shape.slotsPerRank()];
-          for (int e = 0; e < counts.length; e++) counts[e] = got.slotCount(e);
-          assertArrayEquals(want[d].slotCounts(), counts, "slot counts " + at);
-          RowBuffer recv = got.received();
-          assertArrayEquals(want[d].recvX(), recv.segment().asSlice(recv.offset(), (long) got.receivedRows() * recv.rowBytes())
-              .toArray(ValueLayout.JAVA_BYTE), "recvX " + at);
-          float[] wts = new float[got.receivedRows()];
-          for (int i = 0; i < wts.length; i++) wts[i] = got.receivedWeight(i);
-          assertArrayEquals(want[d].recvWeights(), wts, "recvWeights " + at);
-          if (scaleCols > 0) {
-            assertArrayEquals(want[d].recvScales(), recv.scales().asSlice(0, 4L * got.receivedRows() * scaleCols)
-                .toArray(ValueLayout.JAVA_FLOAT), "recvScales " + at);
-          }
-          if (v == CommConfig.Variant.FUSED) {
-            CudaRows rows = (CudaRows) got.rowsOf(comm);
-            assertArrayEquals(want[d].pairSrc(), rows.pairSrc, "pair sources " + at);
-            assertArrayEquals(want[d].pairToken(), rows.pairToken, "pair tokens " + at);
-          }
-          RowBuffer out = RowBuffer.of(MemorySegment.ofArray(new byte[wantOut[d].length]), wl.tokens[d], wl.hidden, wl.outType);
-          comm.combine(got, yRows(wl, d, got.receivedRows()), out);
-          assertArrayEquals(wantOut[d], out.segment().toArray(ValueLayout.JAVA_BYTE), "combine " + at);
+          checkRank(comm, wl, shape, want, wantOut, v, ctx);
           return null;
         });
       }
     }
+  }
+
+  /**
+   * One rank's host-path dispatch and combine on the world's current variant {@code v}: rows,
+   * slot counts, weights, FP8 scales, pair records (fused) and the combine output equal the
+   * reference's. Also a rank process's check ({@link CudaWorldRankMain}).
+   */
+  static void checkRank(CudaCommunicator comm, Workload wl, KernelShape shape, KernelCases.Expected[] want, byte[][] wantOut,
+      CommConfig.Variant v, String ctx) {
+    int scaleCols = wl.scalesPerRow();
+    int d = comm.rank();
+    String at = v + " rank " + d + " " + ctx;
+    Dispatched got = comm.dispatch(wl.x(d), wl.routing(d));
+    assertEquals(want[d].rows(), got.receivedRows(), "rows " + at);
+    int[] counts = new int[shape.slotsPerRank()];
+    for (int e = 0; e < counts.length; e++) counts[e] = got.slotCount(e);
+    assertArrayEquals(want[d].slotCounts(), counts, "slot counts " + at);
+    RowBuffer recv = got.received();
+    assertArrayEquals(want[d].recvX(), recv.segment().asSlice(recv.offset(), (long) got.receivedRows() * recv.rowBytes())
+        .toArray(ValueLayout.JAVA_BYTE), "recvX " + at);
+    float[] wts = new float[got.receivedRows()];
+    for (int i = 0; i < wts.length; i++) wts[i] = got.receivedWeight(i);
+    assertArrayEquals(want[d].recvWeights(), wts, "recvWeights " + at);
+    if (scaleCols > 0) {
+      assertArrayEquals(want[d].recvScales(), recv.scales().asSlice(0, 4L * got.receivedRows() * scaleCols)
+          .toArray(ValueLayout.JAVA_FLOAT), "recvScales " + at);
+    }
+    if (v == CommConfig.Variant.FUSED) {
+      CudaRows rows = (CudaRows) got.rowsOf(comm);
+      assertArrayEquals(want[d].pairSrc(), rows.pairSrc, "pair sources " + at);
+      assertArrayEquals(want[d].pairToken(), rows.pairToken, "pair tokens " + at);
+    }
+    RowBuffer out = RowBuffer.of(MemorySegment.ofArray(new byte[wantOut[d].length]), wl.tokens[d], wl.hidden, wl.outType);
+    comm.combine(got, yRows(wl, d, got.receivedRows()), out);
+    assertArrayEquals(wantOut[d], out.segment().toArray(ValueLayout.JAVA_BYTE), "combine " + at);
   }
 
   /** Received rows, FP8 scales, slot offsets and combine outputs per rank, as raw bytes. */

@@ -1,0 +1,87 @@
+package io.moeyard.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moeyard.comm.CommConfig;
+import io.moeyard.engine.DType;
+import io.moeyard.engine.ExpertMap;
+import io.moeyard.engine.Topology;
+import io.moeyard.engine.shm.ShmTransport;
+import io.moeyard.engine.transport.CpuWorld;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@link CudaWorld#join} before any device memory: every rank gets the same error, naming the rank
+ * at fault, and nothing waits. Ranks are threads with a process transport each (shared memory),
+ * as the rank processes of an engine would be; the CUDA IPC path itself is
+ * {@link CudaWorldProcessGpuTest}'s.
+ */
+class CudaWorldJoinTest {
+  private static final CommConfig CONFIG = CommConfig.of(16, 128, 2, DType.BF16, DType.BF16);
+
+  private static ExpertMap map(int ranks) {
+    return ExpertMap.trivial(new Topology(1, ranks), 2 * ranks);
+  }
+
+  private static List<Object> join(int n, java.util.function.IntFunction<ExpertMap> maps,
+      java.util.function.IntFunction<CommConfig> configs) throws Exception {
+    return NativeTestSupport.ranks(n, r -> (w -> {
+      try (ShmTransport t = ShmTransport.open(w, Duration.ofSeconds(10))) {
+        try (CudaWorld world = CudaWorld.join(t, maps.apply(r), configs.apply(r))) {
+          return world;
+        }
+      }
+    }));
+  }
+
+  @Test
+  void withoutCudaEveryRankSaysSo() throws Exception {
+    Assumptions.assumeFalse(CudaBackend.availability().available(), "CUDA is available here");
+    List<Object> got = join(3, r -> map(3), r -> CONFIG);
+    for (Object o : got) {
+      CudaUnavailableException e = assertInstanceOf(CudaUnavailableException.class, o);
+      assertEquals(CudaBackend.availability().message(), e.getMessage());
+    }
+  }
+
+  /** Bad input is named before a missing GPU, the same on every rank. */
+  @Test
+  void aRankWithAnotherMapOrConfigFailsEveryRankNamingIt() throws Exception {
+    for (Object o : join(3, r -> map(r == 1 ? 4 : 3), r -> CONFIG)) {
+      IllegalArgumentException e = assertInstanceOf(IllegalArgumentException.class, o);
+      assertEquals("rank 1: the world has 3 ranks, the expert map 4", e.getMessage());
+    }
+    CommConfig wider = CommConfig.of(16, 256, 2, DType.BF16, DType.BF16);
+    for (Object o : join(2, r -> map(2), r -> r == 1 ? wider : CONFIG)) {
+      String m = assertInstanceOf(IllegalArgumentException.class, o).getMessage();
+      assertTrue(m.startsWith("rank 1 joins with ") && m.contains("hidden=256") && m.contains("rank 0 with "), m);
+    }
+    CommConfig badTopk = CommConfig.of(16, 128, KernelShape.MAX_TOPK + 1, DType.BF16, DType.BF16);
+    for (Object o : join(2, r -> map(2), r -> r == 0 ? badTopk : CONFIG)) {
+      String m = assertInstanceOf(IllegalArgumentException.class, o).getMessage();
+      assertTrue(m.startsWith("rank 0: "), m);
+    }
+  }
+
+  @Test
+  void ranksThatShareThisJvmAreSentToOpen() {
+    try (CpuWorld w = CpuWorld.create(new Topology(1, 2), Duration.ofSeconds(10))) {
+      List<Object> got = w.run(t -> {
+        try {
+          CudaWorld.join(t, map(2), CONFIG).close();
+          return "joined";
+        } catch (IllegalArgumentException e) {
+          return e.getMessage();
+        }
+      });
+      for (Object o : got) {
+        assertTrue(((String) o).startsWith("rank 0: the transport's ranks share this JVM"), (String) o);
+      }
+    }
+  }
+}

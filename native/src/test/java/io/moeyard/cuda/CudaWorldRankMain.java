@@ -1,0 +1,157 @@
+package io.moeyard.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import io.moeyard.comm.Arrivals;
+import io.moeyard.comm.CommConfig;
+import io.moeyard.comm.Dispatched;
+import io.moeyard.engine.DType;
+import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.shm.ShmTransport;
+import io.moeyard.testkit.Workload;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/**
+ * One rank of {@link CudaWorldProcessGpuTest}, a process of its own (torchrun variables set): the
+ * cuda communicator with one rank per process ({@link CudaWorld#join} over shared memory, peers'
+ * device buffers through CUDA IPC). For each case (derived from the seed, the same in every
+ * process: random dtype, map, top-k, hidden size, tokens per rank, some unrouted entries, and in
+ * turn zero tokens on this world, top-1 with every token to one expert) it checks this rank's
+ * results against the reference: both variants through the host path, the fused device path into
+ * the engine's own rows with the device clock on, and a shuffled combine to random targets.
+ * Prints {@code cuda-world rank R: ok, N cases} and exits 0; a mismatch or a failure is printed and
+ * exits 1; without CUDA it says so after a barrier and exits 3.
+ *
+ * <p>Arguments: seed, cases.
+ */
+public final class CudaWorldRankMain {
+  private CudaWorldRankMain() {}
+
+  public static void main(String[] args) {
+    long seed = Long.parseLong(args[0]);
+    int cases = Integer.parseInt(args[1]);
+    String verdict;
+    int me = -1;
+    // the probe first: CUDA's start-up must not eat the rendezvous's timeout
+    CudaAvailability cuda = CudaAvailability.get();
+    try (ShmTransport t = ShmTransport.join(Map.of("test", "cuda-world", "seed", Long.toString(seed)))) {
+      me = t.rank();
+      if (!cuda.available()) {
+        t.barrier();
+        System.out.println("cuda-world rank " + me + ": " + cuda.reason());
+        System.out.flush();
+        System.exit(3);
+        return;
+      }
+      for (int i = 0; i < cases; i++) runCase(t, seed, i);
+      verdict = "ok, " + cases + " cases";
+    } catch (Throwable e) {
+      java.io.StringWriter sw = new java.io.StringWriter();
+      e.printStackTrace(new java.io.PrintWriter(sw));
+      verdict = sw.toString();
+    }
+    System.out.println("cuda-world rank " + me + ": " + verdict);
+    System.out.flush();
+    System.exit(verdict.startsWith("ok") ? 0 : 1);
+  }
+
+  private static void runCase(ShmTransport t, long seed, int i) {
+    int n = t.size();
+    int me = t.rank();
+    SplittableRandom rnd = new SplittableRandom(seed * 31 + i);
+    DType dt = DType.values()[rnd.nextInt(DType.values().length)];
+    int s = 1 + rnd.nextInt(3);
+    int experts = 1 + rnd.nextInt(n * s);
+    int k = 1 + rnd.nextInt(Math.min(experts, 8));
+    int hidden = dt == DType.FP8_E4M3 ? DType.FP8_SCALE_BLOCK * (1 + rnd.nextInt(2)) : 8 + rnd.nextInt(400);
+    int maxTokens = 150;
+    int kind = i % 4;
+    Workload wl = switch (kind) {
+      case 1 -> KernelCases.random(rnd, n, t.topology().localRanks(), s, experts, k, hidden, dt, 0, 0); // no tokens at all
+      case 2 -> {
+        // top-1, every token to expert 0: one rank receives everything, the others nothing
+        Workload base = KernelCases.random(rnd, n, t.topology().localRanks(), s, experts, 1, hidden, dt, maxTokens, 0);
+        int[][] idx = new int[n][];
+        for (int r = 0; r < n; r++) idx[r] = new int[base.tokens[r]];
+        yield Workload.of(base.map, 1, hidden, dt, base.tokens, idx, rnd.nextLong());
+      }
+      default -> KernelCases.random(rnd, n, t.topology().localRanks(), s, experts, k, hidden, dt, maxTokens, 0.1);
+    };
+    KernelShape shape = KernelCases.shape(wl, maxTokens);
+    String ctx = "case " + i + " " + wl;
+    KernelCases.Expected[] want = KernelCases.dispatch(wl);
+    byte[][] wantOut = KernelCases.combine(wl);
+    try (CudaWorld world = CudaWorld.join(t, shape.map(), shape.comm())) {
+      CudaCommunicator c = world.communicator();
+      assertEquals(me, c.rank());
+      for (CommConfig.Variant v : CommConfig.Variant.values()) {
+        world.useVariant(v);
+        CudaWorldGpuTest.checkRank(c, wl, shape, want, wantOut, v, ctx);
+      }
+      devicePath(world, c, wl, want, wantOut, ctx);
+      shuffled(c, wl, wantOut, seed * 131 + i, ctx);
+    }
+  }
+
+  /** The fused device path into the engine's rows (a local copy of this rank's receive rows), timed. */
+  private static void devicePath(CudaWorld world, CudaCommunicator c, Workload wl, KernelCases.Expected[] want,
+      byte[][] wantOut, String ctx) {
+    int me = c.rank();
+    world.useVariant(CommConfig.Variant.FUSED);
+    world.timing(true);
+    try (DeviceWorkload dw = new DeviceWorkload(wl, Math.max(1, want[me].rows()))) {
+      DeviceDispatched d = c.dispatch(dw.x(me), dw.routing(me), dw.into(me), dw.stream(me));
+      c.combine(d, dw.y(me, d.receivedRows()), dw.out(me), dw.stream(me));
+      assertArrayEquals(wantOut[me], dw.outBytes(me), "device-path combine, rank " + me + " " + ctx);
+      Dispatched host = c.download(d);
+      RowBuffer recv = host.received();
+      assertArrayEquals(want[me].recvX(), recv.segment().asSlice(recv.offset(), (long) host.receivedRows() * recv.rowBytes())
+          .toArray(ValueLayout.JAVA_BYTE), "device-path rows in the engine's buffer, rank " + me + " " + ctx);
+      if (me == 0) {
+        float ms = world.lastDeviceMs();
+        if (!(ms >= 0)) throw new AssertionError("the device clock read " + ms + " ms " + ctx);
+      }
+    } finally {
+      world.timing(false);
+    }
+  }
+
+  /** Every token's combined row reaches its random target (drawn from {@code seed} by every process alike). */
+  private static void shuffled(CudaCommunicator c, Workload wl, byte[][] wantOut, long seed, String ctx) {
+    int n = wl.ranks();
+    int me = c.rank();
+    SplittableRandom rnd = new SplittableRandom(seed);
+    int[][] next = new int[n][];
+    int arriving = 0;
+    for (int r = 0; r < n; r++) {
+      next[r] = new int[wl.tokens[r]];
+      for (int t = 0; t < next[r].length; t++) {
+        next[r][t] = rnd.nextInt(n);
+        if (next[r][t] == me) arriving++;
+      }
+    }
+    long rowBytes = wl.outRowBytes();
+    RowBuffer into = RowBuffer.of(MemorySegment.ofArray(new byte[(int) (Math.max(1, arriving) * rowBytes)]),
+        Math.max(1, arriving), wl.hidden, wl.outType);
+    Dispatched d = c.dispatch(wl.x(me), wl.routing(me));
+    Arrivals a = c.combineShuffled(d, CudaWorldGpuTest.yRows(wl, me, d.receivedRows()), next[me], into);
+    assertEquals(arriving, a.rows(), "arrivals on rank " + me + " " + ctx);
+    int i = 0;
+    for (int src = 0; src < n; src++) {
+      for (int t = 0; t < next[src].length; t++) {
+        if (next[src][t] != me) continue;
+        assertEquals(src, a.sourceRank(i), "arrival " + i + " source on rank " + me + " " + ctx);
+        assertEquals(t, a.sourceToken(i), "arrival " + i + " token on rank " + me + " " + ctx);
+        assertArrayEquals(Arrays.copyOfRange(wantOut[src], (int) (t * rowBytes), (int) ((t + 1) * rowBytes)),
+            into.segment().asSlice(i * rowBytes, rowBytes).toArray(ValueLayout.JAVA_BYTE),
+            "arrival " + i + " (rank " + src + " token " + t + ") on rank " + me + " " + ctx);
+        i++;
+      }
+    }
+  }
+}
