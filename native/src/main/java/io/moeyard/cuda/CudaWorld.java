@@ -118,6 +118,11 @@ public final class CudaWorld implements AutoCloseable {
    * transport's timeout.
    */
   public static CudaWorld join(Transport transport, ExpertMap map, CommConfig config) {
+    return join(transport, map, config, machine());
+  }
+
+  /** {@link #join} as if on {@code machine} (tests stand in for other machines). */
+  static CudaWorld join(Transport transport, ExpertMap map, CommConfig config, String machine) {
     Objects.requireNonNull(transport, "transport");
     Objects.requireNonNull(map, "map");
     Objects.requireNonNull(config, "config");
@@ -140,23 +145,28 @@ public final class CudaWorld implements AutoCloseable {
       problem = "rank " + me + ": " + e.getMessage();
     }
     String same = map.topology() + " " + java.util.Arrays.hashCode(map.physicalToLogical()) + " " + config;
-    // one exchange: what each rank was given, and its verdict. Bad input (the caller's to fix)
-    // is named before a rank without CUDA, so that the error is the same wherever it runs.
-    Object[] said = transport.allGather(same + "\n" + (problem == null ? "" : problem));
+    // one exchange: the machine each rank runs on, what it was given, and its verdict. Bad input
+    // (the caller's to fix) is named before a rank without CUDA, so that the error is the same
+    // wherever it runs.
+    Object[] said = transport.allGather(machine + "\t" + same + "\t" + (problem == null ? "" : problem));
+    String[][] part = new String[said.length][];
+    for (int q = 0; q < said.length; q++) part[q] = ((String) said[q]).split("\t", 3); // machine, same, problem
     String unavailable = null;
-    for (Object o : said) {
-      String v = ((String) o).substring(((String) o).indexOf('\n') + 1);
-      if (v.startsWith(UNAVAILABLE)) {
-        if (unavailable == null) unavailable = v.substring(UNAVAILABLE.length());
-      } else if (!v.isEmpty()) {
-        throw new IllegalArgumentException(v);
+    for (String[] p : part) {
+      if (p[2].startsWith(UNAVAILABLE)) {
+        if (unavailable == null) unavailable = p[2].substring(UNAVAILABLE.length());
+      } else if (!p[2].isEmpty()) {
+        throw new IllegalArgumentException(p[2]);
       }
     }
-    for (int q = 1; q < said.length; q++) {
-      String mine = ((String) said[q]).substring(0, ((String) said[q]).indexOf('\n'));
-      String first = ((String) said[0]).substring(0, ((String) said[0]).indexOf('\n'));
-      if (!mine.equals(first)) {
-        throw new IllegalArgumentException("rank " + q + " joins with " + mine + ", rank 0 with " + first);
+    for (int q = 1; q < part.length; q++) {
+      if (!part[q][1].equals(part[0][1])) {
+        throw new IllegalArgumentException("rank " + q + " joins with " + part[q][1] + ", rank 0 with " + part[0][1]);
+      }
+      if (!part[q][0].equals(part[0][0])) {
+        throw new IllegalArgumentException("rank " + q + " runs on " + part[q][0] + ", rank 0 on " + part[0][0]
+            + ": the cuda backend with one rank per process reaches its peers through CUDA IPC, within one machine;"
+            + " the NCCL leg between machines is not built yet");
       }
     }
     if (unavailable != null) throw new CudaUnavailableException(unavailable);
@@ -164,6 +174,24 @@ public final class CudaWorld implements AutoCloseable {
   }
 
   private static final String UNAVAILABLE = "unavailable: ";
+
+  /**
+   * This machine, as far as CUDA IPC can reach: its host name and boot id (processes of one
+   * machine share both; simulated nodes on one host are one machine).
+   */
+  private static String machine() {
+    String host;
+    try {
+      host = java.net.InetAddress.getLocalHost().getHostName();
+    } catch (java.io.IOException e) {
+      host = "unknown-host";
+    }
+    try {
+      return host + " (boot " + java.nio.file.Files.readString(java.nio.file.Path.of("/proc/sys/kernel/random/boot_id")).trim() + ")";
+    } catch (java.io.IOException | RuntimeException e) {
+      return host;
+    }
+  }
 
   /** Rank r's communicator (the same object on every call); use it from one thread. With one rank per process: this process's rank only. */
   public CudaCommunicator communicator(int r) {

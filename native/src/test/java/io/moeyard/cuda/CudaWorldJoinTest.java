@@ -69,6 +69,20 @@ class CudaWorldJoinTest {
   }
 
   @Test
+  void ranksOnAnotherMachineAreNamed() throws Exception {
+    List<Object> got = NativeTestSupport.ranks(3, r -> (w -> {
+      try (ShmTransport t = ShmTransport.open(w, Duration.ofSeconds(10));
+          CudaWorld world = CudaWorld.join(t, map(3), CONFIG, r == 2 ? "host-b" : "host-a")) {
+        return world;
+      }
+    }));
+    for (Object o : got) {
+      String m = assertInstanceOf(IllegalArgumentException.class, o).getMessage();
+      assertTrue(m.startsWith("rank 2 runs on host-b, rank 0 on host-a: "), m);
+    }
+  }
+
+  @Test
   void ranksThatShareThisJvmAreSentToOpen() {
     try (CpuWorld w = CpuWorld.create(new Topology(1, 2), Duration.ofSeconds(10))) {
       List<Object> got = w.run(t -> {
