@@ -19,17 +19,19 @@
 #   5. gpu-tests      the native module's JUnit tests (GpuTestMain --require-gpu): CudaWorldGpuTest (the
 #                     communicators vs the reference and vs the cpu communicator, no allocation in
 #                     steady state, misuse failing every rank) and the host tests
-#   6. esft-law       moeyard bench --backend cuda on a measured routing trace (ESFT law, layer 12)
-#                                                               -> bench-esft-law.json
-#   7. sweep-T        the deepseek-v3 shape at 128, 512, 16384 tokens per rank -> bench-deepseek-v3-tT.json
-#   8. cuda-ipc       CudaIpcGpuTest (GpuTestMain --class): 2 and 3 processes on the one GPU share
+#   6. cuda-ipc       CudaIpcGpuTest (GpuTestMain --class): 2 and 3 processes on the one GPU share
 #                     device buffers through CUDA IPC, each writes into the others' and checks its own;
 #                     CudaWorldProcessGpuTest: the cuda communicator with one rank per process
 #                     (CudaWorld.join: 2, 3, and 4 as 2 nodes), every rank vs the reference
-#   9. nccl           NcclChannelGpuTest (GpuTestMain --require-nccl): an NCCL world of one sends a
+#   7. nccl           NcclChannelGpuTest (GpuTestMain --require-nccl): an NCCL world of one sends a
 #                     buffer to itself (grouped ncclSend/ncclRecv). libmoeyard_cuda.so dlopens
 #                     libnccl.so.2 itself, found through LD_LIBRARY_PATH, which this script points at
 #                     python3's nvidia.nccl package; NCCL not loading fails the step with the reason
+#   8. procs          moeyard bench --backend cuda --procs 8 --preset deepseek-v3: step 2 with one rank
+#                     per process (CUDA IPC), for the table beside step 2 (its JSON in logs.tgz)
+#   9. esft-law       moeyard bench --backend cuda on a measured routing trace (ESFT law, layer 12)
+#                                                               -> bench-esft-law.json
+#  10. sweep-T        the deepseek-v3 shape at 128, 512, 16384 tokens per rank -> bench-deepseek-v3-tT.json
 # A step that the budget leaves too little time for is reported as skipped, which is not a failure;
 # a step that ran and failed or timed out is. At most 8 files land in $OUT (the GPU machine returns
 # no more): the 6 bench/torch JSONs, summary.txt and logs.tgz (every step's log, run.log, gpu.txt).
@@ -39,7 +41,7 @@
 # runs only those steps; the others are reported as skipped (not selected). Unset: every step.
 # MOEYARD_GPU_DRY_RUN=1 runs the same steps, budget logic and files on the cpu backend at a tiny shape
 # (to test this script without a GPU): torch then runs on the CPU when python3 has torch (else it is
-# skipped), the sanitizer, gpu-tests, cuda-ipc and nccl are skipped. MOEYARD_GPU_JAVA names a java to use instead of
+# skipped), the sanitizer, gpu-tests, cuda-ipc and nccl are skipped; procs runs 2 cpu rank processes. MOEYARD_GPU_JAVA names a java to use instead of
 # the bundled runtime (dry runs on a machine with a JDK 25).
 set -uo pipefail
 t_start=$(date +%s)
@@ -215,7 +217,38 @@ else
   skip gpu-tests "no .gpu/native-test in the bundle"
 fi
 
-# ---- 6. measured routing: the ESFT law trace at layer 12 (8 ranks x ~1040 tokens, hidden 2048,
+# ---- 6. CUDA IPC between processes (each test JVM starts its rank processes itself)
+if [ "$dry" = 1 ]; then
+  skip cuda-ipc "dry run"
+elif [ -d .gpu/native-test/test-classes ]; then
+  step cuda-ipc 100 25 "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain --require-gpu \
+    --class io.moeyard.cuda.CudaIpcGpuTest --class io.moeyard.cuda.CudaWorldProcessGpuTest
+else
+  skip cuda-ipc "no .gpu/native-test in the bundle"
+fi
+
+# ---- 7. an NCCL world of one (NcclChannel through libmoeyard_cuda.so's dlopen of libnccl.so.2;
+# NCCL_DEBUG=WARN puts NCCL's own reason for a failure in the step's log)
+if [ "$dry" = 1 ]; then
+  skip nccl "dry run"
+elif [ -d .gpu/native-test/test-classes ]; then
+  step nccl 30 15 env NCCL_DEBUG="${NCCL_DEBUG:-WARN}" "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain \
+    --require-gpu --require-nccl --class io.moeyard.cuda.NcclChannelGpuTest
+else
+  skip nccl "no .gpu/native-test in the bundle"
+fi
+
+# ---- 8. rank processes: the deepseek-v3 bench with one rank per process (CudaWorld.join: peers'
+# device memory through CUDA IPC, host meetings over shared memory), 8 processes on the one GPU, to
+# set beside step 2's virtual ranks. Its JSON goes into logs.tgz (the 8 files are spoken for).
+if [ "$dry" = 1 ]; then
+  procs_args=(--procs 2 --preset deepseek-v3 --tokens 32 "${shape[@]}")
+else
+  procs_args=(--procs 8 --preset deepseek-v3 --iters 20 --warmup 5)
+fi
+step procs 90 50 "${jvm[@]}" bench --backend "$backend" "${procs_args[@]}" --json "$logs/bench-procs.json"
+
+# ---- 9. measured routing: the ESFT law trace at layer 12 (8 ranks x ~1040 tokens, hidden 2048,
 # 64 experts top-6), the shape of the CPU figures in bench/results/cpu-esft-*.md
 if [ -f .gpu/data/law.npy ]; then
   step esft-law 40 25 "${jvm[@]}" bench --backend "$backend" --trace .gpu/data/law.npy --layer 12 \
@@ -224,7 +257,7 @@ else
   skip esft-law "no .gpu/data/law.npy in the bundle"
 fi
 
-# ---- 7. token sweep at the deepseek-v3 shape (8 ranks, hidden 7168, 256 experts, top-8, bf16);
+# ---- 10. token sweep at the deepseek-v3 shape (8 ranks, hidden 7168, 256 experts, top-8, bf16);
 # 4096 is step 2. Estimates per size, from rows = R*T*K received rows of 14336 B: GPU peak ~7 x rows
 # (copy roofline, recv + perm + staging, expert outputs + their two unfused copies, x), heap ~3.2 x
 # rows (expert outputs + every rank's download at once), off-heap ~2.2 x rows (the cpu reference's
@@ -245,33 +278,12 @@ sweep "${sizes[0]}" 30
 sweep "${sizes[1]}" 35
 sweep "${sizes[2]}" 100
 
-# ---- 8. CUDA IPC between processes (each test JVM starts its rank processes itself)
-if [ "$dry" = 1 ]; then
-  skip cuda-ipc "dry run"
-elif [ -d .gpu/native-test/test-classes ]; then
-  step cuda-ipc 100 25 "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain --require-gpu \
-    --class io.moeyard.cuda.CudaIpcGpuTest --class io.moeyard.cuda.CudaWorldProcessGpuTest
-else
-  skip cuda-ipc "no .gpu/native-test in the bundle"
-fi
-
-# ---- 9. an NCCL world of one (NcclChannel through libmoeyard_cuda.so's dlopen of libnccl.so.2;
-# NCCL_DEBUG=WARN puts NCCL's own reason for a failure in the step's log)
-if [ "$dry" = 1 ]; then
-  skip nccl "dry run"
-elif [ -d .gpu/native-test/test-classes ]; then
-  step nccl 30 15 env NCCL_DEBUG="${NCCL_DEBUG:-WARN}" "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain \
-    --require-gpu --require-nccl --class io.moeyard.cuda.NcclChannelGpuTest
-else
-  skip nccl "no .gpu/native-test in the bundle"
-fi
-
 # ---- the table
-python3 - "$out" <<'PY' | tee "$out/summary.txt"
+python3 - "$out" "$logs" <<'PY' | tee "$out/summary.txt"
 import json, os, sys
 out = sys.argv[1]
-def load(name):
-    p = os.path.join(out, name)
+def load(name, where=None):
+    p = os.path.join(where or out, name)
     try:
         with open(p) as f: return json.load(f)
     except Exception: return None
@@ -312,6 +324,15 @@ for j in rows:
             j["config"]["tokens"], "verified" if u["verified"] else "NOT VERIFIED", u["dispatch_fused_median_us"],
             u["dispatch_fused_median_us"] / j["dispatch"]["fused"]["median_us"], u["combine_fused_median_us"],
             u["combine_fused_median_us"] / j["combine"]["fused"]["median_us"]))
+p = load("bench-procs.json", sys.argv[2])
+if p:
+    c, d, k = p["config"], p["dispatch"], p["combine"]
+    m = [j for j in rows if j["config"]["tokens"] == c["tokens"] and j["config"]["ranks"] == c["ranks"]]
+    beside = " (virtual ranks: dispatch %.1fus, combine %.1fus)" % (
+        m[0]["dispatch"]["fused"]["median_us"], m[0]["combine"]["fused"]["median_us"]) if m else ""
+    print("rank processes (%s, %d x %d tokens): dispatch fused %.1fus (%.2fx unfused), combine fused %.1fus (%.2fx unfused),"
+          " verified %s%s" % (p["device"], c["ranks"], c["tokens"], d["fused"]["median_us"], d["fused_over_unfused"],
+          k["fused"]["median_us"], k["fused_over_unfused"], "yes" if p["verified"] else "NO", beside))
 e = load("bench-esft-law.json")
 if e:
     c, d, k = e["config"], e["dispatch"], e["combine"]

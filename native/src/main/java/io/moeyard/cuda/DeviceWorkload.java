@@ -26,7 +26,16 @@ public final class DeviceWorkload implements AutoCloseable {
    * rows (FP8 scales after the rows), filled with a pattern so that unwritten rows show.
    */
   public DeviceWorkload(Workload wl, int intoRows) {
+    this(wl, intoRows, -1);
+  }
+
+  /**
+   * Uploads only rank {@code rank}'s part of {@code wl} (-1: every rank's): what one rank process
+   * holds; the other ranks' accessors then fail.
+   */
+  public DeviceWorkload(Workload wl, int intoRows, int rank) {
     if (intoRows < 0) throw new IllegalArgumentException("intoRows must be >= 0, got " + intoRows);
+    if (rank < -1 || rank >= wl.ranks()) throw new IllegalArgumentException("rank " + rank + " is outside [-1, " + wl.ranks() + ")");
     this.wl = wl;
     this.intoRows = intoRows;
     int n = wl.ranks();
@@ -41,6 +50,7 @@ public final class DeviceWorkload implements AutoCloseable {
     boolean ok = false;
     try {
       for (int r = 0; r < n; r++) {
+        if (rank >= 0 && r != rank) continue;
         x[r] = DeviceBuffer.allocate(wl.x[r].length);
         x[r].upload(wl.x[r]);
         if (wl.scalesPerRow() > 0) {

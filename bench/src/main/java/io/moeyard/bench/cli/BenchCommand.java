@@ -47,8 +47,9 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--ranks", description = "ranks (threads on the cpu backend, virtual ranks on GPU 0 on cuda); default 8")
   Integer ranks;
 
-  @Option(names = "--procs", paramLabel = "N", description = "run the cpu bench with N rank processes over shared memory"
-      + " (moeyard launch starts them; each builds the same inputs from --seed) instead of N rank threads; sets --ranks")
+  @Option(names = "--procs", paramLabel = "N", description = "run the bench with N rank processes (moeyard launch starts"
+      + " them; each builds the same inputs from --seed) instead of N rank threads (cpu) or N virtual ranks (cuda: one GPU,"
+      + " peers through CUDA IPC); host meetings over shared memory; sets --ranks")
   Integer procs;
 
   /** Set on the rank processes of --procs: this process is one rank (torchrun variables), not the launcher. */
@@ -164,6 +165,13 @@ public final class BenchCommand implements Callable<Integer> {
           System.err.println("moeyard bench: " + cudaProblem);
           return 2;
         }
+        if (procsRank) {
+          result = io.moeyard.bench.run.ProcCudaBench.runRank(config, System.err);
+          if (result == null) return 0; // rank 0 reports for all
+          print(result, System.out);
+          if (json != null) writeJson(result, json);
+          return result.verified() ? 0 : 1;
+        }
         result = CudaBench.run(config, System.err);
       }
       default -> {
@@ -214,7 +222,7 @@ public final class BenchCommand implements Callable<Integer> {
     String bad = null;
     if (procs < 1) bad = "--procs must be at least 1, got " + procs;
     else if (ranks != null && !ranks.equals(procs)) bad = "--procs " + procs + " runs " + procs + " ranks; --ranks " + ranks + " disagrees";
-    else if (!backend.equalsIgnoreCase("cpu")) bad = "--procs runs the cpu backend only";
+    else if (!backend.equalsIgnoreCase("cpu") && !backend.equalsIgnoreCase("cuda")) bad = "unknown --backend '" + backend + "' (cpu or cuda)";
     else if (layers != null || speculate != null) bad = "--procs does not run --layers / --speculate";
     else if (nodes < 1 || procs % nodes != 0) bad = "--nodes must divide --procs (" + procs + "), got " + nodes;
     if (bad != null) {
@@ -224,6 +232,19 @@ public final class BenchCommand implements Callable<Integer> {
     ranks = procs;
     BenchConfig config = checkedConfig(true); // --routing-out here, once, not by every rank
     if (config == null) return 2;
+    if (backend.equalsIgnoreCase("cuda")) {
+      // said once here rather than by every rank process
+      CudaAvailability av = CudaBackend.availability();
+      if (!av.available()) {
+        System.err.println("moeyard bench: " + av.message());
+        return 3;
+      }
+      String cudaProblem = CudaBench.problem(config);
+      if (cudaProblem != null) {
+        System.err.println("moeyard bench: " + cudaProblem);
+        return 2;
+      }
+    }
     java.util.List<String> args = new java.util.ArrayList<>(); // the whole command line, "bench" included
     java.util.List<String> given = spec.commandLine().getParseResult().originalArgs();
     for (int i = 0; i < given.size(); i++) {

@@ -2,6 +2,7 @@ package io.moeyard.bench.run;
 
 import io.moeyard.comm.CommConfig;
 import io.moeyard.comm.Dispatched;
+import io.moeyard.cuda.CudaCommunicator;
 import io.moeyard.cuda.CudaWorld;
 import io.moeyard.cuda.DeviceDispatched;
 import io.moeyard.cuda.DeviceWorkload;
@@ -72,20 +73,26 @@ final class CudaCheck {
    */
   static String verify(CudaWorld world, DeviceWorkload eng, Workload wl, CpuRun cpu, CommConfig.Variant... variants) {
     for (CommConfig.Variant v : variants) {
-      String name = "cuda " + v.name().toLowerCase(Locale.ROOT);
       world.useVariant(v);
-      String p = first(world.run(c -> {
-        int r = c.rank();
-        DeviceDispatched d = c.dispatch(eng.x(r), eng.routing(r), eng.stream(r));
-        String q = compareDispatch(cpu, wl, r, Received.of(c.download(d), wl.scalesPerRow(), v == CommConfig.Variant.FUSED));
-        if (q != null) q = name + " dispatch: " + q;
-        c.combine(d, eng.y(r, d.receivedRows()), eng.out(r), eng.stream(r));
-        if (q == null) q = compareOut(cpu, wl, r, eng.outBytes(r), name);
-        return q;
-      }));
+      String p = first(world.run(c -> verifyRank(c, eng, wl, cpu, v)));
       if (p != null) return p;
     }
     return null;
+  }
+
+  /**
+   * One rank's part of {@link #verify} on the world's current variant {@code v} (set on every rank
+   * before): a collective, so every rank calls it; {@code cpu} needs only this rank's outputs.
+   */
+  static String verifyRank(CudaCommunicator c, DeviceWorkload eng, Workload wl, CpuRun cpu, CommConfig.Variant v) {
+    String name = "cuda " + v.name().toLowerCase(Locale.ROOT);
+    int r = c.rank();
+    DeviceDispatched d = c.dispatch(eng.x(r), eng.routing(r), eng.stream(r));
+    String q = compareDispatch(cpu, wl, r, Received.of(c.download(d), wl.scalesPerRow(), v == CommConfig.Variant.FUSED));
+    if (q != null) q = name + " dispatch: " + q;
+    c.combine(d, eng.y(r, d.receivedRows()), eng.out(r), eng.stream(r));
+    if (q == null) q = compareOut(cpu, wl, r, eng.outBytes(r), name);
+    return q;
   }
 
   /** The same through the host path (the Communicator's RowBuffer methods), fused. */

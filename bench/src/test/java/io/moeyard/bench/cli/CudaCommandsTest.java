@@ -59,6 +59,17 @@ class CudaCommandsTest {
     assertTrue(((String) r[2]).startsWith("moeyard bench: CUDA backend unavailable: "), (String) r[2]);
   }
 
+  /** Said once by the launcher, before any rank process starts. */
+  @Test
+  void benchWithRankProcessesOnCudaWithoutAGpuExits3WithTheReason() {
+    Assumptions.assumeFalse(CudaBackend.availability().available(), "a GPU is present");
+    Object[] r = run("bench", "--backend", "cuda", "--procs", "2", "--tokens", "8", "--hidden", "64", "--experts", "4",
+        "--topk", "2");
+    assertEquals(3, r[0], r[1] + "\n" + r[2]);
+    assertTrue(((String) r[2]).startsWith("moeyard bench: CUDA backend unavailable: "), (String) r[2]);
+    assertEquals(2, run("bench", "--backend", "tpu", "--procs", "2")[0]);
+  }
+
   @Test
   void selftestOnCudaWithoutAGpuExits3WithTheReason() {
     Assumptions.assumeFalse(CudaBackend.availability().available(), "a GPU is present");

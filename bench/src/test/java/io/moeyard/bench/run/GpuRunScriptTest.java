@@ -76,12 +76,12 @@ class GpuRunScriptTest {
     List<String> steps = steps(r.output());
     assertEquals(0, r.exit(), "exit code; output:\n" + r.output());
     List<String> names = steps.stream().map(s -> s.substring(0, s.indexOf(':'))).toList();
-    assertEquals(List.of("selftest", "bench", "torch", "sanitizer", "gpu-tests", "esft-law", "sweep-8", "sweep-16", "sweep-64",
-        "cuda-ipc", "nccl"),
+    assertEquals(List.of("selftest", "bench", "torch", "sanitizer", "gpu-tests", "cuda-ipc", "nccl", "procs", "esft-law",
+        "sweep-8", "sweep-16", "sweep-64"),
         names, "step order; output:\n" + r.output());
     for (String s : steps) {
       String name = s.substring(0, s.indexOf(':'));
-      if (List.of("selftest", "bench", "sweep-8", "sweep-16", "sweep-64").contains(name)) {
+      if (List.of("selftest", "bench", "procs", "sweep-8", "sweep-16", "sweep-64").contains(name)) {
         assertTrue(s.contains(": ok"), s + "\n" + r.output());
       }
     }
@@ -91,6 +91,7 @@ class GpuRunScriptTest {
         "bench-deepseek-v3-t8.json", "bench-deepseek-v3-t16.json", "bench-deepseek-v3-t64.json")), files.toString());
     for (String f : files) assertTrue(!new File(out.toFile(), f).isDirectory(), f + " is a folder");
     assertTrue(r.output().contains("moeyard selftest --backend cpu: 20 cases, 20 passed"), r.output());
+    assertTrue(r.output().contains("rank processes (2 rank processes over shared memory"), r.output());
   }
 
   @Test

@@ -1,0 +1,145 @@
+package io.moeyard.bench.run;
+
+import io.moeyard.comm.CommConfig;
+import io.moeyard.cuda.CudaAvailability;
+import io.moeyard.cuda.CudaBackend;
+import io.moeyard.cuda.CudaCommunicator;
+import io.moeyard.cuda.CudaWorld;
+import io.moeyard.cuda.DeviceDispatched;
+import io.moeyard.cuda.DeviceWorkload;
+import io.moeyard.engine.shm.ShmTransport;
+import io.moeyard.testkit.Workload;
+import java.io.PrintStream;
+import java.util.Map;
+
+/**
+ * {@code moeyard bench --backend cuda --procs N}, inside one rank process: this rank of
+ * {@link CudaBench} with one rank per process ({@link CudaWorld#join}: the peers' device memory
+ * through CUDA IPC, the host meetings over shared memory), on the same inputs and with the same
+ * clock as the virtual ranks' bench, so that the two compare on one GPU. Each process builds the
+ * whole workload from the seed (the inputs are the seed's, whichever process holds them) and
+ * uploads only its rank's part; the reference is this rank's part of the CPU fused path, run over
+ * the same shared-memory transport before the CUDA world opens. Rank 0 times (the device clock
+ * spans all ranks' streams, through IPC events), measures the copy roofline and returns the
+ * result; the others return null.
+ */
+public final class ProcCudaBench {
+  private ProcCudaBench() {}
+
+  public static BenchResult runRank(BenchConfig c, PrintStream progress) {
+    // CUDA's start-up before the rendezvous, so that it does not count against the ranks' timeout
+    CudaAvailability av = CudaBackend.availability();
+    av.require();
+    Map<String, String> agreed = ProcBench.agreed(c);
+    agreed.put("backend", "cuda");
+    try (ShmTransport t = ShmTransport.join(agreed)) {
+      if (t.size() != c.ranks()) {
+        throw new IllegalArgumentException("the world has " + t.size() + " ranks, the bench was configured for " + c.ranks());
+      }
+      int r = t.rank();
+      PrintStream quiet = r == 0 ? progress : new PrintStream(PrintStream.nullOutputStream());
+      quiet.printf("moeyard bench (cuda, %d rank processes, %s): %d ranks x %d tokens, hidden %d %s, %d experts top-%d;"
+          + " preparing data...%n", t.size(), av.device(), c.ranks(), c.tokens(), c.hidden(), c.dtype().cliName(), c.experts(),
+          c.topk());
+      Workload wl = CpuBench.workload(c);
+      int n = t.size();
+      int[] pairs = new int[n];
+      int[] rows = new int[n];
+      long[][] rowCounts = new long[3][n];
+      double[][] ms = new double[4][c.iters()];
+      double[][] simpleMs = new double[2][c.iters()];
+      double copyMs = Double.NaN;
+      String problem;
+      String simpleProblem;
+      int shortHolds = 0;
+      quiet.println("running this rank's part of the cpu fused path (over shared memory) for the reference...");
+      try (CpuRun cpu = CpuRun.runRank(t, wl, true, false, c.chunk())) {
+        Object[] figures = t.allGather(new long[] {cpu.pairs[r], cpu.rows[r], cpu.rowCounts[0][r], cpu.rowCounts[1][r],
+            cpu.rowCounts[2][r]});
+        for (int q = 0; q < n; q++) {
+          long[] f = (long[]) figures[q];
+          pairs[q] = (int) f[0];
+          rows[q] = (int) f[1];
+          for (int k = 0; k < 3; k++) rowCounts[k][q] = f[2 + k];
+        }
+        try (CudaWorld world = CudaWorld.join(t, wl.map, CudaCheck.config(wl)); DeviceWorkload eng = new DeviceWorkload(wl, 0, r)) {
+          CudaCommunicator comm = world.communicator();
+          if (r == 0) {
+            long allBytes = 0;
+            for (int p : pairs) allBytes += (long) p * CudaBench.dispatchRowBytes(wl);
+            copyMs = world.copyMillis(allBytes, c.iters());
+          }
+          t.barrier(); // the copy alone on the GPU
+          problem = verified(t, world, comm, eng, wl, cpu, CommConfig.Variant.FUSED, CommConfig.Variant.UNFUSED);
+          world.useKernels(CudaWorld.KERNELS_SIMPLE);
+          simpleProblem = verified(t, world, comm, eng, wl, cpu, CommConfig.Variant.FUSED);
+          world.useKernels(CudaWorld.KERNELS_TUNED);
+          quiet.printf("verified: %s (untuned fused kernels: %s); timing %d + %d warm-up iterations of each...%n",
+              problem == null ? "yes" : "NO (" + problem + ")", simpleProblem == null ? "yes" : "NO (" + simpleProblem + ")",
+              c.iters(), c.warmup());
+          world.timing(true);
+          timeDispatch(c, world, comm, eng, CommConfig.Variant.FUSED, ms[CudaBench.DISPATCH_FUSED]);
+          timeDispatch(c, world, comm, eng, CommConfig.Variant.UNFUSED, ms[CudaBench.DISPATCH_UNFUSED]);
+          world.useKernels(CudaWorld.KERNELS_SIMPLE);
+          timeDispatch(c, world, comm, eng, CommConfig.Variant.FUSED, simpleMs[0]);
+          world.useKernels(CudaWorld.KERNELS_TUNED);
+          timeCombine(c, world, comm, eng, CommConfig.Variant.FUSED, ms[CudaBench.COMBINE_FUSED]);
+          timeCombine(c, world, comm, eng, CommConfig.Variant.UNFUSED, ms[CudaBench.COMBINE_UNFUSED]);
+          world.useKernels(CudaWorld.KERNELS_SIMPLE);
+          timeCombine(c, world, comm, eng, CommConfig.Variant.FUSED, simpleMs[1]);
+          world.useKernels(CudaWorld.KERNELS_TUNED);
+          world.timing(false);
+          if (r == 0) shortHolds = world.shortHolds();
+        }
+      }
+      if (r != 0) return null;
+      if (shortHolds > 0) {
+        progress.printf("note: %d timed calls had started before their enqueue ended (launch latency counted)%n", shortHolds);
+      }
+      BenchResult.Rows rowStats = BenchResult.Rows.of(rowCounts[0], rowCounts[1], rowCounts[2]);
+      BenchResult res = CudaBench.assemble(c, n + " rank processes over CUDA IPC, " + av.device(), pairs, rows,
+          CudaBench.dispatchRowBytes(wl), wl.outRowBytes(), ms, copyMs, problem, rowStats);
+      return res.withSimpleKernels(new BenchResult.SimpleKernels(
+          CudaBench.median(simpleMs[0]) * 1e3, CudaBench.median(simpleMs[1]) * 1e3, simpleProblem == null));
+    }
+  }
+
+  /** Every rank checks its part of each variant; the first difference of any rank, the same on all. */
+  private static String verified(ShmTransport t, CudaWorld world, CudaCommunicator comm, DeviceWorkload eng, Workload wl,
+      CpuRun cpu, CommConfig.Variant... variants) {
+    String mine = null;
+    for (CommConfig.Variant v : variants) {
+      world.useVariant(v);
+      String p = CudaCheck.verifyRank(comm, eng, wl, cpu, v);
+      if (mine == null) mine = p;
+    }
+    for (Object o : t.allGather(mine)) {
+      if (o != null) return (String) o;
+    }
+    return null;
+  }
+
+  /** {@code warmup + iters} dispatches of variant {@code v} on the device path; rank 0 reads each call's device time. */
+  private static void timeDispatch(BenchConfig c, CudaWorld world, CudaCommunicator comm, DeviceWorkload eng,
+      CommConfig.Variant v, double[] out) {
+    world.useVariant(v);
+    int r = comm.rank();
+    for (int i = 0; i < c.warmup() + c.iters(); i++) {
+      comm.dispatch(eng.x(r), eng.routing(r), eng.stream(r));
+      if (r == 0 && i >= c.warmup()) out[i - c.warmup()] = world.lastDeviceMs();
+    }
+  }
+
+  /** One fused dispatch, then {@code warmup + iters} combines of variant {@code v} on its result. */
+  private static void timeCombine(BenchConfig c, CudaWorld world, CudaCommunicator comm, DeviceWorkload eng,
+      CommConfig.Variant v, double[] out) {
+    int r = comm.rank();
+    world.useVariant(CommConfig.Variant.FUSED);
+    DeviceDispatched d = comm.dispatch(eng.x(r), eng.routing(r), eng.stream(r));
+    world.useVariant(v);
+    for (int i = 0; i < c.warmup() + c.iters(); i++) {
+      comm.combine(d, eng.y(r, d.receivedRows()), eng.out(r), eng.stream(r));
+      if (r == 0 && i >= c.warmup()) out[i - c.warmup()] = world.lastDeviceMs();
+    }
+  }
+}
