@@ -366,6 +366,12 @@ JNI_FN(void, streamDestroy)(JNIEnv* env, jclass, jlong s) {
 JNI_FN(void, streamSynchronize)(JNIEnv* env, jclass, jlong s) {
   check(env, cudaStreamSynchronize(stream(s)), "cudaStreamSynchronize");
 }
+// true when everything on the stream is done, false while work is pending (a bounded wait polls it).
+JNI_FN(jboolean, streamQuery)(JNIEnv* env, jclass, jlong s) {
+  cudaError_t r = cudaStreamQuery(stream(s));
+  if (r == cudaErrorNotReady) return JNI_FALSE;
+  return check(env, r, "cudaStreamQuery") ? JNI_TRUE : JNI_FALSE;
+}
 JNI_FN(void, streamWaitEvent)(JNIEnv* env, jclass, jlong s, jlong ev) {
   check(env, cudaStreamWaitEvent(stream(s), event(ev), 0), "cudaStreamWaitEvent");
 }

@@ -422,7 +422,7 @@ public final class CudaCommunicator implements Communicator {
       try {
         ensureStaging();
         int t = routing.tokens();
-        NativeKernels.streamSynchronize(w.streams[rank]); // the staging is free
+        w.synchronize(rank); // the staging is free
         byte[] rows = bytes(x.segment(), x.offset(), (long) t * x.rowBytes());
         NativeKernels.bytesToDevice(rows, 0, rows.length, stX);
         if (shape.scaleCols() > 0) {
@@ -455,7 +455,7 @@ public final class CudaCommunicator implements Communicator {
   private Dispatched download(DeviceDispatched d, RowBuffer into) {
     String p = CallChecks.handle("rank " + rank + ": ", this, generation, null, d);
     if (p != null) throw new IllegalArgumentException(p);
-    NativeKernels.streamSynchronize(w.streams[rank]);
+    w.synchronize(rank);
     int n = d.receivedRows();
     RowBuffer host = into;
     if (host == null) {
@@ -530,7 +530,7 @@ public final class CudaCommunicator implements Communicator {
     if (problem == null) {
       try {
         ensureStaging();
-        NativeKernels.streamSynchronize(w.streams[rank]);
+        w.synchronize(rank);
         byte[] b = bytes(y.segment(), y.offset(), dd.receivedRows() * y.rowBytes());
         NativeKernels.bytesToDevice(b, 0, b.length, stY);
         dy = DeviceRows.of(stY, dd.receivedRows(), shape.hidden(), shape.combineType());
@@ -540,7 +540,7 @@ public final class CudaCommunicator implements Communicator {
       }
     }
     combine(dd, dy, dout, null, problem, true);
-    NativeKernels.streamSynchronize(w.streams[rank]);
+    w.synchronize(rank);
     byte[] o = new byte[Math.toIntExact(dout.byteSize())];
     NativeKernels.bytesFromDevice(stOut, o, 0, o.length);
     MemorySegment.copy(o, 0, out.segment(), ValueLayout.JAVA_BYTE, out.offset(), o.length);
@@ -626,7 +626,7 @@ public final class CudaCommunicator implements Communicator {
     lane.close(); // lets queued collectives finish: peers are waiting for them
     RuntimeException err = null;
     if (staging != null) {
-      err = Release.attempt(err, () -> NativeKernels.streamSynchronize(w.streams[rank]));
+      err = Release.attempt(err, () -> w.synchronize(rank));
       DeviceArena a = staging;
       err = Release.attempt(err, a::close);
       staging = null;

@@ -62,11 +62,11 @@ public final class CudaWorld implements AutoCloseable {
   }
 
   /** One rank per process: this process's rank of {@code transport}'s world, peers through CUDA IPC. */
-  private CudaWorld(KernelShape shape, Transport transport) {
+  private CudaWorld(KernelShape shape, Transport transport, Duration deviceTimeout) {
     this.shape = shape;
     this.variant = shape.comm().variant();
     NativeKernels.setDevice(0);
-    this.ranks = new VirtualRanks(shape, NativeKernels.limits()[3], transport);
+    this.ranks = new VirtualRanks(shape, NativeKernels.limits()[3], transport, deviceTimeout);
     try {
       this.clock = new Clock(ranks);
     } catch (RuntimeException e) {
@@ -118,12 +118,31 @@ public final class CudaWorld implements AutoCloseable {
    * transport's timeout.
    */
   public static CudaWorld join(Transport transport, ExpertMap map, CommConfig config) {
-    return join(transport, map, config, machine());
+    return join(transport, map, config, DEFAULT_DEVICE_TIMEOUT);
+  }
+
+  /** How long a rank process waits for its own stream by default ({@link #join(Transport, ExpertMap, CommConfig, Duration)}). */
+  public static final Duration DEFAULT_DEVICE_TIMEOUT = Duration.ofSeconds(60);
+
+  /**
+   * As {@link #join(Transport, ExpertMap, CommConfig)}; a wait of this rank for its own stream (the
+   * layout's count read-back, the host path's copies) that lasts longer than {@code deviceTimeout}
+   * throws a {@code CollectiveTimeoutException} naming the peers whose events have not fired: a
+   * peer process that died mid-call leaves its events unrecorded, and without a bound the wait
+   * would never end. Engine work queued on the stream before a call counts too, so the bound is
+   * generous by default.
+   */
+  public static CudaWorld join(Transport transport, ExpertMap map, CommConfig config, Duration deviceTimeout) {
+    return join(transport, map, config, deviceTimeout, machine());
   }
 
   /** {@link #join} as if on {@code machine} (tests stand in for other machines). */
-  static CudaWorld join(Transport transport, ExpertMap map, CommConfig config, String machine) {
+  static CudaWorld join(Transport transport, ExpertMap map, CommConfig config, Duration deviceTimeout, String machine) {
     Objects.requireNonNull(transport, "transport");
+    Objects.requireNonNull(deviceTimeout, "deviceTimeout");
+    if (deviceTimeout.isNegative() || deviceTimeout.isZero()) {
+      throw new IllegalArgumentException("deviceTimeout must be positive, got " + deviceTimeout);
+    }
     Objects.requireNonNull(map, "map");
     Objects.requireNonNull(config, "config");
     int me = transport.rank();
@@ -170,7 +189,7 @@ public final class CudaWorld implements AutoCloseable {
       }
     }
     if (unavailable != null) throw new CudaUnavailableException(unavailable);
-    return new CudaWorld(shape, transport);
+    return new CudaWorld(shape, transport, deviceTimeout);
   }
 
   private static final String UNAVAILABLE = "unavailable: ";

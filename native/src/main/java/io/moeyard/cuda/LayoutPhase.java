@@ -33,7 +33,7 @@ final class LayoutPhase {
         b.pos, b.pairPos, b.pairIdx, b.inRank, b.pairOffset, st);
     // the read-back: the copy below is synchronous on the legacy stream, which does not wait for
     // this non-blocking stream, so the stream is waited for first
-    NativeKernels.streamSynchronize(st);
+    w.synchronize(r);
     int[] counts = new int[nb + 1];
     NativeKernels.intsFromDevice(b.totals, counts, 0, nb + 1);
     return counts;

@@ -102,6 +102,9 @@ public final class NativeKernels {
 
   public static native void streamSynchronize(long stream);
 
+  /** true when all work on the stream is done, false while some is pending. */
+  public static native boolean streamQuery(long stream);
+
   public static native void streamWaitEvent(long stream, long event);
 
   public static native long eventCreate(boolean timing);

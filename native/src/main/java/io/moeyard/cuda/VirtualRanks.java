@@ -1,6 +1,11 @@
 package io.moeyard.cuda;
 
+import io.moeyard.engine.CollectiveTimeoutException;
+import io.moeyard.engine.transport.Backoff;
 import io.moeyard.engine.transport.Transport;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * The ranks of a world as this process sees them: each rank's device buffers and the events other
@@ -44,6 +49,8 @@ final class VirtualRanks {
   private final DeviceArena tables = new DeviceArena();
   /** One rank per process: the peers' slabs and events as mapped here, and their release. */
   private final CudaIpc peers;
+  /** One rank per process: how long a wait for this rank's stream may take ({@link #synchronize}). */
+  private final long deviceTimeoutNanos;
   final long mapOffsets;
   final long mapSlots;
   /** Per rank, the pointer of one of its buffers: what a kernel of rank r uses to store into rank d. */
@@ -65,7 +72,7 @@ final class VirtualRanks {
 
   /** R virtual ranks: creates every stream, event and buffer; on failure releases what it got and rethrows. */
   VirtualRanks(KernelShape shape, int layoutChunk) {
-    this(shape, layoutChunk, null);
+    this(shape, layoutChunk, null, Duration.ZERO);
   }
 
   /**
@@ -73,8 +80,9 @@ final class VirtualRanks {
    * collective order): this process's rank, its peers mapped through CUDA IPC. Every rank fails
    * alike, naming the rank that could not allocate, export or map, and releases what it got.
    */
-  VirtualRanks(KernelShape shape, int layoutChunk, Transport transport) {
+  VirtualRanks(KernelShape shape, int layoutChunk, Transport transport, Duration deviceTimeout) {
     this.shape = shape;
+    this.deviceTimeoutNanos = deviceTimeout.toNanos();
     this.me = transport == null ? -1 : transport.rank();
     this.nR = shape.ranks();
     this.nS = shape.slotsPerRank();
@@ -224,10 +232,55 @@ final class VirtualRanks {
 
   /** Waits for every stream that exists; the first failure is returned, later ones suppressed on it. */
   RuntimeException synchronizeAll(RuntimeException err) {
-    for (long st : streams) {
-      if (st != 0) err = Release.attempt(err, () -> NativeKernels.streamSynchronize(st));
+    for (int r = 0; r < nR; r++) {
+      int q = r;
+      if (streams[r] != 0) err = Release.attempt(err, () -> synchronize(q));
     }
     return err;
+  }
+
+  /**
+   * Waits until rank r's stream is done. Virtual ranks wait plainly. With one rank per process the
+   * stream may be waiting for a peer process's event, and a peer that died mid-call never records
+   * it: so the wait polls, and after the device timeout it throws a
+   * {@link CollectiveTimeoutException} naming the peers whose events have not fired.
+   */
+  void synchronize(int r) {
+    long st = streams[r];
+    if (me < 0) {
+      NativeKernels.streamSynchronize(st);
+      return;
+    }
+    long deadline = System.nanoTime() + deviceTimeoutNanos;
+    Backoff backoff = new Backoff(256, 64, 20_000, 2_000_000);
+    while (!NativeKernels.streamQuery(st)) {
+      if (!backoff.parking()) {
+        backoff.spinOrYield();
+        continue;
+      }
+      long left = deadline - System.nanoTime();
+      if (left <= 0) throw stalled(r);
+      backoff.park(this, left);
+    }
+  }
+
+  private CollectiveTimeoutException stalled(int r) {
+    List<Integer> pending = new ArrayList<>();
+    for (int q = 0; q < nR; q++) {
+      if (q == r) continue;
+      boolean fired;
+      try {
+        fired = NativeKernels.eventQuery(evStage[q]) && NativeKernels.eventQuery(evSend[q]) && NativeKernels.eventQuery(evDone[q]);
+      } catch (RuntimeException e) {
+        fired = false; // an event of a process that is gone
+      }
+      if (!fired) pending.add(q);
+    }
+    String ms = deviceTimeoutNanos / 1_000_000 + " ms";
+    return new CollectiveTimeoutException("rank " + r + ": its stream did not finish within " + ms
+        + (pending.isEmpty() ? " (no peer's event is pending: the engine's own work before the call, or a fault)"
+            : "; it waits for rank(s) " + pending + ", whose events have not fired (a peer process that died or"
+            + " stopped mid-call)"), pending);
   }
 
   /**

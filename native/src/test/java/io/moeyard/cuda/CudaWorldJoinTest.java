@@ -72,7 +72,7 @@ class CudaWorldJoinTest {
   void ranksOnAnotherMachineAreNamed() throws Exception {
     List<Object> got = NativeTestSupport.ranks(3, r -> (w -> {
       try (ShmTransport t = ShmTransport.open(w, Duration.ofSeconds(10));
-          CudaWorld world = CudaWorld.join(t, map(3), CONFIG, r == 2 ? "host-b" : "host-a")) {
+          CudaWorld world = CudaWorld.join(t, map(3), CONFIG, CudaWorld.DEFAULT_DEVICE_TIMEOUT, r == 2 ? "host-b" : "host-a")) {
         return world;
       }
     }));

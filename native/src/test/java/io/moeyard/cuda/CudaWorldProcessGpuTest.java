@@ -40,4 +40,22 @@ class CudaWorldProcessGpuTest {
       assertTrue(ranks.get(r).text().contains("cuda-world rank " + r + ": ok"), all);
     }
   }
+
+  /**
+   * Rank 1 of 3 halts with its part of a combine still queued: ranks 0 and 2 come back within the
+   * device timeout plus slack (they print whether they timed out naming rank 1 or the driver
+   * released its events), and nothing hangs.
+   */
+  @org.junit.jupiter.api.Test
+  void aRankProcessThatDiesMidCallHangsNobody() throws Exception {
+    long seed = TestSeed.fresh().value();
+    List<CudaIpcGpuTest.Rank> ranks = CudaIpcGpuTest.start(3, 3, CudaWorldRankMain.class.getName(), Long.toString(seed), "die");
+    String all = CudaIpcGpuTest.finish(ranks, 60);
+    System.out.println(all);
+    assertTrue(ranks.get(1).text().contains("cuda-world rank 1: leaving mid-call"), all);
+    for (int r : new int[] {0, 2}) {
+      assertEquals(0, ranks.get(r).process().exitValue(), "rank " + r + " (seed " + seed + "):\n" + all);
+      assertTrue(ranks.get(r).text().matches("(?s).*cuda-world rank " + r + ": after \\d+ ms .*"), all);
+    }
+  }
 }

@@ -27,14 +27,14 @@ import java.util.SplittableRandom;
  * Prints {@code cuda-world rank R: ok, N cases} and exits 0; a mismatch or a failure is printed and
  * exits 1; without CUDA it says so after a barrier and exits 3.
  *
- * <p>Arguments: seed, cases.
+ * <p>Arguments: seed, cases; or seed, {@code die}: rank 1 leaves mid-call (below, {@link #die}).
  */
 public final class CudaWorldRankMain {
   private CudaWorldRankMain() {}
 
   public static void main(String[] args) {
     long seed = Long.parseLong(args[0]);
-    int cases = Integer.parseInt(args[1]);
+    int cases = args[1].equals("die") ? 0 : Integer.parseInt(args[1]);
     String verdict;
     int me = -1;
     // the probe first: CUDA's start-up must not eat the rendezvous's timeout
@@ -48,8 +48,12 @@ public final class CudaWorldRankMain {
         System.exit(3);
         return;
       }
-      for (int i = 0; i < cases; i++) runCase(t, seed, i);
-      verdict = "ok, " + cases + " cases";
+      if (args[1].equals("die")) {
+        verdict = die(t, seed);
+      } else {
+        for (int i = 0; i < cases; i++) runCase(t, seed, i);
+        verdict = "ok, " + cases + " cases";
+      }
     } catch (Throwable e) {
       java.io.StringWriter sw = new java.io.StringWriter();
       e.printStackTrace(new java.io.PrintWriter(sw));
@@ -95,6 +99,53 @@ public final class CudaWorldRankMain {
       }
       devicePath(world, c, wl, want, wantOut, ctx);
       shuffled(c, wl, wantOut, seed * 131 + i, ctx);
+    }
+  }
+
+  /** The device timeout of {@link #die}: short, so that the test does not wait for the default's minute. */
+  static final java.time.Duration DIE_TIMEOUT = java.time.Duration.ofSeconds(5);
+
+  /**
+   * A peer process that dies mid-call must not hang the others. Every rank dispatches and starts a
+   * combine on the device path; rank 1's engine stream is first held busy for 30 s, so its part of
+   * the combine (and the events its peers' streams wait for) is still queued when it halts. The
+   * others then wait for their own streams ({@code download}), which wait for rank 1's events: they
+   * must return within the device timeout plus slack, either failing with a timeout that names
+   * rank 1 or having found the events released by the driver. Prints which.
+   */
+  private static String die(ShmTransport t, long seed) {
+    int n = t.size();
+    int me = t.rank();
+    SplittableRandom rnd = new SplittableRandom(seed);
+    Workload wl = KernelCases.random(rnd, n, t.topology().localRanks(), 2, 2 * n, 2, 256, DType.BF16, 64, 0);
+    KernelShape shape = KernelCases.shape(wl, 64);
+    try (CudaWorld world = CudaWorld.join(t, shape.map(), shape.comm(), DIE_TIMEOUT);
+        DeviceWorkload dw = new DeviceWorkload(wl, 0, me)) {
+      CudaCommunicator c = world.communicator();
+      DeviceDispatched d = c.dispatch(dw.x(me), dw.routing(me), dw.stream(me));
+      if (me == 1) NativeKernels.hold(30_000_000_000L, dw.stream(me).handle());
+      c.combine(d, dw.y(me, d.receivedRows()), dw.out(me), dw.stream(me));
+      if (me == 1) {
+        System.out.println("cuda-world rank 1: leaving mid-call");
+        System.out.flush();
+        Runtime.getRuntime().halt(0);
+      }
+      long t0 = System.nanoTime();
+      String how;
+      try {
+        c.download(d);
+        how = "its stream finished (the driver released the dead peer's events)";
+      } catch (io.moeyard.engine.CollectiveTimeoutException e) {
+        if (!e.missingRanks().contains(1)) throw new AssertionError("the timeout names " + e.missingRanks() + ": " + e.getMessage());
+        how = "timed out naming rank 1: " + e.getMessage();
+      }
+      long ms = (System.nanoTime() - t0) / 1_000_000;
+      if (ms > DIE_TIMEOUT.toMillis() + 5_000) throw new AssertionError("the wait took " + ms + " ms");
+      System.out.println("cuda-world rank " + me + ": after " + ms + " ms " + how);
+      System.out.flush();
+      // the world cannot close cleanly (rank 1 is gone and never unmaps); leave without it
+      Runtime.getRuntime().halt(0);
+      return "unreachable";
     }
   }
 
