@@ -15,7 +15,8 @@
 #                                                               -> bench-deepseek-v3.json
 #   3. torch          bench/gpu/torch_baseline.py, Megatron's unfused path in PyTorch on step 2's very
 #                     routing                                   -> torch-baseline.json
-#   4. sanitizer      compute-sanitizer memcheck on a tiny selftest (skipped on gVisor, which refuses it)
+#   4. sanitizer      compute-sanitizer memcheck on a tiny selftest (skipped on gVisor, which refuses it);
+#      racecheck      then its racecheck (shared-memory hazards) on another
 #   5. gpu-tests      the native module's JUnit tests (GpuTestMain --require-gpu): CudaWorldGpuTest (the
 #                     communicators vs the reference and vs the cpu communicator, no allocation in
 #                     steady state, misuse failing every rank) and the host tests
@@ -205,6 +206,17 @@ elif command -v compute-sanitizer >/dev/null; then
 else
   skip sanitizer "compute-sanitizer not found"
 fi
+# racecheck (shared-memory hazards of the layout scans and the combine's staging), same tiny selftest
+if [ "$dry" = 1 ]; then
+  skip racecheck "dry run"
+elif [ "$(uname -r)" = 4.4.0 ]; then
+  skip racecheck "gVisor (kernel 4.4.0) refuses compute-sanitizer"
+elif command -v compute-sanitizer >/dev/null; then
+  step racecheck 60 25 compute-sanitizer --tool racecheck --racecheck-report hazard --target-processes all --error-exitcode 9 \
+    "${jvm[@]}" selftest --backend "$backend" --cases 4 --max-tokens 16 --seed 3
+else
+  skip racecheck "compute-sanitizer not found"
+fi
 
 # ---- 5. the native module's JUnit tests (CudaWorldGpuTest & co.) through GpuTestMain (without the
 # classes tagged gpu-step, which are steps of their own below)
@@ -353,14 +365,14 @@ if t:
 PY
 {
   echo
-  grep -h "moeyard selftest --backend" "$logs/selftest.log" "$logs/sanitizer.log" 2>/dev/null
+  grep -h "moeyard selftest --backend" "$logs/selftest.log" "$logs/sanitizer.log" "$logs/racecheck.log" 2>/dev/null
   grep -h "tests successful\|tests failed\|tests aborted" "$logs/gpu-tests.log" 2>/dev/null | sed 's/^/gpu-tests: /'
   for t in cuda-ipc nccl; do
     grep -h "tests successful\|tests failed\|tests skipped\|tests aborted" "$logs/$t.log" 2>/dev/null | sed "s/^/$t: /"
   done
   grep -h "^aborted: " "$logs/cuda-ipc.log" "$logs/nccl.log" 2>/dev/null | sort -u | head -4
   grep -h "^timing " "$logs/gpu-tests.log" 2>/dev/null | sed 's/^/gpu-tests: /'
-  grep -h "ERROR SUMMARY" "$logs/sanitizer.log" 2>/dev/null
+  grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$logs/sanitizer.log" "$logs/racecheck.log" 2>/dev/null | sed 's/^=* *//'
   grep -h "timed calls had started" "$logs"/bench.log "$logs"/sweep-*.log 2>/dev/null
   grep -h "^combine candidate" "$logs"/bench.log 2>/dev/null
   for s in "${summary[@]}"; do echo "step $s"; done
