@@ -155,7 +155,7 @@ public final class CudaWorldRankMain {
     int me = c.rank();
     world.useVariant(CommConfig.Variant.FUSED);
     world.timing(true);
-    try (DeviceWorkload dw = new DeviceWorkload(wl, Math.max(1, want[me].rows()))) {
+    try (DeviceWorkload dw = new DeviceWorkload(wl, Math.max(1, want[me].rows()), me)) {
       DeviceDispatched d = c.dispatch(dw.x(me), dw.routing(me), dw.into(me), dw.stream(me));
       c.combine(d, dw.y(me, d.receivedRows()), dw.out(me), dw.stream(me));
       assertArrayEquals(wantOut[me], dw.outBytes(me), "device-path combine, rank " + me + " " + ctx);
