@@ -64,6 +64,11 @@ public final class CudaCommunicator implements Communicator {
   private long stOut;
   private Arena hostArena;
   private RowBuffer hostReceive;
+  /** The node-level path's device memory and cross-node channel; null unless nodePath RELAY on more than one node. */
+  private final RelayBuffers relay;
+  private final DeviceChannel channel;
+  /** Every rank's relay staging (device addresses), looked up on first use: the ranks share this process. */
+  private long[] stagingOf;
 
   CudaCommunicator(CudaWorld world, Transport transport) {
     this.world = world;
@@ -74,6 +79,33 @@ public final class CudaCommunicator implements Communicator {
     this.lane = new AsyncLane("moeyard-cuda-rank-" + rank, "rank " + rank);
     RankBuffers b = w.buf[rank];
     this.ownReceive = new DeviceRows(b.recvX, shape.receiveRows(), shape.hidden(), shape.dispatchType(), b.recvScales);
+    if (shape.comm().nodePath() == CommConfig.NodePath.RELAY && shape.localRanks() < shape.ranks()) {
+      this.relay = new RelayBuffers(shape, rank, NativeKernels.limits()[3]); // cfg::kLayoutChunkTokens
+      DeviceChannel ch = null;
+      try {
+        ch = new PeerCopyChannel(transport);
+      } finally {
+        if (ch == null) relay.close();
+      }
+      this.channel = ch;
+    } else {
+      this.relay = null;
+      this.channel = null;
+    }
+  }
+
+  /** The node relay's buffers of this rank (null when it does not relay). */
+  RelayBuffers relayBuffers() {
+    return relay;
+  }
+
+  private long[] stagingOf() {
+    if (stagingOf == null) {
+      long[] s = new long[w.nR];
+      for (int q = 0; q < s.length; q++) s[q] = world.communicator(q).relayBuffers().staging;
+      stagingOf = s;
+    }
+    return stagingOf;
   }
 
   @Override
@@ -204,7 +236,10 @@ public final class CudaCommunicator implements Communicator {
       int[] mine = LayoutPhase.run(w, rank, tokens);
       int nb = w.nP + w.nR;
       String bad = mine[nb] != -1 ? LayoutPhase.badRouting(w, rank, mine[nb]) : null;
-      Object[] all = transport.allGather(new Counts(bad, tokens, java.util.Arrays.copyOf(mine, nb)));
+      // the node-level path also announces each rank's tokens per node (after the layout counts)
+      boolean relaying = relay != null && variant == CommConfig.Variant.FUSED;
+      int[] announced = relaying ? RelayPath.announced(w, relay, rank, tokens, mine) : java.util.Arrays.copyOf(mine, nb);
+      Object[] all = transport.allGather(new Counts(bad, tokens, announced));
       throwFirst("dispatch", all, e -> ((Counts) e).problem());
       int[] tok = new int[w.nR];
       int[][] totals = new int[w.nR][];
@@ -228,7 +263,9 @@ public final class CudaCommunicator implements Communicator {
       }
       transport.barrier(); // every rank's offsets event is recorded
       startData(st, timed);
-      if (variant == CommConfig.Variant.FUSED) {
+      if (relaying) {
+        RelayPath.dispatch(w, relay, channel, rank, x, tokens, c);
+      } else if (variant == CommConfig.Variant.FUSED) {
         FusedPath.dispatch(w, rank, x, tokens, kernels);
       } else {
         UnfusedPath.dispatchSend(w, rank, x, c);
@@ -237,8 +274,10 @@ public final class CudaCommunicator implements Communicator {
       if (variant == CommConfig.Variant.UNFUSED) UnfusedPath.dispatchReceive(w, rank, c, recv);
       finish(st, timed, stream);
       counts = c;
+      int crossed = relaying ? RelayPath.rowsSentAcrossNodes(c, w.nP, w.nR, shape.localRanks(), rank)
+          : c.rowsSentAcrossNodes(rank, shape.localRanks(), variant == CommConfig.Variant.FUSED);
       return new DeviceDispatched(this, generation, variant, recv.first(c.rows[rank]), c.slotOffsets(rank), tokens,
-          c.pairs[rank]);
+          c.pairs[rank], crossed);
     } catch (RuntimeException e) {
       abortOthers(e);
       throw e;
@@ -269,13 +308,18 @@ public final class CudaCommunicator implements Communicator {
       NativeKernels.eventRecord(w.evStage[rank], st);
       transport.barrier();
       startData(st, timed);
-      if (variant == CommConfig.Variant.FUSED) {
+      boolean relaying = relay != null && variant == CommConfig.Variant.FUSED;
+      if (relaying) {
+        RelayPath.combineSend(w, relay, stagingOf(), rank, y, counts);
+      } else if (variant == CommConfig.Variant.FUSED) {
         FusedPath.combineSend(w, rank, y, counts.pairs[rank], kernels);
       } else {
         UnfusedPath.combineSend(w, rank, y, counts);
       }
       exchangeSends(st);
-      if (variant == CommConfig.Variant.FUSED) {
+      if (relaying) {
+        RelayPath.combineHome(w, relay, channel, rank, d.tokens(), out, counts);
+      } else if (variant == CommConfig.Variant.FUSED) {
         FusedPath.combineHome(w, rank, d.tokens(), out, kernels);
       } else {
         UnfusedPath.combineReceive(w, rank, d.tokens(), out);
@@ -557,6 +601,12 @@ public final class CudaCommunicator implements Communicator {
     if (shuffleArena != null) {
       shuffleArena.close();
       shuffleArena = null;
+    }
+    if (relay != null) {
+      // peers store into the staging only within a combine, which this rank's stream waited for
+      err = Release.attempt(err, () -> NativeKernels.streamSynchronize(w.streams[rank]));
+      err = Release.attempt(err, channel::close);
+      err = Release.attempt(err, relay::close);
     }
     if (err != null) throw err;
   }
