@@ -66,13 +66,12 @@ final class RelayPath {
     long[] sendBytes = new long[nR];
     long[] recvAt = new long[nR];
     long[] recvBytes = new long[nR];
+    messageSizes(c, w.nP, nR, nL, r, nK, rowBytes, sc, sendBytes, recvBytes);
     for (int m = 0; m < rb.nodes; m++) {
       if (m == node) continue;
-      int q = m * nL + r % nL; // r's relay on m, and the rank of m whose relay r is
+      int q = m * nL + r % nL;
       long at = rb.slot(m) * rb.slotBytes;
-      sendBytes[q] = RelayBuffers.messageBytes(tokens, nK, tokensToNode(c, w.nP, nR, r, m), rowBytes, sc);
       sendAt[q] = sendBytes[q] > 0 ? rb.sendArea + at : 0L;
-      recvBytes[q] = RelayBuffers.messageBytes(c.tokens[q], nK, tokensToNode(c, w.nP, nR, q, node), rowBytes, sc);
       recvAt[q] = recvBytes[q] > 0 ? rb.recvArea + at : 0L;
     }
     channel.exchange(sendAt, sendBytes, recvAt, recvBytes, st);
@@ -90,6 +89,41 @@ final class RelayPath {
       long scales = sc > 0 ? msg + RelayBuffers.scalesAt(tq, nK, n, rowBytes) : 0L;
       store(w, r, rows, scales, msg + 4L * tq * nK, rb.slotIds[i], rb.pos[i], rb.pairPos[i], rb.pairIdx[i], tq, q,
           rb.srcNodeRow[i] + 4L * node, rb.nodes, node * nL);
+    }
+  }
+
+  /**
+   * Rank r's dispatch messages: to its relay (m, l) on every other node m, one carrying its tokens
+   * with a pair on m, and from the rank (m, l) whose relay it is, one carrying that rank's tokens
+   * with a pair on r's node (0: none). Both ends compute each size from the same announcements.
+   */
+  static void messageSizes(WorldCounts c, int nP, int nR, int localRanks, int r, int topk, int rowBytes, int scaleCols,
+      long[] sendBytes, long[] recvBytes) {
+    java.util.Arrays.fill(sendBytes, 0L);
+    java.util.Arrays.fill(recvBytes, 0L);
+    int node = r / localRanks;
+    for (int m = 0; m < nR / localRanks; m++) {
+      if (m == node) continue;
+      int q = m * localRanks + r % localRanks; // r's relay on m, and the rank of m whose relay r is
+      sendBytes[q] = RelayBuffers.messageBytes(c.tokens[r], topk, tokensToNode(c, nP, nR, r, m), rowBytes, scaleCols);
+      recvBytes[q] = RelayBuffers.messageBytes(c.tokens[q], topk, tokensToNode(c, nP, nR, q, node), rowBytes, scaleCols);
+    }
+  }
+
+  /**
+   * Rank r's node partials: as the relay of (m, l), one row per token of that rank with a pair on
+   * r's node; as a home, one row per own token with a pair on m, from (m, l).
+   */
+  static void nodePartialSizes(WorldCounts c, int nP, int nR, int localRanks, int r, long rowBytes, long[] sendBytes,
+      long[] recvBytes) {
+    java.util.Arrays.fill(sendBytes, 0L);
+    java.util.Arrays.fill(recvBytes, 0L);
+    int node = r / localRanks;
+    for (int m = 0; m < nR / localRanks; m++) {
+      if (m == node) continue;
+      int q = m * localRanks + r % localRanks;
+      sendBytes[q] = tokensToNode(c, nP, nR, q, node) * rowBytes;
+      recvBytes[q] = tokensToNode(c, nP, nR, r, m) * rowBytes;
     }
   }
 
@@ -172,6 +206,7 @@ final class RelayPath {
     long[] sendBytes = new long[nR];
     long[] recvAt = new long[nR];
     long[] recvBytes = new long[nR];
+    nodePartialSizes(c, w.nP, nR, nL, r, cb, sendBytes, recvBytes);
     for (int m = 0; m < rb.nodes; m++) {
       if (m == node) continue;
       int q = m * nL + r % nL;
@@ -182,9 +217,7 @@ final class RelayPath {
         NativeKernels.relayNodeSum(code, rb.staging + (long) i * rb.stagingPerSource * cb, rb.slotIds[i], rb.pairPos[i],
             rb.totals[i] + 4L * w.nP, rb.srcNodeRow[i], tq, w.nK, w.nS, nR, nL, node, w.nH, rb.nodeSend + rows, st);
       }
-      sendBytes[q] = tokensToNode(c, w.nP, nR, q, node) * cb;
       sendAt[q] = sendBytes[q] > 0 ? rb.nodeSend + rows : 0L;
-      recvBytes[q] = tokensToNode(c, w.nP, nR, r, m) * cb;
       recvAt[q] = recvBytes[q] > 0 ? rb.nodeRecv + rows : 0L;
     }
     channel.exchange(sendAt, sendBytes, recvAt, recvBytes, st);
