@@ -87,19 +87,19 @@ final class RelayBuffers {
       nodeCounts = mem.alloc(4L * nodes);
       sendArea = mem.alloc(remote * slotBytes);
       recvArea = mem.alloc(remote * slotBytes);
-      for (int i = 0; i < remote; i++) {
-        slotIds[i] = mem.alloc(4L * tk);
-        pos[i] = mem.alloc(4L * tk);
-        pairPos[i] = mem.alloc(4L * tk);
-        pairIdx[i] = mem.alloc(4L * tk);
-        pairOffset[i] = mem.alloc(4L * (t + 1));
-        totals[i] = mem.alloc(4L * nb);
-        slotPrefix[i] = mem.alloc(4L * (nP + 1));
-        chunkPairBase[i] = mem.alloc(4L * (chunks + 1));
-        inRank[i] = mem.alloc(t * nR);
-        srcNodeRow[i] = mem.alloc(4L * t * nodes);
-        srcNodeCounts[i] = mem.alloc(4L * nodes);
-      }
+      // one allocation per array, a 256-aligned part of it per slot (64 ranks as 64 nodes would
+      // otherwise make thousands of allocations per rank)
+      perSlot(slotIds, 4L * tk);
+      perSlot(pos, 4L * tk);
+      perSlot(pairPos, 4L * tk);
+      perSlot(pairIdx, 4L * tk);
+      perSlot(pairOffset, 4L * (t + 1));
+      perSlot(totals, 4L * nb);
+      perSlot(slotPrefix, 4L * (nP + 1));
+      perSlot(chunkPairBase, 4L * (chunks + 1));
+      perSlot(inRank, t * nR);
+      perSlot(srcNodeRow, 4L * t * nodes);
+      perSlot(srcNodeCounts, 4L * nodes);
       chunkCounts = mem.alloc(4L * chunks * nb);
       chunkBase = mem.alloc(4L * chunks * nb);
       staging = mem.alloc((long) remote * stagingPerSource * cb);
@@ -109,6 +109,13 @@ final class RelayBuffers {
     } finally {
       if (!ok) mem.close();
     }
+  }
+
+  /** One allocation of {@code bytes} (rounded up to 256) per slot: {@code at[i]} is slot i's part. */
+  private void perSlot(long[] at, long bytes) {
+    long stride = align256(bytes);
+    long base = mem.alloc(stride * at.length);
+    for (int i = 0; i < at.length; i++) at[i] = base + i * stride;
   }
 
   /** Node m's slot on this rank's node (m != node). */
