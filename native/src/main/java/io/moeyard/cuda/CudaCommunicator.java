@@ -233,12 +233,12 @@ public final class CudaCommunicator implements Communicator {
         NativeKernels.copyDeviceToDeviceAsync(b.topkIdx, routing.idxAddress(), routing.bytes(), st);
         NativeKernels.copyDeviceToDeviceAsync(b.topkW, routing.weightsAddress(), routing.bytes(), st);
       }
-      int[] mine = LayoutPhase.run(w, rank, tokens);
-      int nb = w.nP + w.nR;
-      String bad = mine[nb] != -1 ? LayoutPhase.badRouting(w, rank, mine[nb]) : null;
       // the node-level path also announces each rank's tokens per node (after the layout counts)
       boolean relaying = relay != null && variant == CommConfig.Variant.FUSED;
-      int[] announced = relaying ? RelayPath.announced(w, relay, rank, tokens, mine) : java.util.Arrays.copyOf(mine, nb);
+      int[] mine = LayoutPhase.run(w, rank, tokens, relaying ? relay : null);
+      int nb = w.nP + w.nR;
+      String bad = mine[nb] != -1 ? LayoutPhase.badRouting(w, rank, mine[nb]) : null;
+      int[] announced = relaying ? RelayPath.announced(mine, nb, relay.nodes) : java.util.Arrays.copyOf(mine, nb);
       Object[] all = transport.allGather(new Counts(bad, tokens, announced));
       throwFirst("dispatch", all, e -> ((Counts) e).problem());
       int[] tok = new int[w.nR];

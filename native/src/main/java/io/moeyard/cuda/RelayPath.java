@@ -21,16 +21,13 @@ final class RelayPath {
   private RelayPath() {}
 
   /**
-   * After rank r's layout: its node rows and tokens per node (one more wait for the device, on
-   * this path only), appended to the counts it announces.
+   * What rank r announces after its layout ({@link LayoutPhase#run(VirtualRanks, int, int,
+   * RelayBuffers)}: {@code nb} counts, the routing's verdict, tokens per node): the counts, then its
+   * tokens per node.
    */
-  static int[] announced(VirtualRanks w, RelayBuffers rb, int r, int tokens, int[] layoutCounts) {
-    int nb = w.nP + w.nR;
-    long st = w.streams[r];
-    NativeKernels.relayNodeRows(w.buf[r].slotIds, tokens, w.nK, w.nS, w.nR, rb.localRanks, rb.nodeRow, rb.nodeCounts, st);
-    NativeKernels.streamSynchronize(st);
-    int[] a = java.util.Arrays.copyOf(layoutCounts, nb + rb.nodes);
-    NativeKernels.intsFromDevice(rb.nodeCounts, a, nb, rb.nodes);
+  static int[] announced(int[] layoutCounts, int nb, int nodes) {
+    int[] a = java.util.Arrays.copyOf(layoutCounts, nb + nodes);
+    System.arraycopy(layoutCounts, nb + 1, a, nb, nodes);
     return a;
   }
 

@@ -77,8 +77,12 @@ class RelayHostTest {
     int[][] announced = new int[ranks][];
     for (int r = 0; r < ranks; r++) {
       int[] rows = NativeKernels.hostNodeRows(ids[r], wl.tokens[r], k, c.slotsPerRank(), ranks, c.localRanks());
-      announced[r] = Arrays.copyOf(totals[r], c.slots() + ranks + nodes);
-      System.arraycopy(rows, wl.tokens[r] * nodes, announced[r], c.slots() + ranks, nodes);
+      // as LayoutPhase reads them back: counts, the routing's verdict (-1: none), tokens per node
+      int nb = c.slots() + ranks;
+      int[] read = Arrays.copyOf(totals[r], nb + 1 + nodes);
+      read[nb] = -1;
+      System.arraycopy(rows, wl.tokens[r] * nodes, read, nb + 1, nodes);
+      announced[r] = RelayPath.announced(read, nb, nodes);
     }
     return new Case(wl, c, ids, pairPos, totals, new WorldCounts(wl.tokens.clone(), announced, c.slotsPerRank()));
   }
