@@ -15,6 +15,48 @@ import io.moeyard.engine.transport.Transport;
  * <p>Owns its two events (created at construction, destroyed by {@link #close()}).
  */
 final class PeerCopyChannel implements DeviceChannel {
+
+  /** The CUDA calls the channel makes: {@link #CUDA}, or a stand-in in host tests. */
+  interface Device {
+    long eventCreate();
+
+    void eventDestroy(long event);
+
+    void eventRecord(long event, long stream);
+
+    void streamWaitEvent(long stream, long event);
+
+    void copy(long dst, long src, long bytes, long stream);
+  }
+
+  static final Device CUDA = new Device() {
+    @Override
+    public long eventCreate() {
+      return NativeKernels.eventCreate(false);
+    }
+
+    @Override
+    public void eventDestroy(long event) {
+      NativeKernels.eventDestroy(event);
+    }
+
+    @Override
+    public void eventRecord(long event, long stream) {
+      NativeKernels.eventRecord(event, stream);
+    }
+
+    @Override
+    public void streamWaitEvent(long stream, long event) {
+      NativeKernels.streamWaitEvent(stream, event);
+    }
+
+    @Override
+    public void copy(long dst, long src, long bytes, long stream) {
+      NativeKernels.copyDeviceToDeviceAsync(dst, src, bytes, stream);
+    }
+  };
+
+  private final Device cuda;
   private final Transport transport;
   private final int rank;
   private final int ranks;
@@ -25,14 +67,19 @@ final class PeerCopyChannel implements DeviceChannel {
   private record Posted(String problem, long[] sendAddress, long[] sendBytes, long[] recvBytes, long filled, long copied) {}
 
   PeerCopyChannel(Transport transport) {
+    this(transport, CUDA);
+  }
+
+  PeerCopyChannel(Transport transport, Device cuda) {
+    this.cuda = cuda;
     this.transport = transport;
     this.rank = transport.rank();
     this.ranks = transport.size();
-    this.filled = NativeKernels.eventCreate(false);
+    this.filled = cuda.eventCreate();
     try {
-      this.copied = NativeKernels.eventCreate(false);
+      this.copied = cuda.eventCreate();
     } catch (RuntimeException e) {
-      NativeKernels.eventDestroy(filled);
+      cuda.eventDestroy(filled);
       throw e;
     }
   }
@@ -42,7 +89,7 @@ final class PeerCopyChannel implements DeviceChannel {
     if (filled == 0) throw new IllegalStateException("rank " + rank + ": the peer-copy channel is closed");
     String problem = DeviceChannel.badSide("send", sendAddress, sendBytes, ranks);
     if (problem == null) problem = DeviceChannel.badSide("receive", recvAddress, recvBytes, ranks);
-    if (problem == null) NativeKernels.eventRecord(filled, stream);
+    if (problem == null) cuda.eventRecord(filled, stream);
     Object[] all = transport.allGather(problem != null ? new Posted("rank " + rank + ": " + problem, null, null, null, 0, 0)
         : new Posted(null, sendAddress.clone(), sendBytes.clone(), recvBytes.clone(), filled, copied));
     long[][] sends = new long[ranks][];
@@ -60,13 +107,13 @@ final class PeerCopyChannel implements DeviceChannel {
       int q = (rank + 1 + i) % ranks;
       if (recvBytes[q] == 0) continue;
       Posted from = (Posted) all[q];
-      NativeKernels.streamWaitEvent(stream, from.filled());
-      NativeKernels.copyDeviceToDeviceAsync(recvAddress[q], from.sendAddress()[rank], recvBytes[q], stream);
+      cuda.streamWaitEvent(stream, from.filled());
+      cuda.copy(recvAddress[q], from.sendAddress()[rank], recvBytes[q], stream);
     }
-    NativeKernels.eventRecord(copied, stream);
+    cuda.eventRecord(copied, stream);
     transport.barrier(); // every receiver's event is recorded
     for (int q = 0; q < ranks; q++) {
-      if (sendBytes[q] > 0) NativeKernels.streamWaitEvent(stream, ((Posted) all[q]).copied());
+      if (sendBytes[q] > 0) cuda.streamWaitEvent(stream, ((Posted) all[q]).copied());
     }
   }
 
@@ -77,8 +124,8 @@ final class PeerCopyChannel implements DeviceChannel {
     filled = 0;
     copied = 0;
     RuntimeException err = null;
-    if (f != 0) err = Release.attempt(err, () -> NativeKernels.eventDestroy(f));
-    if (c != 0) err = Release.attempt(err, () -> NativeKernels.eventDestroy(c));
+    if (f != 0) err = Release.attempt(err, () -> cuda.eventDestroy(f));
+    if (c != 0) err = Release.attempt(err, () -> cuda.eventDestroy(c));
     if (err != null) throw err;
   }
 }
