@@ -161,6 +161,40 @@ class RelayGpuTest {
     });
   }
 
+  /**
+   * Not a benchmark: both node paths on 2 nodes x 4 ranks (a DeepSeek-like layer, 512 tokens per
+   * rank) under the CUDA-event clock, printed for the GPU run's log; only checks that times come back.
+   */
+  @Test
+  void timingsOfBothNodePathsAreReported() {
+    TestSeed seed = TestSeed.fresh();
+    seed.check(() -> {
+      Workload wl = KernelCases.random(seed.random(), 8, 4, 32, 256, 8, 7168, DType.BF16, 512, 0.0);
+      KernelShape relay = KernelCases.shape(wl, 512);
+      for (KernelShape shape : new KernelShape[] {relay,
+          KernelShape.of(relay.map(), relay.comm().withNodePath(CommConfig.NodePath.DIRECT))}) {
+        try (CudaWorld world = open(shape); DeviceWorkload eng = new DeviceWorkload(wl, 0)) {
+          world.timing(true);
+          float[][] ms = new float[2][7];
+          world.run(c -> {
+            for (int i = 0; i < 7; i++) {
+              DeviceDispatched d = c.dispatch(eng.x(c.rank()), eng.routing(c.rank()), eng.stream(c.rank()));
+              if (c.rank() == 0) ms[0][i] = world.lastDeviceMs();
+              c.combine(d, eng.y(c.rank(), d.receivedRows()), eng.out(c.rank()), eng.stream(c.rank()));
+              if (c.rank() == 0) ms[1][i] = world.lastDeviceMs();
+            }
+            return null;
+          });
+          java.util.Arrays.sort(ms[0]);
+          java.util.Arrays.sort(ms[1]);
+          assertTrue(ms[0][3] > 0 && ms[1][3] > 0, shape.comm().nodePath() + " timings " + ms[0][3] + " / " + ms[1][3]);
+          System.out.printf("timing 2 nodes x 4 ranks, node path %s: dispatch %.3f ms, combine %.3f ms (median of 7, %d short holds)%n",
+              shape.comm().nodePath(), ms[0][3], ms[1][3], world.shortHolds());
+        }
+      }
+    });
+  }
+
   // ---------------------------------------------------------------------------------------------
 
   private static CudaWorld open(KernelShape shape) {
