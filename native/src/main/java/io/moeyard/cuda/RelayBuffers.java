@@ -50,6 +50,13 @@ final class RelayBuffers {
 
   /** This dispatch: tokens of the source relayed in each slot, or -1 when it sent nothing here. */
   final int[] relayedTokens;
+  /** A call's channel arguments and staging table (host, per rank), reused by every call. */
+  final long[] sendAt;
+  final long[] sendBytes;
+  final long[] recvAt;
+  final long[] recvBytes;
+  final long[] stageRows;
+  final int[] stageRow;
 
   /** Allocates everything; on failure frees what it got and rethrows. */
   RelayBuffers(KernelShape shape, int rank, int layoutChunk) {
@@ -81,6 +88,12 @@ final class RelayBuffers {
     this.srcNodeCounts = new long[remote];
     this.relayedTokens = new int[remote];
     java.util.Arrays.fill(relayedTokens, -1);
+    this.sendAt = new long[nR];
+    this.sendBytes = new long[nR];
+    this.recvAt = new long[nR];
+    this.recvBytes = new long[nR];
+    this.stageRows = new long[nR];
+    this.stageRow = new int[nR];
     boolean ok = false;
     try {
       nodeRow = mem.alloc(4L * t * nodes);

@@ -59,10 +59,12 @@ final class RelayPath {
     store(w, r, x.address(), x.scalesAddress(), b.topkW, b.slotIds, b.pos, b.pairPos, b.pairIdx, tokens, r, 0L, 1, node * nL);
     NativeKernels.relayPack(x.address(), x.scalesAddress(), sc, b.topkIdx, b.topkW, rb.nodeRow, rb.nodeCounts, tokens, nK,
         rb.nodes, node, rowBytes, rb.sendArea, rb.slotBytes, st);
-    long[] sendAt = new long[nR];
-    long[] sendBytes = new long[nR];
-    long[] recvAt = new long[nR];
-    long[] recvBytes = new long[nR];
+    long[] sendAt = rb.sendAt;
+    long[] sendBytes = rb.sendBytes;
+    long[] recvAt = rb.recvAt;
+    long[] recvBytes = rb.recvBytes;
+    java.util.Arrays.fill(sendAt, 0L);
+    java.util.Arrays.fill(recvAt, 0L);
     messageSizes(c, w.nP, nR, nL, r, nK, rowBytes, sc, sendBytes, recvBytes);
     for (int m = 0; m < rb.nodes; m++) {
       if (m == node) continue;
@@ -178,11 +180,9 @@ final class RelayPath {
   /** Expert rank d: each received pair's partial, home (own node) or into its source's relay's staging. */
   static void combineSend(VirtualRanks w, RelayBuffers rb, long[] stagingOf, int d, DeviceRows y, WorldCounts c) {
     RankBuffers b = w.buf[d];
-    long[] stageRows = new long[w.nR];
-    int[] stageRow = new int[w.nR];
-    stageRows(c, w.nP, w.nR, rb.localRanks, d, rb.stagingPerSource, stagingOf, stageRows, stageRow);
+    stageRows(c, w.nP, w.nR, rb.localRanks, d, rb.stagingPerSource, stagingOf, rb.stageRows, rb.stageRow);
     NativeKernels.relayCombineSend(w.shape.combineCode(), y.address(), b.recvW, b.pairSrc, b.pairHome, b.pairRows,
-        c.pairs[d], w.nK, w.nH, w.partialsOf, stageRows, stageRow, w.streams[d]);
+        c.pairs[d], w.nK, w.nH, w.partialsOf, rb.stageRows, rb.stageRow, w.streams[d]);
   }
 
   /**
@@ -199,10 +199,12 @@ final class RelayPath {
     int node = rb.node;
     int code = w.shape.combineCode();
     long cb = w.shape.combineRowBytes();
-    long[] sendAt = new long[nR];
-    long[] sendBytes = new long[nR];
-    long[] recvAt = new long[nR];
-    long[] recvBytes = new long[nR];
+    long[] sendAt = rb.sendAt;
+    long[] sendBytes = rb.sendBytes;
+    long[] recvAt = rb.recvAt;
+    long[] recvBytes = rb.recvBytes;
+    java.util.Arrays.fill(sendAt, 0L);
+    java.util.Arrays.fill(recvAt, 0L);
     nodePartialSizes(c, w.nP, nR, nL, r, cb, sendBytes, recvBytes);
     for (int m = 0; m < rb.nodes; m++) {
       if (m == node) continue;
