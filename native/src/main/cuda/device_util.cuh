@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "arith.cuh"
 #include "config.cuh"
@@ -78,10 +79,19 @@ MY_HD P load_once(const P* p) {
 #endif
 }
 
+// Row r of y (rows of H elements), or r itself when the caller's rowOf gives pointers (the relay's
+// home sum reads two buffers).
+template <typename T, typename R>
+MY_HD const T* row_pointer(const T* y, R r, int H) {
+  if constexpr (std::is_pointer<R>::value) return r;
+  else return y + (long long)r * H;
+}
+
 // One warp sums n rows of H elements of T into dst, in ascending k, in float: row k is
 // y + rowOf(k) * H; with WEIGHTED each element is combine_step(acc, wOf(k), y), else add_rn(acc, y);
 // the sum is rounded once to T. Lane l handles columns l*VEC + j*32*VEC. U and A are
-// cfg::kCombineUnroll and cfg::kCombineRowsAhead outside tuning sweeps. rowOf and wOf are called
+// cfg::kCombineUnroll and cfg::kCombineRowsAhead outside tuning sweeps; rowOf may also return row
+// pointers (row_pointer). rowOf and wOf are called
 // by every lane of the warp together (they may shuffle). For each group of
 // U such columns the loads of A rows are issued before any of them is
 // added (the warp has few rows and many columns, so this is what keeps loads in flight); the adds
@@ -111,7 +121,7 @@ MY_HD void warp_sum_rows(const T* __restrict__ y, int H, int n, RowOf rowOf, Wei
 #pragma unroll
       for (int a = 0; a < A; ++a) {
         if (k0 + a < n) {
-          const T* row = y + (long long)rowOf(k0 + a) * H;
+          const T* row = row_pointer(y, rowOf(k0 + a), H);
           w[a] = WEIGHTED ? wOf(k0 + a) : 0.0f;
 #pragma unroll
           for (int u = 0; u < U; ++u)

@@ -26,14 +26,22 @@ dispatch_fused_kernel(const DispatchArgs a) {
   if (t >= a.T) return;
   const int K = a.K, S = a.S;
   const long long o = (long long)t * K;
+  long long xRow = t;
+  if (a.rowIndex != nullptr) {
+    xRow = a.rowIndex[(long long)t * a.rowStride];
+    if (xRow < 0) return;  // the whole warp: nothing of this token goes to these destinations
+  }
 
   // Lane k resolves selection k: destination rank, row, destination pointer.
   int myP = -1, myRow = -1, myD = -1;
   if (lane < K) {
     myP = a.slotIds[o + lane];
     if (myP >= 0) {
-      myD = rank_of_slot(myP, S);
-      myRow = a.rowBase[myD][a.rank * S + local_slot_of(myP, S)] + a.pos[o + lane];
+      const int d = rank_of_slot(myP, S);
+      if (d >= a.destLo && d < a.destHi) {
+        myD = d;
+        myRow = a.rowBase[myD][a.rank * S + local_slot_of(myP, S)] + a.pos[o + lane];
+      }
     }
   }
   const unsigned long long myDst =
@@ -43,7 +51,7 @@ dispatch_fused_kernel(const DispatchArgs a) {
   constexpr int U = cfg::kCopyUnroll;
   constexpr int W = cfg::kWarpSize;
   const int nvec = a.rowBytes / (int)sizeof(V);
-  const V* src = reinterpret_cast<const V*>(static_cast<const char*>(a.x) + (long long)t * a.rowBytes);
+  const V* src = reinterpret_cast<const V*>(static_cast<const char*>(a.x) + xRow * a.rowBytes);
   int base = 0;
   for (; base + U * W <= nvec; base += U * W) {
     V val[U];
@@ -69,7 +77,7 @@ dispatch_fused_kernel(const DispatchArgs a) {
 
   // FP8 scales: H/128 floats per row, copied unchanged into each destination row.
   if (a.scaleCols > 0) {
-    const float* srow = a.scales + (long long)t * a.scaleCols;
+    const float* srow = a.scales + xRow * a.scaleCols;
     for (int cb = 0; cb < a.scaleCols; cb += W) {
       const int c = cb + lane;
       const float sv = c < a.scaleCols ? __ldg(srow + c) : 0.0f;

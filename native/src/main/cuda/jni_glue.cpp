@@ -24,6 +24,7 @@
 #include "config.cuh"
 #include "index_math.cuh"
 #include "kernels.cuh"
+#include "relay_math.cuh"
 
 using namespace moeyard;
 
@@ -448,12 +449,12 @@ JNI_FN(void, recvOffsets)(JNIEnv* env, jclass, jlong totalsPtrs, jint d, jint R,
         "recv_offsets");
 }
 
-JNI_FN(void, dispatchFused)(JNIEnv* env, jclass, jlong x, jlong scales, jint scaleCols, jlong topkW,
-                            jlong slotIds, jlong pos, jlong pairPos, jlong pairIdx, jint T, jint K, jint S,
-                            jint R, jint rank, jint rowBytes, jlong recvXPtrs, jlong recvScalesPtrs,
-                            jlong recvWPtrs, jlong rowBasePtrs, jlong pairBasePtrs, jlong pairSrcPtrs,
-                            jlong pairHomePtrs, jlong pairTokenPtrs, jlong pairRowsPtrs, jlong st,
-                            jint kernels) {
+namespace {
+DispatchArgs dispatchArgs(jlong x, jlong scales, jint scaleCols, jlong topkW, jlong slotIds, jlong pos,
+                          jlong pairPos, jlong pairIdx, jint T, jint K, jint S, jint R, jint rank, jint rowBytes,
+                          jlong recvXPtrs, jlong recvScalesPtrs, jlong recvWPtrs, jlong rowBasePtrs,
+                          jlong pairBasePtrs, jlong pairSrcPtrs, jlong pairHomePtrs, jlong pairTokenPtrs,
+                          jlong pairRowsPtrs) {
   DispatchArgs a;
   a.x = ptr<const void>(x);
   a.scales = ptr<const float>(scales);
@@ -474,6 +475,19 @@ JNI_FN(void, dispatchFused)(JNIEnv* env, jclass, jlong x, jlong scales, jint sca
   a.pairHome = ptr<int* const>(pairHomePtrs);
   a.pairToken = ptr<int* const>(pairTokenPtrs);
   a.pairRows = ptr<int* const>(pairRowsPtrs);
+  return a;
+}
+}  // namespace
+
+JNI_FN(void, dispatchFused)(JNIEnv* env, jclass, jlong x, jlong scales, jint scaleCols, jlong topkW,
+                            jlong slotIds, jlong pos, jlong pairPos, jlong pairIdx, jint T, jint K, jint S,
+                            jint R, jint rank, jint rowBytes, jlong recvXPtrs, jlong recvScalesPtrs,
+                            jlong recvWPtrs, jlong rowBasePtrs, jlong pairBasePtrs, jlong pairSrcPtrs,
+                            jlong pairHomePtrs, jlong pairTokenPtrs, jlong pairRowsPtrs, jlong st,
+                            jint kernels) {
+  const DispatchArgs a = dispatchArgs(x, scales, scaleCols, topkW, slotIds, pos, pairPos, pairIdx, T, K, S, R, rank,
+                                      rowBytes, recvXPtrs, recvScalesPtrs, recvWPtrs, rowBasePtrs, pairBasePtrs,
+                                      pairSrcPtrs, pairHomePtrs, pairTokenPtrs, pairRowsPtrs);
   check(env, kernels == 1 ? launch_dispatch_fused_simple(a, stream(st)) : launch_dispatch_fused(a, stream(st)),
         "dispatch_fused");
 }
@@ -543,6 +557,103 @@ JNI_FN(void, unpermute)(JNIEnv* env, jclass, jint dtype, jlong returnY, jlong to
                               ptr<const int>(pos), ptr<const int>(slotPrefix), T, K, S, R, L, H, ptr<void>(out),
                               stream(st)),
         "unpermute");
+}
+
+// ---- the node-level path (relay.cu) ----
+
+JNI_FN(void, dispatchNode)(JNIEnv* env, jclass, jlong x, jlong scales, jint scaleCols, jlong topkW,
+                           jlong slotIds, jlong pos, jlong pairPos, jlong pairIdx, jint T, jint K, jint S,
+                           jint R, jint rank, jint rowBytes, jlong recvXPtrs, jlong recvScalesPtrs,
+                           jlong recvWPtrs, jlong rowBasePtrs, jlong pairBasePtrs, jlong pairSrcPtrs,
+                           jlong pairHomePtrs, jlong pairTokenPtrs, jlong pairRowsPtrs, jlong rowIndex,
+                           jint rowStride, jint destLo, jint destHi, jlong st) {
+  if (rowStride < 1 || destLo < 0 || destHi > R || destLo > destHi) {
+    illegal(env, "dispatchNode: row stride " + std::to_string(rowStride) + ", destinations [" + std::to_string(destLo) +
+                     ", " + std::to_string(destHi) + ") of " + std::to_string(R) + " ranks");
+    return;
+  }
+  DispatchArgs a = dispatchArgs(x, scales, scaleCols, topkW, slotIds, pos, pairPos, pairIdx, T, K, S, R, rank,
+                                rowBytes, recvXPtrs, recvScalesPtrs, recvWPtrs, rowBasePtrs, pairBasePtrs,
+                                pairSrcPtrs, pairHomePtrs, pairTokenPtrs, pairRowsPtrs);
+  a.rowIndex = ptr<const int>(rowIndex);
+  a.rowStride = rowStride;
+  a.destLo = destLo;
+  a.destHi = destHi;
+  check(env, launch_dispatch_fused(a, stream(st)), "dispatch_fused (node)");
+}
+
+JNI_FN(void, relayNodeRows)(JNIEnv* env, jclass, jlong slotIds, jint T, jint K, jint S, jint R, jint L,
+                            jlong nodeRow, jlong nodeCounts, jlong st) {
+  check(env, launch_node_rows(ptr<const int>(slotIds), T, K, S, R, L, ptr<int>(nodeRow), ptr<int>(nodeCounts),
+                              stream(st)),
+        "node_rows");
+}
+
+JNI_FN(void, relayPack)(JNIEnv* env, jclass, jlong x, jlong scales, jint scaleCols, jlong topkIdx, jlong topkW,
+                        jlong nodeRow, jlong nodeCounts, jint T, jint K, jint M, jint node, jint rowBytes,
+                        jlong sendArea, jlong slotBytes, jlong st) {
+  RelayPackArgs a;
+  a.x = ptr<const void>(x);
+  a.scales = ptr<const float>(scales);
+  a.topkIdx = ptr<const int>(topkIdx);
+  a.topkW = ptr<const float>(topkW);
+  a.nodeRow = ptr<const int>(nodeRow);
+  a.nodeCounts = ptr<const int>(nodeCounts);
+  a.T = T; a.K = K; a.M = M; a.node = node;
+  a.rowBytes = rowBytes;
+  a.scaleCols = scales == 0 ? 0 : scaleCols;
+  a.sendArea = ptr<char>(sendArea);
+  a.slotBytes = slotBytes;
+  check(env, launch_relay_pack(a, stream(st)), "relay_pack");
+}
+
+JNI_FN(void, relayCombineSend)(JNIEnv* env, jclass, jint dtype, jlong y, jlong recvW, jlong pairSrc, jlong pairHome,
+                               jlong pairRows, jint numPairs, jint K, jint H, jlong partialPtrs,
+                               jlongArray stageRowsA, jintArray stageRowA, jlong st) {
+  RelayStage stage{};
+  if (stageRowsA == nullptr || stageRowA == nullptr || env->GetArrayLength(stageRowsA) > cfg::kMaxRanks ||
+      env->GetArrayLength(stageRowA) != env->GetArrayLength(stageRowsA)) {
+    illegal(env, "relayCombineSend: one staging address and row per rank, at most " + std::to_string(cfg::kMaxRanks));
+    return;
+  }
+  const jsize n = env->GetArrayLength(stageRowsA);
+  jlong rows[cfg::kMaxRanks];
+  env->GetLongArrayRegion(stageRowsA, 0, n, rows);
+  env->GetIntArrayRegion(stageRowA, 0, n, stage.row);
+  for (jsize i = 0; i < n; ++i) stage.rows[i] = ptr<void>(rows[i]);
+  check(env, launch_relay_combine_send(dtype, ptr<const void>(y), ptr<const float>(recvW), ptr<const int>(pairSrc),
+                                       ptr<const int>(pairHome), ptr<const int>(pairRows), numPairs, K, H,
+                                       ptr<void* const>(partialPtrs), stage, stream(st)),
+        "relay_combine_send");
+}
+
+JNI_FN(void, relayNodeSum)(JNIEnv* env, jclass, jint dtype, jlong staging, jlong slotIds, jlong pairPos,
+                           jlong pairsTo, jlong nodeRow, jint T, jint K, jint S, jint R, jint L, jint m, jint H,
+                           jlong out, jlong st) {
+  RelayNodeSumArgs a;
+  a.staging = ptr<const void>(staging);
+  a.slotIds = ptr<const int>(slotIds);
+  a.pairPos = ptr<const int>(pairPos);
+  a.pairsTo = ptr<const int>(pairsTo);
+  a.nodeRow = ptr<const int>(nodeRow);
+  a.T = T; a.K = K; a.S = S; a.R = R; a.L = L; a.M = L > 0 ? R / L : 0; a.m = m; a.H = H;
+  a.out = ptr<void>(out);
+  check(env, launch_relay_node_sum(dtype, a, stream(st)), "relay_node_sum");
+}
+
+JNI_FN(void, relayHome)(JNIEnv* env, jclass, jint dtype, jlong partials, jlong nodeRecv, jlong pairOffset,
+                        jlong slotIds, jlong nodeRow, jint T, jint K, jint S, jint R, jint L, jint node, jint H,
+                        jint slotTokens, jlong out, jlong st) {
+  RelayHomeArgs a;
+  a.partials = ptr<const void>(partials);
+  a.nodeRecv = ptr<const void>(nodeRecv);
+  a.pairOffset = ptr<const int>(pairOffset);
+  a.slotIds = ptr<const int>(slotIds);
+  a.nodeRow = ptr<const int>(nodeRow);
+  a.T = T; a.K = K; a.S = S; a.R = R; a.L = L; a.M = L > 0 ? R / L : 0; a.node = node; a.H = H;
+  a.slotTokens = slotTokens;
+  a.out = ptr<void>(out);
+  check(env, launch_relay_home(dtype, a, stream(st)), "relay_home");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -827,5 +938,115 @@ JNI_FN(jbyteArray, hostCombineToken)(JNIEnv* env, jclass, jint dtype, jbyteArray
   }
   jbyteArray a = env->NewByteArray((jsize)out.size());
   if (a != nullptr && !out.empty()) env->SetByteArrayRegion(a, 0, (jsize)out.size(), out.data());
+  return a;
+}
+
+// ---- the node-level path's index math and arithmetic on the host (relay_math.cuh, host_check.cu) ----
+
+static bool relayShape(JNIEnv* env, int R, int L) {
+  if (R < 1 || R > cfg::kMaxRanks || L < 1 || R % L != 0)
+    return illegal(env, "ranks " + std::to_string(R) + " / local ranks " + std::to_string(L) + " invalid");
+  return true;
+}
+
+// nodeRow[T*M] ++ nodeCounts[M], as node_rows computes them.
+JNI_FN(jintArray, hostNodeRows)(JNIEnv* env, jclass, jintArray slotIdsA, jint T, jint K, jint S, jint R, jint L) {
+  IntArray slotIds(env, slotIdsA);
+  if (!relayShape(env, R, L) || !needLen(env, slotIds, (long long)T * K, "slotIds")) return nullptr;
+  const int M = R / L;
+  std::vector<int> out((size_t)T * M + M);
+  for (int m = 0; m < M; ++m) {
+    int j = 0;
+    for (int t = 0; t < T; ++t)
+      out[(size_t)t * M + m] = token_on_node(slotIds.get() + (long long)t * K, K, S, L, m) ? j++ : -1;
+    out[(size_t)T * M + m] = j;
+  }
+  return newIntArray(env, out);
+}
+
+// {rows at, scales at, bytes} of a message of T tokens of top-K carrying n rows.
+JNI_FN(jlongArray, hostRelayMessage)(JNIEnv* env, jclass, jint T, jint K, jint n, jint rowBytes, jint scaleCols) {
+  jlong v[3] = {msg_rows_at(T, K), msg_scales_at(T, K, n, rowBytes), msg_bytes(T, K, n, rowBytes, scaleCols)};
+  jlongArray a = env->NewLongArray(3);
+  if (a != nullptr) env->SetLongArrayRegion(a, 0, 3, v);
+  return a;
+}
+
+// The home sum's terms of a token: node, pair index (-1: a received node partial) per term; then
+// the run ends' two 32-bit halves (low, high).
+JNI_FN(jintArray, hostRelayHomeTerms)(JNIEnv* env, jclass, jlong rankMask, jint node, jint R, jint L) {
+  if (!relayShape(env, R, L)) return nullptr;
+  const unsigned long long mask = (unsigned long long)rankMask;
+  const int n = relay_home_terms(mask, node, R, L);
+  std::vector<int> out;
+  for (int k = 0; k < n; ++k) {
+    int pi;
+    out.push_back(relay_home_term(mask, node, R, L, k, &pi));
+    out.push_back(pi);
+  }
+  const unsigned long long ends = relay_home_run_ends(mask, node, R, L);
+  out.push_back((int)(ends & 0xffffffffull));
+  out.push_back((int)(ends >> 32));
+  return newIntArray(env, out);
+}
+
+// For each selection (t, k) of a relayed source: the staging row relay_node_sum reads for it on
+// node m (run_start + pairPos), where k is the token's first selection of a rank of m; else -1.
+JNI_FN(jintArray, hostRelayStagingRows)(JNIEnv* env, jclass, jintArray slotIdsA, jintArray pairPosA,
+                                        jintArray pairsToA, jint T, jint K, jint S, jint R, jint L, jint m) {
+  IntArray slotIds(env, slotIdsA), pairPos(env, pairPosA), pairsTo(env, pairsToA);
+  if (!relayShape(env, R, L) || !needLen(env, slotIds, (long long)T * K, "slotIds") ||
+      !needLen(env, pairPos, (long long)T * K, "pairPos") || !needLen(env, pairsTo, R, "pairsTo"))
+    return nullptr;
+  std::vector<int> out((size_t)T * K, -1);
+  for (int t = 0; t < T; ++t) {
+    const int* row = slotIds.get() + (long long)t * K;
+    for (int k = 0; k < K; ++k) {
+      const int p = row[k];
+      if (p < 0 || node_of_rank(rank_of_slot(p, S), L) != m || !first_of_rank(row, K, S, k)) continue;
+      out[(size_t)t * K + k] = run_start(pairsTo.get(), m, L, rank_of_slot(p, S)) + pairPos.get()[(long long)t * K + k];
+    }
+  }
+  return newIntArray(env, out);
+}
+
+// One token's relayed combine on the host (host_check.cu): y its rows grouped by pair (groups[g]
+// rows for rank groupRanks[g], ascending), w their weights, home its home rank.
+JNI_FN(jbyteArray, hostRelayCombineToken)(JNIEnv* env, jclass, jint dtype, jbyteArray yA, jfloatArray wA,
+                                          jintArray groupsA, jintArray groupRanksA, jint R, jint L, jint home,
+                                          jint H) {
+  IntArray groups(env, groupsA), groupRanks(env, groupRanksA);
+  if (groups.data == nullptr || groupRanks.data == nullptr || yA == nullptr || wA == nullptr || H < 0 ||
+      groups.len != groupRanks.len) {
+    illegal(env, "bad arguments");
+    return nullptr;
+  }
+  if (!relayShape(env, R, L)) return nullptr;
+  if (home < 0 || home >= R) { illegal(env, "home " + std::to_string(home) + " outside [0, " + std::to_string(R) + ")"); return nullptr; }
+  if (dtype != kBF16 && dtype != kFP16 && dtype != kFP32) { illegal(env, "combine dtype must be BF16, FP16 or FP32"); return nullptr; }
+  int rows = 0;
+  for (jsize g = 0; g < groups.len; ++g) {
+    const int d = groupRanks.get()[g];
+    if (d < 0 || d >= R || (g > 0 && d <= groupRanks.get()[g - 1]) || groups.get()[g] < 1 || groups.get()[g] > cfg::kWarpSize) {
+      illegal(env, "group " + std::to_string(g) + ": rank " + std::to_string(d) + ", " + std::to_string(groups.get()[g]) +
+                       " rows (ranks ascending in [0, R), 1 to 32 rows)");
+      return nullptr;
+    }
+    rows += groups.get()[g];
+  }
+  const int es = dtype == kFP32 ? 4 : 2;
+  if (env->GetArrayLength(yA) != (long long)rows * H * es || env->GetArrayLength(wA) != rows) {
+    illegal(env, "y / w sizes do not match the groups");
+    return nullptr;
+  }
+  auto aligned = [](size_t bytes) { return static_cast<jbyte*>(std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256)); };
+  std::unique_ptr<jbyte, void (*)(void*)> y(aligned((size_t)rows * H * es), std::free), out(aligned((size_t)H * es), std::free);
+  if (!y || !out) { throwJava(env, "java/lang/OutOfMemoryError", "hostRelayCombineToken"); return nullptr; }
+  if (rows > 0) env->GetByteArrayRegion(yA, 0, rows * H * es, y.get());
+  std::vector<float> w(rows);
+  if (rows > 0) env->GetFloatArrayRegion(wA, 0, rows, w.data());
+  host_relay_combine_token(dtype, y.get(), w.data(), groups.get(), groupRanks.get(), groups.len, R, L, home, H, out.get());
+  jbyteArray a = env->NewByteArray((jsize)H * es);
+  if (a != nullptr && H > 0) env->SetByteArrayRegion(a, 0, (jsize)H * es, out.get());
   return a;
 }

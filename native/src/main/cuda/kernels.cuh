@@ -69,6 +69,13 @@ struct DispatchArgs {
   int* const* pairHome;
   int* const* pairToken;
   int* const* pairRows;  // [pairs][K], ascending rows, -1 padded
+  // The node-level path: token t's row is x's row rowIndex[t * rowStride] (a relayed message's
+  // rows; -1: the token is not in it) instead of row t, and only destinations in [destLo, destHi)
+  // are stored to (one node). The defaults are the single-hop dispatch; dispatch.cu only.
+  const int* rowIndex = nullptr;
+  int rowStride = 1;
+  int destLo = 0;
+  int destHi = cfg::kMaxRanks;
 };
 cudaError_t launch_dispatch_fused(const DispatchArgs& a, cudaStream_t st);
 cudaError_t launch_dispatch_fused_simple(const DispatchArgs& a, cudaStream_t st);  // simple.cu
@@ -109,6 +116,72 @@ cudaError_t launch_combine_home_simple(int dtype, const HomeArgs& h, cudaStream_
 // for a dtype other than BF16 / FP16 / FP32.
 bool host_warp_sum_rows(int dtype, const void* y, const int* rows, const float* w, int n, int H,
                         unsigned long long runEnds, bool nodes, void* out);
+
+// ---- relay.cu: the node-level (two-hop) path on more than one node (relay_math.cuh) ----
+// nodeRow[t * M + m]: token t's row in this source's message to node m (its index among the
+// source's tokens with a pair on m), or -1; nodeCounts[m]: those tokens. M = R / L blocks.
+cudaError_t launch_node_rows(const int* slotIds, int T, int K, int S, int R, int L, int* nodeRow,
+                             int* nodeCounts, cudaStream_t st);
+// The messages of one source to every remote node m with nodeCounts[m] > 0, each in its slot of
+// sendArea (remote_slot(m, node) * slotBytes): routing, rows, FP8 scales.
+struct RelayPackArgs {
+  const void* x;
+  const float* scales;  // FP8 only, else null
+  const int* topkIdx;
+  const float* topkW;
+  const int* nodeRow;
+  const int* nodeCounts;
+  int T, K, M, node;
+  int rowBytes;
+  int scaleCols;
+  char* sendArea;
+  long long slotBytes;
+};
+cudaError_t launch_relay_pack(const RelayPackArgs& a, cudaStream_t st);
+// Where the pairs of each source rank go when not home (passed by value, per call): rows[src] the
+// staging of src's relay on this node (null: src is on this node, its pairs go home), pair i at
+// row row[src] + i.
+struct RelayStage {
+  void* rows[cfg::kMaxRanks];
+  int row[cfg::kMaxRanks];
+};
+cudaError_t launch_relay_combine_send(int dtype, const void* y, const float* recvW, const int* pairSrc,
+                                      const int* pairHome, const int* pairRows, int numPairs, int K,
+                                      int H, void* const* partialPtrs, const RelayStage& stage,
+                                      cudaStream_t st);
+// At relay of node m, for one relayed source (its recomputed layout: slotIds, pairPos, pairsTo =
+// totals + P, nodeRow): out[nodeRow[t][m]] = the node partial of token t from staging.
+struct RelayNodeSumArgs {
+  const void* staging;
+  const int* slotIds;
+  const int* pairPos;
+  const int* pairsTo;
+  const int* nodeRow;
+  int T, K, S, R, L, M, m, H;
+  void* out;
+};
+cudaError_t launch_relay_node_sum(int dtype, const RelayNodeSumArgs& a, cudaStream_t st);
+// At home (node `node`): out[t] = its own node's partials (partials, at pairOffset[t] + pair index)
+// and the node partials received from each remote node m (nodeRecv, slot remote_slot(m, node) of
+// slotTokens rows, row nodeRow[t][m]), summed in node order.
+struct RelayHomeArgs {
+  const void* partials;
+  const void* nodeRecv;
+  const int* pairOffset;
+  const int* slotIds;
+  const int* nodeRow;
+  int T, K, S, R, L, M, node, H;
+  int slotTokens;
+  void* out;
+};
+cudaError_t launch_relay_home(int dtype, const RelayHomeArgs& a, cudaStream_t st);
+// host_check.cu: one token's relayed combine on the host, lane by lane (host unit tests): pair
+// partials (weighted sums of rows), the node partial of every remote node from its ranks' partials,
+// then the home sum of the own node's partials and the node partials in node order. rows: the
+// token's rows grouped by pair (groups[g] rows of destination rank groupRanks[g], ascending).
+bool host_relay_combine_token(int dtype, const void* y, const float* w, const int* groups,
+                              const int* groupRanks, int nGroups, int R, int L, int home, int H,
+                              void* out);
 
 // ---- baseline.cu (unfused, Megatron alltoall style) ----
 cudaError_t launch_permute(const void* x, const float* scales, int scaleCols, const float* topkW,

@@ -90,6 +90,8 @@ dispatch_fused_kernel(const DispatchArgs a) {
 }  // namespace
 
 cudaError_t launch_dispatch_fused_simple(const DispatchArgs& a, cudaStream_t st) {
+  // the node-level path's row index and destination range are the tuned kernel's only
+  if (a.rowIndex != nullptr || a.destLo != 0 || a.destHi < a.R) return cudaErrorInvalidValue;
   if (a.T == 0) return cudaSuccess;
   if (a.K > cfg::kMaxTopk || a.K < 1) return cudaErrorInvalidValue;
   const int blocks = blocks_for_warps(a.T);

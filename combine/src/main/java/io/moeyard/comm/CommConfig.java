@@ -19,10 +19,9 @@ import java.util.Objects;
  * @param chunkPairs pipelining granularity of the CPU backend ({@link DispatchOptions})
  * @param variant {@link Variant#FUSED} (the product) or {@link Variant#UNFUSED} (the baseline it is
  *     measured against)
- * @param nodePath how the fused path of the cpu backend crosses nodes when the topology has more
- *     than one: {@link NodePath#RELAY} (the default) or {@link NodePath#DIRECT}; on one node both
- *     are the same path, and the unfused baseline (and, for now, the cuda backend) always sends
- *     direct
+ * @param nodePath how the fused path (cpu and cuda backends) crosses nodes when the topology has
+ *     more than one: {@link NodePath#RELAY} (the default) or {@link NodePath#DIRECT}; on one node
+ *     both are the same path, and the unfused baseline always sends direct
  */
 public record CommConfig(
     int maxTokens, int hidden, int topk, DType dispatchType, DType combineType, int receiveRows, int chunkPairs,

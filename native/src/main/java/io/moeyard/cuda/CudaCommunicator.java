@@ -68,6 +68,11 @@ public final class CudaCommunicator implements Communicator {
   private long stOut;
   private Arena hostArena;
   private RowBuffer hostReceive;
+  /** The node-level path's device memory and cross-node channel; null unless nodePath RELAY on more than one node. */
+  private final RelayBuffers relay;
+  private final DeviceChannel channel;
+  /** Every rank's relay staging (device addresses), looked up on first use: the ranks share this process. */
+  private long[] stagingOf;
 
   CudaCommunicator(CudaWorld world, Transport transport) {
     this.world = world;
@@ -83,6 +88,35 @@ public final class CudaCommunicator implements Communicator {
     // communicators at the same point of the world's construction)
     this.shufflePeer = transport.sharesAddressSpace() ? null
         : transport.peerMemory(PeerMemory.rowsBytes(ShuffledCombine.homeRows(shape.comm()), shape.hidden(), shape.combineType()));
+    // the relay finds its peers' staging through the world's other communicators and copies out of
+    // their memory: virtual ranks only so far (one rank per process sends direct)
+    if (shape.comm().nodePath() == CommConfig.NodePath.RELAY && shape.localRanks() < shape.ranks() && w.me < 0) {
+      this.relay = new RelayBuffers(shape, rank, NativeKernels.limits()[3]); // cfg::kLayoutChunkTokens
+      DeviceChannel ch = null;
+      try {
+        ch = new PeerCopyChannel(transport);
+      } finally {
+        if (ch == null) relay.close();
+      }
+      this.channel = ch;
+    } else {
+      this.relay = null;
+      this.channel = null;
+    }
+  }
+
+  /** The node relay's buffers of this rank (null when it does not relay). */
+  RelayBuffers relayBuffers() {
+    return relay;
+  }
+
+  private long[] stagingOf() {
+    if (stagingOf == null) {
+      long[] s = new long[w.nR];
+      for (int q = 0; q < s.length; q++) s[q] = world.communicator(q).relayBuffers().staging;
+      stagingOf = s;
+    }
+    return stagingOf;
   }
 
   @Override
@@ -262,10 +296,13 @@ public final class CudaCommunicator implements Communicator {
         NativeKernels.copyDeviceToDeviceAsync(b.topkIdx, routing.idxAddress(), routing.bytes(), st);
         NativeKernels.copyDeviceToDeviceAsync(b.topkW, routing.weightsAddress(), routing.bytes(), st);
       }
-      int[] mine = LayoutPhase.run(w, rank, tokens);
+      // the node-level path also announces each rank's tokens per node (after the layout counts)
+      boolean relaying = relay != null && variant == CommConfig.Variant.FUSED;
+      int[] mine = LayoutPhase.run(w, rank, tokens, relaying ? relay : null);
       int nb = w.nP + w.nR;
       String bad = mine[nb] != -1 ? LayoutPhase.badRouting(w, rank, mine[nb]) : null;
-      Object[] all = transport.allGather(new Counts(bad, tokens, java.util.Arrays.copyOf(mine, nb)), COUNTS);
+      int[] announced = relaying ? RelayPath.announced(mine, nb, relay.nodes) : java.util.Arrays.copyOf(mine, nb);
+      Object[] all = transport.allGather(new Counts(bad, tokens, announced), COUNTS);
       throwFirst("dispatch", all, e -> ((Counts) e).problem());
       int[] tok = new int[w.nR];
       int[][] totals = new int[w.nR][];
@@ -289,7 +326,9 @@ public final class CudaCommunicator implements Communicator {
       }
       transport.barrier(); // every rank's offsets event is recorded
       startData(st, timed);
-      if (variant == CommConfig.Variant.FUSED) {
+      if (relaying) {
+        RelayPath.dispatch(w, relay, channel, rank, x, tokens, c);
+      } else if (variant == CommConfig.Variant.FUSED) {
         FusedPath.dispatch(w, rank, x, tokens, kernels);
       } else {
         UnfusedPath.dispatchSend(w, rank, x, c);
@@ -302,8 +341,10 @@ public final class CudaCommunicator implements Communicator {
       }
       finish(st, timed, stream);
       counts = c;
+      int crossed = relaying ? RelayPath.rowsSentAcrossNodes(c, w.nP, w.nR, shape.localRanks(), rank)
+          : c.rowsSentAcrossNodes(rank, shape.localRanks(), variant == CommConfig.Variant.FUSED);
       return new DeviceDispatched(this, generation, variant, recv.first(c.rows[rank]), c.slotOffsets(rank), tokens,
-          c.pairs[rank]);
+          c.pairs[rank], crossed);
     } catch (RuntimeException e) {
       abortOthers(e);
       throw e;
@@ -334,13 +375,18 @@ public final class CudaCommunicator implements Communicator {
       NativeKernels.eventRecord(w.evStage[rank], st);
       transport.barrier();
       startData(st, timed);
-      if (variant == CommConfig.Variant.FUSED) {
+      boolean relaying = relay != null && variant == CommConfig.Variant.FUSED;
+      if (relaying) {
+        RelayPath.combineSend(w, relay, stagingOf(), rank, y, counts);
+      } else if (variant == CommConfig.Variant.FUSED) {
         FusedPath.combineSend(w, rank, y, counts.pairs[rank], kernels);
       } else {
         UnfusedPath.combineSend(w, rank, y, counts);
       }
       exchangeSends(st);
-      if (variant == CommConfig.Variant.FUSED) {
+      if (relaying) {
+        RelayPath.combineHome(w, relay, channel, rank, d.tokens(), out, counts);
+      } else if (variant == CommConfig.Variant.FUSED) {
         FusedPath.combineHome(w, rank, d.tokens(), out, kernels);
       } else {
         UnfusedPath.combineReceive(w, rank, d.tokens(), out);
@@ -640,6 +686,12 @@ public final class CudaCommunicator implements Communicator {
       shuffleArena = null;
     }
     if (shufflePeer != null) err = Release.attempt(err, shufflePeer::close);
+    if (relay != null) {
+      // peers store into the staging only within a combine, which this rank's stream waited for
+      err = Release.attempt(err, () -> w.synchronize(rank));
+      err = Release.attempt(err, channel::close);
+      err = Release.attempt(err, relay::close);
+    }
     if (err != null) throw err;
   }
 }

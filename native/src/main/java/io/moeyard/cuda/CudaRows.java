@@ -78,4 +78,9 @@ final class CudaRows implements Dispatched.Rows {
   public int tokens() {
     return device.tokens();
   }
+
+  @Override
+  public int rowsSentAcrossNodes() {
+    return device.rowsSentAcrossNodes();
+  }
 }

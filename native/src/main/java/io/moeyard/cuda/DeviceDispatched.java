@@ -18,9 +18,16 @@ public final class DeviceDispatched {
   private final int[] slotOffsets;
   private final int tokens;
   private final int pairs;
+  private final int rowsSentAcrossNodes;
 
+  /** A result whose node crossings are not counted ({@link #rowsSentAcrossNodes()} -1). */
   DeviceDispatched(Object owner, long generation, CommConfig.Variant variant, DeviceRows received, int[] slotOffsets,
       int tokens, int pairs) {
+    this(owner, generation, variant, received, slotOffsets, tokens, pairs, -1);
+  }
+
+  DeviceDispatched(Object owner, long generation, CommConfig.Variant variant, DeviceRows received, int[] slotOffsets,
+      int tokens, int pairs, int rowsSentAcrossNodes) {
     this.owner = owner;
     this.generation = generation;
     this.variant = variant;
@@ -28,6 +35,7 @@ public final class DeviceDispatched {
     this.slotOffsets = slotOffsets;
     this.tokens = tokens;
     this.pairs = pairs;
+    this.rowsSentAcrossNodes = rowsSentAcrossNodes;
   }
 
   /** The received rows: {@link #receivedRows()} rows (and FP8 scales) in device memory. */
@@ -61,5 +69,15 @@ public final class DeviceDispatched {
   /** Token-rank pairs received (rows that crossed to this rank, one per source token). */
   public int receivedPairs() {
     return pairs;
+  }
+
+  /**
+   * Rows this rank sent across a node boundary in this dispatch, on the path it took: one per
+   * (token, remote node) it has a pair on through the node relay; one per token-rank pair with a
+   * rank on another node on the single-hop fused path; one per selection of a slot on another node
+   * on the unfused path (it sends a row per selection).
+   */
+  public int rowsSentAcrossNodes() {
+    return rowsSentAcrossNodes;
   }
 }

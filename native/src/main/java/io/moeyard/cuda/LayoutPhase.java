@@ -15,6 +15,15 @@ final class LayoutPhase {
    * check's first bad flat index ({@code -1}: none).
    */
   static int[] run(VirtualRanks w, int r, int tokens) {
+    return run(w, r, tokens, null);
+  }
+
+  /**
+   * As {@link #run(VirtualRanks, int, int)}; with {@code relay} (the node-level path) also the
+   * tokens' rows in each node's message and tokens per node, read back in the same wait and
+   * appended ({@code nodes} more ints).
+   */
+  static int[] run(VirtualRanks w, int r, int tokens, RelayBuffers relay) {
     KernelShape shape = w.shape;
     int nS = w.nS;
     int nP = w.nP;
@@ -31,11 +40,15 @@ final class LayoutPhase {
         b.chunkPairBase, b.pairOffset, st);
     NativeKernels.layoutPositions(b.slotIds, tokens, nK, nS, nP, nR, b.chunkBase, b.chunkPairBase,
         b.pos, b.pairPos, b.pairIdx, b.inRank, b.pairOffset, st);
+    if (relay != null) {
+      NativeKernels.relayNodeRows(b.slotIds, tokens, nK, nS, nR, relay.localRanks, relay.nodeRow, relay.nodeCounts, st);
+    }
     // the read-back: the copy below is synchronous on the legacy stream, which does not wait for
     // this non-blocking stream, so the stream is waited for first
     w.synchronize(r);
-    int[] counts = new int[nb + 1];
+    int[] counts = new int[nb + 1 + (relay != null ? relay.nodes : 0)];
     NativeKernels.intsFromDevice(b.totals, counts, 0, nb + 1);
+    if (relay != null) NativeKernels.intsFromDevice(relay.nodeCounts, counts, nb + 1, relay.nodes);
     return counts;
   }
 

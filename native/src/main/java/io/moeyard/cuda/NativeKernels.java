@@ -212,6 +212,47 @@ public final class NativeKernels {
       int dtype, long returnY, long topkWeights, long slotIds, long pos, long slotPrefix,
       int tokens, int topk, int slotsPerRank, int ranks, int localRanks, int hidden, long out, long stream);
 
+  // ---- the node-level path (relay.cu; RelayPath) ----
+  /**
+   * The fused dispatch kernel for the node-level path: token t's row is {@code x}'s row
+   * {@code rowIndex[t * rowStride]} (a relayed message's rows; -1: skip the token; 0 = row t), and
+   * only destinations in {@code [destLo, destHi)} are stored to. Always the tuned kernel.
+   */
+  public static native void dispatchNode(
+      long x, long scales, int scaleCols, long topkWeights, long slotIds, long pos, long pairPos,
+      long pairIdx, int tokens, int topk, int slotsPerRank, int ranks, int rank, int rowBytes,
+      long recvXPtrs, long recvScalesPtrs, long recvWeightsPtrs, long rowBasePtrs,
+      long pairBasePtrs, long pairSrcPtrs, long pairHomePtrs, long pairTokenPtrs,
+      long pairRowsPtrs, long rowIndex, int rowStride, int destLo, int destHi, long stream);
+
+  /** {@code nodeRow[t * nodes + m]}: token t's row in the message to node m, or -1; {@code nodeCounts[m]}. */
+  public static native void relayNodeRows(
+      long slotIds, int tokens, int topk, int slotsPerRank, int ranks, int localRanks, long nodeRow,
+      long nodeCounts, long stream);
+
+  /** The messages to every remote node with rows, each in its slot of {@code sendArea}. */
+  public static native void relayPack(
+      long x, long scales, int scaleCols, long topkIdx, long topkWeights, long nodeRow, long nodeCounts,
+      int tokens, int topk, int nodes, int node, int rowBytes, long sendArea, long slotBytes, long stream);
+
+  /**
+   * The fused combine's pair sums; a pair of source {@code src} with {@code stageRows[src] != 0}
+   * goes to that staging (row {@code stageRow[src] + i}) instead of home.
+   */
+  public static native void relayCombineSend(
+      int dtype, long y, long recvWeights, long pairSrc, long pairHome, long pairRows, int numPairs,
+      int topk, int hidden, long partialPtrs, long[] stageRows, int[] stageRow, long stream);
+
+  /** At a relay on node m: one node partial per token of a relayed source with a pair on m. */
+  public static native void relayNodeSum(
+      int dtype, long staging, long slotIds, long pairPos, long pairsTo, long nodeRow, int tokens, int topk,
+      int slotsPerRank, int ranks, int localRanks, int m, int hidden, long out, long stream);
+
+  /** At home: own node's partials and the received node partials, summed in node order. */
+  public static native void relayHome(
+      int dtype, long partials, long nodeRecv, long pairOffset, long slotIds, long nodeRow, int tokens, int topk,
+      int slotsPerRank, int ranks, int localRanks, int node, int hidden, int slotTokens, long out, long stream);
+
   // ---- host index math (no GPU needed) ----
   /** Physical slot of every (t, k) of one source rank, -1 where topkIdx is -1. */
   public static native int[] hostChooseReplicas(
@@ -265,4 +306,30 @@ public final class NativeKernels {
    */
   public static native byte[] hostCombineToken(
       int dtype, byte[] y, float[] w, int[] groups, int[] groupRanks, int ranks, int localRanks, int hidden);
+
+  // ---- the node-level path's host index math and arithmetic (no GPU needed) ----
+  /** {@code nodeRow[tokens * nodes]} then {@code nodeCounts[nodes]}, as the node_rows kernel computes them. */
+  public static native int[] hostNodeRows(int[] slotIds, int tokens, int topk, int slotsPerRank, int ranks, int localRanks);
+
+  /** {rows offset, scales offset, bytes} of a message of {@code tokens} tokens carrying {@code rows} rows. */
+  public static native long[] hostRelayMessage(int tokens, int topk, int rows, int rowBytes, int scaleCols);
+
+  /**
+   * The relayed home sum's terms of a token with destination ranks {@code rankMask} at a home on
+   * {@code node}: per term its node and its pair index (-1: a node partial received from there);
+   * then the low and high 32 bits of the run ends (where a node's run ends).
+   */
+  public static native int[] hostRelayHomeTerms(long rankMask, int node, int ranks, int localRanks);
+
+  /** Per selection of a relayed source, the staging row the relay's node sum on node m reads for it, or -1. */
+  public static native int[] hostRelayStagingRows(
+      int[] slotIds, int[] pairPos, int[] pairsTo, int tokens, int topk, int slotsPerRank, int ranks, int localRanks, int m);
+
+  /**
+   * One token's combine on the node-level path with the kernels' row sums, lane by lane: rows
+   * grouped by pair as {@link #hostCombineToken}, summed per pair, per remote node (its relay's
+   * node partial), then at home {@code home} in node order. Returns the output row.
+   */
+  public static native byte[] hostRelayCombineToken(
+      int dtype, byte[] y, float[] w, int[] groups, int[] groupRanks, int ranks, int localRanks, int home, int hidden);
 }

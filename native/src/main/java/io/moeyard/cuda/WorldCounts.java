@@ -37,6 +37,23 @@ final class WorldCounts {
     }
   }
 
+  /**
+   * Rows rank q sends across a node boundary on a single-hop path: one per token-rank pair with a
+   * rank on another node when fused, one per selection of a slot on another node when not.
+   */
+  int rowsSentAcrossNodes(int q, int localRanks, boolean fused) {
+    long n = 0;
+    for (int d = 0; d < nR; d++) {
+      if (d / localRanks == q / localRanks) continue;
+      if (fused) {
+        n += totals[q][nP + d];
+      } else {
+        for (int ls = 0; ls < nS; ls++) n += totals[q][d * nS + ls];
+      }
+    }
+    return (int) Math.min(Integer.MAX_VALUE, n);
+  }
+
   /** Rows source q sends to local slot ls of destination d. */
   int count(int q, int d, int ls) {
     return totals[q][d * nS + ls];

@@ -40,6 +40,16 @@
  *       {@code cudaPointerGetAttributes}; the engine's stream comes in as a
  *       {@link io.moeyard.cuda.CudaStream} and the results go out in its order. A call allocates
  *       nothing and waits once per dispatch, for the layout counts.</li>
+ *   <li><b>Nodes: the two-hop path.</b> With more than one node and {@code nodePath RELAY} (the
+ *       default) the fused path crosses each node boundary once per (token, node):
+ *       {@code RelayPath} stores within the node directly and packs one message per
+ *       remote node for the rank of the same local index there, which recomputes the sender's
+ *       layout and makes its stores; combine sums per node on that relay and sends one row per
+ *       token and node home. The cross-node leg is a {@code DeviceChannel}, a
+ *       grouped exchange of device memory on the rank's stream: peer copies between virtual ranks
+ *       ({@code PeerCopyChannel}), grouped NCCL send / receive between processes
+ *       ({@code NcclDeviceChannel}). Its device memory is one owner's,
+ *       {@code RelayBuffers}, allocated with the communicator.</li>
  *   <li><b>One error on every rank.</b> Arguments are checked on the host, the routing on the device
  *       (its verdict travels with the counts), and every verdict is exchanged before any row moves,
  *       so a misuse on one rank fails all of them with the same message.</li>

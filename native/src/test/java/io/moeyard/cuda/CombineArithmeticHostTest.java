@@ -98,7 +98,7 @@ class CombineArithmeticHostTest {
     }
   }
 
-  private static float value(SplittableRandom rnd, int mode, DType dt) {
+  static float value(SplittableRandom rnd, int mode, DType dt) {
     return switch (mode) {
       case 0 -> rnd.nextFloat() * 4f - 2f;
       case 1 -> (float) (rnd.nextGaussian() * Math.pow(10, rnd.nextInt(9) - 4));
@@ -395,7 +395,7 @@ class CombineArithmeticHostTest {
    * Null when {@code got} (one output row of {@code dt}) holds {@code want}'s values bit for bit,
    * two NaNs counting as equal; {@code want == null} means a token routed nowhere: zeros.
    */
-  private static String firstDifference(float[] want, byte[] got, DType dt) {
+  static String firstDifference(float[] want, byte[] got, DType dt) {
     int h = got.length / dt.bytes();
     RowBuffer have = new RowBuffer(java.lang.foreign.MemorySegment.ofArray(got), 0, 1, h, dt, null);
     for (int c = 0; c < h; c++) {

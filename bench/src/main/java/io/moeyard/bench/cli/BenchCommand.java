@@ -62,7 +62,7 @@ public final class BenchCommand implements Callable<Integer> {
       + " the token's node, and the rows block counts rows that cross nodes; default 1")
   int nodes = 1;
 
-  @Option(names = "--node-path", paramLabel = "relay|direct", description = "how the fused path crosses nodes (cpu backend):"
+  @Option(names = "--node-path", paramLabel = "relay|direct", description = "how the fused path crosses nodes:"
       + " relay (default: each token once per remote node, to the rank with its local index there, which fans it out) or"
       + " direct (each token to every rank that needs it); the same path on one node")
   String nodePath = "relay";

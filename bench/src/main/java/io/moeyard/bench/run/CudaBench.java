@@ -62,7 +62,8 @@ public final class CudaBench {
     String simpleProblem;
     double[][] simpleMs = new double[2][c.iters()];
     int shortHolds;
-    try (CudaWorld world = CudaCheck.open(wl); DeviceWorkload eng = new DeviceWorkload(wl, 0)) {
+    try (CudaWorld world = CudaWorld.open(wl.map, CudaCheck.config(wl).withNodePath(c.nodePath()));
+        DeviceWorkload eng = new DeviceWorkload(wl, 0)) {
       long allBytes = 0;
       for (int p : pairs) allBytes += (long) p * dispatchRowBytes(wl);
       copyMs = world.copyMillis(allBytes, c.iters());
