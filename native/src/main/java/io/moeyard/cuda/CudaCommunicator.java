@@ -88,21 +88,65 @@ public final class CudaCommunicator implements Communicator {
     // communicators at the same point of the world's construction)
     this.shufflePeer = transport.sharesAddressSpace() ? null
         : transport.peerMemory(PeerMemory.rowsBytes(ShuffledCombine.homeRows(shape.comm()), shape.hidden(), shape.combineType()));
-    // the relay finds its peers' staging through the world's other communicators and copies out of
-    // their memory: virtual ranks only so far (one rank per process sends direct)
-    if (shape.comm().nodePath() == CommConfig.NodePath.RELAY && shape.localRanks() < shape.ranks() && w.me < 0) {
-      this.relay = new RelayBuffers(shape, rank, NativeKernels.limits()[3]); // cfg::kLayoutChunkTokens
-      DeviceChannel ch = null;
+    if (shape.comm().nodePath() == CommConfig.NodePath.RELAY && shape.localRanks() < shape.ranks()) {
+      RelayBuffers rb = null;
+      PeerCopyChannel ch = null;
       try {
-        ch = new PeerCopyChannel(transport);
-      } finally {
-        if (ch == null) relay.close();
+        try {
+          rb = RelayBuffers.allocate(shape, rank, NativeKernels.limits()[3]); // cfg::kLayoutChunkTokens
+          ch = new PeerCopyChannel(transport, PeerCopyChannel.CUDA, w.me >= 0);
+        } catch (RuntimeException e) {
+          if (w.me < 0) throw e;
+          // between processes the peers are about to meet this rank: they hear of it there
+          shareRelay(null, null, "rank " + rank + " could not set up its relay buffers: " + e.getMessage());
+        }
+        if (w.me >= 0) shareRelay(rb, ch, null);
+      } catch (RuntimeException e) {
+        if (ch != null) Release.attempt(e, ch::close);
+        if (rb != null) Release.attempt(e, rb::close);
+        throw e;
       }
+      this.relay = rb;
       this.channel = ch;
     } else {
       this.relay = null;
       this.channel = null;
     }
+  }
+
+  /** One rank per process: the peers' relay buffers mapped here (CUDA IPC, with the channel's events). */
+  private CudaIpc relayPeers;
+
+  /**
+   * Between rank processes, expert ranks store partials into the staging of their node's relay and
+   * the channel copies messages out of the senders' memory: every rank maps every peer's relay
+   * buffers and opens its channel events, and translates what peers post into its own addresses
+   * (the buffers have the same layout on every rank, so an offset from a peer's base is the same
+   * here). Fails every rank alike.
+   */
+  private void shareRelay(RelayBuffers rb, PeerCopyChannel ch, String problem) {
+    Object[] bases = transport.allGather(problem != null ? problem : (Object) rb.base);
+    for (Object o : bases) {
+      if (o instanceof String p) throw new CudaException(p);
+    }
+    long[] base = new long[bases.length];
+    for (int q = 0; q < base.length; q++) base[q] = (Long) bases[q];
+    CudaIpc ipc = CudaIpc.open(transport, rb.base, rb.bytes, ch.events());
+    ch.reach(new PeerCopyChannel.Peers() {
+      @Override
+      public long address(int peer, long posted) {
+        return peer == rank ? posted : ipc.address(peer) + (posted - base[peer]);
+      }
+
+      @Override
+      public long event(int peer, int which, long posted) {
+        return peer == rank ? posted : ipc.event(peer, which);
+      }
+    });
+    long[] s = new long[w.nR];
+    for (int q = 0; q < s.length; q++) s[q] = q == rank ? rb.staging : ipc.address(q) + (rb.staging - rb.base);
+    stagingOf = s;
+    relayPeers = ipc;
   }
 
   /** The node relay's buffers of this rank (null when it does not relay). */
@@ -689,6 +733,8 @@ public final class CudaCommunicator implements Communicator {
     if (relay != null) {
       // peers store into the staging only within a combine, which this rank's stream waited for
       err = Release.attempt(err, () -> w.synchronize(rank));
+      // between processes: unmap the peers' and wait until they unmapped this rank's
+      if (relayPeers != null) err = Release.attempt(err, relayPeers::close);
       err = Release.attempt(err, channel::close);
       err = Release.attempt(err, relay::close);
     }

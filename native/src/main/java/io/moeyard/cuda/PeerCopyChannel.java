@@ -1,6 +1,9 @@
 package io.moeyard.cuda;
 
 import io.moeyard.engine.CollectiveException;
+import io.moeyard.engine.transport.MessageCodec;
+import io.moeyard.engine.transport.MessageReader;
+import io.moeyard.engine.transport.MessageWriter;
 import io.moeyard.engine.transport.Transport;
 
 /**
@@ -11,6 +14,11 @@ import io.moeyard.engine.transport.Transport;
  * the ranks it sent to, so that its send buffers are free in its stream order once the call
  * returns (as after an NCCL send). Two host meetings per exchange: the posting and the receivers'
  * events.
+ *
+ * <p>Between the rank processes of one machine the same exchange runs on CUDA IPC: the events
+ * are interprocess ones ({@link #PeerCopyChannel(Transport, Device, boolean)}), and once the
+ * communicator has mapped its peers' memory and opened their events it says how to reach them
+ * ({@link #reach}); the posted addresses and events are then translated into this process's.
  *
  * <p>Owns its two events (created at construction, destroyed by {@link #close()}).
  */
@@ -27,7 +35,34 @@ final class PeerCopyChannel implements DeviceChannel {
     void streamWaitEvent(long stream, long event);
 
     void copy(long dst, long src, long bytes, long stream);
+
+    /** An event other processes can wait for. */
+    default long eventCreateShared() {
+      return eventCreate();
+    }
   }
+
+  /**
+   * Where a peer's posted values are, as this process addresses them: its send address, and its
+   * two events (index 0: filled, 1: copied). Virtual ranks use the posted values themselves.
+   */
+  interface Peers {
+    long address(int peer, long posted);
+
+    long event(int peer, int which, long posted);
+  }
+
+  private static final Peers SAME_PROCESS = new Peers() {
+    @Override
+    public long address(int peer, long posted) {
+      return posted;
+    }
+
+    @Override
+    public long event(int peer, int which, long posted) {
+      return posted;
+    }
+  };
 
   static final Device CUDA = new Device() {
     @Override
@@ -54,6 +89,11 @@ final class PeerCopyChannel implements DeviceChannel {
     public void copy(long dst, long src, long bytes, long stream) {
       NativeKernels.copyDeviceToDeviceAsync(dst, src, bytes, stream);
     }
+
+    @Override
+    public long eventCreateShared() {
+      return NativeKernels.eventCreateInterprocess();
+    }
   };
 
   private final Device cuda;
@@ -62,26 +102,56 @@ final class PeerCopyChannel implements DeviceChannel {
   private final int ranks;
   private long filled;
   private long copied;
+  private Peers peers = SAME_PROCESS;
 
   /** What one rank posts: its verdict on its arguments, its messages, its expectations, its events. */
   private record Posted(String problem, long[] sendAddress, long[] sendBytes, long[] recvBytes, long filled, long copied) {}
+
+  /** How {@link Posted} crosses a process boundary. */
+  private static final MessageCodec<Posted> POSTED = new MessageCodec<>() {
+    @Override
+    public void write(Posted p, MessageWriter out) {
+      out.putString(p.problem()).putLongs(p.sendAddress()).putLongs(p.sendBytes()).putLongs(p.recvBytes())
+          .putLong(p.filled()).putLong(p.copied());
+    }
+
+    @Override
+    public Posted read(MessageReader in) {
+      return new Posted(in.getString(), in.getLongs(), in.getLongs(), in.getLongs(), in.getLong(), in.getLong());
+    }
+  };
 
   PeerCopyChannel(Transport transport) {
     this(transport, CUDA);
   }
 
   PeerCopyChannel(Transport transport, Device cuda) {
+    this(transport, cuda, false);
+  }
+
+  /** With {@code shared}, its events are interprocess ones ({@link #events()}), for rank processes. */
+  PeerCopyChannel(Transport transport, Device cuda, boolean shared) {
     this.cuda = cuda;
     this.transport = transport;
     this.rank = transport.rank();
     this.ranks = transport.size();
-    this.filled = cuda.eventCreate();
+    this.filled = shared ? cuda.eventCreateShared() : cuda.eventCreate();
     try {
-      this.copied = cuda.eventCreate();
+      this.copied = shared ? cuda.eventCreateShared() : cuda.eventCreate();
     } catch (RuntimeException e) {
       cuda.eventDestroy(filled);
       throw e;
     }
+  }
+
+  /** Its two events (filled, copied), for a communicator to share with its peer processes. */
+  long[] events() {
+    return new long[] {filled, copied};
+  }
+
+  /** Between processes: how to reach the peers' posted memory and events (set once, before the first exchange). */
+  void reach(Peers p) {
+    peers = java.util.Objects.requireNonNull(p, "peers");
   }
 
   @Override
@@ -91,7 +161,7 @@ final class PeerCopyChannel implements DeviceChannel {
     if (problem == null) problem = DeviceChannel.badSide("receive", recvAddress, recvBytes, ranks);
     if (problem == null) cuda.eventRecord(filled, stream);
     Object[] all = transport.allGather(problem != null ? new Posted("rank " + rank + ": " + problem, null, null, null, 0, 0)
-        : new Posted(null, sendAddress.clone(), sendBytes.clone(), recvBytes.clone(), filled, copied));
+        : new Posted(null, sendAddress.clone(), sendBytes.clone(), recvBytes.clone(), filled, copied), POSTED);
     long[][] sends = new long[ranks][];
     long[][] recvs = new long[ranks][];
     for (int q = 0; q < ranks; q++) {
@@ -107,13 +177,13 @@ final class PeerCopyChannel implements DeviceChannel {
       int q = (rank + 1 + i) % ranks;
       if (recvBytes[q] == 0) continue;
       Posted from = (Posted) all[q];
-      cuda.streamWaitEvent(stream, from.filled());
-      cuda.copy(recvAddress[q], from.sendAddress()[rank], recvBytes[q], stream);
+      cuda.streamWaitEvent(stream, peers.event(q, 0, from.filled()));
+      cuda.copy(recvAddress[q], peers.address(q, from.sendAddress()[rank]), recvBytes[q], stream);
     }
     cuda.eventRecord(copied, stream);
     transport.barrier(); // every receiver's event is recorded
     for (int q = 0; q < ranks; q++) {
-      if (sendBytes[q] > 0) cuda.streamWaitEvent(stream, ((Posted) all[q]).copied());
+      if (sendBytes[q] > 0) cuda.streamWaitEvent(stream, peers.event(q, 1, ((Posted) all[q]).copied()));
     }
   }
 

@@ -9,9 +9,18 @@ package io.moeyard.cuda;
  * the staging of the partials its node's ranks return for it; the node partials it sends back and
  * those it receives as a home. Since every rank's tokens are at most maxTokens (checked before any
  * kernel), every slot holds whatever a call brings.
+ *
+ * <p>All of it is one allocation carved at offsets that depend only on the shape and the rank's
+ * node, so that one CUDA IPC handle shares it with the other rank processes of a machine (their
+ * staging is stored into, their messages copied out of).
  */
 final class RelayBuffers {
-  private final DeviceArena mem = new DeviceArena();
+  /** The owned slab (null while only measuring). */
+  private final DeviceArena mem;
+  /** The slab's first byte and size. */
+  final long base;
+  final long bytes;
+  private long cursor;
 
   final int nodes;
   final int node;
@@ -58,8 +67,23 @@ final class RelayBuffers {
   final long[] stageRows;
   final int[] stageRow;
 
-  /** Allocates everything; on failure frees what it got and rethrows. */
-  RelayBuffers(KernelShape shape, int rank, int layoutChunk) {
+  /** Allocates the slab (one {@code cudaMalloc}) for rank {@code rank}; freed by {@link #close()}. */
+  static RelayBuffers allocate(KernelShape shape, int rank, int layoutChunk) {
+    long bytes = new RelayBuffers(shape, rank, layoutChunk, 256, null).bytes; // offsets only: nothing touched
+    DeviceArena mem = new DeviceArena();
+    return new RelayBuffers(shape, rank, layoutChunk, mem.alloc(bytes), mem);
+  }
+
+  private long take(long n) {
+    long p = cursor;
+    cursor += align256(n);
+    return p;
+  }
+
+  private RelayBuffers(KernelShape shape, int rank, int layoutChunk, long base, DeviceArena mem) {
+    this.mem = mem;
+    this.base = base;
+    this.cursor = base;
     int nR = shape.ranks();
     int nK = shape.topk();
     int nP = shape.slots();
@@ -94,41 +118,35 @@ final class RelayBuffers {
     this.recvBytes = new long[nR];
     this.stageRows = new long[nR];
     this.stageRow = new int[nR];
-    boolean ok = false;
-    try {
-      nodeRow = mem.alloc(4L * t * nodes);
-      nodeCounts = mem.alloc(4L * nodes);
-      sendArea = mem.alloc(remote * slotBytes);
-      recvArea = mem.alloc(remote * slotBytes);
-      // one allocation per array, a 256-aligned part of it per slot (64 ranks as 64 nodes would
-      // otherwise make thousands of allocations per rank)
-      perSlot(slotIds, 4L * tk);
-      perSlot(pos, 4L * tk);
-      perSlot(pairPos, 4L * tk);
-      perSlot(pairIdx, 4L * tk);
-      perSlot(pairOffset, 4L * (t + 1));
-      perSlot(totals, 4L * nb);
-      perSlot(slotPrefix, 4L * (nP + 1));
-      perSlot(chunkPairBase, 4L * (chunks + 1));
-      perSlot(inRank, t * nR);
-      perSlot(srcNodeRow, 4L * t * nodes);
-      perSlot(srcNodeCounts, 4L * nodes);
-      chunkCounts = mem.alloc(4L * chunks * nb);
-      chunkBase = mem.alloc(4L * chunks * nb);
-      staging = mem.alloc((long) remote * stagingPerSource * cb);
-      nodeSend = mem.alloc((long) remote * slotTokens * cb);
-      nodeRecv = mem.alloc((long) remote * slotTokens * cb);
-      ok = true;
-    } finally {
-      if (!ok) mem.close();
-    }
+    nodeRow = take(4L * t * nodes);
+    nodeCounts = take(4L * nodes);
+    sendArea = take(remote * slotBytes);
+    recvArea = take(remote * slotBytes);
+    // one part per array, a 256-aligned piece of it per slot
+    perSlot(slotIds, 4L * tk);
+    perSlot(pos, 4L * tk);
+    perSlot(pairPos, 4L * tk);
+    perSlot(pairIdx, 4L * tk);
+    perSlot(pairOffset, 4L * (t + 1));
+    perSlot(totals, 4L * nb);
+    perSlot(slotPrefix, 4L * (nP + 1));
+    perSlot(chunkPairBase, 4L * (chunks + 1));
+    perSlot(inRank, t * nR);
+    perSlot(srcNodeRow, 4L * t * nodes);
+    perSlot(srcNodeCounts, 4L * nodes);
+    chunkCounts = take(4L * chunks * nb);
+    chunkBase = take(4L * chunks * nb);
+    staging = take((long) remote * stagingPerSource * cb);
+    nodeSend = take((long) remote * slotTokens * cb);
+    nodeRecv = take((long) remote * slotTokens * cb);
+    this.bytes = cursor - base;
   }
 
-  /** One allocation of {@code bytes} (rounded up to 256) per slot: {@code at[i]} is slot i's part. */
+  /** {@code bytes} (rounded up to 256) per slot, one after another: {@code at[i]} is slot i's part. */
   private void perSlot(long[] at, long bytes) {
     long stride = align256(bytes);
-    long base = mem.alloc(stride * at.length);
-    for (int i = 0; i < at.length; i++) at[i] = base + i * stride;
+    long first = take(stride * at.length);
+    for (int i = 0; i < at.length; i++) at[i] = first + i * stride;
   }
 
   /** Node m's slot on this rank's node (m != node). */
@@ -161,10 +179,11 @@ final class RelayBuffers {
 
   /** Whether {@code [address, address + bytes)} meets one of these buffers. */
   boolean overlaps(long address, long bytes) {
-    return mem.overlaps(address, bytes);
+    long end = address + Math.max(1, bytes);
+    return address < base + this.bytes && base < end;
   }
 
   void close() {
-    mem.close();
+    if (mem != null) mem.close();
   }
 }

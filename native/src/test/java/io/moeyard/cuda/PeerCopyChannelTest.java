@@ -144,6 +144,71 @@ class PeerCopyChannelTest {
     });
   }
 
+  /**
+   * Between rank processes (a process transport: the posted values cross in the channel's codec),
+   * a peer's posted address and events are its own; the channel must use what {@code reach} makes
+   * of them. Here rank a's addresses are shifted by a x 2^16 and {@code reach} shifts them back;
+   * an untranslated copy would read the wrong bytes.
+   */
+  @Test
+  void betweenProcessesPostedAddressesAndEventsAreTranslated() throws Exception {
+    int ranks = 3;
+    long shift = 1 << 16;
+    Fake dev = new Fake(ranks);
+    SplittableRandom rnd = TestSeed.fresh().random();
+    long[][] bytes = new long[ranks][ranks];
+    long[][] sendAt = new long[ranks][ranks];
+    long[][] recvAt = new long[ranks][ranks];
+    int next = 1;
+    for (int a = 0; a < ranks; a++) {
+      for (int b = 0; b < ranks; b++) {
+        bytes[a][b] = 1 + rnd.nextInt(300);
+        sendAt[a][b] = next;
+        for (int i = 0; i < bytes[a][b]; i++) dev.memory[next - 1 + i] = (byte) rnd.nextInt();
+        next += (int) bytes[a][b];
+        recvAt[b][a] = next;
+        next += (int) bytes[a][b];
+      }
+    }
+    byte[] before = dev.memory.clone();
+    List<Object> got = NativeTestSupport.ranks(ranks, r -> (w -> {
+      try (var t = io.moeyard.engine.shm.ShmTransport.open(w, java.time.Duration.ofSeconds(10))) {
+        long[] own = new long[ranks];
+        for (int q = 0; q < ranks; q++) own[q] = sendAt[r][q] + r * shift; // this rank's "own" addresses
+        long[] recvBytes = new long[ranks];
+        for (int q = 0; q < ranks; q++) recvBytes[q] = bytes[q][r];
+        PeerCopyChannel ch = new PeerCopyChannel(t, dev, true);
+        ch.reach(new PeerCopyChannel.Peers() {
+          @Override
+          public long address(int peer, long posted) {
+            return posted - peer * shift;
+          }
+
+          @Override
+          public long event(int peer, int which, long posted) {
+            return 0xF000 + 2 * peer + which; // the peer's events as opened here
+          }
+        });
+        ch.exchange(own, bytes[r].clone(), recvAt[r], recvBytes, stream(r));
+        ch.close();
+        return null;
+      }
+    }));
+    for (Object o : got) if (o instanceof RuntimeException e) throw e;
+    for (int a = 0; a < ranks; a++) {
+      for (int b = 0; b < ranks; b++) {
+        assertArrayEquals(Arrays.copyOfRange(before, (int) sendAt[a][b] - 1, (int) (sendAt[a][b] - 1 + bytes[a][b])),
+            Arrays.copyOfRange(dev.memory, (int) recvAt[b][a] - 1, (int) (recvAt[b][a] - 1 + bytes[a][b])),
+            "message " + a + " -> " + b);
+      }
+    }
+    for (int r = 0; r < ranks; r++) {
+      for (String line : dev.log.get(r)) {
+        if (line.startsWith("wait ")) assertTrue(line.startsWith("wait f0"), "rank " + r + " waits for an opened event: " + dev.log.get(r));
+      }
+    }
+  }
+
   /** Sizes that do not pair up, or a bad argument on one rank: every rank fails with one message, nothing copied. */
   @Test
   void mismatchesAndBadArgumentsFailEveryRank() {
