@@ -58,7 +58,19 @@ public final class CudaWorld implements AutoCloseable {
     }
     this.control = CpuWorld.create(shape.map().topology(), timeout);
     this.comms = new CudaCommunicator[shape.ranks()];
-    for (int r = 0; r < comms.length; r++) comms[r] = new CudaCommunicator(this, control.transport(r));
+    try {
+      for (int r = 0; r < comms.length; r++) comms[r] = new CudaCommunicator(this, control.transport(r));
+    } catch (RuntimeException e) {
+      // a communicator's own memory (its relay buffers) failed: release everything made so far
+      RuntimeException err = null;
+      for (CudaCommunicator c : comms) {
+        if (c != null) err = Release.attempt(err, c::close);
+      }
+      control.close();
+      err = clock.close(ranks.destroyStreams(ranks.releaseMemory(err)));
+      if (err != null) e.addSuppressed(err);
+      throw e;
+    }
   }
 
   /** One rank per process: this process's rank of {@code transport}'s world, peers through CUDA IPC. */
@@ -322,7 +334,13 @@ public final class CudaWorld implements AutoCloseable {
 
     @Override
     public int ownerOf(long address, long bytes) {
-      return ranks.ownerOf(address, bytes);
+      int r = ranks.ownerOf(address, bytes);
+      if (r != -1) return r;
+      for (int q = 0; q < comms.length; q++) {
+        RelayBuffers rb = comms[q] == null ? null : comms[q].relayBuffers();
+        if (rb != null && rb.overlaps(address, bytes)) return q;
+      }
+      return -1;
     }
 
     @Override

@@ -488,13 +488,9 @@ public final class BenchCommand implements Callable<Integer> {
     out.printf(Locale.ROOT, "%nverified: %s%n", res.verified() ? "yes (" + res.verifyNote() + ")" : "NO: " + res.verifyNote());
   }
 
-  /**
-   * The path the fused calls took across nodes: the config's on the cpu backend; the cuda
-   * backend sends direct.
-   */
+  /** The path the fused calls took across nodes: the config's, on both backends. */
   static String nodePathName(BenchResult res) {
     if (res.config().nodes() == 1) return "one node";
-    if (!res.backend().equals("cpu")) return "direct";
     return res.config().nodePath() == io.moeyard.comm.CommConfig.NodePath.RELAY ? "relay" : "direct";
   }
 

@@ -52,7 +52,8 @@ public final class CudaBench {
         av.device(), c.ranks(), c.tokens(), c.hidden(), c.dtype().cliName(), c.experts(), c.topk());
     Workload wl = CpuBench.workload(c);
     progress.println("running the cpu fused path once for the reference...");
-    CpuRun cpu = CpuRun.run(wl, true, c.chunk());
+    // on the node path the cuda run takes, so that the rows block counts what crossed nodes there
+    CpuRun cpu = CpuRun.run(wl, true, c.nodePath() == CommConfig.NodePath.RELAY, c.chunk());
     int[] pairs = cpu.pairs.clone();
     int[] rows = cpu.rows.clone();
     BenchResult.Rows rowStats = BenchResult.Rows.of(cpu.rowCounts[0], cpu.rowCounts[1], cpu.rowCounts[2]);

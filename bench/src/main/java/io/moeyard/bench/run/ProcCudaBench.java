@@ -53,7 +53,8 @@ public final class ProcCudaBench {
       String simpleProblem;
       int shortHolds = 0;
       quiet.println("running this rank's part of the cpu fused path (over shared memory) for the reference...");
-      try (CpuRun cpu = CpuRun.runRank(t, wl, true, false, c.chunk())) {
+      // on the node path the cuda run takes, so that the rows block counts what crossed nodes there
+      try (CpuRun cpu = CpuRun.runRank(t, wl, true, c.nodePath() == CommConfig.NodePath.RELAY, c.chunk())) {
         Object[] figures = t.allGather(new long[] {cpu.pairs[r], cpu.rows[r], cpu.rowCounts[0][r], cpu.rowCounts[1][r],
             cpu.rowCounts[2][r]});
         for (int q = 0; q < n; q++) {
@@ -62,7 +63,7 @@ public final class ProcCudaBench {
           rows[q] = (int) f[1];
           for (int k = 0; k < 3; k++) rowCounts[k][q] = f[2 + k];
         }
-        try (CudaWorld world = CudaWorld.join(t, wl.map, CudaCheck.config(wl)); DeviceWorkload eng = new DeviceWorkload(wl, 0, r)) {
+        try (CudaWorld world = CudaWorld.join(t, wl.map, CudaCheck.config(wl).withNodePath(c.nodePath())); DeviceWorkload eng = new DeviceWorkload(wl, 0, r)) {
           CudaCommunicator comm = world.communicator();
           if (r == 0) {
             long allBytes = 0;
