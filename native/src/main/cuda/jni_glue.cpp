@@ -315,6 +315,11 @@ JNI_FN(void, checkRouting)(JNIEnv* env, jclass, jlong topkIdx, jlong topkWeights
         "check_routing");
 }
 
+// A synchronous copy between any two addresses (device memory, or host memory such as a Java
+// MemorySegment's), the direction inferred from the addresses (unified addressing).
+JNI_FN(void, copy)(JNIEnv* env, jclass, jlong dst, jlong src, jlong bytes) {
+  if (bytes > 0) check(env, cudaMemcpy(ptr<void>(dst), ptr<void>(src), (size_t)bytes, cudaMemcpyDefault), "cudaMemcpy(Default)");
+}
 JNI_FN(void, copyDeviceToDeviceAsync)(JNIEnv* env, jclass, jlong dst, jlong src, jlong bytes, jlong st) {
   if (bytes > 0)
     check(env, cudaMemcpyAsync(ptr<void>(dst), ptr<void>(src), (size_t)bytes, cudaMemcpyDeviceToDevice, stream(st)),

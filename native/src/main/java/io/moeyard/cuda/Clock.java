@@ -37,9 +37,7 @@ final class Clock {
   /** Rank 0: the start event on its stream, after every event of {@code after} and the hold. */
   void start(long[] after) {
     long st = ranks.streams[0];
-    for (long e : after) {
-      NativeKernels.streamWaitEvent(st, e);
-    }
+    VirtualRanks.waitAll(st, after);
     NativeKernels.hold(HOLD_NS, st);
     NativeKernels.eventRecord(evStart, st);
     NativeKernels.eventRecord(ranks.evGate[0], st);
@@ -57,9 +55,7 @@ final class Clock {
     if (NativeKernels.eventQuery(evStart)) {
       shortHolds++;
     }
-    for (int r = 0; r < ranks.nR; r++) {
-      NativeKernels.streamWaitEvent(ranks.streams[0], ranks.evDone[r]);
-    }
+    VirtualRanks.waitAll(ranks.streams[0], ranks.evDone);
     NativeKernels.eventRecord(evEnd, ranks.streams[0]);
   }
 

@@ -86,7 +86,7 @@ public final class CudaCommunicator implements Communicator {
     // between processes the shuffled combine's home rows must be memory the targets can read: a
     // shared-memory file, sized here because making one is a collective (the ranks build their
     // communicators at the same point of the world's construction)
-    this.shufflePeer = transport.sharesAddressSpace() ? null
+    this.shufflePeer = transport.sharesAddressSpace() || !transport.peerStores() ? null
         : transport.peerMemory(PeerMemory.rowsBytes(ShuffledCombine.homeRows(shape.comm()), shape.hidden(), shape.combineType()));
     if (shape.comm().nodePath() == CommConfig.NodePath.RELAY && shape.localRanks() < shape.ranks()) {
       RelayBuffers rb = null;
@@ -107,10 +107,29 @@ public final class CudaCommunicator implements Communicator {
         throw e;
       }
       this.relay = rb;
-      this.channel = ch;
+      this.channel = w.machines ? between(ch, rb) : ch;
     } else {
       this.relay = null;
       this.channel = null;
+    }
+  }
+
+  /**
+   * Ranks on more than one machine: peer copies within this machine, the world's leg (NCCL, or
+   * host staging) to the others, sized for the largest message (a dispatch message of maxTokens
+   * tokens, or their node partials).
+   */
+  private DeviceChannel between(PeerCopyChannel near, RelayBuffers rb) {
+    boolean[] far = new boolean[w.nR];
+    for (int q = 0; q < far.length; q++) far[q] = !w.reach[q];
+    long max = Math.max(rb.slotBytes, (long) rb.slotTokens * shape.combineRowBytes());
+    try {
+      return new SplitChannel(near, world.leg.open(transport, far, max, w), w.reach);
+    } catch (RuntimeException e) {
+      if (relayPeers != null) Release.attempt(e, relayPeers::close);
+      Release.attempt(e, near::close);
+      Release.attempt(e, rb::close);
+      throw e;
     }
   }
 
@@ -131,7 +150,7 @@ public final class CudaCommunicator implements Communicator {
     }
     long[] base = new long[bases.length];
     for (int q = 0; q < base.length; q++) base[q] = (Long) bases[q];
-    CudaIpc ipc = CudaIpc.open(transport, rb.base, rb.bytes, ch.events());
+    CudaIpc ipc = CudaIpc.open(transport, rb.base, rb.bytes, ch.events(), w.reach);
     ch.reach(new PeerCopyChannel.Peers() {
       @Override
       public long address(int peer, long posted) {
@@ -144,7 +163,8 @@ public final class CudaCommunicator implements Communicator {
       }
     });
     long[] s = new long[w.nR];
-    for (int q = 0; q < s.length; q++) s[q] = q == rank ? rb.staging : ipc.address(q) + (rb.staging - rb.base);
+    // relays are on this rank's node, so within reach; the others' entries are never read
+    for (int q = 0; q < s.length; q++) s[q] = q == rank ? rb.staging : w.reach[q] ? ipc.address(q) + (rb.staging - rb.base) : 0L;
     stagingOf = s;
     relayPeers = ipc;
   }
@@ -313,6 +333,7 @@ public final class CudaCommunicator implements Communicator {
     boolean viaOwn = into != null && w.me >= 0;
     if (viaOwn) capacity = Math.min(capacity, ownReceive.rows());
     Switches mySwitches = switches();
+    if (problem == null) problem = acrossMachines(mySwitches);
     Object[] entries = transport.allGather(problem != null ? new Entry(problem, 0, 0, 0, false, mySwitches)
         : new Entry(null, recv.address(), recv.scalesAddress(), capacity, into == null && capacity == recv.rows(), mySwitches),
         ENTRY);
@@ -361,6 +382,7 @@ public final class CudaCommunicator implements Communicator {
         String p = CallChecks.receive(d, c.rows[d], c.pairs[d], e.capacity(), e.own(), w.buf[d].receivePairs);
         if (p != null) throw new CollectiveException("dispatch: " + p);
       }
+      w.uploadTotals(totals);
       LayoutPhase.offsets(w, rank);
       if (variant == CommConfig.Variant.FUSED && w.me < 0) {
         for (int d = 0; d < w.nR; d++) {
@@ -402,6 +424,7 @@ public final class CudaCommunicator implements Communicator {
     String problem = hostPath ? hostProblem
         : CallChecks.combine(shape, rank, closed, this, generation, variant, d, y, out, stream, world.memory);
     if (problem == null && counts == null) problem = "rank " + rank + ": no complete dispatch to combine";
+    if (problem == null) problem = acrossMachines(mySwitches);
     Object[] openings = transport.allGather(new Opening(problem, mySwitches), OPENING);
     throwFirst("combine", openings, e -> ((Opening) e).problem());
     Switches[] sw = new Switches[openings.length];
@@ -442,6 +465,20 @@ public final class CudaCommunicator implements Communicator {
     }
   }
 
+  /**
+   * What a call cannot do when the world spans machines (ranks out of reach of device stores),
+   * or null: the unfused path stores into every rank, and the device clock's events cross
+   * processes only within a machine.
+   */
+  private String acrossMachines(Switches sw) {
+    if (!w.machines) return null;
+    if (sw.variant() == CommConfig.Variant.UNFUSED) {
+      return "rank " + rank + ": the unfused path stores into every rank, and this world spans machines: use the fused variant";
+    }
+    if (sw.timed()) return "rank " + rank + ": the device clock cannot span machines: time one machine's world";
+    return null;
+  }
+
   /** The first {@code rows} rows (and FP8 scales) of {@code from} into {@code to}, on this rank's stream. */
   private void copyRows(DeviceRows from, DeviceRows to, int rows, long st) {
     NativeKernels.copyDeviceToDeviceAsync(to.address(), from.address(), (long) rows * shape.rowBytes(), st);
@@ -457,7 +494,7 @@ public final class CudaCommunicator implements Communicator {
       transport.barrier(); // the start event is recorded
       if (rank != 0) NativeKernels.streamWaitEvent(st, world.clock.startEvent());
     } else {
-      for (int q = 0; q < w.nR; q++) NativeKernels.streamWaitEvent(st, w.evStage[q]);
+      VirtualRanks.waitAll(st, w.evStage);
     }
   }
 
@@ -465,7 +502,7 @@ public final class CudaCommunicator implements Communicator {
   private void exchangeSends(long st) {
     NativeKernels.eventRecord(w.evSend[rank], st);
     transport.barrier(); // every rank's send event is recorded
-    for (int q = 0; q < w.nR; q++) NativeKernels.streamWaitEvent(st, w.evSend[q]);
+    VirtualRanks.waitAll(st, w.evSend);
   }
 
   private void finish(long st, boolean timed, CudaStream stream) {
@@ -677,6 +714,10 @@ public final class CudaCommunicator implements Communicator {
     Dispatched.Rows rows = d == null ? null : d.rowsOf(this);
     int tokens = rows instanceof CudaRows cr ? cr.device.tokens() : 0;
     String problem = rows instanceof CudaRows ? ShuffledCombine.targetProblem(rank, ranks(), tokens, config(), nextRank, into) : null;
+    if (problem == null && !transport.sharesAddressSpace() && shufflePeer == null) {
+      problem = "rank " + rank + ": a shuffled combine delivers through shared memory, which these rank processes do not have"
+          + " (ranks on more than one machine)";
+    }
     if (shuffleHome == null) {
       if (shufflePeer != null) {
         shuffleHome = shufflePeer.rows(ShuffledCombine.homeRows(config()), shape.hidden(), shape.combineType());

@@ -233,14 +233,27 @@ public final class CudaIpc implements AutoCloseable {
    * {@code NativeKernels.eventCreateInterprocess}; every rank shares as many).
    */
   public static CudaIpc open(Transport transport, long address, long bytes, long[] events) {
-    return open(Exchange.of(transport), address, bytes, events, CUDA);
+    return open(Exchange.of(transport), address, bytes, events, null, CUDA);
+  }
+
+  /**
+   * As {@link #open(Transport, long, long, long[])}, mapping only the peers {@code reach} marks (the
+   * ranks of this machine; null: all): every rank still exports, and {@link #address} and
+   * {@link #event} are 0 for the others.
+   */
+  public static CudaIpc open(Transport transport, long address, long bytes, long[] events, boolean[] reach) {
+    return open(Exchange.of(transport), address, bytes, events, reach, CUDA);
   }
 
   static CudaIpc open(ProcessWorld world, long address, long bytes, Calls calls) {
-    return open(Exchange.of(world), address, bytes, new long[0], calls);
+    return open(Exchange.of(world), address, bytes, new long[0], null, calls);
   }
 
   static CudaIpc open(Exchange world, long address, long bytes, long[] events, Calls calls) {
+    return open(world, address, bytes, events, null, calls);
+  }
+
+  static CudaIpc open(Exchange world, long address, long bytes, long[] events, boolean[] reach, Calls calls) {
     int me = world.rank();
     int n = world.size();
     int ne = events.length;
@@ -297,7 +310,7 @@ public final class CudaIpc implements AutoCloseable {
     long[][] opened = new long[n][ne];
     String failure = null;
     for (int r = 0; r < n && failure == null; r++) {
-      if (r == me) continue;
+      if (r == me || (reach != null && !reach[r])) continue;
       try {
         addresses[r] = calls.open(handles[r]);
         if (addresses[r] == 0) throw new CudaException("cudaIpcOpenMemHandle returned address 0");

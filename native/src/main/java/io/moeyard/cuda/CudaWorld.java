@@ -31,6 +31,17 @@ public final class CudaWorld implements AutoCloseable {
   final KernelShape shape;
   final VirtualRanks ranks;
   final Clock clock;
+  /**
+   * How the node-level path's messages cross between machines (null: the world is one machine):
+   * what {@link #join} chose.
+   */
+  final Leg leg;
+
+  /** Opens the channel between machines for one rank (a collective: every rank, in its communicator's construction). */
+  interface Leg {
+    DeviceChannel open(Transport transport, boolean[] far, long maxBytes, VirtualRanks ranks);
+  }
+
   /** Virtual ranks: the host meetings of the ranks' threads (null with one rank per process). */
   private final CpuWorld control;
   private final CudaCommunicator[] comms;
@@ -46,6 +57,7 @@ public final class CudaWorld implements AutoCloseable {
 
   private CudaWorld(KernelShape shape, Duration timeout) {
     this.shape = shape;
+    this.leg = null;
     this.variant = shape.comm().variant();
     NativeKernels.setDevice(0);
     this.ranks = new VirtualRanks(shape, NativeKernels.limits()[3]); // cfg::kLayoutChunkTokens
@@ -74,11 +86,12 @@ public final class CudaWorld implements AutoCloseable {
   }
 
   /** One rank per process: this process's rank of {@code transport}'s world, peers through CUDA IPC. */
-  private CudaWorld(KernelShape shape, Transport transport, Duration deviceTimeout) {
+  private CudaWorld(KernelShape shape, Transport transport, Duration deviceTimeout, boolean[] reach, Leg leg) {
     this.shape = shape;
+    this.leg = leg;
     this.variant = shape.comm().variant();
     NativeKernels.setDevice(0);
-    this.ranks = new VirtualRanks(shape, NativeKernels.limits()[3], transport, deviceTimeout);
+    this.ranks = new VirtualRanks(shape, NativeKernels.limits()[3], transport, deviceTimeout, reach);
     try {
       this.clock = new Clock(ranks);
     } catch (RuntimeException e) {
@@ -120,9 +133,15 @@ public final class CudaWorld implements AutoCloseable {
    * Joins the world of {@code transport} as its rank, one rank per process (every rank calls it;
    * ranks that are threads of one JVM use {@link #open} instead): each process allocates its own
    * rank's device memory on device 0 for {@code map} and the sizes of {@code config}, and maps its
-   * peers' through CUDA IPC, so that the fused kernels store straight into other processes'
-   * buffers; the collectives meet over {@code transport} (a process transport: shared memory on
-   * one host). The transport stays the caller's; close the world before it.
+   * machine's peers' through CUDA IPC, so that the fused kernels store straight into other
+   * processes' buffers; the collectives meet over {@code transport} (shared memory on one host, or
+   * a transport that spans machines). The transport stays the caller's; close the world before it.
+   *
+   * <p>Ranks on more than one machine (host name and boot id differ): each node must lie within
+   * one machine, the config's node path must be the relay, and only the fused variant runs (the
+   * unfused path and the device clock need every rank within reach). Messages between machines
+   * cross on an NCCL communicator of all ranks, built from a unique id that rank 0 makes (or the
+   * engine's own: {@link #join(Transport, ExpertMap, CommConfig, Duration, NcclChannel)}).
    *
    * <p>Every rank gets the same error, naming the rank at fault, when any rank cannot use CUDA
    * ({@link CudaUnavailableException}), was given a different map or config, or cannot allocate,
@@ -145,11 +164,26 @@ public final class CudaWorld implements AutoCloseable {
    * generous by default.
    */
   public static CudaWorld join(Transport transport, ExpertMap map, CommConfig config, Duration deviceTimeout) {
-    return join(transport, map, config, deviceTimeout, machine());
+    return join(transport, map, config, deviceTimeout, machine(), null);
   }
 
-  /** {@link #join} as if on {@code machine} (tests stand in for other machines). */
-  static CudaWorld join(Transport transport, ExpertMap map, CommConfig config, Duration deviceTimeout, String machine) {
+  /**
+   * As {@link #join(Transport, ExpertMap, CommConfig, Duration)} with the engine's own NCCL
+   * communicator ({@link NcclChannel#wrap}) as the node-level path's leg between machines, instead
+   * of one built from a unique id. Stays the engine's: the world does not destroy it.
+   */
+  public static CudaWorld join(Transport transport, ExpertMap map, CommConfig config, Duration deviceTimeout,
+      NcclChannel crossMachine) {
+    Objects.requireNonNull(crossMachine, "crossMachine");
+    return join(transport, map, config, deviceTimeout, machine(), (t, far, max, ranks) -> NcclDeviceChannel.engines(crossMachine));
+  }
+
+  /**
+   * {@link #join} as if on {@code machine}, crossing machines through {@code leg} (null: NCCL from
+   * a unique id sent round the transport). Tests stand in for other machines and for NCCL.
+   */
+  static CudaWorld join(Transport transport, ExpertMap map, CommConfig config, Duration deviceTimeout, String machine,
+      Leg leg) {
     Objects.requireNonNull(transport, "transport");
     Objects.requireNonNull(deviceTimeout, "deviceTimeout");
     if (deviceTimeout.isNegative() || deviceTimeout.isZero()) {
@@ -194,15 +228,64 @@ public final class CudaWorld implements AutoCloseable {
       if (!part[q][1].equals(part[0][1])) {
         throw new IllegalArgumentException("rank " + q + " joins with " + part[q][1] + ", rank 0 with " + part[0][1]);
       }
-      if (!part[q][0].equals(part[0][0])) {
-        throw new IllegalArgumentException("rank " + q + " runs on " + part[q][0] + ", rank 0 on " + part[0][0]
-            + ": the cuda backend with one rank per process reaches its peers through CUDA IPC, within one machine;"
-            + " the NCCL leg between machines is not built yet");
+    }
+    boolean[] reach = new boolean[part.length];
+    boolean machines = false;
+    for (int q = 0; q < part.length; q++) {
+      reach[q] = part[q][0].equals(part[me][0]);
+      machines |= !part[q][0].equals(part[0][0]);
+    }
+    if (machines) {
+      // stores stay within a node, and between machines only the node-level path's messages cross
+      int local = map.topology().localRanks();
+      for (int q = 0; q < part.length; q++) {
+        int first = q / local * local;
+        if (!part[q][0].equals(part[first][0])) {
+          throw new IllegalArgumentException("node " + q / local + " spans machines: rank " + first + " runs on " + part[first][0]
+              + ", rank " + q + " on " + part[q][0] + " (LOCAL_WORLD_SIZE must not exceed the ranks of one machine)");
+        }
+      }
+      if (config.nodePath() != CommConfig.NodePath.RELAY) {
+        throw new IllegalArgumentException("the ranks run on more than one machine, where only the node-level path crosses"
+            + " (one message per token and node); nodePath " + config.nodePath() + " would store across machines");
       }
     }
     if (unavailable != null) throw new CudaUnavailableException(unavailable);
-    return new CudaWorld(shape, transport, deviceTimeout);
+    return new CudaWorld(shape, transport, deviceTimeout, machines ? reach : null, !machines ? null : leg != null ? leg : NCCL_LEG);
   }
+
+  /**
+   * The default leg between machines: an NCCL communicator of all ranks from a unique id that rank
+   * 0 makes and the transport carries; every rank fails alike where NCCL is missing on any.
+   */
+  private static final Leg NCCL_LEG = (t, far, max, ranks) -> {
+    String problem = null;
+    byte[] id = null;
+    try {
+      NcclAvailability.get().require();
+      if (t.rank() == 0) id = NcclUniqueIds.make();
+    } catch (RuntimeException e) {
+      problem = "rank " + t.rank() + ": " + e.getMessage();
+    }
+    Object[] said = t.allGather(problem != null ? (Object) problem : id != null ? id : new byte[0]);
+    for (Object o : said) {
+      if (o instanceof String p) throw new CudaException("the NCCL leg between machines: " + p);
+    }
+    return new NcclDeviceChannel(NcclChannel.create((byte[]) said[0], t.size(), t.rank()));
+  };
+
+  /** The leg that stages messages through host memory and the transport ({@link HostStagedChannel}). */
+  static final Leg HOST_LEG = (t, far, max, ranks) -> new HostStagedChannel(t, new HostStagedChannel.Device() {
+    @Override
+    public void synchronize(long stream) {
+      ranks.synchronize(Math.max(0, ranks.me));
+    }
+
+    @Override
+    public void copy(long dst, long src, long bytes) {
+      NativeKernels.copy(dst, src, bytes);
+    }
+  }, far, max);
 
   private static final String UNAVAILABLE = "unavailable: ";
 

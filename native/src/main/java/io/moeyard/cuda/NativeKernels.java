@@ -75,6 +75,9 @@ public final class NativeKernels {
 
   public static native void copyDeviceToDeviceAsync(long dst, long src, long bytes, long stream);
 
+  /** Synchronous copy between any two addresses, device or host (a native MemorySegment's); the direction is inferred. */
+  public static native void copy(long dst, long src, long bytes);
+
   // Host <-> device, synchronous, in elements (off/len index the Java array).
   public static native void bytesToDevice(byte[] src, int off, int len, long dst);
 

@@ -4,14 +4,25 @@ package io.moeyard.cuda;
  * The {@link DeviceChannel} of a world whose ranks are processes, on one node or several: the
  * exchange is one NCCL group on the caller's stream ({@link NcclChannel#exchange}). NCCL cannot
  * check sizes pairwise; the node-level path computes both ends' sizes from the same announcements.
- * Owns the {@link NcclChannel} it is given (closing this closes it; an engine's communicator
- * wrapped by {@link NcclChannel#wrap} stays open, as that class says).
+ * Owns the {@link NcclChannel} it is given (closing this closes it), unless it is the engine's
+ * ({@link #engines}), which stays the engine's to close.
  */
 final class NcclDeviceChannel implements DeviceChannel {
   private final NcclChannel channel;
+  private final boolean owned;
 
   NcclDeviceChannel(NcclChannel channel) {
+    this(channel, true);
+  }
+
+  private NcclDeviceChannel(NcclChannel channel, boolean owned) {
     this.channel = java.util.Objects.requireNonNull(channel, "channel");
+    this.owned = owned;
+  }
+
+  /** Over the engine's channel, which closing this leaves open. */
+  static NcclDeviceChannel engines(NcclChannel channel) {
+    return new NcclDeviceChannel(channel, false);
   }
 
   @Override
@@ -21,6 +32,6 @@ final class NcclDeviceChannel implements DeviceChannel {
 
   @Override
   public void close() {
-    channel.close();
+    if (owned) channel.close();
   }
 }

@@ -51,6 +51,20 @@ final class VirtualRanks {
   private final CudaIpc peers;
   /** One rank per process: how long a wait for this rank's stream may take ({@link #synchronize}). */
   private final long deviceTimeoutNanos;
+  /**
+   * Which ranks this process reaches through device memory (its machine's; all for virtual ranks).
+   * The others' buffers are never addressed and their events never waited for: what crosses to
+   * them goes through the node-level path's channel.
+   */
+  final boolean[] reach;
+  /** Whether some rank is out of reach (ranks on more than one machine). */
+  final boolean machines;
+  /**
+   * With ranks out of reach: every rank's layout totals as the dispatch announced them, uploaded
+   * here (the receive offsets read every source's totals, and those of another machine cannot be
+   * read in place); 0 otherwise.
+   */
+  private final long hostTotals;
   final long mapOffsets;
   final long mapSlots;
   /** Per rank, the pointer of one of its buffers: what a kernel of rank r uses to store into rank d. */
@@ -72,7 +86,7 @@ final class VirtualRanks {
 
   /** R virtual ranks: creates every stream, event and buffer; on failure releases what it got and rethrows. */
   VirtualRanks(KernelShape shape, int layoutChunk) {
-    this(shape, layoutChunk, null, Duration.ZERO);
+    this(shape, layoutChunk, null, Duration.ZERO, null);
   }
 
   /**
@@ -80,8 +94,13 @@ final class VirtualRanks {
    * collective order): this process's rank, its peers mapped through CUDA IPC. Every rank fails
    * alike, naming the rank that could not allocate, export or map, and releases what it got.
    */
-  VirtualRanks(KernelShape shape, int layoutChunk, Transport transport, Duration deviceTimeout) {
+  VirtualRanks(KernelShape shape, int layoutChunk, Transport transport, Duration deviceTimeout, boolean[] reach) {
     this.shape = shape;
+    this.reach = new boolean[shape.ranks()];
+    for (int q = 0; q < this.reach.length; q++) this.reach[q] = reach == null || reach[q];
+    boolean out = false;
+    for (boolean b : this.reach) out |= !b;
+    this.machines = out;
     this.deviceTimeoutNanos = deviceTimeout.toNanos();
     this.me = transport == null ? -1 : transport.rank();
     this.nR = shape.ranks();
@@ -111,7 +130,11 @@ final class VirtualRanks {
       this.peers = mapped;
       mapOffsets = tables.ints(shape.csrOffsets());
       mapSlots = tables.ints(shape.csrSlots());
-      totalsOf = tableOf(b -> b.totals);
+      int nb = nP + nR;
+      hostTotals = machines ? tables.alloc(4L * nR * nb) : 0L;
+      long[] totalsAt = new long[nR];
+      for (int q = 0; q < nR; q++) totalsAt[q] = this.reach[q] ? buf[q].totals : hostTotals + 4L * q * nb;
+      totalsOf = tables.longs(totalsAt);
       for (int r = 0; r < nR; r++) {
         for (int d = 0; d < nR; d++) {
           recvXEntry[r][d] = buf[d].recvX;
@@ -168,9 +191,14 @@ final class VirtualRanks {
     for (Object v : verdicts) {
       if (v != null) throw new CudaException((String) v);
     }
-    CudaIpc ipc = CudaIpc.open(transport, buf[me].base, buf[me].bytes, shared(me));
+    CudaIpc ipc = CudaIpc.open(transport, buf[me].base, buf[me].bytes, shared(me), reach);
     for (int q = 0; q < nR; q++) {
       if (q == me) continue;
+      if (!reach[q]) {
+        // never addressed: the offsets alone, so that a stray use faults instead of hitting memory
+        buf[q] = RankBuffers.view(shape, layoutChunk, 0L);
+        continue;
+      }
       buf[q] = RankBuffers.view(shape, layoutChunk, ipc.address(q));
       if (ipc.bytes(q) != buf[me].bytes) {
         CudaException e = new CudaException("rank " + q + "'s device memory has " + ipc.bytes(q) + " bytes, rank " + me
@@ -188,6 +216,26 @@ final class VirtualRanks {
       evGate[q] = ipc.event(q, 3);
     }
     return ipc;
+  }
+
+  /**
+   * With ranks on more than one machine: uploads the totals the sources out of reach announced
+   * ({@code totals[q]}: P + R counts), before the receive offsets read them. Synchronous, after the
+   * layout's wait: the previous call's reads of these rows are done.
+   */
+  void uploadTotals(int[][] totals) {
+    if (!machines) return;
+    int nb = nP + nR;
+    for (int q = 0; q < nR; q++) {
+      if (!reach[q]) NativeKernels.intsToDevice(totals[q], 0, nb, hostTotals + 4L * q * nb);
+    }
+  }
+
+  /** {@code st} waits for each rank's {@code events} entry that this process holds (those out of reach are 0). */
+  static void waitAll(long st, long[] events) {
+    for (long e : events) {
+      if (e != 0) NativeKernels.streamWaitEvent(st, e);
+    }
   }
 
   /** Whether rank r runs in this process (has a stream here). */

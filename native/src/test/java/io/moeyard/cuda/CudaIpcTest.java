@@ -168,6 +168,38 @@ class CudaIpcTest {
     }
   }
 
+  /** With {@code reach}, a rank maps only the peers it marks (those of its machine); the others read 0. */
+  @Test
+  void onlyReachablePeersAreMapped() throws Exception {
+    int n = 4;
+    Fake[] fakes = new Fake[n];
+    for (int r = 0; r < n; r++) fakes[r] = new Fake(r, -1, -1);
+    List<Object> got = NativeTestSupport.ranks(n, r -> (w -> {
+      boolean[] reach = new boolean[n];
+      for (int q = 0; q < n; q++) reach[q] = q / 2 == r / 2; // machines {0, 1} and {2, 3}
+      try (CudaIpc ipc = CudaIpc.open(CudaIpc.Exchange.of(w), 0x100L << r, 64, new long[] {0x10_000L * (r + 1)}, reach, fakes[r])) {
+        long[] seen = new long[2 * n];
+        for (int q = 0; q < n; q++) {
+          seen[q] = ipc.address(q);
+          seen[n + q] = ipc.event(q, 0);
+        }
+        return seen;
+      }
+    }));
+    for (int r = 0; r < n; r++) {
+      long[] seen = (long[]) got.get(r);
+      for (int q = 0; q < n; q++) {
+        boolean same = q / 2 == r / 2;
+        long want = q == r ? 0x100L << r : same ? Fake.mapped(r, 0x100L << q) : 0;
+        assertEquals(want, seen[q], "rank " + r + "'s address of rank " + q);
+        assertEquals(q == r ? 0x10_000L * (r + 1) : same ? Fake.mapped(r, 0x10_000L * (q + 1)) + 1 : 0, seen[n + q],
+            "rank " + r + "'s event of rank " + q);
+      }
+      assertEquals(1, fakes[r].opened, "rank " + r + " maps its one machine peer");
+      assertTrue(fakes[r].live.isEmpty() && fakes[r].liveEvents.isEmpty(), "rank " + r + " released everything");
+    }
+  }
+
   /** Rank 1 cannot open rank 2's second event: every rank fails naming it, nothing stays open; unequal event counts fail too. */
   @Test
   void aRankThatCannotOpenAnEventFailsEveryRank() throws Exception {

@@ -68,18 +68,35 @@ class CudaWorldJoinTest {
     }
   }
 
+  /** Ranks on more than one machine: a node split between machines, or the direct path, is named on every rank. */
   @Test
-  void ranksOnAnotherMachineAreNamed() throws Exception {
-    List<Object> got = NativeTestSupport.ranks(3, r -> (w -> {
+  void ranksOnMoreThanOneMachineNeedWholeNodesAndTheRelay() throws Exception {
+    ExpertMap twoNodes = ExpertMap.trivial(new Topology(2, 2), 8);
+    // node 0 is ranks 0-1, node 1 ranks 2-3; rank 1 on machine b splits node 0
+    for (Object o : join4(twoNodes, CONFIG, r -> r == 1 || r >= 2 ? "host-b" : "host-a")) {
+      String m = assertInstanceOf(IllegalArgumentException.class, o).getMessage();
+      assertTrue(m.startsWith("node 0 spans machines: rank 0 runs on host-a, rank 1 on host-b"), m);
+    }
+    for (Object o : join4(twoNodes, CONFIG.withNodePath(CommConfig.NodePath.DIRECT), r -> r < 2 ? "host-a" : "host-b")) {
+      String m = assertInstanceOf(IllegalArgumentException.class, o).getMessage();
+      assertTrue(m.startsWith("the ranks run on more than one machine") && m.contains("DIRECT"), m);
+    }
+    if (!CudaBackend.availability().available()) {
+      // whole nodes on two machines, through the relay: accepted, so the missing GPU is what fails
+      for (Object o : join4(twoNodes, CONFIG, r -> r < 2 ? "host-a" : "host-b")) {
+        assertInstanceOf(CudaUnavailableException.class, o);
+      }
+    }
+  }
+
+  private static List<Object> join4(ExpertMap map, CommConfig config, java.util.function.IntFunction<String> machine)
+      throws Exception {
+    return NativeTestSupport.ranks(4, 2, r -> (w -> {
       try (ShmTransport t = ShmTransport.open(w, Duration.ofSeconds(10));
-          CudaWorld world = CudaWorld.join(t, map(3), CONFIG, CudaWorld.DEFAULT_DEVICE_TIMEOUT, r == 2 ? "host-b" : "host-a")) {
+          CudaWorld world = CudaWorld.join(t, map, config, CudaWorld.DEFAULT_DEVICE_TIMEOUT, machine.apply(r), null)) {
         return world;
       }
     }));
-    for (Object o : got) {
-      String m = assertInstanceOf(IllegalArgumentException.class, o).getMessage();
-      assertTrue(m.startsWith("rank 2 runs on host-b, rank 0 on host-a: "), m);
-    }
   }
 
   @Test

@@ -42,6 +42,23 @@ class CudaWorldProcessGpuTest {
   }
 
   /**
+   * Four rank processes as two pretend machines of one node each (nothing mapped between them,
+   * the node-level path's messages through host staging): every rank matches the reference, and
+   * the unfused variant is refused on every rank.
+   */
+  @org.junit.jupiter.api.Test
+  void twoPretendMachinesMatchTheReference() throws Exception {
+    long seed = TestSeed.fresh().value();
+    List<CudaIpcGpuTest.Rank> ranks = CudaIpcGpuTest.start(4, 2, CudaWorldRankMain.class.getName(), Long.toString(seed),
+        "machines");
+    String all = CudaIpcGpuTest.finish(ranks, 150);
+    for (int r = 0; r < 4; r++) {
+      assertEquals(0, ranks.get(r).process().exitValue(), "rank " + r + " failed (seed " + seed + "):\n" + all);
+      assertTrue(ranks.get(r).text().contains("cuda-world rank " + r + ": ok"), all);
+    }
+  }
+
+  /**
    * Rank 1 of 3 halts with its part of a combine still queued: ranks 0 and 2 come back within the
    * device timeout plus slack (they print whether they timed out naming rank 1 or the driver
    * released its events), and nothing hangs.

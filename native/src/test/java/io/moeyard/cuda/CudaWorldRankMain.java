@@ -27,14 +27,15 @@ import java.util.SplittableRandom;
  * Prints {@code cuda-world rank R: ok, N cases} and exits 0; a mismatch or a failure is printed and
  * exits 1; without CUDA it says so after a barrier and exits 3.
  *
- * <p>Arguments: seed, cases; or seed, {@code die}: rank 1 leaves mid-call (below, {@link #die}).
+ * <p>Arguments: seed, cases; or seed, {@code die}: rank 1 leaves mid-call (below, {@link #die});
+ * or seed, {@code machines}: each node a machine of its own ({@link #machinesCase}).
  */
 public final class CudaWorldRankMain {
   private CudaWorldRankMain() {}
 
   public static void main(String[] args) {
     long seed = Long.parseLong(args[0]);
-    int cases = args[1].equals("die") ? 0 : Integer.parseInt(args[1]);
+    int cases = args[1].equals("die") || args[1].equals("machines") ? 0 : Integer.parseInt(args[1]);
     String verdict;
     int me = -1;
     // the probe first: CUDA's start-up must not eat the rendezvous's timeout
@@ -50,6 +51,9 @@ public final class CudaWorldRankMain {
       }
       if (args[1].equals("die")) {
         verdict = die(t, seed);
+      } else if (args[1].equals("machines")) {
+        for (int i = 0; i < 4; i++) machinesCase(t, seed, i);
+        verdict = "ok, 4 cases as machines";
       } else {
         for (int i = 0; i < cases; i++) runCase(t, seed, i);
         verdict = "ok, " + cases + " cases";
@@ -99,6 +103,47 @@ public final class CudaWorldRankMain {
       }
       devicePath(world, c, wl, want, wantOut, ctx);
       shuffled(c, wl, wantOut, seed * 131 + i, ctx);
+    }
+  }
+
+  /**
+   * Case i with every node pretending to be a machine of its own: nothing is mapped between
+   * nodes, and the node-level path's messages between them go through host memory and the
+   * transport (the stand-in for NCCL, which will not take two ranks of one GPU). The fused
+   * variant on the host path and on the device path, against the reference.
+   */
+  private static void machinesCase(ShmTransport t, long seed, int i) {
+    int n = t.size();
+    int me = t.rank();
+    int local = t.topology().localRanks();
+    SplittableRandom rnd = new SplittableRandom(seed * 37 + i);
+    DType dt = DType.values()[rnd.nextInt(DType.values().length)];
+    int s = 1 + rnd.nextInt(3);
+    int experts = 1 + rnd.nextInt(n * s);
+    int k = 1 + rnd.nextInt(Math.min(experts, 8));
+    int hidden = dt == DType.FP8_E4M3 ? DType.FP8_SCALE_BLOCK : 8 + rnd.nextInt(300);
+    Workload wl = KernelCases.random(rnd, n, local, s, experts, k, hidden, dt, i == 1 ? 0 : 120, 0.1);
+    KernelShape shape = KernelCases.shape(wl, 120);
+    String ctx = "machines case " + i + " " + wl;
+    KernelCases.Expected[] want = KernelCases.dispatch(wl);
+    byte[][] wantOut = KernelCases.combine(wl);
+    try (CudaWorld world = CudaWorld.join(t, shape.map(), shape.comm(), CudaWorld.DEFAULT_DEVICE_TIMEOUT,
+        "pretend-machine-" + me / local, CudaWorld.HOST_LEG)) {
+      CudaCommunicator c = world.communicator();
+      world.useVariant(CommConfig.Variant.FUSED);
+      CudaWorldGpuTest.checkRank(c, wl, shape, want, wantOut, CommConfig.Variant.FUSED, ctx);
+      try (DeviceWorkload dw = new DeviceWorkload(wl, 0, me)) {
+        DeviceDispatched d = c.dispatch(dw.x(me), dw.routing(me), dw.stream(me));
+        c.combine(d, dw.y(me, d.receivedRows()), dw.out(me), dw.stream(me));
+        assertArrayEquals(wantOut[me], dw.outBytes(me), "device-path combine, rank " + me + " " + ctx);
+      }
+      world.useVariant(CommConfig.Variant.UNFUSED);
+      try {
+        c.dispatch(wl.x(me), wl.routing(me));
+        throw new AssertionError("the unfused path ran between machines " + ctx);
+      } catch (io.moeyard.engine.CollectiveException e) {
+        if (!e.getMessage().contains("spans machines")) throw e;
+      }
     }
   }
 

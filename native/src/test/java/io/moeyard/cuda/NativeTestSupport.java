@@ -54,6 +54,11 @@ final class NativeTestSupport {
    * thread: what its body returned, or the RuntimeException it threw; an AssertionError is rethrown.
    */
   static List<Object> ranks(int n, IntFunction<Body> body) throws Exception {
+    return ranks(n, n, body);
+  }
+
+  /** As {@link #ranks(int, IntFunction)}, the ranks on nodes of {@code perNode} (LOCAL_WORLD_SIZE). */
+  static List<Object> ranks(int n, int perNode, IntFunction<Body> body) throws Exception {
     int port;
     try (ServerSocket s = new ServerSocket(0)) {
       port = s.getLocalPort();
@@ -66,7 +71,7 @@ final class NativeTestSupport {
       for (int r = 0; r < n; r++) {
         int rank = r;
         fs.add(pool.submit(() -> {
-          try (ProcessWorld w = ProcessWorld.join(new RankEnv(rank, n, rank, n, "127.0.0.1", port), Map.of(), Duration.ofSeconds(10))) {
+          try (ProcessWorld w = ProcessWorld.join(new RankEnv(rank, n, rank % perNode, perNode, "127.0.0.1", port), Map.of(), Duration.ofSeconds(10))) {
             return body.apply(rank).run(w);
           } catch (RuntimeException | AssertionError e) {
             return e;
