@@ -176,19 +176,7 @@ class CudaWorldGpuTest {
             RowBuffer into = RowBuffer.of(MemorySegment.ofArray(new byte[(int) (Math.max(1, arriving[d]) * rowBytes)]),
                 Math.max(1, arriving[d]), wl.hidden, wl.outType);
             var a = comm.combineShuffled(got, yRows(wl, d, got.receivedRows()), next[d], into);
-            assertEquals(arriving[d], a.rows(), "arrivals on rank " + d + " " + at);
-            int i = 0;
-            for (int src = 0; src < ranks; src++) {
-              for (int t = 0; t < next[src].length; t++) {
-                if (next[src][t] != d) continue;
-                assertEquals(src, a.sourceRank(i), "arrival " + i + " source on rank " + d + " " + at);
-                assertEquals(t, a.sourceToken(i), "arrival " + i + " token on rank " + d + " " + at);
-                assertArrayEquals(Arrays.copyOfRange(want[src], (int) (t * rowBytes), (int) ((t + 1) * rowBytes)),
-                    into.segment().asSlice(i * rowBytes, rowBytes).toArray(ValueLayout.JAVA_BYTE),
-                    "arrival " + i + " (rank " + src + " token " + t + ") on rank " + d + " " + at);
-                i++;
-              }
-            }
+            checkArrivals(a, into, d, next, arriving[d], want, rowBytes, at);
             return null;
           });
           if (Arrays.stream(arriving).anyMatch(n -> n > 1)) {
@@ -203,6 +191,27 @@ class CudaWorldGpuTest {
         }
       }
     });
+  }
+
+  /**
+   * What a shuffled combine delivered to rank d: as many rows as the targets {@code next} send it,
+   * by source rank then token, each the reference's combined row ({@code want[src]}).
+   */
+  static void checkArrivals(io.moeyard.comm.Arrivals a, RowBuffer into, int d, int[][] next, int arriving, byte[][] want,
+      long rowBytes, String at) {
+    assertEquals(arriving, a.rows(), "arrivals on rank " + d + " " + at);
+    int i = 0;
+    for (int src = 0; src < next.length; src++) {
+      for (int t = 0; t < next[src].length; t++) {
+        if (next[src][t] != d) continue;
+        assertEquals(src, a.sourceRank(i), "arrival " + i + " source on rank " + d + " " + at);
+        assertEquals(t, a.sourceToken(i), "arrival " + i + " token on rank " + d + " " + at);
+        assertArrayEquals(Arrays.copyOfRange(want[src], (int) (t * rowBytes), (int) ((t + 1) * rowBytes)),
+            into.segment().asSlice(i * rowBytes, rowBytes).toArray(ValueLayout.JAVA_BYTE),
+            "arrival " + i + " (rank " + src + " token " + t + ") on rank " + d + " " + at);
+        i++;
+      }
+    }
   }
 
   /** Steady-state device-path calls allocate no device memory (cudaMemGetInfo before and after). */
@@ -389,9 +398,10 @@ class CudaWorldGpuTest {
   /**
    * One rank's host-path dispatch and combine on the world's current variant {@code v}: rows,
    * slot counts, weights, FP8 scales, pair records (fused) and the combine output equal the
-   * reference's. Also a rank process's check ({@link CudaWorldRankMain}).
+   * reference's; returns the dispatch. Also a rank process's check ({@link CudaWorldRankMain}) and
+   * the node relay's ({@link RelayGpuTest}).
    */
-  static void checkRank(CudaCommunicator comm, Workload wl, KernelShape shape, KernelCases.Expected[] want, byte[][] wantOut,
+  static Dispatched checkRank(CudaCommunicator comm, Workload wl, KernelShape shape, KernelCases.Expected[] want, byte[][] wantOut,
       CommConfig.Variant v, String ctx) {
     int scaleCols = wl.scalesPerRow();
     int d = comm.rank();
@@ -419,6 +429,7 @@ class CudaWorldGpuTest {
     RowBuffer out = RowBuffer.of(MemorySegment.ofArray(new byte[wantOut[d].length]), wl.tokens[d], wl.hidden, wl.outType);
     comm.combine(got, yRows(wl, d, got.receivedRows()), out);
     assertArrayEquals(wantOut[d], out.segment().toArray(ValueLayout.JAVA_BYTE), "combine " + at);
+    return got;
   }
 
   /** Received rows, FP8 scales, slot offsets and combine outputs per rank, as raw bytes. */

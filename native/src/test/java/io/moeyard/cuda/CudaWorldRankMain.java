@@ -12,7 +12,6 @@ import io.moeyard.engine.shm.ShmTransport;
 import io.moeyard.testkit.Workload;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.Arrays;
 import java.util.Map;
 import java.util.SplittableRandom;
 
@@ -236,18 +235,6 @@ public final class CudaWorldRankMain {
         Math.max(1, arriving), wl.hidden, wl.outType);
     Dispatched d = c.dispatch(wl.x(me), wl.routing(me));
     Arrivals a = c.combineShuffled(d, CudaWorldGpuTest.yRows(wl, me, d.receivedRows()), next[me], into);
-    assertEquals(arriving, a.rows(), "arrivals on rank " + me + " " + ctx);
-    int i = 0;
-    for (int src = 0; src < n; src++) {
-      for (int t = 0; t < next[src].length; t++) {
-        if (next[src][t] != me) continue;
-        assertEquals(src, a.sourceRank(i), "arrival " + i + " source on rank " + me + " " + ctx);
-        assertEquals(t, a.sourceToken(i), "arrival " + i + " token on rank " + me + " " + ctx);
-        assertArrayEquals(Arrays.copyOfRange(wantOut[src], (int) (t * rowBytes), (int) ((t + 1) * rowBytes)),
-            into.segment().asSlice(i * rowBytes, rowBytes).toArray(ValueLayout.JAVA_BYTE),
-            "arrival " + i + " (rank " + src + " token " + t + ") on rank " + me + " " + ctx);
-        i++;
-      }
-    }
+    CudaWorldGpuTest.checkArrivals(a, into, me, next, arriving, wantOut, rowBytes, ctx);
   }
 }

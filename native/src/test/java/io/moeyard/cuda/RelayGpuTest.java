@@ -256,7 +256,6 @@ class RelayGpuTest {
     String ctx = what + " " + wl;
     KernelCases.Expected[] want = KernelCases.dispatch(wl);
     byte[][] wantOut = KernelCases.combine(wl);
-    int scaleCols = wl.scalesPerRow();
     int local = relay.localRanks();
     for (KernelShape shape : new KernelShape[] {relay, direct}) {
       boolean relaying = shape == relay;
@@ -266,26 +265,10 @@ class RelayGpuTest {
           int c = call;
           world.run(comm -> {
             int d = comm.rank();
-            String at = shape.comm().nodePath() + " call " + c + " rank " + d + " " + ctx;
-            Dispatched got = comm.dispatch(wl.x(d), wl.routing(d));
-            assertEquals(want[d].rows(), got.receivedRows(), "rows " + at);
-            RowBuffer recv = got.received();
-            assertArrayEquals(want[d].recvX(), recv.segment().asSlice(recv.offset(), (long) got.receivedRows() * recv.rowBytes())
-                .toArray(ValueLayout.JAVA_BYTE), "recvX " + at);
-            float[] wts = new float[got.receivedRows()];
-            for (int i = 0; i < wts.length; i++) wts[i] = got.receivedWeight(i);
-            assertArrayEquals(want[d].recvWeights(), wts, "recvWeights " + at);
-            if (scaleCols > 0) {
-              assertArrayEquals(want[d].recvScales(), recv.scales().asSlice(0, 4L * got.receivedRows() * scaleCols)
-                  .toArray(ValueLayout.JAVA_FLOAT), "recvScales " + at);
-            }
-            CudaRows rows = (CudaRows) got.rowsOf(comm);
-            assertArrayEquals(want[d].pairSrc(), rows.pairSrc, "pair sources " + at);
-            assertArrayEquals(want[d].pairToken(), rows.pairToken, "pair tokens " + at);
-            assertEquals(crossings(wl.ref, d, wl.tokens[d], local, relaying), got.rowsSentAcrossNodes(), "rows across nodes " + at);
-            RowBuffer out = RowBuffer.of(MemorySegment.ofArray(new byte[wantOut[d].length]), wl.tokens[d], wl.hidden, wl.outType);
-            comm.combine(got, RowBuffer.of(MemorySegment.ofArray(wl.y[d]), got.receivedRows(), wl.hidden, wl.outType), out);
-            assertArrayEquals(wantOut[d], out.segment().toArray(ValueLayout.JAVA_BYTE), "combine " + at);
+            String at = shape.comm().nodePath() + " call " + c + " " + ctx;
+            Dispatched got = CudaWorldGpuTest.checkRank(comm, wl, shape, want, wantOut, CommConfig.Variant.FUSED, at);
+            assertEquals(crossings(wl.ref, d, wl.tokens[d], local, relaying), got.rowsSentAcrossNodes(),
+                "rows across nodes, rank " + d + " " + at);
             return null;
           });
         }

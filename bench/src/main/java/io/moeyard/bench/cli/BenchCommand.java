@@ -155,16 +155,8 @@ public final class BenchCommand implements Callable<Integer> {
         result = CpuBench.run(config, System.err);
       }
       case "cuda" -> {
-        CudaAvailability av = CudaBackend.availability();
-        if (!av.available()) {
-          System.err.println("moeyard bench: " + av.message());
-          return 3;
-        }
-        String cudaProblem = CudaBench.problem(config);
-        if (cudaProblem != null) {
-          System.err.println("moeyard bench: " + cudaProblem);
-          return 2;
-        }
+        int refused = cudaRefused(config);
+        if (refused != 0) return refused;
         if (procsRank) {
           result = io.moeyard.bench.run.ProcCudaBench.runRank(config, System.err);
           if (result == null) return 0; // rank 0 reports for all
@@ -213,6 +205,21 @@ public final class BenchCommand implements Callable<Integer> {
     return config;
   }
 
+  /** 3 (said why) where the cuda backend cannot run here, 2 where it cannot take the shape, else 0. */
+  private static int cudaRefused(BenchConfig config) {
+    CudaAvailability av = CudaBackend.availability();
+    if (!av.available()) {
+      System.err.println("moeyard bench: " + av.message());
+      return 3;
+    }
+    String cudaProblem = CudaBench.problem(config);
+    if (cudaProblem != null) {
+      System.err.println("moeyard bench: " + cudaProblem);
+      return 2;
+    }
+    return 0;
+  }
+
   /**
    * --procs N: checks the options here, then starts N rank processes of this same command line
    * (without --procs, with --ranks N) under {@link RankProcesses}; rank 0's table is this
@@ -233,17 +240,8 @@ public final class BenchCommand implements Callable<Integer> {
     BenchConfig config = checkedConfig(true); // --routing-out here, once, not by every rank
     if (config == null) return 2;
     if (backend.equalsIgnoreCase("cuda")) {
-      // said once here rather than by every rank process
-      CudaAvailability av = CudaBackend.availability();
-      if (!av.available()) {
-        System.err.println("moeyard bench: " + av.message());
-        return 3;
-      }
-      String cudaProblem = CudaBench.problem(config);
-      if (cudaProblem != null) {
-        System.err.println("moeyard bench: " + cudaProblem);
-        return 2;
-      }
+      int refused = cudaRefused(config); // said once here rather than by every rank process
+      if (refused != 0) return refused;
     }
     java.util.List<String> args = new java.util.ArrayList<>(); // the whole command line, "bench" included
     java.util.List<String> given = spec.commandLine().getParseResult().originalArgs();
