@@ -151,7 +151,7 @@ public final class CudaWorldRankMain {
 
   /**
    * A peer process that dies mid-call must not hang the others. Every rank dispatches and starts a
-   * combine on the device path; rank 1's engine stream is first held busy for 30 s, so its part of
+   * combine on the device path; rank 1's engine stream is first held busy for 8 s (longer than the 5 s device timeout), so its part of
    * the combine (and the events its peers' streams wait for) is still queued when it halts. The
    * others then wait for their own streams ({@code download}), which wait for rank 1's events: they
    * must return within the device timeout plus slack, either failing with a timeout that names
@@ -167,7 +167,7 @@ public final class CudaWorldRankMain {
         DeviceWorkload dw = new DeviceWorkload(wl, 0, me)) {
       CudaCommunicator c = world.communicator();
       DeviceDispatched d = c.dispatch(dw.x(me), dw.routing(me), dw.stream(me));
-      if (me == 1) NativeKernels.hold(30_000_000_000L, dw.stream(me).handle());
+      if (me == 1) NativeKernels.hold(8_000_000_000L, dw.stream(me).handle());
       c.combine(d, dw.y(me, d.receivedRows()), dw.out(me), dw.stream(me));
       if (me == 1) {
         System.out.println("cuda-world rank 1: leaving mid-call");
