@@ -157,7 +157,7 @@ public final class StoreTransport implements Transport, AutoCloseable {
       }
     } catch (RuntimeException e) {
       problem = e;
-      blob = refusal("rank " + me + ": " + e.getMessage());
+      blob = refusal("rank " + me + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()));
     }
     List<byte[]> all = exchange(blob);
     MessageReader[] readers = new MessageReader[all.size()];
@@ -206,21 +206,30 @@ public final class StoreTransport implements Transport, AutoCloseable {
       for (int q = 0; q < ranks; q++) {
         sendBytes[q] = send[q] == null ? 0 : send[q].byteSize();
         recvBytes[q] = recv[q] == null ? 0 : recv[q].byteSize();
+        if (recvBytes[q] > 0 && recv[q].isReadOnly()) {
+          problem = "rank " + me + ": sendRecv's receive segment for rank " + q + " is read-only";
+        }
+        if (sendBytes[q] > 0 && !send[q].scope().isAlive() || recvBytes[q] > 0 && !recv[q].scope().isAlive()) {
+          problem = "rank " + me + ": a sendRecv segment for rank " + q + " is no longer alive (its arena is closed)";
+        }
       }
     }
     long outgoing = problem == null ? outgoing(sendBytes, me) : 0;
-    byte[] first;
-    if (problem != null) {
-      first = refusal(problem);
-    } else {
+    byte[] first = null;
+    if (problem == null) {
       int piece = piece(outgoing, 0);
       int header = headerBytes(ranks);
       first = new byte[header + piece];
       ByteBuffer b = ByteBuffer.wrap(first).order(ByteOrder.LITTLE_ENDIAN).putInt(OK);
       for (long n : sendBytes) b.putLong(n);
       for (long n : recvBytes) b.putLong(n);
-      pack(send, sendBytes, me, 0, first, header, piece);
+      try {
+        pack(send, sendBytes, me, 0, first, header, piece);
+      } catch (RuntimeException e) { // a send segment this rank cannot read (its arena closed): fail everybody alike
+        problem = "rank " + me + ": sendRecv cannot read its send segments: " + e;
+      }
     }
+    if (problem != null) first = refusal(problem);
     List<byte[]> got = exchange(first);
 
     long[][] sent = new long[ranks][];

@@ -180,28 +180,26 @@ class StoreTransportTest {
     assertEquals(List.of("ok", "ok"), out);
   }
 
-  /** A codec whose message on rank {@code bad} names a segment. */
-  private static MessageCodec<MemorySegment> segmentOn(int bad) {
-    return new MessageCodec<>() {
-      @Override
-      public void write(MemorySegment s, MessageWriter out) {
-        out.putSegment(s);
-      }
+  /** A message that is one segment. */
+  static final MessageCodec<MemorySegment> SEGMENT = new MessageCodec<>() {
+    @Override
+    public void write(MemorySegment s, MessageWriter out) {
+      out.putSegment(s);
+    }
 
-      @Override
-      public MemorySegment read(MessageReader in) {
-        return in.getSegment();
-      }
-    };
-  }
+    @Override
+    public MemorySegment read(MessageReader in) {
+      return in.getSegment();
+    }
+  };
 
   @Test
   void aSegmentInAMessageFailsEveryRankNamingTheSenderAndTheWorldGoesOn() throws Exception {
     List<Object> out = ranks(3, t -> {
       try (Arena arena = Arena.ofConfined()) {
         MemorySegment s = t.rank() == 1 ? arena.allocate(16) : null; // the others send null, which is fine
-        CollectiveException e = assertThrows(CollectiveException.class, () -> t.allGather(s, segmentOn(1)));
-        Object[] ok = t.allGather(null, segmentOn(1));
+        CollectiveException e = assertThrows(CollectiveException.class, () -> t.allGather(s, SEGMENT));
+        Object[] ok = t.allGather(null, SEGMENT);
         assertNull(ok[(t.rank() + 1) % 3]);
         CollectiveException plain = assertThrows(CollectiveException.class,
             () -> t.allGather(t.rank() == 2 ? new StringBuilder("x") : (Object) 5));
@@ -213,6 +211,20 @@ class StoreTransportTest {
       String m = assertInstanceOf(String.class, o);
       assertTrue(m.contains("rank 1: a message names a segment of 16 bytes, but StoreTransport has no shared memory"), m);
       assertTrue(m.contains("rank 2: a process transport needs a MessageCodec for java.lang.StringBuilder"), m);
+    }
+  }
+
+  @Test
+  void aMessageOverTheStoresLimitFailsEveryRankNamingIt() throws Exception {
+    List<Object> out = ranks(2, t -> {
+      CollectiveException e = assertThrows(CollectiveException.class,
+          () -> t.allGather(t.rank() == 1 ? new byte[Wire.MAX_BLOB] : new byte[1]));
+      t.barrier();
+      return e.getMessage();
+    });
+    for (Object o : out) {
+      String m = assertInstanceOf(String.class, o);
+      assertTrue(m.contains("rank 1: a message of " + (Wire.MAX_BLOB + 12) + " bytes exceeds the store's limit of " + Wire.MAX_BLOB), m);
     }
   }
 
@@ -303,13 +315,27 @@ class StoreTransportTest {
       // a rank with the wrong number of segments fails every rank too, naming it
       CollectiveException shape = assertThrows(CollectiveException.class,
           () -> t.sendRecv(new MemorySegment[me == 0 ? 2 : 3], new MemorySegment[3]));
+      MemorySegment[] readOnly = recv.clone();
+      if (me == 1) readOnly[(me + 2) % 3] = recv[(me + 2) % 3].asReadOnly();
+      CollectiveException ro = assertThrows(CollectiveException.class, () -> t.sendRecv(send, readOnly));
+      MemorySegment[] closed = send.clone();
+      if (me == 2) {
+        try (Arena gone = Arena.ofConfined()) {
+          closed[(me + 1) % 3] = gone.allocate(8);
+        }
+      }
+      recv[(me + 2) % 3] = buf.asSlice(8, 8); // the sizes match now: only the closed segment is wrong
+      CollectiveException dead = assertThrows(CollectiveException.class, () -> t.sendRecv(closed, recv));
+      for (byte b : in) assertEquals(-1, b, "nothing may be copied");
       t.barrier(); // bad input leaves the world usable
-      return e.getMessage() + " | " + shape.getMessage();
+      return e.getMessage() + " | " + shape.getMessage() + " | " + ro.getMessage() + " | " + dead.getMessage();
     });
     for (Object o : out) {
       String m = assertInstanceOf(String.class, o);
       assertTrue(m.contains("sendRecv: rank 1 sends rank 2 8 bytes, rank 2 expects 4"), m);
       assertTrue(m.contains("rank 0: sendRecv needs one send and one receive segment per rank (3), got 2 and 3"), m);
+      assertTrue(m.contains("rank 1: sendRecv's receive segment for rank 0 is read-only"), m);
+      assertTrue(m.contains("rank 2: a sendRecv segment for rank 0 is no longer alive"), m);
     }
   }
 
