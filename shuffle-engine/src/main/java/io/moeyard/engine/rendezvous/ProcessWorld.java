@@ -44,8 +44,10 @@ public final class ProcessWorld implements AutoCloseable {
   private final DataInputStream in;
   private final DataOutputStream out;
   private final String where;
+  /** Held while a request is written: an abort may come from another thread during a collective. */
+  private final Object sending = new Object();
   private long round = 1;
-  private boolean closed;
+  private volatile boolean closed;
 
   private ProcessWorld(RankEnv env, StoreServer store, Socket socket, String where) throws IOException {
     this.env = env;
@@ -185,10 +187,12 @@ public final class ProcessWorld implements AutoCloseable {
       throw new IllegalArgumentException("blob of " + mine.length + " bytes exceeds the store's " + Wire.MAX_BLOB);
     }
     try {
-      out.writeInt(Wire.GATHER);
-      out.writeLong(round);
-      Wire.writeBlob(out, mine);
-      out.flush();
+      synchronized (sending) {
+        out.writeInt(Wire.GATHER);
+        out.writeLong(round);
+        Wire.writeBlob(out, mine);
+        out.flush();
+      }
       int tag = in.readInt();
       if (tag == Wire.FAILED) throw failed();
       if (tag != Wire.GATHERED) throw new IOException("unexpected answer " + tag);
@@ -205,6 +209,25 @@ public final class ProcessWorld implements AutoCloseable {
 
   public void barrier() {
     allGather(new byte[0]);
+  }
+
+  /**
+   * Fails the world for every rank at once: the store answers every rank's current and next
+   * collective, this rank's included, with "world aborted by rank r: {@code why}". Callable from
+   * any thread, also while this rank's own thread waits in a collective (which then fails with it).
+   * Quiet when the store is gone already: the world failed then anyway.
+   */
+  void abort(String why) {
+    synchronized (sending) {
+      if (closed) return;
+      try {
+        out.writeInt(Wire.ABORT);
+        out.writeUTF(Wire.reason(why));
+        out.flush();
+      } catch (IOException ignored) {
+        // The store is gone: every rank learns that from its own connection.
+      }
+    }
   }
 
   private RendezvousException failed() throws IOException {
@@ -244,11 +267,13 @@ public final class ProcessWorld implements AutoCloseable {
   public synchronized void close() {
     if (closed) return;
     closed = true;
-    try {
-      out.writeInt(Wire.BYE);
-      out.flush();
-    } catch (IOException ignored) {
-      // The store is gone already; nobody is left to tell.
+    synchronized (sending) {
+      try {
+        out.writeInt(Wire.BYE);
+        out.flush();
+      } catch (IOException ignored) {
+        // The store is gone already; nobody is left to tell.
+      }
     }
     closeQuietly(socket);
     if (store != null) store.close();

@@ -20,7 +20,7 @@ import java.util.TreeSet;
  * rounds. The store, not the ranks, owns the deadlines, because only it knows who is missing: a
  * round that is not complete within the timeout of its first arrival (the join: of the store's
  * start) fails every connected rank with a message naming the absent ones. A rank whose
- * connection drops without saying goodbye fails the world at once.
+ * connection drops without saying goodbye, or that aborts, fails the world at once.
  *
  * <p>Owns its server socket, the accepted sockets, the acceptor, one reader per connection and the
  * watchdog; {@link #close} ends them all.
@@ -132,6 +132,10 @@ final class StoreServer implements AutoCloseable {
           peer.left = true;
           return;
         }
+        if (tag == Wire.ABORT) {
+          aborted(peer, in.readUTF());
+          continue;
+        }
         if (tag != Wire.GATHER) throw new IOException("unknown message " + tag);
         long r = in.readLong();
         byte[] blob = Wire.readBlob(in);
@@ -234,6 +238,10 @@ final class StoreServer implements AutoCloseable {
     if (failure != null || closed) return;
     fail("rank " + peer.rank + " left the world without closing it (its connection to the store dropped: "
         + e.getMessage() + ")", List.of(peer.rank));
+  }
+
+  private synchronized void aborted(Peer peer, String why) {
+    fail("world aborted by rank " + peer.rank + ": " + Wire.reason(why), List.of());
   }
 
   private void watchLoop() {

@@ -19,6 +19,12 @@ final class Wire {
   static final int GATHER = 2;
   /** Rank to store: leaving on purpose, not a crash. */
   static final int BYE = 3;
+  /**
+   * Rank to store: this rank aborted the world; the reason. The only message a rank may send while
+   * it waits for an answer (from another thread), and it has no answer of its own: the store fails
+   * the world, so every rank, the sender included, reads a FAILED naming it.
+   */
+  static final int ABORT = 4;
   /** Store to rank: everybody joined and agrees. */
   static final int JOINED = 11;
   /** Store to rank: every rank's blob of the round, by rank. */
@@ -28,6 +34,14 @@ final class Wire {
 
   /** Blobs carry handles and ids, not tensors; a bigger length is a corrupt or foreign stream. */
   static final int MAX_BLOB = 64 << 20;
+
+  /** Characters of an abort's reason that travel: the store's FAILED answer is one writeUTF (64 KiB). */
+  static final int MAX_REASON = 4_000;
+
+  /** {@code why}, cut to {@link #MAX_REASON} characters. */
+  static String reason(String why) {
+    return why.length() <= MAX_REASON ? why : why.substring(0, MAX_REASON) + "...";
+  }
 
   static void writeMap(DataOutputStream out, Map<String, String> map) throws IOException {
     out.writeInt(map.size());

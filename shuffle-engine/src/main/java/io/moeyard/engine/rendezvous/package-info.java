@@ -9,5 +9,11 @@
  * <p>This is the control plane only: the data of a dispatch or combine never goes through the
  * store, which carries what the data transports need to find each other (NCCL unique ids, IPC
  * handles, shared-memory names).
+ *
+ * <p>{@link io.moeyard.engine.rendezvous.StoreTransport} is a
+ * {@link io.moeyard.engine.transport.Transport} made of the store alone, for ranks on different
+ * machines: typed all-gathers, barriers, an abort that the store passes to every rank at once, and
+ * a grouped send/receive whose bytes travel through the store. It has no peer memory, so it serves
+ * a device backend's host meetings, not the CPU data path.
  */
 package io.moeyard.engine.rendezvous;

@@ -205,13 +205,10 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
     return null;
   }
 
-  /**
-   * Plain values only: null (a barrier), Boolean, Integer, Long, String, int[], long[], byte[];
-   * anything else needs {@link #allGather(Object, MessageCodec)}.
-   */
+  /** {@link MessageCodec#PLAIN} values only; anything else needs {@link #allGather(Object, MessageCodec)}. */
   @Override
   public Object[] allGather(Object mine) {
-    return allGather(mine, PLAIN);
+    return allGather(mine, MessageCodec.PLAIN);
   }
 
   @Override
@@ -349,38 +346,4 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
     world.close();
     controlArena.close();
   }
-
-  /** The default encoding of {@link #allGather(Object)}: a tag, then the value. */
-  private static final MessageCodec<Object> PLAIN = new MessageCodec<>() {
-    @Override
-    public void write(Object v, MessageWriter out) {
-      switch (v) {
-        case null -> out.putInt(0);
-        case Boolean b -> out.putInt(1).putBoolean(b);
-        case Integer i -> out.putInt(2).putInt(i);
-        case Long l -> out.putInt(3).putLong(l);
-        case String s -> out.putInt(4).putString(s);
-        case int[] a -> out.putInt(5).putInts(a);
-        case long[] a -> out.putInt(6).putLongs(a);
-        case byte[] a -> out.putInt(7).putBytes(a);
-        default -> throw new IllegalArgumentException(
-            "a process transport needs a MessageCodec for " + v.getClass().getName());
-      }
-    }
-
-    @Override
-    public Object read(MessageReader in) {
-      return switch (in.getInt()) {
-        case 0 -> null;
-        case 1 -> in.getBoolean();
-        case 2 -> in.getInt();
-        case 3 -> in.getLong();
-        case 4 -> in.getString();
-        case 5 -> in.getInts();
-        case 6 -> in.getLongs();
-        case 7 -> in.getBytes();
-        default -> throw new IllegalStateException("corrupt message");
-      };
-    }
-  };
 }

@@ -10,7 +10,10 @@ import java.lang.foreign.MemorySegment;
  *
  * <p>Implementations: {@link CpuWorld}'s in-JVM transport (ranks are threads, peers' segments are
  * written directly) and {@code io.moeyard.engine.shm.ShmTransport} (ranks are processes of one
- * host, peers' segments are shared-memory mappings, written directly too). GPU transports (CUDA peer stores, NCCL) implement the same exchange.
+ * host, peers' segments are shared-memory mappings, written directly too), and
+ * {@code io.moeyard.engine.rendezvous.StoreTransport} (ranks on any machines, every exchange
+ * through the rendezvous store; no peer memory). GPU transports (CUDA peer stores, NCCL) implement
+ * the same exchange.
  */
 public interface Transport {
   int rank();
@@ -63,7 +66,8 @@ public interface Transport {
    * them, before anything is copied. Returns when every message to this rank has arrived. A send
    * buffer may be refilled or freed once the next collective call on this transport (any of them,
    * a barrier included) has returned: receivers may still be reading it until then. On transports
-   * that are not one address space the send segments must lie in {@link #peerMemory}.
+   * whose receivers read the sender's memory but are not one address space, the send segments must
+   * lie in {@link #peerMemory}; a transport that carries the bytes themselves takes any segment.
    *
    * <p>The default serves ranks that can read each other's peer memory (threads of one JVM,
    * processes of one host): one all-gather of the posted segments, then one copy per message out
@@ -79,7 +83,8 @@ public interface Transport {
    * A collective on process transports (every rank calls it, in the same order; each may ask for
    * a different size): there it is a shared-memory file mapped by every peer, so it is sized once,
    * when a communicator is built, never per call. Ranks that share this JVM get plain off-heap
-   * memory ({@link PeerMemory#offHeap()}), unbounded.
+   * memory ({@link PeerMemory#offHeap()}), unbounded; a transport without shared memory throws
+   * UnsupportedOperationException.
    */
   default PeerMemory peerMemory(long bytes) {
     return PeerMemory.offHeap();

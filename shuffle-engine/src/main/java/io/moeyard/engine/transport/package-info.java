@@ -8,8 +8,10 @@
  * exchange of packed messages, {@link io.moeyard.engine.transport.Transport#sendRecv}, the shape
  * an NCCL transport serves with grouped send/recv, which the node-level path's cross-node leg
  * uses);
- * {@link io.moeyard.engine.transport.CpuWorld} is the embedded in-JVM world, and
- * {@code io.moeyard.engine.shm} the world of processes on one host. Every wait is bounded: a rank
+ * {@link io.moeyard.engine.transport.CpuWorld} is the embedded in-JVM world,
+ * {@code io.moeyard.engine.shm} the world of processes on one host, and
+ * {@code io.moeyard.engine.rendezvous.StoreTransport} ranks on any machines, meeting through the
+ * rendezvous store (no peer memory). Every wait is bounded: a rank
  * that never arrives makes the others fail with a timeout naming it.
  */
 package io.moeyard.engine.transport;
