@@ -49,6 +49,19 @@ class CudaWorldJoinTest {
     }
   }
 
+  /** Over the TCP store (ranks on any machines) the verdicts are the same. */
+  @Test
+  void overTheStoreEveryRankSaysSoToo() throws Exception {
+    Assumptions.assumeFalse(CudaBackend.availability().available(), "CUDA is available here");
+    List<Object> got = NativeTestSupport.ranks(3, r -> (w -> {
+      try (var t = io.moeyard.engine.rendezvous.StoreTransport.open(w);
+          CudaWorld world = CudaWorld.join(t, map(3), CONFIG)) {
+        return world;
+      }
+    }));
+    for (Object o : got) assertEquals(CudaBackend.availability().message(), assertInstanceOf(CudaUnavailableException.class, o).getMessage());
+  }
+
   /** Bad input is named before a missing GPU, the same on every rank. */
   @Test
   void aRankWithAnotherMapOrConfigFailsEveryRankNamingIt() throws Exception {

@@ -43,14 +43,15 @@ class CudaWorldProcessGpuTest {
 
   /**
    * Four rank processes as two pretend machines of one node each (nothing mapped between them,
-   * the node-level path's messages through host staging): every rank matches the reference, and
-   * the unfused variant is refused on every rank.
+   * the node-level path's messages through host staging), the host meetings through shared
+   * memory or through the TCP store as between real machines: every rank matches the reference,
+   * and the unfused variant is refused on every rank.
    */
-  @org.junit.jupiter.api.Test
-  void twoPretendMachinesMatchTheReference() throws Exception {
+  @ParameterizedTest(name = "host meetings over {0}")
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"machines", "machines-store"})
+  void twoPretendMachinesMatchTheReference(String mode) throws Exception {
     long seed = TestSeed.fresh().value();
-    List<CudaIpcGpuTest.Rank> ranks = CudaIpcGpuTest.start(4, 2, CudaWorldRankMain.class.getName(), Long.toString(seed),
-        "machines");
+    List<CudaIpcGpuTest.Rank> ranks = CudaIpcGpuTest.start(4, 2, CudaWorldRankMain.class.getName(), Long.toString(seed), mode);
     String all = CudaIpcGpuTest.finish(ranks, 150);
     for (int r = 0; r < 4; r++) {
       assertEquals(0, ranks.get(r).process().exitValue(), "rank " + r + " failed (seed " + seed + "):\n" + all);

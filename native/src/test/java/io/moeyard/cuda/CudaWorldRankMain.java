@@ -8,7 +8,9 @@ import io.moeyard.comm.CommConfig;
 import io.moeyard.comm.Dispatched;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;
+import io.moeyard.engine.rendezvous.StoreTransport;
 import io.moeyard.engine.shm.ShmTransport;
+import io.moeyard.engine.transport.Transport;
 import io.moeyard.testkit.Workload;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -27,19 +29,25 @@ import java.util.SplittableRandom;
  * exits 1; without CUDA it says so after a barrier and exits 3.
  *
  * <p>Arguments: seed, cases; or seed, {@code die}: rank 1 leaves mid-call (below, {@link #die});
- * or seed, {@code machines}: each node a machine of its own ({@link #machinesCase}).
+ * or seed, {@code machines}: each node a machine of its own ({@link #machinesCase}); or seed,
+ * {@code machines-store}: the same with the host meetings through the TCP store
+ * ({@link StoreTransport}, as between real machines) instead of shared memory.
  */
 public final class CudaWorldRankMain {
   private CudaWorldRankMain() {}
 
   public static void main(String[] args) {
     long seed = Long.parseLong(args[0]);
-    int cases = args[1].equals("die") || args[1].equals("machines") ? 0 : Integer.parseInt(args[1]);
+    boolean overStore = args[1].equals("machines-store");
+    int cases = args[1].equals("die") || args[1].startsWith("machines") ? 0 : Integer.parseInt(args[1]);
     String verdict;
     int me = -1;
     // the probe first: CUDA's start-up must not eat the rendezvous's timeout
     CudaAvailability cuda = CudaAvailability.get();
-    try (ShmTransport t = ShmTransport.join(Map.of("test", "cuda-world", "seed", Long.toString(seed)))) {
+    Map<String, String> agreed = Map.of("test", "cuda-world", "seed", Long.toString(seed));
+    try (ShmTransport shm = overStore ? null : ShmTransport.join(agreed);
+        StoreTransport store = overStore ? StoreTransport.join(agreed) : null) {
+      Transport t = overStore ? store : shm;
       me = t.rank();
       if (!cuda.available()) {
         t.barrier();
@@ -49,12 +57,12 @@ public final class CudaWorldRankMain {
         return;
       }
       if (args[1].equals("die")) {
-        verdict = die(t, seed);
-      } else if (args[1].equals("machines")) {
+        verdict = die(shm, seed);
+      } else if (args[1].startsWith("machines")) {
         for (int i = 0; i < 4; i++) machinesCase(t, seed, i);
-        verdict = "ok, 4 cases as machines";
+        verdict = "ok, 4 cases as machines" + (overStore ? " over the store" : "");
       } else {
-        for (int i = 0; i < cases; i++) runCase(t, seed, i);
+        for (int i = 0; i < cases; i++) runCase(shm, seed, i);
         verdict = "ok, " + cases + " cases";
       }
     } catch (Throwable e) {
@@ -111,7 +119,7 @@ public final class CudaWorldRankMain {
    * transport (the stand-in for NCCL, which will not take two ranks of one GPU). The fused
    * variant on the host path and on the device path, against the reference.
    */
-  private static void machinesCase(ShmTransport t, long seed, int i) {
+  private static void machinesCase(Transport t, long seed, int i) {
     int n = t.size();
     int me = t.rank();
     int local = t.topology().localRanks();
