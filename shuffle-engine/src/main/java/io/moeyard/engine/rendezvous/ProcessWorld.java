@@ -217,7 +217,7 @@ public final class ProcessWorld implements AutoCloseable {
    * any thread, also while this rank's own thread waits in a collective (which then fails with it).
    * Quiet when the store is gone already: the world failed then anyway.
    */
-  void abort(String why) {
+  public void abort(String why) {
     synchronized (sending) {
       if (closed) return;
       try {

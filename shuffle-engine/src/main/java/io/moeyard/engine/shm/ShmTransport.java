@@ -326,6 +326,9 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
   @Override
   public void abort(Throwable cause) {
     control.abort("rank " + rank() + " aborted: " + cause);
+    // a peer may be waiting in a round that went through the store (a message too big for its
+    // slot), where the control block does not reach it
+    world.abort("rank " + rank() + " aborted: " + cause);
   }
 
   /** True once a rank aborted the world or was found dead. */
