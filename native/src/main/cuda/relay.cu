@@ -255,7 +255,7 @@ bool shape_ok(int R, int L) { return R >= 1 && R <= cfg::kMaxRanks && L >= 1 && 
 
 cudaError_t launch_node_rows(const int* slotIds, int T, int K, int S, int R, int L, int* nodeRow,
                              int* nodeCounts, cudaStream_t st) {
-  if (!shape_ok(R, L) || K < 1 || K > cfg::kMaxTopk) return cudaErrorInvalidValue;
+  if (!shape_ok(R, L) || K < 1 || K > cfg::kMaxTopk || T < 0) return cudaErrorInvalidValue;
   node_rows_kernel<<<R / L, cfg::kSmallThreads, 0, st>>>(slotIds, T, K, S, L, nodeRow, nodeCounts);
   return cudaGetLastError();
 }
@@ -263,6 +263,11 @@ cudaError_t launch_node_rows(const int* slotIds, int T, int K, int S, int R, int
 cudaError_t launch_relay_pack(const RelayPackArgs& a, cudaStream_t st) {
   if (a.T == 0) return cudaSuccess;
   if (a.K < 1 || a.K > cfg::kMaxTopk || a.M < 2 || a.M > cfg::kMaxRanks) return cudaErrorInvalidValue;
+  // the slots are remote_slot(m, node): a node outside [0, M) would write past the last one; a
+  // message of T tokens must fit its slot whatever its node counts are
+  if (a.T < 0 || a.node < 0 || a.node >= a.M ||
+      a.slotBytes < msg_bytes(a.T, a.K, a.T, a.rowBytes, a.scaleCols))
+    return cudaErrorInvalidValue;
   if (a.rowBytes % 16 == 0) return pack_typed<int4>(a, st);
   if (a.rowBytes % 8 == 0) return pack_typed<int2>(a, st);
   if (a.rowBytes % 4 == 0) return pack_typed<int>(a, st);
@@ -287,6 +292,7 @@ cudaError_t launch_relay_combine_send(int dtype, const void* y, const float* rec
 cudaError_t launch_relay_node_sum(int dtype, const RelayNodeSumArgs& a, cudaStream_t st) {
   if (a.T == 0 || a.H == 0) return cudaSuccess;
   if (a.K > cfg::kMaxTopk || a.K < 1 || !shape_ok(a.R, a.L) || a.M != a.R / a.L) return cudaErrorInvalidValue;
+  if (a.m < 0 || a.m >= a.M) return cudaErrorInvalidValue;
   switch (dtype) {
     case kBF16: return node_sum_typed<__nv_bfloat16>(a, st);
     case kFP16: return node_sum_typed<__half>(a, st);
@@ -298,6 +304,8 @@ cudaError_t launch_relay_node_sum(int dtype, const RelayNodeSumArgs& a, cudaStre
 cudaError_t launch_relay_home(int dtype, const RelayHomeArgs& a, cudaStream_t st) {
   if (a.T == 0 || a.H == 0) return cudaSuccess;
   if (a.K > cfg::kMaxTopk || a.K < 1 || !shape_ok(a.R, a.L) || a.M != a.R / a.L) return cudaErrorInvalidValue;
+  // a token's row in a node's slot is below its tokens, so a slot of fewer rows would be overrun
+  if (a.node < 0 || a.node >= a.M || a.slotTokens < a.T) return cudaErrorInvalidValue;
   switch (dtype) {
     case kBF16: return home_typed<__nv_bfloat16>(a, st);
     case kFP16: return home_typed<__half>(a, st);

@@ -10,9 +10,10 @@ package io.moeyard.cuda;
  * those it receives as a home. Since every rank's tokens are at most maxTokens (checked before any
  * kernel), every slot holds whatever a call brings.
  *
- * <p>All of it is one allocation carved at offsets that depend only on the shape and the rank's
- * node, so that one CUDA IPC handle shares it with the other rank processes of a machine (their
- * staging is stored into, their messages copied out of).
+ * <p>All of it is one allocation carved at offsets that depend only on the shape (the same on every
+ * rank: a peer finds another rank's staging at this rank's offset of it), so that one CUDA IPC
+ * handle shares it with the other rank processes of a machine (their staging is stored into, their
+ * messages copied out of).
  */
 final class RelayBuffers {
   /** The owned slab (null while only measuring). */

@@ -46,9 +46,10 @@
  *       remote node for the rank of the same local index there, which recomputes the sender's
  *       layout and makes its stores; combine sums per node on that relay and sends one row per
  *       token and node home. The cross-node leg is a {@code DeviceChannel}, a
- *       grouped exchange of device memory on the rank's stream: peer copies between virtual ranks
- *       ({@code PeerCopyChannel}), grouped NCCL send / receive between processes
- *       ({@code NcclDeviceChannel}). Its device memory is one owner's,
+ *       grouped exchange of device memory on the rank's stream: peer copies between the ranks of
+ *       one machine ({@code PeerCopyChannel}; CUDA IPC between rank processes), grouped NCCL send /
+ *       receive ({@code NcclDeviceChannel}) or host staging between machines
+ *       ({@code SplitChannel}). Its device memory is one owner's,
  *       {@code RelayBuffers}, allocated with the communicator.</li>
  *   <li><b>One error on every rank.</b> Arguments are checked on the host, the routing on the device
  *       (its verdict travels with the counts), and every verdict is exchanged before any row moves,

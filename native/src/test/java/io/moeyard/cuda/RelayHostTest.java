@@ -19,6 +19,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.SplittableRandom;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -264,6 +265,92 @@ class RelayHostTest {
   }
 
   /**
+   * What the home sum reads (relay_math.cuh's terms: a home-window row per own-node pair, a
+   * received node partial row per other node) is what was written there, against the reference's
+   * pairs: the own node's partials where its expert ranks store them (the layout's pair index of
+   * the pair's first selection), in ascending rank; the node partial of node m at the row its relay
+   * writes it (the token's index among the home's tokens with a pair on m), inside the rows the
+   * channel brings from that relay, each received row read by exactly one token.
+   */
+  @Test
+  void homeReadsWhereExpertRanksAndRelaysWrote() {
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    seed.check(() -> {
+      int remoteTerms = 0;
+      for (int iter = 0; iter < 60; iter++) {
+        Case c = randomCase(rnd, iter % 10 == 0 ? 0 : 1 + rnd.nextInt(120));
+        int ranks = c.shape.ranks();
+        int local = c.shape.localRanks();
+        int nodes = c.nodes();
+        int k = c.shape.topk();
+        int s = c.shape.slotsPerRank();
+        for (int r = 0; r < ranks; r++) {
+          int tn = c.wl.tokens[r];
+          int node = r / local;
+          int[] pairIdx = new int[tn * k];
+          int[] pairOffset = new int[tn + 1];
+          NativeKernels.hostLayout(c.ids[r], tn, k, s, c.shape.slots(), ranks, 64, new int[tn * k], new int[tn * k], pairIdx,
+              pairOffset, new int[c.shape.slots() + ranks], new int[c.shape.slots() + 1], new byte[tn * ranks]);
+          int[] nodeRows = NativeKernels.hostNodeRows(c.ids[r], tn, k, s, ranks, local);
+          long[] send = new long[ranks];
+          long[] recv = new long[ranks];
+          RelayPath.nodePartialSizes(c.counts, c.shape.slots(), ranks, local, r, 1, send, recv);
+          int[] readsFrom = new int[nodes];
+          int[] before = new int[nodes]; // the home's tokens so far with a pair on each node
+          for (int t = 0; t < tn; t++) {
+            String at = "home " + r + " token " + t + " " + c.wl;
+            int[] dests = c.wl.ref.destinations(r, t);
+            long mask = 0;
+            for (int d : dests) mask |= 1L << d;
+            int[] terms = NativeKernels.hostRelayHomeTerms(mask, node, ranks, local);
+            List<Integer> wantOwn = new ArrayList<>();
+            boolean[] onNode = new boolean[nodes];
+            for (int d : dests) {
+              onNode[d / local] = true;
+              if (d / local != node) continue;
+              int first = -1;
+              for (int j = 0; j < k && first < 0; j++) if (c.ids[r][t * k + j] >= 0 && c.ids[r][t * k + j] / s == d) first = j;
+              wantOwn.add(pairIdx[t * k + first]);
+            }
+            List<Integer> gotOwn = new ArrayList<>();
+            int remote = 0;
+            for (int i = 0; i + 1 < terms.length - 2; i += 2) {
+              int m = terms[i];
+              int pi = terms[i + 1];
+              if (pi >= 0) {
+                assertEquals(node, m, "a pair partial of another node, " + at);
+                gotOwn.add(pairOffset[t] + pi);
+                continue;
+              }
+              remote++;
+              assertTrue(m != node && onNode[m], "node partial of node " + m + ", " + at);
+              int row = nodeRows[t * nodes + m];
+              int q = m * local + r % local;
+              assertEquals(before[m], row, "received row of node " + m + ", " + at);
+              assertTrue(row < recv[q], "row " + row + " of the " + recv[q] + " node partials rank " + q + " sends, " + at);
+              readsFrom[m]++;
+            }
+            assertEquals(wantOwn, gotOwn, "own node's partials, " + at);
+            int wantRemote = 0;
+            for (int m = 0; m < nodes; m++) {
+              if (onNode[m] && m != node) wantRemote++;
+              if (onNode[m]) before[m]++;
+            }
+            assertEquals(wantRemote, remote, "node partials read, " + at);
+            remoteTerms += remote;
+          }
+          for (int m = 0; m < nodes; m++) {
+            if (m == node) continue;
+            assertEquals(recv[m * local + r % local], readsFrom[m], "rows received from node " + m + " and read, home " + r);
+          }
+        }
+      }
+      assertTrue(remoteTerms > 0, "no token read a node partial");
+    });
+  }
+
+  /**
    * The channel's sizes agree pairwise on every rank (a mismatch would leave an NCCL group
    * waiting), only rail-aligned pairs on different nodes exchange anything, and the dispatch
    * messages are the announced tokens' messages.
@@ -398,6 +485,31 @@ class RelayHostTest {
         () -> NativeKernels.hostRelayCombineToken(0, new byte[4], new float[1], new int[] {1}, new int[] {1}, 2, 1, 2, 2));
     assertThrows(IllegalArgumentException.class,
         () -> NativeKernels.hostRelayCombineToken(3, new byte[4], new float[1], new int[] {1}, new int[] {1}, 2, 1, 0, 2));
+  }
+
+  /**
+   * The relay launchers refuse a node outside [0, M), a message slot too small for T tokens and a
+   * node-partial slot of fewer rows than tokens before any launch (they would write past their
+   * buffers). Only without a GPU: the addresses are made up, and a launcher that let them through
+   * would run its kernel on them; without a device that launch fails otherwise.
+   */
+  @Test
+  void relayLaunchersRefuseWhatWouldOverrunTheirSlots() {
+    Assumptions.assumeFalse(CudaBackend.availability().available(), "made-up addresses: only where no kernel can run");
+    long p = 0x1000;
+    // 4 ranks, 2 per node: M = 2; message slot of 8 tokens of top-2, 256-byte rows: align64(128) + 8 x 256
+    long slot = RelayBuffers.messageBytes(8, 2, 8, 256, 0);
+    assertInvalid(() -> NativeKernels.relayPack(p, 0, 0, p, p, p, p, 8, 2, 2, 2, 256, p, slot, 0));
+    assertInvalid(() -> NativeKernels.relayPack(p, 0, 0, p, p, p, p, 8, 2, 2, -1, 256, p, slot, 0));
+    assertInvalid(() -> NativeKernels.relayPack(p, 0, 0, p, p, p, p, 8, 2, 2, 0, 256, p, slot - 1, 0));
+    assertInvalid(() -> NativeKernels.relayNodeSum(0, p, p, p, p, p, 8, 2, 1, 4, 2, 2, 128, p, 0));
+    assertInvalid(() -> NativeKernels.relayHome(0, p, p, p, p, p, 8, 2, 1, 4, 2, 2, 128, 8, p, 0));
+    assertInvalid(() -> NativeKernels.relayHome(0, p, p, p, p, p, 8, 2, 1, 4, 2, 0, 128, 7, p, 0));
+  }
+
+  private static void assertInvalid(org.junit.jupiter.api.function.Executable call) {
+    CudaException e = assertThrows(CudaException.class, call);
+    assertTrue(e.getMessage().contains("cudaErrorInvalidValue"), e.getMessage());
   }
 
   @Test
