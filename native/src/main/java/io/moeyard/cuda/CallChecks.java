@@ -47,12 +47,14 @@ final class CallChecks {
       p = rows(me, "the receive rows", into, s.hidden(), s.dispatchType());
       if (p != null) return p;
     }
-    p = device(me, "x", x.address(), x.first(routing.tokens()).byteSize(), mem, -1);
+    p = aligned(me, "x", x.address());
+    if (p == null) p = device(me, "x", x.address(), x.first(routing.tokens()).byteSize(), mem, -1);
     if (p == null && x.scalesAddress() != 0) {
       p = device(me, "x's scales", x.scalesAddress(), x.first(routing.tokens()).scalesByteSize(), mem, -1);
     }
     if (p == null) p = device(me, "topkIdx", routing.idxAddress(), routing.bytes(), mem, -1);
     if (p == null) p = device(me, "topkWeights", routing.weightsAddress(), routing.bytes(), mem, -1);
+    if (p == null && into != null) p = aligned(me, "the receive rows", into.address());
     if (p == null && into != null) p = device(me, "the receive rows", into.address(), into.byteSize(), mem, -1);
     if (p == null && into != null && into.scalesAddress() != 0) {
       p = device(me, "the receive rows' scales", into.scalesAddress(), into.scalesByteSize(), mem, -1);
@@ -78,7 +80,9 @@ final class CallChecks {
     if (out.rows() < d.tokens()) {
       return me + "out has " + out.rows() + " rows, this rank dispatched " + d.tokens() + " tokens";
     }
-    p = device(me, "expert output", y.address(), y.first(d.receivedRows()).byteSize(), mem, rank);
+    p = aligned(me, "expert output", y.address());
+    if (p == null) p = aligned(me, "out", out.address());
+    if (p == null) p = device(me, "expert output", y.address(), y.first(d.receivedRows()).byteSize(), mem, rank);
     if (p == null) p = device(me, "out", out.address(), out.first(d.tokens()).byteSize(), mem, -1);
     return p;
   }
@@ -172,6 +176,15 @@ final class CallChecks {
           + hidden + " x " + dtype.cliName();
     }
     return null;
+  }
+
+  /**
+   * Rows must start on a 16-byte boundary: the kernels move them 16 bytes at a time, and a
+   * misaligned address would fault on the device instead of failing here.
+   */
+  private static String aligned(String me, String what, long address) {
+    if ((address & 15) == 0) return null;
+    return me + what + " (0x" + Long.toHexString(address) + ") is not 16-byte aligned: the kernels move rows 16 bytes at a time";
   }
 
   /**

@@ -131,6 +131,15 @@ class DeviceApiHostTest {
     assertTrue(dispatch(rows(RECV0 + 128, 4), routing(DEV + GB, 4, 2), null).contains("lies in rank 0's communicator buffers"));
   }
 
+  /** Rows that do not start on a 16-byte boundary are named before the device sees them. */
+  @Test
+  void misalignedRowsAreNamed() {
+    assertEquals("rank 0: x (0x" + Long.toHexString(DEV + 8) + ") is not 16-byte aligned: the kernels move rows 16 bytes at a time",
+        dispatch(rows(DEV + 8, 4), routing(DEV + GB, 4, 2), null));
+    assertTrue(dispatch(rows(DEV, 4), routing(DEV + GB, 4, 2), rows(DEV + 2 * GB + 4, 8)).startsWith("rank 0: the receive rows (0x"));
+    assertEquals(null, dispatch(rows(DEV + 16, 4), routing(DEV + GB + 4, 4, 2), null), "routing needs only its own alignment");
+  }
+
   @Test
   void combineChecksNameTheHandleAndTheBuffers() {
     Object me = new Object();
