@@ -88,29 +88,35 @@ public final class CudaCommunicator implements Communicator {
     // communicators at the same point of the world's construction)
     this.shufflePeer = transport.sharesAddressSpace() || !transport.peerStores() ? null
         : transport.peerMemory(PeerMemory.rowsBytes(ShuffledCombine.homeRows(shape.comm()), shape.hidden(), shape.combineType()));
-    if (shape.comm().nodePath() == CommConfig.NodePath.RELAY && shape.localRanks() < shape.ranks()) {
-      RelayBuffers rb = null;
-      PeerCopyChannel ch = null;
-      try {
+    try {
+      if (shape.comm().nodePath() == CommConfig.NodePath.RELAY && shape.localRanks() < shape.ranks()) {
+        RelayBuffers rb = null;
+        PeerCopyChannel ch = null;
         try {
-          rb = RelayBuffers.allocate(shape, rank, NativeKernels.limits()[3]); // cfg::kLayoutChunkTokens
-          ch = new PeerCopyChannel(transport, PeerCopyChannel.CUDA, w.me >= 0);
+          try {
+            rb = RelayBuffers.allocate(shape, rank, NativeKernels.limits()[3]); // cfg::kLayoutChunkTokens
+            ch = new PeerCopyChannel(transport, PeerCopyChannel.CUDA, w.me >= 0);
+          } catch (RuntimeException e) {
+            if (w.me < 0) throw e;
+            // between processes the peers are about to meet this rank: they hear of it there
+            shareRelay(null, null, "rank " + rank + " could not set up its relay buffers: " + e.getMessage());
+          }
+          if (w.me >= 0) shareRelay(rb, ch, null);
         } catch (RuntimeException e) {
-          if (w.me < 0) throw e;
-          // between processes the peers are about to meet this rank: they hear of it there
-          shareRelay(null, null, "rank " + rank + " could not set up its relay buffers: " + e.getMessage());
+          if (ch != null) Release.attempt(e, ch::close);
+          if (rb != null) Release.attempt(e, rb::close);
+          throw e;
         }
-        if (w.me >= 0) shareRelay(rb, ch, null);
-      } catch (RuntimeException e) {
-        if (ch != null) Release.attempt(e, ch::close);
-        if (rb != null) Release.attempt(e, rb::close);
-        throw e;
+        this.relay = rb;
+        this.channel = w.machines ? between(ch, rb) : ch;
+      } else {
+        this.relay = null;
+        this.channel = null;
       }
-      this.relay = rb;
-      this.channel = w.machines ? between(ch, rb) : ch;
-    } else {
-      this.relay = null;
-      this.channel = null;
+    } catch (RuntimeException e) {
+      // no communicator comes out of this constructor to close it later: the shared memory goes now
+      if (shufflePeer != null) Release.attempt(e, shufflePeer::close);
+      throw e;
     }
   }
 
@@ -523,7 +529,16 @@ public final class CudaCommunicator implements Communicator {
 
   /** A failure the peers cannot know of (a CUDA error) fails them at once instead of at the timeout. */
   private void abortOthers(RuntimeException e) {
-    if (!(e instanceof CollectiveException)) transport.abort(e);
+    if (!peersKnow(e)) transport.abort(e);
+  }
+
+  /**
+   * Whether every rank throws {@code e} too: a collective's verdict does, but a timeout may be
+   * this rank's alone (its wait for its own stream, {@link VirtualRanks#synchronize}, while the
+   * peers already wait in the next meeting), and so may anything else.
+   */
+  static boolean peersKnow(RuntimeException e) {
+    return e instanceof CollectiveException && !(e instanceof io.moeyard.engine.CollectiveTimeoutException);
   }
 
   // ---- the host path ---------------------------------------------------------------------------
