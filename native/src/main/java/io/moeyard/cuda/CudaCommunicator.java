@@ -132,6 +132,10 @@ public final class CudaCommunicator implements Communicator {
     try {
       return new SplitChannel(near, world.leg.open(transport, far, max, w), w.reach);
     } catch (RuntimeException e) {
+      // a leg may fail on this rank alone (NCCL's set-up, the host staging's memory), and peers
+      // past it would meet the closing barrier below in their next collective: abort first (the
+      // world aborts on any failure of its construction anyway)
+      transport.abort(e);
       if (relayPeers != null) Release.attempt(e, relayPeers::close);
       Release.attempt(e, near::close);
       Release.attempt(e, rb::close);

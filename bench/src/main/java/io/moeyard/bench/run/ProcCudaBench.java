@@ -66,6 +66,7 @@ public final class ProcCudaBench {
         try (CudaWorld world = CudaWorld.join(t, wl.map, CudaCheck.config(wl).withNodePath(c.nodePath()));
             DeviceWorkload eng = abortingOnFailure(t, () -> new DeviceWorkload(wl, 0, r))) {
           CudaCommunicator comm = world.communicator();
+          t.barrier(); // every rank's device workload is uploaded
           if (r == 0) {
             long sum = 0;
             for (int p : pairs) sum += (long) p * CudaBench.dispatchRowBytes(wl);
