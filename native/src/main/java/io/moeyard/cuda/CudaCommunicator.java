@@ -237,7 +237,9 @@ public final class CudaCommunicator implements Communicator {
 
   /**
    * Dispatches into the engine's rows {@code into} (at least as many rows as this rank receives,
-   * the config's dispatch dtype and hidden size; FP8 scales beside them).
+   * the config's dispatch dtype and hidden size; FP8 scales beside them). A larger {@code into}
+   * does not raise the limit: at most the config's receive rows arrive, since each row's weight
+   * is kept in the communicator's own memory.
    */
   public DeviceDispatched dispatch(DeviceRows x, DeviceRouting routing, DeviceRows into, CudaStream stream) {
     return dispatch(x, routing, Objects.requireNonNull(into, "into"), stream, null, -1);
@@ -338,14 +340,16 @@ public final class CudaCommunicator implements Communicator {
         : CallChecks.dispatch(shape, rank, closed, x, routing, into, stream, world.memory);
     DeviceRows recv = into != null ? into : ownReceive;
     int capacity = hostPath ? Math.min(hostCapacity, recv.rows()) : recv.rows();
-    // one rank per process: peers store into this rank's own receive rows (the mapped ones), and
-    // the engine's rows get a local copy of them, so they must fit there too
+    // whatever rows the engine passes, each received row's weight (and the unfused path's staging)
+    // is in this rank's own buffers, sized for receiveRows; one rank per process, peers also store
+    // the rows themselves into this rank's own receive rows (the mapped ones) and the engine's get
+    // a local copy of them
+    if (into != null) capacity = Math.min(capacity, ownReceive.rows());
     boolean viaOwn = into != null && w.me >= 0;
-    if (viaOwn) capacity = Math.min(capacity, ownReceive.rows());
     Switches mySwitches = switches();
     if (problem == null) problem = acrossMachines(mySwitches);
     Object[] entries = transport.allGather(problem != null ? new Entry(problem, 0, 0, 0, false, mySwitches)
-        : new Entry(null, recv.address(), recv.scalesAddress(), capacity, into == null && capacity == recv.rows(), mySwitches),
+        : new Entry(null, recv.address(), recv.scalesAddress(), capacity, capacity == ownReceive.rows(), mySwitches),
         ENTRY);
     throwFirst("dispatch", entries, e -> ((Entry) e).problem());
     Switches[] sw = new Switches[entries.length];
