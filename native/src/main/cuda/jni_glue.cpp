@@ -318,7 +318,12 @@ JNI_FN(void, checkRouting)(JNIEnv* env, jclass, jlong topkIdx, jlong topkWeights
 // A synchronous copy between any two addresses (device memory, or host memory such as a Java
 // MemorySegment's), the direction inferred from the addresses (unified addressing).
 JNI_FN(void, copy)(JNIEnv* env, jclass, jlong dst, jlong src, jlong bytes) {
-  if (bytes > 0) check(env, cudaMemcpy(ptr<void>(dst), ptr<void>(src), (size_t)bytes, cudaMemcpyDefault), "cudaMemcpy(Default)");
+  if (bytes <= 0) return;
+  cudaError_t e = cudaMemcpy(ptr<void>(dst), ptr<void>(src), (size_t)bytes, cudaMemcpyDefault);
+  // from pageable host memory it may return before the DMA lands, and the caller's next kernel
+  // runs on a non-blocking stream that does not wait for the legacy one: wait for it here
+  if (e == cudaSuccess) e = cudaStreamSynchronize(cudaStreamLegacy);
+  check(env, e, "cudaMemcpy(Default)");
 }
 JNI_FN(void, copyDeviceToDeviceAsync)(JNIEnv* env, jclass, jlong dst, jlong src, jlong bytes, jlong st) {
   if (bytes > 0)

@@ -88,29 +88,35 @@ public final class CudaCommunicator implements Communicator {
     // communicators at the same point of the world's construction)
     this.shufflePeer = transport.sharesAddressSpace() || !transport.peerStores() ? null
         : transport.peerMemory(PeerMemory.rowsBytes(ShuffledCombine.homeRows(shape.comm()), shape.hidden(), shape.combineType()));
-    if (shape.comm().nodePath() == CommConfig.NodePath.RELAY && shape.localRanks() < shape.ranks()) {
-      RelayBuffers rb = null;
-      PeerCopyChannel ch = null;
-      try {
+    try {
+      if (shape.comm().nodePath() == CommConfig.NodePath.RELAY && shape.localRanks() < shape.ranks()) {
+        RelayBuffers rb = null;
+        PeerCopyChannel ch = null;
         try {
-          rb = RelayBuffers.allocate(shape, rank, NativeKernels.limits()[3]); // cfg::kLayoutChunkTokens
-          ch = new PeerCopyChannel(transport, PeerCopyChannel.CUDA, w.me >= 0);
+          try {
+            rb = RelayBuffers.allocate(shape, rank, NativeKernels.limits()[3]); // cfg::kLayoutChunkTokens
+            ch = new PeerCopyChannel(transport, PeerCopyChannel.CUDA, w.me >= 0);
+          } catch (RuntimeException e) {
+            if (w.me < 0) throw e;
+            // between processes the peers are about to meet this rank: they hear of it there
+            shareRelay(null, null, "rank " + rank + " could not set up its relay buffers: " + e.getMessage());
+          }
+          if (w.me >= 0) shareRelay(rb, ch, null);
         } catch (RuntimeException e) {
-          if (w.me < 0) throw e;
-          // between processes the peers are about to meet this rank: they hear of it there
-          shareRelay(null, null, "rank " + rank + " could not set up its relay buffers: " + e.getMessage());
+          if (ch != null) Release.attempt(e, ch::close);
+          if (rb != null) Release.attempt(e, rb::close);
+          throw e;
         }
-        if (w.me >= 0) shareRelay(rb, ch, null);
-      } catch (RuntimeException e) {
-        if (ch != null) Release.attempt(e, ch::close);
-        if (rb != null) Release.attempt(e, rb::close);
-        throw e;
+        this.relay = rb;
+        this.channel = w.machines ? between(ch, rb) : ch;
+      } else {
+        this.relay = null;
+        this.channel = null;
       }
-      this.relay = rb;
-      this.channel = w.machines ? between(ch, rb) : ch;
-    } else {
-      this.relay = null;
-      this.channel = null;
+    } catch (RuntimeException e) {
+      // no communicator comes out of this constructor to close it later: the shared memory goes now
+      if (shufflePeer != null) Release.attempt(e, shufflePeer::close);
+      throw e;
     }
   }
 
@@ -126,6 +132,10 @@ public final class CudaCommunicator implements Communicator {
     try {
       return new SplitChannel(near, world.leg.open(transport, far, max, w), w.reach);
     } catch (RuntimeException e) {
+      // a leg may fail on this rank alone (NCCL's set-up, the host staging's memory), and peers
+      // past it would meet the closing barrier below in their next collective: abort first (the
+      // world aborts on any failure of its construction anyway)
+      transport.abort(e);
       if (relayPeers != null) Release.attempt(e, relayPeers::close);
       Release.attempt(e, near::close);
       Release.attempt(e, rb::close);
@@ -227,7 +237,9 @@ public final class CudaCommunicator implements Communicator {
 
   /**
    * Dispatches into the engine's rows {@code into} (at least as many rows as this rank receives,
-   * the config's dispatch dtype and hidden size; FP8 scales beside them).
+   * the config's dispatch dtype and hidden size; FP8 scales beside them). A larger {@code into}
+   * does not raise the limit: at most the config's receive rows arrive, since each row's weight
+   * is kept in the communicator's own memory.
    */
   public DeviceDispatched dispatch(DeviceRows x, DeviceRouting routing, DeviceRows into, CudaStream stream) {
     return dispatch(x, routing, Objects.requireNonNull(into, "into"), stream, null, -1);
@@ -328,14 +340,16 @@ public final class CudaCommunicator implements Communicator {
         : CallChecks.dispatch(shape, rank, closed, x, routing, into, stream, world.memory);
     DeviceRows recv = into != null ? into : ownReceive;
     int capacity = hostPath ? Math.min(hostCapacity, recv.rows()) : recv.rows();
-    // one rank per process: peers store into this rank's own receive rows (the mapped ones), and
-    // the engine's rows get a local copy of them, so they must fit there too
+    // whatever rows the engine passes, each received row's weight (and the unfused path's staging)
+    // is in this rank's own buffers, sized for receiveRows; one rank per process, peers also store
+    // the rows themselves into this rank's own receive rows (the mapped ones) and the engine's get
+    // a local copy of them
+    if (into != null) capacity = Math.min(capacity, ownReceive.rows());
     boolean viaOwn = into != null && w.me >= 0;
-    if (viaOwn) capacity = Math.min(capacity, ownReceive.rows());
     Switches mySwitches = switches();
     if (problem == null) problem = acrossMachines(mySwitches);
     Object[] entries = transport.allGather(problem != null ? new Entry(problem, 0, 0, 0, false, mySwitches)
-        : new Entry(null, recv.address(), recv.scalesAddress(), capacity, into == null && capacity == recv.rows(), mySwitches),
+        : new Entry(null, recv.address(), recv.scalesAddress(), capacity, capacity == ownReceive.rows(), mySwitches),
         ENTRY);
     throwFirst("dispatch", entries, e -> ((Entry) e).problem());
     Switches[] sw = new Switches[entries.length];
@@ -523,7 +537,16 @@ public final class CudaCommunicator implements Communicator {
 
   /** A failure the peers cannot know of (a CUDA error) fails them at once instead of at the timeout. */
   private void abortOthers(RuntimeException e) {
-    if (!(e instanceof CollectiveException)) transport.abort(e);
+    if (!peersKnow(e)) transport.abort(e);
+  }
+
+  /**
+   * Whether every rank throws {@code e} too: a collective's verdict does, but a timeout may be
+   * this rank's alone (its wait for its own stream, {@link VirtualRanks#synchronize}, while the
+   * peers already wait in the next meeting), and so may anything else.
+   */
+  static boolean peersKnow(RuntimeException e) {
+    return e instanceof CollectiveException && !(e instanceof io.moeyard.engine.CollectiveTimeoutException);
   }
 
   // ---- the host path ---------------------------------------------------------------------------

@@ -427,7 +427,12 @@ public final class CudaIpc implements AutoCloseable {
     } catch (RuntimeException e) {
       unmap = e;
     }
-    world.barrier();
+    try {
+      world.barrier();
+    } catch (RuntimeException e) {
+      if (unmap != null) e.addSuppressed(unmap);
+      throw e;
+    }
     if (unmap != null) throw unmap;
   }
 }

@@ -90,8 +90,15 @@ public final class CudaWorld implements AutoCloseable {
     this.shape = shape;
     this.leg = leg;
     this.variant = shape.comm().variant();
-    NativeKernels.setDevice(0);
-    this.ranks = new VirtualRanks(shape, NativeKernels.limits()[3], transport, deviceTimeout, reach);
+    int layoutChunk;
+    try {
+      NativeKernels.setDevice(0);
+      layoutChunk = NativeKernels.limits()[3]; // cfg::kLayoutChunkTokens
+    } catch (RuntimeException e) {
+      transport.abort(e); // the peers are about to meet this rank in the ranks' first exchange
+      throw e;
+    }
+    this.ranks = new VirtualRanks(shape, layoutChunk, transport, deviceTimeout, reach);
     try {
       this.clock = new Clock(ranks);
     } catch (RuntimeException e) {

@@ -75,7 +75,11 @@ public final class NativeKernels {
 
   public static native void copyDeviceToDeviceAsync(long dst, long src, long bytes, long stream);
 
-  /** Synchronous copy between any two addresses, device or host (a native MemorySegment's); the direction is inferred. */
+  /**
+   * Synchronous copy between any two addresses, device or host (a native MemorySegment's); the
+   * direction is inferred. Returns once the bytes have landed (a pageable host-to-device copy
+   * included), so that any stream may read them next.
+   */
   public static native void copy(long dst, long src, long bytes);
 
   // Host <-> device, synchronous, in elements (off/len index the Java array).

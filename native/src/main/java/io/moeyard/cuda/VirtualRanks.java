@@ -192,6 +192,20 @@ final class VirtualRanks {
       if (v != null) throw new CudaException((String) v);
     }
     CudaIpc ipc = CudaIpc.open(transport, buf[me].base, buf[me].bytes, shared(me), reach);
+    // every rank's size, those out of reach included, so that every rank reaches the same verdict
+    // (and the same closing barrier)
+    long[] sizes = new long[nR];
+    for (int q = 0; q < nR; q++) sizes[q] = ipc.bytes(q);
+    String bad = differentSize(sizes);
+    if (bad != null) {
+      CudaException e = new CudaException(bad);
+      try {
+        ipc.close();
+      } catch (RuntimeException c) {
+        e.addSuppressed(c);
+      }
+      throw e;
+    }
     for (int q = 0; q < nR; q++) {
       if (q == me) continue;
       if (!reach[q]) {
@@ -200,22 +214,23 @@ final class VirtualRanks {
         continue;
       }
       buf[q] = RankBuffers.view(shape, layoutChunk, ipc.address(q));
-      if (ipc.bytes(q) != buf[me].bytes) {
-        CudaException e = new CudaException("rank " + q + "'s device memory has " + ipc.bytes(q) + " bytes, rank " + me
-            + "'s " + buf[me].bytes + ": the ranks were opened for different shapes");
-        try {
-          ipc.close();
-        } catch (RuntimeException c) {
-          e.addSuppressed(c);
-        }
-        throw e;
-      }
       evStage[q] = ipc.event(q, 0);
       evSend[q] = ipc.event(q, 1);
       evDone[q] = ipc.event(q, 2);
       evGate[q] = ipc.event(q, 3);
     }
     return ipc;
+  }
+
+  /** The first rank whose slab size differs from rank 0's, as a message (null: all alike). */
+  static String differentSize(long[] bytes) {
+    for (int q = 1; q < bytes.length; q++) {
+      if (bytes[q] != bytes[0]) {
+        return "rank " + q + "'s device memory has " + bytes[q] + " bytes, rank 0's " + bytes[0]
+            + ": the ranks were opened for different shapes";
+      }
+    }
+    return null;
   }
 
   /**
@@ -313,22 +328,35 @@ final class VirtualRanks {
   }
 
   private CollectiveTimeoutException stalled(int r) {
-    List<Integer> pending = new ArrayList<>();
-    for (int q = 0; q < nR; q++) {
-      if (q == r) continue;
-      boolean fired;
+    List<Integer> pending = pending(r, reach, q -> {
       try {
-        fired = NativeKernels.eventQuery(evStage[q]) && NativeKernels.eventQuery(evSend[q]) && NativeKernels.eventQuery(evDone[q]);
+        return fired(evStage[q]) && fired(evSend[q]) && fired(evDone[q]) && fired(evGate[q]);
       } catch (RuntimeException e) {
-        fired = false; // an event of a process that is gone
+        return false; // an event of a process that is gone
       }
-      if (!fired) pending.add(q);
-    }
+    });
     String ms = deviceTimeoutNanos / 1_000_000 + " ms";
     return new CollectiveTimeoutException("rank " + r + ": its stream did not finish within " + ms
         + (pending.isEmpty() ? " (no peer's event is pending: the engine's own work before the call, or a fault)"
             : "; it waits for rank(s) " + pending + ", whose events have not fired (a peer process that died or"
             + " stopped mid-call)"), pending);
+  }
+
+  /** An event that is not held here (0: out of reach, or one that is never shared) waits for nothing. */
+  private static boolean fired(long event) {
+    return event == 0 || NativeKernels.eventQuery(event);
+  }
+
+  /**
+   * The peers of rank r within reach whose events have not all fired ({@code fired}): those out
+   * of reach are never waited for, so they are never the ones a stall waits for.
+   */
+  static List<Integer> pending(int r, boolean[] reach, java.util.function.IntPredicate fired) {
+    List<Integer> pending = new ArrayList<>();
+    for (int q = 0; q < reach.length; q++) {
+      if (q != r && reach[q] && !fired.test(q)) pending.add(q);
+    }
+    return pending;
   }
 
   /**

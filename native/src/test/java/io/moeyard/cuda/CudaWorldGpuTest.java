@@ -273,6 +273,16 @@ class CudaWorldGpuTest {
       List<String> msgs = messages(world, c -> c.dispatch(hot.x(c.rank()), hot.routing(c.rank())));
       assertEquals("dispatch: rank 0 would receive 16 rows, its receive buffer holds 10 (CommConfig.receiveRows)", msgs.get(0));
       assertEquals(msgs.get(0), msgs.get(1));
+      // engine rows with room for all 16 change nothing: each row's weight (and the unfused
+      // path's staging) is the communicator's, sized for receiveRows
+      try (DeviceWorkload eng = new DeviceWorkload(hot, 20)) {
+        for (CommConfig.Variant v : CommConfig.Variant.values()) {
+          world.useVariant(v);
+          msgs = messages(world, c -> c.dispatch(eng.x(c.rank()), eng.routing(c.rank()), eng.into(c.rank()), eng.stream(c.rank())));
+          assertEquals("dispatch: rank 0 would receive 16 rows, its receive buffer holds 10 (CommConfig.receiveRows)", msgs.get(0), v.name());
+        }
+        world.useVariant(comm.variant());
+      }
       List<Integer> rows = world.run(c -> c.dispatch(even.x(c.rank()), even.routing(c.rank())).receivedRows());
       assertEquals(List.of(even.ref.rowsReceivedBy(0), even.ref.rowsReceivedBy(1)), rows);
       assertEquals(List.of(8, 8), rows);

@@ -102,14 +102,30 @@ public final class CudaWorldRankMain {
     KernelCases.Expected[] want = KernelCases.dispatch(wl);
     byte[][] wantOut = KernelCases.combine(wl);
     try (CudaWorld world = CudaWorld.join(t, shape.map(), shape.comm())) {
-      CudaCommunicator c = world.communicator();
-      assertEquals(me, c.rank());
-      for (CommConfig.Variant v : CommConfig.Variant.values()) {
-        world.useVariant(v);
-        CudaWorldGpuTest.checkRank(c, wl, shape, want, wantOut, v, ctx);
-      }
-      devicePath(world, c, wl, want, wantOut, ctx);
-      shuffled(c, wl, wantOut, seed * 131 + i, ctx);
+      abortingOnFailure(t, () -> {
+        CudaCommunicator c = world.communicator();
+        assertEquals(me, c.rank());
+        for (CommConfig.Variant v : CommConfig.Variant.values()) {
+          world.useVariant(v);
+          CudaWorldGpuTest.checkRank(c, wl, shape, want, wantOut, v, ctx);
+        }
+        devicePath(world, c, wl, want, wantOut, ctx);
+        shuffled(c, wl, wantOut, seed * 131 + i, ctx);
+      });
+    }
+  }
+
+  /**
+   * {@code body}, and should it fail on this rank (an assertion), the peers hear of it at once:
+   * otherwise the world's closing barrier, which this rank reaches next, would meet the peers'
+   * next collective.
+   */
+  private static void abortingOnFailure(Transport t, Runnable body) {
+    try {
+      body.run();
+    } catch (RuntimeException | Error e) {
+      t.abort(e);
+      throw e;
     }
   }
 
@@ -136,21 +152,23 @@ public final class CudaWorldRankMain {
     byte[][] wantOut = KernelCases.combine(wl);
     try (CudaWorld world = CudaWorld.join(t, shape.map(), shape.comm(), CudaWorld.DEFAULT_DEVICE_TIMEOUT,
         "pretend-machine-" + me / local, CudaWorld.HOST_LEG)) {
-      CudaCommunicator c = world.communicator();
-      world.useVariant(CommConfig.Variant.FUSED);
-      CudaWorldGpuTest.checkRank(c, wl, shape, want, wantOut, CommConfig.Variant.FUSED, ctx);
-      try (DeviceWorkload dw = new DeviceWorkload(wl, 0, me)) {
-        DeviceDispatched d = c.dispatch(dw.x(me), dw.routing(me), dw.stream(me));
-        c.combine(d, dw.y(me, d.receivedRows()), dw.out(me), dw.stream(me));
-        assertArrayEquals(wantOut[me], dw.outBytes(me), "device-path combine, rank " + me + " " + ctx);
-      }
-      world.useVariant(CommConfig.Variant.UNFUSED);
-      try {
-        c.dispatch(wl.x(me), wl.routing(me));
-        throw new AssertionError("the unfused path ran between machines " + ctx);
-      } catch (io.moeyard.engine.CollectiveException e) {
-        if (!e.getMessage().contains("spans machines")) throw e;
-      }
+      abortingOnFailure(t, () -> {
+        CudaCommunicator c = world.communicator();
+        world.useVariant(CommConfig.Variant.FUSED);
+        CudaWorldGpuTest.checkRank(c, wl, shape, want, wantOut, CommConfig.Variant.FUSED, ctx);
+        try (DeviceWorkload dw = new DeviceWorkload(wl, 0, me)) {
+          DeviceDispatched d = c.dispatch(dw.x(me), dw.routing(me), dw.stream(me));
+          c.combine(d, dw.y(me, d.receivedRows()), dw.out(me), dw.stream(me));
+          assertArrayEquals(wantOut[me], dw.outBytes(me), "device-path combine, rank " + me + " " + ctx);
+        }
+        world.useVariant(CommConfig.Variant.UNFUSED);
+        try {
+          c.dispatch(wl.x(me), wl.routing(me));
+          throw new AssertionError("the unfused path ran between machines " + ctx);
+        } catch (io.moeyard.engine.CollectiveException e) {
+          if (!e.getMessage().contains("spans machines")) throw e;
+        }
+      });
     }
   }
 

@@ -63,12 +63,15 @@ public final class ProcCudaBench {
           rows[q] = (int) f[1];
           for (int k = 0; k < 3; k++) rowCounts[k][q] = f[2 + k];
         }
-        try (CudaWorld world = CudaWorld.join(t, wl.map, CudaCheck.config(wl).withNodePath(c.nodePath())); DeviceWorkload eng = new DeviceWorkload(wl, 0, r)) {
+        try (CudaWorld world = CudaWorld.join(t, wl.map, CudaCheck.config(wl).withNodePath(c.nodePath()));
+            DeviceWorkload eng = abortingOnFailure(t, () -> new DeviceWorkload(wl, 0, r))) {
           CudaCommunicator comm = world.communicator();
+          t.barrier(); // every rank's device workload is uploaded
           if (r == 0) {
-            long allBytes = 0;
-            for (int p : pairs) allBytes += (long) p * CudaBench.dispatchRowBytes(wl);
-            copyMs = world.copyMillis(allBytes, c.iters());
+            long sum = 0;
+            for (int p : pairs) sum += (long) p * CudaBench.dispatchRowBytes(wl);
+            long allBytes = sum;
+            copyMs = abortingOnFailure(t, () -> world.copyMillis(allBytes, c.iters()));
           }
           t.barrier(); // the copy alone on the GPU
           problem = verified(t, world, comm, eng, wl, cpu, CommConfig.Variant.FUSED, CommConfig.Variant.UNFUSED);
@@ -102,6 +105,20 @@ public final class ProcCudaBench {
           CudaBench.dispatchRowBytes(wl), wl.outRowBytes(), ms, copyMs, problem, rowStats);
       return res.withSimpleKernels(new BenchResult.SimpleKernels(
           CudaBench.median(simpleMs[0]) * 1e3, CudaBench.median(simpleMs[1]) * 1e3, simpleProblem == null));
+    }
+  }
+
+  /**
+   * {@code body}, which only this rank runs: should it fail, the peers hear of it at once (the
+   * transport aborts). Otherwise the world's closing barrier, which this rank would reach next,
+   * would meet the peers' next collective instead of theirs.
+   */
+  private static <T> T abortingOnFailure(ShmTransport t, java.util.function.Supplier<T> body) {
+    try {
+      return body.get();
+    } catch (RuntimeException | Error e) {
+      t.abort(e);
+      throw e;
     }
   }
 
