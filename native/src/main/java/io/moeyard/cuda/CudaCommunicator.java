@@ -797,10 +797,16 @@ public final class CudaCommunicator implements Communicator {
     if (relay != null) {
       // peers store into the staging only within a combine, which this rank's stream waited for
       err = Release.attempt(err, () -> w.synchronize(rank));
-      // between processes: unmap the peers' and wait until they unmapped this rank's
-      if (relayPeers != null) err = Release.attempt(err, relayPeers::close);
-      err = Release.attempt(err, channel::close);
-      err = Release.attempt(err, relay::close);
+      // between processes: unmap the peers' and wait until they unmapped this rank's; if that
+      // is not confirmed, the relay slab and the channel's shared events stay until the process
+      // exits (freeing memory a peer still maps is undefined)
+      RuntimeException unmapped = relayPeers == null ? null : Release.attempt(null, relayPeers::close);
+      if (unmapped == null) {
+        err = Release.attempt(err, channel::close);
+        err = Release.attempt(err, relay::close);
+      } else {
+        err = Release.keep(err, unmapped);
+      }
     }
     if (err != null) throw err;
   }

@@ -7,6 +7,13 @@ package io.moeyard.cuda;
 final class Release {
   private Release() {}
 
+  /** {@code e} kept: the first failure, or suppressed on it. */
+  static RuntimeException keep(RuntimeException first, RuntimeException e) {
+    if (first == null) return e;
+    first.addSuppressed(e);
+    return first;
+  }
+
   static RuntimeException attempt(RuntimeException first, Runnable release) {
     try {
       release.run();

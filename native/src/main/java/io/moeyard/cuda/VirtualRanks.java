@@ -369,19 +369,33 @@ final class VirtualRanks {
   }
 
   private RuntimeException releaseMemory(RuntimeException err, CudaIpc ipc) {
-    if (ipc != null) err = Release.attempt(err, ipc::close);
+    if (ipc != null) {
+      RuntimeException closing = Release.attempt(null, ipc::close);
+      if (closing != null) {
+        // the closing barrier did not confirm that every peer unmapped this rank: freeing memory
+        // a peer still maps is undefined, so the slab and the shared events stay until the
+        // process exits
+        peersMayMap = true;
+        err = Release.keep(err, closing);
+      }
+    }
     for (int r = 0; r < nR; r++) {
       RankBuffers b = buf[r];
-      if (b != null && local(r)) err = Release.attempt(err, b::close);
+      if (b != null && local(r) && !(peersMayMap && r == me)) err = Release.attempt(err, b::close);
     }
     return Release.attempt(err, tables::close);
   }
+
+  /** Set when a closing barrier failed: this rank's slab and shared events are left to the process's exit. */
+  private boolean peersMayMap;
 
   /** Destroys every event and stream made here (the peers' opened events go with their mappings). */
   RuntimeException destroyStreams(RuntimeException err) {
     for (int r = 0; r < nR; r++) {
       if (!local(r)) continue;
-      for (long ev : new long[] {evStage[r], evSend[r], evDone[r], evGate[r], evEntry[r]}) {
+      long[] events = peersMayMap && r == me ? new long[] {evEntry[r]}
+          : new long[] {evStage[r], evSend[r], evDone[r], evGate[r], evEntry[r]};
+      for (long ev : events) {
         if (ev != 0) err = Release.attempt(err, () -> NativeKernels.eventDestroy(ev));
       }
       long st = streams[r];
