@@ -4,6 +4,7 @@ import io.moeyard.comm.CommConfig;
 import io.moeyard.cuda.CudaAvailability;
 import io.moeyard.cuda.CudaBackend;
 import io.moeyard.cuda.CudaCommunicator;
+import io.moeyard.cuda.CudaUnavailableException;
 import io.moeyard.cuda.CudaWorld;
 import io.moeyard.cuda.DeviceDispatched;
 import io.moeyard.cuda.DeviceWorkload;
@@ -27,9 +28,9 @@ public final class ProcCudaBench {
   private ProcCudaBench() {}
 
   public static BenchResult runRank(BenchConfig c, PrintStream progress) {
-    // CUDA's start-up before the rendezvous, so that it does not count against the ranks' timeout
+    // CUDA's start-up before the rendezvous, so that it does not count against the ranks' timeout;
+    // its verdict after it, so that a rank without CUDA fails every rank at once
     CudaAvailability av = CudaBackend.availability();
-    av.require();
     Map<String, String> agreed = ProcBench.agreed(c);
     agreed.put("backend", "cuda");
     try (ShmTransport t = ShmTransport.join(agreed)) {
@@ -37,6 +38,9 @@ public final class ProcCudaBench {
         throw new IllegalArgumentException("the world has " + t.size() + " ranks, the bench was configured for " + c.ranks());
       }
       int r = t.rank();
+      for (Object o : t.allGather(av.available() ? null : "rank " + r + ": " + av.message())) {
+        if (o != null) throw new CudaUnavailableException((String) o);
+      }
       PrintStream quiet = r == 0 ? progress : new PrintStream(PrintStream.nullOutputStream());
       quiet.printf("moeyard bench (cuda, %d rank processes, %s): %d ranks x %d tokens, hidden %d %s, %d experts top-%d;"
           + " preparing data...%n", t.size(), av.device(), c.ranks(), c.tokens(), c.hidden(), c.dtype().cliName(), c.experts(),
