@@ -155,15 +155,22 @@ public final class BenchCommand implements Callable<Integer> {
         result = CpuBench.run(config, System.err);
       }
       case "cuda" -> {
-        int refused = cudaRefused(config);
-        if (refused != 0) return refused;
         if (procsRank) {
-          result = io.moeyard.bench.run.ProcCudaBench.runRank(config, System.err);
+          // the launcher checked this machine; a rank without CUDA still meets the others, which
+          // then fail with it at once instead of at the rendezvous's timeout
+          try {
+            result = io.moeyard.bench.run.ProcCudaBench.runRank(config, System.err);
+          } catch (io.moeyard.cuda.CudaUnavailableException e) {
+            System.err.println("moeyard bench: " + e.getMessage());
+            return 3;
+          }
           if (result == null) return 0; // rank 0 reports for all
           print(result, System.out);
           if (json != null) writeJson(result, json);
           return result.verified() ? 0 : 1;
         }
+        int refused = cudaRefused(config);
+        if (refused != 0) return refused;
         result = CudaBench.run(config, System.err);
       }
       default -> {
