@@ -62,7 +62,9 @@ class DispatchCombinePropertyTest {
     RowBuffer[] y = wl.ys();
     CommConfig cfg = wl.config().withChunkPairs(chunk)
         .withVariant(fused ? CommConfig.Variant.FUSED : CommConfig.Variant.UNFUSED).withNodePath(path);
-    try (CpuWorld world = CpuWorld.create(wl.map.topology())) {
+    // the outputs outlive the ranks' bodies; an arena closed here, not the collector, frees them
+    // (OffHeap.liveBytes must not move under another test's feet)
+    try (CpuWorld world = CpuWorld.create(wl.map.topology()); Arena outArena = Arena.ofShared()) {
       List<RowBuffer> outs = world.run(t -> {
         int r = t.rank();
         try (Communicator comm = Communicator.cpu(t, wl.map, cfg)) {
@@ -80,7 +82,7 @@ class DispatchCombinePropertyTest {
           assertArrayEquals(ref.receivedWeights(r, wl.w), weights, "weights received by rank " + r);
           String p = ref.checkDispatch(r, h.received(), h.receivedRows(), x);
           if (p != null) throw new AssertionError((fused ? "fused " + path : "unfused") + " dispatch: " + p);
-          RowBuffer out = RowBuffer.allocate(Arena.ofAuto(), wl.tokens[r], wl.hidden, wl.outType);
+          RowBuffer out = RowBuffer.allocate(outArena, wl.tokens[r], wl.hidden, wl.outType);
           // poison the output so unwritten rows show
           out.segment().fill((byte) 0x7F);
           comm.combine(h, y[r], out);

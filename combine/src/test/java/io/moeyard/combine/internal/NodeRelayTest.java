@@ -15,7 +15,6 @@ import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.engine.transport.CpuWorld;
 import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.testkit.Workload;
-import java.lang.foreign.Arena;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -50,7 +49,7 @@ class NodeRelayTest {
             int n = h.receivedRows();
             String p = wl.ref.checkDispatch(r, h.received(), n, wl.xs());
             if (p != null) throw new AssertionError((relay ? "relay" : "direct") + " dispatch: " + p);
-            RowBuffer out = RowBuffer.allocate(Arena.ofAuto(), wl.tokens[r], wl.hidden, wl.outType);
+            RowBuffer out = memory.rows(wl.tokens[r], wl.hidden, wl.outType); // freed with it, not by the collector
             out.segment().fill((byte) 0x7F); // unwritten rows show
             c.combine(h, wl.y(r), out);
             int q = h.receivedPairs();
@@ -195,7 +194,7 @@ class NodeRelayTest {
                 relayDispatch.test(r) ? new FusedDispatcher.RelaySize(maxTokens, wl.topk, wl.hidden, wl.dtype) : null);
             FusedCombiner c = new FusedCombiner(t, 8, memory, combineTokens, wl.topk, relayCombine)) {
           RowBuffer into = memory.rows(cap, wl.hidden, wl.dtype);
-          RowBuffer out = RowBuffer.allocate(Arena.ofAuto(), wl.tokens[r], wl.hidden, wl.outType);
+          RowBuffer out = memory.rows(wl.tokens[r], wl.hidden, wl.outType); // freed with it, not by the collector
           out.segment().fill((byte) 0x7F);
           try (DispatchHandle h = d.dispatch(wl.x(r), wl.routing(r), into)) {
             c.combine(h, wl.y(r), out);
