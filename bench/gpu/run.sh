@@ -28,8 +28,8 @@
 #                     buffer to itself (grouped ncclSend/ncclRecv). libmoeyard_cuda.so dlopens
 #                     libnccl.so.2 itself, found through LD_LIBRARY_PATH, which this script points at
 #                     python3's nvidia.nccl package; NCCL not loading fails the step with the reason
-#   8. procs          moeyard bench --backend cuda --procs 8 --preset deepseek-v3: step 2 with one rank
-#                     per process (CUDA IPC), for the table beside step 2 (its JSON in logs.tgz)
+#   8. procs          moeyard bench --backend cuda --procs 8 --preset deepseek-v3 --tokens 512: one rank
+#                     per process (CUDA IPC), beside sweep-512's virtual ranks (its JSON in logs.tgz)
 #   9. esft-law       moeyard bench --backend cuda on a measured routing trace (ESFT law, layer 12)
 #                                                               -> bench-esft-law.json
 #  10. sweep-T        the deepseek-v3 shape at 128, 512, 16384 tokens per rank -> bench-deepseek-v3-tT.json
@@ -251,12 +251,14 @@ else
 fi
 
 # ---- 8. rank processes: the deepseek-v3 bench with one rank per process (CudaWorld.join: peers'
-# device memory through CUDA IPC, host meetings over shared memory), 8 processes on the one GPU, to
-# set beside step 2's virtual ranks. Its JSON goes into logs.tgz (the 8 files are spoken for).
+# device memory through CUDA IPC, host meetings over shared memory), 8 processes on the one GPU, at
+# 512 tokens per rank (every process builds the whole workload: at 4096 that is ~4 GB of expert
+# outputs each), to set beside sweep-512's virtual ranks. Its JSON goes into logs.tgz (the 8 files
+# are spoken for).
 if [ "$dry" = 1 ]; then
   procs_args=(--procs 2 --preset deepseek-v3 --tokens 32 "${shape[@]}")
 else
-  procs_args=(--procs 8 --preset deepseek-v3 --iters 20 --warmup 5)
+  procs_args=(--procs 8 --preset deepseek-v3 --tokens 512 --iters 20 --warmup 5)
 fi
 step procs 90 50 "${jvm[@]}" bench --backend "$backend" "${procs_args[@]}" --json "$logs/bench-procs.json"
 
