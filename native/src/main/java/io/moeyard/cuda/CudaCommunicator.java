@@ -177,6 +177,9 @@ public final class CudaCommunicator implements Communicator {
     for (int q = 0; q < s.length; q++) s[q] = q == rank ? rb.staging : w.reach[q] ? ipc.address(q) + (rb.staging - rb.base) : 0L;
     stagingOf = s;
     relayPeers = ipc;
+    for (int q = 0; q < w.nR; q++) {
+      if (q != rank && w.reach[q]) w.watched[q] = new long[] {ipc.event(q, 0), ipc.event(q, 1)};
+    }
   }
 
   /** The node relay's buffers of this rank (null when it does not relay). */
@@ -800,6 +803,7 @@ public final class CudaCommunicator implements Communicator {
       // between processes: unmap the peers' and wait until they unmapped this rank's; if that
       // is not confirmed, the relay slab and the channel's shared events stay until the process
       // exits (freeing memory a peer still maps is undefined)
+      java.util.Arrays.fill(w.watched, null); // the peers' channel events close with the mappings
       RuntimeException unmapped = relayPeers == null ? null : Release.attempt(null, relayPeers::close);
       if (unmapped == null) {
         err = Release.attempt(err, channel::close);

@@ -119,6 +119,7 @@ final class VirtualRanks {
     this.recvXEntry = new long[nR][nR];
     this.recvScalesEntry = new long[nR][nR];
     this.buf = new RankBuffers[nR];
+    this.watched = new long[nR][];
     CudaIpc mapped = null;
     try {
       if (transport == null) {
@@ -327,9 +328,19 @@ final class VirtualRanks {
     }
   }
 
+  /**
+   * Other events of peer q this rank's stream may wait for (the relay channel's, opened here),
+   * so that a stall inside the channel names its peer too; set by the communicator, read by
+   * {@link #stalled}.
+   */
+  final long[][] watched;
+
   private CollectiveTimeoutException stalled(int r) {
     List<Integer> pending = pending(r, reach, q -> {
       try {
+        if (watched[q] != null) {
+          for (long e : watched[q]) if (!fired(e)) return false;
+        }
         return fired(evStage[q]) && fired(evSend[q]) && fired(evDone[q]) && fired(evGate[q]);
       } catch (RuntimeException e) {
         return false; // an event of a process that is gone
