@@ -73,7 +73,7 @@ public final class CudaBench {
       try {
         problem = CudaCheck.verify(world, eng, wl, cpu, CommConfig.Variant.FUSED, CommConfig.Variant.UNFUSED);
         world.useKernels(CudaWorld.KERNELS_SIMPLE);
-        simpleProblem = CudaCheck.verify(world, eng, wl, cpu, CommConfig.Variant.FUSED);
+        simpleProblem = relays(c) ? null : CudaCheck.verify(world, eng, wl, cpu, CommConfig.Variant.FUSED);
         for (int i = 0; i < candidates.length; i++) {
           world.useKernels(candidates[i]);
           candidateProblems[i] = CudaCheck.verify(world, eng, wl, cpu, CommConfig.Variant.FUSED);
@@ -89,13 +89,13 @@ public final class CudaBench {
       timeDispatch(c, world, eng, CommConfig.Variant.FUSED, ms[DISPATCH_FUSED]);
       timeDispatch(c, world, eng, CommConfig.Variant.UNFUSED, ms[DISPATCH_UNFUSED]);
       world.useKernels(CudaWorld.KERNELS_SIMPLE);
-      timeDispatch(c, world, eng, CommConfig.Variant.FUSED, simpleMs[0]);
+      if (!relays(c)) timeDispatch(c, world, eng, CommConfig.Variant.FUSED, simpleMs[0]);
       world.useKernels(CudaWorld.KERNELS_TUNED);
       // the fused combine needs a fused dispatch's pair records: each combine timing dispatches fused first
       timeCombine(c, world, eng, CommConfig.Variant.FUSED, ms[COMBINE_FUSED]);
       timeCombine(c, world, eng, CommConfig.Variant.UNFUSED, ms[COMBINE_UNFUSED]);
       world.useKernels(CudaWorld.KERNELS_SIMPLE);
-      timeCombine(c, world, eng, CommConfig.Variant.FUSED, simpleMs[1]);
+      if (!relays(c)) timeCombine(c, world, eng, CommConfig.Variant.FUSED, simpleMs[1]);
       for (int i = 0; i < candidates.length; i++) {
         world.useKernels(candidates[i]);
         double[] vm = new double[c.iters()];
@@ -111,6 +111,7 @@ public final class CudaBench {
       progress.printf("note: %d timed calls had started before their enqueue ended (launch latency counted)%n", shortHolds);
     }
     BenchResult r = assemble(c, av.device(), pairs, rows, dispatchRowBytes(wl), wl.outRowBytes(), ms, copyMs, problem, rowStats);
+    if (relays(c)) return r;
     return r.withSimpleKernels(new BenchResult.SimpleKernels(
         median(simpleMs[0]) * 1e3, median(simpleMs[1]) * 1e3, simpleProblem == null));
   }
@@ -171,6 +172,14 @@ public final class CudaBench {
     } catch (IllegalArgumentException e) {
       return "the cuda backend cannot run this shape: " + e.getMessage();
     }
+  }
+
+  /**
+   * Whether the fused calls take the node relay, which always runs its own and the tuned dispatch
+   * kernels: the untuned kernels are then not timed (their figure would be the tuned relay's).
+   */
+  static boolean relays(BenchConfig c) {
+    return c.nodes() > 1 && c.nodePath() == CommConfig.NodePath.RELAY;
   }
 
   /** Bytes one token-rank pair carries in dispatch: the row and its FP8 scales. */

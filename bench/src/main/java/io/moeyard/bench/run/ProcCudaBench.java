@@ -80,7 +80,7 @@ public final class ProcCudaBench {
           t.barrier(); // the copy alone on the GPU
           problem = verified(t, world, comm, eng, wl, cpu, CommConfig.Variant.FUSED, CommConfig.Variant.UNFUSED);
           world.useKernels(CudaWorld.KERNELS_SIMPLE);
-          simpleProblem = verified(t, world, comm, eng, wl, cpu, CommConfig.Variant.FUSED);
+          simpleProblem = CudaBench.relays(c) ? null : verified(t, world, comm, eng, wl, cpu, CommConfig.Variant.FUSED);
           world.useKernels(CudaWorld.KERNELS_TUNED);
           quiet.printf("verified: %s (untuned fused kernels: %s); timing %d + %d warm-up iterations of each...%n",
               problem == null ? "yes" : "NO (" + problem + ")", simpleProblem == null ? "yes" : "NO (" + simpleProblem + ")",
@@ -89,12 +89,12 @@ public final class ProcCudaBench {
           timeDispatch(c, world, comm, eng, CommConfig.Variant.FUSED, ms[CudaBench.DISPATCH_FUSED]);
           timeDispatch(c, world, comm, eng, CommConfig.Variant.UNFUSED, ms[CudaBench.DISPATCH_UNFUSED]);
           world.useKernels(CudaWorld.KERNELS_SIMPLE);
-          timeDispatch(c, world, comm, eng, CommConfig.Variant.FUSED, simpleMs[0]);
+          if (!CudaBench.relays(c)) timeDispatch(c, world, comm, eng, CommConfig.Variant.FUSED, simpleMs[0]);
           world.useKernels(CudaWorld.KERNELS_TUNED);
           timeCombine(c, world, comm, eng, CommConfig.Variant.FUSED, ms[CudaBench.COMBINE_FUSED]);
           timeCombine(c, world, comm, eng, CommConfig.Variant.UNFUSED, ms[CudaBench.COMBINE_UNFUSED]);
           world.useKernels(CudaWorld.KERNELS_SIMPLE);
-          timeCombine(c, world, comm, eng, CommConfig.Variant.FUSED, simpleMs[1]);
+          if (!CudaBench.relays(c)) timeCombine(c, world, comm, eng, CommConfig.Variant.FUSED, simpleMs[1]);
           world.useKernels(CudaWorld.KERNELS_TUNED);
           world.timing(false);
           if (r == 0) shortHolds = world.shortHolds();
@@ -107,6 +107,7 @@ public final class ProcCudaBench {
       BenchResult.Rows rowStats = BenchResult.Rows.of(rowCounts[0], rowCounts[1], rowCounts[2]);
       BenchResult res = CudaBench.assemble(c, n + " rank processes over CUDA IPC, " + av.device(), pairs, rows,
           CudaBench.dispatchRowBytes(wl), wl.outRowBytes(), ms, copyMs, problem, rowStats);
+      if (CudaBench.relays(c)) return res;
       return res.withSimpleKernels(new BenchResult.SimpleKernels(
           CudaBench.median(simpleMs[0]) * 1e3, CudaBench.median(simpleMs[1]) * 1e3, simpleProblem == null));
     }
