@@ -194,10 +194,31 @@ class CombineArithmeticHostTest {
       Topology topo = new Topology(1 + rnd.nextInt(4), 1 + rnd.nextInt(4));
       int ranks = topo.worldSize();
       int h = 1 + rnd.nextInt(40);
+      Token tk = Token.random(rnd, ranks, h, dt, iter % 50 == 0);
+      byte[] got = NativeKernels.hostCombineToken(KernelShape.code(dt), tk.bytes(), tk.w(), tk.groups(), tk.gr(), ranks,
+          topo.localRanks(), h);
+      float[] want = contractCombine(tk.values(), tk.w(), tk.groups(), tk.gr(), topo, dt);
+      String diff = firstDifference(want, got, dt);
+      if (diff != null) fail(seed + ": " + dt + " " + topo + " " + tk + ": " + diff);
+      if (topo.nodes() > 1 && firstDifference(
+          contractCombine(tk.values(), tk.w(), tk.groups(), tk.gr(), Topology.singleNode(ranks), dt), got, dt) != null) {
+        differs++;
+      }
+    }
+    assertTrue(differs > 0, seed + ": no multi-node token came out different from the one-level sum");
+  }
+
+  /**
+   * One token's partial rows as a combine sees them: the ranks it was sent to ({@code gr}, some
+   * ranks getting nothing, or none at all when {@code nowhere}), its rows per rank, their values
+   * (raw bytes and as read back), weights, and the value mode they were drawn in.
+   */
+  record Token(int[] gr, int[] groups, byte[] bytes, float[][] values, float[] w, int mode) {
+    static Token random(SplittableRandom rnd, int ranks, int h, DType dt, boolean nowhere) {
       int mode = rnd.nextInt(5);
       List<Integer> dests = new ArrayList<>();
-      for (int d = 0; d < ranks; d++) if (rnd.nextInt(3) > 0) dests.add(d); // some ranks get nothing
-      if (iter % 50 == 0) dests.clear(); // a token routed nowhere
+      for (int d = 0; d < ranks; d++) if (rnd.nextInt(3) > 0) dests.add(d);
+      if (nowhere) dests.clear();
       int[] gr = dests.stream().mapToInt(Integer::intValue).toArray();
       int[] groups = new int[gr.length];
       int rows = 0;
@@ -213,19 +234,13 @@ class CombineArithmeticHostTest {
       }
       float[] w = new float[rows];
       for (int i = 0; i < rows; i++) w[i] = mode == 3 ? (rnd.nextInt(8) + 1) / 8f : rnd.nextFloat() * 3f - 1f;
-      byte[] got = NativeKernels.hostCombineToken(KernelShape.code(dt), bytes, w, groups, gr, ranks, topo.localRanks(), h);
-      float[] want = contractCombine(values, w, groups, gr, topo, dt);
-      String diff = firstDifference(want, got, dt);
-      if (diff != null) {
-        fail(seed + ": " + dt + " " + topo + " ranks " + Arrays.toString(gr) + " groups " + Arrays.toString(groups)
-            + " mode " + mode + ": " + diff);
-      }
-      if (topo.nodes() > 1
-          && firstDifference(contractCombine(values, w, groups, gr, Topology.singleNode(ranks), dt), got, dt) != null) {
-        differs++;
-      }
+      return new Token(gr, groups, bytes, values, w, mode);
     }
-    assertTrue(differs > 0, seed + ": no multi-node token came out different from the one-level sum");
+
+    @Override
+    public String toString() {
+      return "ranks " + Arrays.toString(gr) + " groups " + Arrays.toString(groups) + " mode " + mode;
+    }
   }
 
   /**

@@ -8,7 +8,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import io.moeyard.engine.DType;
-import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.Topology;
 import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.testkit.NaiveReference;
@@ -439,35 +438,15 @@ class RelayHostTest {
       Topology topo = iter % 97 == 0 ? new Topology(32, 2) : new Topology(2 + rnd.nextInt(3), 1 + rnd.nextInt(4));
       int ranks = topo.worldSize();
       int h = iter % 5 == 0 ? 8 * (1 + rnd.nextInt(40)) : 1 + rnd.nextInt(70);
-      int mode = rnd.nextInt(5);
-      List<Integer> dests = new ArrayList<>();
-      for (int d = 0; d < ranks; d++) if (rnd.nextInt(3) > 0) dests.add(d);
-      if (iter % 50 == 0) dests.clear();
-      int[] gr = dests.stream().mapToInt(Integer::intValue).toArray();
-      int[] groups = new int[gr.length];
-      int rows = 0;
-      for (int g = 0; g < groups.length; g++) rows += groups[g] = 1 + rnd.nextInt(4);
-      byte[] bytes = new byte[rows * h * dt.bytes()];
-      RowBuffer y = new RowBuffer(java.lang.foreign.MemorySegment.ofArray(bytes), 0, rows, h, dt, null);
-      float[][] values = new float[rows][h];
-      for (int i = 0; i < rows; i++) {
-        for (int c = 0; c < h; c++) {
-          y.setFloat(i, c, CombineArithmeticHostTest.value(rnd, mode, dt));
-          values[i][c] = y.getFloat(i, c);
-        }
-      }
-      float[] w = new float[rows];
-      for (int i = 0; i < rows; i++) w[i] = mode == 3 ? (rnd.nextInt(8) + 1) / 8f : rnd.nextFloat() * 3f - 1f;
+      CombineArithmeticHostTest.Token tk = CombineArithmeticHostTest.Token.random(rnd, ranks, h, dt, iter % 50 == 0);
       int home = rnd.nextInt(ranks);
-      byte[] got = NativeKernels.hostRelayCombineToken(KernelShape.code(dt), bytes, w, groups, gr, ranks, topo.localRanks(), home, h);
-      float[] want = CombineArithmeticHostTest.contractCombine(values, w, groups, gr, topo, dt);
+      byte[] got = NativeKernels.hostRelayCombineToken(KernelShape.code(dt), tk.bytes(), tk.w(), tk.groups(), tk.gr(), ranks,
+          topo.localRanks(), home, h);
+      float[] want = CombineArithmeticHostTest.contractCombine(tk.values(), tk.w(), tk.groups(), tk.gr(), topo, dt);
       String diff = CombineArithmeticHostTest.firstDifference(want, got, dt);
-      if (diff != null) {
-        fail(seed + ": " + dt + " " + topo + " home " + home + " ranks " + Arrays.toString(gr) + " groups "
-            + Arrays.toString(groups) + " mode " + mode + ": " + diff);
-      }
-      if (CombineArithmeticHostTest.firstDifference(
-          CombineArithmeticHostTest.contractCombine(values, w, groups, gr, Topology.singleNode(ranks), dt), got, dt) != null) {
+      if (diff != null) fail(seed + ": " + dt + " " + topo + " home " + home + " " + tk + ": " + diff);
+      if (CombineArithmeticHostTest.firstDifference(CombineArithmeticHostTest.contractCombine(tk.values(), tk.w(), tk.groups(),
+          tk.gr(), Topology.singleNode(ranks), dt), got, dt) != null) {
         differs++;
       }
     }
