@@ -44,6 +44,17 @@ public interface Transport {
    */
   void abort(Throwable cause);
 
+  /**
+   * Checks, without waiting, what this transport knows of its world, and throws what its next
+   * collective would: a {@link io.moeyard.engine.CollectiveException} once a rank aborted the world,
+   * a {@link io.moeyard.engine.CollectiveTimeoutException} naming a peer found dead or gone. For
+   * waits that happen outside the transport (a device stream waiting for a peer's event, NCCL's
+   * set-up) and would otherwise end only at their own timeout when a peer dies: they call this
+   * now and then (it may make a system call; every few milliseconds is fine, not every spin).
+   * Not a collective. The default knows nothing beyond the collectives and returns.
+   */
+  default void checkPeers() {}
+
   /** True when a peer's published memory segments can be stored into directly. */
   boolean peerStores();
 
