@@ -11,7 +11,15 @@
 // NCCL's headers are not installed where this library is built; the few types are its public ABI,
 // declared here: ncclResult_t and ncclDataType_t are C enums (int-sized), ncclUniqueId is a struct of
 // NCCL_UNIQUE_ID_BYTES (128) chars passed BY VALUE to ncclCommInitRank, ncclComm_t and cudaStream_t
-// are pointers.
+// are pointers. ncclConfig_t is declared as its first four fields, the ones of NCCL 2.14, which
+// introduced non-blocking communicators: NCCL reads a config of the size it states over its own
+// defaults, so a short one stays valid in every later NCCL.
+//
+// Non-blocking communicators: a wait inside NCCL cannot be bounded or interrupted, and a peer that
+// never calls ncclCommInitRank leaves the others in it for ever. So communicators made here are
+// non-blocking (config.blocking = 0): set-up, ncclGroupEnd and ncclCommFinalize may return
+// ncclInProgress, which is not an error here, and the Java side polls ncclCommGetAsyncError
+// (commReady) with its own deadline, aborting the communicator (ncclCommAbort) when it passes.
 //
 // Errors: a failed load returns its reason (dlerror(), or the names of the missing functions); a
 // failed NCCL call throws io.moeyard.cuda.CudaException "<call> failed: <code> (<ncclGetErrorString>)",
@@ -35,16 +43,31 @@ struct UniqueId {
 };
 using Result = int;            // ncclResult_t
 constexpr Result kSuccess = 0;  // ncclSuccess
+constexpr Result kInProgress = 7;  // ncclInProgress (NCCL >= 2.14): a non-blocking call still running
 constexpr int kUint8 = 1;       // ncclUint8 (ncclInt8 = ncclChar = 0)
 using Comm = void*;             // ncclComm_t
 using Stream = void*;           // cudaStream_t
 
 constexpr const char* kSoname = "libnccl.so.2";
 
+// ncclConfig_t as NCCL 2.14 had it; NCCL_CONFIG_INITIALIZER's size, magic and version, and blocking.
+struct Config {
+  size_t size;
+  unsigned int magic;
+  unsigned int version;
+  int blocking;
+};
+constexpr unsigned int kConfigMagic = 0xcafebeef;
+constexpr unsigned int kConfigVersion = 21400;  // NCCL_VERSION(2, 14, 0)
+
 struct Api {
   Result (*getVersion)(int*);
   Result (*getUniqueId)(UniqueId*);
   Result (*commInitRank)(Comm*, int, UniqueId, int);
+  Result (*commInitRankConfig)(Comm*, int, UniqueId, int, Config*);
+  Result (*commGetAsyncError)(Comm, Result*);
+  Result (*commFinalize)(Comm);
+  Result (*commAbort)(Comm);
   Result (*commCount)(Comm, int*);
   Result (*commDestroy)(Comm);
   Result (*groupStart)();
@@ -94,6 +117,10 @@ std::string tryLoad(const char* path) {
   find(h, "ncclGetVersion", a.getVersion, missing, why);
   find(h, "ncclGetUniqueId", a.getUniqueId, missing, why);
   find(h, "ncclCommInitRank", a.commInitRank, missing, why);
+  find(h, "ncclCommInitRankConfig", a.commInitRankConfig, missing, why);
+  find(h, "ncclCommGetAsyncError", a.commGetAsyncError, missing, why);
+  find(h, "ncclCommFinalize", a.commFinalize, missing, why);
+  find(h, "ncclCommAbort", a.commAbort, missing, why);
   find(h, "ncclCommCount", a.commCount, missing, why);
   find(h, "ncclCommDestroy", a.commDestroy, missing, why);
   find(h, "ncclGroupStart", a.groupStart, missing, why);
@@ -149,6 +176,12 @@ bool check(JNIEnv* env, Result r, const char* call) {
   return false;
 }
 
+// check() that also lets ncclInProgress through: the call goes on in NCCL's threads, and the caller
+// polls commReady for its outcome.
+bool started(JNIEnv* env, Result r, const char* call) {
+  return r == kInProgress || check(env, r, call);
+}
+
 template <typename T> T* ptr(jlong p) { return reinterpret_cast<T*>(static_cast<intptr_t>(p)); }
 jlong handle(const void* p) { return static_cast<jlong>(reinterpret_cast<intptr_t>(p)); }
 
@@ -197,7 +230,9 @@ NCCL_FN(jbyteArray, uniqueId)(JNIEnv* env, jclass) {
   return out;
 }
 
-NCCL_FN(jlong, commInitRank)(JNIEnv* env, jclass, jbyteArray uniqueId, jint ranks, jint rank) {
+// ncclCommInitRank (blocking) or ncclCommInitRankConfig with blocking = 0, which returns at once
+// with the communicator still being set up (commReady says when it is).
+NCCL_FN(jlong, commInitRank)(JNIEnv* env, jclass, jbyteArray uniqueId, jint ranks, jint rank, jboolean blocking) {
   if (!loaded(env)) return 0;
   if (uniqueId == nullptr || env->GetArrayLength(uniqueId) != kUniqueIdBytes) {
     throwJava(env, "java/lang/IllegalArgumentException",
@@ -208,8 +243,48 @@ NCCL_FN(jlong, commInitRank)(JNIEnv* env, jclass, jbyteArray uniqueId, jint rank
   UniqueId id{};
   env->GetByteArrayRegion(uniqueId, 0, kUniqueIdBytes, reinterpret_cast<jbyte*>(id.internal));
   Comm comm = nullptr;
-  if (!check(env, api.commInitRank(&comm, ranks, id, rank), "ncclCommInitRank")) return 0;
+  if (blocking) {
+    if (!check(env, api.commInitRank(&comm, ranks, id, rank), "ncclCommInitRank")) return 0;
+    return handle(comm);
+  }
+  Config config{sizeof(Config), kConfigMagic, kConfigVersion, 0};
+  Result r = api.commInitRankConfig(&comm, ranks, id, rank, &config);
+  if (r != kInProgress && r != kSuccess) {
+    // NCCL may have made the communicator before it failed: abort it, so nothing is left behind
+    if (comm != nullptr) api.commAbort(comm);
+    check(env, r, "ncclCommInitRankConfig");
+    return 0;
+  }
   return handle(comm);
+}
+
+// ncclCommGetAsyncError: true when the communicator's last call is done, false while it is in
+// progress; an error throws CudaException naming `call` (the call the caller waits for).
+NCCL_FN(jboolean, commReady)(JNIEnv* env, jclass, jlong comm, jstring call) {
+  if (!loaded(env)) return JNI_FALSE;
+  Result state = kSuccess;
+  if (!check(env, api.commGetAsyncError(ptr<void>(comm), &state), "ncclCommGetAsyncError")) return JNI_FALSE;
+  if (state == kSuccess) return JNI_TRUE;
+  if (state == kInProgress) return JNI_FALSE;
+  std::string name = "NCCL";
+  if (call != nullptr) {
+    const char* c = env->GetStringUTFChars(call, nullptr);
+    if (c == nullptr) return JNI_FALSE;  // OutOfMemoryError pending
+    name = c;
+    env->ReleaseStringUTFChars(call, c);
+  }
+  check(env, state, name.c_str());
+  return JNI_FALSE;
+}
+
+NCCL_FN(void, commFinalize)(JNIEnv* env, jclass, jlong comm) {
+  if (!loaded(env)) return;
+  started(env, api.commFinalize(ptr<void>(comm)), "ncclCommFinalize");
+}
+
+NCCL_FN(void, commAbort)(JNIEnv* env, jclass, jlong comm) {
+  if (!loaded(env)) return;
+  check(env, api.commAbort(ptr<void>(comm)), "ncclCommAbort");
 }
 
 NCCL_FN(jint, commCount)(JNIEnv* env, jclass, jlong comm) {
@@ -221,7 +296,7 @@ NCCL_FN(jint, commCount)(JNIEnv* env, jclass, jlong comm) {
 
 NCCL_FN(void, commDestroy)(JNIEnv* env, jclass, jlong comm) {
   if (!loaded(env)) return;
-  check(env, api.commDestroy(ptr<void>(comm)), "ncclCommDestroy");
+  started(env, api.commDestroy(ptr<void>(comm)), "ncclCommDestroy");
 }
 
 NCCL_FN(void, groupStart)(JNIEnv* env, jclass) {
@@ -231,7 +306,7 @@ NCCL_FN(void, groupStart)(JNIEnv* env, jclass) {
 
 NCCL_FN(void, groupEnd)(JNIEnv* env, jclass) {
   if (!loaded(env)) return;
-  check(env, api.groupEnd(), "ncclGroupEnd");
+  started(env, api.groupEnd(), "ncclGroupEnd");
 }
 
 NCCL_FN(void, send)(JNIEnv* env, jclass, jlong address, jlong bytes, jint peer, jlong comm, jlong stream) {
@@ -240,8 +315,8 @@ NCCL_FN(void, send)(JNIEnv* env, jclass, jlong address, jlong bytes, jint peer, 
     throwJava(env, "java/lang/IllegalArgumentException", "ncclSend of " + std::to_string(bytes) + " bytes");
     return;
   }
-  check(env, api.send(ptr<const void>(address), (size_t)bytes, kUint8, peer, ptr<void>(comm), ptr<void>(stream)),
-        "ncclSend");
+  started(env, api.send(ptr<const void>(address), (size_t)bytes, kUint8, peer, ptr<void>(comm), ptr<void>(stream)),
+          "ncclSend");
 }
 
 NCCL_FN(void, recv)(JNIEnv* env, jclass, jlong address, jlong bytes, jint peer, jlong comm, jlong stream) {
@@ -250,6 +325,6 @@ NCCL_FN(void, recv)(JNIEnv* env, jclass, jlong address, jlong bytes, jint peer, 
     throwJava(env, "java/lang/IllegalArgumentException", "ncclRecv of " + std::to_string(bytes) + " bytes");
     return;
   }
-  check(env, api.recv(ptr<void>(address), (size_t)bytes, kUint8, peer, ptr<void>(comm), ptr<void>(stream)),
-        "ncclRecv");
+  started(env, api.recv(ptr<void>(address), (size_t)bytes, kUint8, peer, ptr<void>(comm), ptr<void>(stream)),
+          "ncclRecv");
 }

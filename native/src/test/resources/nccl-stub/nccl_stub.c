@@ -8,10 +8,18 @@
  *   - any datatype but ncclUint8 (1), a peer other than 0, an unknown communicator, a null buffer
  *     with bytes to move fail;
  *   - ncclCommInitRank takes only a world of one and only the id ncclGetUniqueId made last, all 128
- *     bytes of it (the id travels by value), so a garbled id fails.
+ *     bytes of it (the id travels by value), so a garbled id fails;
+ *   - ncclCommInitRankConfig wants NCCL_CONFIG_INITIALIZER's magic, a version of 2.14 or later and
+ *     blocking 0 or 1. A non-blocking communicator behaves as NCCL's: its set-up, ncclGroupEnd and
+ *     ncclCommFinalize return ncclInProgress and stay in progress for STUB_POLLS polls of
+ *     ncclCommGetAsyncError; any call on it while in progress fails (NCCL wants the poll first), and
+ *     it must be finalized before ncclCommDestroy. In a world of more than one its set-up never
+ *     finishes (a peer that never arrives) until ncclCommAbort; stub_fail_next_init makes the next
+ *     set-up end in ncclRemoteError.
  * Failures return NCCL's codes with a text for ncclGetLastError. Built with -DSTUB_WITHOUT_RECV it
- * lacks ncclRecv (the missing-function path). stub_live_comms and stub_groups are the test's view
- * of what happened (communicators not destroyed yet; groups ended successfully). */
+ * lacks ncclRecv (the missing-function path). stub_live_comms, stub_groups and stub_aborts are the
+ * test's view of what happened (communicators not destroyed yet; groups ended successfully;
+ * communicators aborted). */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,11 +29,24 @@ typedef struct {
   char internal[ID_BYTES];
 } ncclUniqueId;
 typedef int ncclResult_t;
-enum { SUCCESS = 0, INVALID_ARGUMENT = 4, INVALID_USAGE = 5 };
+enum { SUCCESS = 0, INVALID_ARGUMENT = 4, INVALID_USAGE = 5, REMOTE_ERROR = 6, IN_PROGRESS = 7 };
 enum { UINT8 = 1 };
+#define STUB_POLLS 3
+#define FOREVER -1
+
+typedef struct {
+  size_t size;
+  unsigned int magic;
+  unsigned int version;
+  int blocking;
+} ncclConfig_t; /* NCCL 2.14's fields; NCCL reads a config up to the size it states */
 
 struct comm {
   int live;
+  int nonblocking;
+  int polls;    /* polls of ncclCommGetAsyncError left before the last call is done; FOREVER: never */
+  int outcome;  /* what the last call ends in */
+  int finalized;
 };
 #define MAX_COMMS 16
 #define MAX_OPS 64
@@ -33,6 +54,8 @@ static struct comm comms[MAX_COMMS];
 static ncclUniqueId lastId;
 static unsigned ids;
 static int groups;
+static int aborts;
+static int failNextInit;
 
 /* NCCL's group state and last error are per thread */
 static __thread char lastError[256];
@@ -71,22 +94,90 @@ ncclResult_t ncclGetUniqueId(ncclUniqueId* id) {
   return SUCCESS;
 }
 
-ncclResult_t ncclCommInitRank(void** comm, int nranks, ncclUniqueId id, int rank) {
+static ncclResult_t init(void** comm, int nranks, ncclUniqueId* id, int rank, int nonblocking) {
   char why[128];
   if (comm == NULL) return fail(INVALID_ARGUMENT, "ncclCommInitRank: comm is NULL");
-  if (nranks != 1 || rank != 0) {
+  if (rank < 0 || rank >= nranks || (!nonblocking && nranks != 1)) {
     snprintf(why, sizeof why, "a world of one only, asked for rank %d of %d", rank, nranks);
     return fail(INVALID_ARGUMENT, why);
   }
-  if (ids == 0 || memcmp(id.internal, lastId.internal, ID_BYTES) != 0) return fail(INVALID_ARGUMENT, "not the unique id ncclGetUniqueId made last");
+  if (ids == 0 || memcmp(id->internal, lastId.internal, ID_BYTES) != 0) return fail(INVALID_ARGUMENT, "not the unique id ncclGetUniqueId made last");
   for (int i = 0; i < MAX_COMMS; i++) {
     if (!comms[i].live) {
+      memset(&comms[i], 0, sizeof comms[i]);
       comms[i].live = 1;
+      comms[i].nonblocking = nonblocking;
       *comm = &comms[i];
-      return SUCCESS;
+      if (!nonblocking) return SUCCESS;
+      comms[i].polls = nranks > 1 ? FOREVER : STUB_POLLS;
+      comms[i].outcome = failNextInit ? REMOTE_ERROR : SUCCESS;
+      failNextInit = 0;
+      return IN_PROGRESS;
     }
   }
   return fail(INVALID_USAGE, "too many communicators");
+}
+
+ncclResult_t ncclCommInitRank(void** comm, int nranks, ncclUniqueId id, int rank) {
+  return init(comm, nranks, &id, rank, 0);
+}
+
+ncclResult_t ncclCommInitRankConfig(void** comm, int nranks, ncclUniqueId id, int rank, ncclConfig_t* config) {
+  char why[128];
+  if (config == NULL) return init(comm, nranks, &id, rank, 0);
+  if (config->size < sizeof(ncclConfig_t) || config->magic != 0xcafebeef) return fail(INVALID_ARGUMENT, "ncclConfig_t not from NCCL_CONFIG_INITIALIZER");
+  if (config->version < 21400) {
+    snprintf(why, sizeof why, "ncclConfig_t version %u has no blocking field", config->version);
+    return fail(INVALID_ARGUMENT, why);
+  }
+  if (config->blocking != 0 && config->blocking != 1) {
+    snprintf(why, sizeof why, "blocking = %d", config->blocking);
+    return fail(INVALID_ARGUMENT, why);
+  }
+  return init(comm, nranks, &id, rank, !config->blocking);
+}
+
+/* A call on a non-blocking communicator whose last call is still in progress is a usage error. */
+static int busy(struct comm* c) {
+  return c->nonblocking && c->polls != 0;
+}
+
+/* The last call of a non-blocking communicator goes on for a few polls. */
+static ncclResult_t inProgress(struct comm* c) {
+  if (!c->nonblocking) return SUCCESS;
+  c->polls = STUB_POLLS;
+  c->outcome = SUCCESS;
+  return IN_PROGRESS;
+}
+
+ncclResult_t ncclCommGetAsyncError(void* comm, ncclResult_t* state) {
+  if (!known(comm) || state == NULL) return fail(INVALID_ARGUMENT, "ncclCommGetAsyncError: unknown communicator");
+  struct comm* c = comm;
+  if (c->polls == FOREVER) {
+    *state = IN_PROGRESS;
+  } else if (c->polls > 0) {
+    c->polls--;
+    *state = IN_PROGRESS;
+  } else {
+    *state = c->outcome;
+    if (c->outcome != SUCCESS) fail(c->outcome, "the set-up failed on a peer");
+  }
+  return SUCCESS;
+}
+
+ncclResult_t ncclCommAbort(void* comm) {
+  if (!known(comm)) return fail(INVALID_ARGUMENT, "ncclCommAbort: unknown communicator");
+  ((struct comm*)comm)->live = 0;
+  aborts++;
+  return SUCCESS;
+}
+
+ncclResult_t ncclCommFinalize(void* comm) {
+  if (!known(comm)) return fail(INVALID_ARGUMENT, "ncclCommFinalize: unknown communicator");
+  struct comm* c = comm;
+  if (busy(c)) return fail(INVALID_USAGE, "ncclCommFinalize while the last call is in progress");
+  c->finalized = 1;
+  return inProgress(c);
 }
 
 ncclResult_t ncclCommCount(void* comm, int* count) {
@@ -97,6 +188,9 @@ ncclResult_t ncclCommCount(void* comm, int* count) {
 
 ncclResult_t ncclCommDestroy(void* comm) {
   if (!known(comm)) return fail(INVALID_ARGUMENT, "ncclCommDestroy: unknown communicator");
+  struct comm* c = comm;
+  if (busy(c)) return fail(INVALID_USAGE, "ncclCommDestroy while the last call is in progress");
+  if (c->nonblocking && !c->finalized) return fail(INVALID_USAGE, "ncclCommDestroy of a non-blocking communicator not finalized");
   ((struct comm*)comm)->live = 0;
   return SUCCESS;
 }
@@ -124,6 +218,10 @@ static ncclResult_t enqueue(int send, const void* buf, size_t count, int datatyp
   if (!known(comm)) {
     snprintf(why, sizeof why, "%s: unknown communicator", call);
     return fail(INVALID_ARGUMENT, why);
+  }
+  if (busy(comm)) {
+    snprintf(why, sizeof why, "%s while the communicator's last call is in progress", call);
+    return fail(INVALID_USAGE, why);
   }
   if (buf == NULL && count > 0) {
     snprintf(why, sizeof why, "%s: NULL buffer", call);
@@ -184,6 +282,10 @@ ncclResult_t ncclGroupEnd(void) {
       if (ops[s].bytes > 0) memmove(ops[v].buf, ops[s].buf, ops[s].bytes);
     }
     groups++;
+    /* the communicators of the group's calls go on for a while if non-blocking */
+    for (int i = 0; i < nops; i++) {
+      if (((struct comm*)ops[i].comm)->nonblocking) r = inProgress(ops[i].comm);
+    }
   }
   nops = 0;
   return r;
@@ -194,6 +296,8 @@ const char* ncclGetErrorString(ncclResult_t r) {
     case SUCCESS: return "stub: no error";
     case INVALID_ARGUMENT: return "stub: invalid argument";
     case INVALID_USAGE: return "stub: invalid usage";
+    case REMOTE_ERROR: return "stub: remote error";
+    case IN_PROGRESS: return "stub: in progress";
     default: return "stub: unknown result";
   }
 }
@@ -211,4 +315,12 @@ int stub_live_comms(void) {
 
 int stub_groups(void) {
   return groups;
+}
+
+int stub_aborts(void) {
+  return aborts;
+}
+
+void stub_fail_next_init(void) {
+  failNextInit = 1;
 }

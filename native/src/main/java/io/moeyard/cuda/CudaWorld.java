@@ -182,7 +182,8 @@ public final class CudaWorld implements AutoCloseable {
   public static CudaWorld join(Transport transport, ExpertMap map, CommConfig config, Duration deviceTimeout,
       NcclChannel crossMachine) {
     Objects.requireNonNull(crossMachine, "crossMachine");
-    return join(transport, map, config, deviceTimeout, machine(), (t, far, max, ranks) -> NcclDeviceChannel.engines(crossMachine));
+    return join(transport, map, config, deviceTimeout, machine(),
+        (t, far, max, ranks) -> NcclDeviceChannel.engines(crossMachine, t::checkPeers));
   }
 
   /**
@@ -258,28 +259,42 @@ public final class CudaWorld implements AutoCloseable {
       }
     }
     if (unavailable != null) throw new CudaUnavailableException(unavailable);
-    return new CudaWorld(shape, transport, deviceTimeout, machines ? reach : null, !machines ? null : leg != null ? leg : NCCL_LEG);
+    return new CudaWorld(shape, transport, deviceTimeout, machines ? reach : null,
+        !machines ? null : leg != null ? leg : ncclLeg(deviceTimeout));
   }
 
   /**
    * The default leg between machines: an NCCL communicator of all ranks from a unique id that rank
-   * 0 makes and the transport carries; every rank fails alike where NCCL is missing on any.
+   * 0 makes and the transport carries; every rank fails alike where NCCL is missing on any. Its
+   * set-up and every enqueue are bounded by {@code timeout} and watch the transport
+   * ({@link Transport#checkPeers}), and a rank whose set-up fails aborts the transport: a peer
+   * that fails or dies during NCCL's set-up would otherwise leave the others inside it.
    */
-  private static final Leg NCCL_LEG = (t, far, max, ranks) -> {
-    String problem = null;
-    byte[] id = null;
-    try {
-      NcclAvailability.get().require();
-      if (t.rank() == 0) id = NcclUniqueIds.make();
-    } catch (RuntimeException e) {
-      problem = "rank " + t.rank() + ": " + e.getMessage();
-    }
-    Object[] said = t.allGather(problem != null ? (Object) problem : id != null ? id : new byte[0]);
-    for (Object o : said) {
-      if (o instanceof String p) throw new CudaException("the NCCL leg between machines: " + p);
-    }
-    return new NcclDeviceChannel(NcclChannel.create((byte[]) said[0], t.size(), t.rank()));
-  };
+  private static Leg ncclLeg(Duration timeout) {
+    return (t, far, max, ranks) -> {
+      String problem = null;
+      byte[] id = null;
+      try {
+        NcclAvailability.get().require();
+        if (t.rank() == 0) id = NcclUniqueIds.make();
+      } catch (RuntimeException e) {
+        problem = "rank " + t.rank() + ": " + e.getMessage();
+      }
+      Object[] said = t.allGather(problem != null ? (Object) problem : id != null ? id : new byte[0]);
+      for (Object o : said) {
+        if (o instanceof String p) throw new CudaException("the NCCL leg between machines: " + p);
+      }
+      NcclChannel ch;
+      try {
+        ch = NcclChannel.create((byte[]) said[0], t.size(), t.rank(), timeout, t::checkPeers,
+            NcclAvailability.get().channelCalls());
+      } catch (RuntimeException e) {
+        t.abort(e);
+        throw e;
+      }
+      return new NcclDeviceChannel(ch, t::checkPeers);
+    };
+  }
 
   /** The leg that stages messages through host memory and the transport ({@link HostStagedChannel}). */
   static final Leg HOST_LEG = (t, far, max, ranks) -> new HostStagedChannel(t, new HostStagedChannel.Device() {

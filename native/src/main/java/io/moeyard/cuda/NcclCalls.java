@@ -3,6 +3,7 @@ package io.moeyard.cuda;
 import org.bytedeco.cuda.cudart.CUstream_st;
 import org.bytedeco.cuda.global.nccl;
 import org.bytedeco.cuda.nccl.ncclComm;
+import org.bytedeco.cuda.nccl.ncclConfig_t;
 import org.bytedeco.cuda.nccl.ncclUniqueId;
 import org.bytedeco.javacpp.Loader;
 import org.bytedeco.javacpp.Pointer;
@@ -45,11 +46,40 @@ final class NcclCalls {
       try {
         id.internal().put(uniqueId);
         ncclComm comm = new ncclComm();
-        check(nccl.ncclCommInitRank(comm, ranks, id, rank), "ncclCommInitRank");
+        // non-blocking, as libmoeyard_cuda.so's entry point makes it: the config states the size
+        // of NCCL 2.14's (size, magic, version, blocking), and NCCL reads that much over its defaults
+        try (ncclConfig_t config = new ncclConfig_t()) {
+          config.size(SHORT_CONFIG_BYTES).magic(CONFIG_MAGIC).version(CONFIG_VERSION).blocking(0);
+          int rc = nccl.ncclCommInitRankConfig(comm, ranks, id, rank, config);
+          if (rc != nccl.ncclSuccess && rc != nccl.ncclInProgress) {
+            if (!comm.isNull()) nccl.ncclCommAbort(comm);
+            check(rc, "ncclCommInitRankConfig");
+          }
+        }
         return comm.address();
       } finally {
         id.close();
       }
+    }
+
+    @Override
+    public boolean commReady(long comm, String call) {
+      int[] state = new int[1];
+      check(nccl.ncclCommGetAsyncError(new ncclComm(new Address(comm)), state), "ncclCommGetAsyncError");
+      if (state[0] == nccl.ncclSuccess) return true;
+      if (state[0] == nccl.ncclInProgress) return false;
+      check(state[0], call);
+      return false;
+    }
+
+    @Override
+    public void commFinalize(long comm) {
+      started(nccl.ncclCommFinalize(new ncclComm(new Address(comm))), "ncclCommFinalize");
+    }
+
+    @Override
+    public void commAbort(long comm) {
+      check(nccl.ncclCommAbort(new ncclComm(new Address(comm))), "ncclCommAbort");
     }
 
     @Override
@@ -61,7 +91,7 @@ final class NcclCalls {
 
     @Override
     public void commDestroy(long comm) {
-      check(nccl.ncclCommDestroy(new ncclComm(new Address(comm))), "ncclCommDestroy");
+      started(nccl.ncclCommDestroy(new ncclComm(new Address(comm))), "ncclCommDestroy");
     }
 
     @Override
@@ -71,18 +101,18 @@ final class NcclCalls {
 
     @Override
     public void groupEnd() {
-      check(nccl.ncclGroupEnd(), "ncclGroupEnd");
+      started(nccl.ncclGroupEnd(), "ncclGroupEnd");
     }
 
     @Override
     public void send(long address, long bytes, int peer, long comm, long stream) {
-      check(nccl.ncclSend(new Address(address), bytes, nccl.ncclUint8, peer, new ncclComm(new Address(comm)), stream(stream)),
+      started(nccl.ncclSend(new Address(address), bytes, nccl.ncclUint8, peer, new ncclComm(new Address(comm)), stream(stream)),
           "ncclSend");
     }
 
     @Override
     public void recv(long address, long bytes, int peer, long comm, long stream) {
-      check(nccl.ncclRecv(new Address(address), bytes, nccl.ncclUint8, peer, new ncclComm(new Address(comm)), stream(stream)),
+      started(nccl.ncclRecv(new Address(address), bytes, nccl.ncclUint8, peer, new ncclComm(new Address(comm)), stream(stream)),
           "ncclRecv");
     }
   };
@@ -96,6 +126,16 @@ final class NcclCalls {
 
   private static CUstream_st stream(long stream) {
     return stream == 0 ? null : new CUstream_st(new Address(stream));
+  }
+
+  /** NCCL 2.14's ncclConfig_t: size_t size, unsigned magic, unsigned version, int blocking, padded. */
+  private static final long SHORT_CONFIG_BYTES = 24;
+  private static final int CONFIG_MAGIC = 0xcafebeef;
+  private static final int CONFIG_VERSION = 21400; // NCCL_VERSION(2, 14, 0)
+
+  /** check() that lets ncclInProgress through: a non-blocking communicator's call goes on in NCCL. */
+  private static void started(int rc, String call) {
+    if (rc != nccl.ncclInProgress) check(rc, call);
   }
 
   private static void check(int rc, String call) {

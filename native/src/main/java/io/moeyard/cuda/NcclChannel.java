@@ -1,5 +1,9 @@
 package io.moeyard.cuda;
 
+import io.moeyard.engine.CollectiveTimeoutException;
+import io.moeyard.engine.transport.Backoff;
+import java.time.Duration;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -14,11 +18,23 @@ import java.util.Objects;
  * differs, or a peer that never calls, leaves the group waiting on the device. Empty entries are
  * skipped on both sides alike. Arguments are checked on the host before any NCCL call.
  *
- * <p>Ownership: {@link #create} builds a communicator of its own ({@code ncclCommInitRank}, which
- * returns once every rank of the world has called it with the same unique id, see
- * {@link NcclUniqueIds#exchange}) and destroys it in {@link #close()}; {@link #wrap} uses an
- * engine's {@code ncclComm_t} and never destroys it. Device addresses and streams are this
- * module's or the engine's (same device, same primary context).
+ * <p>Ownership: {@link #create} builds a communicator of its own, complete once every rank of the
+ * world has called it with the same unique id (see {@link NcclUniqueIds#exchange}), and destroys
+ * it in {@link #close()}; {@link #wrap} uses an engine's {@code ncclComm_t} and never destroys it.
+ * Device addresses and streams are this module's or the engine's (same device, same primary
+ * context).
+ *
+ * <p>Nothing waits unbounded. A communicator made here is non-blocking
+ * ({@code ncclCommInitRankConfig}, {@code blocking = 0}): its set-up, {@code ncclGroupEnd} and
+ * {@code ncclCommFinalize} return at once and the channel polls {@code ncclCommGetAsyncError} until
+ * they are done, for at most the channel's timeout; past it, or on an asynchronous error, it aborts
+ * the communicator ({@code ncclCommAbort}) and throws ({@link CollectiveTimeoutException}, or
+ * {@link CudaException} with NCCL's error), and the channel is closed. A peer that never calls
+ * {@code create} is the usual cause; NCCL cannot say which peer it is, so callers that can
+ * (a process world) pass a watch that looks at the world meanwhile and throws naming a rank that
+ * died or gave up ({@code Transport.checkPeers}). An engine's communicator is polled alike when
+ * it is non-blocking, and never aborted here: a failure closes the channel and leaves the
+ * communicator to the engine.
  *
  * <p>Needs NCCL ({@link NcclAvailability}); without it {@code create} and {@code wrap} throw its
  * reason. The calls go through the binding the probe chose (libmoeyard_cuda.so's own dlopen of
@@ -33,7 +49,17 @@ public final class NcclChannel implements AutoCloseable {
    * {@link NcclAvailability} chose; host tests stand in.
    */
   interface Nccl {
+    /** Non-blocking: returns the communicator at once, its set-up going on ({@link #commReady}). */
     long commInitRank(byte[] uniqueId, int ranks, int rank);
+
+    /** True once the communicator's last call is done, false while in progress; throws its error naming {@code call}. */
+    boolean commReady(long comm, String call);
+
+    /** Starts finishing the communicator's work ({@link #commReady} says when it is done). */
+    void commFinalize(long comm);
+
+    /** Frees the communicator at once, whatever it is doing. */
+    void commAbort(long comm);
 
     int commCount(long comm);
 
@@ -48,33 +74,69 @@ public final class NcclChannel implements AutoCloseable {
     void recv(long address, long bytes, int peer, long comm, long stream);
   }
 
+  /** How long a channel waits for NCCL's set-up, a group's enqueue or its finalization, unless told. */
+  public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(60);
+
+  /** A watch that knows nothing. */
+  static final Runnable NO_WATCH = () -> {};
+
+  /** How often a wait looks at the watch: a system call or a socket read each time. */
+  private static final long WATCH_NANOS = 20_000_000L;
+
   private final Nccl nccl;
   private final long comm;
   private final int ranks;
   private final int rank;
   private final boolean owned;
+  private final long timeoutNanos;
   private boolean closed;
+  /** The communicator was aborted after a failed wait: nothing of it is left to free. */
+  private boolean aborted;
 
-  private NcclChannel(Nccl nccl, long comm, int ranks, int rank, boolean owned) {
+  private NcclChannel(Nccl nccl, long comm, int ranks, int rank, boolean owned, Duration timeout) {
     this.nccl = nccl;
     this.comm = comm;
     this.ranks = ranks;
     this.rank = rank;
     this.owned = owned;
+    this.timeoutNanos = timeout.toNanos();
   }
 
   /**
    * A communicator of its own for rank {@code rank} of {@code ranks}, from the world's unique id
-   * (every rank calls this with the same id; returns once all have).
+   * (every rank calls this with the same id; returns once all have, at most
+   * {@link #DEFAULT_TIMEOUT} later).
    */
   public static NcclChannel create(byte[] uniqueId, int ranks, int rank) {
+    return create(uniqueId, ranks, rank, DEFAULT_TIMEOUT);
+  }
+
+  /**
+   * As {@link #create(byte[], int, int)}, each wait of the channel bounded by {@code timeout}:
+   * the set-up (past it, the communicator is aborted and a {@link CollectiveTimeoutException}
+   * thrown), every {@link #exchange}'s enqueue and the finalization in {@link #close()}.
+   */
+  public static NcclChannel create(byte[] uniqueId, int ranks, int rank, Duration timeout) {
     checkPlace(uniqueId, ranks, rank);
-    return create(uniqueId, ranks, rank, NcclAvailability.get().channelCalls());
+    checkTimeout(timeout);
+    return create(uniqueId, ranks, rank, timeout, NO_WATCH, NcclAvailability.get().channelCalls());
   }
 
   static NcclChannel create(byte[] uniqueId, int ranks, int rank, Nccl nccl) {
+    return create(uniqueId, ranks, rank, DEFAULT_TIMEOUT, NO_WATCH, nccl);
+  }
+
+  /**
+   * With {@code watch} run now and then while the set-up is waited for: what it throws aborts the
+   * communicator and is thrown (a process world's {@code Transport.checkPeers}).
+   */
+  static NcclChannel create(byte[] uniqueId, int ranks, int rank, Duration timeout, Runnable watch, Nccl nccl) {
     checkPlace(uniqueId, ranks, rank);
-    return new NcclChannel(nccl, nccl.commInitRank(uniqueId, ranks, rank), ranks, rank, true);
+    checkTimeout(timeout);
+    Objects.requireNonNull(watch, "watch");
+    NcclChannel ch = new NcclChannel(nccl, nccl.commInitRank(uniqueId, ranks, rank), ranks, rank, true, timeout);
+    ch.await("ncclCommInitRankConfig", watch);
+    return ch;
   }
 
   /** An engine's communicator ({@code ncclComm_t} as an address), which it keeps owning. */
@@ -87,7 +149,57 @@ public final class NcclChannel implements AutoCloseable {
     checkWrap(ncclComm, ranks, rank);
     int n = nccl.commCount(ncclComm);
     if (n != ranks) throw new IllegalArgumentException("the communicator has " + n + " ranks, not " + ranks);
-    return new NcclChannel(nccl, ncclComm, ranks, rank, false);
+    return new NcclChannel(nccl, ncclComm, ranks, rank, false, DEFAULT_TIMEOUT);
+  }
+
+  private static void checkTimeout(Duration timeout) {
+    Objects.requireNonNull(timeout, "timeout");
+    if (timeout.isNegative() || timeout.isZero()) throw new IllegalArgumentException("timeout must be positive, got " + timeout);
+  }
+
+  /**
+   * Polls until the communicator's last call ({@code call}) is done. A failure (NCCL's error, the
+   * timeout, or what {@code watch} throws) aborts an own communicator, closes the channel and is
+   * thrown.
+   */
+  private void await(String call, Runnable watch) {
+    long start = System.nanoTime();
+    long nextWatch = start + WATCH_NANOS;
+    Backoff backoff = new Backoff(64, 16, 50_000, 5_000_000);
+    try {
+      while (!nccl.commReady(comm, call)) {
+        if (!backoff.parking()) {
+          backoff.spinOrYield();
+          continue;
+        }
+        long now = System.nanoTime();
+        if (now - nextWatch >= 0) {
+          watch.run();
+          nextWatch = now + WATCH_NANOS;
+        }
+        if (now - start >= timeoutNanos) {
+          throw new CollectiveTimeoutException("rank " + rank + " of " + ranks + ": " + call + " did not finish within "
+              + timeoutNanos / 1_000_000 + " ms (a peer that never made its call, or NCCL stuck on its network; NCCL"
+              + " cannot say which peer)" + (owned ? "; the communicator was aborted" : ""), List.of());
+        }
+        backoff.park(this, Math.min(timeoutNanos - (now - start), nextWatch - now));
+      }
+    } catch (RuntimeException e) {
+      fail(e);
+      throw e;
+    }
+  }
+
+  /** After a failed wait: an own communicator is aborted (what that throws is suppressed on {@code e}). */
+  private void fail(RuntimeException e) {
+    closed = true;
+    if (!owned || aborted) return;
+    aborted = true;
+    try {
+      nccl.commAbort(comm);
+    } catch (RuntimeException a) {
+      e.addSuppressed(a);
+    }
   }
 
   private static void checkPlace(byte[] uniqueId, int ranks, int rank) {
@@ -120,9 +232,15 @@ public final class NcclChannel implements AutoCloseable {
    * Enqueues, as one NCCL group on {@code stream} (0: the default stream), for every peer p: a send
    * of {@code sendBytes[p]} bytes at {@code sendAddress[p]} and a receive of {@code recvBytes[p]}
    * bytes into {@code recvAddress[p]}; entries of 0 bytes are skipped. Returns once enqueued: the
-   * stream orders what follows. Bad arguments throw before any NCCL call, naming the entry.
+   * stream orders what follows. Bad arguments throw before any NCCL call, naming the entry. A
+   * non-blocking communicator's enqueue is waited for, at most the channel's timeout.
    */
   public void exchange(long[] sendAddress, long[] sendBytes, long[] recvAddress, long[] recvBytes, long stream) {
+    exchange(sendAddress, sendBytes, recvAddress, recvBytes, stream, NO_WATCH);
+  }
+
+  /** {@link #exchange} with {@code watch} run now and then while the enqueue is waited for. */
+  void exchange(long[] sendAddress, long[] sendBytes, long[] recvAddress, long[] recvBytes, long stream, Runnable watch) {
     if (closed) throw new IllegalStateException("NCCL channel closed");
     checkSide("send", sendAddress, sendBytes);
     checkSide("receive", recvAddress, recvBytes);
@@ -147,6 +265,7 @@ public final class NcclChannel implements AutoCloseable {
       }
     }
     if (failed != null) throw failed;
+    await("ncclGroupEnd", watch);
   }
 
   private void checkSide(String side, long[] address, long[] bytes) {
@@ -164,11 +283,22 @@ public final class NcclChannel implements AutoCloseable {
     }
   }
 
-  /** Destroys the communicator when this channel built it; an engine's stays open. Idempotent. */
+  /**
+   * Finalizes and destroys the communicator when this channel built it (aborting it when the
+   * finalization does not finish within the timeout); an engine's stays open. Idempotent.
+   */
   @Override
   public void close() {
     if (closed) return;
     closed = true;
-    if (owned) nccl.commDestroy(comm);
+    if (!owned) return;
+    try {
+      nccl.commFinalize(comm);
+      await("ncclCommFinalize", NO_WATCH);
+    } catch (RuntimeException e) {
+      fail(e);
+      throw e;
+    }
+    nccl.commDestroy(comm);
   }
 }

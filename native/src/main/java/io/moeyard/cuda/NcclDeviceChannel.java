@@ -5,29 +5,32 @@ package io.moeyard.cuda;
  * exchange is one NCCL group on the caller's stream ({@link NcclChannel#exchange}). NCCL cannot
  * check sizes pairwise; the node-level path computes both ends' sizes from the same announcements.
  * Owns the {@link NcclChannel} it is given (closing this closes it), unless it is the engine's
- * ({@link #engines}), which stays the engine's to close.
+ * ({@link #engines}), which stays the engine's to close. {@code watch} (the world's
+ * {@code Transport.checkPeers}) is looked at while an enqueue is waited for.
  */
 final class NcclDeviceChannel implements DeviceChannel {
   private final NcclChannel channel;
   private final boolean owned;
+  private final Runnable watch;
 
-  NcclDeviceChannel(NcclChannel channel) {
-    this(channel, true);
+  NcclDeviceChannel(NcclChannel channel, Runnable watch) {
+    this(channel, true, watch);
   }
 
-  private NcclDeviceChannel(NcclChannel channel, boolean owned) {
+  private NcclDeviceChannel(NcclChannel channel, boolean owned, Runnable watch) {
     this.channel = java.util.Objects.requireNonNull(channel, "channel");
     this.owned = owned;
+    this.watch = java.util.Objects.requireNonNull(watch, "watch");
   }
 
   /** Over the engine's channel, which closing this leaves open. */
-  static NcclDeviceChannel engines(NcclChannel channel) {
-    return new NcclDeviceChannel(channel, false);
+  static NcclDeviceChannel engines(NcclChannel channel, Runnable watch) {
+    return new NcclDeviceChannel(channel, false, watch);
   }
 
   @Override
   public void exchange(long[] sendAddress, long[] sendBytes, long[] recvAddress, long[] recvBytes, long stream) {
-    channel.exchange(sendAddress, sendBytes, recvAddress, recvBytes, stream);
+    channel.exchange(sendAddress, sendBytes, recvAddress, recvBytes, stream, watch);
   }
 
   @Override

@@ -34,8 +34,24 @@ final class NcclNative {
   /** ncclGetUniqueId: the id's 128 bytes. */
   static native byte[] uniqueId();
 
-  /** ncclCommInitRank: the communicator's address; returns once every rank has called it. */
-  static native long commInitRank(byte[] uniqueId, int ranks, int rank);
+  /**
+   * The communicator's address: blocking, {@code ncclCommInitRank}, which returns once every rank
+   * has called it; else {@code ncclCommInitRankConfig} with {@code blocking = 0}, which returns at
+   * once while NCCL sets the communicator up ({@link #commReady} says when it is done).
+   */
+  static native long commInitRank(byte[] uniqueId, int ranks, int rank, boolean blocking);
+
+  /**
+   * {@code ncclCommGetAsyncError}: true when the communicator's last call finished, false while
+   * it is in progress; an error throws {@link CudaException} naming {@code call}.
+   */
+  static native boolean commReady(long comm, String call);
+
+  /** {@code ncclCommFinalize}: may return with the finalization in progress ({@link #commReady}). */
+  static native void commFinalize(long comm);
+
+  /** {@code ncclCommAbort}: frees the communicator at once, whatever it was doing. */
+  static native void commAbort(long comm);
 
   static native int commCount(long comm);
 
@@ -55,7 +71,22 @@ final class NcclNative {
   static final NcclChannel.Nccl CHANNEL = new NcclChannel.Nccl() {
     @Override
     public long commInitRank(byte[] uniqueId, int ranks, int rank) {
-      return NcclNative.commInitRank(uniqueId, ranks, rank);
+      return NcclNative.commInitRank(uniqueId, ranks, rank, false);
+    }
+
+    @Override
+    public boolean commReady(long comm, String call) {
+      return NcclNative.commReady(comm, call);
+    }
+
+    @Override
+    public void commFinalize(long comm) {
+      NcclNative.commFinalize(comm);
+    }
+
+    @Override
+    public void commAbort(long comm) {
+      NcclNative.commAbort(comm);
     }
 
     @Override

@@ -1,10 +1,13 @@
 package io.moeyard.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moeyard.engine.CollectiveException;
+import io.moeyard.engine.CollectiveTimeoutException;
 import java.lang.reflect.InvocationTargetException;
 import java.net.URL;
 import java.net.URLClassLoader;
@@ -18,7 +21,9 @@ import org.junit.jupiter.api.Test;
  * {@link NcclChannel} without NCCL: here (NCCL unavailable) it reports the probe's reason at once,
  * also without the bindings on the class path; with a stand-in for the NCCL calls, the grouped
  * exchange (one group, peers from the next rank on, empty entries skipped, the group closed also
- * after a failed call), the argument checks before any call, and who destroys the communicator.
+ * after a failed call), the argument checks before any call, who destroys the communicator, and
+ * the bounded waits of a non-blocking communicator (set-up, enqueue, finalization: polled until
+ * done; a timeout, NCCL's error or the watch abort an own communicator, never an engine's).
  * The GPU side is {@link NcclChannelGpuTest}.
  */
 class NcclChannelTest {
@@ -34,12 +39,13 @@ class NcclChannelTest {
     });
   }
 
-  /** In a class loader without the bindings (as in the moeyard command): the probe's message, no linkage error. */
+  /** In a class loader with this module and the engine only, no bindings (as in the moeyard command): the probe's message, no linkage error. */
   @Test
   void withoutTheBindingsCreateSaysSo() throws Exception {
     if (NcclAvailability.get().binding() == NcclAvailability.Binding.MOEYARD) return; // libnccl.so.2 loads here: create would run
     URL classes = Path.of(NcclChannel.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toUri().toURL();
-    try (URLClassLoader alone = new URLClassLoader(new URL[] {classes}, ClassLoader.getPlatformClassLoader())) {
+    URL engine = Path.of(CollectiveException.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toUri().toURL();
+    try (URLClassLoader alone = new URLClassLoader(new URL[] {classes, engine}, ClassLoader.getPlatformClassLoader())) {
       Class<?> c = Class.forName(NcclChannel.class.getName(), true, alone);
       InvocationTargetException e = assertThrows(InvocationTargetException.class,
           () -> c.getMethod("create", byte[].class, int.class, int.class).invoke(null, ID, 1, 0));
@@ -76,7 +82,7 @@ class NcclChannelTest {
       ch.exchange(new long[3], new long[3], new long[3], new long[3], 0); // nothing to move: an empty group
       assertEquals(List.of("groupStart", "groupEnd"), log.take());
     }
-    assertEquals(List.of("destroy 0xc0"), log.take());
+    assertEquals(List.of("finalize 0xc0", "destroy 0xc0"), log.take());
   }
 
   @Test
@@ -122,14 +128,140 @@ class NcclChannelTest {
     NcclChannel own = NcclChannel.create(ID, 1, 0, log);
     own.close();
     own.close();
-    assertEquals(List.of("init 1 0", "destroy 0xc0"), log.take());
+    assertEquals(List.of("init 1 0", "finalize 0xc0", "destroy 0xc0"), log.take());
   }
 
-  /** A stand-in that records the calls. */
+  /** Set-up, enqueue and finalization that take a while are polled until done, nothing aborted. */
+  @Test
+  void callsInProgressArePolledUntilDone() {
+    Log log = new Log();
+    log.polls = 40; // past the spins, into the parks
+    try (NcclChannel ch = NcclChannel.create(ID, 2, 1, Duration.ofSeconds(30), NcclChannel.NO_WATCH, log)) {
+      assertEquals(41, log.readyCalls, "polled until ready");
+      ch.exchange(new long[] {0x10, 0}, new long[] {4, 0}, new long[] {0x30, 0}, new long[] {4, 0}, 0);
+      assertEquals(82, log.readyCalls);
+    }
+    assertEquals(123, log.readyCalls);
+    assertEquals(List.of("init 2 1", "groupStart", "send 0x10 4 to 0 on 0x0", "recv 0x30 4 from 0 on 0x0", "groupEnd",
+        "finalize 0xc0", "destroy 0xc0"), log.take());
+  }
+
+  /** A peer that never calls: the set-up ends at the timeout, the communicator aborted, nothing left to free. */
+  @Test
+  void aSetUpThatNeverFinishesIsAbortedAtTheTimeout() {
+    Log log = new Log();
+    log.polls = Integer.MAX_VALUE;
+    long t0 = System.nanoTime();
+    CollectiveTimeoutException e = assertTimeoutPreemptively(Duration.ofSeconds(10), () -> assertThrows(CollectiveTimeoutException.class,
+        () -> NcclChannel.create(ID, 4, 3, Duration.ofMillis(300), NcclChannel.NO_WATCH, log)));
+    long ms = (System.nanoTime() - t0) / 1_000_000;
+    assertTrue(ms >= 300, ms + " ms");
+    assertEquals("rank 3 of 4: ncclCommInitRankConfig did not finish within 300 ms (a peer that never made its call, or NCCL"
+        + " stuck on its network; NCCL cannot say which peer); the communicator was aborted", e.getMessage());
+    assertEquals(List.of("init 4 3", "abort 0xc0"), log.take());
+  }
+
+  /** The world's watch throws (a peer died or gave up): the set-up stops within a watch period, aborted, and that error is thrown. */
+  @Test
+  void theWatchEndsTheSetUpAtOnce() {
+    Log log = new Log();
+    log.polls = Integer.MAX_VALUE;
+    CollectiveException gone = new CollectiveTimeoutException("rank 2 (pid 7) died", List.of(2));
+    int[] looks = {0};
+    Runnable watch = () -> {
+      if (++looks[0] == 3) throw gone;
+    };
+    long t0 = System.nanoTime();
+    RuntimeException e = assertTimeoutPreemptively(Duration.ofSeconds(10), () -> assertThrows(RuntimeException.class,
+        () -> NcclChannel.create(ID, 4, 0, Duration.ofSeconds(60), watch, log)));
+    assertSame(gone, e);
+    assertTrue((System.nanoTime() - t0) / 1_000_000 < 5_000, "stopped by the watch, not the timeout");
+    assertEquals(List.of("init 4 0", "abort 0xc0"), log.take());
+  }
+
+  /** NCCL's asynchronous error: thrown as it is, the communicator aborted; an abort that fails too is suppressed on it. */
+  @Test
+  void anAsynchronousErrorAbortsTheCommunicator() {
+    Log log = new Log();
+    log.polls = 3;
+    log.errorAfterPolls = true;
+    CudaException e = assertThrows(CudaException.class, () -> NcclChannel.create(ID, 2, 0, log));
+    assertEquals("ncclCommInitRankConfig failed: 6 (stand-in remote error)", e.getMessage());
+    assertEquals(List.of("init 2 0", "abort 0xc0"), log.take());
+    log.failAbort = true;
+    e = assertThrows(CudaException.class, () -> NcclChannel.create(ID, 2, 0, log));
+    assertEquals(1, e.getSuppressed().length);
+    assertEquals("ncclCommAbort failed: stand-in", e.getSuppressed()[0].getMessage());
+  }
+
+  /** An enqueue that never finishes: an own communicator is aborted and the channel closed (close frees nothing more). */
+  @Test
+  void anEnqueueThatNeverFinishesClosesTheChannel() {
+    Log log = new Log();
+    NcclChannel ch = NcclChannel.create(ID, 2, 0, Duration.ofMillis(200), NcclChannel.NO_WATCH, log);
+    log.polls = Integer.MAX_VALUE;
+    long[] one = {0, 0x40};
+    long[] four = {0, 4};
+    CollectiveTimeoutException e = assertThrows(CollectiveTimeoutException.class, () -> ch.exchange(one, four, one, four, 0));
+    assertTrue(e.getMessage().startsWith("rank 0 of 2: ncclGroupEnd did not finish within 200 ms"), e.getMessage());
+    assertThrows(IllegalStateException.class, () -> ch.exchange(one, four, one, four, 0));
+    ch.close();
+    assertEquals(List.of("init 2 0", "groupStart", "send 0x40 4 to 1 on 0x0", "recv 0x40 4 from 1 on 0x0", "groupEnd", "abort 0xc0"),
+        log.take());
+  }
+
+  /** An engine's communicator is waited for alike, but never aborted: it stays the engine's. */
+  @Test
+  void anEnginesCommunicatorIsNeverAborted() {
+    Log log = new Log();
+    log.count = 2;
+    NcclChannel ch = NcclChannel.wrap(0x99, 2, 1, log);
+    log.polls = Integer.MAX_VALUE;
+    long[] none = new long[2];
+    int[] looks = {0};
+    CollectiveException stop = new CollectiveException("world aborted by rank 0: test");
+    RuntimeException e = assertThrows(RuntimeException.class, () -> ch.exchange(none, none, none, none, 0, () -> {
+      if (++looks[0] == 2) throw stop;
+    }));
+    assertSame(stop, e);
+    ch.close();
+    assertEquals(List.of("count 0x99", "groupStart", "groupEnd"), log.take());
+  }
+
+  /** A finalization that never finishes: aborted at the timeout, which close throws; nothing is destroyed after an abort. */
+  @Test
+  void aFinalizationThatNeverFinishesIsAborted() {
+    Log log = new Log();
+    NcclChannel ch = NcclChannel.create(ID, 2, 0, Duration.ofMillis(150), NcclChannel.NO_WATCH, log);
+    log.polls = Integer.MAX_VALUE;
+    CollectiveTimeoutException e = assertThrows(CollectiveTimeoutException.class, ch::close);
+    assertTrue(e.getMessage().startsWith("rank 0 of 2: ncclCommFinalize did not finish within 150 ms"), e.getMessage());
+    ch.close();
+    assertEquals(List.of("init 2 0", "finalize 0xc0", "abort 0xc0"), log.take());
+  }
+
+  @Test
+  void aTimeoutMustBePositive() {
+    assertEquals("timeout must be positive, got PT0S",
+        assertThrows(IllegalArgumentException.class, () -> NcclChannel.create(ID, 1, 0, Duration.ZERO, NcclChannel.NO_WATCH, new Log()))
+            .getMessage());
+  }
+
+  /**
+   * A stand-in that records the calls. Set-up, groupEnd and finalize leave the communicator in
+   * progress for {@code polls} polls of commReady (then done, or NCCL's error when
+   * {@code errorAfterPolls}).
+   */
   static final class Log implements NcclChannel.Nccl {
     final List<String> calls = new ArrayList<>();
     int count;
     int failSendTo = -1;
+    int polls;
+    boolean errorAfterPolls;
+    boolean failAbort;
+    int readyCalls;
+    private int left;
+    private String last;
 
     List<String> take() {
       List<String> c = List.copyOf(calls);
@@ -140,7 +272,37 @@ class NcclChannelTest {
     @Override
     public long commInitRank(byte[] uniqueId, int ranks, int rank) {
       calls.add("init " + ranks + " " + rank);
+      started("ncclCommInitRankConfig");
       return 0xC0;
+    }
+
+    private void started(String call) {
+      left = polls;
+      last = call;
+    }
+
+    @Override
+    public boolean commReady(long comm, String call) {
+      readyCalls++;
+      if (left > 0) {
+        if (left != Integer.MAX_VALUE) left--;
+        return false;
+      }
+      if (errorAfterPolls) throw new CudaException(call + " failed: 6 (stand-in remote error)");
+      assertEquals(last, call, "the call waited for");
+      return true;
+    }
+
+    @Override
+    public void commFinalize(long comm) {
+      calls.add("finalize 0x" + Long.toHexString(comm));
+      started("ncclCommFinalize");
+    }
+
+    @Override
+    public void commAbort(long comm) {
+      calls.add("abort 0x" + Long.toHexString(comm));
+      if (failAbort) throw new CudaException("ncclCommAbort failed: stand-in");
     }
 
     @Override
@@ -162,6 +324,7 @@ class NcclChannelTest {
     @Override
     public void groupEnd() {
       calls.add("groupEnd");
+      started("ncclGroupEnd");
     }
 
     @Override

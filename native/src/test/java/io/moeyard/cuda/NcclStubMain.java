@@ -60,14 +60,32 @@ public final class NcclStubMain {
       byte[] id = NcclUniqueIds.make();
       assertEquals(NcclUniqueIds.BYTES, id.length);
       assertFalse(Arrays.equals(first, id), "two ids alike");
-      assertEquals("ncclCommInitRank failed: 4 (stub: invalid argument); NCCL's last error: stub: not the unique id ncclGetUniqueId made last",
+      MethodHandle aborts = Linker.nativeLinker().downcallHandle(lib.find("stub_aborts").orElseThrow(), FunctionDescriptor.of(JAVA_INT));
+      MethodHandle failNextInit = Linker.nativeLinker().downcallHandle(lib.find("stub_fail_next_init").orElseThrow(), FunctionDescriptor.ofVoid());
+      assertEquals("ncclCommInitRankConfig failed: 4 (stub: invalid argument); NCCL's last error: stub: not the unique id ncclGetUniqueId made last",
           assertThrows(CudaException.class, () -> NcclChannel.create(first, 1, 0)).getMessage());
       byte[] garbled = id.clone();
       garbled[NcclUniqueIds.BYTES - 1] ^= 1;
       assertThrows(CudaException.class, () -> NcclChannel.create(garbled, 1, 0));
       assertEquals("ncclCommInitRank failed: 4 (stub: invalid argument); NCCL's last error: stub: a world of one only, asked for rank 1 of 2",
-          assertThrows(CudaException.class, () -> NcclChannel.create(id, 2, 1)).getMessage());
+          assertThrows(CudaException.class, () -> NcclNative.commInitRank(id, 2, 1, true)).getMessage());
       assertEquals(0, (int) liveComms.invokeExact());
+
+      // the set-up is non-blocking (the stub refuses a short config, a bad magic or an old version):
+      // a peer that never arrives ends at the timeout with the communicator aborted, and an
+      // asynchronous error of the set-up is thrown with the communicator aborted too
+      long t0 = System.nanoTime();
+      io.moeyard.engine.CollectiveTimeoutException late = assertThrows(io.moeyard.engine.CollectiveTimeoutException.class,
+          () -> NcclChannel.create(id, 2, 1, java.time.Duration.ofMillis(300)));
+      long ms = (System.nanoTime() - t0) / 1_000_000;
+      assertTrue(ms >= 300 && ms < 10_000, ms + " ms");
+      assertTrue(late.getMessage().startsWith("rank 1 of 2: ncclCommInitRankConfig did not finish within 300 ms"), late.getMessage());
+      assertEquals(1, (int) aborts.invokeExact());
+      failNextInit.invokeExact();
+      assertEquals("ncclCommInitRankConfig failed: 6 (stub: remote error); NCCL's last error: stub: the set-up failed on a peer",
+          assertThrows(CudaException.class, () -> NcclChannel.create(id, 1, 0)).getMessage());
+      assertEquals(2, (int) aborts.invokeExact());
+      assertEquals(0, (int) liveComms.invokeExact(), "aborted communicators are gone");
 
       SplittableRandom rnd = seed.random();
       int g0 = (int) groups.invokeExact();
@@ -116,7 +134,7 @@ public final class NcclStubMain {
         for (long i = 0; i < 16; i++) assertEquals((byte) 7, dst.get(JAVA_BYTE, i));
 
         // an engine's communicator: checked with ncclCommCount, used, never destroyed by us
-        long comm = NcclNative.commInitRank(id, 1, 0);
+        long comm = NcclNative.commInitRank(id, 1, 0, true);
         assertNotEquals(0L, comm);
         assertEquals(2, (int) liveComms.invokeExact());
         NcclChannel wrapped = NcclChannel.wrap(comm, 1, 0);
@@ -140,6 +158,7 @@ public final class NcclStubMain {
             assertThrows(CudaException.class, NcclNative::groupEnd).getMessage());
       }
       assertEquals(0, (int) liveComms.invokeExact(), "the channel's close destroyed its communicator");
+      assertEquals(2, (int) aborts.invokeExact(), "finalized and destroyed, not aborted");
     }
   }
 }

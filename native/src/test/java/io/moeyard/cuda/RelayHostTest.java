@@ -508,11 +508,11 @@ class RelayHostTest {
   @Test
   void ncclChannelIsOneGroup() {
     NcclChannelTest.Log log = new NcclChannelTest.Log();
-    DeviceChannel ch = new NcclDeviceChannel(NcclChannel.create(new byte[NcclUniqueIds.BYTES], 2, 0, log));
+    DeviceChannel ch = new NcclDeviceChannel(NcclChannel.create(new byte[NcclUniqueIds.BYTES], 2, 0, log), NcclChannel.NO_WATCH);
     log.take();
     ch.exchange(new long[] {0, 0x100}, new long[] {0, 64}, new long[] {0, 0x200}, new long[] {0, 32}, 0x7);
     assertEquals(List.of("groupStart", "send 0x100 64 to 1 on 0x7", "recv 0x200 32 from 1 on 0x7", "groupEnd"), log.take());
     ch.close();
-    assertEquals(List.of("destroy 0xc0"), log.take());
+    assertEquals(List.of("finalize 0xc0", "destroy 0xc0"), log.take());
   }
 }
