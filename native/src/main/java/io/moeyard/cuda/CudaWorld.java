@@ -271,29 +271,40 @@ public final class CudaWorld implements AutoCloseable {
    * that fails or dies during NCCL's set-up would otherwise leave the others inside it.
    */
   private static Leg ncclLeg(Duration timeout) {
-    return (t, far, max, ranks) -> {
-      String problem = null;
-      byte[] id = null;
-      try {
-        NcclAvailability.get().require();
-        if (t.rank() == 0) id = NcclUniqueIds.make();
-      } catch (RuntimeException e) {
-        problem = "rank " + t.rank() + ": " + e.getMessage();
-      }
-      Object[] said = t.allGather(problem != null ? (Object) problem : id != null ? id : new byte[0]);
-      for (Object o : said) {
-        if (o instanceof String p) throw new CudaException("the NCCL leg between machines: " + p);
-      }
-      NcclChannel ch;
-      try {
-        ch = NcclChannel.create((byte[]) said[0], t.size(), t.rank(), timeout, t::checkPeers,
-            NcclAvailability.get().channelCalls());
-      } catch (RuntimeException e) {
-        t.abort(e);
-        throw e;
-      }
-      return new NcclDeviceChannel(ch, t::checkPeers);
-    };
+    return (t, far, max, ranks) -> new NcclDeviceChannel(ncclCommunicator(t, timeout, () -> {
+      NcclAvailability.get().require();
+      return NcclAvailability.get().channelCalls();
+    }, NcclUniqueIds::make), t::checkPeers);
+  }
+
+  /**
+   * The NCCL leg's communicator for this rank of {@code t} (a collective): {@code calls} (NCCL's,
+   * or why not) on every rank and a unique id from rank 0 ({@code newId}) meet in one exchange,
+   * so that a rank without NCCL fails all alike before any set-up; then the set-up, bounded by
+   * {@code timeout} and watching {@code t}. A rank whose set-up fails aborts {@code t}: the others
+   * are inside theirs, and only their watch can end it.
+   */
+  static NcclChannel ncclCommunicator(Transport t, Duration timeout, java.util.function.Supplier<NcclChannel.Nccl> calls,
+      java.util.function.Supplier<byte[]> newId) {
+    String problem = null;
+    byte[] id = null;
+    NcclChannel.Nccl nccl = null;
+    try {
+      nccl = calls.get();
+      if (t.rank() == 0) id = newId.get();
+    } catch (RuntimeException e) {
+      problem = "rank " + t.rank() + ": " + e.getMessage();
+    }
+    Object[] said = t.allGather(problem != null ? (Object) problem : id != null ? id : new byte[0]);
+    for (Object o : said) {
+      if (o instanceof String p) throw new CudaException("the NCCL leg between machines: " + p);
+    }
+    try {
+      return NcclChannel.create((byte[]) said[0], t.size(), t.rank(), timeout, t::checkPeers, nccl);
+    } catch (RuntimeException e) {
+      t.abort(e);
+      throw e;
+    }
   }
 
   /** The leg that stages messages through host memory and the transport ({@link HostStagedChannel}). */
