@@ -284,7 +284,8 @@ NCCL_FN(void, commFinalize)(JNIEnv* env, jclass, jlong comm) {
 
 NCCL_FN(void, commAbort)(JNIEnv* env, jclass, jlong comm) {
   if (!loaded(env)) return;
-  check(env, api.commAbort(ptr<void>(comm)), "ncclCommAbort");
+  // a non-blocking communicator is reclaimed in NCCL's threads (ncclInProgress): nothing here to wait for
+  started(env, api.commAbort(ptr<void>(comm)), "ncclCommAbort");
 }
 
 NCCL_FN(jint, commCount)(JNIEnv* env, jclass, jlong comm) {

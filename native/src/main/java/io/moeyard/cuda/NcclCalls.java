@@ -79,7 +79,7 @@ final class NcclCalls {
 
     @Override
     public void commAbort(long comm) {
-      check(nccl.ncclCommAbort(new ncclComm(new Address(comm))), "ncclCommAbort");
+      started(nccl.ncclCommAbort(new ncclComm(new Address(comm))), "ncclCommAbort");
     }
 
     @Override
