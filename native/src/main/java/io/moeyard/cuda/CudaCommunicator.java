@@ -156,7 +156,7 @@ public final class CudaCommunicator implements Communicator {
   private void shareRelay(RelayBuffers rb, PeerCopyChannel ch, String problem) {
     Object[] bases = transport.allGather(problem != null ? problem : (Object) rb.base);
     for (Object o : bases) {
-      if (o instanceof String p) throw new CudaException(p);
+      if (o instanceof String p) throw new VerdictException(p);
     }
     long[] base = new long[bases.length];
     for (int q = 0; q < base.length; q++) base[q] = (Long) bases[q];
@@ -544,12 +544,14 @@ public final class CudaCommunicator implements Communicator {
   }
 
   /**
-   * Whether every rank throws {@code e} too: a collective's verdict does, but a timeout may be
+   * Whether every rank throws {@code e} too: a collective's verdict does ({@link VerdictException}
+   * among them), but a timeout may be
    * this rank's alone (its wait for its own stream, {@link VirtualRanks#synchronize}, while the
    * peers already wait in the next meeting), and so may anything else.
    */
   static boolean peersKnow(RuntimeException e) {
-    return e instanceof CollectiveException && !(e instanceof io.moeyard.engine.CollectiveTimeoutException);
+    return e instanceof VerdictException
+        || e instanceof CollectiveException && !(e instanceof io.moeyard.engine.CollectiveTimeoutException);
   }
 
   // ---- the host path ---------------------------------------------------------------------------

@@ -291,7 +291,7 @@ public final class CudaIpc implements AutoCloseable {
       byte[] a = all.get(r);
       if (a.length == 0 || a[0] != OK) {
         String why = a.length == 0 ? "nothing" : new String(a, 1, a.length - 1, StandardCharsets.UTF_8);
-        throw new CudaException("rank " + r + " could not share its device buffer: " + why);
+        throw new VerdictException("rank " + r + " could not share its device buffer: " + why);
       }
       ByteBuffer b = ByteBuffer.wrap(a).order(ByteOrder.LITTLE_ENDIAN);
       b.get();
@@ -300,7 +300,7 @@ public final class CudaIpc implements AutoCloseable {
       b.get(handles[r]);
       int theirs = b.getInt();
       if (theirs != ne) {
-        throw new CudaException("rank " + r + " shares " + theirs + " events, rank " + me + " " + ne);
+        throw new VerdictException("rank " + r + " shares " + theirs + " events, rank " + me + " " + ne);
       }
       eventHandles[r] = new byte[ne][calls.eventHandleBytes()];
       for (int i = 0; i < ne; i++) b.get(eventHandles[r][i]);
@@ -334,7 +334,7 @@ public final class CudaIpc implements AutoCloseable {
     }
     for (byte[] v : verdicts) {
       if (v.length > 0) {
-        throw releasing(calls, addresses, opened, me, new CudaException(new String(v, StandardCharsets.UTF_8)));
+        throw releasing(calls, addresses, opened, me, new VerdictException(new String(v, StandardCharsets.UTF_8)));
       }
     }
     addresses[me] = address;

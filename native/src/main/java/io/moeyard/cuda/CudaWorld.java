@@ -102,7 +102,7 @@ public final class CudaWorld implements AutoCloseable {
     try {
       this.clock = new Clock(ranks);
     } catch (RuntimeException e) {
-      transport.abort(e);
+      if (!CudaCommunicator.peersKnow(e)) transport.abort(e);
       RuntimeException err = ranks.destroyStreams(ranks.releaseMemory(null));
       if (err != null) e.addSuppressed(err);
       throw e;
@@ -112,7 +112,9 @@ public final class CudaWorld implements AutoCloseable {
     try {
       comms[transport.rank()] = new CudaCommunicator(this, transport);
     } catch (RuntimeException e) {
-      transport.abort(e);
+      // a failure the peers share (a verdict) takes every rank to the same closing barrier; any
+      // other is this rank's alone, and the peers must hear of it before they meet that barrier
+      if (!CudaCommunicator.peersKnow(e)) transport.abort(e);
       RuntimeException err = clock.close(ranks.destroyStreams(ranks.releaseMemory(null)));
       if (err != null) e.addSuppressed(err);
       throw e;
