@@ -170,7 +170,10 @@ public final class CudaWorld implements AutoCloseable {
    * throws a {@code CollectiveTimeoutException} naming the peers whose events have not fired: a
    * peer process that died mid-call leaves its events unrecorded, and without a bound the wait
    * would never end. Engine work queued on the stream before a call counts too, so the bound is
-   * generous by default.
+   * generous by default. A peer process that dies is found well before it, though: the wait asks
+   * the transport about its peers every few milliseconds ({@link Transport#checkPeers}; over shared
+   * memory, a peer whose process is gone), and ends with what it found, a
+   * {@code CollectiveTimeoutException} naming the peer, or the abort of the world.
    */
   public static CudaWorld join(Transport transport, ExpertMap map, CommConfig config, Duration deviceTimeout) {
     return join(transport, map, config, deviceTimeout, machine(), null);

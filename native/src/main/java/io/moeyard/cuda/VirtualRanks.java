@@ -1,11 +1,14 @@
 package io.moeyard.cuda;
 
+import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.CollectiveTimeoutException;
 import io.moeyard.engine.transport.Backoff;
 import io.moeyard.engine.transport.Transport;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.BooleanSupplier;
+import java.util.function.Supplier;
 
 /**
  * The ranks of a world as this process sees them: each rank's device buffers and the events other
@@ -51,6 +54,10 @@ final class VirtualRanks {
   private final CudaIpc peers;
   /** One rank per process: how long a wait for this rank's stream may take ({@link #synchronize}). */
   private final long deviceTimeoutNanos;
+  /** One rank per process: the world's transport, whose {@link Transport#checkPeers} a stream wait polls (null otherwise). */
+  private final Transport transport;
+  /** How often a stream wait asks the transport about its peers: often enough, and a system call or two each. */
+  static final long WATCH_NANOS = 20_000_000;
   /**
    * Which ranks this process reaches through device memory (its machine's; all for virtual ranks).
    * The others' buffers are never addressed and their events never waited for: what crosses to
@@ -102,6 +109,7 @@ final class VirtualRanks {
     for (boolean b : this.reach) out |= !b;
     this.machines = out;
     this.deviceTimeoutNanos = deviceTimeout.toNanos();
+    this.transport = transport;
     this.me = transport == null ? -1 : transport.rank();
     this.nR = shape.ranks();
     this.nS = shape.slotsPerRank();
@@ -306,7 +314,9 @@ final class VirtualRanks {
   /**
    * Waits until rank r's stream is done. Virtual ranks wait plainly. With one rank per process the
    * stream may be waiting for a peer process's event, and a peer that died mid-call never records
-   * it: so the wait polls, and after the device timeout it throws a
+   * it: so the wait polls, asks the transport about the peers every {@link #WATCH_NANOS}
+   * ({@link Transport#checkPeers}: a peer found dead or an aborted world ends the wait at once,
+   * see {@link #peerFailure}), and after the device timeout it throws a
    * {@link CollectiveTimeoutException} naming the peers whose events have not fired.
    */
   void synchronize(int r) {
@@ -315,17 +325,71 @@ final class VirtualRanks {
       NativeKernels.streamSynchronize(st);
       return;
     }
-    long deadline = System.nanoTime() + deviceTimeoutNanos;
+    awaitStream(() -> NativeKernels.streamQuery(st), System.nanoTime() + deviceTimeoutNanos, WATCH_NANOS,
+        () -> watchPeers(transport, r), () -> stalled(r));
+  }
+
+  /**
+   * Polls {@code done} (spinning, yielding, then napping at most 2 ms) until it is true; while it
+   * is not, runs {@code watch} at most every {@code watchNanos} (whatever it throws ends the wait),
+   * and throws {@code stalled}'s exception once {@code deadline} ({@link System#nanoTime}) passed.
+   */
+  static void awaitStream(BooleanSupplier done, long deadline, long watchNanos, Runnable watch,
+      Supplier<? extends RuntimeException> stalled) {
     Backoff backoff = new Backoff(256, 64, 20_000, 2_000_000);
-    while (!NativeKernels.streamQuery(st)) {
+    long nextWatch = System.nanoTime() + watchNanos;
+    while (!done.getAsBoolean()) {
       if (!backoff.parking()) {
         backoff.spinOrYield();
         continue;
       }
-      long left = deadline - System.nanoTime();
-      if (left <= 0) throw stalled(r);
-      backoff.park(this, left);
+      long now = System.nanoTime();
+      if (now - nextWatch >= 0) {
+        watch.run();
+        now = System.nanoTime();
+        nextWatch = now + watchNanos;
+      }
+      long left = deadline - now;
+      if (left <= 0) throw stalled.get();
+      backoff.park(done, Math.min(left, nextWatch - now));
     }
+  }
+
+  /**
+   * {@code transport}'s look at the world while rank r's stream is not done. What it finds ends
+   * the wait ({@link #peerFailure}); a dead or gone peer also aborts the world here, so that the
+   * others hear it at once whichever transport found it (a second abort of a failed world is
+   * harmless: the first one's message stands).
+   */
+  static void watchPeers(Transport transport, int r) {
+    try {
+      transport.checkPeers();
+    } catch (CollectiveException e) {
+      CollectiveException f = peerFailure(r, e);
+      if (f instanceof CollectiveTimeoutException) {
+        try {
+          transport.abort(f);
+        } catch (RuntimeException a) {
+          f.addSuppressed(a);
+        }
+      }
+      throw f;
+    }
+  }
+
+  /**
+   * What {@link Transport#checkPeers} found while rank r's stream waited, as the wait's failure
+   * (the finding chained as its cause): a {@link CollectiveTimeoutException} naming the same
+   * ranks for a peer found dead or gone, a {@link CollectiveException} for an aborted world.
+   */
+  static CollectiveException peerFailure(int r, CollectiveException found) {
+    String msg = "rank " + r + ": its stream was waiting when the transport found the world failed: " + found.getMessage();
+    if (found instanceof CollectiveTimeoutException t) {
+      CollectiveTimeoutException e = new CollectiveTimeoutException(msg, t.missingRanks());
+      e.initCause(found);
+      return e;
+    }
+    return new CollectiveException(msg, found);
   }
 
   /**
@@ -336,7 +400,7 @@ final class VirtualRanks {
   final long[][] watched;
 
   private CollectiveTimeoutException stalled(int r) {
-    List<Integer> pending = pending(r, reach, q -> {
+    return stalled(r, deviceTimeoutNanos, pending(r, reach, q -> {
       try {
         if (watched[q] != null) {
           for (long e : watched[q]) if (!fired(e)) return false;
@@ -345,7 +409,11 @@ final class VirtualRanks {
       } catch (RuntimeException e) {
         return false; // an event of a process that is gone
       }
-    });
+    }));
+  }
+
+  /** The device timeout's failure of rank r's wait: the peers whose events have not fired are {@code pending}. */
+  static CollectiveTimeoutException stalled(int r, long deviceTimeoutNanos, List<Integer> pending) {
     String ms = deviceTimeoutNanos / 1_000_000 + " ms";
     return new CollectiveTimeoutException("rank " + r + ": its stream did not finish within " + ms
         + (pending.isEmpty() ? " (no peer's event is pending: the engine's own work before the call, or a fault)"

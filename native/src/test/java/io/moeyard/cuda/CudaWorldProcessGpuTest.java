@@ -60,9 +60,9 @@ class CudaWorldProcessGpuTest {
   }
 
   /**
-   * Rank 1 of 3 halts with its part of a combine still queued: ranks 0 and 2 come back within the
-   * device timeout plus slack (they print whether they timed out naming rank 1 or the driver
-   * released its events), and nothing hangs.
+   * Rank 1 of 3 halts with its part of a combine still queued: ranks 0 and 2 come back (they print
+   * whether they failed naming rank 1, found by the transport's check or at the device timeout, or
+   * the driver released its events), and nothing hangs.
    */
   @org.junit.jupiter.api.Test
   void aRankProcessThatDiesMidCallHangsNobody() throws Exception {

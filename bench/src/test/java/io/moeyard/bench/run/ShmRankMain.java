@@ -25,7 +25,10 @@ import java.util.SplittableRandom;
  * rank over shared memory ({@link CpuRun#runRank}), fused through the node relay, fused single-hop
  * and unfused, and compares every output of its rank bit for bit (and its combine output with the
  * kit's reference), then checks a shuffled combine against the reference. {@code loop}: dispatch
- * and combine until killed (the fault test).
+ * and combine until killed (the fault test). {@code watch VICTIM HOW}: after a barrier rank VICTIM
+ * aborts the world ({@code abort}) or just waits to be killed ({@code kill}), outside any
+ * collective, while the others poll {@link ShmTransport#checkPeers} and print what it threw, then
+ * what their next collective threw.
  * Exit 0 when all matched; 1 on a mismatch (printed); 3 when a collective failed (printed).
  */
 public final class ShmRankMain {
@@ -37,6 +40,7 @@ public final class ShmRankMain {
       code = switch (args[0]) {
         case "loop" -> loop();
         case "stall" -> stall(Long.parseLong(args[1]));
+        case "watch" -> watch(Integer.parseInt(args[1]), args[2]);
         default -> compare(Long.parseLong(args[1]), Integer.parseInt(args[2]));
       };
     } catch (CollectiveException e) {
@@ -190,6 +194,41 @@ public final class ShmRankMain {
         System.out.println("waited " + (System.nanoTime() - t0) / 1_000_000 + " ms");
       }
       return 0;
+    }
+  }
+
+  /** See the class comment ({@code watch}); exits 3 on the watchers once they found the failure. */
+  private static int watch(int victim, String how) throws InterruptedException {
+    try (ShmTransport t = ShmTransport.join(Map.of("test", "watch"))) {
+      t.barrier();
+      if (t.rank() != victim) t.checkPeers(); // a healthy world: returns
+      t.barrier(); // only now may the victim fail the world
+      if (t.rank() == victim) {
+        if (how.equals("abort")) t.abort(new IllegalStateException("rank " + victim + " gives up"));
+        System.out.println("victim waiting");
+        System.out.flush();
+        Thread.sleep(60_000); // the test kills it; it must not leave (closing would tell the others)
+        return 0;
+      }
+      System.out.println("watching");
+      System.out.flush();
+      while (true) {
+        try {
+          t.checkPeers();
+        } catch (CollectiveException e) {
+          String missing = e instanceof io.moeyard.engine.CollectiveTimeoutException c ? " " + c.missingRanks() : "";
+          System.out.println("checkPeers threw " + e.getClass().getSimpleName() + missing + ": " + e.getMessage());
+          break;
+        }
+        Thread.sleep(5);
+      }
+      try {
+        t.barrier();
+        System.out.println("next collective passed");
+      } catch (CollectiveException e) {
+        System.out.println("next collective threw " + e.getClass().getSimpleName() + ": " + e.getMessage());
+      }
+      return 3;
     }
   }
 

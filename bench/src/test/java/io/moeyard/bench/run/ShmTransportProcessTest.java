@@ -176,6 +176,74 @@ class ShmTransportProcessTest {
     assertNoFilesLeft(outputs(ranks));
   }
 
+  /** Waits (bounded) until every listed rank printed {@code line}. */
+  private static void awaitLine(List<Rank> ranks, List<Integer> which, String line) throws InterruptedException {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    for (int r : which) {
+      while (!ranks.get(r).text().contains(line)) {
+        assertTrue(ranks.get(r).process().isAlive(), "rank " + r + " exited before printing '" + line + "':\n" + outputs(ranks));
+        assertTrue(System.nanoTime() < deadline, "rank " + r + " never printed '" + line + "':\n" + outputs(ranks));
+        Thread.sleep(10);
+      }
+    }
+  }
+
+  /**
+   * kill -9 of rank 0 (the store's owner: its death cannot be read off the store's connection)
+   * while rank 1 is in no collective: rank 1's checkPeers, polled, finds it gone within a couple
+   * of seconds, naming it, and its next collective fails too.
+   */
+  @Test
+  void checkPeersFindsAKilledPeerOutsideAnyCollective() throws Exception {
+    List<Rank> ranks = start(2, 1, "watch", "0", "kill");
+    try {
+      awaitLine(ranks, List.of(0), "victim waiting");
+      awaitLine(ranks, List.of(1), "watching");
+      long killedAt = System.nanoTime();
+      ranks.get(0).process().destroyForcibly(); // SIGKILL
+      Rank watcher = ranks.get(1);
+      while (!watcher.text().contains("checkPeers threw") && System.nanoTime() - killedAt < TimeUnit.SECONDS.toNanos(10)) {
+        Thread.sleep(5);
+      }
+      long millis = (System.nanoTime() - killedAt) / 1_000_000;
+      assertTrue(watcher.process().waitFor(10, TimeUnit.SECONDS), "rank 1 still running after the kill:\n" + outputs(ranks));
+      finish(ranks);
+      String all = outputs(ranks);
+      String text = watcher.text();
+      assertTrue(text.contains("checkPeers threw CollectiveTimeoutException [0]: rank 0 (pid " + ranks.get(0).process().pid()
+          + ") died: its process is gone"), "rank 1's checkPeers did not name rank 0:\n" + all);
+      assertTrue(text.contains("next collective threw CollectiveException") && text.contains("rank 0 (pid"),
+          "rank 1's next collective did not fail naming rank 0:\n" + all);
+      assertEquals(3, watcher.process().exitValue(), all);
+      // no collective runs, so nothing but checkPeers could have told; the bound is loose for busy machines
+      assertTrue(millis < 3_000, "rank 1 took " + millis + " ms to find rank 0 gone:\n" + all);
+    } finally {
+      for (Rank r : ranks) r.process().destroyForcibly();
+      for (Rank r : ranks) r.process().waitFor(10, TimeUnit.SECONDS);
+    }
+    assertNoFilesLeft(outputs(ranks));
+  }
+
+  /** A peer aborts while the other is in no collective: its checkPeers throws the abort, and so does its next collective. */
+  @Test
+  void checkPeersThrowsAPeersAbort() throws Exception {
+    List<Rank> ranks = start(2, 1, "watch", "1", "abort");
+    try {
+      Rank watcher = ranks.get(0);
+      assertTrue(watcher.process().waitFor(20, TimeUnit.SECONDS), "rank 0 did not see the abort:\n" + outputs(ranks));
+      String all = outputs(ranks);
+      String text = watcher.text();
+      String abort = "world aborted by rank 1: rank 1 aborted: java.lang.IllegalStateException: rank 1 gives up";
+      assertTrue(text.contains("checkPeers threw CollectiveException: " + abort), "rank 0's checkPeers:\n" + all);
+      assertTrue(text.contains("next collective threw CollectiveException: " + abort), "rank 0's next collective:\n" + all);
+      assertEquals(3, watcher.process().exitValue(), all);
+    } finally {
+      for (Rank r : ranks) r.process().destroyForcibly();
+      for (Rank r : ranks) r.process().waitFor(10, TimeUnit.SECONDS);
+    }
+    assertNoFilesLeft(outputs(ranks));
+  }
+
   /** The multi-process bench end to end: same table as in-JVM, verified, and no file left. */
   @Test
   void benchWithProcesses() throws Exception {

@@ -17,6 +17,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * This process's membership of a world of processes: joined through rank 0's store, with the
@@ -46,8 +47,15 @@ public final class ProcessWorld implements AutoCloseable {
   private final String where;
   /** Held while a request is written: an abort may come from another thread during a collective. */
   private final Object sending = new Object();
+  /**
+   * Held by a collective (and by close) for its request and answer; {@link #checkPeers} only tries
+   * it, so that it never waits for a collective of another thread, which reads any failure itself.
+   */
+  private final ReentrantLock exchanging = new ReentrantLock();
   private long round = 1;
   private volatile boolean closed;
+  /** The world's failure once this rank learnt it (a collective's or checkPeers' read): final. */
+  private volatile RendezvousException failure;
 
   private ProcessWorld(RankEnv env, StoreServer store, Socket socket, String where) throws IOException {
     this.env = env;
@@ -179,32 +187,86 @@ public final class ProcessWorld implements AutoCloseable {
    * Every rank contributes {@code mine}; returns all contributions indexed by rank. Also a
    * barrier: no rank returns before every rank has called it.
    *
-   * @throws RendezvousException naming the ranks that did not arrive in time or left
+   * @throws RendezvousException naming the ranks that did not arrive in time or left; once the
+   *     world failed, every later call throws that failure again (without asking the store, which
+   *     may be gone by then)
    */
-  public synchronized List<byte[]> allGather(byte[] mine) {
-    if (closed) throw new IllegalStateException("rank " + rank() + "'s world is closed");
-    if (mine.length > Wire.MAX_BLOB) {
-      throw new IllegalArgumentException("blob of " + mine.length + " bytes exceeds the store's " + Wire.MAX_BLOB);
+  public List<byte[]> allGather(byte[] mine) {
+    exchanging.lock();
+    try {
+      if (closed) throw new IllegalStateException("rank " + rank() + "'s world is closed");
+      if (mine.length > Wire.MAX_BLOB) {
+        throw new IllegalArgumentException("blob of " + mine.length + " bytes exceeds the store's " + Wire.MAX_BLOB);
+      }
+      checkFailure();
+      try {
+        synchronized (sending) {
+          out.writeInt(Wire.GATHER);
+          out.writeLong(round);
+          Wire.writeBlob(out, mine);
+          out.flush();
+        }
+        int tag = in.readInt();
+        if (tag == Wire.FAILED) throw remember(failed());
+        if (tag != Wire.GATHERED) throw new IOException("unexpected answer " + tag);
+        int n = in.readInt();
+        if (n != size()) throw new IOException("answer for " + n + " ranks in a world of " + size());
+        List<byte[]> all = new ArrayList<>(n);
+        for (int r = 0; r < n; r++) all.add(Wire.readBlob(in));
+        round++;
+        return all;
+      } catch (IOException e) {
+        throw remember(lost(e));
+      }
+    } finally {
+      exchanging.unlock();
+    }
+  }
+
+  /**
+   * Without waiting: throws what the next {@link #allGather} would when the world failed and this
+   * rank can tell. The store pushes its failure (a rank whose connection dropped, an abort, a
+   * timeout) to every rank at once, where it waits unread until the next collective; this reads it
+   * if it has arrived. A store that is gone (rank 0 died) cannot be seen this way (a closed
+   * connection has no bytes to read; only a read finds its end), so that shows at the next
+   * collective. Returns at once while a collective runs on another thread: that collective reads
+   * the failure itself, and later checks throw it.
+   *
+   * @throws RendezvousException the world's failure, as {@link #allGather} throws it
+   * @throws IllegalStateException when this rank's world is closed
+   */
+  public void checkPeers() {
+    if (!exchanging.tryLock()) {
+      checkFailure();
+      return;
     }
     try {
-      synchronized (sending) {
-        out.writeInt(Wire.GATHER);
-        out.writeLong(round);
-        Wire.writeBlob(out, mine);
-        out.flush();
+      if (closed) throw new IllegalStateException("rank " + rank() + "'s world is closed");
+      checkFailure();
+      try {
+        if (in.available() <= 0) return;
+        // between collectives only a failure can be on its way: every other answer is read by its request
+        int tag = in.readInt();
+        if (tag == Wire.FAILED) throw remember(failed());
+        throw remember(new RendezvousException("rank " + rank() + ": " + where + " sent message " + tag
+            + " outside a collective (a protocol error: only a failure may come unasked)"));
+      } catch (IOException e) {
+        throw remember(lost(e));
       }
-      int tag = in.readInt();
-      if (tag == Wire.FAILED) throw failed();
-      if (tag != Wire.GATHERED) throw new IOException("unexpected answer " + tag);
-      int n = in.readInt();
-      if (n != size()) throw new IOException("answer for " + n + " ranks in a world of " + size());
-      List<byte[]> all = new ArrayList<>(n);
-      for (int r = 0; r < n; r++) all.add(Wire.readBlob(in));
-      round++;
-      return all;
-    } catch (IOException e) {
-      throw lost(e);
+    } finally {
+      exchanging.unlock();
     }
+  }
+
+  private RendezvousException remember(RendezvousException e) {
+    if (failure == null) failure = e;
+    return e;
+  }
+
+  /** The remembered failure again, this call's stack with the first one's as its cause. */
+  private void checkFailure() {
+    RendezvousException f = failure;
+    if (f != null) throw new RendezvousException(f.getMessage(), f.missingRanks(), f);
   }
 
   public void barrier() {
@@ -264,18 +326,23 @@ public final class ProcessWorld implements AutoCloseable {
 
   /** Says goodbye (so the store does not take this rank for dead) and releases the socket and store. */
   @Override
-  public synchronized void close() {
-    if (closed) return;
-    closed = true;
-    synchronized (sending) {
-      try {
-        out.writeInt(Wire.BYE);
-        out.flush();
-      } catch (IOException ignored) {
-        // The store is gone already; nobody is left to tell.
+  public void close() {
+    exchanging.lock();
+    try {
+      if (closed) return;
+      closed = true;
+      synchronized (sending) {
+        try {
+          out.writeInt(Wire.BYE);
+          out.flush();
+        } catch (IOException ignored) {
+          // The store is gone already; nobody is left to tell.
+        }
       }
+      closeQuietly(socket);
+      if (store != null) store.close();
+    } finally {
+      exchanging.unlock();
     }
-    closeQuietly(socket);
-    if (store != null) store.close();
   }
 }

@@ -38,7 +38,9 @@ import java.util.concurrent.atomic.AtomicReference;
  * store. A failure of the world (timeout, lost rank, abort) is final: every later call on this
  * rank fails with it. Bad input (a segment in a message, a plain value of another type, sizes of
  * {@link #sendRecv} that do not match) fails every rank with the same message and leaves the world
- * usable.
+ * usable. Between collectives, {@link #checkPeers} sees a failure the store has pushed (a dropped
+ * rank, an abort, a timeout) but not the store's own end (rank 0's death), which shows at the next
+ * collective.
  *
  * <p>Owns its world (closes it).
  */
@@ -58,7 +60,7 @@ public final class StoreTransport implements Transport, AutoCloseable {
   private final int pieceBytes;
   private final SegmentTable noSegments;
   private final AtomicReference<CollectiveException> failure = new AtomicReference<>();
-  private boolean closed;
+  private volatile boolean closed;
 
   private StoreTransport(ProcessWorld world, int pieceBytes) {
     this.world = world;
@@ -331,10 +333,32 @@ public final class StoreTransport implements Transport, AutoCloseable {
     try {
       return world.allGather(blob);
     } catch (RendezvousException e) {
-      CollectiveException f = e.missingRanks().isEmpty() ? new CollectiveException(e.getMessage(), e)
-          : timeout(e.getMessage(), e.missingRanks(), e);
-      failure.compareAndSet(null, f);
-      throw f;
+      throw failed(e);
+    }
+  }
+
+  /** The world's failure as this transport's (a timeout when it names ranks), recorded: every later call fails with it. */
+  private CollectiveException failed(RendezvousException e) {
+    CollectiveException f = e.missingRanks().isEmpty() ? new CollectiveException(e.getMessage(), e)
+        : timeout(e.getMessage(), e.missingRanks(), e);
+    failure.compareAndSet(null, f);
+    return f;
+  }
+
+  /**
+   * Without waiting: throws what the next collective would once the world failed, as far as this
+   * rank can tell: this rank's own abort or an earlier failure, or a failure the store pushed (a
+   * rank's connection dropped: a {@link CollectiveTimeoutException} naming it; an abort of another
+   * rank; a round's timeout). A store that is gone (rank 0 died) shows only at the next collective
+   * ({@link ProcessWorld#checkPeers}). Not held up by a collective running on another thread.
+   */
+  @Override
+  public void checkPeers() {
+    checkUsable();
+    try {
+      world.checkPeers();
+    } catch (RendezvousException e) {
+      throw failed(e);
     }
   }
 

@@ -28,7 +28,8 @@ import java.util.Optional;
  * cores must neither starve the ones still working nor oversleep their arrival. While it waits it
  * checks the abort word, and every {@link #LIVENESS_NANOS} whether the missing ranks' processes
  * are still alive, so that a rank killed with -9 fails the others in milliseconds rather than at
- * the timeout; the timeout names whoever never arrived.
+ * the timeout; the timeout names whoever never arrived. {@link #checkPeers()} makes the same
+ * check of every peer between collectives.
  */
 final class ControlBlock {
   static final long MAGIC = 0x6d6f6579617264L; // "moeyard"
@@ -200,14 +201,25 @@ final class ControlBlock {
   }
 
   private void checkPeers(long g) {
-    for (int p : missing(g)) {
-      ProcessHandle h = peers[p];
-      if ((long) LONG.getAcquire(seg, line(p) + 16) != 0) {
-        fail("rank " + p + " left the world (it closed its transport) while rank " + rank + " waited for it", List.of(p));
-      }
-      if (h != null && !h.isAlive()) {
-        fail("rank " + p + " (pid " + h.pid() + ") died: its process is gone; rank " + rank + " waited for it", List.of(p));
-      }
+    for (int p : missing(g)) checkAlive(p, "while rank " + rank + " waited for it");
+  }
+
+  /**
+   * Between collectives: fails the world, as a wait would, when any peer left it or its process
+   * is gone (not only the ones a round waits for: a device stream may wait for any of them).
+   */
+  void checkPeers() {
+    for (int p = 0; p < ranks; p++) if (p != rank) checkAlive(p, "while rank " + rank + " was not in a collective");
+  }
+
+  /** Fails the world naming peer p when it left or its process is gone; {@code when} says what this rank was doing. */
+  private void checkAlive(int p, String when) {
+    if ((long) LONG.getAcquire(seg, line(p) + 16) != 0) {
+      fail("rank " + p + " left the world (it closed its transport) " + when, List.of(p));
+    }
+    ProcessHandle h = peers[p];
+    if (h != null && !h.isAlive()) {
+      fail("rank " + p + " (pid " + h.pid() + ") died: its process is gone, " + when, List.of(p));
     }
   }
 

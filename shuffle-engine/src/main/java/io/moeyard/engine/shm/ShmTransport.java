@@ -1,6 +1,7 @@
 package io.moeyard.engine.shm;
 
 import io.moeyard.engine.CollectiveException;
+import io.moeyard.engine.CollectiveTimeoutException;
 import io.moeyard.engine.Topology;
 import io.moeyard.engine.rendezvous.ProcessWorld;
 import io.moeyard.engine.rendezvous.RendezvousException;
@@ -40,6 +41,12 @@ import java.util.concurrent.ConcurrentHashMap;
  * <p>Owns its world (closes it), the control block's mapping, and nothing else: every
  * {@link #peerMemory} belongs to its caller. A collective waits at most the timeout and fails
  * naming the ranks it waited for; a peer whose process dies is noticed within milliseconds.
+ *
+ * <p>{@link #checkPeers()} sees, between collectives: an abort of the world (the control block's
+ * word), a peer that left (closed its transport) or whose process is gone (any peer, not only
+ * those a round waits for; a process in another pid namespace is not visible, and then only the
+ * store's word below and the timeouts tell), and a failure the store pushed (a rank's connection
+ * to it dropped, an abort through it).
  */
 public final class ShmTransport implements Transport, SegmentTable, AutoCloseable {
   /** Bytes of one rank's message slot; larger messages go through the store. */
@@ -53,7 +60,7 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
   private final String job;
   private final Map<Integer, ShmRegion> regions = new ConcurrentHashMap<>();
   private int nextRegion;
-  private boolean closed;
+  private volatile boolean closed;
 
   private ShmTransport(ProcessWorld world, Arena controlArena, ControlBlock control, String job) {
     this.world = world;
@@ -232,12 +239,42 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
           List<byte[]> got = world.allGather(mine);
           return got.toArray(new byte[0][]);
         } catch (RendezvousException e) {
-          control.abort("rank " + rank() + " lost the store: " + e.getMessage());
-          throw new CollectiveException("rank " + rank() + ": " + e.getMessage(), e);
+          throw storeFailed(e);
         }
       }
     }
     return all;
+  }
+
+  /**
+   * The store's failure as this transport's: the control block is aborted with it (peers waiting
+   * there hear it too), and a failure that names ranks is a {@link CollectiveTimeoutException}.
+   */
+  private CollectiveException storeFailed(RendezvousException e) {
+    control.abort("rank " + rank() + " lost the store: " + e.getMessage());
+    String msg = "rank " + rank() + ": " + e.getMessage();
+    if (e.missingRanks().isEmpty()) return new CollectiveException(msg, e);
+    CollectiveTimeoutException t = new CollectiveTimeoutException(msg, e.missingRanks());
+    t.initCause(e);
+    return t;
+  }
+
+  /**
+   * Without waiting: throws the abort of the world, then a {@link CollectiveTimeoutException}
+   * naming any peer that left or whose process is gone (and aborts the world with it, as a wait
+   * in a collective would), then the failure the store pushed, if any. Not synchronized with
+   * the collectives: a collective running on another thread does not hold it up.
+   */
+  @Override
+  public void checkPeers() {
+    if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
+    control.checkAborted();
+    control.checkPeers();
+    try {
+      world.checkPeers();
+    } catch (RendezvousException e) {
+      throw storeFailed(e);
+    }
   }
 
   /**

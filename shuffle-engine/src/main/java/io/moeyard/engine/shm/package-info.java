@@ -6,7 +6,8 @@
  * ({@code Transport.sendRecv}) are packed in the sender's shared memory and copied out by the
  * receiver. Files are named per job and
  * unlinked as soon as all ranks mapped them ({@link io.moeyard.engine.shm.ShmFiles}); a dead peer
- * is noticed by its pid within milliseconds and every wait is bounded by a timeout that names
- * the ranks it waited for.
+ * is noticed by its pid within milliseconds (in a collective's wait, and between collectives by
+ * {@code checkPeers}, which waits outside the transport poll) and every wait is bounded by a
+ * timeout that names the ranks it waited for.
  */
 package io.moeyard.engine.shm;

@@ -151,6 +151,15 @@ public final class CpuWorld implements AutoCloseable {
       rendezvous.abort("rank " + rank + " aborted: " + cause, cause);
     }
 
+    /**
+     * Throws the world's abort (a rank's, a timeout's, a failed rank's of {@link #run}) as the next
+     * collective would. Ranks are threads of this JVM: none can die alone, so that is all there is.
+     */
+    @Override
+    public void checkPeers() {
+      rendezvous.checkAborted();
+    }
+
     @Override
     public boolean peerStores() {
       return true;

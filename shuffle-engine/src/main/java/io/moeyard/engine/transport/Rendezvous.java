@@ -118,7 +118,8 @@ final class Rendezvous {
     return abortReason != null;
   }
 
-  private void checkAborted() {
+  /** Throws the world's abort as a collective would (the same type and text); returns while it is healthy. */
+  void checkAborted() {
     String reason = abortReason;
     if (reason != null) {
       Throwable cause = abortCause;

@@ -15,6 +15,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -200,6 +201,122 @@ class ProcessWorldTest {
       // which the others hear first is a race: the store (still up) seeing rank 0's own connection
       // drop, or the store itself going away; both name rank 0
       assertTrue(e.getMessage().contains("rank 0 is gone") || e.getMessage().contains("rank 0 left the world"), e.getMessage());
+    }
+  }
+
+  /** Polls {@code check} (every 5 ms, at most 5 s) until it throws, and returns what it threw, of {@code type}. */
+  static <E extends RuntimeException> E pollUntilThrown(Class<E> type, Runnable check) {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+    while (true) {
+      try {
+        check.run();
+      } catch (RuntimeException e) {
+        return assertInstanceOf(type, e);
+      }
+      assertTrue(System.nanoTime() < deadline, "checkPeers never saw the failure");
+      sleep(5);
+    }
+  }
+
+  @Test
+  void checkPeersOnAHealthyWorldReturnsAndCollectivesGoOn() throws Exception {
+    int port = freePort();
+    List<Object> results = ranks(range(3), r -> {
+      try (ProcessWorld w = ProcessWorld.join(env(r, 3, 3, port), Map.of(), Duration.ofSeconds(5))) {
+        int rounds = 0;
+        for (int round = 0; round < 6; round++) {
+          for (int k = 0; k < round % 3; k++) w.checkPeers();
+          List<byte[]> all = w.allGather(new byte[] {(byte) r, (byte) round});
+          for (int p = 0; p < 3; p++) assertArrayEquals(new byte[] {(byte) p, (byte) round}, all.get(p));
+          w.checkPeers();
+          rounds++;
+        }
+        return rounds;
+      }
+    });
+    assertEquals(List.of(6, 6, 6), results);
+  }
+
+  /**
+   * A rank drops without goodbye after a barrier: the others, in no collective, find it with
+   * checkPeers (the store pushed the failure), and their next collective and check fail alike.
+   */
+  @Test
+  void checkPeersNamesARankThatDroppedAndTheNextCollectiveFailsAlike() throws Exception {
+    int port = freePort();
+    List<Object> results = ranks(range(3), r -> {
+      ProcessWorld w = ProcessWorld.join(env(r, 3, 3, port), Map.of(), Duration.ofSeconds(10));
+      w.barrier();
+      if (r == 1) {
+        w.dropWithoutGoodbye();
+        return "dropped";
+      }
+      try (w) {
+        RendezvousException e = pollUntilThrown(RendezvousException.class, w::checkPeers);
+        RendezvousException next = assertThrows(RendezvousException.class, () -> w.allGather(new byte[1]));
+        RendezvousException again = assertThrows(RendezvousException.class, w::checkPeers);
+        assertEquals(e.getMessage(), next.getMessage());
+        assertEquals(e.getMessage(), again.getMessage());
+        assertEquals(e.missingRanks(), next.missingRanks());
+        return e;
+      }
+    });
+    assertEquals("dropped", results.get(1));
+    for (int r : List.of(0, 2)) {
+      RendezvousException e = assertInstanceOf(RendezvousException.class, results.get(r));
+      assertEquals(List.of(1), e.missingRanks(), e.getMessage());
+      assertTrue(e.getMessage().contains("rank 1 left the world without closing it"), e.getMessage());
+    }
+  }
+
+  /**
+   * A rank aborts: the others' checkPeers throws the abort. A rank that only learns it at its
+   * next collective (the store answers its request with the failure, behind the one it pushed)
+   * fails alike, and so do its checks after that.
+   */
+  @Test
+  void checkPeersThrowsAnAbortAndSoDoesTheNextCollective() throws Exception {
+    int port = freePort();
+    CountDownLatch othersDone = new CountDownLatch(2); // rank 0's store stays until they are
+    List<Object> results = ranks(range(3), r -> {
+      try (ProcessWorld w = ProcessWorld.join(env(r, 3, 3, port), Map.of(), Duration.ofSeconds(10))) {
+        w.barrier();
+        if (r == 2) {
+          w.abort("bad shape 9");
+          try {
+            return assertThrows(RendezvousException.class, () -> w.allGather(new byte[0]));
+          } finally {
+            othersDone.countDown();
+          }
+        }
+        RendezvousException e;
+        if (r == 0) {
+          e = pollUntilThrown(RendezvousException.class, w::checkPeers);
+          RendezvousException next = assertThrows(RendezvousException.class, w::barrier);
+          assertEquals(e.getMessage(), next.getMessage());
+          try {
+            assertTrue(othersDone.await(10, TimeUnit.SECONDS));
+          } catch (InterruptedException x) {
+            throw new AssertionError(x);
+          }
+        } else {
+          sleep(300); // the failure is pushed and waits unread
+          try {
+            e = assertThrows(RendezvousException.class, w::barrier);
+          } finally {
+            othersDone.countDown(); // nothing below writes to the store
+          }
+          // its request's own answer (the failure again) is still unread behind it: it must not matter
+          assertEquals(e.getMessage(), assertThrows(RendezvousException.class, w::checkPeers).getMessage());
+          assertEquals(e.getMessage(), assertThrows(RendezvousException.class, w::barrier).getMessage());
+        }
+        return e;
+      }
+    });
+    for (Object o : results) {
+      RendezvousException e = assertInstanceOf(RendezvousException.class, o);
+      assertTrue(e.getMessage().contains("world aborted by rank 2: bad shape 9"), e.getMessage());
+      assertTrue(e.missingRanks().isEmpty(), e.getMessage());
     }
   }
 

@@ -2,6 +2,7 @@ package io.moeyard.engine.rendezvous;
 
 import static io.moeyard.engine.rendezvous.ProcessWorldTest.env;
 import static io.moeyard.engine.rendezvous.ProcessWorldTest.freePort;
+import static io.moeyard.engine.rendezvous.ProcessWorldTest.pollUntilThrown;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -417,6 +418,81 @@ class StoreTransportTest {
     for (Object o : out) {
       CollectiveException e = assertInstanceOf(CollectiveException.class, o);
       assertTrue(e.getMessage().contains("world aborted by rank 0: java.lang.RuntimeException: watchdog of rank 0"), e.getMessage());
+    }
+  }
+
+  @Test
+  void checkPeersOnAHealthyWorldReturnsAndCollectivesGoOn() throws Exception {
+    List<Object> out = ranks(3, t -> {
+      for (int round = 0; round < 5; round++) {
+        for (int k = 0; k <= round % 2; k++) t.checkPeers();
+        Object[] all = t.allGather((long) t.rank() * 100 + round);
+        for (int p = 0; p < 3; p++) assertEquals((long) p * 100 + round, all[p]);
+        t.checkPeers();
+      }
+      return "ok";
+    });
+    assertEquals(List.of("ok", "ok", "ok"), out);
+  }
+
+  /** A rank aborts between collectives: the others' checkPeers throws it (not as a timeout), then their next collective. */
+  @Test
+  void checkPeersThrowsAnAbort() throws Exception {
+    List<Object> out = ranks(3, t -> {
+      t.barrier();
+      if (t.rank() == 1) {
+        t.abort(new IllegalStateException("bad shape 8"));
+        CollectiveException own = assertThrows(CollectiveException.class, t::checkPeers);
+        assertThrows(CollectiveException.class, t::barrier);
+        return own;
+      }
+      CollectiveException e = pollUntilThrown(CollectiveException.class, t::checkPeers);
+      assertFalse(e instanceof CollectiveTimeoutException, e.getMessage());
+      assertEquals(e.getMessage(), assertThrows(CollectiveException.class, t::barrier).getMessage());
+      assertEquals(e.getMessage(), assertThrows(CollectiveException.class, t::checkPeers).getMessage());
+      return e;
+    });
+    for (Object o : out) {
+      CollectiveException e = assertInstanceOf(CollectiveException.class, o);
+      assertTrue(e.getMessage().contains("world aborted by rank 1: java.lang.IllegalStateException: bad shape 8"), e.getMessage());
+    }
+  }
+
+  /**
+   * A rank's process "crashes" (its connection drops without goodbye) between collectives: the
+   * others' checkPeers throws a CollectiveTimeoutException naming it, and their next collective
+   * throws the same.
+   */
+  @Test
+  void checkPeersNamesARankWhoseConnectionDropped() throws Exception {
+    int port = freePort();
+    List<Future<Object>> fs = new ArrayList<>();
+    for (int r = 0; r < 3; r++) {
+      int rank = r;
+      fs.add(pool.submit(() -> {
+        ProcessWorld w = ProcessWorld.join(env(rank, 3, 3, port), Map.of("job", "drop"), TIMEOUT);
+        StoreTransport t = StoreTransport.open(w);
+        t.barrier();
+        if (rank == 2) {
+          w.dropWithoutGoodbye();
+          return "dropped";
+        }
+        try (t) {
+          CollectiveTimeoutException e = pollUntilThrown(CollectiveTimeoutException.class, t::checkPeers);
+          CollectiveTimeoutException next = assertThrows(CollectiveTimeoutException.class, () -> t.allGather(1L));
+          assertEquals(e.getMessage(), next.getMessage());
+          assertEquals(e.missingRanks(), next.missingRanks());
+          return e;
+        }
+      }));
+    }
+    List<Object> out = new ArrayList<>();
+    for (Future<Object> f : fs) out.add(f.get(20, TimeUnit.SECONDS));
+    assertEquals("dropped", out.get(2));
+    for (int r : List.of(0, 1)) {
+      CollectiveTimeoutException e = assertInstanceOf(CollectiveTimeoutException.class, out.get(r));
+      assertEquals(List.of(2), e.missingRanks(), e.getMessage());
+      assertTrue(e.getMessage().contains("rank 2 left the world without closing it"), e.getMessage());
     }
   }
 }
