@@ -198,7 +198,7 @@ final class VirtualRanks {
     }
     Object[] verdicts = transport.allGather(problem);
     for (Object v : verdicts) {
-      if (v != null) throw new CudaException((String) v);
+      if (v != null) throw new VerdictException((String) v);
     }
     CudaIpc ipc = CudaIpc.open(transport, buf[me].base, buf[me].bytes, shared(me), reach);
     // every rank's size, those out of reach included, so that every rank reaches the same verdict

@@ -114,6 +114,7 @@ class ProcessRanksHostTest {
   @Test
   void aDeviceWaitsTimeoutIsThisRanksAloneAndAbortsThePeers() {
     assertTrue(CudaCommunicator.peersKnow(new CollectiveException("dispatch: rank 1 would receive 9 rows")));
+    assertTrue(CudaCommunicator.peersKnow(new VerdictException("rank 2 could not share its device buffer: out of memory")));
     assertFalse(CudaCommunicator.peersKnow(new CollectiveTimeoutException("rank 0: its stream did not finish", List.of(1))));
     assertFalse(CudaCommunicator.peersKnow(new CudaException("cudaStreamQuery: an illegal memory access")));
     assertFalse(CudaCommunicator.peersKnow(new IllegalStateException("anything else")));
