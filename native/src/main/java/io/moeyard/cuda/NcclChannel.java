@@ -163,10 +163,12 @@ public final class NcclChannel implements AutoCloseable {
    * thrown.
    */
   private void await(String call, Runnable watch) {
-    long start = System.nanoTime();
-    long nextWatch = start + WATCH_NANOS;
-    Backoff backoff = new Backoff(64, 16, 50_000, 5_000_000);
     try {
+      // a blocking communicator (an engine's) is done at once: nothing allocated on that path
+      if (nccl.commReady(comm, call)) return;
+      long start = System.nanoTime();
+      long nextWatch = start + WATCH_NANOS;
+      Backoff backoff = new Backoff(64, 16, 50_000, 5_000_000);
       while (!nccl.commReady(comm, call)) {
         if (!backoff.parking()) {
           backoff.spinOrYield();
