@@ -28,6 +28,10 @@
 #                     buffer to itself (grouped ncclSend/ncclRecv). libmoeyard_cuda.so dlopens
 #                     libnccl.so.2 itself, found through LD_LIBRARY_PATH, which this script points at
 #                     python3's nvidia.nccl package; NCCL not loading fails the step with the reason
+#      nccl-machines  NcclMachinesGpuTest: 4 rank processes as 2 pretend machines, the node-level path's
+#                     messages between them on an NCCL communicator of all 4 (NCCL_MULTI_RANK_GPU_ENABLE=1,
+#                     so that NCCL 2.30 takes several ranks of one GPU; where its set-up still refuses,
+#                     the test is reported aborted with NCCL's reason)
 #   8. procs          moeyard bench --backend cuda --procs 8 --preset deepseek-v3 --tokens 512: one rank
 #                     per process (CUDA IPC), beside sweep-512's virtual ranks (its JSON in logs.tgz)
 #   9. esft-law       moeyard bench --backend cuda on a measured routing trace (ESFT law, layer 12)
@@ -42,7 +46,7 @@
 # runs only those steps; the others are reported as skipped (not selected). Unset: every step.
 # MOEYARD_GPU_DRY_RUN=1 runs the same steps, budget logic and files on the cpu backend at a tiny shape
 # (to test this script without a GPU): torch then runs on the CPU when python3 has torch (else it is
-# skipped), the sanitizer, gpu-tests, cuda-ipc and nccl are skipped; procs runs 2 cpu rank processes. MOEYARD_GPU_JAVA names a java to use instead of
+# skipped), the sanitizer, gpu-tests, cuda-ipc, nccl and nccl-machines are skipped; procs runs 2 cpu rank processes. MOEYARD_GPU_JAVA names a java to use instead of
 # the bundled runtime (dry runs on a machine with a JDK 25).
 set -uo pipefail
 t_start=$(date +%s)
@@ -249,6 +253,14 @@ elif [ -d .gpu/native-test/test-classes ]; then
 else
   skip nccl "no .gpu/native-test in the bundle"
 fi
+if [ "$dry" = 1 ]; then
+  skip nccl-machines "dry run"
+elif [ -d .gpu/native-test/test-classes ]; then
+  step nccl-machines 90 45 env NCCL_DEBUG="${NCCL_DEBUG:-WARN}" "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain \
+    --require-gpu --require-nccl --class io.moeyard.cuda.NcclMachinesGpuTest
+else
+  skip nccl-machines "no .gpu/native-test in the bundle"
+fi
 
 # ---- 8. rank processes: the deepseek-v3 bench with one rank per process (CudaWorld.join: peers'
 # device memory through CUDA IPC, host meetings over shared memory), 8 processes on the one GPU, at
@@ -369,10 +381,10 @@ PY
   echo
   grep -h "moeyard selftest --backend" "$logs/selftest.log" "$logs/sanitizer.log" "$logs/racecheck.log" 2>/dev/null
   grep -h "tests successful\|tests failed\|tests aborted" "$logs/gpu-tests.log" 2>/dev/null | sed 's/^/gpu-tests: /'
-  for t in cuda-ipc nccl; do
+  for t in cuda-ipc nccl nccl-machines; do
     grep -h "tests successful\|tests failed\|tests skipped\|tests aborted" "$logs/$t.log" 2>/dev/null | sed "s/^/$t: /"
   done
-  grep -h "^aborted: " "$logs/cuda-ipc.log" "$logs/nccl.log" 2>/dev/null | sort -u | head -4
+  grep -h "^aborted: " "$logs/cuda-ipc.log" "$logs/nccl.log" "$logs/nccl-machines.log" 2>/dev/null | sort -u | head -4
   grep -h "^timing " "$logs/gpu-tests.log" 2>/dev/null | sed 's/^/gpu-tests: /'
   grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$logs/sanitizer.log" "$logs/racecheck.log" 2>/dev/null | sed 's/^=* *//'
   grep -h "timed calls had started" "$logs"/bench.log "$logs"/sweep-*.log 2>/dev/null

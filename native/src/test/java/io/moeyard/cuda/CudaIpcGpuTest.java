@@ -13,6 +13,7 @@ import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeEach;
@@ -65,6 +66,11 @@ class CudaIpcGpuTest {
 
   /** As {@link #start(int, String...)}, the ranks simulating nodes of {@code perNode} ranks each. */
   static List<Rank> start(int n, int perNode, String... args) throws IOException {
+    return start(n, perNode, Map.of(), args);
+  }
+
+  /** As {@link #start(int, int, String...)}, with {@code env} added to every rank's environment. */
+  static List<Rank> start(int n, int perNode, Map<String, String> env, String... args) throws IOException {
     int port;
     try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
       port = s.getLocalPort();
@@ -79,6 +85,7 @@ class CudaIpcGpuTest {
       cmd.addAll(List.of(args));
       ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
       pb.environment().putAll(RankEnv.variables(r, n, perNode, "127.0.0.1", port));
+      pb.environment().putAll(env);
       Process p = pb.start();
       ByteArrayOutputStream out = new ByteArrayOutputStream();
       Thread pump = Thread.ofPlatform().daemon().start(() -> copy(p.getInputStream(), out));

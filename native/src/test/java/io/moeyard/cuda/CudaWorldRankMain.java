@@ -31,14 +31,25 @@ import java.util.SplittableRandom;
  * <p>Arguments: seed, cases; or seed, {@code die}: rank 1 leaves mid-call (below, {@link #die});
  * or seed, {@code machines}: each node a machine of its own ({@link #machinesCase}); or seed,
  * {@code machines-store}: the same with the host meetings through the TCP store
- * ({@link StoreTransport}, as between real machines) instead of shared memory.
+ * ({@link StoreTransport}, as between real machines) instead of shared memory; or seed,
+ * {@code machines-nccl}: the same over shared memory with the messages between the pretend
+ * machines on NCCL (the leg a world of real machines takes), which takes several ranks of one GPU
+ * only where NCCL allows it ({@code NCCL_MULTI_RANK_GPU_ENABLE=1}, NCCL 2.30): where its set-up
+ * refuses, every rank prints {@value #NCCL_REFUSED} and NCCL's reason and exits 0.
  */
 public final class CudaWorldRankMain {
   private CudaWorldRankMain() {}
 
+  /** What a rank of {@code machines-nccl} prints when NCCL's set-up refused the world. */
+  static final String NCCL_REFUSED = "NCCL refused the world: ";
+
+  /** The device timeout of {@code machines-nccl}: NCCL's waits end well within the test's bound. */
+  static final java.time.Duration NCCL_TIMEOUT = java.time.Duration.ofSeconds(20);
+
   public static void main(String[] args) {
     long seed = Long.parseLong(args[0]);
     boolean overStore = args[1].equals("machines-store");
+    boolean overNccl = args[1].equals("machines-nccl");
     int cases = args[1].equals("die") || args[1].startsWith("machines") ? 0 : Integer.parseInt(args[1]);
     String verdict;
     int me = -1;
@@ -59,8 +70,8 @@ public final class CudaWorldRankMain {
       if (args[1].equals("die")) {
         verdict = die(shm, seed);
       } else if (args[1].startsWith("machines")) {
-        for (int i = 0; i < 4; i++) machinesCase(t, seed, i);
-        verdict = "ok, 4 cases as machines" + (overStore ? " over the store" : "");
+        for (int i = 0; i < 4; i++) machinesCase(t, seed, i, overNccl);
+        verdict = "ok, 4 cases as machines" + (overStore ? " over the store" : overNccl ? " over NCCL" : "");
       } else {
         for (int i = 0; i < cases; i++) runCase(shm, seed, i);
         verdict = "ok, " + cases + " cases";
@@ -68,11 +79,11 @@ public final class CudaWorldRankMain {
     } catch (Throwable e) {
       java.io.StringWriter sw = new java.io.StringWriter();
       e.printStackTrace(new java.io.PrintWriter(sw));
-      verdict = sw.toString();
+      verdict = overNccl && refusedByNccl(e) ? NCCL_REFUSED + e.getMessage() : sw.toString();
     }
     System.out.println("cuda-world rank " + me + ": " + verdict);
     System.out.flush();
-    System.exit(verdict.startsWith("ok") ? 0 : 1);
+    System.exit(verdict.startsWith("ok") || verdict.startsWith(NCCL_REFUSED) ? 0 : 1);
   }
 
   private static void runCase(ShmTransport t, long seed, int i) {
@@ -130,12 +141,24 @@ public final class CudaWorldRankMain {
   }
 
   /**
+   * NCCL's set-up failed (on this rank, or on a peer whose abort reached this one): the world was
+   * refused, which on one GPU says nothing of our code.
+   */
+  private static boolean refusedByNccl(Throwable e) {
+    for (Throwable c = e; c != null; c = c.getCause()) {
+      if (c.getMessage() != null && c.getMessage().contains("ncclCommInitRankConfig")) return true;
+    }
+    return false;
+  }
+
+  /**
    * Case i with every node pretending to be a machine of its own: nothing is mapped between
    * nodes, and the node-level path's messages between them go through host memory and the
-   * transport (the stand-in for NCCL, which will not take two ranks of one GPU). The fused
-   * variant on the host path and on the device path, against the reference.
+   * transport (the stand-in for NCCL, which takes two ranks of one GPU only where it is told to),
+   * or with {@code overNccl} on NCCL itself. The fused variant on the host path and on the device
+   * path, against the reference.
    */
-  private static void machinesCase(Transport t, long seed, int i) {
+  private static void machinesCase(Transport t, long seed, int i, boolean overNccl) {
     int n = t.size();
     int me = t.rank();
     int local = t.topology().localRanks();
@@ -150,8 +173,8 @@ public final class CudaWorldRankMain {
     String ctx = "machines case " + i + " " + wl;
     KernelCases.Expected[] want = KernelCases.dispatch(wl);
     byte[][] wantOut = KernelCases.combine(wl);
-    try (CudaWorld world = CudaWorld.join(t, shape.map(), shape.comm(), CudaWorld.DEFAULT_DEVICE_TIMEOUT,
-        "pretend-machine-" + me / local, CudaWorld.HOST_LEG)) {
+    try (CudaWorld world = CudaWorld.join(t, shape.map(), shape.comm(), overNccl ? NCCL_TIMEOUT : CudaWorld.DEFAULT_DEVICE_TIMEOUT,
+        "pretend-machine-" + me / local, overNccl ? null : CudaWorld.HOST_LEG)) {
       abortingOnFailure(t, () -> {
         CudaCommunicator c = world.communicator();
         world.useVariant(CommConfig.Variant.FUSED);

@@ -76,7 +76,8 @@ class GpuRunScriptTest {
     List<String> steps = steps(r.output());
     assertEquals(0, r.exit(), "exit code; output:\n" + r.output());
     List<String> names = steps.stream().map(s -> s.substring(0, s.indexOf(':'))).toList();
-    assertEquals(List.of("selftest", "bench", "torch", "sanitizer", "racecheck", "gpu-tests", "cuda-ipc", "nccl", "procs", "esft-law",
+    assertEquals(List.of("selftest", "bench", "torch", "sanitizer", "racecheck", "gpu-tests", "cuda-ipc", "nccl", "nccl-machines", "procs",
+        "esft-law",
         "sweep-8", "sweep-16", "sweep-64"),
         names, "step order; output:\n" + r.output());
     for (String s : steps) {
