@@ -71,6 +71,12 @@ public final class CudaCommunicator implements Communicator {
   /** The node-level path's device memory and cross-node channel; null unless nodePath RELAY on more than one node. */
   private final RelayBuffers relay;
   private final DeviceChannel channel;
+  /**
+   * Ranks on more than one machine: the channel's leg between machines (owned by {@link #channel}),
+   * which the unfused path's blocks cross on, and their exchange arguments; else null.
+   */
+  private DeviceChannel farLeg;
+  private final long[][] farArgs;
   /** Every rank's relay staging (device addresses), looked up on first use: the ranks share this process. */
   private long[] stagingOf;
 
@@ -86,6 +92,7 @@ public final class CudaCommunicator implements Communicator {
     // between processes the shuffled combine's home rows must be memory the targets can read: a
     // shared-memory file, sized here because making one is a collective (the ranks build their
     // communicators at the same point of the world's construction)
+    this.farArgs = w.machines ? UnfusedPath.farArgs(w.nR) : null;
     this.shufflePeer = transport.sharesAddressSpace() || !transport.peerStores() ? null
         : transport.peerMemory(PeerMemory.rowsBytes(ShuffledCombine.homeRows(shape.comm()), shape.hidden(), shape.combineType()));
     try {
@@ -123,14 +130,16 @@ public final class CudaCommunicator implements Communicator {
   /**
    * Ranks on more than one machine: peer copies within this machine, the world's leg (NCCL, or
    * host staging) to the others, sized for the largest message (a dispatch message of maxTokens
-   * tokens, or their node partials).
+   * tokens, or their node partials, or an unfused block: at most the receive rows).
    */
   private DeviceChannel between(PeerCopyChannel near, RelayBuffers rb) {
     boolean[] far = new boolean[w.nR];
     for (int q = 0; q < far.length; q++) far[q] = !w.reach[q];
     long max = Math.max(rb.slotBytes, (long) rb.slotTokens * shape.combineRowBytes());
+    max = Math.max(max, (long) shape.receiveRows() * Math.max(shape.rowBytes(), shape.combineRowBytes()));
     try {
-      return new SplitChannel(near, world.leg.open(transport, far, max, w), w.reach);
+      farLeg = world.leg.open(transport, far, max, w);
+      return new SplitChannel(near, farLeg, w.reach);
     } catch (RuntimeException e) {
       // a leg may fail on this rank alone (NCCL's set-up, the host staging's memory), and peers
       // past it would meet the closing barrier below in their next collective: abort first (the
@@ -414,7 +423,7 @@ public final class CudaCommunicator implements Communicator {
       } else if (variant == CommConfig.Variant.FUSED) {
         FusedPath.dispatch(w, rank, x, tokens, kernels);
       } else {
-        UnfusedPath.dispatchSend(w, rank, x, c);
+        UnfusedPath.dispatchSend(w, rank, x, c, farLeg, farArgs);
       }
       exchangeSends(st);
       if (variant == CommConfig.Variant.UNFUSED) {
@@ -465,7 +474,7 @@ public final class CudaCommunicator implements Communicator {
       } else if (variant == CommConfig.Variant.FUSED) {
         FusedPath.combineSend(w, rank, y, counts.pairs[rank], kernels);
       } else {
-        UnfusedPath.combineSend(w, rank, y, counts);
+        UnfusedPath.combineSend(w, rank, y, counts, farLeg, farArgs);
       }
       exchangeSends(st);
       if (relaying) {
@@ -484,14 +493,10 @@ public final class CudaCommunicator implements Communicator {
 
   /**
    * What a call cannot do when the world spans machines (ranks out of reach of device stores),
-   * or null: the unfused path stores into every rank, and the device clock's events cross
-   * processes only within a machine.
+   * or null: the device clock's events cross processes only within a machine.
    */
   private String acrossMachines(Switches sw) {
     if (!w.machines) return null;
-    if (sw.variant() == CommConfig.Variant.UNFUSED) {
-      return "rank " + rank + ": the unfused path stores into every rank, and this world spans machines: use the fused variant";
-    }
     if (sw.timed()) return "rank " + rank + ": the device clock cannot span machines: time one machine's world";
     return null;
   }

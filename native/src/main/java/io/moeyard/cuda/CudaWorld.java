@@ -147,8 +147,8 @@ public final class CudaWorld implements AutoCloseable {
    * a transport that spans machines). The transport stays the caller's; close the world before it.
    *
    * <p>Ranks on more than one machine (host name and boot id differ): each node must lie within
-   * one machine, the config's node path must be the relay, and only the fused variant runs (the
-   * unfused path and the device clock need every rank within reach). Messages between machines
+   * one machine, the config's node path must be the relay, and the device clock and the shuffled
+   * combine are refused (they need every rank within reach). Messages between machines
    * cross on an NCCL communicator of all ranks, built from a unique id that rank 0 makes (or the
    * engine's own: {@link #join(Transport, ExpertMap, CommConfig, Duration, NcclChannel)}).
    *

@@ -6,12 +6,25 @@ package io.moeyard.cuda;
  * staging, sort the chunks into the expert-major layout; combine reverses it with the fused
  * path's arithmetic. Peers are visited in rotated order (r+1, r+2, ...) so that no receiver is hit
  * by all senders at once (shuffle-engine/docs/data-path.md, "Movement"). Enqueues only.
+ *
+ * <p>Ranks on other machines are out of reach of copies: their blocks cross on the world's
+ * channel between machines instead (NCCL), one exchange per array (rows, weights, FP8 scales),
+ * each block from the permuted buffer straight into the peer's staging (the all-to-all of
+ * Megatron's dispatcher), and back for the combine.
  */
 final class UnfusedPath {
   private UnfusedPath() {}
 
+  /**
+   * The exchange arguments between machines, reused by every call: [send address, send bytes,
+   * receive address, receive bytes][rank].
+   */
+  static long[][] farArgs(int ranks) {
+    return new long[4][ranks];
+  }
+
   /** Source rank r: permute its tokens and copy each destination's block into that destination's staging. */
-  static void dispatchSend(VirtualRanks w, int r, DeviceRows x, WorldCounts c) {
+  static void dispatchSend(VirtualRanks w, int r, DeviceRows x, WorldCounts c, DeviceChannel far, long[][] args) {
     KernelShape shape = w.shape;
     int nR = w.nR;
     int nS = w.nS;
@@ -24,6 +37,7 @@ final class UnfusedPath {
     int[] slotPrefix = c.slotPrefix(r);
     for (int i = 1; i <= nR; i++) {
       int d = (r + i) % nR;
+      if (!w.reach[d]) continue;
       RankBuffers dst = w.buf[d];
       int from = slotPrefix[d * nS];
       int n = slotPrefix[(d + 1) * nS] - from;
@@ -34,6 +48,36 @@ final class UnfusedPath {
         NativeKernels.copyDeviceToDeviceAsync(dst.stagingScales + 4L * to * sc, s.permScales + 4L * from * sc,
             4L * n * sc, st);
       }
+    }
+    if (!w.machines) return;
+    int[] staging = c.stagingPrefix(r);
+    blocks(w.reach, slotPrefix, staging, nS, s.permX, s.stagingX, rb, args);
+    far.exchange(args[0], args[1], args[2], args[3], st);
+    blocks(w.reach, slotPrefix, staging, nS, s.permW, s.stagingW, 4, args);
+    far.exchange(args[0], args[1], args[2], args[3], st);
+    if (sc > 0) {
+      blocks(w.reach, slotPrefix, staging, nS, s.permScales, s.stagingScales, 4L * sc, args);
+      far.exchange(args[0], args[1], args[2], args[3], st);
+    }
+  }
+
+  /**
+   * One array's blocks between this rank and the ranks out of its reach, into {@code args}: to
+   * peer q the rows of q's slots in this rank's {@code sendBase} ({@code sent}: prefix by
+   * destination slot), from peer q the rows of q's source block in {@code recvBase}
+   * ({@code received}: prefix by source rank and slot), {@code rowBytes} each; 0 for peers
+   * within reach. Both ends derive the sizes from the same counts, so they agree pairwise.
+   */
+  static void blocks(boolean[] reach, int[] sent, int[] received, int nS, long sendBase, long recvBase, long rowBytes,
+      long[][] args) {
+    for (int q = 0; q < reach.length; q++) {
+      boolean out = !reach[q];
+      int sendRows = out ? sent[(q + 1) * nS] - sent[q * nS] : 0;
+      int recvRows = out ? received[(q + 1) * nS] - received[q * nS] : 0;
+      args[0][q] = sendRows > 0 ? sendBase + sent[q * nS] * rowBytes : 0;
+      args[1][q] = sendRows * rowBytes;
+      args[2][q] = recvRows > 0 ? recvBase + received[q * nS] * rowBytes : 0;
+      args[3][q] = recvRows * rowBytes;
     }
   }
 
@@ -46,7 +90,7 @@ final class UnfusedPath {
   }
 
   /** Expert rank d: its outputs {@code y} back into source order, each home's block copied into the home's buffer. */
-  static void combineSend(VirtualRanks w, int d, DeviceRows y, WorldCounts c) {
+  static void combineSend(VirtualRanks w, int d, DeviceRows y, WorldCounts c, DeviceChannel far, long[][] args) {
     int nR = w.nR;
     int nS = w.nS;
     int cb = w.shape.combineRowBytes();
@@ -56,6 +100,7 @@ final class UnfusedPath {
     int[] staging = c.stagingPrefix(d);
     for (int i = 1; i <= nR; i++) {
       int r = (d + i) % nR;
+      if (!w.reach[r]) continue;
       int[] homePrefix = c.slotPrefix(r);
       int to = homePrefix[d * nS];
       int n = homePrefix[(d + 1) * nS] - to;
@@ -63,6 +108,10 @@ final class UnfusedPath {
       NativeKernels.copyDeviceToDeviceAsync(w.buf[r].returnY + (long) to * cb, s.stagingY + (long) from * cb,
           (long) n * cb, st);
     }
+    if (!w.machines) return;
+    // the reverse of the dispatch's blocks: from this rank's staging back into each home's return rows
+    blocks(w.reach, staging, c.slotPrefix(d), nS, s.stagingY, s.returnY, cb, args);
+    far.exchange(args[0], args[1], args[2], args[3], st);
   }
 
   /** Home rank r, every expert rank's rows in: weight and sum them into {@code out}. */

@@ -45,7 +45,7 @@ class CudaWorldProcessGpuTest {
    * Four rank processes as two pretend machines of one node each (nothing mapped between them,
    * the node-level path's messages through host staging), the host meetings through shared
    * memory or through the TCP store as between real machines: every rank matches the reference,
-   * and the unfused variant is refused on every rank.
+   * for the fused and the unfused variant (whose blocks for the other machine cross on the channel).
    */
   @ParameterizedTest(name = "host meetings over {0}")
   @org.junit.jupiter.params.provider.ValueSource(strings = {"machines", "machines-store"})
