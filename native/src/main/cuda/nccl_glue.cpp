@@ -284,7 +284,9 @@ NCCL_FN(void, commFinalize)(JNIEnv* env, jclass, jlong comm) {
 
 NCCL_FN(void, commAbort)(JNIEnv* env, jclass, jlong comm) {
   if (!loaded(env)) return;
-  // a non-blocking communicator is reclaimed in NCCL's threads (ncclInProgress): nothing here to wait for
+  // NCCL runs an abort (and a destroy) as a blocking group whatever the communicator's mode, after
+  // joining a set-up or group still in progress, so ncclInProgress is not expected; it is
+  // let through all the same, since nothing here could wait for it
   started(env, api.commAbort(ptr<void>(comm)), "ncclCommAbort");
 }
 

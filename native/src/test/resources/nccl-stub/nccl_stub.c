@@ -12,8 +12,11 @@
  *   - ncclCommInitRankConfig wants NCCL_CONFIG_INITIALIZER's magic, a version of 2.14 or later and
  *     blocking 0 or 1. A non-blocking communicator behaves as NCCL's: its set-up, ncclGroupEnd and
  *     ncclCommFinalize return ncclInProgress and stay in progress for STUB_POLLS polls of
- *     ncclCommGetAsyncError; any call on it while in progress fails (NCCL wants the poll first), and
- *     it must be finalized before ncclCommDestroy. In a world of more than one its set-up never
+ *     ncclCommGetAsyncError; any call on it while in progress fails with ncclInvalidArgument (NCCL
+ *     wants the poll first), and so does any call on it after an error (NCCL's ncclCommEnsureReady
+ *     hands that error back): a failed ncclGroupEnd leaves its non-blocking communicators in its
+ *     error, as NCCL's group clean-up does. Stricter than NCCL: it must be finalized before
+ *     ncclCommDestroy (NCCL would finalize it itself; we always do). In a world of more than one its set-up never
  *     finishes (a peer that never arrives) until ncclCommAbort; stub_fail_next_init makes the next
  *     set-up end in ncclRemoteError.
  * Failures return NCCL's codes with a text for ncclGetLastError. Built with -DSTUB_WITHOUT_RECV it
@@ -137,9 +140,20 @@ ncclResult_t ncclCommInitRankConfig(void** comm, int nranks, ncclUniqueId id, in
   return init(comm, nranks, &id, rank, !config->blocking);
 }
 
-/* A call on a non-blocking communicator whose last call is still in progress is a usage error. */
-static int busy(struct comm* c) {
-  return c->nonblocking && c->polls != 0;
+/* A call on a non-blocking communicator whose last call is still in progress, or ended in an
+ * error, fails (NCCL: ncclCommEnsureReady): ncclInvalidArgument, or that error. 0: ready. */
+static ncclResult_t busy(struct comm* c, const char* call) {
+  char why[160];
+  if (!c->nonblocking) return SUCCESS;
+  if (c->polls != 0) {
+    snprintf(why, sizeof why, "%s while the communicator's last call is in progress", call);
+    return fail(INVALID_ARGUMENT, why);
+  }
+  if (c->outcome != SUCCESS) {
+    snprintf(why, sizeof why, "%s on a communicator in error %d", call, c->outcome);
+    return fail(c->outcome, why);
+  }
+  return SUCCESS;
 }
 
 /* The last call of a non-blocking communicator goes on for a few polls. */
@@ -175,7 +189,8 @@ ncclResult_t ncclCommAbort(void* comm) {
 ncclResult_t ncclCommFinalize(void* comm) {
   if (!known(comm)) return fail(INVALID_ARGUMENT, "ncclCommFinalize: unknown communicator");
   struct comm* c = comm;
-  if (busy(c)) return fail(INVALID_USAGE, "ncclCommFinalize while the last call is in progress");
+  ncclResult_t r = busy(c, "ncclCommFinalize");
+  if (r != SUCCESS) return r;
   c->finalized = 1;
   return inProgress(c);
 }
@@ -189,7 +204,8 @@ ncclResult_t ncclCommCount(void* comm, int* count) {
 ncclResult_t ncclCommDestroy(void* comm) {
   if (!known(comm)) return fail(INVALID_ARGUMENT, "ncclCommDestroy: unknown communicator");
   struct comm* c = comm;
-  if (busy(c)) return fail(INVALID_USAGE, "ncclCommDestroy while the last call is in progress");
+  ncclResult_t r = busy(c, "ncclCommDestroy");
+  if (r != SUCCESS) return r;
   if (c->nonblocking && !c->finalized) return fail(INVALID_USAGE, "ncclCommDestroy of a non-blocking communicator not finalized");
   ((struct comm*)comm)->live = 0;
   return SUCCESS;
@@ -219,10 +235,8 @@ static ncclResult_t enqueue(int send, const void* buf, size_t count, int datatyp
     snprintf(why, sizeof why, "%s: unknown communicator", call);
     return fail(INVALID_ARGUMENT, why);
   }
-  if (busy(comm)) {
-    snprintf(why, sizeof why, "%s while the communicator's last call is in progress", call);
-    return fail(INVALID_USAGE, why);
-  }
+  ncclResult_t ready = busy(comm, call);
+  if (ready != SUCCESS) return ready;
   if (buf == NULL && count > 0) {
     snprintf(why, sizeof why, "%s: NULL buffer", call);
     return fail(INVALID_ARGUMENT, why);
@@ -285,6 +299,15 @@ ncclResult_t ncclGroupEnd(void) {
     /* the communicators of the group's calls go on for a while if non-blocking */
     for (int i = 0; i < nops; i++) {
       if (((struct comm*)ops[i].comm)->nonblocking) r = inProgress(ops[i].comm);
+    }
+  } else {
+    /* NCCL's group clean-up: every non-blocking communicator of a failed group keeps the error */
+    for (int i = 0; i < nops; i++) {
+      struct comm* c = ops[i].comm;
+      if (c->nonblocking) {
+        c->polls = 0;
+        c->outcome = r;
+      }
     }
   }
   nops = 0;

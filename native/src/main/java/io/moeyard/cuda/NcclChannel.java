@@ -235,7 +235,8 @@ public final class NcclChannel implements AutoCloseable {
    * of {@code sendBytes[p]} bytes at {@code sendAddress[p]} and a receive of {@code recvBytes[p]}
    * bytes into {@code recvAddress[p]}; entries of 0 bytes are skipped. Returns once enqueued: the
    * stream orders what follows. Bad arguments throw before any NCCL call, naming the entry. A
-   * non-blocking communicator's enqueue is waited for, at most the channel's timeout.
+   * non-blocking communicator's enqueue is waited for, at most the channel's timeout. A failed
+   * enqueue closes the channel (an own communicator is aborted), as a failed wait does.
    */
   public void exchange(long[] sendAddress, long[] sendBytes, long[] recvAddress, long[] recvBytes, long stream) {
     exchange(sendAddress, sendBytes, recvAddress, recvBytes, stream, NO_WATCH);
@@ -266,7 +267,12 @@ public final class NcclChannel implements AutoCloseable {
         else failed.addSuppressed(e);
       }
     }
-    if (failed != null) throw failed;
+    if (failed != null) {
+      // NCCL leaves a non-blocking communicator of a failed group in that error (every later call
+      // on it fails, its finalization too): an own one is aborted now, and the channel closed
+      fail(failed);
+      throw failed;
+    }
     await("ncclGroupEnd", watch);
   }
 

@@ -102,7 +102,11 @@ class NcclChannelTest {
     }
   }
 
-  /** A failed send: the group is still closed, the failure names the call, nothing else is enqueued. */
+  /**
+   * A failed send: the group is still closed, the failure names the call, nothing else is
+   * enqueued; NCCL leaves the communicator of a failed group in error, so it is aborted and the
+   * channel closed (a finalization would only fail).
+   */
   @Test
   void aFailedCallStillClosesTheGroup() {
     Log log = new Log();
@@ -112,8 +116,24 @@ class NcclChannelTest {
       CudaException e = assertThrows(CudaException.class,
           () -> ch.exchange(new long[] {0x10, 0x20}, new long[] {4, 4}, new long[] {0x30, 0x40}, new long[] {4, 4}, 0));
       assertEquals("ncclSend failed: stand-in", e.getMessage());
-      assertEquals(List.of("groupStart", "groupEnd"), log.take());
+      assertEquals(List.of("groupStart", "groupEnd", "abort 0xc0"), log.take());
+      assertThrows(IllegalStateException.class, () -> ch.exchange(new long[2], new long[2], new long[2], new long[2], 0));
     }
+    assertEquals(List.of(), log.take(), "nothing left to finalize or destroy");
+  }
+
+  /** An engine's communicator in a failed group: the channel is closed, the communicator left to the engine. */
+  @Test
+  void aFailedGroupOnAnEnginesCommunicatorAbortsNothing() {
+    Log log = new Log();
+    log.count = 2;
+    log.failSendTo = 0;
+    NcclChannel ch = NcclChannel.wrap(0x99, 2, 1, log);
+    assertThrows(CudaException.class,
+        () -> ch.exchange(new long[] {0x10, 0x20}, new long[] {4, 4}, new long[] {0x30, 0x40}, new long[] {4, 4}, 0));
+    assertThrows(IllegalStateException.class, () -> ch.exchange(new long[2], new long[2], new long[2], new long[2], 0));
+    ch.close();
+    assertEquals(List.of("count 0x99", "groupStart", "groupEnd"), log.take());
   }
 
   @Test

@@ -115,8 +115,8 @@ public final class NcclStubMain {
         ch.exchange(new long[1], new long[1], new long[1], new long[1], 0);
         assertEquals(g0 + groupsSeen + 1, (int) groups.invokeExact());
 
-        // sizes that do not pair up: the group fails as a whole, naming it, nothing is copied,
-        // and the next exchange works (the group state was closed)
+        // sizes that do not pair up: the group fails as a whole, naming it, nothing is copied;
+        // NCCL leaves the communicator in that error, so the channel aborts it and is closed
         MemorySegment src = arena.allocate(16);
         MemorySegment dst = arena.allocate(16);
         src.fill((byte) 7);
@@ -126,17 +126,29 @@ public final class NcclStubMain {
         assertEquals("ncclGroupEnd failed: 5 (stub: invalid usage); NCCL's last error: stub: a send of 8 bytes meets a receive of 16",
             e.getMessage());
         for (long i = 0; i < 16; i++) assertEquals((byte) 1, dst.get(JAVA_BYTE, i));
-        // a send without a receive
-        e = assertThrows(CudaException.class,
-            () -> ch.exchange(new long[] {src.address()}, new long[] {8}, new long[] {0}, new long[] {0}, 0));
-        assertEquals("ncclGroupEnd failed: 5 (stub: invalid usage); NCCL's last error: stub: send 0 has no matching receive", e.getMessage());
-        ch.exchange(new long[] {src.address()}, new long[] {16}, new long[] {dst.address()}, new long[] {16}, 0);
+        assertEquals(3, (int) aborts.invokeExact(), "the communicator of the failed group was aborted");
+        assertEquals(0, (int) liveComms.invokeExact());
+        assertThrows(IllegalStateException.class,
+            () -> ch.exchange(new long[] {src.address()}, new long[] {16}, new long[] {dst.address()}, new long[] {16}, 0));
+        ch.close(); // nothing left to finalize: quiet
+        // a send without a receive, on a new channel; the group state was closed, so a third works
+        try (NcclChannel second = NcclChannel.create(id, 1, 0)) {
+          e = assertThrows(CudaException.class,
+              () -> second.exchange(new long[] {src.address()}, new long[] {8}, new long[] {0}, new long[] {0}, 0));
+          assertEquals("ncclGroupEnd failed: 5 (stub: invalid usage); NCCL's last error: stub: send 0 has no matching receive",
+              e.getMessage());
+        }
+        assertEquals(4, (int) aborts.invokeExact());
+        try (NcclChannel third = NcclChannel.create(id, 1, 0)) {
+          third.exchange(new long[] {src.address()}, new long[] {16}, new long[] {dst.address()}, new long[] {16}, 0);
+        }
         for (long i = 0; i < 16; i++) assertEquals((byte) 7, dst.get(JAVA_BYTE, i));
+        assertEquals(4, (int) aborts.invokeExact(), "a clean channel is finalized and destroyed");
 
         // an engine's communicator: checked with ncclCommCount, used, never destroyed by us
         long comm = NcclNative.commInitRank(id, 1, 0, true);
         assertNotEquals(0L, comm);
-        assertEquals(2, (int) liveComms.invokeExact());
+        assertEquals(1, (int) liveComms.invokeExact());
         NcclChannel wrapped = NcclChannel.wrap(comm, 1, 0);
         dst.fill((byte) 0);
         wrapped.exchange(new long[] {src.address()}, new long[] {16}, new long[] {dst.address()}, new long[] {16}, 0);
@@ -148,7 +160,7 @@ public final class NcclStubMain {
             assertThrows(CudaException.class, () -> NcclNative.commCount(comm)).getMessage());
         assertEquals("ncclCommCount failed: 4 (stub: invalid argument); NCCL's last error: stub: ncclCommCount: unknown communicator",
             assertThrows(CudaException.class, () -> NcclChannel.wrap(0xDEAD0, 1, 0)).getMessage());
-        assertEquals(1, (int) liveComms.invokeExact());
+        assertEquals(0, (int) liveComms.invokeExact());
 
         // calls outside a group and of another datatype are the stub's to refuse: what the JNI
         // entry points pass through (ncclUint8, the group state) is what NCCL sees
@@ -157,8 +169,8 @@ public final class NcclStubMain {
         assertEquals("ncclGroupEnd failed: 5 (stub: invalid usage); NCCL's last error: stub: ncclGroupEnd without ncclGroupStart",
             assertThrows(CudaException.class, NcclNative::groupEnd).getMessage());
       }
-      assertEquals(0, (int) liveComms.invokeExact(), "the channel's close destroyed its communicator");
-      assertEquals(2, (int) aborts.invokeExact(), "finalized and destroyed, not aborted");
+      assertEquals(0, (int) liveComms.invokeExact(), "nothing left alive");
+      assertEquals(4, (int) aborts.invokeExact(), "the closes after the failed groups did not abort again");
     }
   }
 }
