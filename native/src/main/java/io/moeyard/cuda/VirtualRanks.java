@@ -207,7 +207,7 @@ final class VirtualRanks {
     for (int q = 0; q < nR; q++) sizes[q] = ipc.bytes(q);
     String bad = differentSize(sizes);
     if (bad != null) {
-      CudaException e = new CudaException(bad);
+      CudaException e = new VerdictException(bad); // every rank computes it from the same sizes
       try {
         ipc.close();
       } catch (RuntimeException c) {
