@@ -334,7 +334,14 @@ public final class CudaIpc implements AutoCloseable {
     }
     for (byte[] v : verdicts) {
       if (v.length > 0) {
-        throw releasing(calls, addresses, opened, me, new VerdictException(new String(v, StandardCharsets.UTF_8)));
+        RuntimeException e = releasing(calls, addresses, opened, me, new VerdictException(new String(v, StandardCharsets.UTF_8)));
+        // no rank returns (and frees its buffer) before every peer has unmapped it
+        try {
+          world.allGather(new byte[0]);
+        } catch (RuntimeException b) {
+          e.addSuppressed(b);
+        }
+        throw e;
       }
     }
     addresses[me] = address;

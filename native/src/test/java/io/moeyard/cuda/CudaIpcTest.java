@@ -139,6 +139,44 @@ class CudaIpcTest {
     assertEquals(1, fakes[2].opened, "rank 2 mapped rank 0, then failed on rank 1");
   }
 
+  /**
+   * After a failed mapping no rank returns (and frees its own buffer) while a peer still maps it:
+   * rank 1 releases its mappings slowly, and every rank, on its way out, finds every mapping of
+   * every rank released.
+   */
+  @Test
+  void aFailedMappingReturnsOnlyOnceEveryPeerHasUnmapped() throws Exception {
+    Fake slow = new Fake(1, -1, -1) {
+      @Override
+      public void close(long address) {
+        try {
+          Thread.sleep(100);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+        super.close(address);
+      }
+    };
+    Fake[] fakes = {new Fake(0, -1, -1), slow, new Fake(2, -1, 1)};
+    boolean[][] releasedOnReturn = new boolean[3][3];
+    List<Object> out = NativeTestSupport.ranks(3, r -> (w -> {
+      try {
+        return CudaIpc.open(w, 0x100L << r, 64, fakes[r]);
+      } catch (CudaException e) {
+        for (int q = 0; q < 3; q++) {
+          synchronized (fakes[q]) {
+            releasedOnReturn[r][q] = fakes[q].live.isEmpty();
+          }
+        }
+        throw e;
+      }
+    }));
+    for (int r = 0; r < 3; r++) {
+      assertInstanceOf(VerdictException.class, out.get(r), "rank " + r);
+      for (int q = 0; q < 3; q++) assertTrue(releasedOnReturn[r][q], "rank " + r + " returned while rank " + q + " still mapped a peer");
+    }
+  }
+
   /** Events go round with the buffer: each rank holds every peer's events once, its own as given, and closes each opened one. */
   @Test
   void eventsGoRoundWithTheBuffer() throws Exception {
