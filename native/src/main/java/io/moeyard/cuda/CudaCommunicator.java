@@ -816,7 +816,9 @@ public final class CudaCommunicator implements Communicator {
         err = Release.attempt(err, channel::close);
         err = Release.attempt(err, relay::close);
       } else {
+        // an NCCL communicator is aborted all the same: finishing it would wait for the peers
         err = Release.keep(err, unmapped);
+        err = Release.attempt(err, channel::abandon);
       }
     }
     if (err != null) throw err;

@@ -21,6 +21,14 @@ interface DeviceChannel extends AutoCloseable {
   void close();
 
   /**
+   * Instead of {@link #close()}, after the world failed (a closing barrier that did not confirm
+   * the peers are done): frees only what no peer can still be using without asking them (an NCCL
+   * communicator it built: aborted, since finishing it would wait for peers that are gone) and
+   * leaves the rest (events and memory peers may map) to the process's exit. Idempotent.
+   */
+  default void abandon() {}
+
+  /**
    * The first sender / receiver pair whose sizes differ ({@code sendBytes[a][b]} is what a sends to
    * b, {@code recvBytes[b][a]} what b expects from a), or null: the same verdict on every rank.
    */

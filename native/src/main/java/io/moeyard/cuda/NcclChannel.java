@@ -292,6 +292,19 @@ public final class NcclChannel implements AutoCloseable {
   }
 
   /**
+   * Aborts the communicator this channel built ({@code ncclCommAbort}: no wait for peers, which
+   * may be gone) and closes the channel; an engine's stays the engine's. For a world that failed,
+   * instead of {@link #close()}. Idempotent.
+   */
+  void abort() {
+    if (closed) return;
+    closed = true;
+    if (!owned || aborted) return;
+    aborted = true;
+    nccl.commAbort(comm);
+  }
+
+  /**
    * Finalizes and destroys the communicator when this channel built it (aborting it when the
    * finalization does not finish within the timeout); an engine's stays open. Idempotent.
    */

@@ -37,4 +37,9 @@ final class NcclDeviceChannel implements DeviceChannel {
   public void close() {
     if (owned) channel.close();
   }
+
+  @Override
+  public void abandon() {
+    if (owned) channel.abort();
+  }
 }

@@ -41,6 +41,13 @@ final class SplitChannel implements DeviceChannel {
   }
 
   @Override
+  public void abandon() {
+    RuntimeException err = Release.attempt(null, near::abandon);
+    err = Release.attempt(err, far::abandon);
+    if (err != null) throw err;
+  }
+
+  @Override
   public void close() {
     RuntimeException err = Release.attempt(null, near::close);
     err = Release.attempt(err, far::close);

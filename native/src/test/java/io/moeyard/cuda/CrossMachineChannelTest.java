@@ -28,6 +28,12 @@ class CrossMachineChannelTest {
   private static final class Recorder implements DeviceChannel {
     final List<long[][]> calls = new ArrayList<>();
     boolean closed;
+    boolean abandoned;
+
+    @Override
+    public void abandon() {
+      abandoned = true;
+    }
 
     @Override
     public void exchange(long[] sendAddress, long[] sendBytes, long[] recvAddress, long[] recvBytes, long stream) {
@@ -65,6 +71,16 @@ class CrossMachineChannelTest {
       ch.close();
       assertTrue(near.closed && far.closed);
     }
+  }
+
+  /** A failed world abandons both sides (the far one's NCCL communicator is aborted there), closing neither. */
+  @Test
+  void abandoningASplitChannelAbandonsBothSides() {
+    Recorder near = new Recorder();
+    Recorder far = new Recorder();
+    new SplitChannel(near, far, new boolean[] {true, false}).abandon();
+    assertTrue(near.abandoned && far.abandoned);
+    assertTrue(!near.closed && !far.closed);
   }
 
   /** Host memory as "device" memory: copies between native addresses. */

@@ -260,6 +260,22 @@ class NcclChannelTest {
     assertEquals(List.of("init 2 0", "finalize 0xc0", "abort 0xc0"), log.take());
   }
 
+  /** After a failed world: an own communicator is aborted, not finalized (no wait for peers), once; an engine's is left alone. */
+  @Test
+  void abandoningAbortsAnOwnCommunicatorOnly() {
+    Log log = new Log();
+    NcclDeviceChannel own = new NcclDeviceChannel(NcclChannel.create(ID, 2, 0, log), NcclChannel.NO_WATCH);
+    own.abandon();
+    own.abandon();
+    own.close();
+    assertEquals(List.of("init 2 0", "abort 0xc0"), log.take());
+    log.count = 2;
+    NcclDeviceChannel engines = NcclDeviceChannel.engines(NcclChannel.wrap(0x99, 2, 1, log), NcclChannel.NO_WATCH);
+    engines.abandon();
+    engines.close();
+    assertEquals(List.of("count 0x99"), log.take());
+  }
+
   @Test
   void aTimeoutMustBePositive() {
     assertEquals("timeout must be positive, got PT0S",
