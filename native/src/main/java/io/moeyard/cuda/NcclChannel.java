@@ -1,7 +1,6 @@
 package io.moeyard.cuda;
 
 import io.moeyard.engine.CollectiveTimeoutException;
-import io.moeyard.engine.transport.Backoff;
 import java.time.Duration;
 import java.util.List;
 import java.util.Objects;
@@ -166,26 +165,10 @@ public final class NcclChannel implements AutoCloseable {
     try {
       // a blocking communicator (an engine's) is done at once: nothing allocated on that path
       if (nccl.commReady(comm, call)) return;
-      long start = System.nanoTime();
-      long nextWatch = start + WATCH_NANOS;
-      Backoff backoff = new Backoff(64, 16, 50_000, 5_000_000);
-      while (!nccl.commReady(comm, call)) {
-        if (!backoff.parking()) {
-          backoff.spinOrYield();
-          continue;
-        }
-        long now = System.nanoTime();
-        if (now - nextWatch >= 0) {
-          watch.run();
-          nextWatch = now + WATCH_NANOS;
-        }
-        if (now - start >= timeoutNanos) {
-          throw new CollectiveTimeoutException("rank " + rank + " of " + ranks + ": " + call + " did not finish within "
+      HostWait.until(() -> nccl.commReady(comm, call), System.nanoTime() + timeoutNanos, WATCH_NANOS, watch,
+          () -> new CollectiveTimeoutException("rank " + rank + " of " + ranks + ": " + call + " did not finish within "
               + timeoutNanos / 1_000_000 + " ms (a peer that never made its call, or NCCL stuck on its network; NCCL"
-              + " cannot say which peer)" + (owned ? "; the communicator was aborted" : ""), List.of());
-        }
-        backoff.park(this, Math.min(timeoutNanos - (now - start), nextWatch - now));
-      }
+              + " cannot say which peer)" + (owned ? "; the communicator was aborted" : ""), List.of()));
     } catch (RuntimeException e) {
       fail(e);
       throw e;

@@ -2,13 +2,10 @@ package io.moeyard.cuda;
 
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.CollectiveTimeoutException;
-import io.moeyard.engine.transport.Backoff;
 import io.moeyard.engine.transport.Transport;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.function.BooleanSupplier;
-import java.util.function.Supplier;
 
 /**
  * The ranks of a world as this process sees them: each rank's device buffers and the events other
@@ -325,34 +322,8 @@ final class VirtualRanks {
       NativeKernels.streamSynchronize(st);
       return;
     }
-    awaitStream(() -> NativeKernels.streamQuery(st), System.nanoTime() + deviceTimeoutNanos, WATCH_NANOS,
+    HostWait.until(() -> NativeKernels.streamQuery(st), System.nanoTime() + deviceTimeoutNanos, WATCH_NANOS,
         () -> watchPeers(transport, r), () -> stalled(r));
-  }
-
-  /**
-   * Polls {@code done} (spinning, yielding, then napping at most 2 ms) until it is true; while it
-   * is not, runs {@code watch} at most every {@code watchNanos} (whatever it throws ends the wait),
-   * and throws {@code stalled}'s exception once {@code deadline} ({@link System#nanoTime}) passed.
-   */
-  static void awaitStream(BooleanSupplier done, long deadline, long watchNanos, Runnable watch,
-      Supplier<? extends RuntimeException> stalled) {
-    Backoff backoff = new Backoff(256, 64, 20_000, 2_000_000);
-    long nextWatch = System.nanoTime() + watchNanos;
-    while (!done.getAsBoolean()) {
-      if (!backoff.parking()) {
-        backoff.spinOrYield();
-        continue;
-      }
-      long now = System.nanoTime();
-      if (now - nextWatch >= 0) {
-        watch.run();
-        now = System.nanoTime();
-        nextWatch = now + watchNanos;
-      }
-      long left = deadline - now;
-      if (left <= 0) throw stalled.get();
-      backoff.park(done, Math.min(left, nextWatch - now));
-    }
   }
 
   /**

@@ -20,7 +20,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 /**
- * A rank process's wait for its own stream ({@link VirtualRanks#awaitStream}), without a device:
+ * A rank process's wait for its own stream ({@link HostWait#until}, as {@link VirtualRanks#synchronize} uses it), without a device:
  * "done" stands in for the stream's query. It watches the peers through the transport every
  * period, ends at once with what the watch found, and still ends at the device timeout naming
  * the pending peers.
@@ -37,7 +37,7 @@ class StreamWaitHostTest {
   @Test
   void aStreamDoneAtOnceIsNotWatched() {
     AtomicInteger watched = new AtomicInteger();
-    VirtualRanks.awaitStream(() -> true, System.nanoTime() + FAR, PERIOD, watched::incrementAndGet, StreamWaitHostTest::noStall);
+    HostWait.until(() -> true, System.nanoTime() + FAR, PERIOD, watched::incrementAndGet, StreamWaitHostTest::noStall);
     assertEquals(0, watched.get());
   }
 
@@ -47,7 +47,7 @@ class StreamWaitHostTest {
     long doneAt = start + 8 * PERIOD;
     List<Long> watches = new ArrayList<>();
     AtomicInteger polls = new AtomicInteger();
-    VirtualRanks.awaitStream(() -> {
+    HostWait.until(() -> {
       polls.incrementAndGet();
       return System.nanoTime() - doneAt >= 0;
     }, start + FAR, PERIOD, () -> watches.add(System.nanoTime()), StreamWaitHostTest::noStall);
@@ -67,7 +67,7 @@ class StreamWaitHostTest {
     CollectiveTimeoutException found = new CollectiveTimeoutException("rank 2 died", List.of(2));
     AtomicInteger polls = new AtomicInteger();
     AtomicInteger pollsAtThrow = new AtomicInteger(-1);
-    CollectiveTimeoutException thrown = assertThrows(CollectiveTimeoutException.class, () -> VirtualRanks.awaitStream(() -> {
+    CollectiveTimeoutException thrown = assertThrows(CollectiveTimeoutException.class, () -> HostWait.until(() -> {
       polls.incrementAndGet();
       return false;
     }, start + FAR, PERIOD, () -> {
@@ -88,7 +88,7 @@ class StreamWaitHostTest {
     long timeout = 150_000_000;
     long start = System.nanoTime();
     AtomicInteger watched = new AtomicInteger();
-    CollectiveTimeoutException e = assertThrows(CollectiveTimeoutException.class, () -> VirtualRanks.awaitStream(() -> false,
+    CollectiveTimeoutException e = assertThrows(CollectiveTimeoutException.class, () -> HostWait.until(() -> false,
         start + timeout, PERIOD, watched::incrementAndGet, () -> VirtualRanks.stalled(1, timeout, List.of(0, 2))));
     assertTrue(System.nanoTime() - start >= timeout);
     assertTrue(watched.get() >= 1, "the peers were never watched");
@@ -111,7 +111,7 @@ class StreamWaitHostTest {
         }
         world.transport(1).abort(new IllegalStateException("bad shape 3"));
       });
-      CollectiveException e = assertThrows(CollectiveException.class, () -> VirtualRanks.awaitStream(() -> false,
+      CollectiveException e = assertThrows(CollectiveException.class, () -> HostWait.until(() -> false,
           System.nanoTime() + FAR, PERIOD, () -> VirtualRanks.watchPeers(t, 0), StreamWaitHostTest::noStall));
       assertFalse(e instanceof CollectiveTimeoutException, e.getMessage());
       assertEquals("rank 0: its stream was waiting when the transport found the world failed: world aborted: rank 1 aborted: "
@@ -164,7 +164,7 @@ class StreamWaitHostTest {
         return true;
       }
     };
-    CollectiveTimeoutException e = assertThrows(CollectiveTimeoutException.class, () -> VirtualRanks.awaitStream(() -> false,
+    CollectiveTimeoutException e = assertThrows(CollectiveTimeoutException.class, () -> HostWait.until(() -> false,
         System.nanoTime() + FAR, PERIOD, () -> VirtualRanks.watchPeers(t, 1), StreamWaitHostTest::noStall));
     assertEquals(3, checks.get());
     assertEquals(List.of(2), e.missingRanks());
