@@ -44,6 +44,13 @@ final class NativeTestSupport {
     Assumptions.assumeTrue(a.available(), a::message);
   }
 
+  /** A GPU and NCCL, or the test is skipped with the reason. */
+  static void requireGpuAndNccl() {
+    requireGpu();
+    NcclAvailability a = NcclAvailability.get();
+    Assumptions.assumeTrue(a.available(), a::message);
+  }
+
   /** What one rank does with its world. */
   interface Body {
     Object run(ProcessWorld w) throws Exception;

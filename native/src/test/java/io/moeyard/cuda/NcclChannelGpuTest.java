@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 
 import io.moeyard.engine.testkit.TestSeed;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -20,9 +19,7 @@ class NcclChannelGpuTest {
 
   @BeforeEach
   void gpuAndNccl() {
-    NativeTestSupport.requireGpu();
-    NcclAvailability a = NcclAvailability.get();
-    Assumptions.assumeTrue(a.available(), a::message);
+    NativeTestSupport.requireGpuAndNccl();
   }
 
   @Test

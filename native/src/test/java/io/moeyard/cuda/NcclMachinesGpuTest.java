@@ -26,9 +26,7 @@ class NcclMachinesGpuTest {
 
   @BeforeEach
   void gpuAndNccl() {
-    NativeTestSupport.requireGpu();
-    NcclAvailability a = NcclAvailability.get();
-    Assumptions.assumeTrue(a.available(), a::message);
+    NativeTestSupport.requireGpuAndNccl();
   }
 
   @Test
