@@ -227,10 +227,10 @@ public final class ProcessWorld implements AutoCloseable {
    * Without waiting: throws what the next {@link #allGather} would when the world failed and this
    * rank can tell. The store pushes its failure (a rank whose connection dropped, an abort, a
    * timeout) to every rank at once, where it waits unread until the next collective; this reads it
-   * if it has arrived. A store that is gone (rank 0 died) cannot be seen this way (a closed
-   * connection has no bytes to read; only a read finds its end), so that shows at the next
-   * collective. Returns at once while a collective runs on another thread: that collective reads
-   * the failure itself, and later checks throw it.
+   * if it has arrived. A store that is gone (rank 0 died) has nothing to read, only an end: with
+   * nothing waiting, this reads for at most {@link #PROBE_MILLIS} to find it, and names rank 0.
+   * Returns at once while a collective runs on another thread: that collective reads the failure
+   * itself, and later checks throw it.
    *
    * @throws RendezvousException the world's failure, as {@link #allGather} throws it
    * @throws IllegalStateException when this rank's world is closed
@@ -244,7 +244,7 @@ public final class ProcessWorld implements AutoCloseable {
       if (closed) throw new IllegalStateException("rank " + rank() + "'s world is closed");
       checkFailure();
       try {
-        if (in.available() <= 0) return;
+        if (in.available() <= 0 && !endOrByte()) return;
         // between collectives only a failure can be on its way: every other answer is read by its request
         int tag = in.readInt();
         if (tag == Wire.FAILED) throw remember(failed());
@@ -255,6 +255,28 @@ public final class ProcessWorld implements AutoCloseable {
       }
     } finally {
       exchanging.unlock();
+    }
+  }
+
+  /** How long {@link #checkPeers} reads, with nothing waiting, to find a store that is gone. */
+  static final int PROBE_MILLIS = 1;
+
+  /**
+   * With nothing buffered: whether a byte arrives within {@link #PROBE_MILLIS} (left unread for
+   * the caller); the connection's end throws EOFException. Holds {@link #exchanging}.
+   */
+  private boolean endOrByte() throws IOException {
+    int timeout = socket.getSoTimeout();
+    in.mark(1);
+    try {
+      socket.setSoTimeout(PROBE_MILLIS);
+      if (in.read() < 0) throw new EOFException("the store closed the connection");
+      in.reset();
+      return true;
+    } catch (SocketTimeoutException quiet) {
+      return false;
+    } finally {
+      socket.setSoTimeout(timeout);
     }
   }
 
@@ -317,11 +339,14 @@ public final class ProcessWorld implements AutoCloseable {
     }
   }
 
-  /** Closes the socket without a goodbye, as a crashed process would: for tests of the fault path. */
+  /**
+   * Closes the socket without a goodbye, as a crashed process would: for tests of the fault path.
+   * Rank 0's store goes first, as it does with its process, so that it tells nobody of the drop.
+   */
   void dropWithoutGoodbye() {
     closed = true;
-    closeQuietly(socket);
     if (store != null) store.abandon();
+    closeQuietly(socket);
   }
 
   /** Says goodbye (so the store does not take this rank for dead) and releases the socket and store. */

@@ -39,8 +39,8 @@ import java.util.concurrent.atomic.AtomicReference;
  * rank fails with it. Bad input (a segment in a message, a plain value of another type, sizes of
  * {@link #sendRecv} that do not match) fails every rank with the same message and leaves the world
  * usable. Between collectives, {@link #checkPeers} sees a failure the store has pushed (a dropped
- * rank, an abort, a timeout) but not the store's own end (rank 0's death), which shows at the next
- * collective.
+ * rank, an abort, a timeout) and the store's own end (rank 0's death: its connection's end, read
+ * for at most a millisecond when nothing else is waiting).
  *
  * <p>Owns its world (closes it).
  */
@@ -349,8 +349,8 @@ public final class StoreTransport implements Transport, AutoCloseable {
    * Without waiting: throws what the next collective would once the world failed, as far as this
    * rank can tell: this rank's own abort or an earlier failure, or a failure the store pushed (a
    * rank's connection dropped: a {@link CollectiveTimeoutException} naming it; an abort of another
-   * rank; a round's timeout). A store that is gone (rank 0 died) shows only at the next collective
-   * ({@link ProcessWorld#checkPeers}). Not held up by a collective running on another thread.
+   * rank; a round's timeout), or a store that is gone (rank 0 died: a timeout naming rank 0; see
+   * {@link ProcessWorld#checkPeers}). Not held up by a collective running on another thread.
    */
   @Override
   public void checkPeers() {

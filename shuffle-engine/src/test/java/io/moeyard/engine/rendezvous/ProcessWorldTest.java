@@ -269,6 +269,32 @@ class ProcessWorldTest {
     }
   }
 
+  /** Rank 0 dies with the store in it: the others' checkPeers finds the connection's end and names rank 0. */
+  @Test
+  void checkPeersNamesRankZeroWhenTheStoreIsGone() throws Exception {
+    int port = freePort();
+    List<Object> results = ranks(range(3), r -> {
+      ProcessWorld w = ProcessWorld.join(env(r, 3, 3, port), Map.of(), Duration.ofSeconds(10));
+      w.barrier();
+      w.checkPeers(); // a healthy world: nothing to read, the probe times out quietly
+      if (r == 0) {
+        w.dropWithoutGoodbye();
+        return "dropped";
+      }
+      try (w) {
+        RendezvousException e = pollUntilThrown(RendezvousException.class, w::checkPeers);
+        assertEquals(e.getMessage(), assertThrows(RendezvousException.class, () -> w.allGather(new byte[1])).getMessage());
+        return e;
+      }
+    });
+    assertEquals("dropped", results.get(0));
+    for (int r : List.of(1, 2)) {
+      RendezvousException e = assertInstanceOf(RendezvousException.class, results.get(r));
+      assertEquals(List.of(0), e.missingRanks(), e.getMessage());
+      assertTrue(e.getMessage().contains("rank 0 is gone"), e.getMessage());
+    }
+  }
+
   /**
    * A rank aborts: the others' checkPeers throws the abort. A rank that only learns it at its
    * next collective (the store answers its request with the failure, behind the one it pushed)
