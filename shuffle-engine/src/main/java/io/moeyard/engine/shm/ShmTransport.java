@@ -273,6 +273,8 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
     try {
       world.checkPeers();
     } catch (RendezvousException e) {
+      // a peer's abort reaches the control block before the store: name it as a collective would
+      control.checkAborted();
       throw storeFailed(e);
     }
   }
