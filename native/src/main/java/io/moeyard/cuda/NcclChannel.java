@@ -178,13 +178,18 @@ public final class NcclChannel implements AutoCloseable {
   /** After a failed wait: an own communicator is aborted (what that throws is suppressed on {@code e}). */
   private void fail(RuntimeException e) {
     closed = true;
-    if (!owned || aborted) return;
-    aborted = true;
     try {
-      nccl.commAbort(comm);
+      abortOwn();
     } catch (RuntimeException a) {
       e.addSuppressed(a);
     }
+  }
+
+  /** Aborts the communicator when this channel built it, once. */
+  private void abortOwn() {
+    if (!owned || aborted) return;
+    aborted = true;
+    nccl.commAbort(comm);
   }
 
   private static void checkPlace(byte[] uniqueId, int ranks, int rank) {
@@ -282,9 +287,7 @@ public final class NcclChannel implements AutoCloseable {
   void abort() {
     if (closed) return;
     closed = true;
-    if (!owned || aborted) return;
-    aborted = true;
-    nccl.commAbort(comm);
+    abortOwn();
   }
 
   /**

@@ -1,6 +1,7 @@
 package io.moeyard.engine.rendezvous;
 
 import io.moeyard.engine.CollectiveException;
+import io.moeyard.engine.CollectiveTimeoutException;
 import java.util.List;
 
 /**
@@ -27,5 +28,17 @@ public final class RendezvousException extends CollectiveException {
   /** The ranks that never arrived or left; empty when the failure is not about absence. */
   public List<Integer> missingRanks() {
     return missingRanks;
+  }
+
+  /**
+   * This failure as a transport's collectives report it, with {@code message}: a
+   * {@link CollectiveTimeoutException} naming the missing ranks when it names any, else a plain
+   * {@link CollectiveException}; caused by this.
+   */
+  public CollectiveException asCollective(String message) {
+    if (missingRanks.isEmpty()) return new CollectiveException(message, this);
+    CollectiveTimeoutException t = new CollectiveTimeoutException(message, missingRanks);
+    t.initCause(this);
+    return t;
   }
 }

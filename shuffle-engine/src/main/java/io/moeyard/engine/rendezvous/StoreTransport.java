@@ -339,8 +339,7 @@ public final class StoreTransport implements Transport, AutoCloseable {
 
   /** The world's failure as this transport's (a timeout when it names ranks), recorded: every later call fails with it. */
   private CollectiveException failed(RendezvousException e) {
-    CollectiveException f = e.missingRanks().isEmpty() ? new CollectiveException(e.getMessage(), e)
-        : timeout(e.getMessage(), e.missingRanks(), e);
+    CollectiveException f = e.asCollective(e.getMessage());
     failure.compareAndSet(null, f);
     return f;
   }

@@ -247,16 +247,15 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
   }
 
   /**
-   * The store's failure as this transport's: the control block is aborted with it (peers waiting
-   * there hear it too), and a failure that names ranks is a {@link CollectiveTimeoutException}.
+   * The store's failure as this transport's. A peer's abort reaches the control block before the
+   * store, so that one is thrown as a collective would throw it; otherwise the control block is
+   * aborted with the store's failure (peers waiting there hear it too), and a failure that names
+   * ranks is a {@link CollectiveTimeoutException}.
    */
   private CollectiveException storeFailed(RendezvousException e) {
+    control.checkAborted();
     control.abort("rank " + rank() + " lost the store: " + e.getMessage());
-    String msg = "rank " + rank() + ": " + e.getMessage();
-    if (e.missingRanks().isEmpty()) return new CollectiveException(msg, e);
-    CollectiveTimeoutException t = new CollectiveTimeoutException(msg, e.missingRanks());
-    t.initCause(e);
-    return t;
+    return e.asCollective("rank " + rank() + ": " + e.getMessage());
   }
 
   /**
@@ -273,8 +272,6 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
     try {
       world.checkPeers();
     } catch (RendezvousException e) {
-      // a peer's abort reaches the control block before the store: name it as a collective would
-      control.checkAborted();
       throw storeFailed(e);
     }
   }
