@@ -38,6 +38,31 @@ public interface Transport {
   }
 
   /**
+   * The machine rank {@code r} runs on, as this transport groups its ranks: ranks with the same
+   * index share a machine (memory, and device events within it), and {@link #machineBarrier} waits
+   * for exactly those. The default groups every rank into machine 0, where a machine barrier is
+   * the world's: a transport that does not know its machines is never too narrow.
+   */
+  default int machineOf(int r) {
+    return 0;
+  }
+
+  /**
+   * A barrier among the ranks of this rank's machine ({@link #machineOf}) only, for what the ranks
+   * of one machine alone wait on (a device event a peer process records, a store into shared
+   * memory): everything such a rank wrote before calling is visible to the others after it
+   * returns. A collective: every rank of the world calls it at the same place in its order, but a
+   * rank waits only for its machine, so a world spanning machines does not pay a round between
+   * machines for it. The default is {@link #barrier()}, which is also one.
+   *
+   * @throws io.moeyard.engine.CollectiveTimeoutException naming the ranks of the machine that did not arrive
+   * @throws io.moeyard.engine.CollectiveException when another rank aborted the world
+   */
+  default void machineBarrier() {
+    barrier();
+  }
+
+  /**
    * Fails every rank's current and future collective calls with {@code cause}: the way out when
    * this rank hit an error the others cannot know about, so that they fail at once instead of
    * waiting for the timeout.
