@@ -139,7 +139,7 @@ public final class CudaCommunicator implements Communicator {
     max = Math.max(max, (long) shape.receiveRows() * Math.max(shape.rowBytes(), shape.combineRowBytes()));
     try {
       farLeg = world.leg.open(transport, far, max, w);
-      return new SplitChannel(near, farLeg, w.reach);
+      return new SplitChannel(near, farLeg, w.reach, world.nearMessages);
     } catch (RuntimeException e) {
       // a leg may fail on this rank alone (NCCL's set-up, the host staging's memory), and peers
       // past it would meet the closing barrier below in their next collective: abort first (the
@@ -416,7 +416,7 @@ public final class CudaCommunicator implements Communicator {
           w.pointReceive(rank, d, e.rows(), e.scales());
         }
       }
-      transport.barrier(); // every rank's offsets event is recorded
+      meetMachine(); // every rank's offsets event is recorded
       startData(st, timed);
       if (relaying) {
         RelayPath.dispatch(w, relay, channel, rank, x, tokens, c);
@@ -466,7 +466,7 @@ public final class CudaCommunicator implements Communicator {
       }
       // peers store into this rank's partials / return rows: they wait until it is here
       NativeKernels.eventRecord(w.evStage[rank], st);
-      transport.barrier();
+      meetMachine();
       startData(st, timed);
       boolean relaying = relay != null && variant == CommConfig.Variant.FUSED;
       if (relaying) {
@@ -520,10 +520,23 @@ public final class CudaCommunicator implements Communicator {
     }
   }
 
+  /**
+   * A meeting about device events: they pass only between ranks of one machine, so a world
+   * spanning machines meets within each machine where its transport can ({@link CudaWorld#machineMeetings});
+   * what crosses machines is ordered by the leg's own send/receive on the streams.
+   */
+  private void meetMachine() {
+    if (world.machineMeetings) {
+      transport.machineBarrier();
+    } else {
+      transport.barrier();
+    }
+  }
+
   /** This rank has stored into its peers; it goes on once every rank has stored into it. */
   private void exchangeSends(long st) {
     NativeKernels.eventRecord(w.evSend[rank], st);
-    transport.barrier(); // every rank's send event is recorded
+    meetMachine(); // every rank's send event is recorded
     VirtualRanks.waitAll(st, w.evSend);
   }
 

@@ -37,6 +37,19 @@ public final class CudaWorld implements AutoCloseable {
    */
   final Leg leg;
 
+  /**
+   * Whether this world's meetings about device events are the transport's machine barriers
+   * ({@link Transport#machineBarrier}): only when the world spans machines and the transport's
+   * machines hold every rank CUDA IPC reaches ({@link #machineBarrierCovers}); else world barriers.
+   */
+  final boolean machineMeetings;
+  /**
+   * Whether some machine holds more than one node, so that node-level messages also pass between
+   * ranks of one machine (peer copies): the same on every rank. Without, a world spanning machines
+   * sends every such message between machines and its near channel is never called.
+   */
+  final boolean nearMessages;
+
   /** Opens the channel between machines for one rank (a collective: every rank, in its communicator's construction). */
   interface Leg {
     DeviceChannel open(Transport transport, boolean[] far, long maxBytes, VirtualRanks ranks);
@@ -58,6 +71,8 @@ public final class CudaWorld implements AutoCloseable {
   private CudaWorld(KernelShape shape, Duration timeout) {
     this.shape = shape;
     this.leg = null;
+    this.machineMeetings = false;
+    this.nearMessages = true;
     this.variant = shape.comm().variant();
     NativeKernels.setDevice(0);
     this.ranks = new VirtualRanks(shape, NativeKernels.limits()[3]); // cfg::kLayoutChunkTokens
@@ -86,9 +101,12 @@ public final class CudaWorld implements AutoCloseable {
   }
 
   /** One rank per process: this process's rank of {@code transport}'s world, peers through CUDA IPC. */
-  private CudaWorld(KernelShape shape, Transport transport, Duration deviceTimeout, boolean[] reach, Leg leg) {
+  private CudaWorld(KernelShape shape, Transport transport, Duration deviceTimeout, boolean[] reach, Leg leg,
+      boolean machineMeetings, boolean nearMessages) {
     this.shape = shape;
     this.leg = leg;
+    this.machineMeetings = machineMeetings;
+    this.nearMessages = nearMessages;
     this.variant = shape.comm().variant();
     int layoutChunk;
     try {
@@ -264,8 +282,38 @@ public final class CudaWorld implements AutoCloseable {
       }
     }
     if (unavailable != null) throw new CudaUnavailableException(unavailable);
+    String[] machineOf = new String[part.length];
+    for (int q = 0; q < part.length; q++) machineOf[q] = part[q][0];
     return new CudaWorld(shape, transport, deviceTimeout, machines ? reach : null,
-        !machines ? null : leg != null ? leg : ncclLeg(deviceTimeout));
+        !machines ? null : leg != null ? leg : ncclLeg(deviceTimeout),
+        machines && machineBarrierCovers(machineOf, transport),
+        !machines || nodesShareMachines(machineOf, map.topology().localRanks()));
+  }
+
+  /**
+   * Whether {@code t}'s machine barrier waits for every rank whose device events a rank may wait
+   * on: those on its machine as CUDA IPC reaches it ({@code machineOf}: every rank's machine name).
+   * A transport that groups its ranks more finely (pretend machines within one) would let a rank
+   * wait on an event its peer has not recorded yet, so it is then not used. The same answer on
+   * every rank: both groupings are the world's.
+   */
+  static boolean machineBarrierCovers(String[] machineOf, Transport t) {
+    java.util.Map<String, Integer> group = new java.util.HashMap<>();
+    for (int q = 0; q < machineOf.length; q++) {
+      Integer g = group.putIfAbsent(machineOf[q], t.machineOf(q));
+      if (g != null && g != t.machineOf(q)) return false;
+    }
+    return true;
+  }
+
+  /** Whether some machine ({@code machineOf}: every rank's) holds ranks of two nodes of {@code localRanks} ranks. */
+  static boolean nodesShareMachines(String[] machineOf, int localRanks) {
+    java.util.Map<String, Integer> nodeOf = new java.util.HashMap<>();
+    for (int q = 0; q < machineOf.length; q++) {
+      Integer n = nodeOf.putIfAbsent(machineOf[q], q / localRanks);
+      if (n != null && n != q / localRanks) return true;
+    }
+    return false;
   }
 
   /**

@@ -57,7 +57,7 @@ class CrossMachineChannelTest {
       for (long[] a : args) for (int q = 0; q < n; q++) a[q] = rnd.nextInt(3) == 0 ? 0 : 1 + rnd.nextInt(1000);
       Recorder near = new Recorder();
       Recorder far = new Recorder();
-      SplitChannel ch = new SplitChannel(near, far, reach);
+      SplitChannel ch = new SplitChannel(near, far, reach, true);
       ch.exchange(args[0], args[1], args[2], args[3], 7);
       ch.exchange(args[0], args[1], args[2], args[3], 7); // the reused arrays start clean
       assertEquals(2, near.calls.size());
@@ -73,12 +73,48 @@ class CrossMachineChannelTest {
     }
   }
 
+  /**
+   * Where every node is a machine of its own the near channel is never called (it would be a
+   * collective for nothing); a message to a rank of this machine is then a planning error, thrown
+   * before the far channel is called.
+   */
+  @Test
+  void aSplitChannelWithoutNearMessagesNeverCallsTheNearChannel() {
+    SplittableRandom rnd = TestSeed.fresh().random();
+    for (int iter = 0; iter < 50; iter++) {
+      int n = 2 + rnd.nextInt(7);
+      boolean[] reach = new boolean[n];
+      for (int q = 0; q < n; q++) reach[q] = rnd.nextBoolean();
+      long[][] args = new long[4][n];
+      for (int q = 0; q < n; q++) {
+        for (long[] a : args) a[q] = reach[q] || rnd.nextInt(3) == 0 ? 0 : 1 + rnd.nextInt(1000);
+      }
+      Recorder near = new Recorder();
+      Recorder far = new Recorder();
+      SplitChannel ch = new SplitChannel(near, far, reach, false);
+      ch.exchange(args[0], args[1], args[2], args[3], 7);
+      assertEquals(0, near.calls.size());
+      assertEquals(1, far.calls.size());
+      for (int k = 0; k < 4; k++) assertArrayEquals(args[k], far.calls.get(0)[k], "far " + k);
+      int q = rnd.nextInt(n);
+      reach[q] = true;
+      SplitChannel planned = new SplitChannel(near, far, reach, false);
+      args[rnd.nextBoolean() ? 1 : 3][q] = 64;
+      IllegalStateException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+          () -> planned.exchange(args[0], args[1], args[2], args[3], 7));
+      assertTrue(e.getMessage().contains("rank " + q + " of its own machine"), e.getMessage());
+      assertEquals(1, far.calls.size());
+      ch.close();
+      assertTrue(near.closed && far.closed);
+    }
+  }
+
   /** A failed world abandons both sides (the far one's NCCL communicator is aborted there), closing neither. */
   @Test
   void abandoningASplitChannelAbandonsBothSides() {
     Recorder near = new Recorder();
     Recorder far = new Recorder();
-    new SplitChannel(near, far, new boolean[] {true, false}).abandon();
+    new SplitChannel(near, far, new boolean[] {true, false}, true).abandon();
     assertTrue(near.abandoned && far.abandoned);
     assertTrue(!near.closed && !far.closed);
   }

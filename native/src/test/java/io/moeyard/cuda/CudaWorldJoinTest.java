@@ -128,4 +128,44 @@ class CudaWorldJoinTest {
       }
     }
   }
+
+  /** A transport that only groups its ranks into machines. */
+  private static io.moeyard.engine.transport.Transport grouped(int... machineOf) {
+    return new io.moeyard.engine.transport.Transport() {
+      public int rank() { return 0; }
+      public int size() { return machineOf.length; }
+      public Topology topology() { return new Topology(1, machineOf.length); }
+      public Object[] allGather(Object mine) { throw new UnsupportedOperationException(); }
+      public void abort(Throwable cause) {}
+      public boolean peerStores() { return false; }
+      public int machineOf(int r) { return machineOf[r]; }
+    };
+  }
+
+  /**
+   * A machine barrier stands for a meeting about device events only where the transport's machine
+   * holds every rank CUDA IPC reaches: the same machines, or coarser ones (the default, one
+   * machine), never finer (pretend machines within one).
+   */
+  @Test
+  void machineBarriersAreUsedOnlyWhereTheTransportsMachinesHoldTheRanksCudaReaches() {
+    String[] two = {"a", "a", "b", "b"};
+    assertTrue(CudaWorld.machineBarrierCovers(two, grouped(0, 0, 1, 1)));
+    assertTrue(CudaWorld.machineBarrierCovers(two, grouped(5, 5, 2, 2)), "any names for the groups");
+    assertTrue(CudaWorld.machineBarrierCovers(two, grouped(0, 0, 0, 0)), "a coarser grouping waits for more, never fewer");
+    assertTrue(!CudaWorld.machineBarrierCovers(two, grouped(0, 1, 2, 2)), "a machine split in two");
+    assertTrue(!CudaWorld.machineBarrierCovers(new String[] {"a", "a", "a", "a"}, grouped(0, 0, 1, 1)));
+    assertTrue(!CudaWorld.machineBarrierCovers(new String[] {"a", "b", "a", "b"}, grouped(0, 1, 1, 0)));
+    assertTrue(CudaWorld.machineBarrierCovers(new String[] {"a", "b", "a", "b"}, grouped(0, 1, 0, 1)));
+  }
+
+  /** The near channel is needed exactly where some machine holds ranks of two nodes. */
+  @Test
+  void nearMessagesOnlyWhereAMachineHoldsTwoNodes() {
+    assertTrue(!CudaWorld.nodesShareMachines(new String[] {"a", "a", "b", "b"}, 2));
+    assertTrue(CudaWorld.nodesShareMachines(new String[] {"a", "a", "a", "a", "b", "b"}, 2));
+    assertTrue(CudaWorld.nodesShareMachines(new String[] {"a", "a", "b", "b", "a", "a"}, 2), "a machine's nodes need not be neighbours");
+    assertTrue(!CudaWorld.nodesShareMachines(new String[] {"a", "b", "c"}, 1));
+    assertTrue(CudaWorld.nodesShareMachines(new String[] {"a", "a"}, 1));
+  }
 }
