@@ -70,10 +70,20 @@ final class RankProcesses {
    * returns 0 when all exit 0, else the first failing rank's exit code.
    */
   int run(List<String> command, int nprocs, int localWorldSize, String masterAddr, int masterPort) {
+    return run(command, nprocs, 0, nprocs, localWorldSize, masterAddr, masterPort);
+  }
+
+  /**
+   * Runs {@code command} as ranks {@code firstRank}..{@code firstRank + nprocs - 1} of a world of
+   * {@code worldSize} ranks (this machine's share of a world that other launchers complete on other
+   * machines), in nodes of {@code localWorldSize} ranks.
+   */
+  int run(List<String> command, int nprocs, int firstRank, int worldSize, int localWorldSize, String masterAddr,
+      int masterPort) {
     Thread hook = Thread.ofPlatform().unstarted(this::kill);
     Runtime.getRuntime().addShutdownHook(hook);
     try {
-      return supervise(command, nprocs, localWorldSize, masterAddr, masterPort);
+      return supervise(command, nprocs, firstRank, worldSize, localWorldSize, masterAddr, masterPort);
     } finally {
       kill();
       // the ranks unlink their shared-memory files once all mapped them; a rank killed between
@@ -96,11 +106,13 @@ final class RankProcesses {
     }
   }
 
-  private int supervise(List<String> command, int nprocs, int localWorldSize, String masterAddr, int masterPort) {
+  private int supervise(List<String> command, int nprocs, int firstRank, int worldSize, int localWorldSize,
+      String masterAddr, int masterPort) {
     BlockingQueue<Integer> exited = new LinkedBlockingQueue<>();
-    for (int r = 0; r < nprocs; r++) {
+    for (int i = 0; i < nprocs; i++) {
+      int r = firstRank + i;
       ProcessBuilder pb = new ProcessBuilder(command);
-      pb.environment().putAll(RankEnv.variables(r, nprocs, localWorldSize, masterAddr, masterPort));
+      pb.environment().putAll(RankEnv.variables(r, worldSize, localWorldSize, masterAddr, masterPort));
       pb.environment().put(LAUNCHER_PID_ENV, Long.toString(ProcessHandle.current().pid()));
       Process p;
       try {
@@ -114,29 +126,30 @@ final class RankProcesses {
       }
       pump(rank0Reports && r == 0 ? "" : "[rank " + r + "] ", p.getInputStream(), out);
       pump("[rank " + r + "] ", p.getErrorStream(), err);
-      int rank = r;
-      p.onExit().thenRun(() -> exited.add(rank));
+      int child = i;
+      p.onExit().thenRun(() -> exited.add(child));
     }
     int code = 0;
     long stopDeadline = Long.MAX_VALUE;
     for (int left = nprocs; left > 0; ) {
-      Integer r;
+      Integer i;
       try {
-        r = stopDeadline == Long.MAX_VALUE ? exited.take()
+        i = stopDeadline == Long.MAX_VALUE ? exited.take()
             : exited.poll(Math.max(1, stopDeadline - System.nanoTime()), TimeUnit.NANOSECONDS);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
         err.println("moeyard launch: interrupted; stopping the ranks");
         return 130;
       }
-      if (r == null) {
+      if (i == null) {
         err.println("moeyard launch: ranks still running " + STOP_GRACE_MILLIS + " ms after SIGTERM; killing them");
         kill();
         stopDeadline = Long.MAX_VALUE;
         continue;
       }
       left--;
-      int c = children.get(r).exitValue();
+      int c = children.get(i).exitValue();
+      int r = firstRank + i;
       if (c != 0 && code == 0) {
         code = c;
         if (left > 0) {

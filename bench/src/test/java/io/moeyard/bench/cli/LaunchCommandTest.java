@@ -131,8 +131,78 @@ class LaunchCommandTest {
     }
   }
 
+  /** Starts a launcher without waiting for it; {@link #finish} collects it. */
+  private static Process start(String... args) throws IOException {
+    ProcessBuilder pb = new ProcessBuilder(launcherCommand(args)).redirectErrorStream(true);
+    pb.environment().remove("MOEYARD_JVM_OPTS");
+    return pb.start();
+  }
+
+  private static Result finish(Process p, long t0) throws IOException, InterruptedException {
+    byte[] out;
+    try (var in = p.getInputStream()) {
+      out = in.readAllBytes();
+    }
+    if (!p.waitFor(60, TimeUnit.SECONDS)) {
+      p.destroyForcibly();
+      throw new AssertionError("launch hung:\n" + new String(out, StandardCharsets.UTF_8));
+    }
+    return new Result(p.exitValue(), new String(out, StandardCharsets.UTF_8), (System.nanoTime() - t0) / 1_000_000);
+  }
+
+  private static int freePort() throws IOException {
+    try (var s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+      return s.getLocalPort();
+    }
+  }
+
+  /** Two launches, as two machines would run them, make one world: machine 1's ranks come after machine 0's. */
+  @Test
+  void twoMachinesLaunchOneWorld() throws Exception {
+    String port = Integer.toString(freePort());
+    long t0 = System.nanoTime();
+    Process m1 = start("--nprocs", "2", "--machines", "2", "--machine-rank", "1", "--master-addr", "127.0.0.1",
+        "--master-port", port, "--", "rendezvous-check", "--config", "hidden=7168");
+    Process m0 = start("--nprocs", "2", "--machines", "2", "--machine-rank", "0", "--master-addr", "127.0.0.1",
+        "--master-port", port, "--", "rendezvous-check", "--config", "hidden=7168");
+    Result r0 = finish(m0, t0);
+    Result r1 = finish(m1, t0);
+    assertEquals(0, r0.exit(), r0.output() + "\n--- machine 1:\n" + r1.output());
+    assertEquals(0, r1.exit(), r1.output());
+    assertTrue(r0.output().contains("[rank 1] rendezvous ok: rank 1 of 4, node 0 of 2, local rank 1"), r0.output());
+    assertTrue(r1.output().contains("[rank 2] rendezvous ok: rank 2 of 4, node 1 of 2, local rank 0"), r1.output());
+    assertTrue(r1.output().contains("[rank 3] rendezvous ok: rank 3 of 4, node 1 of 2, local rank 1"), r1.output());
+    assertFalse(r0.output().contains("[rank 2]") || r1.output().contains("[rank 0]"), "each launch runs its own ranks");
+    assertAllGone(rankPids(r0.output() + r1.output()), r0.output() + r1.output());
+  }
+
+  /** A rank failing on one machine fails the other machine's launch too (through the store), well before the timeout. */
+  @Test
+  void aFailingRankOnOneMachineFailsBothLaunches() throws Exception {
+    String port = Integer.toString(freePort());
+    long t0 = System.nanoTime();
+    Process m0 = start("--nprocs", "2", "--machines", "2", "--machine-rank", "0", "--master-addr", "127.0.0.1",
+        "--master-port", port, "--", "rendezvous-check", "--fail-rank", "3", "--timeout-ms", "30000");
+    Process m1 = start("--nprocs", "2", "--machines", "2", "--machine-rank", "1", "--master-addr", "127.0.0.1",
+        "--master-port", port, "--", "rendezvous-check", "--fail-rank", "3", "--timeout-ms", "30000");
+    Result r1 = finish(m1, t0);
+    Result r0 = finish(m0, t0);
+    assertNotEquals(0, r1.exit(), r1.output());
+    assertNotEquals(0, r0.exit(), r0.output());
+    assertTrue(r0.output().contains("rank 3"), "machine 0 names the failed rank:\n" + r0.output());
+    assertTrue(Math.max(r0.millis(), r1.millis()) < 20_000, "took " + r0.millis() + " ms:\n" + r0.output());
+    assertAllGone(rankPids(r0.output() + r1.output()), r0.output() + r1.output());
+  }
+
   @Test
   void badLaunchOptionsExitWith2() {
+    assertEquals(2, Moeyard.commandLine().execute("launch", "--nprocs", "2", "--machines", "2", "--master-addr", "h",
+        "--master-port", "29500", "--machine-rank", "2", "--", "rendezvous-check"));
+    assertEquals(2, Moeyard.commandLine().execute("launch", "--nprocs", "2", "--machines", "2", "--master-addr", "h",
+        "--", "rendezvous-check"));
+    assertEquals(2, Moeyard.commandLine().execute("launch", "--nprocs", "2", "--machines", "2", "--master-port", "29500",
+        "--", "rendezvous-check"));
+    assertEquals(2, Moeyard.commandLine().execute("launch", "--nprocs", "2", "--machines", "0", "--", "rendezvous-check"));
     assertEquals(2, Moeyard.commandLine().execute("launch", "--nprocs", "3", "--nodes", "2", "--", "rendezvous-check"));
     assertEquals(2, Moeyard.commandLine().execute("launch", "--nprocs", "0", "--", "rendezvous-check"));
     assertEquals(2, Moeyard.commandLine().execute("launch", "--nprocs", "2", "--master-port", "70000", "--", "rendezvous-check"));
