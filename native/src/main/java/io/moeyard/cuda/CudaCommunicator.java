@@ -42,8 +42,9 @@ import java.util.concurrent.CompletableFuture;
  * an expert id out of range or repeated in a row, a non-finite routed weight, more received rows
  * than the receive buffer holds, a result of another communicator or an older dispatch, a closed
  * communicator) makes every rank throw the same {@link CollectiveException} naming it, before any
- * row is written. A dispatch that fails after its layout ran (bad ids, capacity) leaves the
- * previous dispatch's result stale.
+ * row is written. A failed dispatch leaves the previous dispatch's result stale on every rank
+ * that ran its layout: each rank without a problem of its own runs it before the one meeting that
+ * tells it the others' verdicts (a combine of that result is then refused on every rank).
  */
 public final class CudaCommunicator implements Communicator {
   private final CudaWorld world;
@@ -264,10 +265,12 @@ public final class CudaCommunicator implements Communicator {
 
   /**
    * What each rank says when a dispatch starts: its verdict on its arguments, where its rows go,
-   * and the world's switches as it read them (all ranks must run the same path, or the timed
-   * path's barriers would not pair up).
+   * the world's switches as it read them (all ranks must run the same path, or the timed path's
+   * barriers would not pair up), and after its layout its routing's first problem, its tokens and
+   * its counts (none where it has a problem of its own: it ran no layout).
    */
-  private record Entry(String problem, long rows, long scales, int capacity, boolean own, Switches switches) {}
+  private record Entry(String problem, long rows, long scales, int capacity, boolean own, Switches switches,
+      String badRouting, int tokens, int[] totals) {}
 
   /** The world's benchmark switches as one rank read them at the start of a call. */
   private record Switches(CommConfig.Variant variant, boolean timed, int kernels) {}
@@ -290,9 +293,6 @@ public final class CudaCommunicator implements Communicator {
     return all[0];
   }
 
-  /** What each rank says after its layout: its routing's first problem, its tokens and counts. */
-  private record Counts(String problem, int tokens, int[] totals) {}
-
   // How the three messages cross a process boundary (ranks of one JVM pass the objects).
   private static void putSwitches(Switches s, MessageWriter out) {
     out.putInt(s.variant().ordinal()).putBoolean(s.timed()).putInt(s.kernels());
@@ -307,11 +307,13 @@ public final class CudaCommunicator implements Communicator {
     public void write(Entry e, MessageWriter out) {
       out.putString(e.problem()).putLong(e.rows()).putLong(e.scales()).putInt(e.capacity()).putBoolean(e.own());
       putSwitches(e.switches(), out);
+      out.putString(e.badRouting()).putInt(e.tokens()).putInts(e.totals());
     }
 
     @Override
     public Entry read(MessageReader in) {
-      return new Entry(in.getString(), in.getLong(), in.getLong(), in.getInt(), in.getBoolean(), getSwitches(in));
+      return new Entry(in.getString(), in.getLong(), in.getLong(), in.getInt(), in.getBoolean(), getSwitches(in),
+          in.getString(), in.getInt(), in.getInts());
     }
   };
 
@@ -325,18 +327,6 @@ public final class CudaCommunicator implements Communicator {
     @Override
     public Opening read(MessageReader in) {
       return new Opening(in.getString(), getSwitches(in));
-    }
-  };
-
-  private static final MessageCodec<Counts> COUNTS = new MessageCodec<>() {
-    @Override
-    public void write(Counts c, MessageWriter out) {
-      out.putString(c.problem()).putInt(c.tokens()).putInts(c.totals());
-    }
-
-    @Override
-    public Counts read(MessageReader in) {
-      return new Counts(in.getString(), in.getInt(), in.getInts());
     }
   };
 
@@ -360,46 +350,60 @@ public final class CudaCommunicator implements Communicator {
     boolean viaOwn = into != null && w.me >= 0;
     Switches mySwitches = switches();
     if (problem == null) problem = acrossMachines(mySwitches);
-    Object[] entries = transport.allGather(problem != null ? new Entry(problem, 0, 0, 0, false, mySwitches)
-        : new Entry(null, recv.address(), recv.scalesAddress(), capacity, capacity == ownReceive.rows(), mySwitches),
-        ENTRY);
+    // One meeting says everything a dispatch needs from every rank: its verdict on its arguments,
+    // where its rows go, its switches, and (after its layout) its routing's verdict and counts. So
+    // a rank without a problem of its own runs its layout before it knows the others' verdicts: a
+    // world spanning machines pays a round between machines per meeting. A failed dispatch then
+    // ends the previous dispatch on those ranks (as a bad routing always did), never any output.
+    boolean relaying = relay != null && mySwitches.variant() == CommConfig.Variant.FUSED;
+    long st = w.streams[rank];
+    RankBuffers b = w.buf[rank];
+    int tokens = 0;
+    String bad = null;
+    int[] announced = new int[0];
+    if (problem == null) {
+      try {
+        // from here on the layout overwrites the previous dispatch's bookkeeping
+        generation++;
+        counts = null;
+        if (stream != null) {
+          NativeKernels.eventRecord(w.evEntry[rank], stream.handle());
+          NativeKernels.streamWaitEvent(st, w.evEntry[rank]);
+        }
+        tokens = routing.tokens();
+        // the communicator's own copy of the routing: the engine may reuse its buffers, and the
+        // combine reads the weights without reading engine memory the dispatch was given
+        if (routing.idxAddress() != b.topkIdx) {
+          NativeKernels.copyDeviceToDeviceAsync(b.topkIdx, routing.idxAddress(), routing.bytes(), st);
+          NativeKernels.copyDeviceToDeviceAsync(b.topkW, routing.weightsAddress(), routing.bytes(), st);
+        }
+        // the node-level path also announces each rank's tokens per node (after the layout counts)
+        int[] mine = LayoutPhase.run(w, rank, tokens, relaying ? relay : null);
+        int nb = w.nP + w.nR;
+        bad = mine[nb] != -1 ? LayoutPhase.badRouting(w, rank, mine[nb]) : null;
+        announced = relaying ? RelayPath.announced(mine, nb, relay.nodes) : java.util.Arrays.copyOf(mine, nb);
+      } catch (RuntimeException e) {
+        abortOthers(e);
+        throw e;
+      }
+    }
+    Object[] entries = transport.allGather(problem != null ? new Entry(problem, 0, 0, 0, false, mySwitches, null, 0, new int[0])
+        : new Entry(null, recv.address(), recv.scalesAddress(), capacity, capacity == ownReceive.rows(), mySwitches, bad, tokens,
+            announced), ENTRY);
     throwFirst("dispatch", entries, e -> ((Entry) e).problem());
     Switches[] sw = new Switches[entries.length];
     for (int q = 0; q < sw.length; q++) sw[q] = ((Entry) entries[q]).switches();
     Switches on = agreed("dispatch", sw);
+    throwFirst("dispatch", entries, e -> ((Entry) e).badRouting());
     try {
       CommConfig.Variant variant = on.variant();
       boolean timed = on.timed();
       int kernels = on.kernels();
-      long st = w.streams[rank];
-      RankBuffers b = w.buf[rank];
-      // from here on the layout overwrites the previous dispatch's bookkeeping
-      generation++;
-      counts = null;
-      if (stream != null) {
-        NativeKernels.eventRecord(w.evEntry[rank], stream.handle());
-        NativeKernels.streamWaitEvent(st, w.evEntry[rank]);
-      }
-      int tokens = routing.tokens();
-      // the communicator's own copy of the routing: the engine may reuse its buffers, and the
-      // combine reads the weights without reading engine memory the dispatch was given
-      if (routing.idxAddress() != b.topkIdx) {
-        NativeKernels.copyDeviceToDeviceAsync(b.topkIdx, routing.idxAddress(), routing.bytes(), st);
-        NativeKernels.copyDeviceToDeviceAsync(b.topkW, routing.weightsAddress(), routing.bytes(), st);
-      }
-      // the node-level path also announces each rank's tokens per node (after the layout counts)
-      boolean relaying = relay != null && variant == CommConfig.Variant.FUSED;
-      int[] mine = LayoutPhase.run(w, rank, tokens, relaying ? relay : null);
-      int nb = w.nP + w.nR;
-      String bad = mine[nb] != -1 ? LayoutPhase.badRouting(w, rank, mine[nb]) : null;
-      int[] announced = relaying ? RelayPath.announced(mine, nb, relay.nodes) : java.util.Arrays.copyOf(mine, nb);
-      Object[] all = transport.allGather(new Counts(bad, tokens, announced), COUNTS);
-      throwFirst("dispatch", all, e -> ((Counts) e).problem());
       int[] tok = new int[w.nR];
       int[][] totals = new int[w.nR][];
       for (int q = 0; q < w.nR; q++) {
-        tok[q] = ((Counts) all[q]).tokens();
-        totals[q] = ((Counts) all[q]).totals();
+        tok[q] = ((Entry) entries[q]).tokens();
+        totals[q] = ((Entry) entries[q]).totals();
       }
       WorldCounts c = new WorldCounts(tok, totals, w.nS);
       // every rank checks every destination: the same verdict everywhere, before any row moves
