@@ -39,6 +39,11 @@ public final class ShmFiles {
     return dir().resolve(PREFIX + job + "-ctl");
   }
 
+  /** The control block of machine {@code machine} of a job whose ranks span machines ({@link ClusterTransport}), under {@code dir}. */
+  static Path machineControl(Path dir, String job, int machine) {
+    return dir.resolve(PREFIX + job + "-m" + machine + "-ctl");
+  }
+
   static Path region(String job, int rank, int region) {
     return dir().resolve(PREFIX + job + "-rank" + rank + "-" + region);
   }
