@@ -161,32 +161,32 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   private static ClusterTransport create(ProcessWorld world, Duration timeout, String machine, Path dir) {
     int rank = world.rank();
     int ranks = world.size();
-    if (timeout.isNegative() || timeout.isZero()) throw new IllegalArgumentException("timeout must be positive, got " + timeout);
-    if (rank == 0) ShmFiles.sweepOrphans();
-    // rank 0's owner names the job for all (under torchrun each rank would pick its own pid)
-    ByteBuffer hello = ByteBuffer.allocate(9 + (machine == null ? 0 : machine.length() * 3)).order(ByteOrder.LITTLE_ENDIAN);
-    hello.putLong(ShmTransport.ownerPid());
-    boolean named = machine != null && !machine.isBlank();
-    hello.put((byte) (named ? 1 : 0));
-    if (named) hello.put(machine.getBytes(StandardCharsets.UTF_8));
-    List<byte[]> hellos = world.allGather(java.util.Arrays.copyOf(hello.array(), hello.position()));
-    long owner = ByteBuffer.wrap(hellos.get(0)).order(ByteOrder.LITTLE_ENDIAN).getLong();
+    // every rank's owner (its launcher, or itself) and machine name, or what is wrong with its arguments
+    String bad = null;
+    if (machine == null || machine.isBlank()) bad = "rank " + rank + " gave no machine name (null or blank)";
+    else if (timeout == null || timeout.isNegative() || timeout.isZero()) bad = "rank " + rank + " has timeout " + timeout + ", not positive";
+    byte[] text = (bad == null ? machine : bad).getBytes(StandardCharsets.UTF_8);
+    byte[] hello = ByteBuffer.allocate(9 + text.length).order(ByteOrder.LITTLE_ENDIAN)
+        .putLong(ShmTransport.ownerPid()).put((byte) (bad == null ? 0 : 1)).put(text).array();
+    List<byte[]> hellos = world.allGather(hello);
     Map<String, Integer> index = new LinkedHashMap<>();
     int[] machineOf = new int[ranks];
-    List<String> unnamed = new ArrayList<>();
+    long[] owners = new long[ranks];
+    List<String> problems = new ArrayList<>();
     for (int r = 0; r < ranks; r++) {
       byte[] h = hellos.get(r);
-      if (h[8] == 0) {
-        unnamed.add(Integer.toString(r));
+      owners[r] = ByteBuffer.wrap(h).order(ByteOrder.LITTLE_ENDIAN).getLong();
+      String said = new String(h, 9, h.length - 9, StandardCharsets.UTF_8);
+      if (h[8] != 0) {
+        problems.add(said);
         continue;
       }
-      String name = new String(h, 9, h.length - 9, StandardCharsets.UTF_8);
-      Integer m = index.putIfAbsent(name, index.size());
+      Integer m = index.putIfAbsent(said, index.size());
       machineOf[r] = m == null ? index.size() - 1 : m;
     }
-    if (!unnamed.isEmpty()) {
-      throw new CollectiveException("rank(s) " + unnamed + " gave no machine name (null or blank); every rank needs one "
-          + "(ClusterTransport.thisMachine())");
+    if (!problems.isEmpty()) {
+      throw new CollectiveException(String.join("; ", problems) + " (every rank needs a machine name, as "
+          + "ClusterTransport.thisMachine(), and a positive timeout)");
     }
     int machines = index.size();
     int[] counts = new int[machines];
@@ -201,7 +201,10 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     boolean leads = at == 0;
     String name = index.keySet().stream().skip(m).findFirst().orElseThrow();
 
-    String job = ShmFiles.job(owner, world.env().masterPort());
+    // the leader's owner names its machine's file: a process of that machine, so that a sweep
+    // there (which removes files whose owner is gone) never takes a live job's file for an orphan
+    if (leads) ShmFiles.sweepOrphans(dir);
+    String job = ShmFiles.job(owners[local[0]], world.env().masterPort());
     Path file = ShmFiles.machineControl(dir, job, m);
     long fileBytes = ControlBlock.bytes(local.length, SLOT_BYTES);
     Arena arena = Arena.ofShared();

@@ -459,7 +459,8 @@ class ClusterTransportTest {
     }
     for (Object o : results(fs)) {
       String m = assertInstanceOf(CollectiveException.class, o).getMessage();
-      assertEquals("rank(s) [1] gave no machine name (null or blank); every rank needs one (ClusterTransport.thisMachine())", m);
+      assertEquals("rank 1 gave no machine name (null or blank) (every rank needs a machine name, as "
+          + "ClusterTransport.thisMachine(), and a positive timeout)", m);
     }
   }
 
