@@ -556,7 +556,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   @Override
   public void abort(Throwable cause) {
     String why = "rank " + rank() + " aborted: " + cause;
-    control.abort(why);
+    if (!closed) control.abort(why); // once closed the block is unmapped; the world's abort is quiet then too
     world.abort(why);
   }
 

@@ -550,6 +550,20 @@ class ClusterTransportTest {
     }
   }
 
+  /** After close: collectives and checks say so, and an abort (a late error handler's) is harmless. */
+  @Test
+  void aClosedTransportRefusesCollectivesAndAbortsQuietly() throws Exception {
+    List<Object> out = ranks(new int[] {0, 1}, TIMEOUT, t -> {
+      t.barrier();
+      t.close();
+      t.abort(new IllegalStateException("too late"));
+      CollectiveException e = assertThrows(CollectiveException.class, t::barrier);
+      assertThrows(CollectiveException.class, t::checkPeers);
+      return e.getMessage();
+    });
+    for (int r = 0; r < 2; r++) assertEquals("rank " + r + ": the transport is closed", out.get(r));
+  }
+
   @Test
   void thisMachineIsTheHostAndItsBoot() throws Exception {
     String m = ClusterTransport.thisMachine();
