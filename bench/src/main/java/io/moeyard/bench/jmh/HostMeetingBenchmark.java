@@ -4,6 +4,7 @@ import io.moeyard.engine.Topology;
 import io.moeyard.engine.rendezvous.ProcessWorld;
 import io.moeyard.engine.rendezvous.RankEnv;
 import io.moeyard.engine.rendezvous.StoreTransport;
+import io.moeyard.engine.shm.ClusterTransport;
 import io.moeyard.engine.shm.ShmTransport;
 import io.moeyard.engine.transport.CpuWorld;
 import io.moeyard.engine.transport.Transport;
@@ -11,6 +12,7 @@ import java.io.IOException;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -28,17 +30,22 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * One host meeting: an {@code allGather} of {@code bytes} between two ranks, the unit that a
- * communicator's per-call agreements are made of (a cuda rank process meets its peers on the host
- * a few times per dispatch and per combine: the openings, the layout counts, the barriers around
- * the stores). Rank 0 is the benchmark thread; rank 1 is a thread of this JVM that meets it in a
- * loop. The transports:
+ * One host meeting: an {@code allGather} of {@code bytes} between ranks (two, unless the
+ * transport says four), the unit that a communicator's per-call agreements are made of (a cuda
+ * rank process meets its peers on the host a few times per dispatch and per combine: the
+ * openings, the layout counts, the barriers around the stores). Rank 0 is the benchmark thread;
+ * the others are threads of this JVM that meet it in a loop. The transports:
  * <ul>
  *   <li>{@code injvm}: {@link CpuWorld}'s, ranks that are threads (virtual ranks);
  *   <li>{@code shm}: {@link ShmTransport}'s control block in shared memory, as between rank
  *       processes of one machine;
  *   <li>{@code store}: {@link StoreTransport}, every meeting a round through rank 0's TCP store,
- *       as between machines (here over loopback: a network adds its round trip).
+ *       as between machines (here over loopback: a network adds its round trip);
+ *   <li>{@code cluster}: {@link ClusterTransport} with each rank on its own pretend machine, so
+ *       every meeting is a round of the machines' leaders at the store, between two rounds of each
+ *       machine's control block;
+ *   <li>{@code store4}, {@code cluster2x2}: four ranks; for the cluster two pretend machines of two
+ *       ranks each (only the leaders meet at the store).
  * </ul>
  * Score is time per meeting. Run: {@code ./moeyard jmh HostMeetingBenchmark}.
  */
@@ -49,16 +56,16 @@ import org.openjdk.jmh.annotations.Warmup;
 @Measurement(iterations = 5, time = 1)
 @Fork(1)
 public class HostMeetingBenchmark {
-  @Param({"injvm", "shm", "store"})
+  @Param({"injvm", "shm", "store", "cluster", "store4", "cluster2x2"})
   String transport;
 
   @Param({"1024"})
   int bytes;
 
   private Transport me;
-  private Transport peer;
+  private Transport[] peers;
   private AutoCloseable[] owned = new AutoCloseable[0];
-  private Thread peerThread;
+  private Thread[] peerThreads;
   private byte[] message;
   private static final byte GO = 0;
   private static final byte STOP = 1;
@@ -70,34 +77,50 @@ public class HostMeetingBenchmark {
       case "injvm" -> {
         CpuWorld world = CpuWorld.create(Topology.singleNode(2), Duration.ofSeconds(30));
         me = world.transport(0);
-        peer = world.transport(1);
+        peers = new Transport[] {world.transport(1)};
         owned = new AutoCloseable[] {world};
       }
-      case "shm", "store" -> {
+      case "shm", "store", "cluster", "store4", "cluster2x2" -> {
+        int ranks = transport.equals("store4") || transport.equals("cluster2x2") ? 4 : 2;
         int port = freePort();
-        Transport[] t = new Transport[2];
-        Thread other = Thread.ofPlatform().start(() -> t[1] = join(1, port));
-        t[0] = join(0, port);
-        other.join();
+        Transport[] t = new Transport[ranks];
+        Thread[] others = new Thread[ranks - 1];
+        for (int r = 1; r < ranks; r++) {
+          int rank = r;
+          others[r - 1] = Thread.ofPlatform().start(() -> t[rank] = join(rank, ranks, port));
+        }
+        t[0] = join(0, ranks, port);
+        for (Thread o : others) o.join();
         me = t[0];
-        peer = t[1];
-        owned = new AutoCloseable[] {(AutoCloseable) t[1], (AutoCloseable) t[0]};
+        peers = Arrays.copyOfRange(t, 1, ranks);
+        owned = new AutoCloseable[ranks];
+        for (int r = 0; r < ranks; r++) owned[r] = (AutoCloseable) t[ranks - 1 - r]; // rank 0, the store's owner, last
       }
-      default -> throw new IllegalArgumentException("transport " + transport + ": injvm, shm or store");
+      default -> throw new IllegalArgumentException("transport " + transport + ": injvm, shm, store, cluster, store4 or cluster2x2");
     }
-    peerThread = Thread.ofPlatform().name("host-meeting-rank-1").start(() -> {
-      byte[] mine = new byte[bytes];
-      while (true) {
-        Object[] got = peer.allGather(mine);
-        if (((byte[]) got[0])[0] == STOP) return;
-      }
-    });
+    peerThreads = new Thread[peers.length];
+    for (int i = 0; i < peers.length; i++) {
+      Transport peer = peers[i];
+      peerThreads[i] = Thread.ofPlatform().name("host-meeting-rank-" + (i + 1)).start(() -> {
+        byte[] mine = new byte[bytes];
+        while (true) {
+          Object[] got = peer.allGather(mine);
+          if (((byte[]) got[0])[0] == STOP) return;
+        }
+      });
+    }
   }
 
-  private Transport join(int rank, int port) {
-    RankEnv env = RankEnv.fromEnv(RankEnv.variables(rank, 2, 2, "127.0.0.1", port));
-    ProcessWorld world = ProcessWorld.join(env, Map.of("bench", "host-meeting"), Duration.ofSeconds(30));
-    return transport.equals("shm") ? ShmTransport.open(world, Duration.ofSeconds(30)) : StoreTransport.open(world);
+  private Transport join(int rank, int ranks, int port) {
+    RankEnv env = RankEnv.fromEnv(RankEnv.variables(rank, ranks, ranks, "127.0.0.1", port));
+    Duration timeout = Duration.ofSeconds(30);
+    ProcessWorld world = ProcessWorld.join(env, Map.of("bench", "host-meeting"), timeout);
+    return switch (transport) {
+      case "shm" -> ShmTransport.open(world, timeout);
+      case "cluster" -> ClusterTransport.open(world, timeout, "pretend-machine-" + rank);
+      case "cluster2x2" -> ClusterTransport.open(world, timeout, "pretend-machine-" + rank / 2);
+      default -> StoreTransport.open(world);
+    };
   }
 
   private static int freePort() throws IOException {
@@ -115,8 +138,8 @@ public class HostMeetingBenchmark {
   @TearDown(Level.Trial)
   public void tearDown() throws Exception {
     message[0] = STOP;
-    me.allGather(message); // rank 1 sees the stop and leaves its loop
-    peerThread.join(10_000);
+    me.allGather(message); // the others see the stop and leave their loops
+    for (Thread t : peerThreads) t.join(10_000);
     for (AutoCloseable c : owned) c.close();
   }
 }

@@ -15,6 +15,8 @@ import java.net.SocketTimeoutException;
 import java.net.UnknownHostException;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.locks.ReentrantLock;
@@ -53,12 +55,16 @@ public final class ProcessWorld implements AutoCloseable {
    */
   private final ReentrantLock exchanging = new ReentrantLock();
   private long round = 1;
+  /** Each subset's next round ({@link #allGatherAmong}), by its members. */
+  private final Map<List<Integer>, Long> subsetRounds = new HashMap<>();
+  private final long timeoutMillis;
   private volatile boolean closed;
   /** The world's failure once this rank learnt it (a collective's or checkPeers' read): final. */
   private volatile RendezvousException failure;
 
-  private ProcessWorld(RankEnv env, StoreServer store, Socket socket, String where) throws IOException {
+  private ProcessWorld(RankEnv env, StoreServer store, Socket socket, String where, long timeoutMillis) throws IOException {
     this.env = env;
+    this.timeoutMillis = timeoutMillis;
     this.store = store;
     this.socket = socket;
     this.where = where;
@@ -88,7 +94,7 @@ public final class ProcessWorld implements AutoCloseable {
     try {
       socket = connect(env, where, timeoutNanos);
       socket.setSoTimeout((int) Math.min(Integer.MAX_VALUE, timeout.toMillis() + GRACE_MILLIS));
-      world = new ProcessWorld(env, store, socket, where);
+      world = new ProcessWorld(env, store, socket, where, timeout.toMillis());
       world.out.writeInt(Wire.JOIN);
       world.out.writeInt(env.rank());
       world.out.writeInt(env.worldSize());
@@ -220,6 +226,94 @@ public final class ProcessWorld implements AutoCloseable {
       }
     } finally {
       exchanging.unlock();
+    }
+  }
+
+  /**
+   * An all-gather among {@code members} only (world ranks, ascending, this rank among them), for
+   * meetings of a fixed few (the leaders of machines): every member contributes {@code mine};
+   * returns the contributions in the order of {@code members}. Each subset has its own rounds,
+   * apart from the world's and from other subsets', and its members call it in the same order.
+   * The store fails the world naming the members that did not arrive within
+   * 1.5 times the timeout of the round's first arrival: longer than a
+   * round of the world, so that a member's own wait for others (which names them at the timeout)
+   * fails the world first. Other ranks are not held up; they read a failure it causes at their
+   * next collective or {@link #checkPeers}.
+   *
+   * @throws IllegalArgumentException when {@code members} is not ascending, out of range or lacks this rank
+   * @throws RendezvousException as {@link #allGather} does
+   */
+  public List<byte[]> allGatherAmong(int[] members, byte[] mine) {
+    int me = rank();
+    if (members.length == 0 || Arrays.binarySearch(members, me) < 0 || members[0] < 0 || members[members.length - 1] >= size()) {
+      throw new IllegalArgumentException("rank " + me + ": an all-gather among ranks " + Arrays.toString(members)
+          + " must name ascending ranks of [0, " + size() + ") including this one");
+    }
+    for (int i = 1; i < members.length; i++) {
+      if (members[i] <= members[i - 1]) throw new IllegalArgumentException("rank " + me + ": ranks " + Arrays.toString(members) + " are not ascending");
+    }
+    exchanging.lock();
+    try {
+      if (closed) throw new IllegalStateException("rank " + me + "'s world is closed");
+      if (mine.length > Wire.MAX_BLOB) {
+        throw new IllegalArgumentException("blob of " + mine.length + " bytes exceeds the store's " + Wire.MAX_BLOB);
+      }
+      checkFailure();
+      List<Integer> key = Arrays.stream(members).boxed().toList();
+      long r = subsetRounds.getOrDefault(key, 1L);
+      int soTimeout = -1;
+      try {
+        soTimeout = socket.getSoTimeout();
+        socket.setSoTimeout((int) Math.min(Integer.MAX_VALUE, (long) (timeoutMillis * StoreServer.SUBSET_WAIT) + GRACE_MILLIS));
+        synchronized (sending) {
+          out.writeInt(Wire.GATHER_AMONG);
+          out.writeLong(r);
+          Wire.writeRanks(out, members);
+          Wire.writeBlob(out, mine);
+          out.flush();
+        }
+        int tag = in.readInt();
+        if (tag == Wire.FAILED) throw remember(failed());
+        if (tag != Wire.GATHERED) throw new IOException("unexpected answer " + tag);
+        int n = in.readInt();
+        if (n != members.length) throw new IOException("answer for " + n + " ranks to an all-gather among " + members.length);
+        List<byte[]> all = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) all.add(Wire.readBlob(in));
+        subsetRounds.put(key, r + 1);
+        return all;
+      } catch (IOException e) {
+        throw remember(lost(e));
+      } finally {
+        if (soTimeout >= 0) {
+          try {
+            socket.setSoTimeout(soTimeout);
+          } catch (IOException ignored) {
+            // The socket is broken; the next read says so.
+          }
+        }
+      }
+    } finally {
+      exchanging.unlock();
+    }
+  }
+
+  /**
+   * Fails the world for every rank at once with this rank's own finding: the store answers every
+   * rank's current and next collective with {@code why}, naming {@code missing} (a timeout of a
+   * wait outside the store, a peer found dead), as its own timeouts do. Callable from any thread,
+   * like {@link #abort}; the first failure of the world wins. Quiet when the store is gone.
+   */
+  public void fail(String why, List<Integer> missing) {
+    synchronized (sending) {
+      if (closed) return;
+      try {
+        out.writeInt(Wire.FAIL);
+        out.writeUTF(Wire.reason(why));
+        Wire.writeRanks(out, missing.stream().mapToInt(Integer::intValue).toArray());
+        out.flush();
+      } catch (IOException ignored) {
+        // The store is gone: every rank learns that from its own connection.
+      }
     }
   }
 

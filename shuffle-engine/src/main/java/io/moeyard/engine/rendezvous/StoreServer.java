@@ -11,6 +11,7 @@ import java.net.ServerSocket;
 import java.net.Socket;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeSet;
@@ -22,11 +23,18 @@ import java.util.TreeSet;
  * start) fails every connected rank with a message naming the absent ones. A rank whose
  * connection drops without saying goodbye, or that aborts, fails the world at once.
  *
+ * <p>Beside the world's rounds it runs all-gathers among fixed subsets of ranks (each subset its
+ * own rounds, {@link Wire#GATHER_AMONG}), whose deadline is {@link #SUBSET_WAIT} times the
+ * timeout: a subset's members (the leaders of machines) first wait for their own machine, whose
+ * ranks name a missing rank of theirs at the timeout, so the store naming a member comes later.
+ *
  * <p>Owns its server socket, the accepted sockets, the acceptor, one reader per connection and the
  * watchdog; {@link #close} ends them all.
  */
 final class StoreServer implements AutoCloseable {
   private static final long WATCH_MILLIS = 20;
+  /** A subset round's deadline, in timeouts. */
+  static final double SUBSET_WAIT = 1.5;
 
   private final ServerSocket server;
   private final int size;
@@ -49,6 +57,7 @@ final class StoreServer implements AutoCloseable {
   private String failure;
   private List<Integer> failedMissing = List.of();
   private boolean closed;
+  private final Map<List<Integer>, Subset> subsets = new HashMap<>();
 
   @SuppressWarnings("unchecked")
   private StoreServer(ServerSocket server, int size, long timeoutNanos) {
@@ -134,6 +143,18 @@ final class StoreServer implements AutoCloseable {
         }
         if (tag == Wire.ABORT) {
           aborted(peer, in.readUTF());
+          continue;
+        }
+        if (tag == Wire.FAIL) {
+          String why = in.readUTF();
+          failedBy(why, Arrays.stream(Wire.readRanks(in, size)).boxed().toList());
+          continue;
+        }
+        if (tag == Wire.GATHER_AMONG) {
+          long r = in.readLong();
+          int[] members = Wire.readRanks(in, size);
+          byte[] blob = Wire.readBlob(in);
+          contributeAmong(peer, members, r, blob);
           continue;
         }
         if (tag != Wire.GATHER) throw new IOException("unknown message " + tag);
@@ -222,7 +243,7 @@ final class StoreServer implements AutoCloseable {
     blobs[peer.rank] = blob;
     arrived[peer.rank] = true;
     if (++arrivals < size) return;
-    for (Peer p : peers) sendBlobs(p);
+    for (Peer p : peers) sendBlobs(p, blobs);
     nextRound();
   }
 
@@ -232,6 +253,53 @@ final class StoreServer implements AutoCloseable {
     roundOpen = false;
     Arrays.fill(arrived, false);
     Arrays.fill(blobs, null);
+  }
+
+  /** One rank's part in a round of the subset {@code members}; the subset's state is made at its first round. */
+  private synchronized void contributeAmong(Peer peer, int[] members, long r, byte[] blob) {
+    if (failure != null) {
+      send(peer, Wire.FAILED, failure);
+      return;
+    }
+    int at = Arrays.binarySearch(members, peer.rank);
+    if (at < 0 || !ascending(members)) {
+      fail("rank " + peer.rank + " sent an all-gather among ranks " + Arrays.toString(members)
+          + " (they must be ascending and include the sender)", List.of());
+      return;
+    }
+    Subset s = subsets.computeIfAbsent(Arrays.stream(members).boxed().toList(), k -> new Subset(members));
+    if (r != s.round || s.arrived[at]) {
+      fail("rank " + peer.rank + " sent round " + r + " of the all-gather among ranks " + Arrays.toString(members)
+          + " while it is in round " + s.round + " (ranks must call the same collectives in the same order)", List.of());
+      return;
+    }
+    if (!s.open) {
+      s.open = true;
+      s.deadline = System.nanoTime() + subsetTimeoutNanos();
+    }
+    s.blobs[at] = blob;
+    s.arrived[at] = true;
+    if (++s.arrivals < members.length) return;
+    for (int m : members) sendBlobs(peers[m], s.blobs);
+    s.round++;
+    s.arrivals = 0;
+    s.open = false;
+    Arrays.fill(s.arrived, false);
+    Arrays.fill(s.blobs, null);
+  }
+
+  private long subsetTimeoutNanos() {
+    return (long) (timeoutNanos * SUBSET_WAIT);
+  }
+
+  private static boolean ascending(int[] ranks) {
+    for (int i = 1; i < ranks.length; i++) if (ranks[i] <= ranks[i - 1]) return false;
+    return true;
+  }
+
+  /** A rank's own finding (a timeout, a death) fails the world with its message and the ranks it names. */
+  private synchronized void failedBy(String why, List<Integer> missing) {
+    fail(Wire.reason(why), missing);
   }
 
   private synchronized void lost(Peer peer, IOException e) {
@@ -253,6 +321,14 @@ final class StoreServer implements AutoCloseable {
           for (int r = 0; r < size; r++) if (!arrived[r]) missing.add(r);
           String what = round == 0 ? "did not join the world" : "did not reach all-gather round " + round;
           fail("rank(s) " + missing + " " + what + " within " + timeoutNanos / 1_000_000 + " ms", missing);
+        }
+        long now = System.nanoTime();
+        for (Subset s : subsets.values()) {
+          if (failure != null || !s.open || now - s.deadline <= 0) continue;
+          List<Integer> missing = new ArrayList<>();
+          for (int i = 0; i < s.members.length; i++) if (!s.arrived[i]) missing.add(s.members[i]);
+          fail("rank(s) " + missing + " did not reach round " + s.round + " of the all-gather among ranks "
+              + Arrays.toString(s.members) + " within " + subsetTimeoutNanos() / 1_000_000 + " ms", missing);
         }
         try {
           wait(WATCH_MILLIS);
@@ -292,11 +368,11 @@ final class StoreServer implements AutoCloseable {
     }
   }
 
-  private void sendBlobs(Peer p) {
+  private void sendBlobs(Peer p, byte[][] blobs) {
     try {
       synchronized (p.out) {
         p.out.writeInt(Wire.GATHERED);
-        p.out.writeInt(size);
+        p.out.writeInt(blobs.length);
         for (byte[] b : blobs) Wire.writeBlob(p.out, b);
         p.out.flush();
       }
@@ -368,6 +444,23 @@ final class StoreServer implements AutoCloseable {
       c.close();
     } catch (Exception ignored) {
       // Closing is best effort on the way out.
+    }
+  }
+
+  /** A subset's rounds: like the world's, by member index. */
+  private static final class Subset {
+    final int[] members;
+    final byte[][] blobs;
+    final boolean[] arrived;
+    long round = 1;
+    int arrivals;
+    boolean open;
+    long deadline;
+
+    Subset(int[] members) {
+      this.members = members.clone();
+      this.blobs = new byte[members.length][];
+      this.arrived = new boolean[members.length];
     }
   }
 

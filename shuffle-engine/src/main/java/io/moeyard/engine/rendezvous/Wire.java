@@ -25,6 +25,17 @@ final class Wire {
    * the world, so every rank, the sender included, reads a FAILED naming it.
    */
   static final int ABORT = 4;
+  /**
+   * Rank to store: round number (the subset's own), the subset's members (count, then world ranks
+   * ascending), blob: an all-gather among those ranks only, answered with GATHERED by member.
+   */
+  static final int GATHER_AMONG = 5;
+  /**
+   * Rank to store: the world failed as this rank found it (a timeout or a death it saw itself);
+   * the message, then the ranks it names (count, ranks). Like ABORT, unanswered and sendable while
+   * an answer is awaited: the store fails the world with that message and those ranks.
+   */
+  static final int FAIL = 6;
   /** Store to rank: everybody joined and agrees. */
   static final int JOINED = 11;
   /** Store to rank: every rank's blob of the round, by rank. */
@@ -57,6 +68,23 @@ final class Wire {
     Map<String, String> map = new LinkedHashMap<>();
     for (int i = 0; i < n; i++) map.put(in.readUTF(), in.readUTF());
     return map;
+  }
+
+  static void writeRanks(DataOutputStream out, int[] ranks) throws IOException {
+    out.writeInt(ranks.length);
+    for (int r : ranks) out.writeInt(r);
+  }
+
+  /** At most {@code worldSize} ranks, each in [0, worldSize). */
+  static int[] readRanks(DataInputStream in, int worldSize) throws IOException {
+    int n = in.readInt();
+    if (n < 0 || n > worldSize) throw new IOException("bad rank count " + n);
+    int[] ranks = new int[n];
+    for (int i = 0; i < n; i++) {
+      ranks[i] = in.readInt();
+      if (ranks[i] < 0 || ranks[i] >= worldSize) throw new IOException("bad rank " + ranks[i]);
+    }
+    return ranks;
   }
 
   static void writeBlob(DataOutputStream out, byte[] blob) throws IOException {

@@ -30,6 +30,10 @@ import java.util.Optional;
  * are still alive, so that a rank killed with -9 fails the others in milliseconds rather than at
  * the timeout; the timeout names whoever never arrived. {@link #checkPeers()} makes the same
  * check of every peer between collectives.
+ *
+ * <p>A block may serve a subset of a larger world (the ranks of one machine,
+ * {@link ClusterTransport}): its lines are indexed by local index, while every message it
+ * produces, its abort word and the ranks it names are world ranks ({@code worldRanks}).
  */
 final class ControlBlock {
   static final long MAGIC = 0x6d6f6579617264L; // "moeyard"
@@ -43,6 +47,9 @@ final class ControlBlock {
   private static final long EPOCH = 2048;
   /** How many processes sleep on {@link #EPOCH}: a publisher makes the wake system call only then. */
   private static final long SLEEPERS = 2052;
+  /** How many world ranks the abort names as missing, then the ranks: a timeout's or a death's, read as one. */
+  private static final long ABORT_MISSING = 2056;
+  private static final int MAX_ABORT_MISSING = (int) ((4096 - ABORT_MISSING - 4) / 4);
   private static final int SPINS = 2_000;
   private static final int YIELDS = 100;
   private static final long MIN_PARK_NANOS = 2_000;
@@ -52,8 +59,13 @@ final class ControlBlock {
   private static final VarHandle INT = ValueLayout.JAVA_INT.varHandle();
 
   private final MemorySegment seg;
+  /** This rank's local index. */
   private final int rank;
   private final int ranks;
+  /** Local index to world rank: what every message names. */
+  private final int[] worldRanks;
+  /** Run on every liveness check of a wait (it may throw, ending the wait): news from outside the block. */
+  private final Runnable watch;
   private final int slotBytes;
   private final long timeoutNanos;
   private final ProcessHandle[] peers;
@@ -62,13 +74,33 @@ final class ControlBlock {
   private long round;
 
   ControlBlock(MemorySegment seg, int rank, int ranks, int slotBytes, long timeoutNanos) {
+    this(seg, rank, identity(ranks), slotBytes, timeoutNanos, null);
+  }
+
+  /**
+   * A block of {@code worldRanks.length} ranks, this one at local index {@code rank}; a wait runs
+   * {@code watch} (null: nothing) whenever it checks its peers' processes.
+   */
+  ControlBlock(MemorySegment seg, int rank, int[] worldRanks, int slotBytes, long timeoutNanos, Runnable watch) {
     this.seg = seg;
     this.rank = rank;
-    this.ranks = ranks;
+    this.ranks = worldRanks.length;
+    this.worldRanks = worldRanks.clone();
+    this.watch = watch;
     this.slotBytes = slotBytes;
     this.timeoutNanos = timeoutNanos;
     this.peers = new ProcessHandle[ranks];
     this.epochWord = seg.asSlice(EPOCH, 4);
+  }
+
+  private static int[] identity(int n) {
+    int[] r = new int[n];
+    for (int i = 0; i < n; i++) r[i] = i;
+    return r;
+  }
+
+  private int me() {
+    return worldRanks[rank];
   }
 
   static long bytes(int ranks, int slotBytes) {
@@ -90,7 +122,7 @@ final class ControlBlock {
   void register() {
     if ((long) LONG.getAcquire(seg, 0L) != MAGIC || seg.get(ValueLayout.JAVA_INT, 8) != ranks
         || seg.get(ValueLayout.JAVA_INT, 12) != slotBytes) {
-      throw new CollectiveException("rank " + rank + ": the control block is not this world's (ranks or slot size differ)");
+      throw new CollectiveException("rank " + me() + ": the control block is not this world's (ranks or slot size differ)");
     }
     LONG.setRelease(seg, line(rank) + 8, ProcessHandle.current().pid());
   }
@@ -123,6 +155,11 @@ final class ControlBlock {
    * that sees a null).
    */
   byte[][] exchange(byte[] mine) {
+    return exchange(mine, timeoutNanos);
+  }
+
+  /** {@link #exchange(byte[])} waiting at most {@code waitNanos} for the others. */
+  byte[][] exchange(byte[] mine, long waitNanos) {
     long g = ++round;
     long at = slot(rank, g);
     if (mine.length <= capacity()) {
@@ -133,7 +170,7 @@ final class ControlBlock {
     }
     LONG.setVolatile(seg, line(rank), g);
     wakeSleepers();
-    await(g);
+    await(g, waitNanos);
     byte[][] all = new byte[ranks][];
     for (int p = 0; p < ranks; p++) {
       long s = slot(p, g);
@@ -143,9 +180,9 @@ final class ControlBlock {
     return all;
   }
 
-  private void await(long g) {
+  private void await(long g, long waitNanos) {
     long start = System.nanoTime();
-    long deadline = start + timeoutNanos;
+    long deadline = start + waitNanos;
     long nextLiveness = start + LIVENESS_NANOS;
     Backoff backoff = new Backoff(SPINS, YIELDS, MIN_PARK_NANOS, MAX_PARK_NANOS);
     int from = 0;
@@ -160,9 +197,10 @@ final class ControlBlock {
       long now = System.nanoTime();
       if (now - nextLiveness >= 0) {
         checkPeers(g);
+        if (watch != null) watch.run();
         nextLiveness = now + LIVENESS_NANOS;
       }
-      if (now - deadline >= 0) timeout(g);
+      if (now - deadline >= 0) timeout(g, waitNanos);
       if (Futex.available()) sleep(g, from, Math.min(deadline, nextLiveness) - now);
       else backoff.park(this, deadline - now); // no futex: short naps, growing
     }
@@ -194,14 +232,21 @@ final class ControlBlock {
     if ((int) INT.getVolatile(seg, SLEEPERS) > 0) Futex.wake(epochWord);
   }
 
+  /** The local indices of the ranks that have not published round g. */
   private List<Integer> missing(long g) {
     List<Integer> m = new ArrayList<>();
     for (int p = 0; p < ranks; p++) if ((long) LONG.getAcquire(seg, line(p)) < g) m.add(p);
     return m;
   }
 
+  private List<Integer> world(List<Integer> local) {
+    List<Integer> w = new ArrayList<>(local.size());
+    for (int p : local) w.add(worldRanks[p]);
+    return w;
+  }
+
   private void checkPeers(long g) {
-    for (int p : missing(g)) checkAlive(p, "while rank " + rank + " waited for it");
+    for (int p : missing(g)) checkAlive(p, "while rank " + me() + " waited for it");
   }
 
   /**
@@ -209,40 +254,63 @@ final class ControlBlock {
    * is gone (not only the ones a round waits for: a device stream may wait for any of them).
    */
   void checkPeers() {
-    for (int p = 0; p < ranks; p++) if (p != rank) checkAlive(p, "while rank " + rank + " was not in a collective");
+    for (int p = 0; p < ranks; p++) if (p != rank) checkAlive(p, "while rank " + me() + " was not in a collective");
   }
 
   /** Fails the world naming peer p when it left or its process is gone; {@code when} says what this rank was doing. */
   private void checkAlive(int p, String when) {
+    int w = worldRanks[p];
     if ((long) LONG.getAcquire(seg, line(p) + 16) != 0) {
-      fail("rank " + p + " left the world (it closed its transport) " + when, List.of(p));
+      fail("rank " + w + " left the world (it closed its transport) " + when, List.of(w));
     }
     ProcessHandle h = peers[p];
     if (h != null && !h.isAlive()) {
-      fail("rank " + p + " (pid " + h.pid() + ") died: its process is gone, " + when, List.of(p));
+      fail("rank " + w + " (pid " + h.pid() + ") died: its process is gone, " + when, List.of(w));
     }
   }
 
-  private void timeout(long g) {
-    fail("rank(s) " + missing(g) + " did not reach the collective within " + timeoutNanos / 1_000_000 + " ms (rank "
-        + rank + " waited)", missing(g));
+  private void timeout(long g, long waitNanos) {
+    List<Integer> missing = world(missing(g));
+    fail("rank(s) " + missing + " did not reach the collective within " + waitNanos / 1_000_000 + " ms (rank "
+        + me() + " waited)", missing);
   }
 
+  /** {@code missing}: world ranks. */
   private void fail(String msg, List<Integer> missing) {
-    abort(msg);
+    abort(msg, missing);
     throw new CollectiveTimeoutException(msg, missing);
   }
 
   /** Fails every rank's current and next collective with {@code message}; the first abort wins. */
   void abort(String message) {
+    abort(message, List.of());
+  }
+
+  /**
+   * {@link #abort(String)} that also records {@code missing} (world ranks, the first
+   * {@value #MAX_ABORT_MISSING} of them) for {@link #abortMissing}.
+   */
+  void abort(String message, List<Integer> missing) {
     if (seg.get(ValueLayout.JAVA_LONG, ABORT_WORD) != 0) return;
     if (!LONG.compareAndSet(seg, ABORT_WORD, 0L, -1L)) return;
     byte[] b = message.getBytes(StandardCharsets.UTF_8);
     int n = Math.min(b.length, ABORT_MESSAGE_BYTES);
     seg.set(ValueLayout.JAVA_INT, ABORT_LEN, n);
     MemorySegment.copy(b, 0, seg, ValueLayout.JAVA_BYTE, ABORT_TEXT, n);
-    LONG.setVolatile(seg, ABORT_WORD, (long) rank + 1);
+    int m = Math.min(missing.size(), MAX_ABORT_MISSING);
+    seg.set(ValueLayout.JAVA_INT, ABORT_MISSING, m);
+    for (int i = 0; i < m; i++) seg.set(ValueLayout.JAVA_INT, ABORT_MISSING + 4 + 4L * i, missing.get(i));
+    LONG.setVolatile(seg, ABORT_WORD, (long) me() + 1);
     wakeSleepers();
+  }
+
+  /** The world ranks the abort named as missing (a timeout's, a death's); empty before an abort and for a plain one. */
+  List<Integer> abortMissing() {
+    if (!aborted()) return List.of();
+    int m = seg.get(ValueLayout.JAVA_INT, ABORT_MISSING);
+    List<Integer> out = new ArrayList<>(m);
+    for (int i = 0; i < m; i++) out.add(seg.get(ValueLayout.JAVA_INT, ABORT_MISSING + 4 + 4L * i));
+    return out;
   }
 
   boolean aborted() {

@@ -10,7 +10,9 @@ import java.util.List;
 /**
  * Names of a job's shared-memory files, and their removal. Every file is
  * {@code moeyard-<pid>-<port>-...} under {@link #dir()}: {@code pid} is the process that owns the
- * job (the {@code moeyard launch} process, or rank 0 when the ranks were started otherwise) and
+ * job (the {@code moeyard launch} process, or rank 0 when the ranks were started otherwise; for a
+ * {@link ClusterTransport} machine's block, its leader's launcher or its leader: always a process
+ * of the machine that holds the file) and
  * {@code port} the store's port. Files are unlinked as soon as every rank has mapped them, so a
  * file only outlives its job when a process died between creating and unlinking it; the job's
  * owner sweeps its prefix on exit, and any join sweeps files whose owner is no longer alive.
@@ -39,6 +41,11 @@ public final class ShmFiles {
     return dir().resolve(PREFIX + job + "-ctl");
   }
 
+  /** The control block of machine {@code machine} of a job whose ranks span machines ({@link ClusterTransport}), under {@code dir}. */
+  static Path machineControl(Path dir, String job, int machine) {
+    return dir.resolve(PREFIX + job + "-m" + machine + "-ctl");
+  }
+
   static Path region(String job, int rank, int region) {
     return dir().resolve(PREFIX + job + "-rank" + rank + "-" + region);
   }
@@ -63,7 +70,12 @@ public final class ShmFiles {
 
   /** Removes the files of jobs whose owner process is gone (left by a crash between create and unlink). */
   static void sweepOrphans() {
-    try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir(), PREFIX + "*")) {
+    sweepOrphans(dir());
+  }
+
+  /** {@link #sweepOrphans()} under {@code dir}. */
+  static void sweepOrphans(Path dir) {
+    try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, PREFIX + "*")) {
       for (Path p : ds) {
         String rest = p.getFileName().toString().substring(PREFIX.length());
         int dash = rest.indexOf('-');

@@ -140,7 +140,7 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
     }
   }
 
-  private static long ownerPid() {
+  static long ownerPid() {
     String v = System.getenv(OWNER_PID_ENV);
     if (v != null) {
       try {
@@ -160,7 +160,7 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
     }
   }
 
-  private static MemorySegment map(Path file, long bytes, boolean create, Arena arena) throws IOException {
+  static MemorySegment map(Path file, long bytes, boolean create, Arena arena) throws IOException {
     if (create) Files.deleteIfExists(file); // a leftover of a crashed job with the same owner and port
     try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "rw")) {
       if (create) {

@@ -9,5 +9,10 @@
  * is noticed by its pid within milliseconds (in a collective's wait, and between collectives by
  * {@code checkPeers}, which waits outside the transport poll) and every wait is bounded by a
  * timeout that names the ranks it waited for.
+ *
+ * <p>{@link io.moeyard.engine.shm.ClusterTransport} serves host meetings of ranks on any machines:
+ * the ranks of each machine meet through a control block of their own, and only the machines'
+ * leaders (lowest world rank of each) meet between machines, at the rendezvous store; it has no
+ * peer memory.
  */
 package io.moeyard.engine.shm;

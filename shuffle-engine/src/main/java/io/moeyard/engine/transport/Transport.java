@@ -10,7 +10,9 @@ import java.lang.foreign.MemorySegment;
  *
  * <p>Implementations: {@link CpuWorld}'s in-JVM transport (ranks are threads, peers' segments are
  * written directly) and {@code io.moeyard.engine.shm.ShmTransport} (ranks are processes of one
- * host, peers' segments are shared-memory mappings, written directly too), and
+ * host, peers' segments are shared-memory mappings, written directly too),
+ * {@code io.moeyard.engine.shm.ClusterTransport} (ranks on any machines: shared memory within a
+ * machine, the machines' leaders through the rendezvous store; no peer memory) and
  * {@code io.moeyard.engine.rendezvous.StoreTransport} (ranks on any machines, every exchange
  * through the rendezvous store; no peer memory). GPU transports (CUDA peer stores, NCCL) implement
  * the same exchange.

@@ -9,9 +9,12 @@
  * an NCCL transport serves with grouped send/recv, which the node-level path's cross-node leg
  * uses);
  * {@link io.moeyard.engine.transport.CpuWorld} is the embedded in-JVM world,
- * {@code io.moeyard.engine.shm} the world of processes on one host, and
- * {@code io.moeyard.engine.rendezvous.StoreTransport} ranks on any machines, meeting through the
- * rendezvous store (no peer memory). Every wait is bounded: a rank
+ * {@code io.moeyard.engine.shm} the world of processes on one host ({@code ShmTransport}) and the
+ * host meetings of ranks on any machines ({@code ClusterTransport}: shared memory within a machine,
+ * the machines' leaders at the rendezvous store between them, no peer memory;
+ * {@link io.moeyard.engine.transport.Transport#machineBarrier} waits for one machine), and
+ * {@code io.moeyard.engine.rendezvous.StoreTransport} ranks that share nothing but the rendezvous
+ * store (every meeting a round of the store). Every wait is bounded: a rank
  * that never arrives makes the others fail with a timeout naming it.
  */
 package io.moeyard.engine.transport;

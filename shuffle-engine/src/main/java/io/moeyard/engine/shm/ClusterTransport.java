@@ -1,0 +1,596 @@
+package io.moeyard.engine.shm;
+
+import io.moeyard.engine.CollectiveException;
+import io.moeyard.engine.CollectiveTimeoutException;
+import io.moeyard.engine.Topology;
+import io.moeyard.engine.rendezvous.ProcessWorld;
+import io.moeyard.engine.rendezvous.RankEnv;
+import io.moeyard.engine.rendezvous.RendezvousException;
+import io.moeyard.engine.rendezvous.StoreTransport;
+import io.moeyard.engine.transport.MessageCodec;
+import io.moeyard.engine.transport.MessageReader;
+import io.moeyard.engine.transport.MessageWriter;
+import io.moeyard.engine.transport.PeerMemory;
+import io.moeyard.engine.transport.SegmentTable;
+import io.moeyard.engine.transport.Transport;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A {@link Transport} for host meetings of ranks on any machines: the ranks of one machine meet
+ * through a shared-memory {@link ControlBlock} of their own, and only the machines' leaders (the
+ * lowest world rank of each) meet between machines, in a round of rank 0's store among them
+ * ({@link ProcessWorld#allGatherAmong}). An all-gather is a round of the machine's block, one
+ * round of the leaders at the store (none when the world is one machine), and a second round of
+ * the block in which each leader hands its machine the world's messages. A
+ * {@link #machineBarrier} is one round of the block, nothing more. Like {@link StoreTransport} it
+ * has no peer memory: it carries the host meetings of device backends between machines, not the
+ * CPU data path, and {@link #sendRecv} carries the bytes themselves through the store.
+ *
+ * <pre>{@code
+ * try (ClusterTransport t = ClusterTransport.join(Map.of("model", "x"))) {   // RANK, WORLD_SIZE, ... from the env
+ *   Object[] all = t.allGather(myId, ID_CODEC);
+ *   t.machineBarrier();                                                     // this machine's ranks only
+ * }
+ * }</pre>
+ *
+ * <p>Machines are told apart by name ({@link #thisMachine()}: host name and boot id); ranks with
+ * the same name must share {@link ShmFiles#dir()}. A round whose message (or whose world of
+ * messages) does not fit a slot ({@link #SLOT_BYTES}) goes through the store with every rank, a
+ * decision every rank takes alike.
+ *
+ * <p>Failures: a rank that does not arrive is named ({@link CollectiveTimeoutException}, world
+ * rank) by its own machine at the timeout, which fails the world through the store with that
+ * name; only a machine whose every rank is missing is named later, by the store, at 1.5 times the
+ * timeout. A rank process that dies is found by its machine's peers within milliseconds (its pid)
+ * and by the store (its connection). {@link #abort} reaches the control block and the store; a
+ * rank waiting in its block also reads the store's failures every few milliseconds, so that news
+ * from other machines ends every wait promptly. A failure is final.
+ *
+ * <p>Owns its world (closes it) and the control block's mapping.
+ */
+public final class ClusterTransport implements Transport, AutoCloseable {
+  /**
+   * Bytes of one rank's message slot in its machine's block, and of the world's messages a leader
+   * hands its machine: a device dispatch's counts, ~(experts + ranks) x 4 bytes per rank, fit for
+   * 64 ranks and a few hundred experts. Anything larger goes through the store.
+   */
+  public static final int SLOT_BYTES = 256 << 10;
+
+  /** First int of every message: the rest is the message, or a refusal's text. */
+  private static final int OK = 0;
+  private static final int REFUSED = 1;
+  /** First byte of a machine's messages at the leaders' round and of the leader's hand-over. */
+  private static final byte FITS = 0;
+  private static final byte TOO_BIG = 1;
+  private static final byte[] NOTHING = new byte[0];
+  /** Beyond a leader's longest legitimate stay at the store (1.5 timeouts), before its machine names it. */
+  private static final long HAND_OVER_GRACE_NANOS = 2_000_000_000L;
+
+  private final ProcessWorld world;
+  private final Arena controlArena;
+  private final ControlBlock control;
+  private final int[] machineOf;
+  /** World ranks of each machine, ascending; a machine's leader is its first. */
+  private final int[][] machineRanks;
+  private final int[] leaders;
+  private final boolean leader;
+  private final long handOverNanos;
+  private final StoreTransport bytes;
+  private final SegmentTable noSegments;
+  private final String job;
+  private volatile boolean closed;
+
+  private ClusterTransport(ProcessWorld world, Arena controlArena, ControlBlock control, int[] machineOf,
+      int[][] machineRanks, long timeoutNanos, String job) {
+    this.world = world;
+    this.controlArena = controlArena;
+    this.control = control;
+    this.machineOf = machineOf;
+    this.machineRanks = machineRanks;
+    this.leaders = new int[machineRanks.length];
+    for (int m = 0; m < leaders.length; m++) leaders[m] = machineRanks[m][0];
+    this.leader = leaders[machineOf[world.rank()]] == world.rank();
+    this.handOverNanos = 2 * timeoutNanos + HAND_OVER_GRACE_NANOS;
+    this.bytes = StoreTransport.open(world);
+    this.noSegments = new NoSegments(world.rank());
+    this.job = job;
+  }
+
+  /** Joins the world the environment describes (torchrun variables), default timeout, on {@link #thisMachine()}. */
+  public static ClusterTransport join(Map<String, String> config) {
+    return join(RankEnv.fromEnv(), config, ProcessWorld.DEFAULT_TIMEOUT, thisMachine());
+  }
+
+  /**
+   * Joins as {@code env} says, as a rank of machine {@code machine} (ranks with the same name share
+   * a machine: memory, {@link ShmFiles#dir()}); {@code timeout} bounds the join and every later
+   * collective. A collective: every rank calls it.
+   */
+  public static ClusterTransport join(RankEnv env, Map<String, String> config, Duration timeout, String machine) {
+    return open(ProcessWorld.join(env, config, timeout), timeout, machine);
+  }
+
+  /**
+   * The cluster transport of {@code world} (a collective), which it then owns, this rank on
+   * {@code machine}; {@code timeout} bounds every later collective.
+   */
+  public static ClusterTransport open(ProcessWorld world, Duration timeout, String machine) {
+    return open(world, timeout, machine, ShmFiles.dir());
+  }
+
+  /** With the machines' blocks under {@code dir}: tests give a rank a directory its machine does not share. */
+  static ClusterTransport open(ProcessWorld world, Duration timeout, String machine, Path dir) {
+    try {
+      return create(world, timeout, machine, dir);
+    } catch (RuntimeException | Error e) {
+      world.close();
+      throw e;
+    }
+  }
+
+  /**
+   * This machine's name: its host name and boot id, so that hosts that reuse a name (or a machine
+   * rebooted since) are not taken for one.
+   */
+  public static String thisMachine() {
+    String host;
+    try {
+      host = java.net.InetAddress.getLocalHost().getHostName();
+    } catch (IOException e) {
+      host = "unknown-host";
+    }
+    try {
+      return host + " (boot " + Files.readString(Path.of("/proc/sys/kernel/random/boot_id")).trim() + ")";
+    } catch (IOException | RuntimeException e) {
+      return host;
+    }
+  }
+
+  private static ClusterTransport create(ProcessWorld world, Duration timeout, String machine, Path dir) {
+    int rank = world.rank();
+    int ranks = world.size();
+    // every rank's owner (its launcher, or itself) and machine name, or what is wrong with its arguments
+    String bad = null;
+    if (machine == null || machine.isBlank()) bad = "rank " + rank + " gave no machine name (null or blank)";
+    else if (timeout == null || timeout.isNegative() || timeout.isZero()) bad = "rank " + rank + " has timeout " + timeout + ", not positive";
+    byte[] text = (bad == null ? machine : bad).getBytes(StandardCharsets.UTF_8);
+    byte[] hello = ByteBuffer.allocate(9 + text.length).order(ByteOrder.LITTLE_ENDIAN)
+        .putLong(ShmTransport.ownerPid()).put((byte) (bad == null ? 0 : 1)).put(text).array();
+    List<byte[]> hellos = world.allGather(hello);
+    Map<String, Integer> index = new LinkedHashMap<>();
+    int[] machineOf = new int[ranks];
+    long[] owners = new long[ranks];
+    List<String> problems = new ArrayList<>();
+    for (int r = 0; r < ranks; r++) {
+      byte[] h = hellos.get(r);
+      owners[r] = ByteBuffer.wrap(h).order(ByteOrder.LITTLE_ENDIAN).getLong();
+      String said = new String(h, 9, h.length - 9, StandardCharsets.UTF_8);
+      if (h[8] != 0) {
+        problems.add(said);
+        continue;
+      }
+      Integer m = index.putIfAbsent(said, index.size());
+      machineOf[r] = m == null ? index.size() - 1 : m;
+    }
+    if (!problems.isEmpty()) {
+      throw new CollectiveException(String.join("; ", problems) + " (every rank needs a machine name, as "
+          + "ClusterTransport.thisMachine(), and a positive timeout)");
+    }
+    int machines = index.size();
+    int[] counts = new int[machines];
+    for (int r = 0; r < ranks; r++) counts[machineOf[r]]++;
+    int[][] machineRanks = new int[machines][];
+    for (int m = 0; m < machines; m++) machineRanks[m] = new int[counts[m]];
+    int[] filled = new int[machines];
+    for (int r = 0; r < ranks; r++) machineRanks[machineOf[r]][filled[machineOf[r]]++] = r;
+    int m = machineOf[rank];
+    int[] local = machineRanks[m];
+    int at = java.util.Arrays.binarySearch(local, rank);
+    boolean leads = at == 0;
+    String name = index.keySet().stream().skip(m).findFirst().orElseThrow();
+
+    // the leader's owner names its machine's file: a process of that machine, so that a sweep
+    // there (which removes files whose owner is gone) never takes a live job's file for an orphan
+    if (leads) ShmFiles.sweepOrphans(dir);
+    String job = ShmFiles.job(owners[local[0]], world.env().masterPort());
+    Path file = ShmFiles.machineControl(dir, job, m);
+    long fileBytes = ControlBlock.bytes(local.length, SLOT_BYTES);
+    Arena arena = Arena.ofShared();
+    boolean ok = false;
+    try {
+      String problem = null;
+      MemorySegment seg = null;
+      if (leads) {
+        try {
+          seg = ShmTransport.map(file, fileBytes, true, arena);
+          ControlBlock.format(seg, local.length, SLOT_BYTES);
+        } catch (IOException e) {
+          problem = "rank " + rank + " (leader of machine " + m + ", '" + name + "') cannot create its control block "
+              + file + ": " + e;
+        }
+      }
+      agree(world, problem);
+      if (!leads) {
+        try {
+          // mapping creates a missing file: where this rank's directory is not its leader's, that would be a stray one
+          if (!Files.exists(file)) throw new java.nio.file.NoSuchFileException(file.toString());
+          seg = ShmTransport.map(file, fileBytes, false, arena);
+        } catch (IOException e) {
+          problem = "rank " + rank + " cannot map the control block " + file + " of machine " + m + " ('" + name
+              + "'), which its leader rank " + local[0] + " created: " + e + ". Ranks that report the same machine "
+              + "must share " + dir + ": containers that share a host name and a kernel but not " + dir
+              + " look like one machine (give each its own machine name, or share " + dir + ")";
+        }
+      }
+      long timeoutNanos = timeout.toNanos();
+      ControlBlock control = seg == null ? null : new ControlBlock(seg, at, local, SLOT_BYTES, timeoutNanos, world::checkPeers);
+      if (control != null) {
+        try {
+          control.register();
+        } catch (CollectiveException e) {
+          problem = e.getMessage();
+        }
+      }
+      agree(world, problem); // everybody mapped its machine's block and registered: the names can go
+      if (leads) ShmFiles.deleteQuietly(file);
+      control.watchPeers();
+      ClusterTransport t = new ClusterTransport(world, arena, control, machineOf, machineRanks, timeoutNanos, job);
+      ok = true;
+      return t;
+    } finally {
+      if (!ok) {
+        if (leads) ShmFiles.deleteQuietly(file);
+        arena.close();
+      }
+    }
+  }
+
+  /** Over the store: fails every rank with the first rank's problem, if any rank has one. */
+  private static void agree(ProcessWorld world, String problem) {
+    byte[] mine = problem == null ? NOTHING : problem.getBytes(StandardCharsets.UTF_8);
+    for (byte[] b : world.allGather(mine)) {
+      if (b.length > 0) throw new CollectiveException(new String(b, StandardCharsets.UTF_8));
+    }
+  }
+
+  @Override
+  public int rank() {
+    return world.rank();
+  }
+
+  @Override
+  public int size() {
+    return world.size();
+  }
+
+  @Override
+  public Topology topology() {
+    return world.topology();
+  }
+
+  /** Machines are numbered in the order their first rank appears. */
+  @Override
+  public int machineOf(int r) {
+    return machineOf[r];
+  }
+
+  /** How many machines the world spans. */
+  public int machines() {
+    return machineRanks.length;
+  }
+
+  /** The job's name in its files' names ({@code moeyard-<job>-...}). */
+  public String job() {
+    return job;
+  }
+
+  @Override
+  public boolean peerStores() {
+    return false;
+  }
+
+  @Override
+  public boolean sharesAddressSpace() {
+    return false;
+  }
+
+  @Override
+  public boolean reachable(MemorySegment segment) {
+    return false;
+  }
+
+  /** Refused: ranks may be on different machines; this transport carries host meetings, not the data path. */
+  @Override
+  public PeerMemory peerMemory(long bytes) {
+    throw new UnsupportedOperationException("rank " + rank() + ": ClusterTransport has no peer memory (its ranks may be on "
+        + "different machines; it carries host meetings for device backends), so peers cannot store into any memory of "
+        + "this rank; bytes travel with sendRecv");
+  }
+
+  /** {@link MessageCodec#PLAIN} values only; anything else needs {@link #allGather(Object, MessageCodec)}. */
+  @Override
+  public Object[] allGather(Object mine) {
+    return allGather(mine, MessageCodec.PLAIN);
+  }
+
+  /**
+   * Encodes {@code mine}, exchanges every rank's bytes and decodes each peer's (this rank's own
+   * entry is {@code mine} itself). A message this rank cannot encode (a segment, a value the codec
+   * refuses) fails every rank alike and leaves the world usable.
+   */
+  @Override
+  public synchronized <T> Object[] allGather(T mine, MessageCodec<T> codec) {
+    int me = rank();
+    RuntimeException problem = null;
+    byte[] blob;
+    try {
+      MessageWriter w = new MessageWriter(noSegments).putInt(OK);
+      codec.write(mine, w);
+      blob = w.toBytes();
+    } catch (RuntimeException e) {
+      problem = e;
+      blob = new MessageWriter(null).putInt(REFUSED)
+          .putString("rank " + me + ": " + (e.getMessage() == null ? e.toString() : e.getMessage())).toBytes();
+    }
+    byte[][] all = exchange(blob);
+    MessageReader[] readers = new MessageReader[all.length];
+    for (int p = 0; p < readers.length; p++) {
+      readers[p] = new MessageReader(noSegments, all[p], p);
+      if (readers[p].getInt() == REFUSED) throw new CollectiveException(readers[p].getString(), p == me ? problem : null);
+    }
+    Object[] out = new Object[readers.length];
+    for (int p = 0; p < readers.length; p++) {
+      if (p == me) {
+        out[p] = mine;
+        continue;
+      }
+      try {
+        out[p] = codec.read(readers[p]);
+      } catch (RuntimeException e) {
+        throw new CollectiveException("rank " + me + " cannot read rank " + p + "'s message (do all ranks call the same "
+            + "collective with the same codec?): " + e, e);
+      }
+    }
+    return out;
+  }
+
+  /** One round of this machine's block: waits for this machine's ranks only. */
+  @Override
+  public synchronized void machineBarrier() {
+    checkUsable();
+    try {
+      control.exchange(NOTHING);
+    } catch (RendezvousException e) {
+      throw storeFailed(e);
+    } catch (CollectiveException e) {
+      throw blockFailed(e);
+    }
+  }
+
+  /** Every rank's bytes by world rank: the machine's round, the leaders' round, the hand-over. */
+  private byte[][] exchange(byte[] mine) {
+    checkUsable();
+    try {
+      byte[][] local = control.exchange(mine);
+      if (machineRanks.length == 1) {
+        for (byte[] b : local) if (b == null) return throughStore(mine);
+        return local; // one machine: local index is world rank
+      }
+      byte[][] all = null;
+      byte[] handOver = NOTHING;
+      if (leader) {
+        List<byte[]> machines = world.allGatherAmong(leaders, machinePayload(local));
+        all = worldOf(machines);
+        handOver = all == null ? new byte[] {TOO_BIG} : encodeWorld(all);
+        if (handOver[0] == TOO_BIG) all = null; // its machine cannot have it: every rank takes the store's round
+      }
+      byte[][] handed = control.exchange(handOver, handOverNanos);
+      if (!leader) {
+        byte[] h = handed[0];
+        if (h == null) throw new IllegalStateException("the leader's hand-over did not fit its slot"); // encodeWorld checked it
+        if (h[0] == FITS) all = decodeWorld(h);
+      }
+      return all == null ? throughStore(mine) : all;
+    } catch (RendezvousException e) {
+      throw storeFailed(e);
+    } catch (CollectiveException e) {
+      throw blockFailed(e);
+    }
+  }
+
+  /** A round every rank of the world takes through the store (a message too big for the block). */
+  private byte[][] throughStore(byte[] mine) {
+    return world.allGather(mine).toArray(new byte[0][]);
+  }
+
+  /** FITS and this machine's messages (length, bytes) in local order, or TOO_BIG when one did not fit its slot. */
+  private static byte[] machinePayload(byte[][] local) {
+    int n = 1;
+    for (byte[] b : local) {
+      if (b == null) return new byte[] {TOO_BIG};
+      n += 4 + b.length;
+    }
+    ByteBuffer out = ByteBuffer.allocate(n).order(ByteOrder.LITTLE_ENDIAN).put(FITS);
+    for (byte[] b : local) out.putInt(b.length).put(b);
+    return out.array();
+  }
+
+  /** Every rank's message by world rank from the machines' payloads (by machine), or null when a machine's did not fit. */
+  private byte[][] worldOf(List<byte[]> machines) {
+    byte[][] all = new byte[size()][];
+    for (int m = 0; m < machines.size(); m++) {
+      ByteBuffer in = ByteBuffer.wrap(machines.get(m)).order(ByteOrder.LITTLE_ENDIAN);
+      if (in.get() != FITS) return null;
+      for (int r : machineRanks[m]) {
+        byte[] b = new byte[in.getInt()];
+        in.get(b);
+        all[r] = b;
+      }
+    }
+    return all;
+  }
+
+  /** FITS and every message (length, bytes) by world rank, or TOO_BIG when that does not fit a slot. */
+  private byte[] encodeWorld(byte[][] all) {
+    long n = 1;
+    for (byte[] b : all) n += 4 + b.length;
+    if (n > control.capacity()) return new byte[] {TOO_BIG};
+    ByteBuffer out = ByteBuffer.allocate((int) n).order(ByteOrder.LITTLE_ENDIAN).put(FITS);
+    for (byte[] b : all) out.putInt(b.length).put(b);
+    return out.array();
+  }
+
+  private byte[][] decodeWorld(byte[] handOver) {
+    ByteBuffer in = ByteBuffer.wrap(handOver, 1, handOver.length - 1).order(ByteOrder.LITTLE_ENDIAN);
+    byte[][] all = new byte[size()][];
+    for (int r = 0; r < all.length; r++) {
+      all[r] = new byte[in.getInt()];
+      in.get(all[r]);
+    }
+    return all;
+  }
+
+  private void checkUsable() {
+    if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
+    try {
+      control.checkAborted();
+    } catch (CollectiveException e) {
+      throw blockFailed(e);
+    }
+  }
+
+  /**
+   * The store's failure as this transport's: this machine's block is aborted with it (its ranks
+   * hear it too), and a failure that names ranks is a {@link CollectiveTimeoutException}. A failure
+   * the block saw first is thrown instead, so that a machine's ranks report one failure.
+   */
+  private CollectiveException storeFailed(RendezvousException e) {
+    if (control.aborted()) {
+      try {
+        control.checkAborted();
+      } catch (CollectiveException first) {
+        return blockFailed(first);
+      }
+    }
+    control.abort(e.getMessage(), e.missingRanks());
+    return e.asCollective(e.getMessage());
+  }
+
+  /**
+   * The block's failure as this transport's: one that names ranks (a timeout, a peer found dead
+   * or gone, here or by another rank of the machine) is a {@link CollectiveTimeoutException}
+   * naming them, and goes to the store too, so that other machines fail with the same names
+   * rather than at their own timeouts. A plain abort reached the store from the rank that made it.
+   */
+  private CollectiveException blockFailed(CollectiveException e) {
+    if (e instanceof CollectiveTimeoutException t) {
+      world.fail(t.getMessage(), t.missingRanks());
+      return t;
+    }
+    List<Integer> missing = control.abortMissing();
+    if (missing.isEmpty()) return e;
+    world.fail(e.getMessage(), missing);
+    CollectiveTimeoutException t = new CollectiveTimeoutException(e.getMessage(), missing);
+    t.initCause(e);
+    return t;
+  }
+
+  /**
+   * {@link Transport#sendRecv} with the bytes themselves through the store, as
+   * {@link StoreTransport#sendRecv} carries them (any segments will do; a sender/receiver mismatch
+   * fails every rank alike and leaves the world usable). Host meetings rarely send bytes: the
+   * store's rounds are simplest, not fastest.
+   */
+  @Override
+  public synchronized void sendRecv(MemorySegment[] send, MemorySegment[] recv) {
+    checkUsable();
+    try {
+      bytes.sendRecv(send, recv);
+    } catch (CollectiveException e) {
+      if (e.getCause() instanceof RendezvousException re) { // the world failed, not the input
+        CollectiveException f = storeFailed(re);
+        if (f != e) f.addSuppressed(e);
+        throw f;
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Without waiting: throws the abort of the world (from this machine's block), then a
+   * {@link CollectiveTimeoutException} naming a peer of this machine that left or whose process is
+   * gone (the world fails with it), then the failure the store pushed (a rank of any machine lost
+   * or timed out, an abort, rank 0 gone). Not held up by a collective running on another thread.
+   */
+  @Override
+  public void checkPeers() {
+    if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
+    try {
+      control.checkAborted();
+      control.checkPeers();
+      world.checkPeers();
+    } catch (RendezvousException e) {
+      throw storeFailed(e);
+    } catch (CollectiveException e) {
+      throw blockFailed(e);
+    }
+  }
+
+  /**
+   * Fails every rank's current and later collectives, on every machine: this machine's ranks
+   * through the block at once, the others through the store ("world aborted by rank r: ...").
+   * Callable from any thread.
+   */
+  @Override
+  public void abort(Throwable cause) {
+    String why = "rank " + rank() + " aborted: " + cause;
+    if (!closed) control.abort(why); // once closed the block is unmapped; the world's abort is quiet then too
+    world.abort(why);
+  }
+
+  /** True once a rank aborted the world or was found dead, as far as this machine's block tells. */
+  public boolean aborted() {
+    return control.aborted();
+  }
+
+  /**
+   * Leaves the world: peers of this machine still waiting for this rank fail at once, naming it
+   * (other machines through the store). Closes the world (rank 0 waits, bounded, for the others'
+   * goodbyes) and unmaps the block.
+   */
+  @Override
+  public synchronized void close() {
+    if (closed) return;
+    closed = true;
+    control.leave();
+    world.close();
+    controlArena.close();
+  }
+
+  /** Messages between machines cannot name memory: a codec that writes a segment fails here. */
+  private record NoSegments(int rank) implements SegmentTable {
+    @Override
+    public void describe(MemorySegment segment, MessageWriter out) {
+      throw new IllegalArgumentException("a message names a segment of " + segment.byteSize() + " bytes, but "
+          + "ClusterTransport has no peer memory (its ranks may be on different machines); send the bytes with sendRecv");
+    }
+
+    @Override
+    public MemorySegment resolve(MessageReader in) {
+      throw new IllegalStateException("rank " + rank + ": rank " + in.from() + "'s message names a segment, which "
+          + "ClusterTransport cannot carry");
+    }
+  }
+}

@@ -1,0 +1,574 @@
+package io.moeyard.engine.shm;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moeyard.engine.CollectiveException;
+import io.moeyard.engine.CollectiveTimeoutException;
+import io.moeyard.engine.rendezvous.ProcessWorld;
+import io.moeyard.engine.rendezvous.RankEnv;
+import io.moeyard.engine.rendezvous.RendezvousException;
+import io.moeyard.engine.testkit.TestSeed;
+import io.moeyard.engine.transport.MessageCodec;
+import io.moeyard.engine.transport.MessageReader;
+import io.moeyard.engine.transport.MessageWriter;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.net.ServerSocket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * Ranks as threads of this JVM, each with its own connection to the store and its own mapping of
+ * its machine's control block, as processes would have; machines are pretended by name, so ranks
+ * of "different machines" share /dev/shm here but never their control block.
+ */
+@Timeout(60)
+class ClusterTransportTest {
+  private static final Duration TIMEOUT = Duration.ofSeconds(10);
+  private static final Duration SHORT = Duration.ofMillis(500);
+  private final ExecutorService pool = Executors.newCachedThreadPool();
+
+  @AfterEach
+  void nothingLeft() throws InterruptedException {
+    pool.shutdownNow();
+    assertTrue(pool.awaitTermination(10, TimeUnit.SECONDS), "a rank thread is still running");
+    List<Path> files = ShmFiles.list(ProcessHandle.current().pid());
+    assertTrue(files.isEmpty(), "shared-memory files left behind: " + files);
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(3);
+    while (true) {
+      List<String> store = Thread.getAllStackTraces().keySet().stream().filter(Thread::isAlive).map(Thread::getName)
+          .filter(n -> n.startsWith("moeyard-store")).toList();
+      if (store.isEmpty()) break;
+      assertTrue(System.nanoTime() < deadline, "store threads left running: " + store);
+      Thread.sleep(20);
+    }
+  }
+
+  static int freePort() {
+    try (ServerSocket s = new ServerSocket(0)) {
+      return s.getLocalPort();
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  static RankEnv env(int rank, int size, int port) {
+    return new RankEnv(rank, size, rank, size, "127.0.0.1", port);
+  }
+
+  static String machine(int m) {
+    return "pretend-machine-" + m;
+  }
+
+  interface Body {
+    Object run(ClusterTransport t) throws Exception;
+  }
+
+  /**
+   * A world of {@code machines.length} ranks, rank r on {@code machine(machines[r])}, each running
+   * {@code body} on its transport; returns what each rank's body returned or the RuntimeException
+   * it threw (an AssertionError is rethrown, after aborting the world so that the others end).
+   */
+  private List<Object> ranks(int[] machines, Duration timeout, Body body) throws Exception {
+    int n = machines.length;
+    int port = freePort();
+    List<Future<Object>> fs = new ArrayList<>();
+    for (int r = 0; r < n; r++) {
+      int rank = r;
+      fs.add(pool.submit(() -> {
+        try (ClusterTransport t = ClusterTransport.join(env(rank, n, port), Map.of("job", "cluster"), timeout,
+            machine(machines[rank]))) {
+          try {
+            return body.run(t);
+          } catch (AssertionError e) {
+            t.abort(e);
+            throw e;
+          }
+        } catch (RuntimeException e) {
+          return e;
+        }
+      }));
+    }
+    return results(fs);
+  }
+
+  /** Every rank's result; the first rank's AssertionError, with every other rank's failure attached. */
+  private static List<Object> results(List<Future<Object>> fs) throws Exception {
+    List<Object> out = new ArrayList<>();
+    AssertionError first = null;
+    List<Throwable> others = new ArrayList<>();
+    for (int r = 0; r < fs.size(); r++) {
+      try {
+        out.add(fs.get(r).get(40, TimeUnit.SECONDS));
+      } catch (ExecutionException e) {
+        if (first == null && e.getCause() instanceof AssertionError a) first = a;
+        else others.add(new AssertionError("rank " + r, e.getCause()));
+        out.add(e.getCause());
+      } catch (java.util.concurrent.TimeoutException e) {
+        throw new AssertionError("rank " + r + " hung", e);
+      }
+    }
+    if (first != null) {
+      for (Throwable t : others) first.addSuppressed(t);
+      throw first;
+    }
+    return out;
+  }
+
+  /** Machine indices in order of first appearance by rank: what machineOf must say. */
+  private static int[] firstAppearance(int[] machines) {
+    Map<Integer, Integer> index = new LinkedHashMap<>();
+    int[] out = new int[machines.length];
+    for (int r = 0; r < machines.length; r++) out[r] = index.computeIfAbsent(machines[r], k -> index.size());
+    return out;
+  }
+
+  record Announce(int rank, String name, long[] counts) {}
+
+  static final MessageCodec<Announce> ANNOUNCE = new MessageCodec<>() {
+    @Override
+    public void write(Announce a, MessageWriter out) {
+      out.putInt(a.rank).putString(a.name).putLongs(a.counts);
+    }
+
+    @Override
+    public Announce read(MessageReader in) {
+      return new Announce(in.getInt(), in.getString(), in.getLongs());
+    }
+  };
+
+  private static Announce announce(long seed, int round, int rank) {
+    SplittableRandom rnd = new SplittableRandom(seed * 31 + round * 1_000_003L + rank);
+    return new Announce(rank, rnd.nextInt(4) == 0 ? null : "rank-" + rank + "-" + round, rnd.longs(rnd.nextInt(0, 300)).toArray());
+  }
+
+  /** Rank p's bytes in round i: random, {@code max} at most. */
+  private static byte[] bytes(long seed, int round, int rank, int min, int max) {
+    SplittableRandom rnd = new SplittableRandom(seed * 17 + round * 7919L + rank * 104_729L);
+    byte[] b = new byte[rnd.nextInt(min, max + 1)];
+    rnd.nextBytes(b);
+    return b;
+  }
+
+  /** What round i does, alike on every rank. */
+  private enum Op { BYTES, CODEC, LONG, BARRIER, MACHINE_BARRIER, ONE_TOO_BIG, WORLD_TOO_BIG }
+
+  /**
+   * Many rounds of every kind on one world, each rank checking every rank's message (by world
+   * rank) against what it must be: small bytes and codec messages through the blocks and the
+   * leaders, a round with one message too big for a slot, and one whose world does not fit a
+   * slot though each message does (both through the store, for every rank alike), barriers.
+   */
+  private void gatherRounds(TestSeed seed, int[] machines, int rounds) throws Exception {
+    int n = machines.length;
+    int[] expectedMachine = firstAppearance(machines);
+    long s = seed.value();
+    int slot = ClusterTransport.SLOT_BYTES;
+    List<Object> out = ranks(machines, TIMEOUT, t -> {
+      seed.check(() -> {
+        int me = t.rank();
+        assertEquals(n, t.size());
+        for (int r = 0; r < n; r++) assertEquals(expectedMachine[r], t.machineOf(r), "machine of rank " + r);
+        assertEquals(Arrays.stream(expectedMachine).max().orElse(0) + 1, t.machines());
+        SplittableRandom ops = new SplittableRandom(s + 12345);
+        for (int i = 0; i < rounds; i++) {
+          Op op = Op.values()[ops.nextInt(Op.values().length)];
+          int big = ops.nextInt(n);
+          switch (op) {
+            case BYTES, ONE_TOO_BIG, WORLD_TOO_BIG -> {
+              byte[] mine = switch (op) {
+                case BYTES -> bytes(s, i, me, 0, 3000);
+                case ONE_TOO_BIG -> me == big ? bytes(s, i, me, slot, slot + 5000) : bytes(s, i, me, 0, 100);
+                default -> bytes(s, i, me, slot / n + 100, slot / n + 2000);
+              };
+              Object[] all = t.allGather(mine);
+              assertEquals(n, all.length);
+              assertSame(mine, all[me]);
+              for (int p = 0; p < n; p++) {
+                byte[] want = switch (op) {
+                  case BYTES -> bytes(s, i, p, 0, 3000);
+                  case ONE_TOO_BIG -> p == big ? bytes(s, i, p, slot, slot + 5000) : bytes(s, i, p, 0, 100);
+                  default -> bytes(s, i, p, slot / n + 100, slot / n + 2000);
+                };
+                assertArrayEquals(want, (byte[]) all[p], "round " + i + " (" + op + "): rank " + p + "'s message");
+              }
+            }
+            case CODEC -> {
+              Object[] all = t.allGather(announce(s, i, me), ANNOUNCE);
+              for (int p = 0; p < n; p++) {
+                Announce want = announce(s, i, p);
+                Announce got = (Announce) all[p];
+                assertEquals(want.rank, got.rank, "round " + i + ": rank " + p);
+                assertEquals(want.name, got.name, "round " + i + ": rank " + p);
+                assertArrayEquals(want.counts, got.counts, "round " + i + ": rank " + p);
+              }
+            }
+            case LONG -> {
+              Object[] all = t.allGather(s * 3 + 1000L * i + me);
+              for (int p = 0; p < n; p++) assertEquals(s * 3 + 1000L * i + p, all[p], "round " + i + ": rank " + p);
+            }
+            case BARRIER -> t.barrier();
+            case MACHINE_BARRIER -> t.machineBarrier();
+          }
+        }
+        t.checkPeers(); // nobody has left yet: the barrier below holds them
+        t.barrier();
+      });
+      return "ok";
+    });
+    for (Object o : out) assertEquals("ok", o, seed + " machines " + Arrays.toString(machines));
+  }
+
+  @Test
+  void allGatherGivesEveryRanksMessageByWorldRankOnInterleavedMachines() throws Exception {
+    TestSeed seed = TestSeed.fresh();
+    gatherRounds(seed, new int[] {0, 1, 0, 1}, 40);
+    gatherRounds(new TestSeed(seed.value() + 1), new int[] {2, 0, 0, 1, 2, 0}, 30); // names out of order, uneven
+  }
+
+  @Test
+  void allGatherGivesEveryRanksMessageOnRandomWorlds() throws Exception {
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    for (int w = 0; w < 5; w++) {
+      int n = w == 0 ? 1 : rnd.nextInt(2, 7);
+      int k = rnd.nextInt(1, Math.min(3, n) + 1);
+      int[] machines = new int[n];
+      for (int r = 0; r < n; r++) machines[r] = rnd.nextInt(k);
+      gatherRounds(new TestSeed(seed.value() + 100 * w), machines, 20);
+    }
+  }
+
+  @Test
+  void sendRecvMovesEveryByteBetweenMachines() throws Exception {
+    TestSeed seed = TestSeed.fresh();
+    long s = seed.value();
+    int[] machines = {0, 1, 1, 0};
+    int n = machines.length;
+    List<Object> out = ranks(machines, TIMEOUT, t -> {
+      seed.check(() -> {
+        int me = t.rank();
+        try (Arena arena = Arena.ofConfined()) {
+          for (int i = 0; i < 4; i++) {
+            MemorySegment[] send = new MemorySegment[n];
+            MemorySegment[] recv = new MemorySegment[n];
+            for (int q = 0; q < n; q++) {
+              byte[] b = pair(s, i, me, q);
+              send[q] = b.length == 0 ? null : (q % 2 == 0 ? MemorySegment.ofArray(b) : arena.allocate(b.length).copyFrom(MemorySegment.ofArray(b)));
+              recv[q] = arena.allocate(pair(s, i, q, me).length);
+            }
+            t.sendRecv(send, recv);
+            for (int p = 0; p < n; p++) {
+              assertArrayEquals(pair(s, i, p, me), recv[p].toArray(ValueLayout.JAVA_BYTE), "round " + i + " from rank " + p);
+            }
+            t.allGather(me); // a meeting between sendRecvs keeps the rounds in step
+          }
+        }
+      });
+      return "ok";
+    });
+    for (Object o : out) assertEquals("ok", o);
+  }
+
+  /** Bytes from p to q in round i: random sizes, some empty (i == 1: nothing to the last rank). */
+  private static byte[] pair(long seed, int round, int p, int q) {
+    SplittableRandom rnd = new SplittableRandom(seed + round * 4099L + p * 64L + q);
+    int len = round == 1 && q == 3 ? 0 : Math.max(0, rnd.nextInt(-300, 5000));
+    byte[] b = new byte[len];
+    rnd.nextBytes(b);
+    return b;
+  }
+
+  /**
+   * Machine 0's barrier waits for its slow rank; machine 1's ranks pass theirs while that rank has
+   * not even arrived (it waits for them to pass first, so a barrier that waited for it would hang).
+   */
+  @Test
+  void machineBarrierWaitsForItsMachineOnly() throws Exception {
+    int[] machines = {0, 0, 1, 1};
+    CountDownLatch machine1Passed = new CountDownLatch(2);
+    AtomicBoolean slowArrived = new AtomicBoolean();
+    List<Object> out = ranks(machines, TIMEOUT, t -> {
+      int me = t.rank();
+      for (int round = 0; round < 3; round++) {
+        if (me == 1) {
+          if (round == 0) assertTrue(machine1Passed.await(8, TimeUnit.SECONDS), "machine 1's barrier waited for rank 1");
+          slowArrived.set(true);
+        }
+        t.machineBarrier();
+        if (me == 0) assertTrue(slowArrived.get(), "rank 0's machine barrier returned before rank 1 arrived");
+        if (me >= 2 && round == 0) machine1Passed.countDown();
+      }
+      t.barrier();
+      return "ok";
+    });
+    assertEquals(List.of("ok", "ok", "ok", "ok"), out);
+  }
+
+  /**
+   * A non-leader of machine 1 aborts while machine 0's ranks wait: in their own machine's round
+   * ({@code blockedAt} "machine", its other rank not there yet) or past it, at the leaders' round
+   * and the hand-over ("leaders"). They fail well before the timeout, naming rank 3 and its reason.
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"machine", "leaders"})
+  void anAbortOnOneMachineReachesTheOtherAtOnce(String blockedAt) throws Exception {
+    int[] machines = {0, 1, 0, 1};
+    AtomicLong abortedAt = new AtomicLong();
+    CountDownLatch failed = new CountDownLatch(1);
+    List<Object> out = ranks(machines, TIMEOUT, t -> {
+      int me = t.rank();
+      if (me == 3) {
+        Thread.sleep(300); // the others are waiting by now
+        abortedAt.set(System.nanoTime());
+        t.abort(new IllegalStateException("rank 3 gives up"));
+        return "aborted";
+      }
+      if (me == 2 && blockedAt.equals("machine")) {
+        assertTrue(failed.await(20, TimeUnit.SECONDS), "rank 0 never failed");
+      }
+      CollectiveException e = assertThrows(CollectiveException.class, () -> t.allGather(me));
+      long millis = (System.nanoTime() - abortedAt.get()) / 1_000_000;
+      if (me == 0) failed.countDown();
+      CollectiveException again = assertThrows(CollectiveException.class, t::barrier); // final
+      assertTrue(again.getMessage().contains("rank 3"), again.getMessage());
+      return millis + " ms: " + e.getMessage();
+    });
+    for (int r : new int[] {0, 1, 2}) {
+      String m = assertInstanceOf(String.class, out.get(r));
+      assertTrue(m.contains("world aborted by rank 3") && m.contains("rank 3 gives up"), "rank " + r + ": " + m);
+      if (r == 2 && blockedAt.equals("machine")) continue; // it came after the failure
+      long millis = Long.parseLong(m.substring(0, m.indexOf(" ms")));
+      assertTrue(millis < 5_000, "rank " + r + " took " + m + " (the timeout is 10 s)");
+    }
+  }
+
+  /**
+   * A rank that never arrives is named (its world rank) on every other rank, of its machine and of
+   * the others, within about the timeout: a non-leader (3), a leader with a peer on its machine
+   * (1), a non-leader of rank 0's machine (2), and a machine's only rank (5, named by the store).
+   */
+  @ParameterizedTest
+  @ValueSource(ints = {3, 1, 2, 5})
+  void aMissingRankIsNamedEverywhere(int missing) throws Exception {
+    int[] machines = {0, 1, 0, 1, 0, 2};
+    CountDownLatch done = new CountDownLatch(machines.length - 1);
+    List<Object> out = ranks(machines, SHORT, t -> {
+      int me = t.rank();
+      t.barrier();
+      if (me == missing) {
+        assertTrue(done.await(20, TimeUnit.SECONDS), "the others never failed");
+        return "missing";
+      }
+      long start = System.nanoTime();
+      try {
+        CollectiveTimeoutException e = assertThrows(CollectiveTimeoutException.class, () -> t.allGather(new byte[me + 1]));
+        return (System.nanoTime() - start) / 1_000_000 + " ms " + e.missingRanks() + ": " + e.getMessage();
+      } finally {
+        done.countDown();
+      }
+    });
+    for (int r = 0; r < machines.length; r++) {
+      if (r == missing) continue;
+      String m = assertInstanceOf(String.class, out.get(r), "rank " + r);
+      assertTrue(m.contains(" ms [" + missing + "]: ") && m.contains("rank(s) [" + missing + "] did not reach"), "rank " + r + ": " + m);
+      long millis = Long.parseLong(m.substring(0, m.indexOf(" ms")));
+      // the timeout is 500 ms; a machine's only rank is named by the store at 1.5 times that
+      assertTrue(millis < 3_000, "rank " + r + " took " + m);
+    }
+  }
+
+  /** A rank that cannot map its machine's block: every rank fails with one message naming it, with the hint. */
+  @Test
+  void aRankThatCannotMapItsMachinesBlockFailsEveryRankWithOneMessage() throws Exception {
+    int[] machines = {0, 0, 1, 1};
+    int n = machines.length;
+    int port = freePort();
+    Path elsewhere = Files.createTempDirectory("moeyard-cluster-test");
+    try {
+      List<Future<Object>> fs = new ArrayList<>();
+      for (int r = 0; r < n; r++) {
+        int rank = r;
+        fs.add(pool.submit(() -> {
+          ProcessWorld w = ProcessWorld.join(env(rank, n, port), Map.of(), TIMEOUT);
+          try (ClusterTransport t = ClusterTransport.open(w, TIMEOUT, machine(machines[rank]), rank == 3 ? elsewhere : ShmFiles.dir())) {
+            return "joined";
+          } catch (RuntimeException e) {
+            return e;
+          }
+        }));
+      }
+      List<Object> out = results(fs);
+      String first = assertInstanceOf(CollectiveException.class, out.get(0)).getMessage();
+      assertTrue(first.contains("rank 3 cannot map the control block") && first.contains("of machine 1 ('pretend-machine-1')")
+          && first.contains("leader rank 2") && first.contains("NoSuchFileException")
+          && first.contains("Ranks that report the same machine must share") && first.contains("look like one machine"), first);
+      for (Object o : out) assertEquals(first, assertInstanceOf(CollectiveException.class, o).getMessage());
+    } finally {
+      try (var s = Files.list(elsewhere)) {
+        assertEquals(List.of(), s.toList(), "nothing may be created where the rank could not map");
+      }
+      Files.delete(elsewhere);
+    }
+  }
+
+  @Test
+  void aRankWithoutAMachineNameFailsEveryRankNamingIt() throws Exception {
+    int n = 3;
+    int port = freePort();
+    List<Future<Object>> fs = new ArrayList<>();
+    for (int r = 0; r < n; r++) {
+      int rank = r;
+      fs.add(pool.submit(() -> {
+        try (ClusterTransport t = ClusterTransport.join(env(rank, n, port), Map.of(), TIMEOUT, rank == 1 ? " " : machine(0))) {
+          return "joined";
+        } catch (RuntimeException e) {
+          return e;
+        }
+      }));
+    }
+    for (Object o : results(fs)) {
+      String m = assertInstanceOf(CollectiveException.class, o).getMessage();
+      assertEquals("rank 1 gave no machine name (null or blank) (every rank needs a machine name, as "
+          + "ClusterTransport.thisMachine(), and a positive timeout)", m);
+    }
+  }
+
+  @Test
+  void mismatchedConfigurationsFailEveryRank() throws Exception {
+    int n = 3;
+    int port = freePort();
+    List<Future<Object>> fs = new ArrayList<>();
+    for (int r = 0; r < n; r++) {
+      int rank = r;
+      fs.add(pool.submit(() -> {
+        try (ClusterTransport t = ClusterTransport.join(env(rank, n, port), Map.of("experts", rank == 2 ? "64" : "32"),
+            TIMEOUT, machine(rank % 2))) {
+          return "joined";
+        } catch (RuntimeException e) {
+          return e;
+        }
+      }));
+    }
+    for (Object o : results(fs)) {
+      String m = assertInstanceOf(RendezvousException.class, o).getMessage();
+      assertTrue(m.contains("ranks disagree on the configuration: rank 2 has experts=64, rank 0 has experts=32"), m);
+    }
+  }
+
+  /** A segment in a message: every rank fails naming the sender, and the world goes on. */
+  @Test
+  void itHasNoPeerMemoryAndRefusalsLeaveTheWorldUsable() throws Exception {
+    MessageCodec<MemorySegment> segment = new MessageCodec<>() {
+      @Override
+      public void write(MemorySegment s, MessageWriter out) {
+        out.putSegment(s);
+      }
+
+      @Override
+      public MemorySegment read(MessageReader in) {
+        return in.getSegment();
+      }
+    };
+    List<Object> out = ranks(new int[] {0, 1, 1}, TIMEOUT, t -> {
+      assertFalse(t.peerStores());
+      assertFalse(t.sharesAddressSpace());
+      try (Arena arena = Arena.ofConfined()) {
+        assertFalse(t.reachable(arena.allocate(8)));
+        UnsupportedOperationException u = assertThrows(UnsupportedOperationException.class, () -> t.peerMemory(1024));
+        assertTrue(u.getMessage().contains("ClusterTransport has no peer memory"), u.getMessage());
+        MemorySegment s = t.rank() == 2 ? arena.allocate(16) : null;
+        CollectiveException e = assertThrows(CollectiveException.class, () -> t.allGather(s, segment));
+        assertNull(t.allGather(null, segment)[(t.rank() + 1) % 3]);
+        t.checkPeers();
+        t.barrier(); // nobody leaves while another still checks its peers
+        return e.getMessage();
+      }
+    });
+    for (Object o : out) {
+      String m = assertInstanceOf(String.class, o);
+      assertTrue(m.startsWith("rank 2: a message names a segment of 16 bytes, but ClusterTransport has no peer memory"), m);
+    }
+  }
+
+  /** An abort reaches another machine's rank that is in no collective: its checkPeers throws it, polled. */
+  @Test
+  void checkPeersSeesAnAbortOfAnotherMachine() throws Exception {
+    CountDownLatch aborted = new CountDownLatch(1);
+    List<Object> out = ranks(new int[] {0, 0, 1}, TIMEOUT, t -> {
+      t.barrier();
+      if (t.rank() == 2) {
+        t.abort(new IllegalStateException("rank 2 gives up"));
+        aborted.countDown();
+        return "aborted";
+      }
+      assertTrue(aborted.await(10, TimeUnit.SECONDS));
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+      while (true) {
+        try {
+          t.checkPeers();
+        } catch (CollectiveException e) {
+          return e.getMessage();
+        }
+        assertTrue(System.nanoTime() < deadline, "checkPeers never saw the abort");
+        Thread.sleep(5);
+      }
+    });
+    for (int r : new int[] {0, 1}) {
+      String m = assertInstanceOf(String.class, out.get(r));
+      assertTrue(m.contains("world aborted by rank 2") && m.contains("rank 2 gives up"), m);
+    }
+  }
+
+  /** After close: collectives and checks say so, and an abort (a late error handler's) is harmless. */
+  @Test
+  void aClosedTransportRefusesCollectivesAndAbortsQuietly() throws Exception {
+    List<Object> out = ranks(new int[] {0, 1}, TIMEOUT, t -> {
+      t.barrier();
+      t.close();
+      t.abort(new IllegalStateException("too late"));
+      CollectiveException e = assertThrows(CollectiveException.class, t::barrier);
+      assertThrows(CollectiveException.class, t::checkPeers);
+      return e.getMessage();
+    });
+    for (int r = 0; r < 2; r++) assertEquals("rank " + r + ": the transport is closed", out.get(r));
+  }
+
+  @Test
+  void thisMachineIsTheHostAndItsBoot() throws Exception {
+    String m = ClusterTransport.thisMachine();
+    assertTrue(m.startsWith(java.net.InetAddress.getLocalHost().getHostName()), m);
+    Path boot = Path.of("/proc/sys/kernel/random/boot_id");
+    if (Files.exists(boot)) assertTrue(m.endsWith(" (boot " + Files.readString(boot).trim() + ")"), m);
+  }
+}
