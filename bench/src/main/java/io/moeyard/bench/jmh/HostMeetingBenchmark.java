@@ -47,7 +47,9 @@ import org.openjdk.jmh.annotations.Warmup;
  *   <li>{@code store4}, {@code cluster2x2}: four ranks; for the cluster two pretend machines of two
  *       ranks each (only the leaders meet at the store).
  * </ul>
- * Score is time per meeting. Run: {@code ./moeyard jmh HostMeetingBenchmark}.
+ * {@code allGather} scores one meeting; {@code dispatchMeetingsBefore} and {@code dispatchMeetingsNow}
+ * the host meetings of one cuda dispatch between rank processes, before and after it met once and
+ * kept its meetings about device events within machines. Run: {@code ./moeyard jmh HostMeetingBenchmark}.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -70,9 +72,20 @@ public class HostMeetingBenchmark {
   private static final byte GO = 0;
   private static final byte STOP = 1;
 
+  /** What rank 0 and its peers do per benchmark call, after the benchmark method's name. */
+  private enum Sequence { GATHER, DISPATCH_BEFORE, DISPATCH_NOW }
+
+  private Sequence sequence;
+
   @Setup(Level.Trial)
-  public void setup() throws Exception {
+  public void setup(org.openjdk.jmh.infra.BenchmarkParams params) throws Exception {
     message = new byte[bytes];
+    String method = params.getBenchmark().substring(params.getBenchmark().lastIndexOf('.') + 1);
+    sequence = switch (method) {
+      case "dispatchMeetingsBefore" -> Sequence.DISPATCH_BEFORE;
+      case "dispatchMeetingsNow" -> Sequence.DISPATCH_NOW;
+      default -> Sequence.GATHER;
+    };
     switch (transport) {
       case "injvm" -> {
         CpuWorld world = CpuWorld.create(Topology.singleNode(2), Duration.ofSeconds(30));
@@ -106,6 +119,7 @@ public class HostMeetingBenchmark {
         while (true) {
           Object[] got = peer.allGather(mine);
           if (((byte[]) got[0])[0] == STOP) return;
+          rest(peer, mine);
         }
       });
     }
@@ -133,6 +147,48 @@ public class HostMeetingBenchmark {
   public Object[] allGather() {
     message[0] = GO;
     return me.allGather(message);
+  }
+
+  /**
+   * A cuda rank process's host meetings in one dispatch before this change of the communicator:
+   * the entries and the layout counts (two all-gathers), then two world barriers about device
+   * events (the offsets, the sends).
+   */
+  @Benchmark
+  public Object[] dispatchMeetingsBefore() {
+    message[0] = GO;
+    Object[] got = me.allGather(message);
+    rest(me, message);
+    return got;
+  }
+
+  /**
+   * The same dispatch now: one all-gather (verdict, switches and counts together) and two machine
+   * barriers, which a {@link ClusterTransport} keeps within each machine (elsewhere they are world
+   * barriers).
+   */
+  @Benchmark
+  public Object[] dispatchMeetingsNow() {
+    message[0] = GO;
+    Object[] got = me.allGather(message);
+    rest(me, message);
+    return got;
+  }
+
+  /** What follows the first all-gather of a call, the same on every rank. */
+  private void rest(Transport t, byte[] mine) {
+    switch (sequence) {
+      case GATHER -> {}
+      case DISPATCH_BEFORE -> {
+        t.allGather(mine);
+        t.barrier();
+        t.barrier();
+      }
+      case DISPATCH_NOW -> {
+        t.machineBarrier();
+        t.machineBarrier();
+      }
+    }
   }
 
   @TearDown(Level.Trial)
