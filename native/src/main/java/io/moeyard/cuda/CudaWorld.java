@@ -377,20 +377,12 @@ public final class CudaWorld implements AutoCloseable {
 
   /**
    * This machine, as far as CUDA IPC can reach: its host name and boot id (processes of one
-   * machine share both; simulated nodes on one host are one machine).
+   * machine share both; simulated nodes on one host are one machine), the same name a
+   * {@link io.moeyard.engine.shm.ClusterTransport} groups its ranks by, so that its machine
+   * barriers serve this world's meetings about device events.
    */
   private static String machine() {
-    String host;
-    try {
-      host = java.net.InetAddress.getLocalHost().getHostName();
-    } catch (java.io.IOException e) {
-      host = "unknown-host";
-    }
-    try {
-      return host + " (boot " + java.nio.file.Files.readString(java.nio.file.Path.of("/proc/sys/kernel/random/boot_id")).trim() + ")";
-    } catch (java.io.IOException | RuntimeException e) {
-      return host;
-    }
+    return io.moeyard.engine.shm.ClusterTransport.thisMachine();
   }
 
   /** Rank r's communicator (the same object on every call); use it from one thread. With one rank per process: this process's rank only. */

@@ -62,6 +62,33 @@ class CudaWorldJoinTest {
     for (Object o : got) assertEquals(CudaBackend.availability().message(), assertInstanceOf(CudaUnavailableException.class, o).getMessage());
   }
 
+  /**
+   * Over a cluster transport of two (pretend) machines the verdicts are the same, and so is bad
+   * input: a node that spans machines is named before a missing GPU.
+   */
+  @Test
+  void overAClusterTransportEveryRankSaysSoToo() throws Exception {
+    Assumptions.assumeFalse(CudaBackend.availability().available(), "CUDA is available here");
+    List<Object> got = NativeTestSupport.ranks(4, r -> (w -> {
+      try (var t = io.moeyard.engine.shm.ClusterTransport.open(w, Duration.ofSeconds(10), "pretend-" + r / 2);
+          CudaWorld world = CudaWorld.join(t, ExpertMap.trivial(new Topology(2, 2), 8), CONFIG)) {
+        return world;
+      }
+    }));
+    for (Object o : got) assertEquals(CudaBackend.availability().message(), assertInstanceOf(CudaUnavailableException.class, o).getMessage());
+    List<Object> spanning = NativeTestSupport.ranks(4, r -> (w -> {
+      try (var t = io.moeyard.engine.shm.ClusterTransport.open(w, Duration.ofSeconds(10), "pretend-" + r / 2);
+          CudaWorld world = CudaWorld.join(t, ExpertMap.trivial(new Topology(1, 4), 8), CONFIG, CudaWorld.DEFAULT_DEVICE_TIMEOUT,
+              "pretend-" + r / 2, CudaWorld.HOST_LEG)) {
+        return world;
+      }
+    }));
+    for (Object o : spanning) {
+      String m = assertInstanceOf(IllegalArgumentException.class, o).getMessage();
+      assertTrue(m.contains("node 0 spans machines"), m);
+    }
+  }
+
   /** Bad input is named before a missing GPU, the same on every rank. */
   @Test
   void aRankWithAnotherMapOrConfigFailsEveryRankNamingIt() throws Exception {

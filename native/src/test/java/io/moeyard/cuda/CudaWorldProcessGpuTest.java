@@ -48,7 +48,7 @@ class CudaWorldProcessGpuTest {
    * for the fused and the unfused variant (whose blocks for the other machine cross on the channel).
    */
   @ParameterizedTest(name = "host meetings over {0}")
-  @org.junit.jupiter.params.provider.ValueSource(strings = {"machines", "machines-store"})
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"machines", "machines-store", "machines-cluster"})
   void twoPretendMachinesMatchTheReference(String mode) throws Exception {
     long seed = TestSeed.fresh().value();
     List<CudaIpcGpuTest.Rank> ranks = CudaIpcGpuTest.start(4, 2, CudaWorldRankMain.class.getName(), Long.toString(seed), mode);

@@ -9,6 +9,9 @@ import io.moeyard.comm.Dispatched;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.rendezvous.StoreTransport;
+import io.moeyard.engine.rendezvous.ProcessWorld;
+import io.moeyard.engine.rendezvous.RankEnv;
+import io.moeyard.engine.shm.ClusterTransport;
 import io.moeyard.engine.shm.ShmTransport;
 import io.moeyard.engine.transport.Transport;
 import io.moeyard.testkit.Workload;
@@ -32,6 +35,8 @@ import java.util.SplittableRandom;
  * or seed, {@code machines}: each node a machine of its own ({@link #machinesCase}); or seed,
  * {@code machines-store}: the same with the host meetings through the TCP store
  * ({@link StoreTransport}, as between real machines) instead of shared memory; or seed,
+ * {@code machines-cluster}: the same with a {@link ClusterTransport} grouping the ranks by the
+ * pretend machines (its machine barriers wait for one pretend machine); or seed,
  * {@code machines-nccl}: the same over shared memory with the messages between the pretend
  * machines on NCCL (the leg a world of real machines takes), which takes several ranks of one GPU
  * only where NCCL allows it ({@code NCCL_MULTI_RANK_GPU_ENABLE=1}, NCCL 2.30): where its set-up
@@ -49,6 +54,7 @@ public final class CudaWorldRankMain {
   public static void main(String[] args) {
     long seed = Long.parseLong(args[0]);
     boolean overStore = args[1].equals("machines-store");
+    boolean overCluster = args[1].equals("machines-cluster");
     boolean overNccl = args[1].equals("machines-nccl");
     int cases = args[1].equals("die") || args[1].startsWith("machines") ? 0 : Integer.parseInt(args[1]);
     String verdict;
@@ -56,9 +62,10 @@ public final class CudaWorldRankMain {
     // the probe first: CUDA's start-up must not eat the rendezvous's timeout
     CudaAvailability cuda = CudaAvailability.get();
     Map<String, String> agreed = Map.of("test", "cuda-world", "seed", Long.toString(seed));
-    try (ShmTransport shm = overStore ? null : ShmTransport.join(agreed);
-        StoreTransport store = overStore ? StoreTransport.join(agreed) : null) {
-      Transport t = overStore ? store : shm;
+    try (ShmTransport shm = overStore || overCluster ? null : ShmTransport.join(agreed);
+        StoreTransport store = overStore ? StoreTransport.join(agreed) : null;
+        ClusterTransport cluster = overCluster ? clusterOfPretendMachines(agreed) : null) {
+      Transport t = overStore ? store : overCluster ? cluster : shm;
       me = t.rank();
       if (!cuda.available()) {
         t.barrier();
@@ -71,7 +78,8 @@ public final class CudaWorldRankMain {
         verdict = die(shm, seed);
       } else if (args[1].startsWith("machines")) {
         for (int i = 0; i < 4; i++) machinesCase(t, seed, i, overNccl);
-        verdict = "ok, 4 cases as machines" + (overStore ? " over the store" : overNccl ? " over NCCL" : "");
+        verdict = "ok, 4 cases as machines" + (overStore ? " over the store" : overCluster ? " over the cluster transport"
+            : overNccl ? " over NCCL" : "");
       } else {
         for (int i = 0; i < cases; i++) runCase(shm, seed, i);
         verdict = "ok, " + cases + " cases";
@@ -84,6 +92,20 @@ public final class CudaWorldRankMain {
     System.out.println("cuda-world rank " + me + ": " + verdict);
     System.out.flush();
     System.exit(verdict.startsWith("ok") || verdict.startsWith(NCCL_REFUSED) ? 0 : 1);
+  }
+
+  /**
+   * The host meetings of {@code machines-cluster}: a {@link ClusterTransport} whose machines are the
+   * pretend ones {@link #machinesCase} gives the world, so that its meetings about device events
+   * are machine barriers that wait for one pretend machine only.
+   */
+  private static ClusterTransport clusterOfPretendMachines(Map<String, String> agreed) {
+    RankEnv env = RankEnv.fromEnv();
+    return ClusterTransport.join(env, agreed, ProcessWorld.DEFAULT_TIMEOUT, pretendMachine(env.rank(), env.localWorldSize()));
+  }
+
+  static String pretendMachine(int rank, int localRanks) {
+    return "pretend-machine-" + rank / localRanks;
   }
 
   private static void runCase(ShmTransport t, long seed, int i) {
@@ -174,7 +196,7 @@ public final class CudaWorldRankMain {
     KernelCases.Expected[] want = KernelCases.dispatch(wl);
     byte[][] wantOut = KernelCases.combine(wl);
     try (CudaWorld world = CudaWorld.join(t, shape.map(), shape.comm(), overNccl ? NCCL_TIMEOUT : CudaWorld.DEFAULT_DEVICE_TIMEOUT,
-        "pretend-machine-" + me / local, overNccl ? null : CudaWorld.HOST_LEG)) {
+        pretendMachine(me, local), overNccl ? null : CudaWorld.HOST_LEG)) {
       abortingOnFailure(t, () -> {
         CudaCommunicator c = world.communicator();
         world.useVariant(CommConfig.Variant.FUSED);
