@@ -254,8 +254,8 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
    */
   private CollectiveException storeFailed(RendezvousException e) {
     control.checkAborted();
-    control.abort("rank " + rank() + " lost the store: " + e.getMessage());
-    return e.asCollective("rank " + rank() + ": " + e.getMessage());
+    control.abort(e.getMessage());
+    return e.asCollective(e.getMessage()); // the store's messages already name this rank
   }
 
   /**
