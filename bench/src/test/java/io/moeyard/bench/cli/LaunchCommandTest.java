@@ -35,19 +35,8 @@ class LaunchCommandTest {
   }
 
   private static Result launch(String... args) throws IOException, InterruptedException {
-    ProcessBuilder pb = new ProcessBuilder(launcherCommand(args)).redirectErrorStream(true);
-    pb.environment().remove("MOEYARD_JVM_OPTS");
     long t0 = System.nanoTime();
-    Process p = pb.start();
-    byte[] out;
-    try (var in = p.getInputStream()) {
-      out = in.readAllBytes();
-    }
-    if (!p.waitFor(60, TimeUnit.SECONDS)) {
-      p.destroyForcibly();
-      throw new AssertionError("launch hung:\n" + new String(out, StandardCharsets.UTF_8));
-    }
-    return new Result(p.exitValue(), new String(out, StandardCharsets.UTF_8), (System.nanoTime() - t0) / 1_000_000);
+    return finish(start(args), t0);
   }
 
   private static List<Long> rankPids(String output) {
