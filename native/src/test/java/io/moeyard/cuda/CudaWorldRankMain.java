@@ -2,6 +2,7 @@ package io.moeyard.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moeyard.comm.Arrivals;
 import io.moeyard.comm.CommConfig;
@@ -198,6 +199,16 @@ public final class CudaWorldRankMain {
     try (CudaWorld world = CudaWorld.join(t, shape.map(), shape.comm(), overNccl ? NCCL_TIMEOUT : CudaWorld.DEFAULT_DEVICE_TIMEOUT,
         pretendMachine(me, local), overNccl ? null : CudaWorld.HOST_LEG)) {
       abortingOnFailure(t, () -> {
+        // what this mode is for: the meetings about device events are machine barriers (over a
+        // ClusterTransport they wait for one pretend machine; the other transports' are the
+        // world's), and with a node per machine the near channel is skipped. Without these the
+        // case would pass on world barriers and never exercise them.
+        assertTrue(world.machineMeetings, "meetings about device events are machine barriers, " + ctx);
+        assertTrue(!world.nearMessages, "no message stays on a pretend machine, " + ctx);
+        if (t instanceof ClusterTransport ct) {
+          assertEquals(n / local, ct.machines(), "the cluster transport's machines are the pretend ones, " + ctx);
+          assertEquals(me / local, ct.machineOf(me), ctx);
+        }
         CudaCommunicator c = world.communicator();
         world.useVariant(CommConfig.Variant.FUSED);
         CudaWorldGpuTest.checkRank(c, wl, shape, want, wantOut, CommConfig.Variant.FUSED, ctx);
