@@ -60,6 +60,25 @@ class CudaWorldProcessGpuTest {
   }
 
   /**
+   * Four rank processes, a node each, as two pretend machines of two nodes, the host meetings
+   * through a {@link io.moeyard.engine.shm.ClusterTransport} of those machines: the messages between
+   * the nodes of one machine take the near channel (peer copies), the others host staging, and
+   * a meeting about device events is a machine barrier that must wait for both nodes of a
+   * machine (a node's barrier would not). Every rank matches the reference.
+   */
+  @org.junit.jupiter.api.Test
+  void twoPretendMachinesOfTwoNodesMatchTheReference() throws Exception {
+    long seed = TestSeed.fresh().value();
+    List<CudaIpcGpuTest.Rank> ranks = CudaIpcGpuTest.start(4, 1, CudaWorldRankMain.class.getName(), Long.toString(seed),
+        "machines-cluster-two-nodes");
+    String all = CudaIpcGpuTest.finish(ranks, 150);
+    for (int r = 0; r < 4; r++) {
+      assertEquals(0, ranks.get(r).process().exitValue(), "rank " + r + " failed (seed " + seed + "):\n" + all);
+      assertTrue(ranks.get(r).text().contains("cuda-world rank " + r + ": ok"), all);
+    }
+  }
+
+  /**
    * Rank 1 of 3 halts with its part of a combine still queued: ranks 0 and 2 come back (they print
    * whether they failed naming rank 1, found by the transport's check or at the device timeout, or
    * the driver released its events), and nothing hangs.

@@ -2,6 +2,7 @@ package io.moeyard.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moeyard.comm.Arrivals;
 import io.moeyard.comm.CommConfig;
@@ -37,6 +38,8 @@ import java.util.SplittableRandom;
  * ({@link StoreTransport}, as between real machines) instead of shared memory; or seed,
  * {@code machines-cluster}: the same with a {@link ClusterTransport} grouping the ranks by the
  * pretend machines (its machine barriers wait for one pretend machine); or seed,
+ * {@code machines-cluster-two-nodes}: the same with two nodes on each pretend machine (messages
+ * between them on the near channel, peer copies; a machine barrier waits for both nodes); or seed,
  * {@code machines-nccl}: the same over shared memory with the messages between the pretend
  * machines on NCCL (the leg a world of real machines takes), which takes several ranks of one GPU
  * only where NCCL allows it ({@code NCCL_MULTI_RANK_GPU_ENABLE=1}, NCCL 2.30): where its set-up
@@ -54,7 +57,8 @@ public final class CudaWorldRankMain {
   public static void main(String[] args) {
     long seed = Long.parseLong(args[0]);
     boolean overStore = args[1].equals("machines-store");
-    boolean overCluster = args[1].equals("machines-cluster");
+    boolean overCluster = args[1].startsWith("machines-cluster");
+    int nodesPerMachine = args[1].equals("machines-cluster-two-nodes") ? 2 : 1;
     boolean overNccl = args[1].equals("machines-nccl");
     int cases = args[1].equals("die") || args[1].startsWith("machines") ? 0 : Integer.parseInt(args[1]);
     String verdict;
@@ -64,7 +68,7 @@ public final class CudaWorldRankMain {
     Map<String, String> agreed = Map.of("test", "cuda-world", "seed", Long.toString(seed));
     try (ShmTransport shm = overStore || overCluster ? null : ShmTransport.join(agreed);
         StoreTransport store = overStore ? StoreTransport.join(agreed) : null;
-        ClusterTransport cluster = overCluster ? clusterOfPretendMachines(agreed) : null) {
+        ClusterTransport cluster = overCluster ? clusterOfPretendMachines(agreed, nodesPerMachine) : null) {
       Transport t = overStore ? store : overCluster ? cluster : shm;
       me = t.rank();
       if (!cuda.available()) {
@@ -77,8 +81,8 @@ public final class CudaWorldRankMain {
       if (args[1].equals("die")) {
         verdict = die(shm, seed);
       } else if (args[1].startsWith("machines")) {
-        for (int i = 0; i < 4; i++) machinesCase(t, seed, i, overNccl);
-        verdict = "ok, 4 cases as machines" + (overStore ? " over the store" : overCluster ? " over the cluster transport"
+        for (int i = 0; i < 4; i++) machinesCase(t, seed, i, overNccl, nodesPerMachine);
+        verdict = "ok, 4 cases as machines" + (overStore ? " over the store" : overCluster ? " over the cluster transport, " + nodesPerMachine + " node(s) per machine"
             : overNccl ? " over NCCL" : "");
       } else {
         for (int i = 0; i < cases; i++) runCase(shm, seed, i);
@@ -99,13 +103,15 @@ public final class CudaWorldRankMain {
    * pretend ones {@link #machinesCase} gives the world, so that its meetings about device events
    * are machine barriers that wait for one pretend machine only.
    */
-  private static ClusterTransport clusterOfPretendMachines(Map<String, String> agreed) {
+  private static ClusterTransport clusterOfPretendMachines(Map<String, String> agreed, int nodesPerMachine) {
     RankEnv env = RankEnv.fromEnv();
-    return ClusterTransport.join(env, agreed, ProcessWorld.DEFAULT_TIMEOUT, pretendMachine(env.rank(), env.localWorldSize()));
+    return ClusterTransport.join(env, agreed, ProcessWorld.DEFAULT_TIMEOUT,
+        pretendMachine(env.rank(), env.localWorldSize(), nodesPerMachine));
   }
 
-  static String pretendMachine(int rank, int localRanks) {
-    return "pretend-machine-" + rank / localRanks;
+  /** The pretend machine of {@code rank}: {@code nodesPerMachine} nodes of {@code localRanks} ranks each. */
+  static String pretendMachine(int rank, int localRanks, int nodesPerMachine) {
+    return "pretend-machine-" + rank / (localRanks * nodesPerMachine);
   }
 
   private static void runCase(ShmTransport t, long seed, int i) {
@@ -180,7 +186,7 @@ public final class CudaWorldRankMain {
    * or with {@code overNccl} on NCCL itself. The fused variant on the host path and on the device
    * path, and the unfused one on the host path, against the reference.
    */
-  private static void machinesCase(Transport t, long seed, int i, boolean overNccl) {
+  private static void machinesCase(Transport t, long seed, int i, boolean overNccl, int nodesPerMachine) {
     int n = t.size();
     int me = t.rank();
     int local = t.topology().localRanks();
@@ -196,8 +202,19 @@ public final class CudaWorldRankMain {
     KernelCases.Expected[] want = KernelCases.dispatch(wl);
     byte[][] wantOut = KernelCases.combine(wl);
     try (CudaWorld world = CudaWorld.join(t, shape.map(), shape.comm(), overNccl ? NCCL_TIMEOUT : CudaWorld.DEFAULT_DEVICE_TIMEOUT,
-        pretendMachine(me, local), overNccl ? null : CudaWorld.HOST_LEG)) {
+        pretendMachine(me, local, nodesPerMachine), overNccl ? null : CudaWorld.HOST_LEG)) {
       abortingOnFailure(t, () -> {
+        // what these modes are for: the meetings about device events are machine barriers (over a
+        // ClusterTransport they wait for one pretend machine; the other transports' are the
+        // world's), and the near channel runs exactly where a pretend machine holds two nodes.
+        // Without these a case would pass on world barriers and never exercise them.
+        int perMachine = local * nodesPerMachine;
+        assertTrue(world.machineMeetings, "meetings about device events are machine barriers, " + ctx);
+        assertEquals(nodesPerMachine > 1, world.nearMessages, "messages between nodes of one pretend machine, " + ctx);
+        if (t instanceof ClusterTransport ct) {
+          assertEquals(n / perMachine, ct.machines(), "the cluster transport's machines are the pretend ones, " + ctx);
+          assertEquals(me / perMachine, ct.machineOf(me), ctx);
+        }
         CudaCommunicator c = world.communicator();
         world.useVariant(CommConfig.Variant.FUSED);
         CudaWorldGpuTest.checkRank(c, wl, shape, want, wantOut, CommConfig.Variant.FUSED, ctx);
