@@ -40,8 +40,8 @@ import java.util.SplittableRandom;
  * pretend machines (its machine barriers wait for one pretend machine); or seed,
  * {@code machines-cluster-two-nodes}: the same with two nodes on each pretend machine (messages
  * between them on the near channel, peer copies; a machine barrier waits for both nodes); or seed,
- * {@code machines-nccl}: the same over shared memory with the messages between the pretend
- * machines on NCCL (the leg a world of real machines takes), which takes several ranks of one GPU
+ * {@code machines-nccl}: the same over a {@link ClusterTransport} of the pretend machines with the
+ * messages between them on NCCL (the leg a world of real machines takes), which takes several ranks of one GPU
  * only where NCCL allows it ({@code NCCL_MULTI_RANK_GPU_ENABLE=1}, NCCL 2.30): where its set-up
  * refuses, every rank prints {@value #NCCL_REFUSED} and NCCL's reason and exits 0.
  */
@@ -57,9 +57,11 @@ public final class CudaWorldRankMain {
   public static void main(String[] args) {
     long seed = Long.parseLong(args[0]);
     boolean overStore = args[1].equals("machines-store");
-    boolean overCluster = args[1].startsWith("machines-cluster");
+    boolean overNcclLeg = args[1].equals("machines-nccl");
+    // NCCL between pretend machines meets over a cluster transport of them, as real machines would
+    boolean overCluster = args[1].startsWith("machines-cluster") || overNcclLeg;
     int nodesPerMachine = args[1].equals("machines-cluster-two-nodes") ? 2 : 1;
-    boolean overNccl = args[1].equals("machines-nccl");
+    boolean overNccl = overNcclLeg;
     int cases = args[1].equals("die") || args[1].startsWith("machines") ? 0 : Integer.parseInt(args[1]);
     String verdict;
     int me = -1;
@@ -82,8 +84,8 @@ public final class CudaWorldRankMain {
         verdict = die(shm, seed);
       } else if (args[1].startsWith("machines")) {
         for (int i = 0; i < 4; i++) machinesCase(t, seed, i, overNccl, nodesPerMachine);
-        verdict = "ok, 4 cases as machines" + (overStore ? " over the store" : overCluster ? " over the cluster transport, " + nodesPerMachine + " node(s) per machine"
-            : overNccl ? " over NCCL" : "");
+        verdict = "ok, 4 cases as machines" + (overStore ? " over the store" : overNccl ? " over NCCL and the cluster transport"
+            : overCluster ? " over the cluster transport, " + nodesPerMachine + " node(s) per machine" : "");
       } else {
         for (int i = 0; i < cases; i++) runCase(shm, seed, i);
         verdict = "ok, " + cases + " cases";

@@ -15,7 +15,8 @@ import org.junit.jupiter.api.Test;
  * The leg between machines on NCCL itself, on the one GPU: four rank processes as two pretend
  * machines of one node each ({@link CudaWorldRankMain} {@code machines-nccl}), the node-level
  * path's messages between them on an NCCL communicator of all four ranks made from rank 0's unique
- * id, its set-up and every enqueue bounded and watched. Every rank matches the reference. NCCL
+ * id, its set-up and every enqueue bounded and watched, the host meetings over a cluster transport
+ * of the pretend machines (machine barriers within each), as a world of real machines runs. Every rank matches the reference. NCCL
  * takes several ranks of one GPU only when told to ({@code NCCL_MULTI_RANK_GPU_ENABLE=1}, set here
  * for the ranks) and only in recent versions; where its set-up still refuses, the test is aborted
  * with NCCL's reason (printed by GpuTestMain), which says nothing of our code. Skipped without a
