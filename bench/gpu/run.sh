@@ -233,11 +233,13 @@ else
   skip gpu-tests "no .gpu/native-test in the bundle"
 fi
 
-# ---- 6. CUDA IPC between processes (each test JVM starts its rank processes itself)
+# ---- 6. CUDA IPC between processes (each test JVM starts its rank processes itself; about ten
+# tests of 3-4 rank processes each, with their CUDA start-up: 160 s wanted so that a slow start does
+# not turn into a timeout, which would count as a failure)
 if [ "$dry" = 1 ]; then
   skip cuda-ipc "dry run"
 elif [ -d .gpu/native-test/test-classes ]; then
-  step cuda-ipc 100 25 "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain --require-gpu \
+  step cuda-ipc 160 25 "$JAVA" "${jvm_opts[@]}" -cp "$native_cp" io.moeyard.cuda.GpuTestMain --require-gpu \
     --class io.moeyard.cuda.CudaIpcGpuTest --class io.moeyard.cuda.CudaWorldProcessGpuTest
 else
   skip cuda-ipc "no .gpu/native-test in the bundle"
