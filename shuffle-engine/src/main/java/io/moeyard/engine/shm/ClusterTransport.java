@@ -328,7 +328,8 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   /**
    * Encodes {@code mine}, exchanges every rank's bytes and decodes each peer's (this rank's own
    * entry is {@code mine} itself). A message this rank cannot encode (a segment, a value the codec
-   * refuses) fails every rank alike and leaves the world usable.
+   * refuses) or that exceeds the store's limit ({@link ProcessWorld#MAX_BLOB}) fails every rank
+   * alike and leaves the world usable.
    */
   @Override
   public synchronized <T> Object[] allGather(T mine, MessageCodec<T> codec) {
@@ -339,6 +340,10 @@ public final class ClusterTransport implements Transport, AutoCloseable {
       MessageWriter w = new MessageWriter(noSegments).putInt(OK);
       codec.write(mine, w);
       blob = w.toBytes();
+      // it could only go through the store, which would refuse it on this rank alone
+      if (blob.length > ProcessWorld.MAX_BLOB) {
+        throw new IllegalArgumentException("a message of " + blob.length + " bytes exceeds the store's limit of " + ProcessWorld.MAX_BLOB);
+      }
     } catch (RuntimeException e) {
       problem = e;
       blob = new MessageWriter(null).putInt(REFUSED)

@@ -521,6 +521,30 @@ class ClusterTransportTest {
     }
   }
 
+  /**
+   * A message larger than the store carries (it can only go through the store, being too big for
+   * a slot): every rank fails at once with one message naming the sender and the size, and the
+   * world goes on, as with any refused message. Without the check only the sender failed, and its
+   * peers waited at the store for it until the timeout.
+   */
+  @Test
+  void aMessageTooBigForTheStoreFailsEveryRankAtOnceAndLeavesTheWorldUsable() throws Exception {
+    List<Object> out = ranks(new int[] {0, 1, 1}, TIMEOUT, t -> {
+      long start = System.nanoTime();
+      byte[] mine = t.rank() == 2 ? new byte[ProcessWorld.MAX_BLOB] : new byte[] {(byte) t.rank()};
+      CollectiveException e = assertThrows(CollectiveException.class, () -> t.allGather(mine));
+      long millis = (System.nanoTime() - start) / 1_000_000;
+      assertTrue(millis < 5_000, "rank " + t.rank() + " failed after " + millis + " ms (the timeout is 10 s)");
+      assertEquals(2L, t.allGather((long) t.rank())[2]);
+      t.barrier();
+      return e.getMessage();
+    });
+    for (Object o : out) {
+      String m = assertInstanceOf(String.class, o);
+      assertTrue(m.startsWith("rank 2: ") && m.contains("exceeds the store's limit of " + ProcessWorld.MAX_BLOB), m);
+    }
+  }
+
   /** An abort reaches another machine's rank that is in no collective: its checkPeers throws it, polled. */
   @Test
   void checkPeersSeesAnAbortOfAnotherMachine() throws Exception {
