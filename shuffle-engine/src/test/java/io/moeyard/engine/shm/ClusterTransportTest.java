@@ -588,6 +588,49 @@ class ClusterTransportTest {
     for (int r = 0; r < 2; r++) assertEquals("rank " + r + ": the transport is closed", out.get(r));
   }
 
+  /**
+   * abort, aborted and checkPeers may come from any thread (a watchdog, an error handler), also
+   * while the transport closes on another thread and after it closed: they answer (a boolean, a
+   * CollectiveException) and never reach into the unmapped block (an IllegalStateException of a
+   * closed arena).
+   */
+  @Test
+  void callsFromAnyThreadWhileAndAfterItClosesNeverReachTheUnmappedBlock() throws Exception {
+    List<Object> out = ranks(new int[] {0, 0, 1}, TIMEOUT, t -> {
+      t.barrier();
+      AtomicBoolean stop = new AtomicBoolean();
+      AtomicLong polls = new AtomicLong();
+      java.util.concurrent.atomic.AtomicReference<Throwable> wrong = new java.util.concurrent.atomic.AtomicReference<>();
+      Future<?> poller = pool.submit(() -> {
+        while (!stop.get()) {
+          try {
+            t.aborted();
+            t.checkPeers();
+          } catch (CollectiveException expected) {
+            // a peer that closed first, or this rank's own close
+          } catch (Throwable e) {
+            wrong.compareAndSet(null, e);
+          }
+          try {
+            if (polls.incrementAndGet() % 64 == 0) t.abort(new IllegalStateException("a late handler"));
+          } catch (Throwable e) {
+            wrong.compareAndSet(null, e);
+          }
+        }
+      });
+      while (polls.get() < 100) Thread.onSpinWait();
+      t.close();
+      long seen = polls.get();
+      while (polls.get() < seen + 100) Thread.onSpinWait(); // it goes on after the close
+      stop.set(true);
+      poller.get(10, TimeUnit.SECONDS);
+      if (wrong.get() != null) throw new AssertionError("rank " + t.rank() + ": a call during or after close threw", wrong.get());
+      t.aborted();
+      return "ok";
+    });
+    assertEquals(List.of("ok", "ok", "ok"), out);
+  }
+
   @Test
   void thisMachineIsTheHostAndItsBoot() throws Exception {
     String m = ClusterTransport.thisMachine();
