@@ -269,6 +269,58 @@ class ClusterTransportTest {
     }
   }
 
+  /** Bytes of the blob a rank's byte[] message of {@code len} bytes travels as (status word, PLAIN tag and value). */
+  private static int blobBytes(int len) {
+    MessageWriter w = new MessageWriter(null).putInt(0);
+    MessageCodec.PLAIN.write(new byte[len], w);
+    return w.toBytes().length;
+  }
+
+  /**
+   * Messages at the slot's limits, on two machines: one exactly filling its slot and one a byte
+   * over it; a world whose hand-over exactly fills the leader's slot and one a byte over it. Each
+   * round gives every rank every message, whichever way it went (blocks or the store).
+   */
+  @Test
+  void messagesAndWorldsAtTheSlotsLimitReachEveryRank() throws Exception {
+    TestSeed seed = TestSeed.fresh();
+    long s = seed.value();
+    int[] machines = {0, 1, 0, 1};
+    int n = machines.length;
+    int capacity = ClusterTransport.SLOT_BYTES - 4; // a slot holds the length, then the bytes
+    int overhead = blobBytes(0);
+    int[][] lens = new int[4][n];
+    for (int extra = 0; extra < 2; extra++) {
+      // rank 1's message alone at (or a byte over) its slot's limit
+      Arrays.fill(lens[extra], 10);
+      lens[extra][1] = capacity + extra - overhead;
+      // the hand-over (kind, then length and bytes per rank) at (or a byte over) the leader's slot
+      int[] w = lens[2 + extra];
+      int each = (capacity - 1) / n - 4 - overhead;
+      Arrays.fill(w, each);
+      int handOver = 1 + n * (4 + overhead + each);
+      w[n - 1] += capacity + extra - handOver;
+      int total = 1;
+      for (int len : w) total += 4 + blobBytes(len);
+      assertEquals(capacity + extra, total, "the hand-over's size");
+      assertEquals(capacity + extra, blobBytes(lens[extra][1]), "rank 1's message's size");
+    }
+    List<Object> out = ranks(machines, TIMEOUT, t -> {
+      seed.check(() -> {
+        int me = t.rank();
+        for (int i = 0; i < lens.length; i++) {
+          Object[] all = t.allGather(bytes(s, i, me, lens[i][me], lens[i][me]));
+          for (int p = 0; p < n; p++) {
+            assertArrayEquals(bytes(s, i, p, lens[i][p], lens[i][p]), (byte[]) all[p], "round " + i + ": rank " + p + "'s message");
+          }
+        }
+        t.barrier();
+      });
+      return "ok";
+    });
+    assertEquals(List.of("ok", "ok", "ok", "ok"), out);
+  }
+
   @Test
   void sendRecvMovesEveryByteBetweenMachines() throws Exception {
     TestSeed seed = TestSeed.fresh();
