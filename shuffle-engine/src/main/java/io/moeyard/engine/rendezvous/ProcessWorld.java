@@ -34,6 +34,9 @@ public final class ProcessWorld implements AutoCloseable {
   /** The default wait for the slowest rank, at join and at every collective. */
   public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(10);
 
+  /** The largest blob a collective carries; a transport refuses a larger message on every rank alike. */
+  public static final int MAX_BLOB = Wire.MAX_BLOB;
+
   /**
    * Beyond the store's own deadline: the store answers "rank r is missing" at its deadline, and a
    * rank only gives up on the store itself (dead or unreachable) a little after that.

@@ -91,6 +91,16 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   private final SegmentTable noSegments;
   private final String job;
   private volatile boolean closed;
+  /**
+   * Held by the calls that may come from any thread (abort, aborted, checkPeers) while they use
+   * the block, and by close while it unmaps it: closing the arena under one of them would make it
+   * throw the closed arena's IllegalStateException.
+   */
+  private final Object mapping = new Object();
+  /** Whether the block was aborted when close unmapped it. Guarded by {@link #mapping}. */
+  private boolean abortedWhenClosed;
+  /** Guarded by {@link #mapping}. */
+  private boolean unmapped;
 
   private ClusterTransport(ProcessWorld world, Arena controlArena, ControlBlock control, int[] machineOf,
       int[][] machineRanks, long timeoutNanos, String job) {
@@ -328,7 +338,8 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   /**
    * Encodes {@code mine}, exchanges every rank's bytes and decodes each peer's (this rank's own
    * entry is {@code mine} itself). A message this rank cannot encode (a segment, a value the codec
-   * refuses) fails every rank alike and leaves the world usable.
+   * refuses) or that exceeds the store's limit ({@link ProcessWorld#MAX_BLOB}) fails every rank
+   * alike and leaves the world usable.
    */
   @Override
   public synchronized <T> Object[] allGather(T mine, MessageCodec<T> codec) {
@@ -339,6 +350,10 @@ public final class ClusterTransport implements Transport, AutoCloseable {
       MessageWriter w = new MessageWriter(noSegments).putInt(OK);
       codec.write(mine, w);
       blob = w.toBytes();
+      // it could only go through the store, which would refuse it on this rank alone
+      if (blob.length > ProcessWorld.MAX_BLOB) {
+        throw new IllegalArgumentException("a message of " + blob.length + " bytes exceeds the store's limit of " + ProcessWorld.MAX_BLOB);
+      }
     } catch (RuntimeException e) {
       problem = e;
       blob = new MessageWriter(null).putInt(REFUSED)
@@ -536,15 +551,17 @@ public final class ClusterTransport implements Transport, AutoCloseable {
    */
   @Override
   public void checkPeers() {
-    if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
-    try {
-      control.checkAborted();
-      control.checkPeers();
-      world.checkPeers();
-    } catch (RendezvousException e) {
-      throw storeFailed(e);
-    } catch (CollectiveException e) {
-      throw blockFailed(e);
+    synchronized (mapping) {
+      if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
+      try {
+        control.checkAborted();
+        control.checkPeers();
+        world.checkPeers();
+      } catch (RendezvousException e) {
+        throw storeFailed(e);
+      } catch (CollectiveException e) {
+        throw blockFailed(e);
+      }
     }
   }
 
@@ -556,13 +573,17 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   @Override
   public void abort(Throwable cause) {
     String why = "rank " + rank() + " aborted: " + cause;
-    if (!closed) control.abort(why); // once closed the block is unmapped; the world's abort is quiet then too
+    synchronized (mapping) {
+      if (!closed) control.abort(why); // once closed the block is unmapped; the world's abort is quiet then too
+    }
     world.abort(why);
   }
 
-  /** True once a rank aborted the world or was found dead, as far as this machine's block tells. */
+  /** True once a rank aborted the world or was found dead, as far as this machine's block tells (after close: told then). */
   public boolean aborted() {
-    return control.aborted();
+    synchronized (mapping) {
+      return unmapped ? abortedWhenClosed : control.aborted();
+    }
   }
 
   /**
@@ -576,7 +597,11 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     closed = true;
     control.leave();
     world.close();
-    controlArena.close();
+    synchronized (mapping) {
+      abortedWhenClosed = control.aborted();
+      unmapped = true;
+      controlArena.close();
+    }
   }
 
   /** Messages between machines cannot name memory: a codec that writes a segment fails here. */

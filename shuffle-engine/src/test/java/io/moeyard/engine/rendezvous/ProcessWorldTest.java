@@ -346,6 +346,162 @@ class ProcessWorldTest {
     }
   }
 
+  /** Rank r's blob in step i: random bytes, some empty. */
+  private static byte[] blob(long seed, int step, int rank) {
+    java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed * 31 + step * 7919L + rank);
+    byte[] b = new byte[rnd.nextInt(0, 200)];
+    rnd.nextBytes(b);
+    return b;
+  }
+
+  /**
+   * Rounds of the world and of two subsets that share a rank (2), in a random order every rank
+   * follows (each taking the rounds it is a member of): every round gives its members their
+   * blobs in member order, whatever the other counters stand at.
+   */
+  @Test
+  void subsetRoundsKeepTheirOwnCountersBesideTheWorldsAndEachOthers() throws Exception {
+    io.moeyard.engine.testkit.TestSeed seed = io.moeyard.engine.testkit.TestSeed.fresh();
+    long s = seed.value();
+    int[][] subsets = {{0, 2}, {1, 2, 3}, {0, 1, 2, 3}};
+    int[] plan = seed.random().ints(40, 0, subsets.length + 1).toArray(); // subsets.length: a round of the world
+    int port = freePort();
+    List<Object> results = ranks(range(4), r -> {
+      try (ProcessWorld w = ProcessWorld.join(env(r, 4, 4, port), Map.of(), Duration.ofSeconds(5))) {
+        seed.check(() -> {
+          for (int i = 0; i < plan.length; i++) {
+            if (plan[i] == subsets.length) {
+              List<byte[]> all = w.allGather(blob(s, i, r));
+              for (int p = 0; p < 4; p++) assertArrayEquals(blob(s, i, p), all.get(p), "step " + i + ": rank " + p);
+              continue;
+            }
+            int[] members = subsets[plan[i]];
+            if (java.util.Arrays.binarySearch(members, r) < 0) continue;
+            List<byte[]> all = w.allGatherAmong(members, blob(s, i, r));
+            assertEquals(members.length, all.size());
+            for (int k = 0; k < members.length; k++) {
+              assertArrayEquals(blob(s, i, members[k]), all.get(k), "step " + i + ": member " + members[k]);
+            }
+          }
+          w.barrier();
+        });
+        return "ok";
+      }
+    });
+    assertEquals(List.of("ok", "ok", "ok", "ok"), results, seed.toString());
+  }
+
+  /**
+   * A subset's member whose connection drops while the others wait in the subset's round: they
+   * fail at once naming it, as does a rank outside the subset at its next collective.
+   */
+  @Test
+  void aSubsetMemberThatVanishesFailsTheOthersAtOnceNamingIt() throws Exception {
+    int port = freePort();
+    CountDownLatch waiting = new CountDownLatch(2);
+    List<Object> results = ranks(range(4), r -> {
+      ProcessWorld w = ProcessWorld.join(env(r, 4, 4, port), Map.of(), Duration.ofSeconds(10));
+      try {
+        long start = System.nanoTime();
+        if (r == 3) {
+          await(waiting);
+          sleep(100); // they are in the round by now
+          w.dropWithoutGoodbye();
+          return "dropped";
+        }
+        if (r == 0) {
+          await(waiting);
+          RendezvousException e = assertThrows(RendezvousException.class, () -> {
+            while (true) {
+              w.checkPeers();
+              sleep(5);
+            }
+          });
+          return e;
+        }
+        waiting.countDown();
+        RendezvousException e = assertThrows(RendezvousException.class, () -> w.allGatherAmong(new int[] {1, 2, 3}, new byte[] {1}));
+        assertTrue(System.nanoTime() - start < TimeUnit.SECONDS.toNanos(5), "it waited for the 15 s deadline");
+        return e;
+      } finally {
+        w.close();
+      }
+    });
+    for (int r : List.of(0, 1, 2)) {
+      RendezvousException e = assertInstanceOf(RendezvousException.class, results.get(r), "rank " + r);
+      assertEquals(List.of(3), e.missingRanks(), e.getMessage());
+      assertTrue(e.getMessage().contains("rank 3 left the world without closing it"), e.getMessage());
+    }
+  }
+
+  /**
+   * A rank outside the subset fails the world with its own finding (fail) while the subset's
+   * members wait for a member that never comes: they get that message and its ranks, not the
+   * subset's deadline; and a member that never comes is named by the store at 1.5 timeouts, not
+   * at one.
+   */
+  @Test
+  void aFailPushedWhileMembersWaitEndsTheirRoundAndAnAbsentMemberIsNamedAtOneAndAHalfTimeouts() throws Exception {
+    int port = freePort();
+    CountDownLatch waiting = new CountDownLatch(2);
+    CountDownLatch failed = new CountDownLatch(2);
+    List<Object> results = ranks(range(4), r -> {
+      try (ProcessWorld w = ProcessWorld.join(env(r, 4, 4, port), Map.of(), Duration.ofSeconds(10))) {
+        if (r == 3) {
+          await(failed);
+          return "absent";
+        }
+        if (r == 0) {
+          await(waiting);
+          sleep(100);
+          w.fail("rank 0 found rank 3 dead", List.of(3));
+          return "failed it";
+        }
+        waiting.countDown();
+        try {
+          return assertThrows(RendezvousException.class, () -> w.allGatherAmong(new int[] {1, 2, 3}, new byte[] {2}));
+        } finally {
+          failed.countDown();
+        }
+      }
+    });
+    for (int r : List.of(1, 2)) {
+      RendezvousException e = assertInstanceOf(RendezvousException.class, results.get(r), "rank " + r);
+      assertEquals(List.of(3), e.missingRanks(), e.getMessage());
+      assertEquals("rank " + r + ": rank 0 found rank 3 dead", e.getMessage());
+    }
+
+    int port2 = freePort();
+    CountDownLatch done = new CountDownLatch(1);
+    List<Object> deadline = ranks(range(2), r -> {
+      try (ProcessWorld w = ProcessWorld.join(env(r, 2, 2, port2), Map.of(), SHORT)) {
+        if (r == 1) {
+          await(done);
+          return "absent";
+        }
+        long start = System.nanoTime();
+        try {
+          RendezvousException e = assertThrows(RendezvousException.class, () -> w.allGatherAmong(new int[] {0, 1}, new byte[0]));
+          return (System.nanoTime() - start) / 1_000_000 + " ms " + e.missingRanks() + ": " + e.getMessage();
+        } finally {
+          done.countDown();
+        }
+      }
+    });
+    String m = assertInstanceOf(String.class, deadline.get(0));
+    assertTrue(m.contains(" ms [1]: rank 0: rank(s) [1] did not reach round 1 of the all-gather among ranks [0, 1] within 1200 ms"), m);
+    long millis = Long.parseLong(m.substring(0, m.indexOf(" ms")));
+    assertTrue(millis >= SHORT.toMillis(), "named at " + millis + " ms, before the timeout of " + SHORT.toMillis() + " ms");
+  }
+
+  private static void await(CountDownLatch latch) {
+    try {
+      assertTrue(latch.await(20, TimeUnit.SECONDS), "the others never got there");
+    } catch (InterruptedException e) {
+      throw new AssertionError(e);
+    }
+  }
+
   @Test
   void aPortInUseIsOneClearError() throws Exception {
     try (ServerSocket taken = new ServerSocket(0)) {

@@ -269,6 +269,58 @@ class ClusterTransportTest {
     }
   }
 
+  /** Bytes of the blob a rank's byte[] message of {@code len} bytes travels as (status word, PLAIN tag and value). */
+  private static int blobBytes(int len) {
+    MessageWriter w = new MessageWriter(null).putInt(0);
+    MessageCodec.PLAIN.write(new byte[len], w);
+    return w.toBytes().length;
+  }
+
+  /**
+   * Messages at the slot's limits, on two machines: one exactly filling its slot and one a byte
+   * over it; a world whose hand-over exactly fills the leader's slot and one a byte over it. Each
+   * round gives every rank every message, whichever way it went (blocks or the store).
+   */
+  @Test
+  void messagesAndWorldsAtTheSlotsLimitReachEveryRank() throws Exception {
+    TestSeed seed = TestSeed.fresh();
+    long s = seed.value();
+    int[] machines = {0, 1, 0, 1};
+    int n = machines.length;
+    int capacity = ClusterTransport.SLOT_BYTES - 4; // a slot holds the length, then the bytes
+    int overhead = blobBytes(0);
+    int[][] lens = new int[4][n];
+    for (int extra = 0; extra < 2; extra++) {
+      // rank 1's message alone at (or a byte over) its slot's limit
+      Arrays.fill(lens[extra], 10);
+      lens[extra][1] = capacity + extra - overhead;
+      // the hand-over (kind, then length and bytes per rank) at (or a byte over) the leader's slot
+      int[] w = lens[2 + extra];
+      int each = (capacity - 1) / n - 4 - overhead;
+      Arrays.fill(w, each);
+      int handOver = 1 + n * (4 + overhead + each);
+      w[n - 1] += capacity + extra - handOver;
+      int total = 1;
+      for (int len : w) total += 4 + blobBytes(len);
+      assertEquals(capacity + extra, total, "the hand-over's size");
+      assertEquals(capacity + extra, blobBytes(lens[extra][1]), "rank 1's message's size");
+    }
+    List<Object> out = ranks(machines, TIMEOUT, t -> {
+      seed.check(() -> {
+        int me = t.rank();
+        for (int i = 0; i < lens.length; i++) {
+          Object[] all = t.allGather(bytes(s, i, me, lens[i][me], lens[i][me]));
+          for (int p = 0; p < n; p++) {
+            assertArrayEquals(bytes(s, i, p, lens[i][p], lens[i][p]), (byte[]) all[p], "round " + i + ": rank " + p + "'s message");
+          }
+        }
+        t.barrier();
+      });
+      return "ok";
+    });
+    assertEquals(List.of("ok", "ok", "ok", "ok"), out);
+  }
+
   @Test
   void sendRecvMovesEveryByteBetweenMachines() throws Exception {
     TestSeed seed = TestSeed.fresh();
@@ -521,6 +573,30 @@ class ClusterTransportTest {
     }
   }
 
+  /**
+   * A message larger than the store carries (it can only go through the store, being too big for
+   * a slot): every rank fails at once with one message naming the sender and the size, and the
+   * world goes on, as with any refused message. Without the check only the sender failed, and its
+   * peers waited at the store for it until the timeout.
+   */
+  @Test
+  void aMessageTooBigForTheStoreFailsEveryRankAtOnceAndLeavesTheWorldUsable() throws Exception {
+    List<Object> out = ranks(new int[] {0, 1, 1}, TIMEOUT, t -> {
+      long start = System.nanoTime();
+      byte[] mine = t.rank() == 2 ? new byte[ProcessWorld.MAX_BLOB] : new byte[] {(byte) t.rank()};
+      CollectiveException e = assertThrows(CollectiveException.class, () -> t.allGather(mine));
+      long millis = (System.nanoTime() - start) / 1_000_000;
+      assertTrue(millis < 5_000, "rank " + t.rank() + " failed after " + millis + " ms (the timeout is 10 s)");
+      assertEquals(2L, t.allGather((long) t.rank())[2]);
+      t.barrier();
+      return e.getMessage();
+    });
+    for (Object o : out) {
+      String m = assertInstanceOf(String.class, o);
+      assertTrue(m.startsWith("rank 2: ") && m.contains("exceeds the store's limit of " + ProcessWorld.MAX_BLOB), m);
+    }
+  }
+
   /** An abort reaches another machine's rank that is in no collective: its checkPeers throws it, polled. */
   @Test
   void checkPeersSeesAnAbortOfAnotherMachine() throws Exception {
@@ -562,6 +638,49 @@ class ClusterTransportTest {
       return e.getMessage();
     });
     for (int r = 0; r < 2; r++) assertEquals("rank " + r + ": the transport is closed", out.get(r));
+  }
+
+  /**
+   * abort, aborted and checkPeers may come from any thread (a watchdog, an error handler), also
+   * while the transport closes on another thread and after it closed: they answer (a boolean, a
+   * CollectiveException) and never reach into the unmapped block (an IllegalStateException of a
+   * closed arena).
+   */
+  @Test
+  void callsFromAnyThreadWhileAndAfterItClosesNeverReachTheUnmappedBlock() throws Exception {
+    List<Object> out = ranks(new int[] {0, 0, 1}, TIMEOUT, t -> {
+      t.barrier();
+      AtomicBoolean stop = new AtomicBoolean();
+      AtomicLong polls = new AtomicLong();
+      java.util.concurrent.atomic.AtomicReference<Throwable> wrong = new java.util.concurrent.atomic.AtomicReference<>();
+      Future<?> poller = pool.submit(() -> {
+        while (!stop.get()) {
+          try {
+            t.aborted();
+            t.checkPeers();
+          } catch (CollectiveException expected) {
+            // a peer that closed first, or this rank's own close
+          } catch (Throwable e) {
+            wrong.compareAndSet(null, e);
+          }
+          try {
+            if (polls.incrementAndGet() % 64 == 0) t.abort(new IllegalStateException("a late handler"));
+          } catch (Throwable e) {
+            wrong.compareAndSet(null, e);
+          }
+        }
+      });
+      while (polls.get() < 100) Thread.onSpinWait();
+      t.close();
+      long seen = polls.get();
+      while (polls.get() < seen + 100) Thread.onSpinWait(); // it goes on after the close
+      stop.set(true);
+      poller.get(10, TimeUnit.SECONDS);
+      if (wrong.get() != null) throw new AssertionError("rank " + t.rank() + ": a call during or after close threw", wrong.get());
+      t.aborted();
+      return "ok";
+    });
+    assertEquals(List.of("ok", "ok", "ok"), out);
   }
 
   @Test
