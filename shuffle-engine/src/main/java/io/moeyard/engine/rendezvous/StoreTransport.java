@@ -3,6 +3,7 @@ package io.moeyard.engine.rendezvous;
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.CollectiveTimeoutException;
 import io.moeyard.engine.Topology;
+import io.moeyard.engine.transport.EncodedGather;
 import io.moeyard.engine.transport.MessageCodec;
 import io.moeyard.engine.transport.MessageReader;
 import io.moeyard.engine.transport.MessageWriter;
@@ -52,9 +53,8 @@ public final class StoreTransport implements Transport, AutoCloseable {
   static final int ROUND_BYTES = 64 << 20;
   private static final int MIN_PIECE = 64 << 10;
 
-  /** First int of every blob: the rest is the message, or a refusal's text. */
-  private static final int OK = 0;
-  private static final int REFUSED = 1;
+  /** First int of every blob: the rest is the message (or a refusal, {@link EncodedGather}'s format). */
+  private static final int OK = EncodedGather.OK;
 
   private final ProcessWorld world;
   private final int pieceBytes;
@@ -147,40 +147,7 @@ public final class StoreTransport implements Transport, AutoCloseable {
   @Override
   public synchronized <T> Object[] allGather(T mine, MessageCodec<T> codec) {
     checkUsable();
-    int me = rank();
-    RuntimeException problem = null;
-    byte[] blob;
-    try {
-      MessageWriter w = new MessageWriter(noSegments).putInt(OK);
-      codec.write(mine, w);
-      blob = w.toBytes();
-      if (blob.length > Wire.MAX_BLOB) {
-        throw new IllegalArgumentException("a message of " + blob.length + " bytes exceeds the store's limit of " + Wire.MAX_BLOB);
-      }
-    } catch (RuntimeException e) {
-      problem = e;
-      blob = refusal("rank " + me + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()));
-    }
-    List<byte[]> all = exchange(blob);
-    MessageReader[] readers = new MessageReader[all.size()];
-    for (int p = 0; p < readers.length; p++) {
-      readers[p] = new MessageReader(noSegments, all.get(p), p);
-      if (readers[p].getInt() == REFUSED) throw new CollectiveException(readers[p].getString(), p == me ? problem : null);
-    }
-    Object[] out = new Object[readers.length];
-    for (int p = 0; p < readers.length; p++) {
-      if (p == me) {
-        out[p] = mine;
-        continue;
-      }
-      try {
-        out[p] = codec.read(readers[p]);
-      } catch (RuntimeException e) {
-        throw new CollectiveException("rank " + me + " cannot read rank " + p + "'s message (do all ranks call the same "
-            + "collective with the same codec?): " + e, e);
-      }
-    }
-    return out;
+    return EncodedGather.allGather(rank(), mine, codec, noSegments, Wire.MAX_BLOB, b -> exchange(b).toArray(new byte[0][]));
   }
 
   /**
@@ -320,13 +287,12 @@ public final class StoreTransport implements Transport, AutoCloseable {
   }
 
   private static byte[] refusal(String why) {
-    return new MessageWriter(null).putInt(REFUSED).putString(why).toBytes();
+    return EncodedGather.refusal(why);
   }
 
   /** A refusal's text, or null when {@code blob} is a message. */
   private static String refusal(byte[] blob) {
-    MessageReader in = new MessageReader(null, blob, -1);
-    return in.getInt() == REFUSED ? in.getString() : null;
+    return EncodedGather.refused(blob);
   }
 
   private List<byte[]> exchange(byte[] blob) {

@@ -7,6 +7,7 @@ import io.moeyard.engine.rendezvous.ProcessWorld;
 import io.moeyard.engine.rendezvous.RankEnv;
 import io.moeyard.engine.rendezvous.RendezvousException;
 import io.moeyard.engine.rendezvous.StoreTransport;
+import io.moeyard.engine.transport.EncodedGather;
 import io.moeyard.engine.transport.MessageCodec;
 import io.moeyard.engine.transport.MessageReader;
 import io.moeyard.engine.transport.MessageWriter;
@@ -68,9 +69,6 @@ public final class ClusterTransport implements Transport, AutoCloseable {
    */
   public static final int SLOT_BYTES = 256 << 10;
 
-  /** First int of every message: the rest is the message, or a refusal's text. */
-  private static final int OK = 0;
-  private static final int REFUSED = 1;
   /** First byte of a machine's messages at the leaders' round and of the leader's hand-over. */
   private static final byte FITS = 0;
   private static final byte TOO_BIG = 1;
@@ -343,42 +341,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
    */
   @Override
   public synchronized <T> Object[] allGather(T mine, MessageCodec<T> codec) {
-    int me = rank();
-    RuntimeException problem = null;
-    byte[] blob;
-    try {
-      MessageWriter w = new MessageWriter(noSegments).putInt(OK);
-      codec.write(mine, w);
-      blob = w.toBytes();
-      // it could only go through the store, which would refuse it on this rank alone
-      if (blob.length > ProcessWorld.MAX_BLOB) {
-        throw new IllegalArgumentException("a message of " + blob.length + " bytes exceeds the store's limit of " + ProcessWorld.MAX_BLOB);
-      }
-    } catch (RuntimeException e) {
-      problem = e;
-      blob = new MessageWriter(null).putInt(REFUSED)
-          .putString("rank " + me + ": " + (e.getMessage() == null ? e.toString() : e.getMessage())).toBytes();
-    }
-    byte[][] all = exchange(blob);
-    MessageReader[] readers = new MessageReader[all.length];
-    for (int p = 0; p < readers.length; p++) {
-      readers[p] = new MessageReader(noSegments, all[p], p);
-      if (readers[p].getInt() == REFUSED) throw new CollectiveException(readers[p].getString(), p == me ? problem : null);
-    }
-    Object[] out = new Object[readers.length];
-    for (int p = 0; p < readers.length; p++) {
-      if (p == me) {
-        out[p] = mine;
-        continue;
-      }
-      try {
-        out[p] = codec.read(readers[p]);
-      } catch (RuntimeException e) {
-        throw new CollectiveException("rank " + me + " cannot read rank " + p + "'s message (do all ranks call the same "
-            + "collective with the same codec?): " + e, e);
-      }
-    }
-    return out;
+    return EncodedGather.allGather(rank(), mine, codec, noSegments, ProcessWorld.MAX_BLOB, this::exchange);
   }
 
   /** One round of this machine's block: waits for this machine's ranks only. */

@@ -5,6 +5,7 @@ import io.moeyard.engine.CollectiveTimeoutException;
 import io.moeyard.engine.Topology;
 import io.moeyard.engine.rendezvous.ProcessWorld;
 import io.moeyard.engine.rendezvous.RendezvousException;
+import io.moeyard.engine.transport.EncodedGather;
 import io.moeyard.engine.transport.MessageCodec;
 import io.moeyard.engine.transport.MessageReader;
 import io.moeyard.engine.transport.MessageWriter;
@@ -61,6 +62,16 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
   private final Map<Integer, ShmRegion> regions = new ConcurrentHashMap<>();
   private int nextRegion;
   private volatile boolean closed;
+  /**
+   * Held by the calls any thread may make ({@link #abort}, {@link #aborted}, {@link #checkPeers})
+   * while they touch the control block, and by {@link #close} while it unmaps it: a call racing the
+   * close must not reach unmapped memory.
+   */
+  private final Object mapping = new Object();
+  /** Guarded by {@link #mapping}. */
+  private boolean unmapped;
+  /** Whether the block was aborted when close unmapped it. Guarded by {@link #mapping}. */
+  private boolean abortedWhenClosed;
 
   private ShmTransport(ProcessWorld world, Arena controlArena, ControlBlock control, String job) {
     this.world = world;
@@ -218,15 +229,14 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
     return allGather(mine, MessageCodec.PLAIN);
   }
 
+  /**
+   * A message this rank cannot send (a segment outside its peer memory, a value the codec refuses,
+   * more than the store's limit when it does not fit a slot) fails every rank alike, naming it,
+   * and the world goes on.
+   */
   @Override
   public <T> Object[] allGather(T mine, MessageCodec<T> codec) {
-    MessageWriter w = new MessageWriter(this);
-    codec.write(mine, w);
-    byte[][] all = exchange(w.toBytes());
-    Object[] out = new Object[all.length];
-    int rank = rank();
-    for (int p = 0; p < all.length; p++) out[p] = p == rank ? mine : codec.read(new MessageReader(this, all[p], p));
-    return out;
+    return EncodedGather.allGather(rank(), mine, codec, this, ProcessWorld.MAX_BLOB, this::exchange);
   }
 
   private synchronized byte[][] exchange(byte[] mine) {
@@ -266,13 +276,15 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
    */
   @Override
   public void checkPeers() {
-    if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
-    control.checkAborted();
-    control.checkPeers();
-    try {
-      world.checkPeers();
-    } catch (RendezvousException e) {
-      throw storeFailed(e);
+    synchronized (mapping) {
+      if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
+      control.checkAborted();
+      control.checkPeers();
+      try {
+        world.checkPeers();
+      } catch (RendezvousException e) {
+        throw storeFailed(e);
+      }
     }
   }
 
@@ -361,15 +373,19 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
 
   @Override
   public void abort(Throwable cause) {
-    control.abort("rank " + rank() + " aborted: " + cause);
+    synchronized (mapping) {
+      if (!unmapped) control.abort("rank " + rank() + " aborted: " + cause);
+    }
     // a peer may be waiting in a round that went through the store (a message too big for its
     // slot), where the control block does not reach it
     world.abort("rank " + rank() + " aborted: " + cause);
   }
 
-  /** True once a rank aborted the world or was found dead. */
+  /** True once a rank aborted the world or was found dead (after close: as the block said then). */
   public boolean aborted() {
-    return control.aborted();
+    synchronized (mapping) {
+      return unmapped ? abortedWhenClosed : control.aborted();
+    }
   }
 
   /**
@@ -383,6 +399,10 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
     closed = true;
     control.leave();
     world.close();
-    controlArena.close();
+    synchronized (mapping) {
+      abortedWhenClosed = control.aborted();
+      unmapped = true;
+      controlArena.close();
+    }
   }
 }

@@ -1,0 +1,177 @@
+package io.moeyard.engine.shm;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moeyard.engine.CollectiveException;
+import io.moeyard.engine.rendezvous.ProcessWorld;
+import io.moeyard.engine.transport.MessageCodec;
+import io.moeyard.engine.transport.MessageReader;
+import io.moeyard.engine.transport.MessageWriter;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * {@link ShmTransport} with ranks as threads of this JVM, each with its own connection to the store
+ * and its own mapping of the control block, as processes would have: what a rank cannot send fails
+ * every rank alike, and the calls any thread may make stay clear of the unmapped block. (Processes,
+ * deaths and the launcher: bench's ShmTransportProcessTest.)
+ */
+@Timeout(60)
+class ShmTransportTest {
+  private static final Duration TIMEOUT = Duration.ofSeconds(10);
+  private final ExecutorService pool = Executors.newCachedThreadPool();
+
+  @AfterEach
+  void nothingLeft() throws InterruptedException {
+    pool.shutdownNow();
+    assertTrue(pool.awaitTermination(10, TimeUnit.SECONDS), "a rank thread is still running");
+    List<Path> files = ShmFiles.list(ProcessHandle.current().pid());
+    assertTrue(files.isEmpty(), "shared-memory files left behind: " + files);
+  }
+
+  interface Body {
+    Object run(ShmTransport t) throws Exception;
+  }
+
+  /** Each rank's body on its own transport: what it returned or the RuntimeException it threw (an AssertionError is rethrown). */
+  private List<Object> ranks(int n, Body body) throws Exception {
+    int port = ClusterTransportTest.freePort();
+    List<Future<Object>> fs = new ArrayList<>();
+    for (int r = 0; r < n; r++) {
+      int rank = r;
+      fs.add(pool.submit(() -> {
+        try (ShmTransport t = ShmTransport.open(ProcessWorld.join(ClusterTransportTest.env(rank, n, port), Map.of("job", "shm"),
+            TIMEOUT), TIMEOUT)) {
+          try {
+            return body.run(t);
+          } catch (AssertionError e) {
+            t.abort(e);
+            throw e;
+          }
+        } catch (RuntimeException e) {
+          return e;
+        }
+      }));
+    }
+    List<Object> out = new ArrayList<>();
+    for (Future<Object> f : fs) out.add(f.get(50, TimeUnit.SECONDS));
+    for (Object o : out) if (o instanceof AssertionError e) throw e;
+    return out;
+  }
+
+  private static final MessageCodec<MemorySegment> SEGMENT = new MessageCodec<>() {
+    @Override
+    public void write(MemorySegment s, MessageWriter out) {
+      out.putSegment(s);
+    }
+
+    @Override
+    public MemorySegment read(MessageReader in) {
+      return in.getSegment();
+    }
+  };
+
+  /**
+   * A segment outside this rank's peer memory cannot be named to a peer: every rank fails at once
+   * naming the rank (it used to fail the sender alone, its peers waiting for it until the
+   * timeout), and the world goes on.
+   */
+  @Test
+  void aSegmentNoPeerCanReachFailsEveryRankAndTheWorldGoesOn() throws Exception {
+    List<Object> out = ranks(3, t -> {
+      long start = System.nanoTime();
+      try (Arena arena = Arena.ofConfined()) {
+        MemorySegment own = arena.allocate(16);
+        CollectiveException e = assertThrows(CollectiveException.class, () -> t.allGather(t.rank() == 1 ? own : null, SEGMENT));
+        long millis = (System.nanoTime() - start) / 1_000_000;
+        assertTrue(millis < 5_000, "rank " + t.rank() + " failed after " + millis + " ms (the timeout is 10 s)");
+        assertEquals(1L, t.allGather((long) t.rank())[1]);
+        return e.getMessage();
+      }
+    });
+    for (Object o : out) {
+      String m = assertInstanceOf(String.class, o);
+      assertTrue(m.startsWith("rank 1: ") && m.contains("is not in this rank's peer memory"), m);
+    }
+  }
+
+  /** A message too big for its slot and for the store: every rank fails at once naming it, and the world goes on. */
+  @Test
+  void aMessageTooBigForTheStoreFailsEveryRankAtOnce() throws Exception {
+    List<Object> out = ranks(2, t -> {
+      long start = System.nanoTime();
+      byte[] mine = t.rank() == 0 ? new byte[ProcessWorld.MAX_BLOB] : new byte[] {1};
+      CollectiveException e = assertThrows(CollectiveException.class, () -> t.allGather(mine));
+      long millis = (System.nanoTime() - start) / 1_000_000;
+      assertTrue(millis < 5_000, "rank " + t.rank() + " failed after " + millis + " ms (the timeout is 10 s)");
+      byte[] big = new byte[ShmTransport.SLOT_BYTES + 1]; // too big for a slot, fine for the store
+      big[7] = (byte) t.rank();
+      assertEquals(1, ((byte[]) t.allGather(big)[1])[7]);
+      return e.getMessage();
+    });
+    for (Object o : out) {
+      String m = assertInstanceOf(String.class, o);
+      assertTrue(m.startsWith("rank 0: ") && m.contains("exceeds the store's limit of " + ProcessWorld.MAX_BLOB), m);
+    }
+  }
+
+  /**
+   * abort, aborted and checkPeers may come from any thread (a watchdog, a device wait, an error
+   * handler), also while the transport closes on another thread and after: they answer and never
+   * reach into the unmapped control block (a closed arena's IllegalStateException).
+   */
+  @Test
+  void callsFromAnyThreadWhileAndAfterItClosesNeverReachTheUnmappedBlock() throws Exception {
+    List<Object> out = ranks(3, t -> {
+      t.barrier();
+      AtomicBoolean stop = new AtomicBoolean();
+      AtomicLong polls = new AtomicLong();
+      AtomicReference<Throwable> wrong = new AtomicReference<>();
+      Future<?> poller = pool.submit(() -> {
+        while (!stop.get()) {
+          try {
+            t.aborted();
+            t.checkPeers();
+          } catch (CollectiveException expected) {
+            // a peer that closed first, or this rank's own close
+          } catch (Throwable e) {
+            wrong.compareAndSet(null, e);
+          }
+          try {
+            if (polls.incrementAndGet() % 64 == 0) t.abort(new IllegalStateException("a late handler"));
+          } catch (Throwable e) {
+            wrong.compareAndSet(null, e);
+          }
+        }
+      });
+      while (polls.get() < 100) Thread.onSpinWait();
+      t.close();
+      long seen = polls.get();
+      while (polls.get() < seen + 100) Thread.onSpinWait(); // it goes on after the close
+      stop.set(true);
+      poller.get(10, TimeUnit.SECONDS);
+      if (wrong.get() != null) throw new AssertionError("rank " + t.rank() + ": a call during or after close threw", wrong.get());
+      t.aborted();
+      return "ok";
+    });
+    assertEquals(List.of("ok", "ok", "ok"), out);
+  }
+}
