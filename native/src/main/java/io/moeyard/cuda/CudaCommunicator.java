@@ -78,6 +78,11 @@ public final class CudaCommunicator implements Communicator {
    */
   private DeviceChannel farLeg;
   private final long[][] farArgs;
+  /**
+   * One rank per process on more than one machine: between calls, ends the device's waits on the
+   * leg between machines once the transport reports a peer's failure ({@link PeerWatch}); else null.
+   */
+  private final PeerWatch watch;
   /** Every rank's relay staging (device addresses), looked up on first use: the ranks share this process. */
   private long[] stagingOf;
 
@@ -126,6 +131,9 @@ public final class CudaCommunicator implements Communicator {
       if (shufflePeer != null) Release.attempt(e, shufflePeer::close);
       throw e;
     }
+    this.watch = w.me >= 0 && w.machines && channel != null
+        ? new PeerWatch("moeyard-peer-watch-" + rank, transport::checkPeers, channel::abandon, PeerWatch.PERIOD_NANOS)
+        : null;
   }
 
   /**
@@ -337,6 +345,17 @@ public final class CudaCommunicator implements Communicator {
    */
   private DeviceDispatched dispatch(DeviceRows x, DeviceRouting routing, DeviceRows into, CudaStream stream,
       String hostProblem, int hostCapacity) {
+    if (watch == null) return dispatchCall(x, routing, into, stream, hostProblem, hostCapacity);
+    watch.enter();
+    try {
+      return dispatchCall(x, routing, into, stream, hostProblem, hostCapacity);
+    } finally {
+      watch.exit();
+    }
+  }
+
+  private DeviceDispatched dispatchCall(DeviceRows x, DeviceRouting routing, DeviceRows into, CudaStream stream,
+      String hostProblem, int hostCapacity) {
     boolean hostPath = hostCapacity >= 0;
     String problem = hostPath ? hostProblem
         : CallChecks.dispatch(shape, rank, closed, x, routing, into, stream, world.memory);
@@ -448,6 +467,20 @@ public final class CudaCommunicator implements Communicator {
   }
 
   private void combine(DeviceDispatched d, DeviceRows y, DeviceRows out, CudaStream stream, String hostProblem,
+      boolean hostPath) {
+    if (watch == null) {
+      combineCall(d, y, out, stream, hostProblem, hostPath);
+      return;
+    }
+    watch.enter();
+    try {
+      combineCall(d, y, out, stream, hostProblem, hostPath);
+    } finally {
+      watch.exit();
+    }
+  }
+
+  private void combineCall(DeviceDispatched d, DeviceRows y, DeviceRows out, CudaStream stream, String hostProblem,
       boolean hostPath) {
     Switches mySwitches = switches();
     CommConfig.Variant variant = mySwitches.variant();
@@ -805,6 +838,7 @@ public final class CudaCommunicator implements Communicator {
       closed = true;
     }
     lane.close(); // lets queued collectives finish: peers are waiting for them
+    if (watch != null) watch.close(); // before the channel goes: the watch may abandon it
     RuntimeException err = null;
     if (staging != null) {
       err = Release.attempt(err, () -> w.synchronize(rank));

@@ -276,6 +276,43 @@ class NcclChannelTest {
     assertEquals(List.of("count 0x99"), log.take());
   }
 
+  /**
+   * Between calls, a peer watch over a world that reports a dead peer aborts the leg's own
+   * communicator (what releases a stream waiting in NCCL for that peer's message), once, and not
+   * while a call is in progress; an engine's communicator is never aborted.
+   */
+  @Test
+  void aPeerWatchAbortsTheLegsCommunicatorBetweenCallsOnly() throws Exception {
+    Log log = new Log();
+    NcclDeviceChannel own = new NcclDeviceChannel(NcclChannel.create(ID, 2, 0, log), NcclChannel.NO_WATCH);
+    log.take();
+    java.util.concurrent.atomic.AtomicBoolean dead = new java.util.concurrent.atomic.AtomicBoolean();
+    try (PeerWatch w = new PeerWatch("test-nccl-watch", () -> {
+      if (dead.get()) throw new CollectiveTimeoutException("rank 1 died", List.of(1));
+    }, own::abandon, java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(5))) {
+      w.enter(); // a call in progress when the peer dies
+      dead.set(true);
+      Thread.sleep(60);
+      assertEquals(List.of(), List.copyOf(log.calls), "nothing aborted during the call");
+      w.exit();
+      long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(5);
+      while (w.seen() == null && System.nanoTime() < deadline) Thread.sleep(5);
+    }
+    assertEquals(List.of("abort 0xc0"), log.take());
+    own.close();
+    assertEquals(List.of(), log.take());
+    log.count = 2;
+    NcclDeviceChannel engines = NcclDeviceChannel.engines(NcclChannel.wrap(0x99, 2, 1, log), NcclChannel.NO_WATCH);
+    log.take();
+    try (PeerWatch w = new PeerWatch("test-nccl-watch", () -> {
+      throw new CollectiveTimeoutException("rank 0 died", List.of(0));
+    }, engines::abandon, java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(5))) {
+      long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(5);
+      while (w.seen() == null && System.nanoTime() < deadline) Thread.sleep(5);
+    }
+    assertEquals(List.of(), log.take());
+  }
+
   @Test
   void aTimeoutMustBePositive() {
     assertEquals("timeout must be positive, got PT0S",
