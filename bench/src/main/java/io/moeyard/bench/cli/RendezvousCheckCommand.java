@@ -2,7 +2,8 @@ package io.moeyard.bench.cli;
 
 import io.moeyard.engine.rendezvous.ProcessWorld;
 import io.moeyard.engine.rendezvous.RankEnv;
-import io.moeyard.engine.rendezvous.RendezvousException;
+import io.moeyard.engine.CollectiveException;
+import io.moeyard.engine.shm.ClusterTransport;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.LinkedHashMap;
@@ -13,15 +14,21 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /**
- * {@code moeyard rendezvous-check} (hidden): one rank of a process world joins from its
- * environment, exchanges a configuration and a blob, and prints one line: the end-to-end test of
- * the launcher and the store.
+ * {@code moeyard rendezvous-check}: one rank of a process world joins from its environment,
+ * exchanges a configuration and a blob, and prints one line: the end-to-end test of the launcher
+ * and the store. With {@code --cluster} it then meets through a {@link ClusterTransport} and says
+ * how the world splits into machines and what a meeting costs there: the check to run on a new
+ * set of machines before an engine joins them.
  */
 @Command(
     name = "rendezvous-check",
-    hidden = true,
     mixinStandardHelpOptions = true,
-    description = "Joins the process world from the torchrun variables, all-gathers a blob, prints one line. Exit 2: the world did not form.")
+    description = {
+      "Joins the process world from the torchrun variables, all-gathers a blob, prints one line. Exit 2: the world did not form.",
+      "With --cluster, also the host meetings between machines (ClusterTransport): each rank's machine, its leader, and the",
+      "median time of an all-gather and of a machine barrier. Example: moeyard launch --nprocs 8 --machines 2 --machine-rank I",
+      "--master-addr HOST0 --master-port 29500 -- rendezvous-check --cluster"
+    })
 public final class RendezvousCheckCommand implements Callable<Integer> {
   @Option(names = "--config", paramLabel = "KEY=VALUE", description = "configuration entries every rank must agree on")
   Map<String, String> config = new LinkedHashMap<>();
@@ -35,12 +42,27 @@ public final class RendezvousCheckCommand implements Callable<Integer> {
   @Option(names = "--hold-ms", defaultValue = "0", description = "stay alive this long after the exchange (launcher fault tests)")
   long holdMs;
 
+  @Option(names = "--cluster", description = "also meet through ClusterTransport and time its meetings")
+  boolean cluster;
+
+  @Option(names = "--machine-name", paramLabel = "NAME",
+      description = "with --cluster: this rank's machine (default: host name and boot id; a pretend name tests machines on one host)")
+  String machineName;
+
+  @Option(names = "--meetings", defaultValue = "200", description = "with --cluster: meetings timed; default ${DEFAULT-VALUE}")
+  int meetings;
+
   @Override
   public Integer call() throws InterruptedException {
     System.out.println("pid " + ProcessHandle.current().pid());
     System.out.flush();
     try {
       RankEnv env = RankEnv.fromEnv();
+      if (meetings < 1) {
+        System.err.println("moeyard rendezvous-check: --meetings must be at least 1, got " + meetings);
+        return 2;
+      }
+      // closing is idempotent: a cluster transport closes the world too
       try (ProcessWorld world = ProcessWorld.join(env, config, Duration.ofMillis(timeoutMs))) {
         if (env.rank() == failRank) {
           // A crash, not an orderly exit: no goodbye to the store, no shutdown hooks.
@@ -60,12 +82,54 @@ public final class RendezvousCheckCommand implements Callable<Integer> {
         System.out.println("rendezvous ok: rank " + env.rank() + " of " + env.worldSize() + ", node " + env.node() + " of "
             + env.nodes() + ", local rank " + env.localRank() + ", " + all.size() + " blobs");
         System.out.flush();
+        if (cluster) clusterCheck(world, env);
         Thread.sleep(holdMs);
         return 0;
       }
-    } catch (RendezvousException e) {
+    } catch (CollectiveException e) {
       System.err.println("moeyard rendezvous-check: " + e.getMessage());
       return 2;
     }
+  }
+
+  /** Meets through a ClusterTransport of {@code world} (which it then owns and closes) and prints what it found. */
+  private void clusterCheck(ProcessWorld world, RankEnv env) {
+    String name = machineName != null ? machineName : ClusterTransport.thisMachine();
+    try (ClusterTransport t = ClusterTransport.open(world, Duration.ofMillis(timeoutMs), name)) {
+      int me = env.rank();
+      int m = t.machineOf(me);
+      int leader = first(t, m);
+      Object[] names = t.allGather(name);
+      for (int r = 0; r < names.length; r++) {
+        if (!names[r].equals(names[first(t, t.machineOf(r))])) {
+          throw new IllegalStateException("rank " + r + " is on machine " + t.machineOf(r) + " but named '" + names[r] + "'");
+        }
+      }
+      long[] gather = new long[meetings];
+      long[] barrier = new long[meetings];
+      for (int i = 0; i < meetings; i++) {
+        long t0 = System.nanoTime();
+        t.allGather(i);
+        long t1 = System.nanoTime();
+        t.machineBarrier();
+        gather[i] = t1 - t0;
+        barrier[i] = System.nanoTime() - t1;
+      }
+      t.barrier();
+      System.out.printf("cluster ok: rank %d on machine %d of %d ('%s', leader rank %d); median of %d: allGather %.1f us, machineBarrier %.1f us%n",
+          me, m, t.machines(), name, leader, meetings, median(gather) / 1e3, median(barrier) / 1e3);
+      System.out.flush();
+    }
+  }
+
+  private static int first(ClusterTransport t, int machine) {
+    for (int r = 0; r < t.size(); r++) if (t.machineOf(r) == machine) return r;
+    throw new IllegalStateException("machine " + machine + " has no rank");
+  }
+
+  private static double median(long[] nanos) {
+    long[] s = nanos.clone();
+    java.util.Arrays.sort(s);
+    return s[s.length / 2];
   }
 }

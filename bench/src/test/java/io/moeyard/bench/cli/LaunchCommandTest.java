@@ -165,6 +165,28 @@ class LaunchCommandTest {
     assertAllGone(rankPids(r0.output() + r1.output()), r0.output() + r1.output());
   }
 
+  /** The cluster check on two launches of two ranks, as two machines: each rank names its machine and leader, and times its meetings. */
+  @Test
+  void theClusterCheckSeesTwoMachines() throws Exception {
+    String port = Integer.toString(freePort());
+    long t0 = System.nanoTime();
+    Process[] m = new Process[2];
+    for (int i = 1; i >= 0; i--) {
+      m[i] = start("--nprocs", "2", "--machines", "2", "--machine-rank", Integer.toString(i), "--master-addr", "127.0.0.1",
+          "--master-port", port, "--", "rendezvous-check", "--cluster", "--machine-name", "pretend-" + i, "--meetings", "20");
+    }
+    Result r0 = finish(m[0], t0);
+    Result r1 = finish(m[1], t0);
+    assertEquals(0, r0.exit(), r0.output() + "\n--- machine 1:\n" + r1.output());
+    assertEquals(0, r1.exit(), r1.output());
+    String all = r0.output() + r1.output();
+    for (int r = 0; r < 4; r++) {
+      String want = "[rank " + r + "] cluster ok: rank " + r + " on machine " + r / 2 + " of 2 ('pretend-" + r / 2 + "', leader rank "
+          + r / 2 * 2 + "); median of 20: allGather ";
+      assertTrue(all.contains(want), "no '" + want + "' in:\n" + all);
+    }
+  }
+
   /** A rank failing on one machine fails the other machine's launch too (through the store), well before the timeout. */
   @Test
   void aFailingRankOnOneMachineFailsBothLaunches() throws Exception {
