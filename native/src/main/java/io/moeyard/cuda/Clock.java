@@ -3,13 +3,16 @@ package io.moeyard.cuda;
 import java.util.Arrays;
 
 /**
- * The device clock of a timed collective: a start event on rank 0's stream that every other rank's
- * stream waits for (through rank 0's gate event, recorded right after it: a timing event cannot be
- * shared between processes), an end event on rank 0's stream after every rank's done event. Rank
- * 0's stream is held busy before the start event so that it fires after the ranks have enqueued
- * the call's kernels: their launch latency (and the ranks' meeting on the host) stays out of the
- * time. Rank 0's thread records the events; the others wait for the gate after a barrier, so that
- * they wait for this call's record. With one rank per process only rank 0's process reads it.
+ * The device clock of a timed collective: a start event on the clock rank's stream that every
+ * other rank's stream waits for (through the clock rank's gate event, recorded right after it: a
+ * timing event cannot be shared between processes), an end event on the clock rank's stream after
+ * every rank's done event. The clock rank's stream is held busy before the start event so that it
+ * fires after the ranks have enqueued the call's kernels: their launch latency (and the ranks'
+ * meeting on the host) stays out of the time. The clock rank's thread records the events; the
+ * others wait for the gate after a barrier, so that they wait for this call's record. The clock
+ * rank is rank 0 in a world of one machine ({@link VirtualRanks#clockRank}); across machines each
+ * machine's first rank times its machine (its ranks' stage and done events; what crosses machines
+ * is waited for on the streams), and only that rank's process reads it.
  */
 final class Clock {
   /** How long stream 0 is held busy before a timed call's start event. */
@@ -34,29 +37,31 @@ final class Clock {
     }
   }
 
-  /** Rank 0: the start event on its stream, after every event of {@code after} and the hold. */
+  /** The clock rank: the start event on its stream, after every event of {@code after} and the hold. */
   void start(long[] after) {
-    long st = ranks.streams[0];
+    int c = ranks.clockRank();
+    long st = ranks.streams[c];
     VirtualRanks.waitAll(st, after);
     NativeKernels.hold(HOLD_NS, st);
     NativeKernels.eventRecord(evStart, st);
-    NativeKernels.eventRecord(ranks.evGate[0], st);
+    NativeKernels.eventRecord(ranks.evGate[c], st);
   }
 
   /** The event the other ranks' streams wait for (after the barrier that follows {@link #start}). */
   long startEvent() {
-    return ranks.evGate[0];
+    return ranks.evGate[ranks.clockRank()];
   }
 
-  /** Rank 0, after a barrier that follows every rank's done event: the end event. */
+  /** The clock rank, after a barrier that follows every rank's done event: the end event. */
   void stop() {
     // The whole call is enqueued now; had the start event already fired, the hold was shorter
     // than the enqueue and the clock counted part of the launch latency.
     if (NativeKernels.eventQuery(evStart)) {
       shortHolds++;
     }
-    VirtualRanks.waitAll(ranks.streams[0], ranks.evDone);
-    NativeKernels.eventRecord(evEnd, ranks.streams[0]);
+    long st = ranks.streams[ranks.clockRank()];
+    VirtualRanks.waitAll(st, ranks.evDone);
+    NativeKernels.eventRecord(evEnd, st);
   }
 
   /** Milliseconds from the start event to the end event of the last timed call; waits for its end. */

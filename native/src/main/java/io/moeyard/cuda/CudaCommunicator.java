@@ -368,7 +368,6 @@ public final class CudaCommunicator implements Communicator {
     if (into != null) capacity = Math.min(capacity, ownReceive.rows());
     boolean viaOwn = into != null && w.me >= 0;
     Switches mySwitches = switches();
-    if (problem == null) problem = acrossMachines(mySwitches);
     // One meeting says everything a dispatch needs from every rank: its verdict on its arguments,
     // where its rows go, its switches, and (after its layout) its routing's verdict and counts. So
     // a rank without a problem of its own runs its layout before it knows the others' verdicts: a
@@ -487,7 +486,6 @@ public final class CudaCommunicator implements Communicator {
     String problem = hostPath ? hostProblem
         : CallChecks.combine(shape, rank, closed, this, generation, variant, d, y, out, stream, world.memory);
     if (problem == null && counts == null) problem = "rank " + rank + ": no complete dispatch to combine";
-    if (problem == null) problem = acrossMachines(mySwitches);
     Object[] openings = transport.allGather(new Opening(problem, mySwitches), OPENING);
     throwFirst("combine", openings, e -> ((Opening) e).problem());
     Switches[] sw = new Switches[openings.length];
@@ -528,16 +526,6 @@ public final class CudaCommunicator implements Communicator {
     }
   }
 
-  /**
-   * What a call cannot do when the world spans machines (ranks out of reach of device stores),
-   * or null: the device clock's events cross processes only within a machine.
-   */
-  private String acrossMachines(Switches sw) {
-    if (!w.machines) return null;
-    if (sw.timed()) return "rank " + rank + ": the device clock cannot span machines: time one machine's world";
-    return null;
-  }
-
   /** The first {@code rows} rows (and FP8 scales) of {@code from} into {@code to}, on this rank's stream. */
   private void copyRows(DeviceRows from, DeviceRows to, int rows, long st) {
     NativeKernels.copyDeviceToDeviceAsync(to.address(), from.address(), (long) rows * shape.rowBytes(), st);
@@ -546,12 +534,16 @@ public final class CudaCommunicator implements Communicator {
     }
   }
 
-  /** Every stream starts the data phase once every rank's {@code evStage} fired (under the clock when timed). */
+  /**
+   * Every stream starts the data phase once every rank's {@code evStage} fired (under the clock when
+   * timed: each machine's clock rank holds its machine's gate).
+   */
   private void startData(long st, boolean timed) {
     if (timed) {
-      if (rank == 0) world.clock.start(w.evStage);
-      transport.barrier(); // the start event is recorded
-      if (rank != 0) NativeKernels.streamWaitEvent(st, world.clock.startEvent());
+      int clockRank = w.clockRank();
+      if (rank == clockRank) world.clock.start(w.evStage);
+      meetMachine(); // the start event is recorded
+      if (rank != clockRank) NativeKernels.streamWaitEvent(st, world.clock.startEvent());
     } else {
       VirtualRanks.waitAll(st, w.evStage);
     }
@@ -580,8 +572,8 @@ public final class CudaCommunicator implements Communicator {
   private void finish(long st, boolean timed, CudaStream stream) {
     NativeKernels.eventRecord(w.evDone[rank], st);
     if (timed) {
-      transport.barrier(); // every rank's done event is recorded
-      if (rank == 0) world.clock.stop();
+      meetMachine(); // every rank's done event is recorded
+      if (rank == w.clockRank()) world.clock.stop();
     }
     if (stream != null) NativeKernels.streamWaitEvent(stream.handle(), w.evDone[rank]);
   }

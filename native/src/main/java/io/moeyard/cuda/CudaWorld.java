@@ -165,8 +165,9 @@ public final class CudaWorld implements AutoCloseable {
    * a transport that spans machines). The transport stays the caller's; close the world before it.
    *
    * <p>Ranks on more than one machine (host name and boot id differ): each node must lie within
-   * one machine, the config's node path must be the relay, and the device clock and the shuffled
-   * combine are refused (they need every rank within reach). Messages between machines
+   * one machine, the config's node path must be the relay, the shuffled combine is refused (it
+   * needs every rank within reach), and the device clock times each machine on its own
+   * ({@link #clockRank}). Messages between machines
    * cross on an NCCL communicator of all ranks, built from a unique id that rank 0 makes (or the
    * engine's own: {@link #join(Transport, ExpertMap, CommConfig, Duration, NcclChannel)}).
    *
@@ -463,8 +464,21 @@ public final class CudaWorld implements AutoCloseable {
    * call it between collectives (e.g. on rank 0's thread after its call returned).
    */
   public float lastDeviceMs() {
-    if (ranks.me > 0) throw new IllegalStateException("rank 0's process keeps the clock; this is rank " + ranks.me);
+    int c = ranks.clockRank();
+    if (ranks.me >= 0 && ranks.me != c) {
+      throw new IllegalStateException("rank " + c + "'s process keeps " + (ranks.machines ? "this machine's" : "the")
+          + " clock; this is rank " + ranks.me);
+    }
     return clock.elapsedMs();
+  }
+
+  /**
+   * The rank whose process keeps the device clock that times this rank's calls: rank 0 in a world
+   * of one machine; across machines, each machine's first rank, whose {@link #lastDeviceMs} is
+   * that machine's time (the world's is the longest of them).
+   */
+  public int clockRank() {
+    return ranks.clockRank();
   }
 
   /** Timed calls whose start event had fired before their enqueue ended (launch latency counted). */

@@ -259,6 +259,16 @@ final class VirtualRanks {
     }
   }
 
+  /**
+   * The rank whose stream holds the device clock of this rank's machine: the first rank within
+   * reach (rank 0 where every rank is, as in one machine's world). Across machines each machine
+   * times itself: events cannot cross machines.
+   */
+  int clockRank() {
+    for (int q = 0; q < nR; q++) if (reach[q]) return q;
+    throw new IllegalStateException("no rank within reach");
+  }
+
   /** Whether rank r runs in this process (has a stream here). */
   boolean local(int r) {
     return me < 0 || r == me;

@@ -224,6 +224,22 @@ public final class CudaWorldRankMain {
           DeviceDispatched d = c.dispatch(dw.x(me), dw.routing(me), dw.stream(me));
           c.combine(d, dw.y(me, d.receivedRows()), dw.out(me), dw.stream(me));
           assertArrayEquals(wantOut[me], dw.outBytes(me), "device-path combine, rank " + me + " " + ctx);
+          // timed, each pretend machine on its own clock (its first rank's): the same bits, and a
+          // time on every machine's clock rank
+          world.timing(true);
+          try {
+            assertEquals(me / perMachine * perMachine, world.clockRank(), "each machine's first rank keeps its clock, " + ctx);
+            DeviceDispatched td = c.dispatch(dw.x(me), dw.routing(me), dw.stream(me));
+            float dispatchMs = me == world.clockRank() ? world.lastDeviceMs() : 0f;
+            c.combine(td, dw.y(me, td.receivedRows()), dw.out(me), dw.stream(me));
+            assertArrayEquals(wantOut[me], dw.outBytes(me), "timed device-path combine, rank " + me + " " + ctx);
+            if (me == world.clockRank()) {
+              float combineMs = world.lastDeviceMs();
+              assertTrue(dispatchMs > 0 && combineMs > 0, "machine clock of rank " + me + ": " + dispatchMs + " / " + combineMs + " ms, " + ctx);
+            }
+          } finally {
+            world.timing(false);
+          }
         }
         // the unfused baseline: its blocks for the other machine cross on the channel too
         world.useVariant(CommConfig.Variant.UNFUSED);
