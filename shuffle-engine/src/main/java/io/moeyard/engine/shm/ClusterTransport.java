@@ -518,7 +518,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
       if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
       try {
         control.checkAborted();
-        control.checkPeers();
+        control.checkPeersOrTheirAbort();
         world.checkPeers();
       } catch (RendezvousException e) {
         throw storeFailed(e);

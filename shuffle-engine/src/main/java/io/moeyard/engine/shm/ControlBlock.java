@@ -317,6 +317,22 @@ final class ControlBlock {
     return (long) LONG.getAcquire(seg, ABORT_WORD) > 0;
   }
 
+  /**
+   * Between collectives: {@link #checkPeers()}, except that a peer that left after another rank
+   * aborted the world (it saw the failure and closed its transport, as it should) reports that
+   * abort, the cause, rather than its leaving. A peer aborts before it leaves, so a rank that sees
+   * it gone sees its abort too.
+   */
+  void checkPeersOrTheirAbort() {
+    try {
+      checkPeers();
+    } catch (CollectiveException e) {
+      long w = (long) LONG.getAcquire(seg, ABORT_WORD);
+      if (w > 0 && w - 1 != me()) checkAborted();
+      throw e;
+    }
+  }
+
   void checkAborted() {
     long w = (long) LONG.getAcquire(seg, ABORT_WORD);
     if (w <= 0) return;

@@ -279,7 +279,7 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
     synchronized (mapping) {
       if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
       control.checkAborted();
-      control.checkPeers();
+      control.checkPeersOrTheirAbort();
       try {
         world.checkPeers();
       } catch (RendezvousException e) {

@@ -174,4 +174,29 @@ class ShmTransportTest {
     });
     assertEquals(List.of("ok", "ok", "ok"), out);
   }
+
+  /**
+   * A peer that aborted the world and then left (it saw the failure and closed its transport):
+   * between collectives a rank reports the abort, the cause, not the leaving, whichever of the two
+   * its check would meet first. (Plain {@code checkPeers} reports the leaving; the transports
+   * check the abort word before the peers, but a peer may abort and leave between the two reads.)
+   */
+  @Test
+  void aPeerThatAbortedAndLeftIsReportedByItsAbort() {
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment seg = arena.allocate(ControlBlock.bytes(2, 1024), 4096);
+      ControlBlock.format(seg, 2, 1024);
+      ControlBlock zero = new ControlBlock(seg, 0, 2, 1024, TIMEOUT.toNanos());
+      ControlBlock one = new ControlBlock(seg, 1, 2, 1024, TIMEOUT.toNanos());
+      zero.register();
+      one.register();
+      zero.checkPeersOrTheirAbort(); // nothing wrong yet
+      one.abort("rank 1 saw the store fail: world aborted by rank 7: it gave up");
+      one.leave();
+      CollectiveException left = assertThrows(CollectiveException.class, zero::checkPeers);
+      assertTrue(left.getMessage().startsWith("rank 1 left the world"), left.getMessage());
+      CollectiveException e = assertThrows(CollectiveException.class, zero::checkPeersOrTheirAbort);
+      assertEquals("world aborted by rank 1: rank 1 saw the store fail: world aborted by rank 7: it gave up", e.getMessage());
+    }
+  }
 }
