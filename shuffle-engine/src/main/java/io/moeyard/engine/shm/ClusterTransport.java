@@ -77,7 +77,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   private static final long HAND_OVER_GRACE_NANOS = 2_000_000_000L;
 
   private final ProcessWorld world;
-  private final Arena controlArena;
+  private final BlockMapping mapping;
   private final ControlBlock control;
   private final int[] machineOf;
   /** World ranks of each machine, ascending; a machine's leader is its first. */
@@ -89,21 +89,11 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   private final SegmentTable noSegments;
   private final String job;
   private volatile boolean closed;
-  /**
-   * Held by the calls that may come from any thread (abort, aborted, checkPeers) while they use
-   * the block, and by close while it unmaps it: closing the arena under one of them would make it
-   * throw the closed arena's IllegalStateException.
-   */
-  private final Object mapping = new Object();
-  /** Whether the block was aborted when close unmapped it. Guarded by {@link #mapping}. */
-  private boolean abortedWhenClosed;
-  /** Guarded by {@link #mapping}. */
-  private boolean unmapped;
 
   private ClusterTransport(ProcessWorld world, Arena controlArena, ControlBlock control, int[] machineOf,
       int[][] machineRanks, long timeoutNanos, String job) {
     this.world = world;
-    this.controlArena = controlArena;
+    this.mapping = new BlockMapping(control, controlArena);
     this.control = control;
     this.machineOf = machineOf;
     this.machineRanks = machineRanks;
@@ -514,8 +504,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
    */
   @Override
   public void checkPeers() {
-    synchronized (mapping) {
-      if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
+    boolean mapped = !closed && mapping.whileMapped(() -> {
       try {
         control.checkAborted();
         control.checkPeersOrTheirAbort();
@@ -525,7 +514,8 @@ public final class ClusterTransport implements Transport, AutoCloseable {
       } catch (CollectiveException e) {
         throw blockFailed(e);
       }
-    }
+    });
+    if (!mapped) throw new CollectiveException("rank " + rank() + ": the transport is closed");
   }
 
   /**
@@ -536,17 +526,13 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   @Override
   public void abort(Throwable cause) {
     String why = "rank " + rank() + " aborted: " + cause;
-    synchronized (mapping) {
-      if (!closed) control.abort(why); // once closed the block is unmapped; the world's abort is quiet then too
-    }
+    mapping.abort(why); // once closed the block is unmapped; the world's abort is quiet then too
     world.abort(why);
   }
 
   /** True once a rank aborted the world or was found dead, as far as this machine's block tells (after close: told then). */
   public boolean aborted() {
-    synchronized (mapping) {
-      return unmapped ? abortedWhenClosed : control.aborted();
-    }
+    return mapping.aborted();
   }
 
   /**
@@ -560,11 +546,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     closed = true;
     control.leave();
     world.close();
-    synchronized (mapping) {
-      abortedWhenClosed = control.aborted();
-      unmapped = true;
-      controlArena.close();
-    }
+    mapping.close();
   }
 
   /** Messages between machines cannot name memory: a codec that writes a segment fails here. */

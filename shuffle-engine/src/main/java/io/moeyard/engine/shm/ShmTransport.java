@@ -56,26 +56,16 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
   public static final String OWNER_PID_ENV = "MOEYARD_LAUNCHER_PID";
 
   private final ProcessWorld world;
-  private final Arena controlArena;
+  private final BlockMapping mapping;
   private final ControlBlock control;
   private final String job;
   private final Map<Integer, ShmRegion> regions = new ConcurrentHashMap<>();
   private int nextRegion;
   private volatile boolean closed;
-  /**
-   * Held by the calls any thread may make ({@link #abort}, {@link #aborted}, {@link #checkPeers})
-   * while they touch the control block, and by {@link #close} while it unmaps it: a call racing the
-   * close must not reach unmapped memory.
-   */
-  private final Object mapping = new Object();
-  /** Guarded by {@link #mapping}. */
-  private boolean unmapped;
-  /** Whether the block was aborted when close unmapped it. Guarded by {@link #mapping}. */
-  private boolean abortedWhenClosed;
 
   private ShmTransport(ProcessWorld world, Arena controlArena, ControlBlock control, String job) {
     this.world = world;
-    this.controlArena = controlArena;
+    this.mapping = new BlockMapping(control, controlArena);
     this.control = control;
     this.job = job;
   }
@@ -276,8 +266,7 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
    */
   @Override
   public void checkPeers() {
-    synchronized (mapping) {
-      if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
+    boolean mapped = !closed && mapping.whileMapped(() -> {
       control.checkAborted();
       control.checkPeersOrTheirAbort();
       try {
@@ -285,7 +274,8 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
       } catch (RendezvousException e) {
         throw storeFailed(e);
       }
-    }
+    });
+    if (!mapped) throw new CollectiveException("rank " + rank() + ": the transport is closed");
   }
 
   /**
@@ -373,9 +363,7 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
 
   @Override
   public void abort(Throwable cause) {
-    synchronized (mapping) {
-      if (!unmapped) control.abort("rank " + rank() + " aborted: " + cause);
-    }
+    mapping.abort("rank " + rank() + " aborted: " + cause);
     // a peer may be waiting in a round that went through the store (a message too big for its
     // slot), where the control block does not reach it
     world.abort("rank " + rank() + " aborted: " + cause);
@@ -383,9 +371,7 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
 
   /** True once a rank aborted the world or was found dead (after close: as the block said then). */
   public boolean aborted() {
-    synchronized (mapping) {
-      return unmapped ? abortedWhenClosed : control.aborted();
-    }
+    return mapping.aborted();
   }
 
   /**
@@ -399,10 +385,6 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
     closed = true;
     control.leave();
     world.close();
-    synchronized (mapping) {
-      abortedWhenClosed = control.aborted();
-      unmapped = true;
-      controlArena.close();
-    }
+    mapping.close();
   }
 }
