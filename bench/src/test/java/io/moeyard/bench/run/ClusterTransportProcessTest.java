@@ -1,18 +1,12 @@
 package io.moeyard.bench.run;
 
+import static io.moeyard.bench.run.ChildRanks.outputs;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.moeyard.engine.rendezvous.RankEnv;
+import io.moeyard.bench.run.ChildRanks.Rank;
 import io.moeyard.engine.shm.ShmFiles;
-import io.moeyard.engine.shm.ShmTransport;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.InputStream;
-import java.net.InetAddress;
-import java.net.ServerSocket;
-import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -26,53 +20,8 @@ import org.junit.jupiter.params.provider.ValueSource;
 class ClusterTransportProcessTest {
   private static final int[] MACHINES = {0, 1, 0, 1};
 
-  private record Rank(Process process, ByteArrayOutputStream output) {
-    String text() {
-      synchronized (output) {
-        return output.toString(StandardCharsets.UTF_8);
-      }
-    }
-  }
-
   private static List<Rank> start() throws IOException {
-    int port;
-    try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-      port = s.getLocalPort();
-    }
-    String javaExe = ProcessHandle.current().info().command().orElse("java");
-    String cp = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
-    int n = MACHINES.length;
-    List<Rank> ranks = new ArrayList<>();
-    for (int r = 0; r < n; r++) {
-      ProcessBuilder pb = new ProcessBuilder(javaExe, "-XX:TieredStopAtLevel=1", "-Xss1m", "--enable-native-access=ALL-UNNAMED",
-          "-cp", cp, ClusterRankMain.class.getName(), Integer.toString(MACHINES[r])).redirectErrorStream(true);
-      pb.environment().putAll(RankEnv.variables(r, n, n, "127.0.0.1", port));
-      pb.environment().put(ShmTransport.OWNER_PID_ENV, Long.toString(ProcessHandle.current().pid()));
-      Process p = pb.start();
-      ByteArrayOutputStream out = new ByteArrayOutputStream();
-      Thread.ofPlatform().daemon().start(() -> copy(p.getInputStream(), out));
-      ranks.add(new Rank(p, out));
-    }
-    return ranks;
-  }
-
-  private static void copy(InputStream in, ByteArrayOutputStream out) {
-    byte[] buf = new byte[4096];
-    try (in) {
-      for (int n; (n = in.read(buf)) > 0; ) {
-        synchronized (out) {
-          out.write(buf, 0, n);
-        }
-      }
-    } catch (IOException ignored) {
-      // the process is gone
-    }
-  }
-
-  private static String outputs(List<Rank> ranks) {
-    StringBuilder sb = new StringBuilder();
-    for (int r = 0; r < ranks.size(); r++) sb.append("--- rank ").append(r).append(":\n").append(ranks.get(r).text());
-    return sb.toString();
+    return ChildRanks.start(ClusterRankMain.class, MACHINES.length, MACHINES.length, r -> List.of(Integer.toString(MACHINES[r])));
   }
 
   /**

@@ -1,19 +1,16 @@
 package io.moeyard.bench.run;
 
-import io.moeyard.engine.testkit.TestSeed;
+import static io.moeyard.bench.run.ChildRanks.outputs;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moeyard.bench.cli.Moeyard;
-import io.moeyard.engine.rendezvous.RankEnv;
+import io.moeyard.bench.run.ChildRanks.Rank;
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.engine.shm.ShmFiles;
 import io.moeyard.engine.shm.ShmTransport;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.InputStream;
-import java.net.InetAddress;
-import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
@@ -31,54 +28,8 @@ import org.junit.jupiter.params.provider.CsvSource;
 class ShmTransportProcessTest {
   private static final long SEED = TestSeed.fresh().value();
 
-  private record Rank(Process process, ByteArrayOutputStream output, Thread pump) {
-    String text() {
-      synchronized (output) {
-        return output.toString(StandardCharsets.UTF_8);
-      }
-    }
-  }
-
   private static List<Rank> start(int nprocs, int nodes, String... args) throws IOException {
-    int port;
-    try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-      port = s.getLocalPort();
-    }
-    String javaExe = ProcessHandle.current().info().command().orElse("java");
-    String cp = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
-    List<Rank> ranks = new ArrayList<>();
-    for (int r = 0; r < nprocs; r++) {
-      List<String> cmd = new ArrayList<>(List.of(javaExe, "-XX:TieredStopAtLevel=1", "-Xss1m",
-          "--enable-native-access=ALL-UNNAMED", "-cp", cp, ShmRankMain.class.getName()));
-      cmd.addAll(List.of(args));
-      ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
-      pb.environment().putAll(RankEnv.variables(r, nprocs, nprocs / nodes, "127.0.0.1", port));
-      pb.environment().put(ShmTransport.OWNER_PID_ENV, Long.toString(ProcessHandle.current().pid()));
-      Process p = pb.start();
-      ByteArrayOutputStream out = new ByteArrayOutputStream();
-      Thread pump = Thread.ofPlatform().daemon().start(() -> copy(p.getInputStream(), out));
-      ranks.add(new Rank(p, out, pump));
-    }
-    return ranks;
-  }
-
-  private static void copy(InputStream in, ByteArrayOutputStream out) {
-    byte[] buf = new byte[4096];
-    try (in) {
-      for (int n; (n = in.read(buf)) > 0; ) {
-        synchronized (out) {
-          out.write(buf, 0, n);
-        }
-      }
-    } catch (IOException ignored) {
-      // the process is gone
-    }
-  }
-
-  private static String outputs(List<Rank> ranks) {
-    StringBuilder sb = new StringBuilder();
-    for (int r = 0; r < ranks.size(); r++) sb.append("--- rank ").append(r).append(":\n").append(ranks.get(r).text());
-    return sb.toString();
+    return ChildRanks.start(ShmRankMain.class, nprocs, nprocs / nodes, r -> List.of(args));
   }
 
   private static void finish(List<Rank> ranks) throws InterruptedException {

@@ -650,35 +650,7 @@ class ClusterTransportTest {
   void callsFromAnyThreadWhileAndAfterItClosesNeverReachTheUnmappedBlock() throws Exception {
     List<Object> out = ranks(new int[] {0, 0, 1}, TIMEOUT, t -> {
       t.barrier();
-      AtomicBoolean stop = new AtomicBoolean();
-      AtomicLong polls = new AtomicLong();
-      java.util.concurrent.atomic.AtomicReference<Throwable> wrong = new java.util.concurrent.atomic.AtomicReference<>();
-      Future<?> poller = pool.submit(() -> {
-        while (!stop.get()) {
-          try {
-            t.aborted();
-            t.checkPeers();
-          } catch (CollectiveException expected) {
-            // a peer that closed first, or this rank's own close
-          } catch (Throwable e) {
-            wrong.compareAndSet(null, e);
-          }
-          try {
-            if (polls.incrementAndGet() % 64 == 0) t.abort(new IllegalStateException("a late handler"));
-          } catch (Throwable e) {
-            wrong.compareAndSet(null, e);
-          }
-        }
-      });
-      while (polls.get() < 100) Thread.onSpinWait();
-      t.close();
-      long seen = polls.get();
-      while (polls.get() < seen + 100) Thread.onSpinWait(); // it goes on after the close
-      stop.set(true);
-      poller.get(10, TimeUnit.SECONDS);
-      if (wrong.get() != null) throw new AssertionError("rank " + t.rank() + ": a call during or after close threw", wrong.get());
-      t.aborted();
-      return "ok";
+      return CloseRace.run(pool, t, t::aborted, t);
     });
     assertEquals(List.of("ok", "ok", "ok"), out);
   }

@@ -21,9 +21,6 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -142,35 +139,7 @@ class ShmTransportTest {
   void callsFromAnyThreadWhileAndAfterItClosesNeverReachTheUnmappedBlock() throws Exception {
     List<Object> out = ranks(3, t -> {
       t.barrier();
-      AtomicBoolean stop = new AtomicBoolean();
-      AtomicLong polls = new AtomicLong();
-      AtomicReference<Throwable> wrong = new AtomicReference<>();
-      Future<?> poller = pool.submit(() -> {
-        while (!stop.get()) {
-          try {
-            t.aborted();
-            t.checkPeers();
-          } catch (CollectiveException expected) {
-            // a peer that closed first, or this rank's own close
-          } catch (Throwable e) {
-            wrong.compareAndSet(null, e);
-          }
-          try {
-            if (polls.incrementAndGet() % 64 == 0) t.abort(new IllegalStateException("a late handler"));
-          } catch (Throwable e) {
-            wrong.compareAndSet(null, e);
-          }
-        }
-      });
-      while (polls.get() < 100) Thread.onSpinWait();
-      t.close();
-      long seen = polls.get();
-      while (polls.get() < seen + 100) Thread.onSpinWait(); // it goes on after the close
-      stop.set(true);
-      poller.get(10, TimeUnit.SECONDS);
-      if (wrong.get() != null) throw new AssertionError("rank " + t.rank() + ": a call during or after close threw", wrong.get());
-      t.aborted();
-      return "ok";
+      return CloseRace.run(pool, t, t::aborted, t);
     });
     assertEquals(List.of("ok", "ok", "ok"), out);
   }
