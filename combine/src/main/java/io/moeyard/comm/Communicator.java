@@ -30,10 +30,13 @@ import java.util.concurrent.CompletableFuture;
 public interface Communicator extends AutoCloseable {
 
   /**
-   * The CPU backend: this rank of an in-JVM world ({@link io.moeyard.engine.transport.CpuWorld}) or
-   * of a world of processes on one host ({@code io.moeyard.engine.shm.ShmTransport}). Everything
-   * peers store into is carved, here and once, from the transport's peer memory (a collective on
-   * process transports: every rank builds its communicator in the same order).
+   * The CPU backend: this rank of an in-JVM world ({@link io.moeyard.engine.transport.CpuWorld}), of
+   * a world of processes on one host ({@code io.moeyard.engine.shm.ShmTransport}) or of processes
+   * on several machines ({@code io.moeyard.engine.shm.ClusterTransport}: each node within one
+   * machine, and only the fused node-level path, whose messages cross nodes; any other config
+   * throws {@link IllegalArgumentException} on every rank). Everything peers store into is carved,
+   * here and once, from the transport's peer memory (a collective on process transports: every
+   * rank builds its communicator in the same order).
    */
   static Communicator cpu(Transport transport, ExpertMap experts, CommConfig config) {
     return new CpuCommunicator(transport, experts, config);

@@ -12,6 +12,7 @@ import io.moeyard.dispatch.internal.UnfusedDispatcher;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.Topology;
+import io.moeyard.engine.transport.Machines;
 import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
@@ -19,9 +20,12 @@ import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 
 /**
- * The CPU backend's communicator: ranks are threads of one JVM or processes of one host, and rows
- * move by direct stores between their buffers (off-heap, or shared-memory mappings). Owns its
- * dispatcher, combiner, peer memory (receive rows, windows) and arena; {@link #close()} frees all.
+ * The CPU backend's communicator: ranks are threads of one JVM or processes, and rows move by
+ * direct stores between their buffers (off-heap, or shared-memory mappings). Ranks on several
+ * machines ({@code ClusterTransport}) store only within their node, which lies within a machine,
+ * and cross nodes with messages: only the fused node-level path runs there ({@link Machines}).
+ * Owns its dispatcher, combiner, peer memory (receive rows, windows) and arena; {@link #close()}
+ * frees all.
  */
 final class CpuCommunicator implements Communicator {
   private final Transport transport;
@@ -54,6 +58,8 @@ final class CpuCommunicator implements Communicator {
     }
     DispatchOptions opts = new DispatchOptions(config.chunkPairs());
     boolean fused = config.variant() == CommConfig.Variant.FUSED;
+    // before the peer memory's collective: every rank refuses alike, and nothing is left to free
+    Machines.require(transport, fused ? "the fused single-hop path" : "the unfused path", !config.relaysOn(transport.topology()));
     int cap = (int) rows;
     // sized once, here: on a process transport this is this rank's shared-memory file
     this.memory = transport.peerMemory(peerMemoryBytes(config, transport.topology(), cap));
@@ -175,6 +181,10 @@ final class CpuCommunicator implements Communicator {
   public Arrivals combineShuffled(Dispatched d, RowBuffer y, int[] nextRank, RowBuffer into) {
     String problem = combineProblem(d, y, into, false);
     if (problem == null) problem = ShuffledCombine.targetProblem(rank, transport.size(), d.tokens(), config, nextRank, into);
+    if (problem == null && Machines.spanned(transport)) {
+      problem = "rank " + rank + ": a shuffled combine delivers each token's row to any rank, reading it from its home's memory,"
+          + " which only ranks of one machine share; these ranks run on more than one machine";
+    }
     if (problem == null && homeRows == null) {
       homeRows = memory.rows(ShuffledCombine.homeRows(config), config.hidden(), config.combineType());
     }

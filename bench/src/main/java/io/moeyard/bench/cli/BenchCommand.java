@@ -56,6 +56,26 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--procs-rank", hidden = true)
   boolean procsRank;
 
+  @Option(names = "--machines", paramLabel = "K", defaultValue = "1", description = "with --procs N: the world spans K machines,"
+      + " each running this command with its own --machine-rank (N ranks per machine, --nodes per machine); nodes cross"
+      + " machines only with the node-level path's messages, so the unfused baseline (which stores into every rank) is not"
+      + " run; default ${DEFAULT-VALUE}")
+  int machines;
+
+  @Option(names = "--machine-rank", paramLabel = "I", defaultValue = "0",
+      description = "with --machines: this machine's index in [0, K); machine 0 runs rank 0, which prints the results")
+  int machineRank;
+
+  @Option(names = "--master-addr", paramLabel = "HOST", description = "with --machines: the host of machine 0, reachable from every machine")
+  String masterAddr;
+
+  @Option(names = "--master-port", paramLabel = "P", description = "with --machines: the port of rank 0's store, the same on every machine")
+  Integer masterPort;
+
+  @Option(names = "--machine-name", paramLabel = "NAME", description = "with --procs: the machine name this command's ranks"
+      + " give (default: host name and boot id); commands on one host with different names rehearse several machines")
+  String machineName;
+
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
   @Option(names = "--nodes", description = "nodes the ranks are spread over (ranks / nodes each): the replica rule prefers"
@@ -141,7 +161,7 @@ public final class BenchCommand implements Callable<Integer> {
     switch (backend.toLowerCase(Locale.ROOT)) {
       case "cpu" -> {
         if (procsRank) {
-          result = io.moeyard.bench.run.ProcBench.runRank(config, System.err);
+          result = io.moeyard.bench.run.ProcBench.runRank(config, machines > 1, System.err);
           if (result == null) return 0; // rank 0 reports for all
           print(result, System.out);
           if (json != null) writeJson(result, json);
@@ -159,7 +179,7 @@ public final class BenchCommand implements Callable<Integer> {
           // the launcher checked this machine; a rank without CUDA still meets the others, which
           // then fail with it at once instead of at the rendezvous's timeout
           try {
-            result = io.moeyard.bench.run.ProcCudaBench.runRank(config, System.err);
+            result = io.moeyard.bench.run.ProcCudaBench.runRank(config, machines > 1, System.err);
           } catch (io.moeyard.cuda.CudaUnavailableException e) {
             System.err.println("moeyard bench: " + e.getMessage());
             return 3;
@@ -235,42 +255,57 @@ public final class BenchCommand implements Callable<Integer> {
   private int launchProcs() throws IOException {
     String bad = null;
     if (procs < 1) bad = "--procs must be at least 1, got " + procs;
-    else if (ranks != null && !ranks.equals(procs)) bad = "--procs " + procs + " runs " + procs + " ranks; --ranks " + ranks + " disagrees";
     else if (!backend.equalsIgnoreCase("cpu") && !backend.equalsIgnoreCase("cuda")) bad = "unknown --backend '" + backend + "' (cpu or cuda)";
     else if (layers != null || speculate != null) bad = "--procs does not run --layers / --speculate";
     else if (nodes < 1 || procs % nodes != 0) bad = "--nodes must divide --procs (" + procs + "), got " + nodes;
+    else if (machines < 1) bad = "--machines must be at least 1, got " + machines;
+    else if (machineRank < 0 || machineRank >= machines) bad = "--machine-rank " + machineRank + " is outside [0, " + machines + ")";
+    else if (machines > 1 && masterPort == null) bad = "--machines " + machines + " needs --master-port: every machine names the same port of machine 0";
+    else if (machines > 1 && (masterAddr == null || masterAddr.isBlank())) bad = "--machines " + machines + " needs --master-addr: the host of machine 0";
+    else if (masterPort != null && (masterPort < 1 || masterPort > 65535)) bad = "--master-port " + masterPort + " is outside [1, 65535]";
+    else if (machineName != null && machineName.isBlank()) bad = "--machine-name must not be blank";
+    else if (ranks != null && ranks != (long) procs * machines) bad = "--procs " + procs + " on " + machines + " machine(s) runs " + (long) procs * machines + " ranks; --ranks " + ranks + " disagrees";
+    else if ((long) procs * machines > 4096) bad = "--procs " + procs + " x --machines " + machines + " ranks is too many";
     if (bad != null) {
       System.err.println("moeyard bench: " + bad);
       return 2;
     }
-    ranks = procs;
+    ranks = procs * machines;
+    nodes = nodes * machines;
     BenchConfig config = checkedConfig(true); // --routing-out here, once, not by every rank
     if (config == null) return 2;
     if (backend.equalsIgnoreCase("cuda")) {
       int refused = cudaRefused(config); // said once here rather than by every rank process
       if (refused != 0) return refused;
     }
-    java.util.List<String> args = new java.util.ArrayList<>(); // the whole command line, "bench" included
+    // the whole command line, "bench" included, less what the launcher settles here
+    java.util.Set<String> launcherOnly = java.util.Set.of("--procs", "--ranks", "--nodes", "--routing-out", "--machine-rank",
+        "--master-addr", "--master-port", "--machine-name");
+    java.util.List<String> args = new java.util.ArrayList<>();
     java.util.List<String> given = spec.commandLine().getParseResult().originalArgs();
     for (int i = 0; i < given.size(); i++) {
       String a = given.get(i);
-      if (a.equals("--procs") || a.equals("--ranks") || a.equals("--routing-out")) {
+      if (launcherOnly.contains(a)) {
         i++;
         continue;
       }
-      if (a.startsWith("--procs=") || a.startsWith("--ranks=") || a.startsWith("--routing-out=")) continue;
+      int eq = a.indexOf('=');
+      if (eq > 0 && launcherOnly.contains(a.substring(0, eq))) continue;
       args.add(a);
     }
-    args.add("--ranks");
-    args.add(Integer.toString(procs));
-    args.add("--procs-rank");
+    args.addAll(java.util.List.of("--ranks", Integer.toString(ranks), "--nodes", Integer.toString(nodes), "--procs-rank"));
     int port;
-    try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
-      port = s.getLocalPort();
+    if (masterPort != null) {
+      port = masterPort;
+    } else {
+      try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+        port = s.getLocalPort();
+      }
     }
     var out = new java.io.PrintWriter(new java.io.OutputStreamWriter(System.out, java.nio.charset.StandardCharsets.UTF_8), true);
     var err = new java.io.PrintWriter(new java.io.OutputStreamWriter(System.err, java.nio.charset.StandardCharsets.UTF_8), true);
-    return new RankProcesses(out, err, true).run(RankProcesses.sameJvm(args), procs, procs / nodes, "127.0.0.1", port);
+    return new RankProcesses(out, err, true, machineName).run(RankProcesses.sameJvm(args), procs, machineRank * procs, ranks,
+        ranks / nodes, masterAddr == null ? "127.0.0.1" : masterAddr, port);
   }
 
   /** --layers [--speculate]: the multi-layer run (LayerRun). */
@@ -500,6 +535,10 @@ public final class BenchCommand implements Callable<Integer> {
   }
 
   private static void row(PrintStream out, String name, BenchResult.Timing t, BenchResult.Timing base, double copy) {
+    if (t == null) {
+      out.printf(Locale.ROOT, "%-18s %12s%n", name, "not run (it stores into every rank; these ranks span machines)");
+      return;
+    }
     String ratio = base == null ? "" : String.format(Locale.ROOT, "%.2fx", base.medianUs() / t.medianUs());
     out.printf(Locale.ROOT, "%-18s %12.1f %9.2f %12s %9.0f%%%n", name, t.medianUs(), t.gbps(), ratio, 100 * t.gbps() / copy);
   }
@@ -554,6 +593,10 @@ public final class BenchCommand implements Callable<Integer> {
     ObjectNode f = node.putObject("fused");
     f.put("median_us", fused.medianUs());
     f.put("gbps", fused.gbps());
+    if (unfused == null) {
+      node.putNull("unfused"); // not run: the ranks span machines
+      return;
+    }
     ObjectNode u = node.putObject("unfused");
     u.put("median_us", unfused.medianUs());
     u.put("gbps", unfused.gbps());

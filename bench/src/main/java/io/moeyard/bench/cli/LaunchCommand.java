@@ -54,6 +54,11 @@ public final class LaunchCommand implements Callable<Integer> {
       description = "host of machine 0, where rank 0's store listens; default 127.0.0.1 (required with --machines > 1)")
   String masterAddr;
 
+  @Option(names = "--machine-name", paramLabel = "NAME",
+      description = "the machine name this launch's ranks give (default: host name and boot id); launches on one host with"
+          + " different names rehearse a world of several machines, sharing no memory between them")
+  String machineName;
+
   @Parameters(paramLabel = "COMMAND", arity = "1..*", description = "the moeyard command and its arguments, after --")
   List<String> command;
 
@@ -83,7 +88,8 @@ public final class LaunchCommand implements Callable<Integer> {
       err.println("moeyard launch: cannot find a free port for the store: " + e.getMessage());
       return 2;
     }
-    return new RankProcesses(spec.commandLine().getOut(), err).run(RankProcesses.sameJvm(command), nprocs,
+    if (machineName != null && machineName.isBlank()) return bad("--machine-name must not be blank");
+    return new RankProcesses(spec.commandLine().getOut(), err, false, machineName).run(RankProcesses.sameJvm(command), nprocs,
         machineRank * nprocs, nprocs * machines, nprocs / nodes, masterAddr == null ? "127.0.0.1" : masterAddr, port);
   }
 

@@ -1,6 +1,7 @@
 package io.moeyard.bench.cli;
 
 import io.moeyard.engine.rendezvous.RankEnv;
+import io.moeyard.engine.shm.ClusterTransport;
 import io.moeyard.engine.shm.ShmFiles;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -38,15 +39,18 @@ final class RankProcesses {
   private final PrintWriter err;
   /** Rank 0's standard output unprefixed: it reports for all ranks (the multi-process bench). */
   private final boolean rank0Reports;
+  /** The machine name the ranks give ({@link ClusterTransport#MACHINE_ENV}), or null: their host's. */
+  private final String machineName;
 
   RankProcesses(PrintWriter out, PrintWriter err) {
-    this(out, err, false);
+    this(out, err, false, null);
   }
 
-  RankProcesses(PrintWriter out, PrintWriter err, boolean rank0Reports) {
+  RankProcesses(PrintWriter out, PrintWriter err, boolean rank0Reports, String machineName) {
     this.out = out;
     this.err = err;
     this.rank0Reports = rank0Reports;
+    this.machineName = machineName;
   }
 
   /** The command that starts this JVM's main class again on the same class path with {@code args}. */
@@ -114,6 +118,7 @@ final class RankProcesses {
       ProcessBuilder pb = new ProcessBuilder(command);
       pb.environment().putAll(RankEnv.variables(r, worldSize, localWorldSize, masterAddr, masterPort));
       pb.environment().put(LAUNCHER_PID_ENV, Long.toString(ProcessHandle.current().pid()));
+      if (machineName != null) pb.environment().put(ClusterTransport.MACHINE_ENV, machineName);
       Process p;
       try {
         p = pb.start();

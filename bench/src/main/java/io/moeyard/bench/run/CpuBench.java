@@ -11,6 +11,7 @@ import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.RowCopy;
 import io.moeyard.engine.Topology;
 import io.moeyard.engine.transport.CpuWorld;
+import io.moeyard.engine.transport.Machines;
 import io.moeyard.engine.transport.Transport;
 import io.moeyard.testkit.NaiveReference;
 import io.moeyard.testkit.Workload;
@@ -95,6 +96,8 @@ public final class CpuBench {
      * compile the same code on the shared cores, so {@link ProcBench} gives them that per process.
      */
     long minWarmupNanos = WARMUP_NANOS;
+    /** False where the unfused baseline did not run (ranks on several machines): its timings are null. */
+    boolean unfused = true;
 
     Tally(BenchConfig c) {
       int ranks = c.ranks();
@@ -113,8 +116,10 @@ public final class CpuBench {
       double cb = mean(combineBytes);
       double copyUs = median(samples[4]) / 1e3;
       return new BenchResult(c, "cpu", cpuName(), db, cb, mean(writtenBytes),
-          timing(samples[0], db), timing(samples[1], db), timing(samples[2], cb), timing(samples[3], cb),
-          copyUs, db / (copyUs * 1e3), note == null, note == null ? "fused == unfused == reference, bit for bit" : note, null,
+          timing(samples[0], db), unfused ? timing(samples[1], db) : null, timing(samples[2], cb),
+          unfused ? timing(samples[3], cb) : null, copyUs, db / (copyUs * 1e3), note == null,
+          note != null ? note : unfused ? "fused == unfused == reference, bit for bit"
+              : "fused == reference, bit for bit (the unfused baseline does not run across machines)", null,
           BenchResult.Rows.of(rowCounts[0], rowCounts[1], rowCounts[2]));
     }
   }
@@ -140,20 +145,23 @@ public final class CpuBench {
     // preset would need 8x the memory)
     CommConfig cfg = CommConfig.of(c.tokens(), c.hidden(), c.topk(), c.dtype(), outType)
         .withChunkPairs(c.chunk()).withReceiveRows(Math.max(1, ref.rowsReceivedBy(r))).withNodePath(c.nodePath());
+    // between machines the unfused baseline cannot run: it stores into every rank's memory
+    boolean baseline = !Machines.spanned(t);
+    tally.unfused = baseline;
     try (Arena arena = Arena.ofShared();
         Communicator fused = Communicator.cpu(t, map, cfg);
-        Communicator unfused = Communicator.cpu(t, map, cfg.withVariant(CommConfig.Variant.UNFUSED))) {
+        Communicator unfused = baseline ? Communicator.cpu(t, map, cfg.withVariant(CommConfig.Variant.UNFUSED)) : null) {
       Dispatched[] hf = {fused.dispatch(x, routing)};
-      Dispatched[] hu = {unfused.dispatch(x, routing)};
+      Dispatched[] hu = {baseline ? unfused.dispatch(x, routing) : null};
       // --- verification, once, before timing
       String p = ref.checkDispatch(r, hf[0].received(), hf[0].receivedRows(), allX);
-      if (p == null) p = sameRows(hf[0], hu[0]);
+      if (p == null && baseline) p = sameRows(hf[0], hu[0]);
       RowBuffer outF = RowBuffer.allocate(arena, c.tokens(), c.hidden(), outType);
       RowBuffer outU = RowBuffer.allocate(arena, c.tokens(), c.hidden(), outType);
       fused.combine(hf[0], y[r], outF);
-      unfused.combine(hu[0], y[r], outU);
+      if (baseline) unfused.combine(hu[0], y[r], outU);
       if (p == null) p = ref.checkCombine(r, routing.topkWeights(), y, outF);
-      if (p == null && outF.segment().mismatch(outU.segment()) != -1) p = "rank " + r + ": fused and unfused combine differ";
+      if (p == null && baseline && outF.segment().mismatch(outU.segment()) != -1) p = "rank " + r + ": fused and unfused combine differ";
       problems[r] = p;
       int pairs = hf[0].receivedPairs();
       dispatchBytes[r] = (double) pairs * (x.rowBytes() + (long) x.scalesPerRow() * Float.BYTES);
@@ -167,25 +175,27 @@ public final class CpuBench {
       // roofline copies between the two communicators' receive buffers, from the same allocator
       // as every collective buffer.
       RowBuffer recv = hf[0].received();
-      RowBuffer src = hu[0].received();
+      // without the baseline, the copy reads a buffer of the same allocator of its own
+      RowBuffer src = baseline ? hu[0].received() : RowBuffer.allocate(arena, Math.max(1, pairs), x.hidden(), x.dtype());
       long rowPart = (long) pairs * x.rowBytes();
       long scalePart = (long) pairs * x.scalesPerRow() * Float.BYTES;
       IntConsumer[] ops = {
         i -> hf[0] = fused.dispatch(x, routing),
-        i -> hu[0] = unfused.dispatch(x, routing),
+        baseline ? i -> hu[0] = unfused.dispatch(x, routing) : null,
         i -> fused.combine(hf[0], y[r], outF),
-        i -> unfused.combine(hu[0], y[r], outU),
+        baseline ? i -> unfused.combine(hu[0], y[r], outU) : null,
         i -> {
           RowCopy.copy(src.segment(), src.rowOffset(0), recv.segment(), recv.rowOffset(0), rowPart);
           if (scalePart > 0) RowCopy.copy(src.scales(), 0, recv.scales(), 0, scalePart);
         }
       };
-      for (IntConsumer op : ops) warmUp(t, c, op, tally.minWarmupNanos);
+      for (IntConsumer op : ops) if (op != null) warmUp(t, c, op, tally.minWarmupNanos);
       // interleaved, one sample of each per round: this VM's memory bandwidth drifts by up to 2x
       // over seconds, and timing all of one operation before the next would let that drift into
       // the ratios
       for (int i = 0; i < c.iters(); i++) {
         for (int k = 0; k < ops.length; k++) {
+          if (ops[k] == null) continue;
           long ns = sample(t, ops[k], i);
           if (lead) samples[k][i] = ns;
         }
@@ -233,14 +243,23 @@ public final class CpuBench {
     }
   }
 
-  /** One timed call of {@code op} on every rank, started at a world barrier: its {@link #wallSpan}. */
+  /**
+   * One timed call of {@code op} on every rank, started at a world barrier: its {@link #wallSpan}
+   * on each machine, whose ranks share a monotonic clock; the longest machine's.
+   */
   private static long sample(Transport t, IntConsumer op, int i) {
     long[] span = new long[2];
     t.barrier();
     span[0] = System.nanoTime();
     op.accept(i);
     span[1] = System.nanoTime();
-    return wallSpan(t.allGather(span));
+    Object[] all = t.allGather(span);
+    if (!Machines.spanned(t)) return wallSpan(all);
+    java.util.Map<Integer, java.util.List<Object>> byMachine = new java.util.HashMap<>();
+    for (int q = 0; q < all.length; q++) byMachine.computeIfAbsent(t.machineOf(q), m -> new java.util.ArrayList<>()).add(all[q]);
+    long longest = 0;
+    for (java.util.List<Object> spans : byMachine.values()) longest = Math.max(longest, wallSpan(spans.toArray()));
+    return longest;
   }
 
   /**

@@ -1,6 +1,8 @@
 package io.moeyard.bench.run;
 
 import io.moeyard.engine.shm.ShmTransport;
+import io.moeyard.engine.transport.Machines;
+import io.moeyard.engine.transport.Transport;
 import java.io.PrintStream;
 import java.lang.foreign.Arena;
 import java.util.LinkedHashMap;
@@ -9,10 +11,12 @@ import java.util.Map;
 /**
  * {@code moeyard bench --procs N}, inside one rank process: this rank of the very bench
  * {@link CpuBench} runs with threads, over a {@link ShmTransport} (the rank's place comes from
- * the torchrun variables that {@code moeyard launch} sets). Every process builds every rank's
- * inputs and the reference from the seed; rank 0 collects what the others measured and returns
- * the result (the others return null). Timing is the in-JVM bench's: each sample spans from the
- * first rank's start to the last rank's end (one host, one monotonic clock), medians over samples.
+ * the torchrun variables that {@code moeyard launch} sets), or across machines over a
+ * {@code ClusterTransport}. Every process builds every rank's inputs and the reference from the
+ * seed; rank 0 collects what the others measured and returns the result (the others return
+ * null). Timing is the in-JVM bench's: each sample spans from the first rank's start to the last
+ * rank's end, on each machine's own monotonic clock, and the longest machine's span is the
+ * sample; medians over samples.
  */
 public final class ProcBench {
   private ProcBench() {}
@@ -37,8 +41,15 @@ public final class ProcBench {
     return m;
   }
 
-  public static BenchResult runRank(BenchConfig c, PrintStream progress) {
-    try (ShmTransport t = ShmTransport.join(agreed(c)); Arena arena = Arena.ofShared()) {
+  /**
+   * This process's rank of the bench; with {@code machines} the world spans machines (a
+   * {@link RankTransport} over them), where only the fused node-level path runs.
+   */
+  public static BenchResult runRank(BenchConfig c, boolean machines, PrintStream progress) {
+    Map<String, String> agreed = agreed(c);
+    agreed.put("machines", Boolean.toString(machines));
+    try (RankTransport joined = RankTransport.join(agreed, machines); Arena arena = Arena.ofShared()) {
+      Transport t = joined.transport();
       if (t.size() != c.ranks()) {
         throw new IllegalArgumentException("the world has " + t.size() + " ranks, the bench was configured for " + c.ranks());
       }
@@ -65,10 +76,17 @@ public final class ProcBench {
         tally.problems[p] = (String) verdicts[p];
       }
       BenchResult res = tally.result(c);
-      return new BenchResult(c, res.backend(), t.size() + " rank processes over shared memory, " + res.device(),
+      String over = Machines.spanned(t) ? "on " + machineCount(t) + " machines (shared memory within each, messages between)"
+          : "over shared memory";
+      return new BenchResult(c, res.backend(), t.size() + " rank processes " + over + ", " + res.device(),
           res.dispatchBytesPerRank(), res.combineBytesPerRank(), res.dispatchWrittenBytesPerRank(), res.dispatchFused(),
           res.dispatchUnfused(), res.combineFused(), res.combineUnfused(), res.copyMedianUs(), res.copyGbps(), res.verified(),
           res.verifyNote(), null, res.rows());
     }
+  }
+
+  /** How many machines {@code t}'s ranks run on. */
+  static int machineCount(Transport t) {
+    return (int) java.util.stream.IntStream.range(0, t.size()).map(t::machineOf).distinct().count();
   }
 }

@@ -8,7 +8,7 @@ import io.moeyard.cuda.CudaUnavailableException;
 import io.moeyard.cuda.CudaWorld;
 import io.moeyard.cuda.DeviceDispatched;
 import io.moeyard.cuda.DeviceWorkload;
-import io.moeyard.engine.shm.ShmTransport;
+import io.moeyard.engine.transport.Transport;
 import io.moeyard.testkit.Workload;
 import java.io.PrintStream;
 import java.util.Map;
@@ -16,24 +16,28 @@ import java.util.Map;
 /**
  * {@code moeyard bench --backend cuda --procs N}, inside one rank process: this rank of
  * {@link CudaBench} with one rank per process ({@link CudaWorld#join}: the peers' device memory
- * through CUDA IPC, the host meetings over shared memory), on the same inputs and with the same
- * clock as the virtual ranks' bench, so that the two compare on one GPU. Each process builds the
- * whole workload from the seed (the inputs are the seed's, whichever process holds them) and
+ * through CUDA IPC, the host meetings over shared memory, or across machines ({@code --machines})
+ * over a {@code ClusterTransport} with NCCL between the machines), on the same inputs and with the
+ * same clock as the virtual ranks' bench, so that the two compare on one GPU. Each process builds
+ * the whole workload from the seed (the inputs are the seed's, whichever process holds them) and
  * uploads only its rank's part; the reference is this rank's part of the CPU fused path, run over
- * the same shared-memory transport before the CUDA world opens. Rank 0 times (the device clock
- * spans all ranks' streams, through IPC events), measures the copy roofline and returns the
+ * the same transport before the CUDA world opens. Each machine's clock rank times its machine
+ * (rank 0 on one machine, where the device clock spans all ranks' streams through IPC events); a
+ * call takes as long as its longest machine. Rank 0 measures the copy roofline and returns the
  * result; the others return null.
  */
 public final class ProcCudaBench {
   private ProcCudaBench() {}
 
-  public static BenchResult runRank(BenchConfig c, PrintStream progress) {
+  public static BenchResult runRank(BenchConfig c, boolean machines, PrintStream progress) {
     // CUDA's start-up before the rendezvous, so that it does not count against the ranks' timeout;
     // its verdict after it, so that a rank without CUDA fails every rank at once
     CudaAvailability av = CudaBackend.availability();
     Map<String, String> agreed = ProcBench.agreed(c);
     agreed.put("backend", "cuda");
-    try (ShmTransport t = ShmTransport.join(agreed)) {
+    agreed.put("machines", Boolean.toString(machines));
+    try (RankTransport joined = RankTransport.join(agreed, machines)) {
+      Transport t = joined.transport();
       if (t.size() != c.ranks()) {
         throw new IllegalArgumentException("the world has " + t.size() + " ranks, the bench was configured for " + c.ranks());
       }
@@ -56,7 +60,7 @@ public final class ProcCudaBench {
       String problem;
       String simpleProblem;
       int shortHolds = 0;
-      quiet.println("running this rank's part of the cpu fused path (over shared memory) for the reference...");
+      quiet.println("running this rank's part of the cpu fused path (over the same transport) for the reference...");
       // on the node path the cuda run takes, so that the rows block counts what crossed nodes there
       try (CpuRun cpu = CpuRun.runRank(t, wl, true, c.nodePath() == CommConfig.NodePath.RELAY, c.chunk())) {
         Object[] figures = t.allGather(new long[] {cpu.pairs[r], cpu.rows[r], cpu.rowCounts[0][r], cpu.rowCounts[1][r],
@@ -97,7 +101,11 @@ public final class ProcCudaBench {
           if (!CudaBench.relays(c)) timeCombine(c, world, comm, eng, CommConfig.Variant.FUSED, simpleMs[1]);
           world.useKernels(CudaWorld.KERNELS_TUNED);
           world.timing(false);
-          if (r == 0) shortHolds = world.shortHolds();
+          if (r == world.clockRank()) shortHolds = world.shortHolds();
+          // across machines each machine's clock rank timed its machine: a call took as long as its longest machine
+          longestMachine(t, ms, world.clockRank() == r);
+          longestMachine(t, simpleMs, world.clockRank() == r);
+          shortHolds = sum(t.allGather(shortHolds));
         }
       }
       if (r != 0) return null;
@@ -118,7 +126,7 @@ public final class ProcCudaBench {
    * transport aborts). Otherwise the world's closing barrier, which this rank would reach next,
    * would meet the peers' next collective instead of theirs.
    */
-  private static <T> T abortingOnFailure(ShmTransport t, java.util.function.Supplier<T> body) {
+  private static <T> T abortingOnFailure(Transport t, java.util.function.Supplier<T> body) {
     try {
       return body.get();
     } catch (RuntimeException | Error e) {
@@ -128,7 +136,7 @@ public final class ProcCudaBench {
   }
 
   /** Every rank checks its part of each variant; the first difference of any rank, the same on all. */
-  private static String verified(ShmTransport t, CudaWorld world, CudaCommunicator comm, DeviceWorkload eng, Workload wl,
+  private static String verified(Transport t, CudaWorld world, CudaCommunicator comm, DeviceWorkload eng, Workload wl,
       CpuRun cpu, CommConfig.Variant... variants) {
     String mine = null;
     for (CommConfig.Variant v : variants) {
@@ -142,14 +150,45 @@ public final class ProcCudaBench {
     return null;
   }
 
-  /** {@code warmup + iters} dispatches of variant {@code v} on the device path; rank 0 reads each call's device time. */
+  /**
+   * Replaces {@code ms} on rank 0 by the per-call maximum over the clock ranks' times ({@code clock}:
+   * this rank keeps its machine's clock); on one machine that is rank 0's own.
+   */
+  private static void longestMachine(Transport t, double[][] ms, boolean clock) {
+    int n = ms.length == 0 ? 0 : ms[0].length;
+    long[] mine = null;
+    if (clock) {
+      mine = new long[ms.length * n];
+      for (int k = 0; k < ms.length; k++) {
+        for (int i = 0; i < n; i++) mine[k * n + i] = Double.doubleToRawLongBits(ms[k][i]);
+      }
+    }
+    Object[] all = t.allGather(mine);
+    if (t.rank() != 0) return;
+    for (double[] row : ms) java.util.Arrays.fill(row, 0);
+    for (Object o : all) {
+      if (o == null) continue;
+      long[] theirs = (long[]) o;
+      for (int k = 0; k < ms.length; k++) {
+        for (int i = 0; i < n; i++) ms[k][i] = Math.max(ms[k][i], Double.longBitsToDouble(theirs[k * n + i]));
+      }
+    }
+  }
+
+  private static int sum(Object[] counts) {
+    int s = 0;
+    for (Object o : counts) s += (Integer) o;
+    return s;
+  }
+
+  /** {@code warmup + iters} dispatches of variant {@code v} on the device path; each machine's clock rank reads each call's device time. */
   private static void timeDispatch(BenchConfig c, CudaWorld world, CudaCommunicator comm, DeviceWorkload eng,
       CommConfig.Variant v, double[] out) {
     world.useVariant(v);
     int r = comm.rank();
     for (int i = 0; i < c.warmup() + c.iters(); i++) {
       comm.dispatch(eng.x(r), eng.routing(r), eng.stream(r));
-      if (r == 0 && i >= c.warmup()) out[i - c.warmup()] = world.lastDeviceMs();
+      if (r == world.clockRank() && i >= c.warmup()) out[i - c.warmup()] = world.lastDeviceMs();
     }
   }
 
@@ -162,7 +201,7 @@ public final class ProcCudaBench {
     world.useVariant(v);
     for (int i = 0; i < c.warmup() + c.iters(); i++) {
       comm.combine(d, eng.y(r, d.receivedRows()), eng.out(r), eng.stream(r));
-      if (r == 0 && i >= c.warmup()) out[i - c.warmup()] = world.lastDeviceMs();
+      if (r == world.clockRank() && i >= c.warmup()) out[i - c.warmup()] = world.lastDeviceMs();
     }
   }
 }

@@ -6,6 +6,7 @@ import io.moeyard.dispatch.layout.DispatchLayout;
 import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.schedule.ChunkSchedule;
+import io.moeyard.engine.transport.Machines;
 import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import io.moeyard.engine.Topology;
@@ -91,6 +92,7 @@ public final class FusedCombiner extends Combiner {
     this.stagingPerSource = relayTokens * Math.min(topk, localRanks);
     this.sendSegs = on ? new MemorySegment[ranks] : null;
     this.recvSegs = on ? new MemorySegment[ranks] : null;
+    Machines.require(transport, "the fused single-hop combine", !on);
   }
 
   /** Home-window rows the node relay adds: one received node partial per token and remote node. */

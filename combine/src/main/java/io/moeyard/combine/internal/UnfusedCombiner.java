@@ -7,6 +7,7 @@ import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.RowCopy;
 import io.moeyard.engine.schedule.ChunkSchedule;
+import io.moeyard.engine.transport.Machines;
 import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
@@ -47,6 +48,7 @@ public final class UnfusedCombiner extends Combiner {
     super(transport, chunkRows, java.util.Objects.requireNonNull(memory, "memory"), homeRows(false, transport.size(), maxTokens, topk));
     this.blockStart = new int[ranks];
     this.blockRows = new int[ranks];
+    Machines.require(transport, "the unfused combine", true);
   }
 
   @Override

@@ -7,6 +7,7 @@ import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.RowCopy;
 import io.moeyard.engine.schedule.ChunkSchedule;
+import io.moeyard.engine.transport.Machines;
 import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.MemorySegment;
@@ -78,6 +79,7 @@ public final class FusedDispatcher extends Dispatcher {
     this.relayed = on ? new DispatchLayout[ranks] : null;
     this.nodePairs = on ? new int[ranks] : null;
     this.nodeRows = on ? new int[ranks] : null;
+    Machines.require(transport, "the fused single-hop dispatch", !on);
   }
 
   /** What the node relay's buffers are sized for: most tokens per rank and call, top-k, row format. */

@@ -7,6 +7,7 @@ import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.RowCopy;
 import io.moeyard.engine.schedule.ChunkSchedule;
+import io.moeyard.engine.transport.Machines;
 import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
@@ -39,6 +40,7 @@ public final class UnfusedDispatcher extends Dispatcher {
   public UnfusedDispatcher(Transport transport, ExpertMap map, DispatchOptions options, PeerMemory memory, int capacityRows) {
     super(transport, map, options, java.util.Objects.requireNonNull(memory, "memory"), capacityRows);
     this.chunkRows = new int[ranks];
+    Machines.require(transport, "the unfused dispatch", true);
   }
 
   @Override

@@ -139,10 +139,19 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   }
 
   /**
-   * This machine's name: its host name and boot id, so that hosts that reuse a name (or a machine
-   * rebooted since) are not taken for one.
+   * The environment variable that names this process's machine instead ({@link #thisMachine()}):
+   * processes of one host given different names rehearse a world of several machines
+   * ({@code moeyard launch --machine-name}), as if no memory were shared between them.
+   */
+  public static final String MACHINE_ENV = "MOEYARD_MACHINE";
+
+  /**
+   * This machine's name: {@link #MACHINE_ENV} when set, else its host name and boot id, so that
+   * hosts that reuse a name (or a machine rebooted since) are not taken for one.
    */
   public static String thisMachine() {
+    String named = System.getenv(MACHINE_ENV);
+    if (named != null && !named.isBlank()) return named.strip();
     String host;
     try {
       host = java.net.InetAddress.getLocalHost().getHostName();
