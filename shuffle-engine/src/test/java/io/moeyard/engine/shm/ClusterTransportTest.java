@@ -42,6 +42,7 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.IntFunction;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -101,14 +102,18 @@ class ClusterTransportTest {
    * it threw (an AssertionError is rethrown, after aborting the world so that the others end).
    */
   private List<Object> ranks(int[] machines, Duration timeout, Body body) throws Exception {
+    return ranks(machines, freePort(), timeout, r -> ShmFiles.dir(), body);
+  }
+
+  /** {@link #ranks(int[], Duration, Body)} at the store's {@code port}, rank r's machine files under {@code dirOf(r)}. */
+  private List<Object> ranks(int[] machines, int port, Duration timeout, IntFunction<Path> dirOf, Body body) throws Exception {
     int n = machines.length;
-    int port = freePort();
     List<Future<Object>> fs = new ArrayList<>();
     for (int r = 0; r < n; r++) {
       int rank = r;
       fs.add(pool.submit(() -> {
-        try (ClusterTransport t = ClusterTransport.join(env(rank, n, port), Map.of("job", "cluster"), timeout,
-            machine(machines[rank]))) {
+        ProcessWorld w = ProcessWorld.join(env(rank, n, port), Map.of("job", "cluster"), timeout);
+        try (ClusterTransport t = ClusterTransport.open(w, timeout, machine(machines[rank]), dirOf.apply(rank))) {
           try {
             return body.run(t);
           } catch (AssertionError e) {
@@ -250,6 +255,28 @@ class ClusterTransportTest {
     for (Object o : out) assertEquals("ok", o, seed + " machines " + Arrays.toString(machines));
   }
 
+  interface Checks {
+    void run(ClusterTransport t) throws Exception;
+  }
+
+  /** Every rank of a world on {@code machines} runs {@code checks} to the end; a failure names the seed and the machines. */
+  private void everyRankPasses(TestSeed seed, int[] machines, Checks checks) throws Exception {
+    List<Object> out = ranks(machines, TIMEOUT, t -> {
+      seed.check(() -> checks.run(t));
+      return "ok";
+    });
+    for (Object o : out) assertEquals("ok", o, seed + " machines " + Arrays.toString(machines));
+  }
+
+  /** World w of a random series: the first one rank, then 2 to 6 ranks on 1 to 3 machines, interleaved at random. */
+  private static int[] randomMachines(SplittableRandom rnd, int w) {
+    int n = w == 0 ? 1 : rnd.nextInt(2, 7);
+    int k = rnd.nextInt(1, Math.min(3, n) + 1);
+    int[] machines = new int[n];
+    for (int r = 0; r < n; r++) machines[r] = rnd.nextInt(k);
+    return machines;
+  }
+
   @Test
   void allGatherGivesEveryRanksMessageByWorldRankOnInterleavedMachines() throws Exception {
     TestSeed seed = TestSeed.fresh();
@@ -261,13 +288,7 @@ class ClusterTransportTest {
   void allGatherGivesEveryRanksMessageOnRandomWorlds() throws Exception {
     TestSeed seed = TestSeed.fresh();
     SplittableRandom rnd = seed.random();
-    for (int w = 0; w < 5; w++) {
-      int n = w == 0 ? 1 : rnd.nextInt(2, 7);
-      int k = rnd.nextInt(1, Math.min(3, n) + 1);
-      int[] machines = new int[n];
-      for (int r = 0; r < n; r++) machines[r] = rnd.nextInt(k);
-      gatherRounds(new TestSeed(seed.value() + 100 * w), machines, 20);
-    }
+    for (int w = 0; w < 5; w++) gatherRounds(new TestSeed(seed.value() + 100 * w), randomMachines(rnd, w), 20);
   }
 
   /** Bytes of the blob a rank's byte[] message of {@code len} bytes travels as (status word, PLAIN tag and value). */
@@ -465,23 +486,9 @@ class ClusterTransportTest {
   @Test
   void aRankThatCannotMapItsMachinesBlockFailsEveryRankWithOneMessage() throws Exception {
     int[] machines = {0, 0, 1, 1};
-    int n = machines.length;
-    int port = freePort();
     Path elsewhere = Files.createTempDirectory("moeyard-cluster-test");
     try {
-      List<Future<Object>> fs = new ArrayList<>();
-      for (int r = 0; r < n; r++) {
-        int rank = r;
-        fs.add(pool.submit(() -> {
-          ProcessWorld w = ProcessWorld.join(env(rank, n, port), Map.of(), TIMEOUT);
-          try (ClusterTransport t = ClusterTransport.open(w, TIMEOUT, machine(machines[rank]), rank == 3 ? elsewhere : ShmFiles.dir())) {
-            return "joined";
-          } catch (RuntimeException e) {
-            return e;
-          }
-        }));
-      }
-      List<Object> out = results(fs);
+      List<Object> out = ranks(machines, freePort(), TIMEOUT, r -> r == 3 ? elsewhere : ShmFiles.dir(), t -> "joined");
       String first = assertInstanceOf(CollectiveException.class, out.get(0)).getMessage();
       assertTrue(first.contains("rank 3 cannot map the control block") && first.contains("of machine 1 ('pretend-machine-1')")
           && first.contains("leader rank 2") && first.contains("NoSuchFileException")
@@ -539,15 +546,19 @@ class ClusterTransportTest {
     }
   }
 
-  static final MessageCodec<MemorySegment> SEGMENT = new MessageCodec<>() {
+  /** A message of segments (null allowed). */
+  static final MessageCodec<MemorySegment[]> SEGMENTS = new MessageCodec<>() {
     @Override
-    public void write(MemorySegment s, MessageWriter out) {
-      out.putSegment(s);
+    public void write(MemorySegment[] s, MessageWriter out) {
+      out.putInt(s.length);
+      for (MemorySegment x : s) out.putSegment(x);
     }
 
     @Override
-    public MemorySegment read(MessageReader in) {
-      return in.getSegment();
+    public MemorySegment[] read(MessageReader in) {
+      MemorySegment[] s = new MemorySegment[in.getInt()];
+      for (int i = 0; i < s.length; i++) s[i] = in.getSegment();
+      return s;
     }
   };
 
@@ -562,9 +573,9 @@ class ClusterTransportTest {
       assertFalse(t.sharesAddressSpace());
       try (Arena arena = Arena.ofConfined()) {
         assertFalse(t.reachable(arena.allocate(8)));
-        MemorySegment s = t.rank() == 2 ? arena.allocate(16) : null;
-        CollectiveException e = assertThrows(CollectiveException.class, () -> t.allGather(s, SEGMENT));
-        assertNull(t.allGather(null, SEGMENT)[(t.rank() + 1) % 3]);
+        MemorySegment[] s = {t.rank() == 2 ? arena.allocate(16) : null};
+        CollectiveException e = assertThrows(CollectiveException.class, () -> t.allGather(s, SEGMENTS));
+        assertNull(((MemorySegment[]) t.allGather(new MemorySegment[] {null}, SEGMENTS)[(t.rank() + 1) % 3])[0]);
         CollectiveException neg = assertThrows(CollectiveException.class, () -> t.peerMemory(t.rank() == 1 ? -1 : 64));
         assertEquals("rank 1 asked for -1 bytes of peer memory (must be >= 0)", neg.getMessage());
         try (PeerMemory mem = t.peerMemory(64)) { // the world goes on
@@ -610,71 +621,52 @@ class ClusterTransportTest {
     int[] expectedMachine = firstAppearance(machines);
     int machineCount = Arrays.stream(expectedMachine).max().orElse(0) + 1;
     long s = seed.value();
-    List<Object> out = ranks(machines, TIMEOUT, t -> {
-      seed.check(() -> {
-        int me = t.rank();
-        assertEquals(machineCount == 1, t.peerStores(), "peerStores on " + machineCount + " machine(s)");
-        for (int p = 0; p < n; p++) {
-          assertEquals(expectedMachine[p] == expectedMachine[me], t.reaches(p), "reaches(" + p + ")");
-        }
-        for (int i = 0; i < rounds; i++) {
-          byte[] mine = pattern(s, i, me);
-          long inboxBytes = (long) n * Long.BYTES;
-          try (PeerMemory first = t.peerMemory(64 + me * 1000L); // a region of another size before: ids must still match
-              PeerMemory mem = t.peerMemory(mine.length + inboxBytes + 128)) {
-            t.barrier(); // every rank returned from peerMemory, so every rank unlinked its files
-            String prefix = ShmFiles.PREFIX + t.job() + "-rank";
-            List<Path> named = ShmFiles.list(ShmTransport.ownerPid()).stream()
-                .filter(f -> f.getFileName().toString().startsWith(prefix)).toList();
-            assertEquals(List.of(), named, "peer memory files still named after every rank mapped them");
-            first.allocate(64, 64).fill((byte) 0x5a); // a store into the other region, which must not show below
-            MemorySegment data = mem.allocate(mine.length, 1).copyFrom(MemorySegment.ofArray(mine));
-            MemorySegment inbox = mem.allocate(inboxBytes, 8);
-            assertTrue(t.reachable(data) && t.reachable(inbox));
-            Object[] all = t.allGather(new MemorySegment[] {data, inbox}, SEGMENTS);
-            for (int p = 0; p < n; p++) {
-              MemorySegment[] got = (MemorySegment[]) all[p];
-              if (p == me) continue;
-              if (t.reaches(p)) {
-                assertArrayEquals(pattern(s, i, p), got[0].toArray(ValueLayout.JAVA_BYTE), "round " + i + ": rank " + p + "'s bytes");
-                assertEquals(inboxBytes, got[1].byteSize());
-                got[1].setAtIndex(ValueLayout.JAVA_LONG, me, note(s, i, me, p));
-              } else {
-                assertEquals(MemorySegment.NULL, got[0], "round " + i + ": rank " + p + "'s segment, of another machine");
-                assertEquals(MemorySegment.NULL, got[1], "round " + i + ": rank " + p + "'s inbox, of another machine");
-                assertThrows(IndexOutOfBoundsException.class, () -> got[1].get(ValueLayout.JAVA_LONG, 0));
-              }
+    everyRankPasses(seed, machines, t -> {
+      int me = t.rank();
+      assertEquals(machineCount == 1, t.peerStores(), "peerStores on " + machineCount + " machine(s)");
+      for (int p = 0; p < n; p++) {
+        assertEquals(expectedMachine[p] == expectedMachine[me], t.reaches(p), "reaches(" + p + ")");
+      }
+      for (int i = 0; i < rounds; i++) {
+        byte[] mine = pattern(s, i, me);
+        long inboxBytes = (long) n * Long.BYTES;
+        try (PeerMemory first = t.peerMemory(64 + me * 1000L); // a region of another size before: ids must still match
+            PeerMemory mem = t.peerMemory(mine.length + inboxBytes + 128)) {
+          t.barrier(); // every rank returned from peerMemory, so every rank unlinked its files
+          String prefix = ShmFiles.PREFIX + t.job() + "-rank";
+          List<Path> named = ShmFiles.list(ShmTransport.ownerPid()).stream()
+              .filter(f -> f.getFileName().toString().startsWith(prefix)).toList();
+          assertEquals(List.of(), named, "peer memory files still named after every rank mapped them");
+          first.allocate(64, 64).fill((byte) 0x5a); // a store into the other region, which must not show below
+          MemorySegment data = mem.allocate(mine.length, 1).copyFrom(MemorySegment.ofArray(mine));
+          MemorySegment inbox = mem.allocate(inboxBytes, 8);
+          assertTrue(t.reachable(data) && t.reachable(inbox));
+          Object[] all = t.allGather(new MemorySegment[] {data, inbox}, SEGMENTS);
+          for (int p = 0; p < n; p++) {
+            MemorySegment[] got = (MemorySegment[]) all[p];
+            if (p == me) continue;
+            if (t.reaches(p)) {
+              assertArrayEquals(pattern(s, i, p), got[0].toArray(ValueLayout.JAVA_BYTE), "round " + i + ": rank " + p + "'s bytes");
+              assertEquals(inboxBytes, got[1].byteSize());
+              got[1].setAtIndex(ValueLayout.JAVA_LONG, me, note(s, i, me, p));
+            } else {
+              assertEquals(MemorySegment.NULL, got[0], "round " + i + ": rank " + p + "'s segment, of another machine");
+              assertEquals(MemorySegment.NULL, got[1], "round " + i + ": rank " + p + "'s inbox, of another machine");
+              assertThrows(IndexOutOfBoundsException.class, () -> got[1].get(ValueLayout.JAVA_LONG, 0));
             }
-            t.machineBarrier(); // the stores of this machine's ranks are visible
-            for (int q = 0; q < n; q++) {
-              long want = q != me && t.reaches(q) ? note(s, i, q, me) : 0;
-              assertEquals(want, inbox.getAtIndex(ValueLayout.JAVA_LONG, q), "round " + i + ": rank " + q + "'s note");
-            }
-            assertArrayEquals(mine, data.toArray(ValueLayout.JAVA_BYTE), "round " + i + ": my own bytes after the peers' stores");
-            t.barrier(); // nobody unmaps while a peer still reads
           }
+          t.machineBarrier(); // the stores of this machine's ranks are visible
+          for (int q = 0; q < n; q++) {
+            long want = q != me && t.reaches(q) ? note(s, i, q, me) : 0;
+            assertEquals(want, inbox.getAtIndex(ValueLayout.JAVA_LONG, q), "round " + i + ": rank " + q + "'s note");
+          }
+          assertArrayEquals(mine, data.toArray(ValueLayout.JAVA_BYTE), "round " + i + ": my own bytes after the peers' stores");
+          t.barrier(); // nobody unmaps while a peer still reads
         }
-        t.barrier();
-      });
-      return "ok";
+      }
+      t.barrier();
     });
-    for (Object o : out) assertEquals("ok", o, seed + " machines " + Arrays.toString(machines));
   }
-
-  static final MessageCodec<MemorySegment[]> SEGMENTS = new MessageCodec<>() {
-    @Override
-    public void write(MemorySegment[] s, MessageWriter out) {
-      out.putInt(s.length);
-      for (MemorySegment x : s) out.putSegment(x);
-    }
-
-    @Override
-    public MemorySegment[] read(MessageReader in) {
-      MemorySegment[] s = new MemorySegment[in.getInt()];
-      for (int i = 0; i < s.length; i++) s[i] = in.getSegment();
-      return s;
-    }
-  };
 
   @Test
   void peerMemoryIsSharedWithinEachMachineOnRandomWorlds() throws Exception {
@@ -682,13 +674,7 @@ class ClusterTransportTest {
     SplittableRandom rnd = seed.random();
     peerMemoryRounds(seed, new int[] {1, 0, 1, 2, 0}, 2); // interleaved, names out of order
     peerMemoryRounds(new TestSeed(seed.value() + 1), new int[] {0, 0, 0}, 2); // one machine: like ShmTransport
-    for (int w = 0; w < 4; w++) {
-      int n = w == 0 ? 1 : rnd.nextInt(2, 7);
-      int k = rnd.nextInt(1, Math.min(3, n) + 1);
-      int[] machines = new int[n];
-      for (int r = 0; r < n; r++) machines[r] = rnd.nextInt(k);
-      peerMemoryRounds(new TestSeed(seed.value() + 100 * (w + 1)), machines, 2);
-    }
+    for (int w = 0; w < 4; w++) peerMemoryRounds(new TestSeed(seed.value() + 100 * (w + 1)), randomMachines(rnd, w), 2);
   }
 
   /**
@@ -701,34 +687,22 @@ class ClusterTransportTest {
   @ParameterizedTest
   @ValueSource(strings = {"map", "create"})
   void aRankThatCannotCreateOrMapPeerMemoryFailsEveryRankWithOneMessage(String what) throws Exception {
-    int[] machines = {0, 1, 0, 1};
-    int n = machines.length;
     int port = freePort();
     String job = ShmFiles.job(ShmTransport.ownerPid(), port);
     Path elsewhere = Files.createTempDirectory("moeyard-cluster-test");
     Path link = ShmFiles.machineControl(elsewhere, job, 1);
     Files.createSymbolicLink(link, ShmFiles.machineControl(ShmFiles.dir(), job, 1));
     try {
-      List<Future<Object>> fs = new ArrayList<>();
-      for (int r = 0; r < n; r++) {
-        int rank = r;
-        fs.add(pool.submit(() -> {
-          ProcessWorld w = ProcessWorld.join(env(rank, n, port), Map.of(), TIMEOUT);
-          try (ClusterTransport t = ClusterTransport.open(w, TIMEOUT, machine(machines[rank]), rank == 3 ? elsewhere : ShmFiles.dir())) {
-            assertEquals(job, t.job());
-            if (rank == 3 && what.equals("create")) {
-              Files.delete(link);
-              Files.delete(elsewhere);
-            }
-            CollectiveException e = assertThrows(CollectiveException.class, () -> t.peerMemory(1000));
-            t.barrier(); // the world goes on
-            return e.getMessage();
-          } catch (RuntimeException e) {
-            return e;
-          }
-        }));
-      }
-      List<Object> out = results(fs);
+      List<Object> out = ranks(new int[] {0, 1, 0, 1}, port, TIMEOUT, r -> r == 3 ? elsewhere : ShmFiles.dir(), t -> {
+        assertEquals(job, t.job());
+        if (t.rank() == 3 && what.equals("create")) {
+          Files.delete(link);
+          Files.delete(elsewhere);
+        }
+        CollectiveException e = assertThrows(CollectiveException.class, () -> t.peerMemory(1000));
+        t.barrier(); // the world goes on
+        return e.getMessage();
+      });
       String first = assertInstanceOf(String.class, out.get(0));
       String want = what.equals("map")
           ? "rank 1 cannot map rank 3's " + ShmFiles.region(ShmFiles.dir(), job, 3, 0) + ": java.nio.file.NoSuchFileException"
