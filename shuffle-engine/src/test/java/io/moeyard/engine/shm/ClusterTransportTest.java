@@ -596,7 +596,7 @@ class ClusterTransportTest {
   }
 
   /** Rank p's pattern in round i: random bytes, some rounds empty for some ranks. */
-  private static byte[] pattern(long seed, int round, int rank) {
+  static byte[] pattern(long seed, int round, int rank) {
     SplittableRandom rnd = new SplittableRandom(seed * 131 + round * 65_537L + rank);
     byte[] b = new byte[rnd.nextInt(4) == 0 ? 0 : rnd.nextInt(1, 6000)];
     rnd.nextBytes(b);
