@@ -277,7 +277,8 @@ public final class ShmTransport implements Transport, AutoCloseable {
   /**
    * This rank's shared-memory file of {@code bytes}, mapped by every peer (a collective). The file
    * is created, mapped by all, then unlinked before this returns, so it disappears with the last
-   * process that maps it, however they end.
+   * process that maps it, however they end. A rank that cannot create its file or map a peer's (or
+   * asks for a negative size) fails every rank with one message naming it.
    */
   @Override
   public synchronized PeerMemory peerMemory(long bytes) {

@@ -134,8 +134,8 @@ public interface Transport {
   /**
    * Memory of at least {@code bytes} that this rank's peers can store into, owned by the caller.
    * A collective on process transports (every rank calls it, in the same order; each may ask for
-   * a different size): there it is a shared-memory file mapped by every peer, so it is sized once,
-   * when a communicator is built, never per call. Ranks that share this JVM get plain off-heap
+   * a different size): there it is a shared-memory file mapped by every peer that {@link #reaches}
+   * it, so it is sized once, when a communicator is built, never per call. Ranks that share this JVM get plain off-heap
    * memory ({@link PeerMemory#offHeap()}), unbounded; a transport without shared memory throws
    * UnsupportedOperationException.
    */
