@@ -9,10 +9,7 @@ import io.moeyard.engine.rendezvous.RendezvousException;
 import io.moeyard.engine.rendezvous.StoreTransport;
 import io.moeyard.engine.transport.EncodedGather;
 import io.moeyard.engine.transport.MessageCodec;
-import io.moeyard.engine.transport.MessageReader;
-import io.moeyard.engine.transport.MessageWriter;
 import io.moeyard.engine.transport.PeerMemory;
-import io.moeyard.engine.transport.SegmentTable;
 import io.moeyard.engine.transport.Transport;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -35,9 +32,14 @@ import java.util.Map;
  * ({@link ProcessWorld#allGatherAmong}). An all-gather is a round of the machine's block, one
  * round of the leaders at the store (none when the world is one machine), and a second round of
  * the block in which each leader hands its machine the world's messages. A
- * {@link #machineBarrier} is one round of the block, nothing more. Like {@link StoreTransport} it
- * has no peer memory: it carries the host meetings of device backends between machines, not the
- * CPU data path, and {@link #sendRecv} carries the bytes themselves through the store.
+ * {@link #machineBarrier} is one round of the block, nothing more. {@link #sendRecv} carries the
+ * bytes themselves through the store.
+ *
+ * <p>Peer memory ({@link #peerMemory}) is shared within a machine only: each rank's file is mapped
+ * by the ranks of its machine, which {@link #reaches} (every rank, {@link #peerStores()}, when the
+ * world is one machine). In a message ({@link #allGather(Object, MessageCodec)}) a segment of
+ * another machine's rank is {@link MemorySegment#NULL}: only {@code reaches(p)} peers' memory can
+ * be used; what crosses machines travels with {@link #sendRecv}.
  *
  * <pre>{@code
  * try (ClusterTransport t = ClusterTransport.join(Map.of("model", "x"))) {   // RANK, WORLD_SIZE, ... from the env
@@ -59,7 +61,8 @@ import java.util.Map;
  * rank waiting in its block also reads the store's failures every few milliseconds, so that news
  * from other machines ends every wait promptly. A failure is final.
  *
- * <p>Owns its world (closes it) and the control block's mapping.
+ * <p>Owns its world (closes it) and the control block's mapping; every {@link #peerMemory} belongs
+ * to its caller.
  */
 public final class ClusterTransport implements Transport, AutoCloseable {
   /**
@@ -86,12 +89,12 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   private final boolean leader;
   private final long handOverNanos;
   private final StoreTransport bytes;
-  private final SegmentTable noSegments;
+  private final RegionTable regions;
   private final String job;
   private volatile boolean closed;
 
   private ClusterTransport(ProcessWorld world, Arena controlArena, ControlBlock control, int[] machineOf,
-      int[][] machineRanks, long timeoutNanos, String job) {
+      int[][] machineRanks, long timeoutNanos, String job, Path dir) {
     this.world = world;
     this.mapping = new BlockMapping(control, controlArena);
     this.control = control;
@@ -102,7 +105,8 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     this.leader = leaders[machineOf[world.rank()]] == world.rank();
     this.handOverNanos = 2 * timeoutNanos + HAND_OVER_GRACE_NANOS;
     this.bytes = StoreTransport.open(world);
-    this.noSegments = new NoSegments(world.rank());
+    int m = machineOf[world.rank()];
+    this.regions = new RegionTable(this, dir, job, p -> machineOf[p] == m);
     this.job = job;
   }
 
@@ -128,7 +132,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     return open(world, timeout, machine, ShmFiles.dir());
   }
 
-  /** With the machines' blocks under {@code dir}: tests give a rank a directory its machine does not share. */
+  /** With the machines' blocks and peer memory under {@code dir}: tests give a rank a directory its machine does not share. */
   static ClusterTransport open(ProcessWorld world, Duration timeout, String machine, Path dir) {
     try {
       return create(world, timeout, machine, dir);
@@ -231,8 +235,6 @@ public final class ClusterTransport implements Transport, AutoCloseable {
       agree(world, problem);
       if (!leads) {
         try {
-          // mapping creates a missing file: where this rank's directory is not its leader's, that would be a stray one
-          if (!Files.exists(file)) throw new java.nio.file.NoSuchFileException(file.toString());
           seg = ShmTransport.map(file, fileBytes, false, arena);
         } catch (IOException e) {
           problem = "rank " + rank + " cannot map the control block " + file + " of machine " + m + " ('" + name
@@ -253,7 +255,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
       agree(world, problem); // everybody mapped its machine's block and registered: the names can go
       if (leads) ShmFiles.deleteQuietly(file);
       control.watchPeers();
-      ClusterTransport t = new ClusterTransport(world, arena, control, machineOf, machineRanks, timeoutNanos, job);
+      ClusterTransport t = new ClusterTransport(world, arena, control, machineOf, machineRanks, timeoutNanos, job, dir);
       ok = true;
       return t;
     } finally {
@@ -303,9 +305,16 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     return job;
   }
 
+  /** True when the world is one machine: then, as on {@link ShmTransport}, every rank reaches every rank. */
   @Override
   public boolean peerStores() {
-    return false;
+    return machines() == 1;
+  }
+
+  /** True for the ranks of this rank's machine, which map its peer memory and whose it maps. */
+  @Override
+  public boolean reaches(int peer) {
+    return machineOf[peer] == machineOf[rank()];
   }
 
   @Override
@@ -313,17 +322,23 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     return false;
   }
 
+  /** True for a segment inside this rank's own peer memory (which only its machine's ranks reach). */
   @Override
   public boolean reachable(MemorySegment segment) {
-    return false;
+    return regions.reachable(segment);
   }
 
-  /** Refused: ranks may be on different machines; this transport carries host meetings, not the data path. */
+  /**
+   * This rank's shared-memory file of at least {@code bytes}, mapped by the ranks of its machine
+   * only (a collective of the whole world: every rank calls it, in the same order; each may ask
+   * for a different size). The file is created, mapped by its machine's ranks, then unlinked
+   * before this returns. A rank that cannot create its file or map a peer's fails every rank of
+   * the world with one message naming it and the file.
+   */
   @Override
-  public PeerMemory peerMemory(long bytes) {
-    throw new UnsupportedOperationException("rank " + rank() + ": ClusterTransport has no peer memory (its ranks may be on "
-        + "different machines; it carries host meetings for device backends), so peers cannot store into any memory of "
-        + "this rank; bytes travel with sendRecv");
+  public synchronized PeerMemory peerMemory(long bytes) {
+    checkUsable();
+    return regions.create(bytes);
   }
 
   /** {@link MessageCodec#PLAIN} values only; anything else needs {@link #allGather(Object, MessageCodec)}. */
@@ -334,13 +349,16 @@ public final class ClusterTransport implements Transport, AutoCloseable {
 
   /**
    * Encodes {@code mine}, exchanges every rank's bytes and decodes each peer's (this rank's own
-   * entry is {@code mine} itself). A message this rank cannot encode (a segment, a value the codec
-   * refuses) or that exceeds the store's limit ({@link ProcessWorld#MAX_BLOB}) fails every rank
+   * entry is {@code mine} itself). A segment is named by its place in the sender's peer memory and
+   * resolves to this process's mapping of it for a rank of this machine, to
+   * {@link MemorySegment#NULL} for a rank of another machine (only {@link #reaches} peers' memory
+   * can be used). A message this rank cannot encode (a segment outside its peer memory, a value
+   * the codec refuses) or that exceeds the store's limit ({@link ProcessWorld#MAX_BLOB}) fails every rank
    * alike and leaves the world usable.
    */
   @Override
   public synchronized <T> Object[] allGather(T mine, MessageCodec<T> codec) {
-    return EncodedGather.allGather(rank(), mine, codec, noSegments, ProcessWorld.MAX_BLOB, this::exchange);
+    return EncodedGather.allGather(rank(), mine, codec, regions, ProcessWorld.MAX_BLOB, this::exchange);
   }
 
   /** One round of this machine's block: waits for this machine's ranks only. */
@@ -556,20 +574,5 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     control.leave();
     world.close();
     mapping.close();
-  }
-
-  /** Messages between machines cannot name memory: a codec that writes a segment fails here. */
-  private record NoSegments(int rank) implements SegmentTable {
-    @Override
-    public void describe(MemorySegment segment, MessageWriter out) {
-      throw new IllegalArgumentException("a message names a segment of " + segment.byteSize() + " bytes, but "
-          + "ClusterTransport has no peer memory (its ranks may be on different machines); send the bytes with sendRecv");
-    }
-
-    @Override
-    public MemorySegment resolve(MessageReader in) {
-      throw new IllegalStateException("rank " + rank + ": rank " + in.from() + "'s message names a segment, which "
-          + "ClusterTransport cannot carry");
-    }
   }
 }

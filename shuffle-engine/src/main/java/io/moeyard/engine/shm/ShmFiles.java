@@ -46,8 +46,9 @@ public final class ShmFiles {
     return dir.resolve(PREFIX + job + "-m" + machine + "-ctl");
   }
 
-  static Path region(String job, int rank, int region) {
-    return dir().resolve(PREFIX + job + "-rank" + rank + "-" + region);
+  /** Rank {@code rank}'s file of its {@code region}th peer memory, under {@code dir}. */
+  static Path region(Path dir, String job, int rank, int region) {
+    return dir.resolve(PREFIX + job + "-rank" + rank + "-" + region);
   }
 
   /** The files of {@code ownerPid}'s jobs that still exist. */

@@ -5,23 +5,23 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
 /**
- * One round of {@link ShmTransport#peerMemory}: this rank's shared-memory file and every peer's,
- * all mapped into this process (one arena, so closing it unmaps them all). Allocation carves this
+ * One round of {@link RegionTable#create}: this rank's shared-memory file and those of the peers
+ * it reaches, all mapped into this process (one arena, so closing it unmaps them all). Allocation carves this
  * rank's own file front to back; nothing is freed before {@link #close()}, which is why the file
  * is sized for everything its owner will carve, once.
  */
 final class ShmRegion implements PeerMemory {
   final int id;
-  private final ShmTransport transport;
+  private final RegionTable table;
   private final Arena arena;
-  /** Every rank's file as this process maps it, by rank. */
+  /** Every rank's file as this process maps it, by rank; null for a rank it does not reach. */
   final MemorySegment[] maps;
   private final MemorySegment own;
   private long used;
   private volatile boolean closed;
 
-  ShmRegion(ShmTransport transport, int id, Arena arena, MemorySegment[] maps, int rank) {
-    this.transport = transport;
+  ShmRegion(RegionTable table, int id, Arena arena, MemorySegment[] maps, int rank) {
+    this.table = table;
     this.id = id;
     this.arena = arena;
     this.maps = maps;
@@ -58,7 +58,7 @@ final class ShmRegion implements PeerMemory {
   public void close() {
     if (closed) return;
     closed = true;
-    transport.forget(this);
+    table.forget(this);
     arena.close();
   }
 }

@@ -7,10 +7,7 @@ import io.moeyard.engine.rendezvous.ProcessWorld;
 import io.moeyard.engine.rendezvous.RendezvousException;
 import io.moeyard.engine.transport.EncodedGather;
 import io.moeyard.engine.transport.MessageCodec;
-import io.moeyard.engine.transport.MessageReader;
-import io.moeyard.engine.transport.MessageWriter;
 import io.moeyard.engine.transport.PeerMemory;
-import io.moeyard.engine.transport.SegmentTable;
 import io.moeyard.engine.transport.Transport;
 import java.io.IOException;
 import java.io.RandomAccessFile;
@@ -19,10 +16,10 @@ import java.lang.foreign.MemorySegment;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * A {@link Transport} for ranks that are processes on one host: the data path's memory is
@@ -49,7 +46,7 @@ import java.util.concurrent.ConcurrentHashMap;
  * store's word below and the timeouts tell), and a failure the store pushed (a rank's connection
  * to it dropped, an abort through it).
  */
-public final class ShmTransport implements Transport, SegmentTable, AutoCloseable {
+public final class ShmTransport implements Transport, AutoCloseable {
   /** Bytes of one rank's message slot; larger messages go through the store. */
   public static final int SLOT_BYTES = 64 << 10;
   /** Set by {@code moeyard launch}: the pid that owns the job's files (see {@link ShmFiles}). */
@@ -59,8 +56,7 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
   private final BlockMapping mapping;
   private final ControlBlock control;
   private final String job;
-  private final Map<Integer, ShmRegion> regions = new ConcurrentHashMap<>();
-  private int nextRegion;
+  private final RegionTable regions;
   private volatile boolean closed;
 
   private ShmTransport(ProcessWorld world, Arena controlArena, ControlBlock control, String job) {
@@ -68,6 +64,7 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
     this.mapping = new BlockMapping(control, controlArena);
     this.control = control;
     this.job = job;
+    this.regions = new RegionTable(this, ShmFiles.dir(), job, p -> true);
   }
 
   /** Joins the process world the environment describes (torchrun variables) and opens its shared memory. */
@@ -161,15 +158,19 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
     }
   }
 
+  /** Creates {@code file} of {@code bytes} (or maps the existing one, never creating it) and maps it into {@code arena}. */
   static MemorySegment map(Path file, long bytes, boolean create, Arena arena) throws IOException {
-    if (create) Files.deleteIfExists(file); // a leftover of a crashed job with the same owner and port
-    try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "rw")) {
-      if (create) {
+    if (create) {
+      Files.deleteIfExists(file); // a leftover of a crashed job with the same owner and port
+      try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "rw")) {
         raf.setLength(bytes);
-      } else if (raf.length() < bytes) {
-        throw new IOException(file + " holds " + raf.length() + " bytes, expected " + bytes);
+        return raf.getChannel().map(FileChannel.MapMode.READ_WRITE, 0, bytes, arena);
       }
-      return raf.getChannel().map(FileChannel.MapMode.READ_WRITE, 0, bytes, arena);
+    }
+    // a missing file is an error (NoSuchFileException): a rank looking in a directory its peers do not share would leave a stray one
+    try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+      if (ch.size() < bytes) throw new IOException(file + " holds " + ch.size() + " bytes, expected " + bytes);
+      return ch.map(FileChannel.MapMode.READ_WRITE, 0, bytes, arena);
     }
   }
 
@@ -205,12 +206,7 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
 
   @Override
   public boolean reachable(MemorySegment segment) {
-    return find(segment) != null;
-  }
-
-  private ShmRegion find(MemorySegment s) {
-    for (ShmRegion r : regions.values()) if (r.containsOwn(s)) return r;
-    return null;
+    return regions.reachable(segment);
   }
 
   /** {@link MessageCodec#PLAIN} values only; anything else needs {@link #allGather(Object, MessageCodec)}. */
@@ -226,7 +222,7 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
    */
   @Override
   public <T> Object[] allGather(T mine, MessageCodec<T> codec) {
-    return EncodedGather.allGather(rank(), mine, codec, this, ProcessWorld.MAX_BLOB, this::exchange);
+    return EncodedGather.allGather(rank(), mine, codec, regions, ProcessWorld.MAX_BLOB, this::exchange);
   }
 
   private synchronized byte[][] exchange(byte[] mine) {
@@ -281,84 +277,13 @@ public final class ShmTransport implements Transport, SegmentTable, AutoCloseabl
   /**
    * This rank's shared-memory file of {@code bytes}, mapped by every peer (a collective). The file
    * is created, mapped by all, then unlinked before this returns, so it disappears with the last
-   * process that maps it, however they end.
+   * process that maps it, however they end. A rank that cannot create its file or map a peer's (or
+   * asks for a negative size) fails every rank with one message naming it.
    */
   @Override
   public synchronized PeerMemory peerMemory(long bytes) {
     if (closed) throw new CollectiveException("rank " + rank() + ": the transport is closed");
-    if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0, got " + bytes);
-    int id = nextRegion++;
-    int rank = rank();
-    int ranks = size();
-    long size = Math.max(4096, (bytes + 4095) & -4096L);
-    Path own = ShmFiles.region(job, rank, id);
-    Arena arena = Arena.ofShared();
-    MemorySegment[] maps = new MemorySegment[ranks];
-    boolean ok = false;
-    try {
-      String problem = null;
-      try {
-        maps[rank] = map(own, size, true, arena);
-      } catch (IOException e) {
-        problem = "rank " + rank + " cannot create " + own + " (" + size + " bytes of shared memory): " + e.getMessage();
-      }
-      long[] sizes = gatherSizes(problem == null ? size : -1, problem);
-      problem = null;
-      for (int p = 0; p < ranks && problem == null; p++) {
-        if (p == rank) continue;
-        Path peer = ShmFiles.region(job, p, id);
-        try {
-          maps[p] = map(peer, sizes[p], false, arena);
-        } catch (IOException e) {
-          problem = "rank " + rank + " cannot map rank " + p + "'s " + peer + ": " + e.getMessage();
-        }
-      }
-      gatherSizes(0, problem); // everybody mapped everything: the names can go
-      ShmFiles.deleteQuietly(own);
-      ShmRegion region = new ShmRegion(this, id, arena, maps, rank);
-      regions.put(id, region);
-      ok = true;
-      return region;
-    } finally {
-      if (!ok) {
-        ShmFiles.deleteQuietly(own);
-        arena.close();
-      }
-    }
-  }
-
-  private long[] gatherSizes(long size, String problem) {
-    Object[] all = allGather(problem == null ? (Object) size : problem);
-    long[] sizes = new long[all.length];
-    for (int p = 0; p < all.length; p++) {
-      if (all[p] instanceof String s) throw new CollectiveException(s);
-      sizes[p] = (Long) all[p];
-    }
-    return sizes;
-  }
-
-  void forget(ShmRegion region) {
-    regions.remove(region.id, region);
-  }
-
-  @Override
-  public void describe(MemorySegment segment, MessageWriter out) {
-    ShmRegion r = find(segment);
-    if (r == null) {
-      throw new IllegalArgumentException("rank " + rank() + ": a segment of " + segment.byteSize()
-          + " bytes is not in this rank's peer memory, so no peer can reach it");
-    }
-    out.putInt(r.id).putLong(r.offsetOf(segment)).putLong(segment.byteSize());
-  }
-
-  @Override
-  public MemorySegment resolve(MessageReader in) {
-    int id = in.getInt();
-    long offset = in.getLong();
-    long length = in.getLong();
-    ShmRegion r = regions.get(id);
-    if (r == null) throw new IllegalStateException("rank " + in.from() + " named peer memory region " + id + ", which rank " + rank() + " does not map");
-    return r.maps[in.from()].asSlice(offset, length);
+    return regions.create(bytes);
   }
 
   @Override

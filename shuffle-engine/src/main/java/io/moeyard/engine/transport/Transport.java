@@ -12,7 +12,7 @@ import java.lang.foreign.MemorySegment;
  * written directly) and {@code io.moeyard.engine.shm.ShmTransport} (ranks are processes of one
  * host, peers' segments are shared-memory mappings, written directly too),
  * {@code io.moeyard.engine.shm.ClusterTransport} (ranks on any machines: shared memory within a
- * machine, the machines' leaders through the rendezvous store; no peer memory) and
+ * machine, peer memory too, the machines' leaders through the rendezvous store) and
  * {@code io.moeyard.engine.rendezvous.StoreTransport} (ranks on any machines, every exchange
  * through the rendezvous store; no peer memory). GPU transports (CUDA peer stores, NCCL) implement
  * the same exchange.
@@ -82,8 +82,23 @@ public interface Transport {
    */
   default void checkPeers() {}
 
-  /** True when a peer's published memory segments can be stored into directly. */
+  /**
+   * True when every rank can store directly into every peer's published memory segments (its
+   * {@link #peerMemory}); {@link #reaches} tells it peer by peer.
+   */
   boolean peerStores();
+
+  /**
+   * True when this rank can store into (and read) {@code peer}'s {@link #peerMemory}, so that a
+   * segment {@code peer} publishes resolves to its memory here. It exists for transports whose
+   * ranks share memory only within a machine: there {@link #peerStores()} is false, yet the ranks
+   * of one machine reach each other, and a path that stores directly only within its machine (and
+   * sends what crosses machines with {@link #sendRecv}) can run. The default: this rank itself,
+   * or every rank where {@link #peerStores()}.
+   */
+  default boolean reaches(int peer) {
+    return peer == rank() || peerStores();
+  }
 
   /**
    * {@link #allGather(Object)} of a typed message that {@code codec} can carry across a process
@@ -119,8 +134,8 @@ public interface Transport {
   /**
    * Memory of at least {@code bytes} that this rank's peers can store into, owned by the caller.
    * A collective on process transports (every rank calls it, in the same order; each may ask for
-   * a different size): there it is a shared-memory file mapped by every peer, so it is sized once,
-   * when a communicator is built, never per call. Ranks that share this JVM get plain off-heap
+   * a different size): there it is a shared-memory file mapped by every peer that {@link #reaches}
+   * it, so it is sized once, when a communicator is built, never per call. Ranks that share this JVM get plain off-heap
    * memory ({@link PeerMemory#offHeap()}), unbounded; a transport without shared memory throws
    * UnsupportedOperationException.
    */

@@ -11,7 +11,8 @@
  * {@link io.moeyard.engine.transport.CpuWorld} is the embedded in-JVM world,
  * {@code io.moeyard.engine.shm} the world of processes on one host ({@code ShmTransport}) and the
  * host meetings of ranks on any machines ({@code ClusterTransport}: shared memory within a machine,
- * the machines' leaders at the rendezvous store between them, no peer memory;
+ * peer memory that only the ranks of its machine reach ({@link io.moeyard.engine.transport.Transport#reaches}),
+ * the machines' leaders at the rendezvous store between them;
  * {@link io.moeyard.engine.transport.Transport#machineBarrier} waits for one machine), and
  * {@code io.moeyard.engine.rendezvous.StoreTransport} ranks that share nothing but the rendezvous
  * store (every meeting a round of the store). Every wait is bounded: a rank

@@ -18,6 +18,7 @@ import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.engine.transport.MessageCodec;
 import io.moeyard.engine.transport.MessageReader;
 import io.moeyard.engine.transport.MessageWriter;
+import io.moeyard.engine.transport.PeerMemory;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
@@ -41,6 +42,7 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.IntFunction;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -100,14 +102,18 @@ class ClusterTransportTest {
    * it threw (an AssertionError is rethrown, after aborting the world so that the others end).
    */
   private List<Object> ranks(int[] machines, Duration timeout, Body body) throws Exception {
+    return ranks(machines, freePort(), timeout, r -> ShmFiles.dir(), body);
+  }
+
+  /** {@link #ranks(int[], Duration, Body)} at the store's {@code port}, rank r's machine files under {@code dirOf(r)}. */
+  private List<Object> ranks(int[] machines, int port, Duration timeout, IntFunction<Path> dirOf, Body body) throws Exception {
     int n = machines.length;
-    int port = freePort();
     List<Future<Object>> fs = new ArrayList<>();
     for (int r = 0; r < n; r++) {
       int rank = r;
       fs.add(pool.submit(() -> {
-        try (ClusterTransport t = ClusterTransport.join(env(rank, n, port), Map.of("job", "cluster"), timeout,
-            machine(machines[rank]))) {
+        ProcessWorld w = ProcessWorld.join(env(rank, n, port), Map.of("job", "cluster"), timeout);
+        try (ClusterTransport t = ClusterTransport.open(w, timeout, machine(machines[rank]), dirOf.apply(rank))) {
           try {
             return body.run(t);
           } catch (AssertionError e) {
@@ -249,6 +255,28 @@ class ClusterTransportTest {
     for (Object o : out) assertEquals("ok", o, seed + " machines " + Arrays.toString(machines));
   }
 
+  interface Checks {
+    void run(ClusterTransport t) throws Exception;
+  }
+
+  /** Every rank of a world on {@code machines} runs {@code checks} to the end; a failure names the seed and the machines. */
+  private void everyRankPasses(TestSeed seed, int[] machines, Checks checks) throws Exception {
+    List<Object> out = ranks(machines, TIMEOUT, t -> {
+      seed.check(() -> checks.run(t));
+      return "ok";
+    });
+    for (Object o : out) assertEquals("ok", o, seed + " machines " + Arrays.toString(machines));
+  }
+
+  /** World w of a random series: the first one rank, then 2 to 6 ranks on 1 to 3 machines, interleaved at random. */
+  private static int[] randomMachines(SplittableRandom rnd, int w) {
+    int n = w == 0 ? 1 : rnd.nextInt(2, 7);
+    int k = rnd.nextInt(1, Math.min(3, n) + 1);
+    int[] machines = new int[n];
+    for (int r = 0; r < n; r++) machines[r] = rnd.nextInt(k);
+    return machines;
+  }
+
   @Test
   void allGatherGivesEveryRanksMessageByWorldRankOnInterleavedMachines() throws Exception {
     TestSeed seed = TestSeed.fresh();
@@ -260,13 +288,7 @@ class ClusterTransportTest {
   void allGatherGivesEveryRanksMessageOnRandomWorlds() throws Exception {
     TestSeed seed = TestSeed.fresh();
     SplittableRandom rnd = seed.random();
-    for (int w = 0; w < 5; w++) {
-      int n = w == 0 ? 1 : rnd.nextInt(2, 7);
-      int k = rnd.nextInt(1, Math.min(3, n) + 1);
-      int[] machines = new int[n];
-      for (int r = 0; r < n; r++) machines[r] = rnd.nextInt(k);
-      gatherRounds(new TestSeed(seed.value() + 100 * w), machines, 20);
-    }
+    for (int w = 0; w < 5; w++) gatherRounds(new TestSeed(seed.value() + 100 * w), randomMachines(rnd, w), 20);
   }
 
   /** Bytes of the blob a rank's byte[] message of {@code len} bytes travels as (status word, PLAIN tag and value). */
@@ -464,23 +486,9 @@ class ClusterTransportTest {
   @Test
   void aRankThatCannotMapItsMachinesBlockFailsEveryRankWithOneMessage() throws Exception {
     int[] machines = {0, 0, 1, 1};
-    int n = machines.length;
-    int port = freePort();
     Path elsewhere = Files.createTempDirectory("moeyard-cluster-test");
     try {
-      List<Future<Object>> fs = new ArrayList<>();
-      for (int r = 0; r < n; r++) {
-        int rank = r;
-        fs.add(pool.submit(() -> {
-          ProcessWorld w = ProcessWorld.join(env(rank, n, port), Map.of(), TIMEOUT);
-          try (ClusterTransport t = ClusterTransport.open(w, TIMEOUT, machine(machines[rank]), rank == 3 ? elsewhere : ShmFiles.dir())) {
-            return "joined";
-          } catch (RuntimeException e) {
-            return e;
-          }
-        }));
-      }
-      List<Object> out = results(fs);
+      List<Object> out = ranks(machines, freePort(), TIMEOUT, r -> r == 3 ? elsewhere : ShmFiles.dir(), t -> "joined");
       String first = assertInstanceOf(CollectiveException.class, out.get(0)).getMessage();
       assertTrue(first.contains("rank 3 cannot map the control block") && first.contains("of machine 1 ('pretend-machine-1')")
           && first.contains("leader rank 2") && first.contains("NoSuchFileException")
@@ -538,30 +546,44 @@ class ClusterTransportTest {
     }
   }
 
-  /** A segment in a message: every rank fails naming the sender, and the world goes on. */
-  @Test
-  void itHasNoPeerMemoryAndRefusalsLeaveTheWorldUsable() throws Exception {
-    MessageCodec<MemorySegment> segment = new MessageCodec<>() {
-      @Override
-      public void write(MemorySegment s, MessageWriter out) {
-        out.putSegment(s);
-      }
+  /** A message of segments (null allowed). */
+  static final MessageCodec<MemorySegment[]> SEGMENTS = new MessageCodec<>() {
+    @Override
+    public void write(MemorySegment[] s, MessageWriter out) {
+      out.putInt(s.length);
+      for (MemorySegment x : s) out.putSegment(x);
+    }
 
-      @Override
-      public MemorySegment read(MessageReader in) {
-        return in.getSegment();
-      }
-    };
+    @Override
+    public MemorySegment[] read(MessageReader in) {
+      MemorySegment[] s = new MemorySegment[in.getInt()];
+      for (int i = 0; i < s.length; i++) s[i] = in.getSegment();
+      return s;
+    }
+  };
+
+  /**
+   * What a rank cannot do with peer memory fails every rank with one message naming it, and the
+   * world goes on: a segment outside its peer memory in a message, a negative size.
+   */
+  @Test
+  void misusesOfPeerMemoryFailEveryRankAndLeaveTheWorldUsable() throws Exception {
     List<Object> out = ranks(new int[] {0, 1, 1}, TIMEOUT, t -> {
       assertFalse(t.peerStores());
       assertFalse(t.sharesAddressSpace());
       try (Arena arena = Arena.ofConfined()) {
         assertFalse(t.reachable(arena.allocate(8)));
-        UnsupportedOperationException u = assertThrows(UnsupportedOperationException.class, () -> t.peerMemory(1024));
-        assertTrue(u.getMessage().contains("ClusterTransport has no peer memory"), u.getMessage());
-        MemorySegment s = t.rank() == 2 ? arena.allocate(16) : null;
-        CollectiveException e = assertThrows(CollectiveException.class, () -> t.allGather(s, segment));
-        assertNull(t.allGather(null, segment)[(t.rank() + 1) % 3]);
+        MemorySegment[] s = {t.rank() == 2 ? arena.allocate(16) : null};
+        CollectiveException e = assertThrows(CollectiveException.class, () -> t.allGather(s, SEGMENTS));
+        assertNull(((MemorySegment[]) t.allGather(new MemorySegment[] {null}, SEGMENTS)[(t.rank() + 1) % 3])[0]);
+        CollectiveException neg = assertThrows(CollectiveException.class, () -> t.peerMemory(t.rank() == 1 ? -1 : 64));
+        assertEquals("rank 1 asked for -1 bytes of peer memory (must be >= 0)", neg.getMessage());
+        try (PeerMemory mem = t.peerMemory(64)) { // the world goes on
+          MemorySegment own = mem.allocate(64, 8);
+          assertTrue(t.reachable(own));
+          assertFalse(t.reachable(arena.allocate(8)));
+          t.barrier(); // nobody unmaps while a peer may still map
+        }
         t.checkPeers();
         t.barrier(); // nobody leaves while another still checks its peers
         return e.getMessage();
@@ -569,7 +591,132 @@ class ClusterTransportTest {
     });
     for (Object o : out) {
       String m = assertInstanceOf(String.class, o);
-      assertTrue(m.startsWith("rank 2: a message names a segment of 16 bytes, but ClusterTransport has no peer memory"), m);
+      assertTrue(m.startsWith("rank 2: a segment of 16 bytes is not in this rank's peer memory, so no peer can reach it"), m);
+    }
+  }
+
+  /** Rank p's pattern in round i: random bytes, some rounds empty for some ranks. */
+  static byte[] pattern(long seed, int round, int rank) {
+    SplittableRandom rnd = new SplittableRandom(seed * 131 + round * 65_537L + rank);
+    byte[] b = new byte[rnd.nextInt(4) == 0 ? 0 : rnd.nextInt(1, 6000)];
+    rnd.nextBytes(b);
+    return b;
+  }
+
+  /** What rank q stores into rank p's inbox in round i. */
+  private static long note(long seed, int round, int q, int p) {
+    return seed * 7 + round * 1_000_003L + q * 1009L + p + 1;
+  }
+
+  /**
+   * Every rank carves peer memory (two regions a round, sizes differing by rank), writes its
+   * pattern and publishes a segment of it plus an inbox (a long per rank) in an all-gather. A
+   * segment of a rank of this machine resolves to exactly the bytes its owner wrote, and a note
+   * this rank stores into its inbox is seen by the owner; another machine's segments resolve to
+   * {@link MemorySegment#NULL}, which no access gets through. reaches and peerStores say the same;
+   * the files are gone once the regions are made and nothing is left after close.
+   */
+  private void peerMemoryRounds(TestSeed seed, int[] machines, int rounds) throws Exception {
+    int n = machines.length;
+    int[] expectedMachine = firstAppearance(machines);
+    int machineCount = Arrays.stream(expectedMachine).max().orElse(0) + 1;
+    long s = seed.value();
+    everyRankPasses(seed, machines, t -> {
+      int me = t.rank();
+      assertEquals(machineCount == 1, t.peerStores(), "peerStores on " + machineCount + " machine(s)");
+      for (int p = 0; p < n; p++) {
+        assertEquals(expectedMachine[p] == expectedMachine[me], t.reaches(p), "reaches(" + p + ")");
+      }
+      for (int i = 0; i < rounds; i++) {
+        byte[] mine = pattern(s, i, me);
+        long inboxBytes = (long) n * Long.BYTES;
+        try (PeerMemory first = t.peerMemory(64 + me * 1000L); // a region of another size before: ids must still match
+            PeerMemory mem = t.peerMemory(mine.length + inboxBytes + 128)) {
+          t.barrier(); // every rank returned from peerMemory, so every rank unlinked its files
+          String prefix = ShmFiles.PREFIX + t.job() + "-rank";
+          List<Path> named = ShmFiles.list(ShmTransport.ownerPid()).stream()
+              .filter(f -> f.getFileName().toString().startsWith(prefix)).toList();
+          assertEquals(List.of(), named, "peer memory files still named after every rank mapped them");
+          first.allocate(64, 64).fill((byte) 0x5a); // a store into the other region, which must not show below
+          MemorySegment data = mem.allocate(mine.length, 1).copyFrom(MemorySegment.ofArray(mine));
+          MemorySegment inbox = mem.allocate(inboxBytes, 8);
+          assertTrue(t.reachable(data) && t.reachable(inbox));
+          Object[] all = t.allGather(new MemorySegment[] {data, inbox}, SEGMENTS);
+          for (int p = 0; p < n; p++) {
+            MemorySegment[] got = (MemorySegment[]) all[p];
+            if (p == me) continue;
+            if (t.reaches(p)) {
+              assertArrayEquals(pattern(s, i, p), got[0].toArray(ValueLayout.JAVA_BYTE), "round " + i + ": rank " + p + "'s bytes");
+              assertEquals(inboxBytes, got[1].byteSize());
+              got[1].setAtIndex(ValueLayout.JAVA_LONG, me, note(s, i, me, p));
+            } else {
+              assertEquals(MemorySegment.NULL, got[0], "round " + i + ": rank " + p + "'s segment, of another machine");
+              assertEquals(MemorySegment.NULL, got[1], "round " + i + ": rank " + p + "'s inbox, of another machine");
+              assertThrows(IndexOutOfBoundsException.class, () -> got[1].get(ValueLayout.JAVA_LONG, 0));
+            }
+          }
+          t.machineBarrier(); // the stores of this machine's ranks are visible
+          for (int q = 0; q < n; q++) {
+            long want = q != me && t.reaches(q) ? note(s, i, q, me) : 0;
+            assertEquals(want, inbox.getAtIndex(ValueLayout.JAVA_LONG, q), "round " + i + ": rank " + q + "'s note");
+          }
+          assertArrayEquals(mine, data.toArray(ValueLayout.JAVA_BYTE), "round " + i + ": my own bytes after the peers' stores");
+          t.barrier(); // nobody unmaps while a peer still reads
+        }
+      }
+      t.barrier();
+    });
+  }
+
+  @Test
+  void peerMemoryIsSharedWithinEachMachineOnRandomWorlds() throws Exception {
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    peerMemoryRounds(seed, new int[] {1, 0, 1, 2, 0}, 2); // interleaved, names out of order
+    peerMemoryRounds(new TestSeed(seed.value() + 1), new int[] {0, 0, 0}, 2); // one machine: like ShmTransport
+    for (int w = 0; w < 4; w++) peerMemoryRounds(new TestSeed(seed.value() + 100 * (w + 1)), randomMachines(rnd, w), 2);
+  }
+
+  /**
+   * Rank 3 looks for its machine's files in a directory of its own (with only a link to its
+   * machine's control block, so it joins): the peers of its machine cannot map its peer memory,
+   * nor it theirs ("map"), or it cannot even create its file ("create": the directory is gone).
+   * Every rank of the world fails with one message naming the rank and the file; nothing is left
+   * in either directory, and the world goes on.
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"map", "create"})
+  void aRankThatCannotCreateOrMapPeerMemoryFailsEveryRankWithOneMessage(String what) throws Exception {
+    int port = freePort();
+    String job = ShmFiles.job(ShmTransport.ownerPid(), port);
+    Path elsewhere = Files.createTempDirectory("moeyard-cluster-test");
+    Path link = ShmFiles.machineControl(elsewhere, job, 1);
+    Files.createSymbolicLink(link, ShmFiles.machineControl(ShmFiles.dir(), job, 1));
+    try {
+      List<Object> out = ranks(new int[] {0, 1, 0, 1}, port, TIMEOUT, r -> r == 3 ? elsewhere : ShmFiles.dir(), t -> {
+        assertEquals(job, t.job());
+        if (t.rank() == 3 && what.equals("create")) {
+          Files.delete(link);
+          Files.delete(elsewhere);
+        }
+        CollectiveException e = assertThrows(CollectiveException.class, () -> t.peerMemory(1000));
+        t.barrier(); // the world goes on
+        return e.getMessage();
+      });
+      String first = assertInstanceOf(String.class, out.get(0));
+      String want = what.equals("map")
+          ? "rank 1 cannot map rank 3's " + ShmFiles.region(ShmFiles.dir(), job, 3, 0) + ": java.nio.file.NoSuchFileException"
+          : "rank 3 cannot create " + ShmFiles.region(elsewhere, job, 3, 0) + " (4096 bytes of shared memory)";
+      assertTrue(first.startsWith(want), first);
+      for (Object o : out) assertEquals(first, o);
+    } finally {
+      if (Files.exists(elsewhere)) {
+        Files.deleteIfExists(link);
+        try (var s = Files.list(elsewhere)) {
+          assertEquals(List.of(), s.toList(), "files left where rank 3 made its peer memory");
+        }
+        Files.delete(elsewhere);
+      }
     }
   }
 

@@ -1,5 +1,6 @@
 package io.moeyard.engine.shm;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -7,11 +8,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.rendezvous.ProcessWorld;
+import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.engine.transport.MessageCodec;
 import io.moeyard.engine.transport.MessageReader;
 import io.moeyard.engine.transport.MessageWriter;
+import io.moeyard.engine.transport.PeerMemory;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -128,6 +132,50 @@ class ShmTransportTest {
       String m = assertInstanceOf(String.class, o);
       assertTrue(m.startsWith("rank 0: ") && m.contains("exceeds the store's limit of " + ProcessWorld.MAX_BLOB), m);
     }
+  }
+
+  /**
+   * Peer memory on one host: every rank reaches every rank; a segment a rank publishes resolves,
+   * on every peer, to the bytes it wrote, and a peer's store into it is seen by its owner; the
+   * files are gone once every rank mapped them. A negative size fails every rank naming the rank.
+   */
+  @Test
+  void peerMemoryIsSharedByEveryRankOfTheHost() throws Exception {
+    TestSeed seed = TestSeed.fresh();
+    long s = seed.value();
+    int n = 3;
+    List<Object> out = ranks(n, t -> {
+      seed.check(() -> {
+        int me = t.rank();
+        assertTrue(t.peerStores());
+        for (int p = 0; p < n; p++) assertTrue(t.reaches(p), "reaches(" + p + ")");
+        CollectiveException neg = assertThrows(CollectiveException.class, () -> t.peerMemory(me == 2 ? -5 : 64));
+        assertEquals("rank 2 asked for -5 bytes of peer memory (must be >= 0)", neg.getMessage());
+        byte[] mine = ClusterTransportTest.pattern(s, 0, me);
+        try (PeerMemory mem = t.peerMemory(mine.length + n * Long.BYTES + 64)) {
+          t.barrier(); // every rank returned from peerMemory, so every rank unlinked its file
+          String prefix = ShmFiles.PREFIX + t.job() + "-rank";
+          assertEquals(List.of(), ShmFiles.list(ShmTransport.ownerPid()).stream()
+              .filter(f -> f.getFileName().toString().startsWith(prefix)).toList());
+          MemorySegment data = mem.allocate(mine.length, 1).copyFrom(MemorySegment.ofArray(mine));
+          MemorySegment inbox = mem.allocate((long) n * Long.BYTES, 8);
+          Object[] all = t.allGather(new MemorySegment[] {data, inbox}, ClusterTransportTest.SEGMENTS);
+          for (int p = 0; p < n; p++) {
+            if (p == me) continue;
+            MemorySegment[] got = (MemorySegment[]) all[p];
+            assertArrayEquals(ClusterTransportTest.pattern(s, 0, p), got[0].toArray(ValueLayout.JAVA_BYTE), "rank " + p + "'s bytes");
+            got[1].setAtIndex(ValueLayout.JAVA_LONG, me, s + 10L * me + p);
+          }
+          t.barrier();
+          for (int q = 0; q < n; q++) {
+            assertEquals(q == me ? 0 : s + 10L * q + me, inbox.getAtIndex(ValueLayout.JAVA_LONG, q), "rank " + q + "'s note");
+          }
+          t.barrier(); // nobody unmaps while a peer still reads
+        }
+      });
+      return "ok";
+    });
+    assertEquals(List.of("ok", "ok", "ok"), out);
   }
 
   /**
