@@ -153,6 +153,12 @@ public final class BenchCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws IOException {
+    if (procs == null && !procsRank
+        && (machines != 1 || machineRank != 0 || masterAddr != null || masterPort != null || machineName != null)) {
+      System.err.println("moeyard bench: --machines, --machine-rank, --master-addr, --master-port and --machine-name"
+          + " place rank processes: they need --procs N");
+      return 2;
+    }
     if (procs != null && !procsRank) return launchProcs();
     if (layers != null || speculate != null) return layerRun();
     BenchConfig config = checkedConfig(false);

@@ -10,6 +10,7 @@ import io.moeyard.engine.DType;
 import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.Topology;
+import io.moeyard.engine.shm.ClusterTransport;
 import io.moeyard.engine.shm.ShmTransport;
 import io.moeyard.testkit.Workload;
 import java.lang.foreign.Arena;
@@ -41,6 +42,7 @@ public final class ShmRankMain {
         case "loop" -> loop();
         case "stall" -> stall(Long.parseLong(args[1]));
         case "watch" -> watch(Integer.parseInt(args[1]), args[2]);
+        case "cluster" -> cluster(Long.parseLong(args[1]), Integer.parseInt(args[2]), Integer.parseInt(args[3]));
         default -> compare(Long.parseLong(args[1]), Integer.parseInt(args[2]));
       };
     } catch (CollectiveException e) {
@@ -146,6 +148,50 @@ public final class ShmRankMain {
     long s = seed * 31 + i;
     int kind = i % (Workload.EDGE_CASES + 1);
     return kind == 0 ? Workload.random(s, topo, 48) : Workload.edge(s, topo, 48, kind - 1);
+  }
+
+  /**
+   * {@code cluster SEED CASES NODES_PER_MACHINE}: as {@code compare}, over a {@link ClusterTransport}
+   * whose pretend machines hold {@code NODES_PER_MACHINE} nodes each (machine m: "pretend-m"), so
+   * that a rank maps only its own machine's peer memory and any store into another machine's
+   * would throw: the fused node-level path must give the in-JVM bits, and the paths that store
+   * into other nodes must be refused by every rank ("refused: ..." printed) before any collective.
+   */
+  private static int cluster(long seed, int cases, int nodesPerMachine) {
+    int local = Integer.parseInt(System.getenv("LOCAL_WORLD_SIZE"));
+    int rank = Integer.parseInt(System.getenv("RANK"));
+    String machine = "pretend-" + rank / local / nodesPerMachine;
+    try (ClusterTransport t = ClusterTransport.join(io.moeyard.engine.rendezvous.RankEnv.fromEnv(),
+        Map.of("test", "cluster", "seed", Long.toString(seed)), io.moeyard.engine.rendezvous.ProcessWorld.DEFAULT_TIMEOUT, machine)) {
+      int r = t.rank();
+      int bad = 0;
+      for (int i = 0; i < cases; i++) {
+        Workload wl = randomCase(seed, i, t.topology());
+        int chunk = 1 + new SplittableRandom(seed + i).nextInt(16);
+        try (CpuRun inJvm = CpuRun.run(wl, true, true, chunk); CpuRun mine = CpuRun.runRank(t, wl, true, true, chunk)) {
+          String d = difference(inJvm, mine, r, wl);
+          String p = wl.ref.checkDispatch(r, mine.recv[r], mine.rows[r], wl.xs());
+          if (p == null) p = wl.ref.checkCombine(r, wl.w[r], wl.ys(), mine.out[r]);
+          if (d != null || p != null) {
+            System.out.println("MISMATCH seed " + seed + " case " + i + " fused relay rank " + r + ": "
+                + (d != null ? d : "vs the reference: " + p) + " (" + wl.describe() + ")");
+            bad++;
+          }
+        }
+        for (boolean fused : new boolean[] {true, false}) {
+          try (CpuRun refused = CpuRun.runRank(t, wl, fused, false, chunk)) {
+            System.out.println("MISMATCH case " + i + ": the " + (fused ? "fused single-hop" : "unfused") + " path ran across machines");
+            bad++;
+          } catch (IllegalArgumentException e) {
+            if (i == 0) System.out.println("refused: " + e.getMessage());
+          }
+        }
+        t.barrier(); // the refusals left nothing half-done: the world still meets
+        System.out.println("case " + i + " " + (bad == 0 ? "ok" : "bad") + ": rank " + r + " on " + machine + " received "
+            + wl.ref.rowsReceivedBy(r) + " rows (" + wl.describe() + ")");
+      }
+      return bad == 0 ? 0 : 1;
+    }
   }
 
   /** The first output of rank r that differs between the two runs, or null. */

@@ -79,6 +79,11 @@ public final class MessageReader {
     return getBoolean() ? segments.resolve(this) : null;
   }
 
+  /**
+   * The rows the sender described, in this process's view; null when it sent none, and also when
+   * they lie in memory this rank does not reach (a rank of another machine: its segments resolve to
+   * {@link MemorySegment#NULL}), so that a window of such a rank decodes but cannot be used.
+   */
   public RowBuffer getRows() {
     if (!getBoolean()) return null;
     MemorySegment seg = getSegment();
@@ -87,6 +92,7 @@ public final class MessageReader {
     int hidden = getInt();
     DType dtype = getDType();
     MemorySegment scales = getSegment();
+    if (MemorySegment.NULL.equals(seg) && rows > 0) return null;
     return new RowBuffer(seg, offset, rows, hidden, dtype, scales);
   }
 }
