@@ -34,6 +34,8 @@
 #                     the test is reported aborted with NCCL's reason)
 #   8. procs          moeyard bench --backend cuda --procs 8 --preset deepseek-v3 --tokens 512: one rank
 #                     per process (CUDA IPC), beside sweep-512's virtual ranks (its JSON in logs.tgz)
+#      procs-machines the same at 2 x 2 ranks as two pretend machines (bench/gpu/two-machines.sh):
+#                     NCCL between them, each machine on its own clock (its JSON in logs.tgz)
 #   9. esft-law       moeyard bench --backend cuda on a measured routing trace (ESFT law, layer 12)
 #                                                               -> bench-esft-law.json
 #  10. sweep-T        the deepseek-v3 shape at 128, 512, 16384 tokens per rank -> bench-deepseek-v3-tT.json
@@ -106,6 +108,7 @@ step() {
   case $rc in
     0) summary+=("$name: ok (${dt}s)") ;;
     124|137) summary+=("$name: TIMED OUT after ${dt}s (timeout ${t}s)"); status=1 ;;
+    200) summary+=("$name: skipped (it cannot run here: see $name.log)") ;;
     *) summary+=("$name: FAILED rc=$rc (${dt}s)"); status=1 ;;
   esac
   log "$name: rc=$rc in ${dt}s"
@@ -276,6 +279,20 @@ else
 fi
 step procs 90 50 "${jvm[@]}" bench --backend "$backend" "${procs_args[@]}" --json "$logs/bench-procs.json"
 
+# ---- 8b. rank processes on two pretend machines: two bench commands (bench/gpu/two-machines.sh)
+# of 2 rank processes each on the one GPU, whose node-level path's messages cross between the
+# "machines" on NCCL (4 ranks, 2 nodes), each machine timed by its own clock rank. Its JSON and
+# machine 1's log go into logs.tgz.
+if [ "$dry" = 1 ]; then
+  machines_args=(--procs 1 --preset deepseek-v3 --tokens 32 "${shape[@]}")
+else
+  machines_args=(--procs 2 --preset deepseek-v3 --tokens 512 --iters 20 --warmup 5)
+fi
+machines_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 29517)
+step procs-machines 90 50 env NCCL_MULTI_RANK_GPU_ENABLE=1 NCCL_DEBUG="${NCCL_DEBUG:-WARN}" bash bench/gpu/two-machines.sh \
+  "$machines_port" "$logs/procs-machines-1.log" "${jvm[@]}" bench --backend "$backend" "${machines_args[@]}" \
+  --json "$logs/bench-procs-machines.json"
+
 # ---- 9. measured routing: the ESFT law trace at layer 12 (8 ranks x ~1040 tokens, hidden 2048,
 # 64 experts top-6), the shape of the CPU figures in bench/results/cpu-esft-*.md
 if [ -f .gpu/data/law.npy ]; then
@@ -361,6 +378,12 @@ if p:
     print("rank processes (%s, %d x %d tokens): dispatch fused %.1fus (%.2fx unfused), combine fused %.1fus (%.2fx unfused),"
           " verified %s%s" % (p["device"], c["ranks"], c["tokens"], d["fused"]["median_us"], d["fused_over_unfused"],
           k["fused"]["median_us"], k["fused_over_unfused"], "yes" if p["verified"] else "NO", beside))
+q = load("bench-procs-machines.json", sys.argv[2])
+if q:
+    c, d, k = q["config"], q["dispatch"], q["combine"]
+    print("two pretend machines (%s, %d x %d tokens, %d nodes): dispatch fused %.1fus, combine fused %.1fus, verified %s" % (
+          q["device"], c["ranks"], c["tokens"], c["nodes"], d["fused"]["median_us"], k["fused"]["median_us"],
+          "yes" if q["verified"] else "NO"))
 e = load("bench-esft-law.json")
 if e:
     c, d, k = e["config"], e["dispatch"], e["combine"]

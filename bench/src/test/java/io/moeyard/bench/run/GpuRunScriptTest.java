@@ -77,12 +77,12 @@ class GpuRunScriptTest {
     assertEquals(0, r.exit(), "exit code; output:\n" + r.output());
     List<String> names = steps.stream().map(s -> s.substring(0, s.indexOf(':'))).toList();
     assertEquals(List.of("selftest", "bench", "torch", "sanitizer", "racecheck", "gpu-tests", "cuda-ipc", "nccl", "nccl-machines", "procs",
-        "esft-law",
+        "procs-machines", "esft-law",
         "sweep-8", "sweep-16", "sweep-64"),
         names, "step order; output:\n" + r.output());
     for (String s : steps) {
       String name = s.substring(0, s.indexOf(':'));
-      if (List.of("selftest", "bench", "procs", "sweep-8", "sweep-16", "sweep-64").contains(name)) {
+      if (List.of("selftest", "bench", "procs", "procs-machines", "sweep-8", "sweep-16", "sweep-64").contains(name)) {
         assertTrue(s.contains(": ok"), s + "\n" + r.output());
       }
     }
@@ -93,6 +93,7 @@ class GpuRunScriptTest {
     for (String f : files) assertTrue(!new File(out.toFile(), f).isDirectory(), f + " is a folder");
     assertTrue(r.output().contains("moeyard selftest --backend cpu: 20 cases, 20 passed"), r.output());
     assertTrue(r.output().contains("rank processes (2 rank processes over shared memory"), r.output());
+    assertTrue(r.output().contains("two pretend machines (2 rank processes on 2 machines"), r.output());
   }
 
   @Test
