@@ -15,7 +15,9 @@
  * the machines' leaders at the rendezvous store between them;
  * {@link io.moeyard.engine.transport.Transport#machineBarrier} waits for one machine), and
  * {@code io.moeyard.engine.rendezvous.StoreTransport} ranks that share nothing but the rendezvous
- * store (every meeting a round of the store). Every wait is bounded: a rank
+ * store (every meeting a round of the store). {@link io.moeyard.engine.transport.Machines} is the
+ * rule for a world spanning machines: each node within one machine, and only the fused node-level
+ * path, whose stores stay within the node. Every wait is bounded: a rank
  * that never arrives makes the others fail with a timeout naming it.
  */
 package io.moeyard.engine.transport;
