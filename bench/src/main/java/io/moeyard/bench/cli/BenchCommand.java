@@ -270,6 +270,9 @@ public final class BenchCommand implements Callable<Integer> {
     else if (machines > 1 && (masterAddr == null || masterAddr.isBlank())) bad = "--machines " + machines + " needs --master-addr: the host of machine 0";
     else if (masterPort != null && (masterPort < 1 || masterPort > 65535)) bad = "--master-port " + masterPort + " is outside [1, 65535]";
     else if (machineName != null && machineName.isBlank()) bad = "--machine-name must not be blank";
+    else if (machines > 1 && !nodePath.equalsIgnoreCase("relay")) {
+      bad = "--node-path " + nodePath + " stores into every rank's memory; between machines only the node-level path (relay) runs";
+    }
     else if (ranks != null && ranks != (long) procs * machines) bad = "--procs " + procs + " on " + machines + " machine(s) runs " + (long) procs * machines + " ranks; --ranks " + ranks + " disagrees";
     else if ((long) procs * machines > 4096) bad = "--procs " + procs + " x --machines " + machines + " ranks is too many";
     if (bad != null) {

@@ -93,6 +93,7 @@ class BenchMachinesTest {
       {"--procs", "2", "--machines", "2", "--ranks", "2", "--master-addr", "h", "--master-port", "29500"},
       {"--procs", "2", "--machine-name", " "},
       {"--machines", "2", "--master-addr", "h", "--master-port", "29500"},                 // no --procs
+      {"--procs", "2", "--machines", "2", "--master-addr", "h", "--master-port", "29500", "--node-path", "direct"},
     };
     for (String[] args : bad) {
       List<String> all = new ArrayList<>(List.of("bench"));
