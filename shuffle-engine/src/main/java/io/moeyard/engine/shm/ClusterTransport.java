@@ -33,8 +33,10 @@ import java.util.Map;
  * ({@link ProcessWorld#allGatherAmong}). An all-gather is a round of the machine's block, one
  * round of the leaders at the store (none when the world is one machine), and a second round of
  * the block in which each leader hands its machine the world's messages. A
- * {@link #machineBarrier} is one round of the block, nothing more. {@link #sendRecv} carries the
- * bytes themselves through the store.
+ * {@link #machineBarrier} is one round of the block, nothing more. {@link #sendRecv} agrees its
+ * sizes in one such all-gather, then sends each message straight to its receiver: out of the
+ * sender's peer memory within a machine, otherwise over a direct TCP connection between the two
+ * ranks ({@code PeerLinks}, opened by the first {@code sendRecv}); no byte passes through rank 0.
  *
  * <p>Peer memory ({@link #peerMemory}) is shared within a machine only: each rank's file is mapped
  * by the ranks of its machine, which {@link #reaches} (every rank, {@link #peerStores()}, when the
@@ -60,10 +62,12 @@ import java.util.Map;
  * timeout. A rank process that dies is found by its machine's peers within milliseconds (its pid)
  * and by the store (its connection). {@link #abort} reaches the control block and the store; a
  * rank waiting in its block also reads the store's failures every few milliseconds, so that news
- * from other machines ends every wait promptly. A failure is final.
+ * from other machines ends every wait promptly. In {@link #sendRecv}, a peer whose connection ends
+ * is named at once, one that sends nothing at the timeout, and the world fails with the name. A
+ * failure is final.
  *
- * <p>Owns its world (closes it) and the control block's mapping; every {@link #peerMemory} belongs
- * to its caller.
+ * <p>Owns its world (closes it), the control block's mapping and its {@code PeerLinks}; every
+ * {@link #peerMemory} belongs to its caller.
  */
 public final class ClusterTransport implements Transport, AutoCloseable {
   /**
@@ -528,7 +532,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   };
 
   /**
-   * {@link Transport#sendRecv} over direct connections between ranks ({@link PeerLinks}). First
+   * {@link Transport#sendRecv} over direct connections between ranks ({@code PeerLinks}). First
    * one all-gather (this transport's own) of every rank's per-peer sizes, checked on every rank,
    * so that a mismatch (or a bad argument: wrong lengths, a read-only receive segment, a closed
    * arena) fails every rank alike, naming sender and receiver, before a byte moves, and the world
