@@ -15,21 +15,28 @@ import java.net.ServerSocket;
 import java.net.Socket;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.BiFunction;
 import java.util.function.Function;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * {@link PeerLinks} alone, ranks as threads meeting through an all-gather of this JVM, so that a
  * test can stand between a rank and the addresses it is given: a stray connection at a rank's
  * port is refused and the real links still form; an address nobody listens on fails every rank
- * with one message naming the rank that could not connect and the address it tried.
+ * with one message naming the rank that could not connect and the address it tried; a wait for a
+ * silent peer ends at the timeout naming it, for a peer whose connection ends at once, and with
+ * the world's failure as soon as the world check throws it.
  */
 @Timeout(60)
 class PeerLinksTest {
@@ -71,13 +78,19 @@ class PeerLinksTest {
   }
 
   /** {@code n} ranks' links, rank r's gathers passed through {@code through.apply(r, ...)}. */
-  private List<Object> ranks(int n, java.util.function.BiFunction<Integer, Object[], Object[]> through, Body body) throws Exception {
+  private List<Object> ranks(int n, BiFunction<Integer, Object[], Object[]> through, Body body) throws Exception {
+    return ranks(n, TIMEOUT_NANOS, () -> {}, through, body);
+  }
+
+  /** As above, with the links' {@code timeoutNanos} and every rank's {@code checkWorld}. */
+  private List<Object> ranks(int n, long timeoutNanos, Runnable checkWorld, BiFunction<Integer, Object[], Object[]> through,
+      Body body) throws Exception {
     Gather g = new Gather(n);
     List<Future<Object>> fs = new ArrayList<>();
     for (int r = 0; r < n; r++) {
       int rank = r;
       fs.add(pool.submit(() -> {
-        try (PeerLinks links = new PeerLinks(rank, n, TOKEN, TIMEOUT_NANOS, () -> {})) {
+        try (PeerLinks links = new PeerLinks(rank, n, TOKEN, timeoutNanos, checkWorld)) {
           return body.run(rank, links, v -> through.apply(rank, g.apply(rank, v)));
         } catch (CollectiveException e) {
           return e;
@@ -170,5 +183,58 @@ class PeerLinksTest {
       assertEquals(first, e.getMessage(), "rank " + r + " failed otherwise");
     }
     assertTrue(first.startsWith("rank 0 could not connect its link to rank 2 at 127.0.0.1:" + closedPort + ": "), first);
+  }
+
+  /**
+   * Rank 1 waits for 1000 bytes from rank 0, which sends nothing ("silent"), closes its links
+   * ("closes"), or stays while the world fails ("world": rank 1's check of the world throws): rank
+   * 1 names rank 0 at the timeout (300 ms), at once, or ends with the world's failure at once.
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"silent", "closes", "world"})
+  void aWaitForAPeerEndsNamingItOrWithTheWorld(String how) throws Exception {
+    long timeout = TimeUnit.MILLISECONDS.toNanos(300);
+    AtomicBoolean worldFailed = new AtomicBoolean();
+    CountDownLatch done = new CountDownLatch(1);
+    List<Object> out = ranks(2, how.equals("silent") ? timeout : TIMEOUT_NANOS, () -> {
+      if (worldFailed.get()) throw new CollectiveException("the world failed");
+    }, (rank, all) -> all, (me, links, gather) -> {
+      links.connect(allPairs(2), InetAddress.getLoopbackAddress(), gather);
+      MemorySegment[] send = new MemorySegment[2];
+      MemorySegment[] recv = new MemorySegment[2];
+      if (me == 0) {
+        Thread.sleep(200);
+        if (how.equals("closes")) links.close();
+        if (how.equals("world")) worldFailed.set(true);
+        assertTrue(done.await(20, TimeUnit.SECONDS), "rank 1 never ended");
+        return "rank 0";
+      }
+      recv[0] = MemorySegment.ofArray(new byte[1000]);
+      long start = System.nanoTime();
+      try {
+        links.exchange(send, recv, new boolean[] {true, false});
+        return "received";
+      } catch (CollectiveException e) {
+        return (System.nanoTime() - start) / 1_000_000 + " ms " + e.getClass().getSimpleName() + ": " + e.getMessage();
+      } finally {
+        done.countDown();
+      }
+    });
+    String m = (String) out.get(1);
+    long millis = Long.parseLong(m.substring(0, m.indexOf(" ms")));
+    switch (how) {
+      case "silent" -> {
+        assertTrue(m.contains("CollectiveTimeoutException: rank(s) [0] sent nothing on their links to rank 1 within 300 ms"), m);
+        assertTrue(millis >= 300 && millis < 3_000, m);
+      }
+      case "closes" -> {
+        assertTrue(m.contains("CollectiveTimeoutException: rank 1: rank 0's link ended during sendRecv"), m);
+        assertTrue(millis < 2_000, m);
+      }
+      default -> {
+        assertTrue(m.contains("CollectiveException: the world failed"), m);
+        assertTrue(millis < 2_000, m);
+      }
+    }
   }
 }
