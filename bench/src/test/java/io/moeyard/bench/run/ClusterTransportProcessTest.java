@@ -10,7 +10,7 @@ import java.io.IOException;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * Ranks as processes of {@link io.moeyard.engine.shm.ClusterTransport} on two pretend machines
@@ -20,20 +20,21 @@ import org.junit.jupiter.params.provider.ValueSource;
 class ClusterTransportProcessTest {
   private static final int[] MACHINES = {0, 1, 0, 1};
 
-  private static List<Rank> start() throws IOException {
-    return ChildRanks.start(ClusterRankMain.class, MACHINES.length, MACHINES.length, r -> List.of(Integer.toString(MACHINES[r])));
+  private static List<Rank> start(String mode) throws IOException {
+    return ChildRanks.start(ClusterRankMain.class, MACHINES.length, MACHINES.length, r -> List.of(Integer.toString(MACHINES[r]), mode));
   }
 
   /**
    * kill -9 of one rank while all loop: a non-leader (3) or a leader (1) of machine 1, or rank 0
    * (machine 0's leader, and the store's host: the other machine hears of it from the store's end).
    * The others, on both machines, fail well within the 10 s timeout naming it, and no file is
-   * left behind.
+   * left behind. The ranks loop over all-gathers and machine barriers ("gather"), or over
+   * sendRecv between machines ("sendrecv": killed while its peers read its links, most likely).
    */
   @ParameterizedTest
-  @ValueSource(ints = {3, 1, 0})
-  void aKilledRankIsNamedOnEveryMachineQuickly(int victim) throws Exception {
-    List<Rank> ranks = start();
+  @CsvSource({"gather,3", "gather,1", "gather,0", "sendrecv,3", "sendrecv,0"})
+  void aKilledRankIsNamedOnEveryMachineQuickly(String mode, int victim) throws Exception {
+    List<Rank> ranks = start(mode);
     try {
       long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
       for (Rank r : ranks) {

@@ -193,6 +193,14 @@ public final class ProcessWorld implements AutoCloseable {
   }
 
   /**
+   * This end's address of the connection to rank 0's store: the address of the interface that
+   * reaches the master, where this rank's peers on other machines can reach it too.
+   */
+  public java.net.InetAddress localAddress() {
+    return socket.getLocalAddress();
+  }
+
+  /**
    * Every rank contributes {@code mine}; returns all contributions indexed by rank. Also a
    * barrier: no rank returns before every rank has called it.
    *

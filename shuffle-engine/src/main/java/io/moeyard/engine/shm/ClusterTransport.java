@@ -6,9 +6,10 @@ import io.moeyard.engine.Topology;
 import io.moeyard.engine.rendezvous.ProcessWorld;
 import io.moeyard.engine.rendezvous.RankEnv;
 import io.moeyard.engine.rendezvous.RendezvousException;
-import io.moeyard.engine.rendezvous.StoreTransport;
 import io.moeyard.engine.transport.EncodedGather;
 import io.moeyard.engine.transport.MessageCodec;
+import io.moeyard.engine.transport.MessageReader;
+import io.moeyard.engine.transport.MessageWriter;
 import io.moeyard.engine.transport.PeerMemory;
 import io.moeyard.engine.transport.Transport;
 import java.io.IOException;
@@ -32,8 +33,10 @@ import java.util.Map;
  * ({@link ProcessWorld#allGatherAmong}). An all-gather is a round of the machine's block, one
  * round of the leaders at the store (none when the world is one machine), and a second round of
  * the block in which each leader hands its machine the world's messages. A
- * {@link #machineBarrier} is one round of the block, nothing more. {@link #sendRecv} carries the
- * bytes themselves through the store.
+ * {@link #machineBarrier} is one round of the block, nothing more. {@link #sendRecv} agrees its
+ * sizes in one such all-gather, then sends each message straight to its receiver: out of the
+ * sender's peer memory within a machine, otherwise over a direct TCP connection between the two
+ * ranks ({@code PeerLinks}, opened by the first {@code sendRecv}); no byte passes through rank 0.
  *
  * <p>Peer memory ({@link #peerMemory}) is shared within a machine only: each rank's file is mapped
  * by the ranks of its machine, which {@link #reaches} (every rank, {@link #peerStores()}, when the
@@ -59,10 +62,12 @@ import java.util.Map;
  * timeout. A rank process that dies is found by its machine's peers within milliseconds (its pid)
  * and by the store (its connection). {@link #abort} reaches the control block and the store; a
  * rank waiting in its block also reads the store's failures every few milliseconds, so that news
- * from other machines ends every wait promptly. A failure is final.
+ * from other machines ends every wait promptly. In {@link #sendRecv}, a peer whose connection ends
+ * is named at once, one that sends nothing at the timeout, and the world fails with the name. A
+ * failure is final.
  *
- * <p>Owns its world (closes it) and the control block's mapping; every {@link #peerMemory} belongs
- * to its caller.
+ * <p>Owns its world (closes it), the control block's mapping and its {@code PeerLinks}; every
+ * {@link #peerMemory} belongs to its caller.
  */
 public final class ClusterTransport implements Transport, AutoCloseable {
   /**
@@ -88,13 +93,14 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   private final int[] leaders;
   private final boolean leader;
   private final long handOverNanos;
-  private final StoreTransport bytes;
+  /** This rank's direct connections to its peers, opened by the first {@link #sendRecv} that needs them. */
+  private final PeerLinks links;
   private final RegionTable regions;
   private final String job;
   private volatile boolean closed;
 
   private ClusterTransport(ProcessWorld world, Arena controlArena, ControlBlock control, int[] machineOf,
-      int[][] machineRanks, long timeoutNanos, String job, Path dir) {
+      int[][] machineRanks, long timeoutNanos, String job, Path dir, long linkToken) {
     this.world = world;
     this.mapping = new BlockMapping(control, controlArena);
     this.control = control;
@@ -104,7 +110,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     for (int m = 0; m < leaders.length; m++) leaders[m] = machineRanks[m][0];
     this.leader = leaders[machineOf[world.rank()]] == world.rank();
     this.handOverNanos = 2 * timeoutNanos + HAND_OVER_GRACE_NANOS;
-    this.bytes = StoreTransport.open(world);
+    this.links = new PeerLinks(world.rank(), world.size(), linkToken, timeoutNanos, this::checkPeers);
     int m = machineOf[world.rank()];
     this.regions = new RegionTable(this, dir, job, p -> machineOf[p] == m);
     this.job = job;
@@ -255,7 +261,8 @@ public final class ClusterTransport implements Transport, AutoCloseable {
       agree(world, problem); // everybody mapped its machine's block and registered: the names can go
       if (leads) ShmFiles.deleteQuietly(file);
       control.watchPeers();
-      ClusterTransport t = new ClusterTransport(world, arena, control, machineOf, machineRanks, timeoutNanos, job, dir);
+      ClusterTransport t = new ClusterTransport(world, arena, control, machineOf, machineRanks, timeoutNanos, job, dir,
+          owners[0] * 65_537 + world.env().masterPort()); // rank 0's owner and the store's port: this job's links only
       ok = true;
       return t;
     } finally {
@@ -502,25 +509,130 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     return t;
   }
 
+  /** One rank's side of a {@link #sendRecv} round: its sizes, and the send segments a peer of its machine copies itself. */
+  private record Posted(String problem, long[] sendBytes, long[] recvBytes, MemorySegment[] shared) {}
+
+  /** A refused round travels as a refusal ({@link EncodedGather}): every rank fails alike. */
+  private static final MessageCodec<Posted> POSTED = new MessageCodec<>() {
+    @Override
+    public void write(Posted p, MessageWriter out) {
+      if (p.problem != null) throw new IllegalArgumentException(p.problem);
+      out.putLongs(p.sendBytes).putLongs(p.recvBytes);
+      for (MemorySegment s : p.shared) out.putSegment(s);
+    }
+
+    @Override
+    public Posted read(MessageReader in) {
+      long[] sendBytes = in.getLongs();
+      long[] recvBytes = in.getLongs();
+      MemorySegment[] shared = new MemorySegment[sendBytes.length];
+      for (int q = 0; q < shared.length; q++) shared[q] = in.getSegment();
+      return new Posted(null, sendBytes, recvBytes, shared);
+    }
+  };
+
   /**
-   * {@link Transport#sendRecv} with the bytes themselves through the store, as
-   * {@link StoreTransport#sendRecv} carries them (any segments will do; a sender/receiver mismatch
-   * fails every rank alike and leaves the world usable). Host meetings rarely send bytes: the
-   * store's rounds are simplest, not fastest.
+   * {@link Transport#sendRecv} over direct connections between ranks ({@code PeerLinks}). First
+   * one all-gather (this transport's own) of every rank's per-peer sizes, checked on every rank,
+   * so that a mismatch (or a bad argument: wrong lengths, a read-only receive segment, a closed
+   * arena) fails every rank alike, naming sender and receiver, before a byte moves, and the world
+   * stays usable. Then each message travels its own way:
+   *
+   * <ul>
+   *   <li>to itself: one copy;
+   *   <li>to a rank of this machine, from a segment in this rank's {@link #peerMemory}: the
+   *       receiver copies it out of its mapping of the sender's file (the segment is posted in the
+   *       all-gather), as {@code PointToPoint} does; the receiver copies before it returns, so
+   *       before its next collective, and the sender's buffer is free once that collective
+   *       returns, as the contract says;
+   *   <li>otherwise (another machine, or memory this rank's peers cannot read): over the pair's
+   *       TCP connection, every peer at once through one selector. Connections between machines
+   *       open at the first call, those within a machine at the first round that needs them
+   *       (alike on every rank: every rank reads the same all-gather).
+   * </ul>
+   *
+   * Any segments will do; bytes sent over a connection are copied out before this returns. A peer
+   * whose connection ends is named at once, one from which nothing arrives within the timeout at
+   * the timeout ({@link CollectiveTimeoutException}); the world fails with the name, through this
+   * machine's block and the store. An abort or failure elsewhere ends the wait within milliseconds.
    */
   @Override
   public synchronized void sendRecv(MemorySegment[] send, MemorySegment[] recv) {
     checkUsable();
-    try {
-      bytes.sendRecv(send, recv);
-    } catch (CollectiveException e) {
-      if (e.getCause() instanceof RendezvousException re) { // the world failed, not the input
-        CollectiveException f = storeFailed(re);
-        if (f != e) f.addSuppressed(e);
-        throw f;
+    int ranks = size();
+    int me = rank();
+    long[] sendBytes = new long[ranks];
+    long[] recvBytes = new long[ranks];
+    MemorySegment[] shared = new MemorySegment[ranks];
+    String problem = null;
+    if (send == null || recv == null || send.length != ranks || recv.length != ranks) {
+      problem = "sendRecv needs one send and one receive segment per rank (" + ranks + "), got "
+          + (send == null ? "null" : send.length) + " and " + (recv == null ? "null" : recv.length);
+    } else {
+      for (int q = 0; q < ranks && problem == null; q++) {
+        sendBytes[q] = send[q] == null ? 0 : send[q].byteSize();
+        recvBytes[q] = recv[q] == null ? 0 : recv[q].byteSize();
+        if (sendBytes[q] > 0 && !send[q].scope().isAlive() || recvBytes[q] > 0 && !recv[q].scope().isAlive()) {
+          problem = "a sendRecv segment for rank " + q + " is no longer alive (its arena is closed)";
+        } else if (recvBytes[q] > 0 && recv[q].isReadOnly()) {
+          problem = "sendRecv's receive segment for rank " + q + " is read-only";
+        } else if (q != me && sendBytes[q] > 0 && reaches(q) && regions.reachable(send[q])) {
+          shared[q] = send[q];
+        }
       }
-      throw e;
     }
+    Object[] got = allGather(new Posted(problem, sendBytes, recvBytes, shared), POSTED);
+    Posted[] posted = new Posted[ranks];
+    for (int p = 0; p < ranks; p++) posted[p] = p == me ? new Posted(null, sendBytes, recvBytes, shared) : (Posted) got[p];
+    for (int p = 0; p < ranks; p++) {
+      for (int q = 0; q < ranks; q++) {
+        if (posted[p].sendBytes[q] != posted[q].recvBytes[p]) {
+          throw new CollectiveException("sendRecv: rank " + p + " sends rank " + q + " " + posted[p].sendBytes[q]
+              + " bytes, rank " + q + " expects " + posted[q].recvBytes[p]);
+        }
+      }
+    }
+    // the pairs connected from now on: every pair of machines from the first round, every pair
+    // within a machine from the first round that sends memory its peer cannot read; alike on
+    // every rank (every rank reads the same all-gather), so that connecting is a collective
+    boolean[][] want = new boolean[ranks][ranks];
+    boolean local = false;
+    for (int p = 0; p < ranks; p++) {
+      for (int q = 0; q < ranks; q++) {
+        if (p != q && machineOf[p] == machineOf[q] && posted[p].sendBytes[q] > 0 && posted[p].shared[q] == null) local = true;
+      }
+    }
+    for (int p = 0; p < ranks; p++) {
+      for (int q = p + 1; q < ranks; q++) want[p][q] = machineOf[p] != machineOf[q] || local;
+    }
+    if (!links.covers(want)) links.connect(want, world.localAddress(), this::allGather);
+    if (recvBytes[me] > 0) MemorySegment.copy(send[me], 0, recv[me], 0, recvBytes[me]);
+    MemorySegment[] linkSend = new MemorySegment[ranks];
+    MemorySegment[] linkRecv = new MemorySegment[ranks];
+    boolean[] linked = new boolean[ranks];
+    for (int p = 0; p < ranks; p++) {
+      if (p == me) continue;
+      MemorySegment from = posted[p].shared[me];
+      if (from != null) MemorySegment.copy(from, 0, recv[p], 0, recvBytes[p]);
+      else if (recvBytes[p] > 0) linkRecv[p] = recv[p];
+      if (sendBytes[p] > 0 && shared[p] == null) linkSend[p] = send[p];
+      linked[p] = linkSend[p] != null || linkRecv[p] != null;
+    }
+    try {
+      links.exchange(linkSend, linkRecv, linked);
+    } catch (CollectiveTimeoutException e) {
+      throw linkFailed(e);
+    }
+  }
+
+  /**
+   * A peer named by this rank's links (silent, or its connection ended) fails the world with its
+   * name: this machine's block at once, the other machines through the store.
+   */
+  private CollectiveTimeoutException linkFailed(CollectiveTimeoutException e) {
+    control.abort(e.getMessage(), e.missingRanks());
+    world.fail(e.getMessage(), e.missingRanks());
+    return e;
   }
 
   /**
@@ -573,6 +685,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     closed = true;
     control.leave();
     world.close();
+    links.close(); // after the goodbye: a peer still reading finds the world's news before a connection's end
     mapping.close();
   }
 }

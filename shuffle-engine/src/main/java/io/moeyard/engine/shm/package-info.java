@@ -13,6 +13,8 @@
  * <p>{@link io.moeyard.engine.shm.ClusterTransport} serves host meetings of ranks on any machines:
  * the ranks of each machine meet through a control block of their own, and only the machines'
  * leaders (lowest world rank of each) meet between machines, at the rendezvous store; its peer
- * memory is the same files, mapped by the ranks of the owner's machine only.
+ * memory is the same files, mapped by the ranks of the owner's machine only. Its
+ * {@code sendRecv} copies out of that memory within a machine and sends everything else over
+ * direct TCP connections between ranks ({@code PeerLinks}).
  */
 package io.moeyard.engine.shm;

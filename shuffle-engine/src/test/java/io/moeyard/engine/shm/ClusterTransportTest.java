@@ -374,6 +374,235 @@ class ClusterTransportTest {
     for (Object o : out) assertEquals("ok", o);
   }
 
+  /** How rank p's message to q travels in a round of {@link #sendRecvRounds}: which memory it is sent from. */
+  private enum Kind { HEAP, OFF_HEAP, PEER }
+
+  /** Bytes from p to q in round i of a random series: empty, one byte, odd sizes, now and then a few MiB. */
+  private static long pairBytes(long seed, int round, int p, int q) {
+    SplittableRandom rnd = new SplittableRandom(seed * 13 + round * 65_537L + p * 257L + q);
+    return switch (rnd.nextInt(10)) {
+      case 0, 1 -> 0;
+      case 2 -> 1;
+      case 3 -> rnd.nextInt(1, 3) << 20 | rnd.nextInt(1, 4096); // a few MiB, odd
+      default -> rnd.nextInt(2, 70_000);
+    };
+  }
+
+  private static Kind pairKind(long seed, int round, int p, int q) {
+    return Kind.values()[new SplittableRandom(seed * 7 + round * 8191L + p * 31L + q).nextInt(Kind.values().length)];
+  }
+
+  /** The message itself: a cheap pseudo-random fill, different for every (round, sender, receiver). */
+  private static void fill(MemorySegment seg, long seed, int round, int p, int q) {
+    SplittableRandom rnd = new SplittableRandom(seed ^ (round * 1_000_003L + p * 4099L + q));
+    long n = seg.byteSize();
+    long i = 0;
+    for (; i + 8 <= n; i += 8) seg.set(ValueLayout.JAVA_LONG_UNALIGNED, i, rnd.nextLong());
+    for (; i < n; i++) seg.set(ValueLayout.JAVA_BYTE, i, (byte) rnd.nextInt());
+  }
+
+  /** The largest message a round sends from peer memory (bigger ones go from plain off-heap memory). */
+  private static final long PEER_MAX = 256 << 10;
+
+  /**
+   * {@code rounds} sendRecv rounds back to back on a world on {@code machines}, every rank
+   * checking every byte it receives against the sender's fill: random sizes (0, 1, odd, a few MiB)
+   * from heap, off-heap and peer memory. Send buffers are refilled (heap, peer memory) or freed
+   * (off-heap: the round's arena closes) two rounds later, once the next round has returned, as
+   * the contract allows; so are the receive buffers, which no round clears before it.
+   */
+  private void sendRecvRounds(TestSeed seed, int[] machines, int rounds) throws Exception {
+    long s = seed.value();
+    int n = machines.length;
+    everyRankPasses(seed, machines, t -> {
+      int me = t.rank();
+      try (PeerMemory peer = t.peerMemory(2 * n * PEER_MAX); Arena recvArena = Arena.ofShared()) {
+        MemorySegment[] peerSets = {peer.allocate(n * PEER_MAX, 64), peer.allocate(n * PEER_MAX, 64)};
+        Arena[] sendArenas = new Arena[rounds];
+        try {
+          for (int i = 0; i < rounds; i++) {
+            if (i >= 2) sendArenas[i - 2].close(); // round i - 1 returned: round i - 2's send buffers are free
+            Arena a = sendArenas[i] = Arena.ofShared();
+            MemorySegment[] send = new MemorySegment[n];
+            MemorySegment[] recv = new MemorySegment[n];
+            for (int q = 0; q < n; q++) {
+              long bytes = pairBytes(s, i, me, q);
+              Kind kind = pairKind(s, i, me, q);
+              if (kind == Kind.PEER && bytes > PEER_MAX) kind = Kind.OFF_HEAP;
+              send[q] = bytes == 0 && q % 2 == 0 ? null : switch (kind) {
+                case HEAP -> MemorySegment.ofArray(new byte[(int) bytes]);
+                case OFF_HEAP -> a.allocate(Math.max(1, bytes)).asSlice(0, bytes);
+                case PEER -> peerSets[i % 2].asSlice(q * PEER_MAX, bytes);
+              };
+              if (send[q] != null) fill(send[q], s, i, me, q);
+              long from = pairBytes(s, i, q, me);
+              recv[q] = from == 0 && q % 3 == 0 ? null : (q + i) % 2 == 0 ? recvArena.allocate(Math.max(1, from)).asSlice(0, from)
+                  : MemorySegment.ofArray(new byte[(int) from]);
+            }
+            t.sendRecv(send, recv);
+            for (int p = 0; p < n; p++) {
+              long from = pairBytes(s, i, p, me);
+              if (recv[p] == null) continue;
+              MemorySegment want = MemorySegment.ofArray(new byte[(int) from]);
+              fill(want, s, i, p, me);
+              long at = recv[p].mismatch(want);
+              assertEquals(-1, at, "round " + i + ": the " + from + " bytes from rank " + p + " (machine " + machines[p]
+                  + ", " + pairKind(s, i, p, me) + ") differ at byte " + at);
+            }
+          }
+        } finally {
+          for (Arena a : sendArenas) if (a != null && a.scope().isAlive()) a.close();
+        }
+        t.barrier();
+      }
+    });
+  }
+
+  @Test
+  void sendRecvMovesEveryByteOnRandomWorlds() throws Exception {
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    sendRecvRounds(seed, new int[] {0, 1, 0, 2, 1}, 6); // interleaved
+    sendRecvRounds(new TestSeed(seed.value() + 1), new int[] {0, 0, 0}, 4); // one machine: peer memory and loopback links
+    for (int w = 0; w < 5; w++) sendRecvRounds(new TestSeed(seed.value() + 100 * (w + 1)), randomMachines(rnd, w), 4);
+  }
+
+  /**
+   * A size mismatch (rank 3 expects a byte more from rank 0 than it sends), before and after the
+   * links are open: every rank fails with the same message naming both, nothing is received, and
+   * the next round works.
+   */
+  @Test
+  void aSizeMismatchFailsEveryRankAlikeAndTheNextRoundWorks() throws Exception {
+    int[] machines = {0, 1, 0, 1};
+    int n = machines.length;
+    List<Object> out = ranks(machines, TIMEOUT, t -> {
+      int me = t.rank();
+      List<String> seen = new ArrayList<>();
+      for (int i = 0; i < 4; i++) {
+        boolean bad = i == 0 || i == 2;
+        MemorySegment[] send = new MemorySegment[n];
+        MemorySegment[] recv = new MemorySegment[n];
+        for (int q = 0; q < n; q++) {
+          byte[] b = new byte[100 + me * 10 + q];
+          Arrays.fill(b, (byte) (me * 16 + q + i));
+          send[q] = MemorySegment.ofArray(b);
+          recv[q] = MemorySegment.ofArray(new byte[100 + q * 10 + me + (bad && me == 3 && q == 0 ? 1 : 0)]);
+        }
+        if (bad) {
+          CollectiveException e = assertThrows(CollectiveException.class, () -> t.sendRecv(send, recv));
+          seen.add(e.getMessage());
+          for (MemorySegment r : recv) assertEquals(-1, r.mismatch(MemorySegment.ofArray(new byte[(int) r.byteSize()])), "bytes landed");
+        } else {
+          t.sendRecv(send, recv);
+          for (int p = 0; p < n; p++) {
+            byte[] want = new byte[100 + p * 10 + me];
+            Arrays.fill(want, (byte) (p * 16 + me + i));
+            assertArrayEquals(want, recv[p].toArray(ValueLayout.JAVA_BYTE), "round " + i + " from rank " + p);
+          }
+        }
+      }
+      t.barrier();
+      return seen;
+    });
+    for (Object o : out) {
+      assertEquals(List.of("sendRecv: rank 0 sends rank 3 103 bytes, rank 3 expects 104",
+          "sendRecv: rank 0 sends rank 3 103 bytes, rank 3 expects 104"), o);
+    }
+  }
+
+  /** A rank that never calls sendRecv is named on every other rank at about the timeout. */
+  @Test
+  void aRankThatNeverCallsSendRecvIsNamed() throws Exception {
+    int[] machines = {0, 1, 0, 1};
+    int n = machines.length;
+    CountDownLatch done = new CountDownLatch(n - 1);
+    List<Object> out = ranks(machines, SHORT, t -> {
+      int me = t.rank();
+      MemorySegment[] send = new MemorySegment[n];
+      MemorySegment[] recv = new MemorySegment[n];
+      for (int q = 0; q < n; q++) {
+        send[q] = MemorySegment.ofArray(new byte[1000]);
+        recv[q] = MemorySegment.ofArray(new byte[1000]);
+      }
+      t.sendRecv(send, recv); // the links are open
+      if (me == 1) {
+        assertTrue(done.await(20, TimeUnit.SECONDS), "the others never failed");
+        return "missing";
+      }
+      long start = System.nanoTime();
+      try {
+        CollectiveTimeoutException e = assertThrows(CollectiveTimeoutException.class, () -> t.sendRecv(send, recv));
+        return (System.nanoTime() - start) / 1_000_000 + " ms " + e.missingRanks() + ": " + e.getMessage();
+      } finally {
+        done.countDown();
+      }
+    });
+    for (int r : new int[] {0, 2, 3}) {
+      String m = assertInstanceOf(String.class, out.get(r), "rank " + r);
+      assertTrue(m.contains(" ms [1]: "), "rank " + r + ": " + m);
+      assertTrue(Long.parseLong(m.substring(0, m.indexOf(" ms"))) < 3_000, "rank " + r + ": " + m);
+    }
+  }
+
+  /**
+   * Ranks loop over sendRecv of a MiB to every peer across machines; rank 3 aborts (from another
+   * thread, while its own thread may be mid-exchange) or leaves the loop and closes its transport.
+   * The others fail well before the timeout, naming rank 3.
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"abort", "close"})
+  void aRankThatAbortsOrClosesMidLoopIsNamedAtOnce(String how) throws Exception {
+    int[] machines = {0, 1, 0, 1};
+    int n = machines.length;
+    AtomicLong endedAt = new AtomicLong();
+    List<Object> out = ranks(machines, Duration.ofSeconds(30), t -> {
+      int me = t.rank();
+      MemorySegment[] send = new MemorySegment[n];
+      MemorySegment[] recv = new MemorySegment[n];
+      try (Arena a = Arena.ofConfined()) {
+        for (int q = 0; q < n; q++) {
+          send[q] = a.allocate(1 << 20);
+          recv[q] = a.allocate(1 << 20);
+        }
+        if (me == 3) {
+          if (how.equals("abort")) {
+            Thread aborter = new Thread(() -> {
+              try {
+                Thread.sleep(300);
+              } catch (InterruptedException e) {
+                return;
+              }
+              endedAt.set(System.nanoTime());
+              t.abort(new IllegalStateException("rank 3 gives up"));
+            });
+            aborter.start();
+            try {
+              while (true) t.sendRecv(send, recv);
+            } catch (CollectiveException e) {
+              aborter.join();
+              return "aborted";
+            }
+          }
+          for (int i = 0; i < 5; i++) t.sendRecv(send, recv);
+          endedAt.set(System.nanoTime());
+          return "left"; // closes the transport
+        }
+        try {
+          while (true) t.sendRecv(send, recv);
+        } catch (CollectiveException e) {
+          long millis = (System.nanoTime() - endedAt.get()) / 1_000_000;
+          return millis + " ms " + e.getMessage();
+        }
+      }
+    });
+    for (int r = 0; r < 3; r++) {
+      String m = assertInstanceOf(String.class, out.get(r), "rank " + r);
+      assertTrue(m.contains("rank 3"), "rank " + r + ": " + m);
+      assertTrue(Long.parseLong(m.substring(0, m.indexOf(" ms"))) < 5_000, "rank " + r + ": " + m + " (the timeout is 30 s)");
+    }
+  }
+
   /** Bytes from p to q in round i: random sizes, some empty (i == 1: nothing to the last rank). */
   private static byte[] pair(long seed, int round, int p, int q) {
     SplittableRandom rnd = new SplittableRandom(seed + round * 4099L + p * 64L + q);
