@@ -245,10 +245,9 @@ public final class ProcessWorld implements AutoCloseable {
    * meetings of a fixed few (the leaders of machines): every member contributes {@code mine};
    * returns the contributions in the order of {@code members}. Each subset has its own rounds,
    * apart from the world's and from other subsets', and its members call it in the same order.
-   * The store fails the world naming the members that did not arrive within
-   * 1.5 times the timeout of the round's first arrival: longer than a
-   * round of the world, so that a member's own wait for others (which names them at the timeout)
-   * fails the world first. Other ranks are not held up; they read a failure it causes at their
+   * The store fails the world naming the members that did not arrive within the timeout of the
+   * round's first arrival; a caller whose members first wait for others of their own (a machine's
+   * ranks) bounds that wait by less, so that the member's own finding fails the world first. Other ranks are not held up; they read a failure it causes at their
    * next collective or {@link #checkPeers}.
    *
    * @throws IllegalArgumentException when {@code members} is not ascending, out of range or lacks this rank

@@ -25,16 +25,17 @@ import java.util.TreeSet;
  *
  * <p>Beside the world's rounds it runs all-gathers among fixed subsets of ranks (each subset its
  * own rounds, {@link Wire#GATHER_AMONG}), whose deadline is {@link #SUBSET_WAIT} times the
- * timeout: a subset's members (the leaders of machines) first wait for their own machine, whose
- * ranks name a missing rank of theirs at the timeout, so the store naming a member comes later.
+ * timeout, as the world's: the subset's members (the leaders of machines) first wait for their own
+ * machine, whose ranks name a missing rank of theirs earlier (ClusterTransport's machines wait two
+ * thirds of the timeout), so that the store names a member only when its whole machine is late.
  *
  * <p>Owns its server socket, the accepted sockets, the acceptor, one reader per connection and the
  * watchdog; {@link #close} ends them all.
  */
 final class StoreServer implements AutoCloseable {
   private static final long WATCH_MILLIS = 20;
-  /** A subset round's deadline, in timeouts. */
-  static final double SUBSET_WAIT = 1.5;
+  /** A subset round's deadline, in timeouts: every failure is named within the timeout. */
+  static final double SUBSET_WAIT = 1.0;
 
   private final ServerSocket server;
   private final int size;

@@ -56,10 +56,11 @@ import java.util.Map;
  * messages) does not fit a slot ({@link #SLOT_BYTES}) goes through the store with every rank, a
  * decision every rank takes alike.
  *
- * <p>Failures: a rank that does not arrive is named ({@link CollectiveTimeoutException}, world
- * rank) by its own machine at the timeout, which fails the world through the store with that
- * name; only a machine whose every rank is missing is named later, by the store, at 1.5 times the
- * timeout. A rank process that dies is found by its machine's peers within milliseconds (its pid)
+ * <p>Failures, every one named within the timeout: a rank that does not arrive is named
+ * ({@link CollectiveTimeoutException}, world rank) by its own machine at two thirds of the timeout
+ * ({@link #MACHINE_WAIT}), which fails the world through the store with that name; a machine whose
+ * every rank is missing (or whose ranks arrive more than a third of the timeout after the first
+ * machine's) is named by the store, its leader, at the timeout. A rank process that dies is found by its machine's peers within milliseconds (its pid)
  * and by the store (its connection). {@link #abort} reaches the control block and the store; a
  * rank waiting in its block also reads the store's failures every few milliseconds, so that news
  * from other machines ends every wait promptly. In {@link #sendRecv}, a peer whose connection ends
@@ -81,7 +82,14 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   private static final byte FITS = 0;
   private static final byte TOO_BIG = 1;
   private static final byte[] NOTHING = new byte[0];
-  /** Beyond a leader's longest legitimate stay at the store (1.5 timeouts), before its machine names it. */
+  /**
+   * Share of the timeout a machine's ranks wait for each other in their block: less than the
+   * store's wait for the leaders (one timeout), so that a missing rank is named by its machine,
+   * precisely, before the store would name its leader, and every failure within the timeout.
+   */
+  static final double MACHINE_WAIT = 2.0 / 3;
+
+  /** Beyond a leader's longest legitimate stay at the store (one timeout), before its machine names it. */
   private static final long HAND_OVER_GRACE_NANOS = 2_000_000_000L;
 
   private final ProcessWorld world;
@@ -109,7 +117,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     this.leaders = new int[machineRanks.length];
     for (int m = 0; m < leaders.length; m++) leaders[m] = machineRanks[m][0];
     this.leader = leaders[machineOf[world.rank()]] == world.rank();
-    this.handOverNanos = 2 * timeoutNanos + HAND_OVER_GRACE_NANOS;
+    this.handOverNanos = timeoutNanos + HAND_OVER_GRACE_NANOS;
     this.links = new PeerLinks(world.rank(), world.size(), linkToken, timeoutNanos, this::checkPeers);
     int m = machineOf[world.rank()];
     this.regions = new RegionTable(this, dir, job, p -> machineOf[p] == m);
@@ -250,7 +258,8 @@ public final class ClusterTransport implements Transport, AutoCloseable {
         }
       }
       long timeoutNanos = timeout.toNanos();
-      ControlBlock control = seg == null ? null : new ControlBlock(seg, at, local, SLOT_BYTES, timeoutNanos, world::checkPeers);
+      long machineWait = (long) (timeoutNanos * MACHINE_WAIT);
+      ControlBlock control = seg == null ? null : new ControlBlock(seg, at, local, SLOT_BYTES, machineWait, world::checkPeers);
       if (control != null) {
         try {
           control.register();
