@@ -181,10 +181,6 @@ final class CpuCommunicator implements Communicator {
   public Arrivals combineShuffled(Dispatched d, RowBuffer y, int[] nextRank, RowBuffer into) {
     String problem = combineProblem(d, y, into, false);
     if (problem == null) problem = ShuffledCombine.targetProblem(rank, transport.size(), d.tokens(), config, nextRank, into);
-    if (problem == null && Machines.spanned(transport)) {
-      problem = "rank " + rank + ": a shuffled combine delivers each token's row to any rank, reading it from its home's memory,"
-          + " which only ranks of one machine share; these ranks run on more than one machine";
-    }
     if (problem == null && homeRows == null) {
       homeRows = memory.rows(ShuffledCombine.homeRows(config), config.hidden(), config.combineType());
     }
@@ -192,7 +188,15 @@ final class CpuCommunicator implements Communicator {
         ? new RowBuffer(homeRows.segment(), homeRows.offset(), d.tokens(), config.hidden(), config.combineType(), null)
         : null;
     combiner.combine(problem == null ? d.handle : null, y, home, problem);
-    return ShuffledCombine.deliver(transport, nextRank, into, home);
+    return ShuffledCombine.deliver(transport, nextRank, into, home, this::packRows);
+  }
+
+  /** Rows a shuffled combine packs for targets that cannot read its home (other machines): made on the first such call. */
+  private RowBuffer packRows;
+
+  private RowBuffer packRows() {
+    if (packRows == null) packRows = RowBuffer.allocate(arena, ShuffledCombine.homeRows(config), config.hidden(), config.combineType());
+    return packRows;
   }
 
   private String combineProblem(Dispatched d, RowBuffer y, RowBuffer out, boolean async) {

@@ -99,8 +99,8 @@ public final class CudaCommunicator implements Communicator {
     // shared-memory file, sized here because making one is a collective (the ranks build their
     // communicators at the same point of the world's construction)
     this.farArgs = w.machines ? UnfusedPath.farArgs(w.nR) : null;
-    this.shufflePeer = transport.sharesAddressSpace() || !transport.peerStores() ? null
-        : transport.peerMemory(PeerMemory.rowsBytes(ShuffledCombine.homeRows(shape.comm()), shape.hidden(), shape.combineType()));
+    this.shufflePeer = transport.sharesAddressSpace() ? null : sharedHome(transport,
+        PeerMemory.rowsBytes(ShuffledCombine.homeRows(shape.comm()), shape.hidden(), shape.combineType()));
     try {
       if (shape.comm().nodePath() == CommConfig.NodePath.RELAY && shape.localRanks() < shape.ranks()) {
         RelayBuffers rb = null;
@@ -772,8 +772,22 @@ public final class CudaCommunicator implements Communicator {
   }
 
   /**
+   * Peer memory for the shuffled combine's home rows, which the targets that reach this rank
+   * (its machine) read directly; null where the transport has none (every rank alike: the
+   * transport's kind decides), and the homes then send their rows instead.
+   */
+  private static PeerMemory sharedHome(Transport transport, long bytes) {
+    try {
+      return transport.peerMemory(bytes);
+    } catch (UnsupportedOperationException e) {
+      return null;
+    }
+  }
+
+  /**
    * Host rows a shuffled combine combines into before delivery, allocated on the first one: in
-   * their own arena when ranks share this JVM, else carved from {@link #shufflePeer}.
+   * their own arena when ranks share this JVM or the transport has no peer memory, else carved
+   * from {@link #shufflePeer}.
    */
   private Arena shuffleArena;
   private final PeerMemory shufflePeer;
@@ -789,21 +803,24 @@ public final class CudaCommunicator implements Communicator {
     Dispatched.Rows rows = d == null ? null : d.rowsOf(this);
     int tokens = rows instanceof CudaRows cr ? cr.device.tokens() : 0;
     String problem = rows instanceof CudaRows ? ShuffledCombine.targetProblem(rank, ranks(), tokens, config(), nextRank, into) : null;
-    if (problem == null && !transport.sharesAddressSpace() && shufflePeer == null) {
-      problem = "rank " + rank + ": a shuffled combine delivers through shared memory, which these rank processes do not have"
-          + " (ranks on more than one machine)";
-    }
     if (shuffleHome == null) {
-      if (shufflePeer != null) {
-        shuffleHome = shufflePeer.rows(ShuffledCombine.homeRows(config()), shape.hidden(), shape.combineType());
-      } else {
-        shuffleArena = Arena.ofShared();
-        shuffleHome = RowBuffer.allocate(shuffleArena, ShuffledCombine.homeRows(config()), shape.hidden(), shape.combineType());
-      }
+      shuffleArena = Arena.ofShared();
+      shuffleHome = shufflePeer != null ? shufflePeer.rows(ShuffledCombine.homeRows(config()), shape.hidden(), shape.combineType())
+          : RowBuffer.allocate(shuffleArena, ShuffledCombine.homeRows(config()), shape.hidden(), shape.combineType());
     }
     RowBuffer home = new RowBuffer(shuffleHome.segment(), shuffleHome.offset(), tokens, shape.hidden(), shape.combineType(), null);
     hostCombine(d, y, home, false, problem);
-    return ShuffledCombine.deliver(transport, nextRank, into, home);
+    return ShuffledCombine.deliver(transport, nextRank, into, home, this::shufflePack);
+  }
+
+  /** Rows the delivery packs for targets that cannot read {@link #shuffleHome} (other machines), made on the first such call. */
+  private RowBuffer shufflePack;
+
+  private RowBuffer shufflePack() {
+    if (shufflePack == null) {
+      shufflePack = RowBuffer.allocate(shuffleArena, ShuffledCombine.homeRows(config()), shape.hidden(), shape.combineType());
+    }
+    return shufflePack;
   }
 
   @Override

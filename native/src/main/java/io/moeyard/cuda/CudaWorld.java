@@ -165,8 +165,9 @@ public final class CudaWorld implements AutoCloseable {
    * a transport that spans machines). The transport stays the caller's; close the world before it.
    *
    * <p>Ranks on more than one machine (host name and boot id differ): each node must lie within
-   * one machine, the config's node path must be the relay, the shuffled combine is refused (it
-   * needs every rank within reach), and the device clock times each machine on its own
+   * one machine, the config's node path must be the relay, the shuffled combine's homes send
+   * their rows to targets on other machines (through the transport) instead of being read, and
+   * the device clock times each machine on its own
    * ({@link #clockRank}). Messages between machines
    * cross on an NCCL communicator of all ranks, built from a unique id that rank 0 makes (or the
    * engine's own: {@link #join(Transport, ExpertMap, CommConfig, Duration, NcclChannel)}).

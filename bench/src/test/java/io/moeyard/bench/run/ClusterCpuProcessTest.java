@@ -18,8 +18,9 @@ import org.junit.jupiter.params.provider.CsvSource;
  * whose pretend machines share no peer memory (a rank maps only its own machine's files, and a
  * segment of another machine's rank reaches it as an empty one, so a store there would throw).
  * The fused node-level path gives every output bit for bit as the in-JVM run of the same random
- * case, and the kit's reference; the single-hop and unfused paths are refused by every rank
- * ({@code ShmRankMain}'s {@code cluster} mode).
+ * case, and the kit's reference; the shuffled combine delivers the reference's rows to random
+ * targets (sent between machines, read within one); the single-hop and unfused paths are refused
+ * by every rank ({@code ShmRankMain}'s {@code cluster} mode).
  */
 class ClusterCpuProcessTest {
   private static final long SEED = TestSeed.fresh().value();

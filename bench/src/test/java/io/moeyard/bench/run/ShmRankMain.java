@@ -98,7 +98,7 @@ public final class ShmRankMain {
    * token, equal to the reference's row. Every process draws every rank's targets from {@code
    * seed}, so each knows what should arrive.
    */
-  static String shuffleDifference(ShmTransport t, Workload wl, long seed) {
+  static String shuffleDifference(io.moeyard.engine.transport.Transport t, Workload wl, long seed) {
     int r = t.rank();
     int ranks = wl.ranks();
     SplittableRandom rnd = new SplittableRandom(seed);
@@ -154,8 +154,9 @@ public final class ShmRankMain {
    * {@code cluster SEED CASES NODES_PER_MACHINE}: as {@code compare}, over a {@link ClusterTransport}
    * whose pretend machines hold {@code NODES_PER_MACHINE} nodes each (machine m: "pretend-m"), so
    * that a rank maps only its own machine's peer memory and any store into another machine's
-   * would throw: the fused node-level path must give the in-JVM bits, and the paths that store
-   * into other nodes must be refused by every rank ("refused: ..." printed) before any collective.
+   * would throw: the fused node-level path must give the in-JVM bits, the shuffled combine the
+   * reference's rows on random targets (sent between machines, read within one), and the paths
+   * that store into other nodes must be refused by every rank ("refused: ..." printed).
    */
   private static int cluster(long seed, int cases, int nodesPerMachine) {
     int local = Integer.parseInt(System.getenv("LOCAL_WORLD_SIZE"));
@@ -187,6 +188,12 @@ public final class ShmRankMain {
           }
         }
         t.barrier(); // the refusals left nothing half-done: the world still meets
+        String shuffled = shuffleDifference(t, wl, seed * 131 + i);
+        if (shuffled != null) {
+          System.out.println("MISMATCH seed " + seed + " case " + i + " shuffled combine rank " + r + ": " + shuffled
+              + " (" + wl.describe() + ")");
+          bad++;
+        }
         System.out.println("case " + i + " " + (bad == 0 ? "ok" : "bad") + ": rank " + r + " on " + machine + " received "
             + wl.ref.rowsReceivedBy(r) + " rows (" + wl.describe() + ")");
       }
