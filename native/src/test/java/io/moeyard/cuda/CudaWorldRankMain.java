@@ -244,6 +244,9 @@ public final class CudaWorldRankMain {
         // the unfused baseline: its blocks for the other machine cross on the channel too
         world.useVariant(CommConfig.Variant.UNFUSED);
         CudaWorldGpuTest.checkRank(c, wl, shape, want, wantOut, CommConfig.Variant.UNFUSED, ctx);
+        // the shuffled combine: homes send the rows of targets on other pretend machines
+        world.useVariant(CommConfig.Variant.FUSED);
+        shuffled(c, wl, wantOut, seed * 131 + i, ctx);
       });
     }
   }
