@@ -176,35 +176,57 @@ final class PeerLinks implements AutoCloseable {
     }
   }
 
-  /** Accepts the connections of {@code expected} peers (their hellos checked), or says why not. */
+  /**
+   * Accepts the connections of {@code expected} peers (their hellos checked), or says why not.
+   * Hellos are read from every accepted connection at once: a stray that says nothing (a port
+   * scanner, a health check) must not keep the peers' connections behind it waiting for the
+   * timeout.
+   */
   private String accept(List<Integer> expected) {
     long deadline = System.nanoTime() + timeoutNanos;
     List<Integer> left = new ArrayList<>(expected);
-    ByteBuffer hello = ByteBuffer.allocate(HELLO_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+    List<SocketChannel> unnamed = new ArrayList<>();
+    List<ByteBuffer> hellos = new ArrayList<>();
     try {
       while (!left.isEmpty()) {
+        boolean moved = false;
         SocketChannel c = listener.accept();
-        if (c == null) {
-          if (System.nanoTime() - deadline > 0) {
-            return "rank " + rank + " got no link from rank(s) " + left + " within " + timeoutNanos / 1_000_000 + " ms (it listens on "
-                + addresses[rank].getAddress().getHostAddress() + ":" + addresses[rank].getPort() + ")";
+        if (c != null) {
+          c.configureBlocking(false);
+          unnamed.add(c);
+          hellos.add(ByteBuffer.allocate(HELLO_BYTES).order(ByteOrder.LITTLE_ENDIAN));
+          moved = true;
+        }
+        for (int i = unnamed.size() - 1; i >= 0 && !left.isEmpty(); i--) {
+          SocketChannel u = unnamed.get(i);
+          ByteBuffer hello = hellos.get(i);
+          int got;
+          try {
+            got = u.read(hello);
+          } catch (IOException e) {
+            got = -1; // a stray that reset its connection
           }
-          Thread.sleep(1);
-          continue;
+          if (got == 0 || got > 0 && hello.hasRemaining()) {
+            moved |= got > 0;
+            continue;
+          }
+          moved = true;
+          unnamed.remove(i);
+          hellos.remove(i);
+          Integer from = hello.hasRemaining() ? null : hello.flip().getLong() == token ? hello.getInt() : null;
+          if (from == null || !left.remove(from)) { // a stray connection, not one of this job's expected peers
+            closeQuietly(u);
+            continue;
+          }
+          u.setOption(StandardSocketOptions.TCP_NODELAY, true);
+          channels[from] = u;
         }
-        c.configureBlocking(false);
-        hello.clear();
-        while (hello.hasRemaining() && System.nanoTime() - deadline < 0) {
-          if (c.read(hello) < 0) break;
-          if (hello.hasRemaining()) Thread.sleep(1);
+        if (left.isEmpty()) break;
+        if (System.nanoTime() - deadline > 0) {
+          return "rank " + rank + " got no link from rank(s) " + left + " within " + timeoutNanos / 1_000_000 + " ms (it listens on "
+              + addresses[rank].getAddress().getHostAddress() + ":" + addresses[rank].getPort() + ")";
         }
-        Integer from = hello.hasRemaining() ? null : hello.flip().getLong() == token ? hello.getInt() : null;
-        if (from == null || !left.remove(from)) { // a stray connection, not one of this job's expected peers
-          closeQuietly(c);
-          continue;
-        }
-        c.setOption(StandardSocketOptions.TCP_NODELAY, true);
-        channels[from] = c;
+        if (!moved) Thread.sleep(1);
       }
       return null;
     } catch (IOException e) {
@@ -212,6 +234,8 @@ final class PeerLinks implements AutoCloseable {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       return "rank " + rank + " was interrupted while accepting its peers' links";
+    } finally {
+      for (SocketChannel u : unnamed) closeQuietly(u); // strays still silent
     }
   }
 

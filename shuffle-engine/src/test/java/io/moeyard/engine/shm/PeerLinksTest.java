@@ -154,6 +154,53 @@ class PeerLinksTest {
     assertEquals(List.of("ok", "ok", "ok"), out);
   }
 
+  /**
+   * Rank 0, on seeing the addresses, opens a connection to rank 2's port that says nothing and
+   * stays open (a port scanner, a health check): rank 2 must not wait on it for the peers' hellos
+   * behind it, and the links form well within the timeout.
+   */
+  @Test
+  void aSilentStrayConnectionDoesNotHoldUpTheRealOnes() throws Exception {
+    int n = 3;
+    long timeout = TimeUnit.SECONDS.toNanos(3);
+    List<Socket> strays = new ArrayList<>();
+    boolean[] knocked = new boolean[1];
+    long start = System.nanoTime();
+    List<Object> out = ranks(n, timeout, () -> {}, (rank, all) -> {
+      if (rank == 0 && !knocked[0] && all[2] instanceof String s && s.contains(" ")) {
+        knocked[0] = true;
+        try {
+          int cut = s.lastIndexOf(' ');
+          strays.add(new Socket(s.substring(0, cut), Integer.parseInt(s.substring(cut + 1))));
+        } catch (IOException e) {
+          throw new IllegalStateException(e);
+        }
+      }
+      return all;
+    }, (me, links, gather) -> {
+      links.connect(allPairs(n), InetAddress.getLoopbackAddress(), gather);
+      MemorySegment[] send = new MemorySegment[n];
+      MemorySegment[] recv = new MemorySegment[n];
+      boolean[] linked = new boolean[n];
+      for (int q = 0; q < n; q++) {
+        if (q == me) continue;
+        send[q] = MemorySegment.ofArray(new byte[] {(byte) me, (byte) q});
+        recv[q] = MemorySegment.ofArray(new byte[2]);
+        linked[q] = true;
+      }
+      links.exchange(send, recv, linked);
+      for (int p = 0; p < n; p++) {
+        if (p != me) assertArrayEquals(new byte[] {(byte) p, (byte) me}, recv[p].toArray(ValueLayout.JAVA_BYTE), "from rank " + p);
+      }
+      return "ok";
+    });
+    long millis = (System.nanoTime() - start) / 1_000_000;
+    for (Socket s : strays) s.close();
+    assertTrue(knocked[0], "the stray never knocked");
+    assertEquals(List.of("ok", "ok", "ok"), out);
+    assertTrue(millis < 2_000, "the links took " + millis + " ms: a silent stray held them up");
+  }
+
   /** Rank 0 is given, for rank 2, an address where nobody listens: every rank fails with the one message naming rank 0 and that address. */
   @Test
   void aRankThatCannotConnectFailsEveryRankNamingItAndTheAddress() throws Exception {
