@@ -18,7 +18,9 @@ rc=${PIPESTATUS[0]}
 wait "$m1"
 rc1=$?
 trap - EXIT
-refused=$(grep -h "ncclCommInitRankConfig" "$log0" "$log1" 2>/dev/null | head -1)
+# NCCL's own refusal only ("ncclCommInitRankConfig failed: <code>"): its set-up waiting for a
+# peer ("did not finish within"), a machine killed or stuck, is a failure
+refused=$(grep -h "ncclCommInitRankConfig failed" "$log0" "$log1" 2>/dev/null | head -1)
 rm -f "$log0"
 if { [ "$rc" -ne 0 ] || [ "$rc1" -ne 0 ]; } && [ -n "$refused" ]; then
   echo "two-machines: NCCL refused a world of several ranks on one GPU: $refused"

@@ -96,6 +96,45 @@ class GpuRunScriptTest {
     assertTrue(r.output().contains("two pretend machines (2 rank processes on 2 machines"), r.output());
   }
 
+  /**
+   * bench/gpu/two-machines.sh with a stand-in for the bench command, which acts per machine rank
+   * as {@code m0} and {@code m1} say (a line to print, then an exit code): returns the script's
+   * exit code.
+   */
+  private int twoMachines(String m0, String m1) throws IOException, InterruptedException {
+    Path fake = out.resolve("fake-bench.sh");
+    Files.writeString(fake, """
+        #!/usr/bin/env bash
+        rank=; while [ $# -gt 0 ]; do [ "$1" = --machine-rank ] && rank=$2; shift; done
+        if [ "$rank" = 0 ]; then %s; else %s; fi
+        """.formatted(m0, m1));
+    ProcessBuilder pb = new ProcessBuilder("bash", Path.of("gpu", "two-machines.sh").toAbsolutePath().toString(), "29999",
+        out.resolve("m1.log").toString(), "bash", fake.toString(), "bench", "--procs", "2");
+    pb.redirectErrorStream(true);
+    pb.redirectOutput(out.resolve("two.log").toFile());
+    Process p = pb.start();
+    if (!p.waitFor(60, TimeUnit.SECONDS)) {
+      p.destroyForcibly();
+      throw new AssertionError("two-machines.sh hung");
+    }
+    return p.exitValue();
+  }
+
+  /**
+   * Exit 200 ("skipped") only where NCCL's set-up itself refused the world; a machine that dies
+   * or never reaches NCCL's set-up (the others' wait for it ends at the timeout) is a failure.
+   */
+  @Test
+  void twoMachinesIsSkippedOnlyWhenNcclRefusesTheWorld() throws Exception {
+    assertEquals(0, twoMachines("echo ok", "exit 0"));
+    assertEquals(3, twoMachines("exit 0", "exit 3"), "machine 1's failure");
+    assertEquals(200, twoMachines("echo 'rank 0: ncclCommInitRankConfig failed: 5 (invalid usage)'; exit 1", "exit 1"),
+        "NCCL refused several ranks of one GPU");
+    assertEquals(1, twoMachines("echo 'rank 0 of 4: ncclCommInitRankConfig did not finish within 300 ms (a peer that never"
+        + " made its call, or NCCL stuck on its network; NCCL cannot say which peer)'; exit 1", "kill -9 $$"),
+        "machine 1 was killed: machine 0's wait for its ranks is not NCCL refusing the world");
+  }
+
   @Test
   void stepsTheBudgetCannotHoldAreSkippedNotFailed() throws Exception {
     // 50 s: the budget keeps 12 s back for the table, the selftest (it needs 30 s) runs, and the
