@@ -118,7 +118,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     for (int m = 0; m < leaders.length; m++) leaders[m] = machineRanks[m][0];
     this.leader = leaders[machineOf[world.rank()]] == world.rank();
     this.handOverNanos = timeoutNanos + HAND_OVER_GRACE_NANOS;
-    this.links = new PeerLinks(world.rank(), world.size(), linkToken, timeoutNanos, this::checkPeers);
+    this.links = new PeerLinks(world.rank(), world.size(), linkToken, timeoutNanos, this::checkWorldForLinks);
     int m = machineOf[world.rank()];
     this.regions = new RegionTable(this, dir, job, p -> machineOf[p] == m);
     this.job = job;
@@ -656,6 +656,26 @@ public final class ClusterTransport implements Transport, AutoCloseable {
       try {
         control.checkAborted();
         control.checkPeersOrTheirAbort();
+        world.checkPeers();
+      } catch (RendezvousException e) {
+        throw storeFailed(e);
+      } catch (CollectiveException e) {
+        throw blockFailed(e);
+      }
+    });
+    if (!mapped) throw new CollectiveException("rank " + rank() + ": the transport is closed");
+  }
+
+  /**
+   * What {@link PeerLinks} checks between slices of a wait: the world's abort or failure (this
+   * machine's block, the store), but not {@link #checkPeers}' peers that left: a peer whose part
+   * of the round is done may close its transport while this rank still reads from others, and a
+   * peer this rank still waits on that leaves or dies ends its connection, which the links name.
+   */
+  private void checkWorldForLinks() {
+    boolean mapped = !closed && mapping.whileMapped(() -> {
+      try {
+        control.checkAborted();
         world.checkPeers();
       } catch (RendezvousException e) {
         throw storeFailed(e);
