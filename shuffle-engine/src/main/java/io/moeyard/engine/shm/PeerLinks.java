@@ -43,6 +43,13 @@ final class PeerLinks implements AutoCloseable {
   /** A ByteBuffer covers at most this much of a segment at once. */
   private static final long CHUNK = 1 << 30;
   private static final int HELLO_BYTES = 12;
+  /**
+   * Share of the timeout this rank's connects may take, all of them: its peers wait for their
+   * verdict in a gather that names a late rank at {@link ClusterTransport#MACHINE_WAIT} of the
+   * timeout, so a connect that never answers (a firewall dropping it) must be given up, and named
+   * with its address, before that.
+   */
+  static final double CONNECT_SHARE = 1.0 / 3;
 
   private final int rank;
   private final int size;
@@ -134,13 +141,16 @@ final class PeerLinks implements AutoCloseable {
       }
     }
     // the lower rank connects: its connection waits in the higher one's backlog until accepted
+    long connectDeadline = System.nanoTime() + (long) (timeoutNanos * CONNECT_SHARE);
     for (int q = rank + 1; q < size && problem == null; q++) {
       if (!want[rank][q] || joined[rank][q]) continue;
       SocketChannel c = null;
       try {
         c = SocketChannel.open();
         c.setOption(StandardSocketOptions.TCP_NODELAY, true);
-        c.socket().connect(addresses[q], (int) Math.max(1, timeoutNanos / 1_000_000));
+        long leftMillis = (connectDeadline - System.nanoTime()) / 1_000_000;
+        if (leftMillis <= 0) throw new java.net.SocketTimeoutException("its connects took " + (long) (timeoutNanos * CONNECT_SHARE) / 1_000_000 + " ms");
+        c.socket().connect(addresses[q], (int) Math.min(Integer.MAX_VALUE, leftMillis));
         ByteBuffer hello = ByteBuffer.allocate(HELLO_BYTES).order(ByteOrder.LITTLE_ENDIAN).putLong(token).putInt(rank).flip();
         while (hello.hasRemaining()) c.write(hello);
         channels[q] = c;

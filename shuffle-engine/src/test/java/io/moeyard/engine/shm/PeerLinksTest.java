@@ -233,6 +233,64 @@ class PeerLinksTest {
   }
 
   /**
+   * Rank 0 is given, for rank 2, an address that never answers (a listener whose backlog is full
+   * drops the connection's SYNs, as a firewall does). The others wait for its verdict in a gather
+   * that, as a machine's block does ({@link ClusterTransport#MACHINE_WAIT}), gives up on a late
+   * rank at two thirds of the timeout: rank 0 must give up its connect before that, so that every
+   * rank fails with its message naming rank 0 and the address, not with a late rank 0.
+   */
+  @Test
+  void aConnectThatNeverAnswersIsGivenUpBeforeThePeersStopWaiting() throws Exception {
+    int n = 3;
+    long timeout = TimeUnit.SECONDS.toNanos(3);
+    long machineWaitMillis = (long) (timeout * ClusterTransport.MACHINE_WAIT) / 1_000_000;
+    try (ServerSocket full = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+      List<Socket> fillers = new ArrayList<>();
+      try {
+        for (int i = 0; i < 2; i++) {
+          Socket f = new Socket();
+          f.connect(full.getLocalSocketAddress(), 1000);
+          fillers.add(f);
+        }
+        String deaf = "127.0.0.1 " + full.getLocalPort();
+        CyclicBarrier[] late = {new CyclicBarrier(n)};
+        boolean[] lied = new boolean[1];
+        List<Object> out = ranks(n, timeout, () -> {}, (rank, all) -> {
+          if (rank == 0 && !lied[0] && all[2] instanceof String s && s.contains(" ")) {
+            lied[0] = true;
+            Object[] changed = all.clone();
+            changed[2] = deaf;
+            return changed;
+          }
+          return all;
+        }, (me, links, gather) -> {
+          // the gather after the connects (the second), bounded as a machine's block bounds its wait
+          int[] calls = {0};
+          Function<Object, Object[]> bounded = v -> {
+            if (++calls[0] == 2) {
+              try {
+                late[0].await(machineWaitMillis, TimeUnit.MILLISECONDS);
+              } catch (Exception e) {
+                throw new CollectiveException("rank " + me + ": a peer did not reach the gather within " + machineWaitMillis + " ms");
+              }
+            }
+            return gather.apply(v);
+          };
+          links.connect(allPairs(n), InetAddress.getLoopbackAddress(), bounded);
+          return "connected";
+        });
+        for (int r = 0; r < n; r++) {
+          CollectiveException e = assertInstanceOf(CollectiveException.class, out.get(r), "rank " + r);
+          assertTrue(e.getMessage().startsWith("rank 0 could not connect its link to rank 2 at " + "127.0.0.1:" + full.getLocalPort()),
+              "rank " + r + ": " + e.getMessage());
+        }
+      } finally {
+        for (Socket f : fillers) f.close();
+      }
+    }
+  }
+
+  /**
    * Rank 1 waits for 1000 bytes from rank 0, which sends nothing ("silent"), closes its links
    * ("closes"), or stays while the world fails ("world": rank 1's check of the world throws): rank
    * 1 names rank 0 at the timeout (300 ms), at once, or ends with the world's failure at once.
