@@ -113,7 +113,9 @@ public final class ProcCudaBench {
         progress.printf("note: %d timed calls had started before their enqueue ended (launch latency counted)%n", shortHolds);
       }
       BenchResult.Rows rowStats = BenchResult.Rows.of(rowCounts[0], rowCounts[1], rowCounts[2]);
-      BenchResult res = CudaBench.assemble(c, n + " rank processes over CUDA IPC, " + av.device(), pairs, rows,
+      String over = io.moeyard.engine.transport.Machines.spanned(t)
+          ? "on " + ProcBench.machineCount(t) + " machines (CUDA IPC within each, NCCL between)" : "over CUDA IPC";
+      BenchResult res = CudaBench.assemble(c, n + " rank processes " + over + ", " + av.device(), pairs, rows,
           CudaBench.dispatchRowBytes(wl), wl.outRowBytes(), ms, copyMs, problem, rowStats);
       if (CudaBench.relays(c)) return res;
       return res.withSimpleKernels(new BenchResult.SimpleKernels(

@@ -614,7 +614,11 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     for (int p = 0; p < ranks; p++) {
       for (int q = p + 1; q < ranks; q++) want[p][q] = machineOf[p] != machineOf[q] || local;
     }
-    if (!links.covers(want)) links.connect(want, world.localAddress(), this::allGather);
+    try {
+      if (!links.covers(want)) links.connect(want, world.localAddress(), this::allGather);
+    } catch (RuntimeException e) {
+      throw linksBroken(e);
+    }
     if (recvBytes[me] > 0) MemorySegment.copy(send[me], 0, recv[me], 0, recvBytes[me]);
     MemorySegment[] linkSend = new MemorySegment[ranks];
     MemorySegment[] linkRecv = new MemorySegment[ranks];
@@ -631,7 +635,19 @@ public final class ClusterTransport implements Transport, AutoCloseable {
       links.exchange(linkSend, linkRecv, linked);
     } catch (CollectiveTimeoutException e) {
       throw linkFailed(e);
+    } catch (RuntimeException e) {
+      throw linksBroken(e);
     }
+  }
+
+  /**
+   * This rank's links cannot carry a round (they could not be made, or its selector failed): they
+   * stay broken, so the world fails with it at once, rather than peers waiting on this rank until
+   * the timeout. A failure of the world itself, relayed by the links, passes as it is.
+   */
+  private RuntimeException linksBroken(RuntimeException e) {
+    if (!aborted()) abort(e);
+    return e;
   }
 
   /**
