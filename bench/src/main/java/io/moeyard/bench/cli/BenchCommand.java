@@ -222,7 +222,7 @@ public final class BenchCommand implements Callable<Integer> {
       return null;
     }
     String problem = config.problem();
-    if (problem == null && hostMemory) problem = HostMemory.problem(config);
+    if (problem == null && hostMemory) problem = HostMemory.problem(config, procs == null ? 0 : procs);
     if (problem != null) {
       System.err.println("moeyard bench: " + problem);
       return null;

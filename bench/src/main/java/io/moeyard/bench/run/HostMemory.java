@@ -25,6 +25,16 @@ public final class HostMemory {
    * pairs (the fused combine's partials); on several nodes the node relay's buffers.
    */
   public static long benchBytes(BenchConfig c) {
+    return benchBytes(c, 0);
+  }
+
+  /**
+   * As {@link #benchBytes(BenchConfig)} with {@code procs} rank processes on this machine
+   * ({@code bench --procs}; 0: rank threads of one JVM). Each process builds every rank's inputs
+   * from the seed (x and the expert outputs: the reference checks a rank's rows against every
+   * sender's) beside its own rank's buffers, so the inputs count once per process.
+   */
+  public static long benchBytes(BenchConfig c, int procs) {
     DType out = c.dtype() == DType.FP8_E4M3 ? DType.BF16 : c.dtype();
     double in = (double) c.hidden() * c.dtype().bytes()
         + (c.dtype() == DType.FP8_E4M3 ? (double) c.hidden() / DType.FP8_SCALE_BLOCK * Float.BYTES : 0);
@@ -40,7 +50,9 @@ public final class HostMemory {
       int local = c.ranks() / c.nodes();
       perRank += 2 * remote * (in + 8.0 * c.topk()) + remote * Math.min(c.topk(), local) * ob + 2 * remote * ob;
     }
-    return (long) (perRank * c.ranks());
+    if (procs == 0) return (long) (perRank * c.ranks());
+    double inputs = t * in + received * ob;
+    return (long) (procs * (inputs * c.ranks() + perRank - inputs));
   }
 
   /** Expected distinct destination ranks of a token with top-k distinct uniform experts. */
@@ -71,21 +83,32 @@ public final class HostMemory {
 
   /** Null when {@code c} fits in {@code available} bytes (or that is unknown), else the problem and a --tokens that fits. */
   static String problem(BenchConfig c, long available) {
+    return problem(c, available, 0);
+  }
+
+  /** As {@link #problem(BenchConfig, long)} with {@code procs} rank processes on this machine (0: threads). */
+  static String problem(BenchConfig c, long available, int procs) {
     if (available <= 0) return null;
-    long need = benchBytes(c);
+    long need = benchBytes(c, procs);
     long usable = (long) (available * USABLE);
     if (need <= usable) return null;
     int fit = c.tokens();
-    while (fit > 0 && benchBytes(c.withTokens(fit)) > usable) fit /= 2;
-    return String.format("this run needs about %.1f GiB of buffers (%d ranks x %d tokens, hidden %d %s, top-%d), "
+    while (fit > 0 && benchBytes(c.withTokens(fit), procs) > usable) fit /= 2;
+    return String.format("this run needs about %.1f GiB of buffers (%d ranks x %d tokens, hidden %d %s, top-%d%s), "
             + "but only %.1f GiB of memory is available; %s",
-        need / GIB, c.ranks(), c.tokens(), c.hidden(), c.dtype().cliName(), c.topk(), available / GIB,
+        need / GIB, c.ranks(), c.tokens(), c.hidden(), c.dtype().cliName(), c.topk(),
+        procs == 0 ? "" : "; " + procs + " rank processes here, each with every rank's inputs", available / GIB,
         fit > 0 ? "--tokens " + fit + " fits" : "lower --ranks or --hidden");
   }
 
   /** {@link #problem(BenchConfig, long)} against this machine. */
   public static String problem(BenchConfig c) {
     return problem(c, availableBytes());
+  }
+
+  /** {@link #problem(BenchConfig, long, int)} against this machine. */
+  public static String problem(BenchConfig c, int procs) {
+    return problem(c, availableBytes(), procs);
   }
 
   private static final double GIB = 1024.0 * 1024 * 1024;

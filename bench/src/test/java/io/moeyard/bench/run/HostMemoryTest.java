@@ -53,4 +53,23 @@ class HostMemoryTest {
     assertNull(HostMemory.problem(smaller, need / 2), "the suggested size fits");
     assertTrue(fit < 4096);
   }
+
+  /** Rank processes each hold every rank's inputs: more than threads, growing with the processes on the machine. */
+  @Test
+  void rankProcessesCountEveryRanksInputsOncePerProcess() {
+    BenchConfig c = config(8, 4096, 7168, 256, 8);
+    long threads = HostMemory.benchBytes(c);
+    long one = HostMemory.benchBytes(c, 1);
+    long eight = HostMemory.benchBytes(c, 8);
+    assertEquals(threads, HostMemory.benchBytes(c, 0));
+    assertTrue(one < threads, "one process holds one rank's buffers: " + one + " vs " + threads);
+    assertEquals(8.0 * one, eight, 8.0, "eight processes hold eight times one");
+    assertTrue(eight > threads, "eight processes hold every input eight times: " + eight + " vs " + threads);
+    // x (4096 x 7168 bf16) and the expert outputs (4096 x 8 rows) of all 8 ranks, in each of the 8 processes
+    double inputs = 8.0 * (4096.0 * 7168 * 2 + 4096.0 * 8 * 7168 * 2);
+    assertTrue(eight - threads > 7 * inputs * 0.99, "the inputs beyond the threads' count: " + (eight - threads));
+    String p = HostMemory.problem(c, threads * 2, 8);
+    assertTrue(p != null && p.contains("8 rank processes here"), "threads fit, eight processes do not: " + p);
+    assertNull(HostMemory.problem(c, threads * 2));
+  }
 }
