@@ -668,18 +668,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
    */
   @Override
   public void checkPeers() {
-    boolean mapped = !closed && mapping.whileMapped(() -> {
-      try {
-        control.checkAborted();
-        control.checkPeersOrTheirAbort();
-        world.checkPeers();
-      } catch (RendezvousException e) {
-        throw storeFailed(e);
-      } catch (CollectiveException e) {
-        throw blockFailed(e);
-      }
-    });
-    if (!mapped) throw new CollectiveException("rank " + rank() + ": the transport is closed");
+    checkWorld(true);
   }
 
   /**
@@ -689,9 +678,15 @@ public final class ClusterTransport implements Transport, AutoCloseable {
    * peer this rank still waits on that leaves or dies ends its connection, which the links name.
    */
   private void checkWorldForLinks() {
+    checkWorld(false);
+  }
+
+  /** The block's abort, with {@code peersThatLeft} its peers that left or died, then the store's pushed failure. */
+  private void checkWorld(boolean peersThatLeft) {
     boolean mapped = !closed && mapping.whileMapped(() -> {
       try {
         control.checkAborted();
+        if (peersThatLeft) control.checkPeersOrTheirAbort();
         world.checkPeers();
       } catch (RendezvousException e) {
         throw storeFailed(e);

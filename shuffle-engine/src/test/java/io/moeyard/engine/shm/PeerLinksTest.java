@@ -133,21 +133,7 @@ class PeerLinksTest {
       }
       return all;
     }, (me, links, gather) -> {
-      links.connect(allPairs(n), InetAddress.getLoopbackAddress(), gather);
-      MemorySegment[] send = new MemorySegment[n];
-      MemorySegment[] recv = new MemorySegment[n];
-      boolean[] linked = new boolean[n];
-      for (int q = 0; q < n; q++) {
-        if (q == me) continue;
-        send[q] = MemorySegment.ofArray(new byte[] {(byte) me, (byte) q, 42});
-        recv[q] = MemorySegment.ofArray(new byte[3]);
-        linked[q] = true;
-      }
-      links.exchange(send, recv, linked);
-      for (int p = 0; p < n; p++) {
-        if (p != me) assertArrayEquals(new byte[] {(byte) p, (byte) me, 42}, recv[p].toArray(ValueLayout.JAVA_BYTE), "from rank " + p);
-      }
-      return "ok";
+      return connectAndGreet(n, me, links, gather);
     });
     for (Socket s : strays) s.close();
     assertTrue(knocked[0], "the strays never knocked");
@@ -178,21 +164,7 @@ class PeerLinksTest {
       }
       return all;
     }, (me, links, gather) -> {
-      links.connect(allPairs(n), InetAddress.getLoopbackAddress(), gather);
-      MemorySegment[] send = new MemorySegment[n];
-      MemorySegment[] recv = new MemorySegment[n];
-      boolean[] linked = new boolean[n];
-      for (int q = 0; q < n; q++) {
-        if (q == me) continue;
-        send[q] = MemorySegment.ofArray(new byte[] {(byte) me, (byte) q});
-        recv[q] = MemorySegment.ofArray(new byte[2]);
-        linked[q] = true;
-      }
-      links.exchange(send, recv, linked);
-      for (int p = 0; p < n; p++) {
-        if (p != me) assertArrayEquals(new byte[] {(byte) p, (byte) me}, recv[p].toArray(ValueLayout.JAVA_BYTE), "from rank " + p);
-      }
-      return "ok";
+      return connectAndGreet(n, me, links, gather);
     });
     long millis = (System.nanoTime() - start) / 1_000_000;
     for (Socket s : strays) s.close();
@@ -341,5 +313,24 @@ class PeerLinksTest {
         assertTrue(millis < 2_000, m);
       }
     }
+  }
+
+  /** Links every pair of {@code n} ranks, then each rank sends every peer (its rank, the peer's) and checks what came back. */
+  private static String connectAndGreet(int n, int me, PeerLinks links, Function<Object, Object[]> gather) {
+    links.connect(allPairs(n), InetAddress.getLoopbackAddress(), gather);
+    MemorySegment[] send = new MemorySegment[n];
+    MemorySegment[] recv = new MemorySegment[n];
+    boolean[] linked = new boolean[n];
+    for (int q = 0; q < n; q++) {
+      if (q == me) continue;
+      send[q] = MemorySegment.ofArray(new byte[] {(byte) me, (byte) q});
+      recv[q] = MemorySegment.ofArray(new byte[2]);
+      linked[q] = true;
+    }
+    links.exchange(send, recv, linked);
+    for (int p = 0; p < n; p++) {
+      if (p != me) assertArrayEquals(new byte[] {(byte) p, (byte) me}, recv[p].toArray(ValueLayout.JAVA_BYTE), "from rank " + p);
+    }
+    return "ok";
   }
 }
