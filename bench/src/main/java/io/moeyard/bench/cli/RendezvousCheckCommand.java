@@ -4,6 +4,8 @@ import io.moeyard.engine.rendezvous.ProcessWorld;
 import io.moeyard.engine.rendezvous.RankEnv;
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.shm.ClusterTransport;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.LinkedHashMap;
@@ -26,8 +28,10 @@ import picocli.CommandLine.Option;
     description = {
       "Joins the process world from the torchrun variables, all-gathers a blob, prints one line. Exit 2: the world did not form.",
       "With --cluster, also the host meetings between machines (ClusterTransport): each rank's machine, its leader, and the",
-      "median time of an all-gather and of a machine barrier. Example: moeyard launch --nprocs 8 --machines 2 --machine-rank I",
-      "--master-addr HOST0 --master-port 29500 -- rendezvous-check --cluster"
+      "median time of an all-gather and of a machine barrier; then a sendRecv of --link-bytes to every peer (the data path's",
+      "messages between machines: direct TCP links, which a firewall between the machines would stop), checked byte for byte",
+      "and timed. Example: moeyard launch --nprocs 8 --machines 2 --machine-rank I --master-addr HOST0 --master-port 29500",
+      "-- rendezvous-check --cluster"
     })
 public final class RendezvousCheckCommand implements Callable<Integer> {
   @Option(names = "--config", paramLabel = "KEY=VALUE", description = "configuration entries every rank must agree on")
@@ -52,6 +56,10 @@ public final class RendezvousCheckCommand implements Callable<Integer> {
   @Option(names = "--meetings", defaultValue = "200", description = "with --cluster: meetings timed; default ${DEFAULT-VALUE}")
   int meetings;
 
+  @Option(names = "--link-bytes", defaultValue = "1048576",
+      description = "with --cluster: bytes each rank sends every peer in the timed sendRecv rounds (at most 20); default ${DEFAULT-VALUE}")
+  int linkBytes;
+
   @Override
   public Integer call() throws InterruptedException {
     System.out.println("pid " + ProcessHandle.current().pid());
@@ -60,6 +68,10 @@ public final class RendezvousCheckCommand implements Callable<Integer> {
       RankEnv env = RankEnv.fromEnv();
       if (meetings < 1) {
         System.err.println("moeyard rendezvous-check: --meetings must be at least 1, got " + meetings);
+        return 2;
+      }
+      if (linkBytes < 1) {
+        System.err.println("moeyard rendezvous-check: --link-bytes must be at least 1, got " + linkBytes);
         return 2;
       }
       // closing is idempotent: a cluster transport closes the world too
@@ -119,7 +131,53 @@ public final class RendezvousCheckCommand implements Callable<Integer> {
       System.out.printf("cluster ok: rank %d on machine %d of %d ('%s', leader rank %d); median of %d: allGather %.1f us, machineBarrier %.1f us%n",
           me, m, t.machines(), name, leader, meetings, median(gather) / 1e3, median(barrier) / 1e3);
       System.out.flush();
+      linkCheck(t);
     }
+  }
+
+  /**
+   * Rounds of {@link ClusterTransport#sendRecv} in which every rank sends every peer
+   * {@code --link-bytes} of a pattern naming both: every byte checked, the median round timed.
+   */
+  private void linkCheck(ClusterTransport t) {
+    int n = t.size();
+    int me = t.rank();
+    int rounds = Math.min(meetings, 20);
+    long[] ns = new long[rounds];
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment[] send = new MemorySegment[n];
+      MemorySegment[] recv = new MemorySegment[n];
+      MemorySegment[] expected = new MemorySegment[n];
+      for (int q = 0; q < n; q++) {
+        if (q == me) continue;
+        send[q] = arena.allocate(linkBytes);
+        send[q].fill(pattern(me, q));
+        recv[q] = arena.allocate(linkBytes);
+        expected[q] = arena.allocate(linkBytes);
+        expected[q].fill(pattern(q, me));
+      }
+      for (int i = 0; i < rounds; i++) {
+        t.barrier(); // also frees the send buffers of the round before
+        long t0 = System.nanoTime();
+        t.sendRecv(send, recv);
+        ns[i] = System.nanoTime() - t0;
+        for (int p = 0; p < n; p++) {
+          if (p == me) continue;
+          long b = recv[p].mismatch(expected[p]);
+          if (b >= 0) throw new IllegalStateException("rank " + me + ": byte " + b + " of rank " + p + "'s message in round " + i + " is wrong");
+          recv[p].fill((byte) 0);
+        }
+      }
+      t.barrier();
+    }
+    double ms = median(ns) / 1e6;
+    System.out.printf("links ok: rank %d sent %d peer(s) %d bytes each, received as much; median of %d rounds %.2f ms"
+        + " (%.2f GB/s out of this rank)%n", me, n - 1, linkBytes, rounds, ms, (double) (n - 1) * linkBytes / (ms * 1e6));
+    System.out.flush();
+  }
+
+  private static byte pattern(int from, int to) {
+    return (byte) (from * 31 + to * 7 + 1);
   }
 
   private static int first(ClusterTransport t, int machine) {

@@ -184,6 +184,8 @@ class LaunchCommandTest {
       String want = "[rank " + r + "] cluster ok: rank " + r + " on machine " + r / 2 + " of 2 ('pretend-" + r / 2 + "', leader rank "
           + r / 2 * 2 + "); median of 20: allGather ";
       assertTrue(all.contains(want), "no '" + want + "' in:\n" + all);
+      String links = "[rank " + r + "] links ok: rank " + r + " sent 3 peer(s) 1048576 bytes each, received as much; median of 20 rounds ";
+      assertTrue(all.contains(links), "no '" + links + "' in:\n" + all);
     }
   }
 
