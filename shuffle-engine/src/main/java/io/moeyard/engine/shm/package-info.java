@@ -10,7 +10,8 @@
  * {@code checkPeers}, which waits outside the transport poll) and every wait is bounded by a
  * timeout that names the ranks it waited for.
  *
- * <p>{@link io.moeyard.engine.shm.ClusterTransport} serves host meetings of ranks on any machines:
+ * <p>{@link io.moeyard.engine.shm.ClusterTransport} serves ranks on any machines (a device backend's
+ * host meetings, and the CPU data path's fused node-level path):
  * the ranks of each machine meet through a control block of their own, and only the machines'
  * leaders (lowest world rank of each) meet between machines, at the rendezvous store; its peer
  * memory is the same files, mapped by the ranks of the owner's machine only. Its
