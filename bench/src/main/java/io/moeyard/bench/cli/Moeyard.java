@@ -23,6 +23,7 @@ import picocli.CommandLine.Command;
       JmhCommand.class,
       LaunchCommand.class,
       RendezvousCheckCommand.class,
+      LayerExampleCommand.class,
       CommandLine.HelpCommand.class
     })
 public final class Moeyard implements Runnable {

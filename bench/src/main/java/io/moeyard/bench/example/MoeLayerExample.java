@@ -9,6 +9,7 @@ import io.moeyard.engine.ExpertMap;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.Topology;
 import io.moeyard.engine.transport.CpuWorld;
+import io.moeyard.engine.transport.Transport;
 import java.lang.foreign.Arena;
 import java.util.List;
 import java.util.SplittableRandom;
@@ -76,41 +77,52 @@ public final class MoeLayerExample {
     return out;
   }
 
-  /** Runs the layer on every rank ({@code x[r]} = rank r's tokens); returns each rank's output rows. */
+  /** Runs the layer on every rank ({@code x[r]} = rank r's tokens), ranks as threads; returns each rank's output rows. */
   public List<float[][]> runExpertParallel(float[][][] x) {
     Topology topo = Topology.singleNode(ranks);
-    ExpertMap map = ExpertMap.trivial(topo, experts);
     int maxTokens = 0;
     for (float[][] xr : x) maxTokens = Math.max(maxTokens, xr.length);
+    int most = maxTokens;
+    try (CpuWorld world = CpuWorld.create(topo)) {
+      return world.run(transport -> runRank(transport, x[transport.rank()], most));
+    }
+  }
+
+  /**
+   * This rank's part of the layer on {@code transport}, whatever its ranks are: threads of this
+   * JVM ({@link CpuWorld}), processes of one host or of several machines
+   * ({@code io.moeyard.engine.shm.ClusterTransport}, one process per rank as engines run). Every
+   * rank calls it with its own tokens {@code xr}; {@code maxTokens} bounds every rank's count.
+   * Returns this rank's output rows.
+   */
+  public float[][] runRank(Transport transport, float[][] xr, int maxTokens) {
+    if (transport.size() != ranks) throw new IllegalArgumentException("the layer is for " + ranks + " ranks, the world has " + transport.size());
+    ExpertMap map = ExpertMap.trivial(transport.topology(), experts);
     // built once per layer and rank, as an engine would: sized for the most tokens a rank sends
     CommConfig config = CommConfig.of(maxTokens, hidden, topk, DType.BF16, DType.BF16);
-    try (CpuWorld world = CpuWorld.create(topo)) {
-      return world.run(transport -> {
-        int r = transport.rank();
-        int tokens = x[r].length;
-        try (Communicator comm = Communicator.cpu(transport, map, config); Arena arena = Arena.ofShared()) {
-          // the experts' output rows, sized up front from what the communicator can deliver
-          RowBuffer y = RowBuffer.allocate(arena, comm.receiveCapacity(), hidden, DType.BF16);
-          RowBuffer in = RowBuffer.allocate(arena, tokens, hidden, DType.BF16);
-          for (int t = 0; t < tokens; t++) for (int c = 0; c < hidden; c++) in.setFloat(t, c, x[r][t][c]);
-          Dispatched d = comm.dispatch(in, route(x[r]));
-          // the experts this rank holds, each on its contiguous block of received rows
-          float[] row = new float[hidden];
-          for (int slot = 0; slot < d.slots(); slot++) {
-            int e = map.expertOfSlot(r * map.slotsPerRank() + slot);
-            for (int i = d.slotOffset(slot); i < d.slotOffset(slot + 1); i++) {
-              for (int c = 0; c < hidden; c++) row[c] = d.received().getFloat(i, c);
-              float[] o = expert(e, row);
-              for (int c = 0; c < hidden; c++) y.setFloat(i, c, o[c]);
-            }
-          }
-          RowBuffer out = RowBuffer.allocate(arena, tokens, hidden, DType.BF16);
-          comm.combine(d, y, out);
-          float[][] result = new float[tokens][hidden];
-          for (int t = 0; t < tokens; t++) for (int c = 0; c < hidden; c++) result[t][c] = out.getFloat(t, c);
-          return result;
+    int r = transport.rank();
+    int tokens = xr.length;
+    try (Communicator comm = Communicator.cpu(transport, map, config); Arena arena = Arena.ofShared()) {
+      // the experts' output rows, sized up front from what the communicator can deliver
+      RowBuffer y = RowBuffer.allocate(arena, comm.receiveCapacity(), hidden, DType.BF16);
+      RowBuffer in = RowBuffer.allocate(arena, tokens, hidden, DType.BF16);
+      for (int t = 0; t < tokens; t++) for (int c = 0; c < hidden; c++) in.setFloat(t, c, xr[t][c]);
+      Dispatched d = comm.dispatch(in, route(xr));
+      // the experts this rank holds, each on its contiguous block of received rows
+      float[] row = new float[hidden];
+      for (int slot = 0; slot < d.slots(); slot++) {
+        int e = map.expertOfSlot(r * map.slotsPerRank() + slot);
+        for (int i = d.slotOffset(slot); i < d.slotOffset(slot + 1); i++) {
+          for (int c = 0; c < hidden; c++) row[c] = d.received().getFloat(i, c);
+          float[] o = expert(e, row);
+          for (int c = 0; c < hidden; c++) y.setFloat(i, c, o[c]);
         }
-      });
+      }
+      RowBuffer out = RowBuffer.allocate(arena, tokens, hidden, DType.BF16);
+      comm.combine(d, y, out);
+      float[][] result = new float[tokens][hidden];
+      for (int t = 0; t < tokens; t++) for (int c = 0; c < hidden; c++) result[t][c] = out.getFloat(t, c);
+      return result;
     }
   }
 
@@ -127,6 +139,14 @@ public final class MoeLayerExample {
       }
     }
     return out;
+  }
+
+  /**
+   * How far the layer may be from {@link #denseReference} at a value {@code want}: the expert
+   * outputs, the partials and the sum are each rounded to bf16.
+   */
+  public static float tolerance(float want) {
+    return 0.02f + 0.02f * Math.abs(want);
   }
 
   /** {@code java -cp ... io.moeyard.bench.example.MoeLayerExample}: runs the layer and prints the largest error. */

@@ -193,6 +193,44 @@ class LaunchCommandTest {
     }
   }
 
+  /**
+   * The integration example as engines run it: two launches as two machines (named by
+   * {@code launch --machine-name}), one rank process per rank, each rank's layer output within
+   * bf16 rounding of the dense layer; the same numbers as the example's rank threads.
+   */
+  @Test
+  void theLayerExampleRunsAcrossTwoMachines() throws Exception {
+    String port = Integer.toString(freePort());
+    long t0 = System.nanoTime();
+    Process[] m = new Process[2];
+    for (int i = 1; i >= 0; i--) {
+      m[i] = start("--nprocs", "2", "--machines", "2", "--machine-rank", Integer.toString(i), "--master-addr", "127.0.0.1",
+          "--master-port", port, "--machine-name", "pretend-" + i, "--", "layer-example", "--hidden", "32");
+    }
+    Result r0 = finish(m[0], t0);
+    Result r1 = finish(m[1], t0);
+    String all = r0.output() + "\n--- machine 1:\n" + r1.output();
+    assertEquals(0, r0.exit(), all);
+    assertEquals(0, r1.exit(), all);
+    var threads = new java.io.ByteArrayOutputStream();
+    var saved = System.out;
+    System.setOut(new java.io.PrintStream(threads, true, StandardCharsets.UTF_8));
+    try {
+      assertEquals(0, Moeyard.commandLine().execute("layer-example", "--hidden", "32"));
+    } finally {
+      System.setOut(saved);
+    }
+    String inJvm = threads.toString(StandardCharsets.UTF_8);
+    for (int r = 0; r < 4; r++) {
+      Matcher proc = Pattern.compile("\\[rank " + r + "\\] layer-example: rank " + r + " \\(4 rank processes, machine " + r / 2
+          + " of 2, node " + r / 2 + " of 2\\), (\\d+ tokens: max abs difference vs the dense layer \\S+): ok").matcher(all);
+      assertTrue(proc.find(), "rank " + r + ":\n" + all);
+      assertTrue(inJvm.contains("layer-example: rank " + r + " (4 rank threads), " + proc.group(1) + ": ok"),
+          "rank " + r + " as a process and as a thread differ:\n" + all + "\n--- threads:\n" + inJvm);
+    }
+    assertEquals(2, Moeyard.commandLine().execute("layer-example", "--ranks", "3", "--experts", "16"));
+  }
+
   /** A rank failing on one machine fails the other machine's launch too (through the store), well before the timeout. */
   @Test
   void aFailingRankOnOneMachineFailsBothLaunches() throws Exception {
