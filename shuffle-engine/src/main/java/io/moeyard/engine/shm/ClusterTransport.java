@@ -495,8 +495,30 @@ public final class ClusterTransport implements Transport, AutoCloseable {
         return blockFailed(first);
       }
     }
-    control.abort(e.getMessage(), e.missingRanks());
-    return e.asCollective(e.getMessage());
+    String why = withMachines(e);
+    control.abort(why, e.missingRanks());
+    return e.asCollective(why);
+  }
+
+  /**
+   * The store's message, and where it names a machine's leader as missing from the leaders'
+   * round, that machine's ranks: the leader waits for them first, so when the whole machine came
+   * late (more than a third of a timeout) the store names the leader while one of its ranks is
+   * the late one.
+   */
+  private String withMachines(RendezvousException e) {
+    String m = e.getMessage();
+    if (!m.contains("of the all-gather among ranks")) return m; // StoreServer's words for a subset round's deadline
+    StringBuilder sb = new StringBuilder(m);
+    for (int r : e.missingRanks()) {
+      int[] its = machineRanks[machineOf[r]];
+      if (its[0] == r && its.length > 1) {
+        sb.append("; rank ").append(r).append(" leads machine ").append(machineOf[r]).append(" (ranks ")
+            .append(java.util.Arrays.toString(its)).append(") and waits for its machine's ranks before it meets the other"
+            + " machines: the late one may be any of them");
+      }
+    }
+    return sb.toString();
   }
 
   /**

@@ -707,6 +707,38 @@ class ClusterTransportTest {
   }
 
   /**
+   * A machine that comes late as a whole (its leader more than a third of a timeout after the
+   * first, then waiting for a rank of its own that never comes) is named by the store, through
+   * its leader, at the timeout, and the message names the machine's ranks, so that the late one
+   * is among them.
+   */
+  @Test
+  void aLateMachineIsNamedThroughItsLeaderWithItsRanks() throws Exception {
+    int[] machines = {0, 0, 1, 1};
+    Duration timeout = Duration.ofMillis(1500);
+    CountDownLatch done = new CountDownLatch(3);
+    List<Object> out = ranks(machines, timeout, t -> {
+      int me = t.rank();
+      t.barrier();
+      if (me == 3) {
+        assertTrue(done.await(20, TimeUnit.SECONDS), "the others never failed");
+        return "missing";
+      }
+      if (me == 2) Thread.sleep(900); // past a third of the timeout: its machine would name rank 3 at 900 + 1000 ms
+      try {
+        return assertThrows(CollectiveTimeoutException.class, () -> t.allGather(me)).getMessage();
+      } finally {
+        done.countDown();
+      }
+    });
+    for (int r = 0; r < 3; r++) {
+      String m = assertInstanceOf(String.class, out.get(r), "rank " + r);
+      assertTrue(m.contains("rank(s) [2] did not reach round") && m.contains("rank 2 leads machine 1 (ranks [2, 3])"),
+          "rank " + r + ": " + m);
+    }
+  }
+
+  /**
    * A rank that never arrives is named (its world rank) on every other rank, of its machine and of
    * the others, within about the timeout: a non-leader (3), a leader with a peer on its machine
    * (1), a non-leader of rank 0's machine (2), and a machine's only rank (5, named by the store).
