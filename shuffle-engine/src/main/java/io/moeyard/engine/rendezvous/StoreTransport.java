@@ -347,7 +347,7 @@ public final class StoreTransport implements Transport, AutoCloseable {
    */
   @Override
   public void abort(Throwable cause) {
-    String why = Wire.reason(String.valueOf(cause));
+    String why = Wire.reason(CollectiveException.describe(cause));
     failure.compareAndSet(null, new CollectiveException("rank " + rank() + ": world aborted by rank " + rank() + ": " + why, cause));
     world.abort(why);
   }

@@ -726,7 +726,7 @@ public final class ClusterTransport implements Transport, AutoCloseable {
    */
   @Override
   public void abort(Throwable cause) {
-    String why = "rank " + rank() + " aborted: " + cause;
+    String why = CollectiveException.abortReason(rank(), cause);
     mapping.abort(why); // once closed the block is unmapped; the world's abort is quiet then too
     world.abort(why);
   }

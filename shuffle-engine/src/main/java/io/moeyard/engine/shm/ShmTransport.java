@@ -288,10 +288,10 @@ public final class ShmTransport implements Transport, AutoCloseable {
 
   @Override
   public void abort(Throwable cause) {
-    mapping.abort("rank " + rank() + " aborted: " + cause);
+    mapping.abort(CollectiveException.abortReason(rank(), cause));
     // a peer may be waiting in a round that went through the store (a message too big for its
     // slot), where the control block does not reach it
-    world.abort("rank " + rank() + " aborted: " + cause);
+    world.abort(CollectiveException.abortReason(rank(), cause));
   }
 
   /** True once a rank aborted the world or was found dead (after close: as the block said then). */

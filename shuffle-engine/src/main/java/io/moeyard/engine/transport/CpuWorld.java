@@ -148,7 +148,7 @@ public final class CpuWorld implements AutoCloseable {
 
     @Override
     public void abort(Throwable cause) {
-      rendezvous.abort("rank " + rank + " aborted: " + cause, cause);
+      rendezvous.abort(io.moeyard.engine.CollectiveException.abortReason(rank, cause), cause);
     }
 
     /**
