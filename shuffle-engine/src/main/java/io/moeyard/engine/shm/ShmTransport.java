@@ -164,6 +164,7 @@ public final class ShmTransport implements Transport, AutoCloseable {
       Files.deleteIfExists(file); // a leftover of a crashed job with the same owner and port
       try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "rw")) {
         raf.setLength(bytes);
+        ShmReserve.reserve(file, bytes); // a shortage now, not a bus error at the first touch
         return raf.getChannel().map(FileChannel.MapMode.READ_WRITE, 0, bytes, arena);
       }
     }

@@ -179,6 +179,30 @@ class ShmTransportTest {
   }
 
   /**
+   * Peer memory larger than /dev/shm can hold fails every rank at once, naming the rank, the free
+   * space and what to do, before anything is touched (a sparse file would have killed the process
+   * with a bus error at its first touch beyond the free pages), leaves no file, and the world goes on.
+   */
+  @Test
+  void peerMemoryLargerThanSharedMemoryFailsEveryRankClearly() throws Exception {
+    long tooMuch = java.nio.file.Files.getFileStore(ShmFiles.dir()).getUsableSpace() + (1L << 30);
+    List<Object> out = ranks(3, t -> {
+      CollectiveException e = assertThrows(CollectiveException.class, () -> t.peerMemory(t.rank() == 1 ? tooMuch : 4096));
+      assertEquals(1L, t.allGather((long) t.rank())[1]); // the world goes on
+      try (PeerMemory mem = t.peerMemory(4096)) {
+        mem.allocate(64, 8);
+      }
+      return e.getMessage();
+    });
+    for (Object o : out) {
+      String m = assertInstanceOf(String.class, o);
+      assertTrue(m.startsWith("rank 1 cannot create ") && m.contains("MiB free, this file needs")
+          && m.contains("--shm-size"), m);
+    }
+    assertEquals(List.of(), ShmFiles.list(ShmTransport.ownerPid()));
+  }
+
+  /**
    * abort, aborted and checkPeers may come from any thread (a watchdog, a device wait, an error
    * handler), also while the transport closes on another thread and after: they answer and never
    * reach into the unmapped control block (a closed arena's IllegalStateException).
