@@ -164,6 +164,18 @@ final class PeerLinks implements AutoCloseable {
           fail("rank " + rank + " cannot read rank " + p + "'s link address " + s + ": " + e);
         }
       }
+      // every rank reads the same addresses, so every rank fails alike, before a connect that
+      // could only fail (refused, or lost at a third of the timeout) names the address alone
+      List<Integer> loopback = new ArrayList<>();
+      List<Integer> others = new ArrayList<>();
+      for (int p = 0; p < size; p++) (addresses[p].getAddress().isLoopbackAddress() ? loopback : others).add(p);
+      if (!loopback.isEmpty() && !others.isEmpty()) {
+        fail("rank(s) " + loopback + " listen for their links on a loopback address ("
+            + addresses[loopback.get(0)].getAddress().getHostAddress() + "), which rank(s) " + others
+            + " cannot reach from another machine: on their machine MASTER_ADDR resolves to a loopback address (localhost, "
+            + "or a host name that /etc/hosts maps to 127.0.1.1); set MASTER_ADDR to an address of rank 0's machine that "
+            + "every machine reaches");
+      }
     }
     // the lower rank connects: its connection waits in the higher one's backlog until accepted
     long connectDeadline = System.nanoTime() + (long) (timeoutNanos * CONNECT_SHARE);

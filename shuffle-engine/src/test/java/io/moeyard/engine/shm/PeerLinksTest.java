@@ -205,6 +205,42 @@ class PeerLinksTest {
   }
 
   /**
+   * Rank 1 publishes an address of its interface (192.0.2.7 here, as every rank sees it) while
+   * ranks 0 and 2 publish loopback ones (on their machine MASTER_ADDR resolved to localhost, or to
+   * a host name that /etc/hosts maps to 127.0.1.1): nobody tries a connection that cannot work
+   * across machines, and every rank fails at once with one message naming the loopback ranks,
+   * their address and what to set.
+   */
+  @Test
+  void aLoopbackAddressAmongOthersFailsEveryRankNamingItAndMasterAddr() throws Exception {
+    int n = 3;
+    boolean[] seen = new boolean[n];
+    long start = System.nanoTime();
+    List<Object> out = ranks(n, (rank, all) -> {
+      if (seen[rank]) return all;
+      seen[rank] = true;
+      Object[] changed = all.clone();
+      String s = (String) all[1];
+      changed[1] = "192.0.2.7" + s.substring(s.lastIndexOf(' '));
+      return changed;
+    }, (me, links, gather) -> {
+      links.connect(allPairs(n), InetAddress.getLoopbackAddress(), gather);
+      return "connected";
+    });
+    long millis = (System.nanoTime() - start) / 1_000_000;
+    String first = null;
+    for (int r = 0; r < n; r++) {
+      CollectiveException e = assertInstanceOf(CollectiveException.class, out.get(r), "rank " + r);
+      if (first == null) first = e.getMessage();
+      assertEquals(first, e.getMessage(), "rank " + r + " failed otherwise");
+    }
+    assertTrue(first.startsWith("rank(s) [0, 2] listen for their links on a loopback address ("
+        + InetAddress.getLoopbackAddress().getHostAddress() + "), which rank(s) [1] cannot reach from another machine"), first);
+    assertTrue(first.contains("MASTER_ADDR"), first);
+    assertTrue(millis < 2_000, "took " + millis + " ms: a connect was tried");
+  }
+
+  /**
    * Rank 0 is given, for rank 2, an address that never answers (a listener whose backlog is full
    * drops the connection's SYNs, as a firewall does). The others wait for its verdict in a gather
    * that, as a machine's block does ({@link ClusterTransport#MACHINE_WAIT}), gives up on a late
