@@ -301,7 +301,8 @@ final class PeerLinks implements AutoCloseable {
    * linked peer p, all at once (a null or empty segment: nothing that way; only peers marked in
    * {@code linked} take part). Returns when every byte is written and read. A peer from which
    * nothing moves within the timeout is named ({@link CollectiveTimeoutException}), as is one
-   * whose connection ends; the world's failure, read between slices, ends the wait as it is.
+   * whose connection ends; the world's failure, read between slices, ends the wait as it is, and
+   * so does an interrupt of the thread (its status kept).
    */
   void exchange(MemorySegment[] send, MemorySegment[] recv, boolean[] linked) {
     if (broken != null) throw new CollectiveException(broken);
@@ -333,6 +334,11 @@ final class PeerLinks implements AutoCloseable {
       long lastMove = System.nanoTime();
       long nextCheck = lastMove + CHECK_NANOS;
       while (pending > 0) {
+        // the selector returns at once for an interrupted thread: waiting on would spin a core until the timeout
+        if (Thread.currentThread().isInterrupted()) {
+          broken = "rank " + rank + " was interrupted during sendRecv";
+          throw new CollectiveException(broken);
+        }
         if (selector.select(SLICE_MILLIS) > 0) {
           for (SelectionKey k : selector.selectedKeys()) {
             int p = (Integer) k.attachment();

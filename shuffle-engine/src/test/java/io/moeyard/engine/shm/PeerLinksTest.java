@@ -351,6 +351,37 @@ class PeerLinksTest {
     }
   }
 
+  /**
+   * Rank 1's thread is interrupted while it waits for rank 0, which sends nothing: the wait ends
+   * at once naming the interrupt, with the thread's interrupt status kept, instead of running to
+   * the timeout (10 s) with a selector that returns at once, a core busy all along.
+   */
+  @Test
+  void anInterruptedWaitEndsAtOnceNamingTheInterrupt() throws Exception {
+    CountDownLatch done = new CountDownLatch(1);
+    List<Object> out = ranks(2, (rank, all) -> all, (me, links, gather) -> {
+      links.connect(allPairs(2), InetAddress.getLoopbackAddress(), gather);
+      if (me == 0) {
+        assertTrue(done.await(20, TimeUnit.SECONDS), "rank 1 never ended");
+        return "rank 0";
+      }
+      Thread.currentThread().interrupt();
+      long start = System.nanoTime();
+      try {
+        links.exchange(new MemorySegment[2], new MemorySegment[] {MemorySegment.ofArray(new byte[1000]), null}, new boolean[] {true, false});
+        return "received";
+      } catch (CollectiveException e) {
+        return (System.nanoTime() - start) / 1_000_000 + " ms " + Thread.interrupted() + " " + e.getMessage();
+      } finally {
+        done.countDown();
+      }
+    });
+    String m = (String) out.get(1);
+    long millis = Long.parseLong(m.substring(0, m.indexOf(" ms")));
+    assertTrue(m.contains(" ms true rank 1 was interrupted during sendRecv"), m);
+    assertTrue(millis < 2_000, m);
+  }
+
   /** Links every pair of {@code n} ranks, then each rank sends every peer (its rank, the peer's) and checks what came back. */
   private static String connectAndGreet(int n, int me, PeerLinks links, Function<Object, Object[]> gather) {
     links.connect(allPairs(n), InetAddress.getLoopbackAddress(), gather);
