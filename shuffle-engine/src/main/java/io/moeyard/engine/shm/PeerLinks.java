@@ -185,12 +185,16 @@ final class PeerLinks implements AutoCloseable {
       try {
         c = SocketChannel.open();
         c.setOption(StandardSocketOptions.TCP_NODELAY, true);
-        long leftMillis = (connectDeadline - System.nanoTime()) / 1_000_000;
-        if (leftMillis <= 0) throw new java.net.SocketTimeoutException("its connects took " + (long) (timeoutNanos * CONNECT_SHARE) / 1_000_000 + " ms");
-        c.socket().connect(addresses[q], (int) Math.min(Integer.MAX_VALUE, leftMillis));
+        c.configureBlocking(false);
+        if (!c.connect(addresses[q])) awaitConnect(c, connectDeadline);
+        // a fresh connection's send buffer takes the hello whole
         ByteBuffer hello = ByteBuffer.allocate(HELLO_BYTES).order(ByteOrder.LITTLE_ENDIAN).putLong(token).putInt(rank).flip();
         while (hello.hasRemaining()) c.write(hello);
         channels[q] = c;
+      } catch (CollectiveException e) { // the world's failure, seen while a connect waited: it passes as it is
+        closeQuietly(c);
+        broken = e.getMessage();
+        throw e;
       } catch (IOException | RuntimeException e) {
         closeQuietly(c);
         problem = "rank " + rank + " could not connect its link to rank " + q + " at " + addresses[q].getAddress().getHostAddress()
@@ -212,6 +216,31 @@ final class PeerLinks implements AutoCloseable {
     }
     for (int p = 0; p < size; p++) {
       for (int q = p + 1; q < size; q++) joined[p][q] |= want[p][q];
+    }
+  }
+
+  /**
+   * Waits for {@code c}'s connect until {@code deadline}, in slices between which the world is
+   * checked: a connect nobody answers must not keep this rank from an abort elsewhere for a third
+   * of the timeout.
+   */
+  private void awaitConnect(SocketChannel c, long deadline) throws IOException {
+    try (Selector waiting = Selector.open()) {
+      c.register(waiting, SelectionKey.OP_CONNECT);
+      long nextCheck = System.nanoTime() + CHECK_NANOS;
+      while (!c.finishConnect()) {
+        long now = System.nanoTime();
+        if (now - deadline >= 0) {
+          throw new java.net.SocketTimeoutException("its connects took " + (long) (timeoutNanos * CONNECT_SHARE) / 1_000_000 + " ms");
+        }
+        if (Thread.currentThread().isInterrupted()) throw new java.nio.channels.ClosedByInterruptException();
+        if (now - nextCheck >= 0) {
+          checkWorld.run();
+          nextCheck = now + CHECK_NANOS;
+        }
+        waiting.select(SLICE_MILLIS);
+        waiting.selectedKeys().clear();
+      }
     }
   }
 

@@ -299,6 +299,80 @@ class PeerLinksTest {
   }
 
   /**
+   * Rank 0 is given, for rank 1, an address that never answers (a full backlog), and the world
+   * fails 300 ms into its connect (its check of the world throws): rank 0 ends with the world's
+   * failure at once, not at a third of the timeout (5 s) with its connect's.
+   */
+  @Test
+  void aConnectThatNeverAnswersEndsWithTheWorldsFailure() throws Exception {
+    int n = 2;
+    long timeout = TimeUnit.SECONDS.toNanos(15);
+    AtomicBoolean worldFailed = new AtomicBoolean();
+    CountDownLatch rank0Done = new CountDownLatch(1);
+    try (ServerSocket full = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+      List<Socket> fillers = new ArrayList<>();
+      try {
+        for (int i = 0; i < 2; i++) {
+          Socket f = new Socket();
+          f.connect(full.getLocalSocketAddress(), 1000);
+          fillers.add(f);
+        }
+        String deaf = "127.0.0.1 " + full.getLocalPort();
+        boolean[] lied = new boolean[1];
+        List<Object> out = ranks(n, timeout, () -> {
+          if (worldFailed.get()) throw new CollectiveException("the world failed");
+        }, (rank, all) -> {
+          if (rank == 0 && !lied[0]) {
+            lied[0] = true;
+            Object[] changed = all.clone();
+            changed[1] = deaf;
+            return changed;
+          }
+          return all;
+        }, (me, links, gather) -> {
+          int[] calls = {0};
+          Function<Object, Object[]> first = v -> {
+            if (++calls[0] == 1) return gather.apply(v);
+            if (me == 1) {
+              try {
+                assertTrue(rank0Done.await(20, TimeUnit.SECONDS), "rank 0 never ended");
+              } catch (InterruptedException e) {
+                throw new IllegalStateException(e);
+              }
+              throw new CollectiveException("rank 1: rank 0 never came to the gather");
+            }
+            throw new CollectiveException("rank 0 came to the gather");
+          };
+          if (me == 1) {
+            links.connect(allPairs(n), InetAddress.getLoopbackAddress(), first);
+            return "connected";
+          }
+          pool.submit(() -> {
+            Thread.sleep(300);
+            worldFailed.set(true);
+            return null;
+          });
+          long start = System.nanoTime();
+          try {
+            links.connect(allPairs(n), InetAddress.getLoopbackAddress(), first);
+            return "connected";
+          } catch (CollectiveException e) {
+            return (System.nanoTime() - start) / 1_000_000 + " ms " + e.getMessage();
+          } finally {
+            rank0Done.countDown();
+          }
+        });
+        String m = (String) out.get(0);
+        long millis = Long.parseLong(m.substring(0, m.indexOf(" ms")));
+        assertTrue(m.endsWith(" ms the world failed"), m);
+        assertTrue(millis < 2_000, m);
+      } finally {
+        for (Socket f : fillers) f.close();
+      }
+    }
+  }
+
+  /**
    * Rank 1 waits for 1000 bytes from rank 0, which sends nothing ("silent"), closes its links
    * ("closes"), or stays while the world fails ("world": rank 1's check of the world throws): rank
    * 1 names rank 0 at the timeout (300 ms), at once, or ends with the world's failure at once.
