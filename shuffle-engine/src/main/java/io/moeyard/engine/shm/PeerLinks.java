@@ -3,6 +3,7 @@ package io.moeyard.engine.shm;
 import io.moeyard.engine.CollectiveException;
 import io.moeyard.engine.CollectiveTimeoutException;
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -31,7 +32,7 @@ import java.util.function.Function;
  * that an abort or a failure elsewhere in the world ends it promptly. A connection that ends
  * during a round names its peer at once. A failure of the links is final.
  *
- * <p>Owns its listening socket, its connections and its selector.
+ * <p>Owns its listening socket, its connections, its selector and its staging buffers.
  */
 final class PeerLinks implements AutoCloseable {
   /** Longest single wait on the selector or the listener before the world is checked again. */
@@ -40,8 +41,16 @@ final class PeerLinks implements AutoCloseable {
   private static final long CHECK_NANOS = 5_000_000L;
   /** After a peer's connection ends, how long to look for the world's own news of it (an abort, a leave) first. */
   private static final long END_GRACE_NANOS = 50_000_000L;
-  /** A ByteBuffer covers at most this much of a segment at once. */
+  /** A ByteBuffer covers at most this much of a native segment at once. */
   private static final long CHUNK = 1 << 30;
+  /**
+   * A heap segment travels through a direct staging buffer of this size per peer and way: NIO
+   * cannot view a heap segment over any array but byte[] as a ByteBuffer, and one over byte[]
+   * it copies, on every write, whole into a temporary direct buffer of the remaining size (so a
+   * large message is copied again on each partial write, and the temporary buffer, as large as
+   * the message, stays cached by the thread).
+   */
+  private static final int STAGE = 256 << 10;
   private static final int HELLO_BYTES = 12;
   /**
    * Share of the timeout this rank's connects may take, all of them: its peers wait for their
@@ -73,6 +82,16 @@ final class PeerLinks implements AutoCloseable {
   private final long[] inAt;
   private final ByteBuffer[] outBuf;
   private final ByteBuffer[] inBuf;
+  /** Whether this round's message to / from each peer goes through its staging buffer (a heap segment). */
+  private final boolean[] outStaged;
+  private final boolean[] inStaged;
+  /** Per peer, allocated at its first heap message, from {@link #stageArena}. */
+  private final ByteBuffer[] outStage;
+  private final ByteBuffer[] inStage;
+  /** The same staging memory as segments. */
+  private final MemorySegment[] outStageSeg;
+  private final MemorySegment[] inStageSeg;
+  private Arena stageArena;
 
   /**
    * The links of {@code rank} in a world of {@code size}; {@code token} names the job in every
@@ -93,6 +112,12 @@ final class PeerLinks implements AutoCloseable {
     this.inAt = new long[size];
     this.outBuf = new ByteBuffer[size];
     this.inBuf = new ByteBuffer[size];
+    this.outStaged = new boolean[size];
+    this.inStaged = new boolean[size];
+    this.outStage = new ByteBuffer[size];
+    this.inStage = new ByteBuffer[size];
+    this.outStageSeg = new MemorySegment[size];
+    this.inStageSeg = new MemorySegment[size];
   }
 
   /** True when every pair {@code want} names is connected (as every rank sees it: {@link #connect} is a collective). */
@@ -139,6 +164,18 @@ final class PeerLinks implements AutoCloseable {
           fail("rank " + rank + " cannot read rank " + p + "'s link address " + s + ": " + e);
         }
       }
+      // every rank reads the same addresses, so every rank fails alike, before a connect that
+      // could only fail (refused, or lost at a third of the timeout) names the address alone
+      List<Integer> loopback = new ArrayList<>();
+      List<Integer> others = new ArrayList<>();
+      for (int p = 0; p < size; p++) (addresses[p].getAddress().isLoopbackAddress() ? loopback : others).add(p);
+      if (!loopback.isEmpty() && !others.isEmpty()) {
+        fail("rank(s) " + loopback + " listen for their links on a loopback address ("
+            + addresses[loopback.get(0)].getAddress().getHostAddress() + "), which rank(s) " + others
+            + " cannot reach from another machine: on their machine MASTER_ADDR resolves to a loopback address (localhost, "
+            + "or a host name that /etc/hosts maps to 127.0.1.1); set MASTER_ADDR to an address of rank 0's machine that "
+            + "every machine reaches");
+      }
     }
     // the lower rank connects: its connection waits in the higher one's backlog until accepted
     long connectDeadline = System.nanoTime() + (long) (timeoutNanos * CONNECT_SHARE);
@@ -148,12 +185,16 @@ final class PeerLinks implements AutoCloseable {
       try {
         c = SocketChannel.open();
         c.setOption(StandardSocketOptions.TCP_NODELAY, true);
-        long leftMillis = (connectDeadline - System.nanoTime()) / 1_000_000;
-        if (leftMillis <= 0) throw new java.net.SocketTimeoutException("its connects took " + (long) (timeoutNanos * CONNECT_SHARE) / 1_000_000 + " ms");
-        c.socket().connect(addresses[q], (int) Math.min(Integer.MAX_VALUE, leftMillis));
+        c.configureBlocking(false);
+        if (!c.connect(addresses[q])) awaitConnect(c, connectDeadline);
+        // a fresh connection's send buffer takes the hello whole
         ByteBuffer hello = ByteBuffer.allocate(HELLO_BYTES).order(ByteOrder.LITTLE_ENDIAN).putLong(token).putInt(rank).flip();
         while (hello.hasRemaining()) c.write(hello);
         channels[q] = c;
+      } catch (CollectiveException e) { // the world's failure, seen while a connect waited: it passes as it is
+        closeQuietly(c);
+        broken = e.getMessage();
+        throw e;
       } catch (IOException | RuntimeException e) {
         closeQuietly(c);
         problem = "rank " + rank + " could not connect its link to rank " + q + " at " + addresses[q].getAddress().getHostAddress()
@@ -175,6 +216,31 @@ final class PeerLinks implements AutoCloseable {
     }
     for (int p = 0; p < size; p++) {
       for (int q = p + 1; q < size; q++) joined[p][q] |= want[p][q];
+    }
+  }
+
+  /**
+   * Waits for {@code c}'s connect until {@code deadline}, in slices between which the world is
+   * checked: a connect nobody answers must not keep this rank from an abort elsewhere for a third
+   * of the timeout.
+   */
+  private void awaitConnect(SocketChannel c, long deadline) throws IOException {
+    try (Selector waiting = Selector.open()) {
+      c.register(waiting, SelectionKey.OP_CONNECT);
+      long nextCheck = System.nanoTime() + CHECK_NANOS;
+      while (!c.finishConnect()) {
+        long now = System.nanoTime();
+        if (now - deadline >= 0) {
+          throw new java.net.SocketTimeoutException("its connects took " + (long) (timeoutNanos * CONNECT_SHARE) / 1_000_000 + " ms");
+        }
+        if (Thread.currentThread().isInterrupted()) throw new java.nio.channels.ClosedByInterruptException();
+        if (now - nextCheck >= 0) {
+          checkWorld.run();
+          nextCheck = now + CHECK_NANOS;
+        }
+        waiting.select(SLICE_MILLIS);
+        waiting.selectedKeys().clear();
+      }
     }
   }
 
@@ -264,7 +330,8 @@ final class PeerLinks implements AutoCloseable {
    * linked peer p, all at once (a null or empty segment: nothing that way; only peers marked in
    * {@code linked} take part). Returns when every byte is written and read. A peer from which
    * nothing moves within the timeout is named ({@link CollectiveTimeoutException}), as is one
-   * whose connection ends; the world's failure, read between slices, ends the wait as it is.
+   * whose connection ends; the world's failure, read between slices, ends the wait as it is, and
+   * so does an interrupt of the thread (its status kept).
    */
   void exchange(MemorySegment[] send, MemorySegment[] recv, boolean[] linked) {
     if (broken != null) throw new CollectiveException(broken);
@@ -278,12 +345,16 @@ final class PeerLinks implements AutoCloseable {
         if (send[p] != null && send[p].byteSize() > 0) {
           outSeg[p] = send[p];
           outAt[p] = 0;
+          outStaged[p] = !send[p].isNative();
+          if (outStaged[p] && outStage[p] == null) outStage[p] = (outStageSeg[p] = stage()).asByteBuffer();
           ops |= SelectionKey.OP_WRITE;
           pending++;
         }
         if (recv[p] != null && recv[p].byteSize() > 0) {
           inSeg[p] = recv[p];
           inAt[p] = 0;
+          inStaged[p] = !recv[p].isNative();
+          if (inStaged[p] && inStage[p] == null) inStage[p] = (inStageSeg[p] = stage()).asByteBuffer();
           ops |= SelectionKey.OP_READ;
           pending++;
         }
@@ -292,6 +363,11 @@ final class PeerLinks implements AutoCloseable {
       long lastMove = System.nanoTime();
       long nextCheck = lastMove + CHECK_NANOS;
       while (pending > 0) {
+        // the selector returns at once for an interrupted thread: waiting on would spin a core until the timeout
+        if (Thread.currentThread().isInterrupted()) {
+          broken = "rank " + rank + " was interrupted during sendRecv";
+          throw new CollectiveException(broken);
+        }
         if (selector.select(SLICE_MILLIS) > 0) {
           for (SelectionKey k : selector.selectedKeys()) {
             int p = (Integer) k.attachment();
@@ -326,6 +402,11 @@ final class PeerLinks implements AutoCloseable {
     }
   }
 
+  private MemorySegment stage() {
+    if (stageArena == null) stageArena = Arena.ofShared();
+    return stageArena.allocate(STAGE, 64);
+  }
+
   /** Writes what {@code p}'s connection takes now; true once all of {@code outSeg[p]} is written. */
   private boolean write(int p) {
     MemorySegment s = outSeg[p];
@@ -333,9 +414,16 @@ final class PeerLinks implements AutoCloseable {
       while (true) {
         if (outBuf[p] == null || !outBuf[p].hasRemaining()) {
           if (outAt[p] == s.byteSize()) break;
-          long n = Math.min(CHUNK, s.byteSize() - outAt[p]);
-          outBuf[p] = s.asSlice(outAt[p], n).asByteBuffer();
-          outAt[p] += n;
+          if (outStaged[p]) {
+            int n = (int) Math.min(STAGE, s.byteSize() - outAt[p]);
+            MemorySegment.copy(s, outAt[p], outStageSeg[p], 0, n);
+            outBuf[p] = outStage[p].clear().limit(n);
+            outAt[p] += n;
+          } else {
+            long n = Math.min(CHUNK, s.byteSize() - outAt[p]);
+            outBuf[p] = s.asSlice(outAt[p], n).asByteBuffer();
+            outAt[p] += n;
+          }
         }
         if (channels[p].write(outBuf[p]) == 0) return false;
       }
@@ -351,11 +439,22 @@ final class PeerLinks implements AutoCloseable {
     MemorySegment s = inSeg[p];
     try {
       while (true) {
-        if (inBuf[p] == null || !inBuf[p].hasRemaining()) {
+        if (inBuf[p] != null && !inBuf[p].hasRemaining()) {
+          int n = inBuf[p].limit();
+          if (inStaged[p]) MemorySegment.copy(inStageSeg[p], 0, s, inAt[p] - n, n);
+          inBuf[p] = null;
+        }
+        if (inBuf[p] == null) {
           if (inAt[p] == s.byteSize()) break;
-          long n = Math.min(CHUNK, s.byteSize() - inAt[p]);
-          inBuf[p] = s.asSlice(inAt[p], n).asByteBuffer();
-          inAt[p] += n;
+          if (inStaged[p]) {
+            int n = (int) Math.min(STAGE, s.byteSize() - inAt[p]);
+            inBuf[p] = inStage[p].clear().limit(n);
+            inAt[p] += n;
+          } else {
+            long n = Math.min(CHUNK, s.byteSize() - inAt[p]);
+            inBuf[p] = s.asSlice(inAt[p], n).asByteBuffer();
+            inAt[p] += n;
+          }
         }
         int got = channels[p].read(inBuf[p]);
         if (got < 0) throw ended(p, null);
@@ -413,6 +512,7 @@ final class PeerLinks implements AutoCloseable {
     for (int p = 0; p < size; p++) closeQuietly(channels[p]);
     closeQuietly(listener);
     closeQuietly(selector);
+    if (stageArena != null) stageArena.close();
   }
 
   private static void closeQuietly(AutoCloseable c) {

@@ -205,6 +205,42 @@ class PeerLinksTest {
   }
 
   /**
+   * Rank 1 publishes an address of its interface (192.0.2.7 here, as every rank sees it) while
+   * ranks 0 and 2 publish loopback ones (on their machine MASTER_ADDR resolved to localhost, or to
+   * a host name that /etc/hosts maps to 127.0.1.1): nobody tries a connection that cannot work
+   * across machines, and every rank fails at once with one message naming the loopback ranks,
+   * their address and what to set.
+   */
+  @Test
+  void aLoopbackAddressAmongOthersFailsEveryRankNamingItAndMasterAddr() throws Exception {
+    int n = 3;
+    boolean[] seen = new boolean[n];
+    long start = System.nanoTime();
+    List<Object> out = ranks(n, (rank, all) -> {
+      if (seen[rank]) return all;
+      seen[rank] = true;
+      Object[] changed = all.clone();
+      String s = (String) all[1];
+      changed[1] = "192.0.2.7" + s.substring(s.lastIndexOf(' '));
+      return changed;
+    }, (me, links, gather) -> {
+      links.connect(allPairs(n), InetAddress.getLoopbackAddress(), gather);
+      return "connected";
+    });
+    long millis = (System.nanoTime() - start) / 1_000_000;
+    String first = null;
+    for (int r = 0; r < n; r++) {
+      CollectiveException e = assertInstanceOf(CollectiveException.class, out.get(r), "rank " + r);
+      if (first == null) first = e.getMessage();
+      assertEquals(first, e.getMessage(), "rank " + r + " failed otherwise");
+    }
+    assertTrue(first.startsWith("rank(s) [0, 2] listen for their links on a loopback address ("
+        + InetAddress.getLoopbackAddress().getHostAddress() + "), which rank(s) [1] cannot reach from another machine"), first);
+    assertTrue(first.contains("MASTER_ADDR"), first);
+    assertTrue(millis < 2_000, "took " + millis + " ms: a connect was tried");
+  }
+
+  /**
    * Rank 0 is given, for rank 2, an address that never answers (a listener whose backlog is full
    * drops the connection's SYNs, as a firewall does). The others wait for its verdict in a gather
    * that, as a machine's block does ({@link ClusterTransport#MACHINE_WAIT}), gives up on a late
@@ -263,6 +299,80 @@ class PeerLinksTest {
   }
 
   /**
+   * Rank 0 is given, for rank 1, an address that never answers (a full backlog), and the world
+   * fails 300 ms into its connect (its check of the world throws): rank 0 ends with the world's
+   * failure at once, not at a third of the timeout (5 s) with its connect's.
+   */
+  @Test
+  void aConnectThatNeverAnswersEndsWithTheWorldsFailure() throws Exception {
+    int n = 2;
+    long timeout = TimeUnit.SECONDS.toNanos(15);
+    AtomicBoolean worldFailed = new AtomicBoolean();
+    CountDownLatch rank0Done = new CountDownLatch(1);
+    try (ServerSocket full = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+      List<Socket> fillers = new ArrayList<>();
+      try {
+        for (int i = 0; i < 2; i++) {
+          Socket f = new Socket();
+          f.connect(full.getLocalSocketAddress(), 1000);
+          fillers.add(f);
+        }
+        String deaf = "127.0.0.1 " + full.getLocalPort();
+        boolean[] lied = new boolean[1];
+        List<Object> out = ranks(n, timeout, () -> {
+          if (worldFailed.get()) throw new CollectiveException("the world failed");
+        }, (rank, all) -> {
+          if (rank == 0 && !lied[0]) {
+            lied[0] = true;
+            Object[] changed = all.clone();
+            changed[1] = deaf;
+            return changed;
+          }
+          return all;
+        }, (me, links, gather) -> {
+          int[] calls = {0};
+          Function<Object, Object[]> first = v -> {
+            if (++calls[0] == 1) return gather.apply(v);
+            if (me == 1) {
+              try {
+                assertTrue(rank0Done.await(20, TimeUnit.SECONDS), "rank 0 never ended");
+              } catch (InterruptedException e) {
+                throw new IllegalStateException(e);
+              }
+              throw new CollectiveException("rank 1: rank 0 never came to the gather");
+            }
+            throw new CollectiveException("rank 0 came to the gather");
+          };
+          if (me == 1) {
+            links.connect(allPairs(n), InetAddress.getLoopbackAddress(), first);
+            return "connected";
+          }
+          pool.submit(() -> {
+            Thread.sleep(300);
+            worldFailed.set(true);
+            return null;
+          });
+          long start = System.nanoTime();
+          try {
+            links.connect(allPairs(n), InetAddress.getLoopbackAddress(), first);
+            return "connected";
+          } catch (CollectiveException e) {
+            return (System.nanoTime() - start) / 1_000_000 + " ms " + e.getMessage();
+          } finally {
+            rank0Done.countDown();
+          }
+        });
+        String m = (String) out.get(0);
+        long millis = Long.parseLong(m.substring(0, m.indexOf(" ms")));
+        assertTrue(m.endsWith(" ms the world failed"), m);
+        assertTrue(millis < 2_000, m);
+      } finally {
+        for (Socket f : fillers) f.close();
+      }
+    }
+  }
+
+  /**
    * Rank 1 waits for 1000 bytes from rank 0, which sends nothing ("silent"), closes its links
    * ("closes"), or stays while the world fails ("world": rank 1's check of the world throws): rank
    * 1 names rank 0 at the timeout (300 ms), at once, or ends with the world's failure at once.
@@ -313,6 +423,37 @@ class PeerLinksTest {
         assertTrue(millis < 2_000, m);
       }
     }
+  }
+
+  /**
+   * Rank 1's thread is interrupted while it waits for rank 0, which sends nothing: the wait ends
+   * at once naming the interrupt, with the thread's interrupt status kept, instead of running to
+   * the timeout (10 s) with a selector that returns at once, a core busy all along.
+   */
+  @Test
+  void anInterruptedWaitEndsAtOnceNamingTheInterrupt() throws Exception {
+    CountDownLatch done = new CountDownLatch(1);
+    List<Object> out = ranks(2, (rank, all) -> all, (me, links, gather) -> {
+      links.connect(allPairs(2), InetAddress.getLoopbackAddress(), gather);
+      if (me == 0) {
+        assertTrue(done.await(20, TimeUnit.SECONDS), "rank 1 never ended");
+        return "rank 0";
+      }
+      Thread.currentThread().interrupt();
+      long start = System.nanoTime();
+      try {
+        links.exchange(new MemorySegment[2], new MemorySegment[] {MemorySegment.ofArray(new byte[1000]), null}, new boolean[] {true, false});
+        return "received";
+      } catch (CollectiveException e) {
+        return (System.nanoTime() - start) / 1_000_000 + " ms " + Thread.interrupted() + " " + e.getMessage();
+      } finally {
+        done.countDown();
+      }
+    });
+    String m = (String) out.get(1);
+    long millis = Long.parseLong(m.substring(0, m.indexOf(" ms")));
+    assertTrue(m.contains(" ms true rank 1 was interrupted during sendRecv"), m);
+    assertTrue(millis < 2_000, m);
   }
 
   /** Links every pair of {@code n} ranks, then each rank sends every peer (its rank, the peer's) and checks what came back. */
