@@ -252,48 +252,38 @@ class PeerLinksTest {
     int n = 3;
     long timeout = TimeUnit.SECONDS.toNanos(3);
     long machineWaitMillis = (long) (timeout * ClusterTransport.MACHINE_WAIT) / 1_000_000;
-    try (ServerSocket full = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-      List<Socket> fillers = new ArrayList<>();
-      try {
-        for (int i = 0; i < 2; i++) {
-          Socket f = new Socket();
-          f.connect(full.getLocalSocketAddress(), 1000);
-          fillers.add(f);
+    try (Deaf full = Deaf.open()) {
+      String deaf = "127.0.0.1 " + full.port();
+      CyclicBarrier[] late = {new CyclicBarrier(n)};
+      boolean[] lied = new boolean[1];
+      List<Object> out = ranks(n, timeout, () -> {}, (rank, all) -> {
+        if (rank == 0 && !lied[0] && all[2] instanceof String s && s.contains(" ")) {
+          lied[0] = true;
+          Object[] changed = all.clone();
+          changed[2] = deaf;
+          return changed;
         }
-        String deaf = "127.0.0.1 " + full.getLocalPort();
-        CyclicBarrier[] late = {new CyclicBarrier(n)};
-        boolean[] lied = new boolean[1];
-        List<Object> out = ranks(n, timeout, () -> {}, (rank, all) -> {
-          if (rank == 0 && !lied[0] && all[2] instanceof String s && s.contains(" ")) {
-            lied[0] = true;
-            Object[] changed = all.clone();
-            changed[2] = deaf;
-            return changed;
-          }
-          return all;
-        }, (me, links, gather) -> {
-          // the gather after the connects (the second), bounded as a machine's block bounds its wait
-          int[] calls = {0};
-          Function<Object, Object[]> bounded = v -> {
-            if (++calls[0] == 2) {
-              try {
-                late[0].await(machineWaitMillis, TimeUnit.MILLISECONDS);
-              } catch (Exception e) {
-                throw new CollectiveException("rank " + me + ": a peer did not reach the gather within " + machineWaitMillis + " ms");
-              }
+        return all;
+      }, (me, links, gather) -> {
+        // the gather after the connects (the second), bounded as a machine's block bounds its wait
+        int[] calls = {0};
+        Function<Object, Object[]> bounded = v -> {
+          if (++calls[0] == 2) {
+            try {
+              late[0].await(machineWaitMillis, TimeUnit.MILLISECONDS);
+            } catch (Exception e) {
+              throw new CollectiveException("rank " + me + ": a peer did not reach the gather within " + machineWaitMillis + " ms");
             }
-            return gather.apply(v);
-          };
-          links.connect(allPairs(n), InetAddress.getLoopbackAddress(), bounded);
-          return "connected";
-        });
-        for (int r = 0; r < n; r++) {
-          CollectiveException e = assertInstanceOf(CollectiveException.class, out.get(r), "rank " + r);
-          assertTrue(e.getMessage().startsWith("rank 0 could not connect its link to rank 2 at " + "127.0.0.1:" + full.getLocalPort()),
-              "rank " + r + ": " + e.getMessage());
-        }
-      } finally {
-        for (Socket f : fillers) f.close();
+          }
+          return gather.apply(v);
+        };
+        links.connect(allPairs(n), InetAddress.getLoopbackAddress(), bounded);
+        return "connected";
+      });
+      for (int r = 0; r < n; r++) {
+        CollectiveException e = assertInstanceOf(CollectiveException.class, out.get(r), "rank " + r);
+        assertTrue(e.getMessage().startsWith("rank 0 could not connect its link to rank 2 at " + "127.0.0.1:" + full.port()),
+            "rank " + r + ": " + e.getMessage());
       }
     }
   }
@@ -309,66 +299,56 @@ class PeerLinksTest {
     long timeout = TimeUnit.SECONDS.toNanos(15);
     AtomicBoolean worldFailed = new AtomicBoolean();
     CountDownLatch rank0Done = new CountDownLatch(1);
-    try (ServerSocket full = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-      List<Socket> fillers = new ArrayList<>();
-      try {
-        for (int i = 0; i < 2; i++) {
-          Socket f = new Socket();
-          f.connect(full.getLocalSocketAddress(), 1000);
-          fillers.add(f);
+    try (Deaf full = Deaf.open()) {
+      String deaf = "127.0.0.1 " + full.port();
+      boolean[] lied = new boolean[1];
+      List<Object> out = ranks(n, timeout, () -> {
+        if (worldFailed.get()) throw new CollectiveException("the world failed");
+      }, (rank, all) -> {
+        if (rank == 0 && !lied[0]) {
+          lied[0] = true;
+          Object[] changed = all.clone();
+          changed[1] = deaf;
+          return changed;
         }
-        String deaf = "127.0.0.1 " + full.getLocalPort();
-        boolean[] lied = new boolean[1];
-        List<Object> out = ranks(n, timeout, () -> {
-          if (worldFailed.get()) throw new CollectiveException("the world failed");
-        }, (rank, all) -> {
-          if (rank == 0 && !lied[0]) {
-            lied[0] = true;
-            Object[] changed = all.clone();
-            changed[1] = deaf;
-            return changed;
-          }
-          return all;
-        }, (me, links, gather) -> {
-          int[] calls = {0};
-          Function<Object, Object[]> first = v -> {
-            if (++calls[0] == 1) return gather.apply(v);
-            if (me == 1) {
-              try {
-                assertTrue(rank0Done.await(20, TimeUnit.SECONDS), "rank 0 never ended");
-              } catch (InterruptedException e) {
-                throw new IllegalStateException(e);
-              }
-              throw new CollectiveException("rank 1: rank 0 never came to the gather");
-            }
-            throw new CollectiveException("rank 0 came to the gather");
-          };
+        return all;
+      }, (me, links, gather) -> {
+        int[] calls = {0};
+        Function<Object, Object[]> first = v -> {
+          if (++calls[0] == 1) return gather.apply(v);
           if (me == 1) {
-            links.connect(allPairs(n), InetAddress.getLoopbackAddress(), first);
-            return "connected";
+            try {
+              assertTrue(rank0Done.await(20, TimeUnit.SECONDS), "rank 0 never ended");
+            } catch (InterruptedException e) {
+              throw new IllegalStateException(e);
+            }
+            throw new CollectiveException("rank 1: rank 0 never came to the gather");
           }
-          pool.submit(() -> {
-            Thread.sleep(300);
-            worldFailed.set(true);
-            return null;
-          });
-          long start = System.nanoTime();
-          try {
-            links.connect(allPairs(n), InetAddress.getLoopbackAddress(), first);
-            return "connected";
-          } catch (CollectiveException e) {
-            return (System.nanoTime() - start) / 1_000_000 + " ms " + e.getMessage();
-          } finally {
-            rank0Done.countDown();
-          }
+          throw new CollectiveException("rank 0 came to the gather");
+        };
+        if (me == 1) {
+          links.connect(allPairs(n), InetAddress.getLoopbackAddress(), first);
+          return "connected";
+        }
+        pool.submit(() -> {
+          Thread.sleep(300);
+          worldFailed.set(true);
+          return null;
         });
-        String m = (String) out.get(0);
-        long millis = Long.parseLong(m.substring(0, m.indexOf(" ms")));
-        assertTrue(m.endsWith(" ms the world failed"), m);
-        assertTrue(millis < 2_000, m);
-      } finally {
-        for (Socket f : fillers) f.close();
-      }
+        long start = System.nanoTime();
+        try {
+          links.connect(allPairs(n), InetAddress.getLoopbackAddress(), first);
+          return "connected";
+        } catch (CollectiveException e) {
+          return (System.nanoTime() - start) / 1_000_000 + " ms " + e.getMessage();
+        } finally {
+          rank0Done.countDown();
+        }
+      });
+      String m = (String) out.get(0);
+      long millis = Long.parseLong(m.substring(0, m.indexOf(" ms")));
+      assertTrue(m.endsWith(" ms the world failed"), m);
+      assertTrue(millis < 2_000, m);
     }
   }
 
@@ -473,5 +453,38 @@ class PeerLinksTest {
       if (p != me) assertArrayEquals(new byte[] {(byte) p, (byte) me}, recv[p].toArray(ValueLayout.JAVA_BYTE), "from rank " + p);
     }
     return "ok";
+  }
+
+  /**
+   * A listening port whose backlog is full (two connections made and never accepted), so that a
+   * further connect is never answered: its SYNs are dropped, as a firewall does.
+   */
+  private record Deaf(ServerSocket server, List<Socket> fillers) implements AutoCloseable {
+    static Deaf open() throws java.io.IOException {
+      ServerSocket server = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
+      List<Socket> fillers = new ArrayList<>();
+      try {
+        for (int i = 0; i < 2; i++) {
+          Socket f = new Socket();
+          fillers.add(f);
+          f.connect(server.getLocalSocketAddress(), 1000);
+        }
+      } catch (java.io.IOException | RuntimeException e) {
+        for (Socket f : fillers) f.close();
+        server.close();
+        throw e;
+      }
+      return new Deaf(server, fillers);
+    }
+
+    int port() {
+      return server.getLocalPort();
+    }
+
+    @Override
+    public void close() throws java.io.IOException {
+      for (Socket f : fillers) f.close();
+      server.close();
+    }
   }
 }
