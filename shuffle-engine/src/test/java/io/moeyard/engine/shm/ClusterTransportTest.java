@@ -129,6 +129,23 @@ class ClusterTransportTest {
   }
 
   /** Every rank's result; the first rank's AssertionError, with every other rank's failure attached. */
+  /** {@code n} ranks each joining as {@code join} says (given its rank and environment): "joined", or what it threw. */
+  private List<Object> joins(int n, java.util.function.BiFunction<Integer, RankEnv, ClusterTransport> join) throws Exception {
+    int port = freePort();
+    List<Future<Object>> fs = new ArrayList<>();
+    for (int r = 0; r < n; r++) {
+      int rank = r;
+      fs.add(pool.submit(() -> {
+        try (ClusterTransport t = join.apply(rank, env(rank, n, port))) {
+          return "joined";
+        } catch (RuntimeException e) {
+          return e;
+        }
+      }));
+    }
+    return results(fs);
+  }
+
   private static List<Object> results(List<Future<Object>> fs) throws Exception {
     List<Object> out = new ArrayList<>();
     AssertionError first = null;
@@ -842,20 +859,7 @@ class ClusterTransportTest {
 
   @Test
   void aRankWithoutAMachineNameFailsEveryRankNamingIt() throws Exception {
-    int n = 3;
-    int port = freePort();
-    List<Future<Object>> fs = new ArrayList<>();
-    for (int r = 0; r < n; r++) {
-      int rank = r;
-      fs.add(pool.submit(() -> {
-        try (ClusterTransport t = ClusterTransport.join(env(rank, n, port), Map.of(), TIMEOUT, rank == 1 ? " " : machine(0))) {
-          return "joined";
-        } catch (RuntimeException e) {
-          return e;
-        }
-      }));
-    }
-    for (Object o : results(fs)) {
+    for (Object o : joins(3, (rank, env) -> ClusterTransport.join(env, Map.of(), TIMEOUT, rank == 1 ? " " : machine(0)))) {
       String m = assertInstanceOf(CollectiveException.class, o).getMessage();
       assertEquals("rank 1 gave no machine name (null or blank) (every rank needs a machine name, as "
           + "ClusterTransport.thisMachine(), and a positive timeout)", m);
@@ -864,21 +868,8 @@ class ClusterTransportTest {
 
   @Test
   void mismatchedConfigurationsFailEveryRank() throws Exception {
-    int n = 3;
-    int port = freePort();
-    List<Future<Object>> fs = new ArrayList<>();
-    for (int r = 0; r < n; r++) {
-      int rank = r;
-      fs.add(pool.submit(() -> {
-        try (ClusterTransport t = ClusterTransport.join(env(rank, n, port), Map.of("experts", rank == 2 ? "64" : "32"),
-            TIMEOUT, machine(rank % 2))) {
-          return "joined";
-        } catch (RuntimeException e) {
-          return e;
-        }
-      }));
-    }
-    for (Object o : results(fs)) {
+    for (Object o : joins(3, (rank, env) -> ClusterTransport.join(env, Map.of("experts", rank == 2 ? "64" : "32"), TIMEOUT,
+        machine(rank % 2)))) {
       String m = assertInstanceOf(RendezvousException.class, o).getMessage();
       assertTrue(m.contains("ranks disagree on the configuration: rank 2 has experts=64, rank 0 has experts=32"), m);
     }
