@@ -40,7 +40,7 @@ public final class LayerExampleCommand implements Callable<Integer> {
   @Option(names = "--hidden", defaultValue = "64", description = "hidden size; default ${DEFAULT-VALUE}")
   int hidden;
 
-  @Option(names = "--tokens", defaultValue = "16", description = "tokens of rank 0 (rank r has --tokens + r % 3); default ${DEFAULT-VALUE}")
+  @Option(names = "--tokens", defaultValue = "16", description = "tokens of rank 0 (rank r has --tokens + r %% 3); default ${DEFAULT-VALUE}")
   int tokens;
 
   @Option(names = "--seed", defaultValue = "42", description = "weights and tokens; default ${DEFAULT-VALUE}")

@@ -61,11 +61,13 @@ public final class Moeyard implements Runnable {
       c.getErr().println("(see: " + c.getCommandSpec().qualifiedName() + " --help)");
       return 2;
     });
-    // A world that cannot form is bad input too (environment, port, disagreeing ranks).
+    // A world that cannot form is bad input too (environment, port, disagreeing ranks). A world
+    // that fails while it runs (a rank died or went silent) is no fault of this process's code: its
+    // message names the rank and the cause, and a stack trace of where this rank waited says nothing.
     cl.setExecutionExceptionHandler((ex, c, parsed) -> {
-      if (!(ex instanceof RendezvousException)) throw ex;
+      if (!(ex instanceof io.moeyard.engine.CollectiveException)) throw ex; // RendezvousException is one
       c.getErr().println("moeyard " + c.getCommandName() + ": " + ex.getMessage());
-      return 2;
+      return ex instanceof RendezvousException ? 2 : 1;
     });
     return cl;
   }

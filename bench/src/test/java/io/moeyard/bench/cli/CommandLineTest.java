@@ -48,6 +48,46 @@ class CommandLineTest {
     }
   }
 
+  /**
+   * Every description is a valid format string: picocli formats them, and prints one it cannot
+   * format (a bare '%') raw, with a warning in the middle of the user's help.
+   */
+  @Test
+  void everyHelpTextIsAFormatString() {
+    java.util.ArrayDeque<picocli.CommandLine> todo = new java.util.ArrayDeque<>(List.of(Moeyard.commandLine()));
+    int seen = 0;
+    while (!todo.isEmpty()) {
+      picocli.CommandLine c = todo.pop();
+      todo.addAll(c.getSubcommands().values());
+      picocli.CommandLine.Model.CommandSpec spec = c.getCommandSpec();
+      // the annotations' own text: the spec's getters return it with "%%" already unescaped
+      List<String> texts = new ArrayList<>();
+      for (Class<?> k = spec.userObject().getClass(); k != null && k != Object.class; k = k.getSuperclass()) {
+        picocli.CommandLine.Command cmd = k.getAnnotation(picocli.CommandLine.Command.class);
+        if (cmd != null) {
+          texts.addAll(List.of(cmd.description()));
+          texts.addAll(List.of(cmd.footer()));
+          texts.addAll(List.of(cmd.header()));
+        }
+        for (java.lang.reflect.Field f : k.getDeclaredFields()) {
+          picocli.CommandLine.Option o = f.getAnnotation(picocli.CommandLine.Option.class);
+          if (o != null) texts.addAll(List.of(o.description()));
+          picocli.CommandLine.Parameters p = f.getAnnotation(picocli.CommandLine.Parameters.class);
+          if (p != null) texts.addAll(List.of(p.description()));
+        }
+      }
+      for (String t : texts) {
+        try {
+          String.format(t, new Object[0]);
+        } catch (java.util.IllegalFormatException e) {
+          throw new AssertionError(spec.qualifiedName() + ": not a format string (" + e + "): " + t);
+        }
+        seen++;
+      }
+    }
+    assertTrue(seen > 50, "texts seen: " + seen);
+  }
+
   @Test
   void benchRejectsBadOptionsWithExitCode2() {
     assertEquals(2, run("bench", "--experts", "10", "--ranks", "4"));

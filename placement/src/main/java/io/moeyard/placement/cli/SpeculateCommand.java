@@ -36,7 +36,7 @@ import picocli.CommandLine.Option;
     description =
         "Learn which experts follow which from --train, then place the tokens of --eval layer by layer on the rank"
             + " that most likely holds their next experts, using only their routing at earlier layers, with every rank"
-            + " within 10% of the mean token count. Without --placement, group experts that tokens use together"
+            + " within 10%% of the mean token count. Without --placement, group experts that tokens use together"
             + " (balanced) and use that placement. Reports local activations (home vs speculative), prediction"
             + " accuracy, tokens per rank, expert load balancedness and cross-rank bytes. Bad input exits with code 2"
             + " and writes no file.")

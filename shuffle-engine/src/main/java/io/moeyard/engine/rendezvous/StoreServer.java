@@ -305,8 +305,10 @@ final class StoreServer implements AutoCloseable {
 
   private synchronized void lost(Peer peer, IOException e) {
     if (failure != null || closed) return;
-    fail("rank " + peer.rank + " left the world without closing it (its connection to the store dropped: "
-        + e.getMessage() + ")", List.of(peer.rank));
+    String how = e instanceof java.io.EOFException ? "end of stream"
+        : e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName();
+    fail("rank " + peer.rank + " left the world without closing it (its connection to the store dropped: " + how + ")",
+        List.of(peer.rank));
   }
 
   private synchronized void aborted(Peer peer, String why) {

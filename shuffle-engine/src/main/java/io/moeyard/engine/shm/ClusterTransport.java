@@ -170,16 +170,30 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   public static String thisMachine() {
     String named = System.getenv(MACHINE_ENV);
     if (named != null && !named.isBlank()) return named.strip();
-    String host;
-    try {
-      host = java.net.InetAddress.getLocalHost().getHostName();
-    } catch (IOException e) {
-      host = "unknown-host";
-    }
+    String host = hostName();
     try {
       return host + " (boot " + Files.readString(Path.of("/proc/sys/kernel/random/boot_id")).trim() + ")";
     } catch (IOException | RuntimeException e) {
       return host;
+    }
+  }
+
+  /**
+   * The kernel's host name, read without a name lookup: a host whose name does not resolve (a
+   * container's, or a machine missing from its own /etc/hosts) must still tell itself apart from
+   * its peers, and a lookup may wait seconds for a name server.
+   */
+  static String hostName() {
+    try {
+      String h = Files.readString(Path.of("/proc/sys/kernel/hostname")).strip();
+      if (!h.isEmpty()) return h;
+    } catch (IOException | RuntimeException e) {
+      // Not Linux: ask the JDK.
+    }
+    try {
+      return java.net.InetAddress.getLocalHost().getHostName();
+    } catch (IOException e) {
+      return "unknown-host";
     }
   }
 

@@ -1,0 +1,59 @@
+package io.moeyard.bench.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code bench/machines/rehearse.sh}: two machines with a network, a {@code /dev/shm} and a host
+ * name each (Linux namespaces), the README's checklist between them, and a machine that dies or
+ * goes silent mid-run. Unlike the pretend machines of the other tests, nothing tells the ranks which
+ * machine they are on, and the store's address is not loopback. Skipped where the host does not
+ * allow namespaces (the script exits 3: no root, no {@code ip}).
+ */
+class MachinesRehearsalTest {
+  @Test
+  void theChecklistPassesBetweenTwoMachines(@TempDir Path dir) throws IOException, InterruptedException {
+    Path root = Path.of(System.getProperty("user.dir")).getParent();
+    Path script = root.resolve("bench/machines/rehearse.sh");
+    assertTrue(Files.isRegularFile(script), script.toString());
+    // this build's classes, not the launcher (which would build the project again)
+    Path moeyard = dir.resolve("moeyard");
+    List<String> cmd = new ArrayList<>(RankProcesses.sameJvm(List.of()));
+    cmd.set(cmd.indexOf("-cp") + 1, System.getProperty("surefire.test.class.path", System.getProperty("java.class.path")));
+    StringBuilder line = new StringBuilder("#!/bin/sh\nexec");
+    for (String a : cmd) line.append(" '").append(a.replace("'", "'\\''")).append('\'');
+    Files.writeString(moeyard, line.append(" \"$@\"\n").toString());
+    Files.setPosixFilePermissions(moeyard, PosixFilePermissions.fromString("rwx------"));
+
+    ProcessBuilder pb = new ProcessBuilder("bash", script.toString()).redirectErrorStream(true);
+    pb.environment().put("MOEYARD", moeyard.toString());
+    pb.environment().remove("MOEYARD_JVM_OPTS");
+    Process p = pb.start();
+    byte[] out;
+    try (var in = p.getInputStream()) {
+      out = in.readAllBytes();
+    }
+    if (!p.waitFor(240, TimeUnit.SECONDS)) {
+      p.destroyForcibly();
+      throw new AssertionError("rehearse.sh hung:\n" + new String(out, StandardCharsets.UTF_8));
+    }
+    String text = new String(out, StandardCharsets.UTF_8);
+    Assumptions.assumeFalse(p.exitValue() == 3, () -> "cannot rehearse machines here: " + text);
+    assertEquals(0, p.exitValue(), text);
+    for (String step : List.of("rendezvous", "bench", "layer-example", "machine-killed", "machine-stopped")) {
+      assertTrue(text.contains("rehearse: " + step + " ok"), step + ":\n" + text);
+    }
+  }
+}
