@@ -175,14 +175,11 @@ cudaError_t launch_permute(const void* x, const float* scales, int scaleCols, co
   const long long sels = (long long)T * K;
   if (sels == 0) return cudaSuccess;
   const int blocks = blocks_for_warps(sels);
-#define MY_ARGS x, scales, scaleCols, topkW, slotIds, pos, slotPrefix, T, K, rowBytes, permX, permScales, permW
-  if (rowBytes % 16 == 0) permute_kernel<int4><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);
-  else if (rowBytes % 8 == 0) permute_kernel<int2><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);
-  else if (rowBytes % 4 == 0) permute_kernel<int><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);
-  else if (rowBytes % 2 == 0) permute_kernel<short><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);
-  else permute_kernel<char><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);
-#undef MY_ARGS
-  return cudaGetLastError();
+  return with_row_vector(rowBytes, [&](auto v) {
+    permute_kernel<decltype(v)><<<blocks, cfg::kRowThreads, 0, st>>>(
+        x, scales, scaleCols, topkW, slotIds, pos, slotPrefix, T, K, rowBytes, permX, permScales, permW);
+    return cudaGetLastError();
+  });
 }
 
 static cudaError_t sort_chunks_any(const void* src, const float* srcScales, const float* srcW,
@@ -191,14 +188,11 @@ static cudaError_t sort_chunks_any(const void* src, const float* srcScales, cons
                                    float* dstScales, float* dstW, bool back, cudaStream_t st) {
   if (numRows == 0) return cudaSuccess;
   const int blocks = blocks_for_warps(numRows);
-#define MY_ARGS src, srcScales, srcW, stagingPrefix, rowBase, nBlocks, numRows, rowBytes, scaleCols, dst, dstScales, dstW, back
-  if (rowBytes % 16 == 0) sort_chunks_kernel<int4><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);
-  else if (rowBytes % 8 == 0) sort_chunks_kernel<int2><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);
-  else if (rowBytes % 4 == 0) sort_chunks_kernel<int><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);
-  else if (rowBytes % 2 == 0) sort_chunks_kernel<short><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);
-  else sort_chunks_kernel<char><<<blocks, cfg::kRowThreads, 0, st>>>(MY_ARGS);
-#undef MY_ARGS
-  return cudaGetLastError();
+  return with_row_vector(rowBytes, [&](auto v) {
+    sort_chunks_kernel<decltype(v)><<<blocks, cfg::kRowThreads, 0, st>>>(
+        src, srcScales, srcW, stagingPrefix, rowBase, nBlocks, numRows, rowBytes, scaleCols, dst, dstScales, dstW, back);
+    return cudaGetLastError();
+  });
 }
 
 cudaError_t launch_sort_chunks(const void* stagingX, const float* stagingScales,

@@ -23,6 +23,17 @@ inline int blocks_for_warps(long long warps) {
   return (int)((warps + cfg::kRowsPerBlock - 1) / cfg::kRowsPerBlock);
 }
 
+// Host: calls f(V{}) with V the widest of int4, int2, int, short, char whose size divides
+// rowBytes, the vector a row kernel moves rows in (rows are only as aligned as their size).
+template <typename F>
+inline cudaError_t with_row_vector(long long rowBytes, F&& f) {
+  if (rowBytes % 16 == 0) return f(int4{});
+  if (rowBytes % 8 == 0) return f(int2{});
+  if (rowBytes % 4 == 0) return f(int{});
+  if (rowBytes % 2 == 0) return f(short{});
+  return f(char{});
+}
+
 // Read-only, non-coherent cached load of one vector (the source rows are never written while a
 // kernel reads them).
 template <typename V>
@@ -77,6 +88,41 @@ MY_HD P load_once(const P* p) {
 #else
   return *p;
 #endif
+}
+
+// One row of nvec vectors, read once (load_once) by a whole warp and stored to every destination
+// i < n that dest(i, d) takes (true, with its row in d): kCopyUnroll vectors per lane are loaded
+// before any is stored, to keep loads in flight. Every lane calls dest(i, d) alike, for every i,
+// so dest may shuffle. (A bool and a pointer, not a pointer that may be null: a destination
+// skipped by its own test costs no second test of the pointer.)
+// The fused dispatch (destinations: its selections' rows) and the relay's pack (the remote nodes'
+// messages) share it.
+template <typename V, typename Dest>
+__device__ __forceinline__ void warp_scatter_row(const V* __restrict__ src, int nvec, int lane, int n, Dest dest) {
+  constexpr int U = cfg::kCopyUnroll;
+  constexpr int W = cfg::kWarpSize;
+  int base = 0;
+  for (; base + U * W <= nvec; base += U * W) {
+    V val[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) val[u] = load_once(src + base + u * W + lane);
+    for (int i = 0; i < n; ++i) {
+      V* d;
+      if (dest(i, d)) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) d[base + u * W + lane] = val[u];
+      }
+    }
+  }
+  for (; base < nvec; base += W) {
+    const int v = base + lane;
+    V val;
+    if (v < nvec) val = load_once(src + v);
+    for (int i = 0; i < n; ++i) {
+      V* d;
+      if (dest(i, d) && v < nvec) d[v] = val;
+    }
+  }
 }
 
 // Row r of y (rows of H elements), or r itself when the caller's rowOf gives pointers (the relay's

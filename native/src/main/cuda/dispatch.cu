@@ -48,37 +48,17 @@ dispatch_fused_kernel(const DispatchArgs a) {
       myD >= 0 ? reinterpret_cast<unsigned long long>(static_cast<char*>(a.recvX[myD]) + (long long)myRow * a.rowBytes)
                : 0ull;
 
-  constexpr int U = cfg::kCopyUnroll;
-  constexpr int W = cfg::kWarpSize;
   const int nvec = a.rowBytes / (int)sizeof(V);
   const V* src = reinterpret_cast<const V*>(static_cast<const char*>(a.x) + xRow * a.rowBytes);
-  int base = 0;
-  for (; base + U * W <= nvec; base += U * W) {
-    V val[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) val[u] = load_once(src + base + u * W + lane);
-    for (int k = 0; k < K; ++k) {
-      V* d = reinterpret_cast<V*>(__shfl_sync(kFull, myDst, k));
-      if (d != nullptr) {
-#pragma unroll
-        for (int u = 0; u < U; ++u) d[base + u * W + lane] = val[u];
-      }
-    }
-  }
-  for (; base < nvec; base += W) {
-    const int v = base + lane;
-    V val;
-    if (v < nvec) val = load_once(src + v);
-    for (int k = 0; k < K; ++k) {
-      V* d = reinterpret_cast<V*>(__shfl_sync(kFull, myDst, k));
-      if (d != nullptr && v < nvec) d[v] = val;
-    }
-  }
+  warp_scatter_row(src, nvec, lane, K, [&](int k, V*& d) {
+    d = reinterpret_cast<V*>(__shfl_sync(kFull, myDst, k));
+    return d != nullptr;
+  });
 
   // FP8 scales: H/128 floats per row, copied unchanged into each destination row.
   if (a.scaleCols > 0) {
     const float* srow = a.scales + xRow * a.scaleCols;
-    for (int cb = 0; cb < a.scaleCols; cb += W) {
+    for (int cb = 0; cb < a.scaleCols; cb += cfg::kWarpSize) {
       const int c = cb + lane;
       const float sv = c < a.scaleCols ? __ldg(srow + c) : 0.0f;
       for (int k = 0; k < K; ++k) {
@@ -120,17 +100,10 @@ cudaError_t launch_dispatch_fused(const DispatchArgs& a, cudaStream_t st) {
   if (a.T == 0) return cudaSuccess;
   if (a.K > cfg::kMaxTopk || a.K < 1) return cudaErrorInvalidValue;
   const int blocks = blocks_for_warps(a.T);
-  if (a.rowBytes % 16 == 0)
-    dispatch_fused_kernel<int4><<<blocks, cfg::kRowThreads, 0, st>>>(a);
-  else if (a.rowBytes % 8 == 0)
-    dispatch_fused_kernel<int2><<<blocks, cfg::kRowThreads, 0, st>>>(a);
-  else if (a.rowBytes % 4 == 0)
-    dispatch_fused_kernel<int><<<blocks, cfg::kRowThreads, 0, st>>>(a);
-  else if (a.rowBytes % 2 == 0)
-    dispatch_fused_kernel<short><<<blocks, cfg::kRowThreads, 0, st>>>(a);
-  else
-    dispatch_fused_kernel<char><<<blocks, cfg::kRowThreads, 0, st>>>(a);
-  return cudaGetLastError();
+  return with_row_vector(a.rowBytes, [&](auto v) {
+    dispatch_fused_kernel<decltype(v)><<<blocks, cfg::kRowThreads, 0, st>>>(a);
+    return cudaGetLastError();
+  });
 }
 
 }  // namespace moeyard

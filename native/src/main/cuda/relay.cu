@@ -70,37 +70,17 @@ relay_pack_kernel(const RelayPackArgs a) {
     }
   }
   const int* nodeRow = a.nodeRow + (long long)t * M;
-  constexpr int U = cfg::kCopyUnroll;
-  constexpr int W = cfg::kWarpSize;
   const int nvec = a.rowBytes / (int)sizeof(V);
   const V* src = reinterpret_cast<const V*>(static_cast<const char*>(a.x) + (long long)t * a.rowBytes);
-  int base = 0;
-  for (; base + U * W <= nvec; base += U * W) {
-    V val[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) val[u] = load_once(src + base + u * W + lane);
-    for (int m = 0; m < M; ++m) {
-      const int j = nodeRow[m];
-      if (m == a.node || j < 0) continue;
-      V* d = reinterpret_cast<V*>(a.sendArea + remote_slot(m, a.node) * a.slotBytes + rowsAt + (long long)j * a.rowBytes);
-#pragma unroll
-      for (int u = 0; u < U; ++u) d[base + u * W + lane] = val[u];
-    }
-  }
-  for (; base < nvec; base += W) {
-    const int v = base + lane;
-    V val;
-    if (v < nvec) val = load_once(src + v);
-    for (int m = 0; m < M; ++m) {
-      const int j = nodeRow[m];
-      if (m == a.node || j < 0 || v >= nvec) continue;
-      V* d = reinterpret_cast<V*>(a.sendArea + remote_slot(m, a.node) * a.slotBytes + rowsAt + (long long)j * a.rowBytes);
-      d[v] = val;
-    }
-  }
+  warp_scatter_row(src, nvec, lane, M, [&](int m, V*& d) {
+    const int j = nodeRow[m];
+    if (m == a.node || j < 0) return false;
+    d = reinterpret_cast<V*>(a.sendArea + remote_slot(m, a.node) * a.slotBytes + rowsAt + (long long)j * a.rowBytes);
+    return true;
+  });
   if (a.scaleCols > 0) {
     const float* srow = a.scales + (long long)t * a.scaleCols;
-    for (int c = lane; c < a.scaleCols; c += W) {
+    for (int c = lane; c < a.scaleCols; c += cfg::kWarpSize) {
       const float sv = __ldg(srow + c);
       for (int m = 0; m < M; ++m) {
         const int j = nodeRow[m];
@@ -208,11 +188,6 @@ relay_home_kernel(const RelayHomeArgs a) {
       [](int) { return 0.0f; }, ends, static_cast<T*>(a.out) + (long long)t * a.H, lane);
 }
 
-template <typename V>
-cudaError_t pack_typed(const RelayPackArgs& a, cudaStream_t st) {
-  relay_pack_kernel<V><<<blocks_for_warps(a.T), cfg::kRowThreads, 0, st>>>(a);
-  return cudaGetLastError();
-}
 
 template <typename T>
 cudaError_t send_typed(const void* y, const float* recvW, const int* pairSrc, const int* pairHome,
@@ -268,11 +243,10 @@ cudaError_t launch_relay_pack(const RelayPackArgs& a, cudaStream_t st) {
   if (a.T < 0 || a.node < 0 || a.node >= a.M ||
       a.slotBytes < msg_bytes(a.T, a.K, a.T, a.rowBytes, a.scaleCols))
     return cudaErrorInvalidValue;
-  if (a.rowBytes % 16 == 0) return pack_typed<int4>(a, st);
-  if (a.rowBytes % 8 == 0) return pack_typed<int2>(a, st);
-  if (a.rowBytes % 4 == 0) return pack_typed<int>(a, st);
-  if (a.rowBytes % 2 == 0) return pack_typed<short>(a, st);
-  return pack_typed<char>(a, st);
+  return with_row_vector(a.rowBytes, [&](auto v) {
+    relay_pack_kernel<decltype(v)><<<blocks_for_warps(a.T), cfg::kRowThreads, 0, st>>>(a);
+    return cudaGetLastError();
+  });
 }
 
 cudaError_t launch_relay_combine_send(int dtype, const void* y, const float* recvW, const int* pairSrc,

@@ -95,17 +95,10 @@ cudaError_t launch_dispatch_fused_simple(const DispatchArgs& a, cudaStream_t st)
   if (a.T == 0) return cudaSuccess;
   if (a.K > cfg::kMaxTopk || a.K < 1) return cudaErrorInvalidValue;
   const int blocks = blocks_for_warps(a.T);
-  if (a.rowBytes % 16 == 0)
-    dispatch_fused_kernel<int4><<<blocks, cfg::kRowThreads, 0, st>>>(a);
-  else if (a.rowBytes % 8 == 0)
-    dispatch_fused_kernel<int2><<<blocks, cfg::kRowThreads, 0, st>>>(a);
-  else if (a.rowBytes % 4 == 0)
-    dispatch_fused_kernel<int><<<blocks, cfg::kRowThreads, 0, st>>>(a);
-  else if (a.rowBytes % 2 == 0)
-    dispatch_fused_kernel<short><<<blocks, cfg::kRowThreads, 0, st>>>(a);
-  else
-    dispatch_fused_kernel<char><<<blocks, cfg::kRowThreads, 0, st>>>(a);
-  return cudaGetLastError();
+  return with_row_vector(a.rowBytes, [&](auto v) {
+    dispatch_fused_kernel<decltype(v)><<<blocks, cfg::kRowThreads, 0, st>>>(a);
+    return cudaGetLastError();
+  });
 }
 
 
