@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# rehearse.sh [--quick]: two machines on this one Linux host, each with a network stack, a /dev/shm
+# rehearse.sh [--quick] [--link "TC QDISC"] [-- MOEYARD ARGS...]: two machines on this one Linux host, each with a network stack, a /dev/shm
 # and a host name of its own (network, mount and UTS namespaces, joined by a veth pair), and the
 # README's "Across real machines" checklist run between them as a user would run it: the launch
 # lines name the other machine by its address, not by loopback, and no machine name is given, so
@@ -12,12 +12,26 @@
 # must hold no moeyard file. --quick runs the first two steps only. MOEYARD, when set, is the
 # command that runs moeyard (the tests point it at their own build); else the launcher here.
 #
+# --link shapes the link between the machines both ways with a tc queueing discipline (e.g. "tbf
+# rate 10gbit burst 4mb latency 50ms"; "netem delay 25us" where the kernel has netem), for figures
+# nearer a cluster's than a virtual Ethernet's memory copies. With "-- ARGS",
+# no checklist: both machines run moeyard ARGS, the word MACHINE in them standing for the
+# --machines 2 --machine-rank I --master-addr --master-port flags, and machine 0's output is
+# printed (e.g. `-- bench --procs 2 MACHINE --tokens 512`).
+#
 # Needs root (ip netns, unshare, mount); exits 3 when the host does not allow it, so that callers
 # can tell "cannot rehearse here" from a failure. Every namespace and link is removed on exit.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-quick=0
-[ "${1:-}" = "--quick" ] && quick=1
+quick=0 link="" run=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1; shift ;;
+    --link) link=$2; shift 2 ;;
+    --) shift; run=("$@"); break ;;
+    *) echo "rehearse: unknown option $1 (want --quick, --link SPEC, -- ARGS)" >&2; exit 2 ;;
+  esac
+done
 
 tag="my$$"
 ns0="moeyard-$tag-0" ns1="moeyard-$tag-1"
@@ -43,6 +57,15 @@ if ! { ip netns add "$ns0" && ip netns add "$ns1" \
     && ip -n "$ns0" link set lo up && ip -n "$ns1" link set lo up; } 2>"$work/setup.err"; then
   echo "rehearse: this host does not allow network namespaces ($(head -c 300 "$work/setup.err")); not rehearsing here" >&2
   exit 3
+fi
+
+if [ -n "$link" ]; then
+  if ! command -v tc >/dev/null || ! { tc -n "$ns0" qdisc add dev "v$tag-0" root $link \
+      && tc -n "$ns1" qdisc add dev "v$tag-1" root $link; } 2>"$work/tc.err"; then
+    echo "rehearse: cannot shape the link with '$link': $(head -c 300 "$work/tc.err")" >&2
+    exit 3
+  fi
+  echo "rehearse: link between the machines shaped both ways: $link"
 fi
 
 moeyard="${MOEYARD:-$root/moeyard}"
@@ -97,6 +120,20 @@ step() {
     failed=1
   fi
 }
+
+if [ ${#run[@]} -gt 0 ]; then
+  port=$((port + 1))
+  mapfile -t a0 < <(args 0 "${run[@]}")
+  mapfile -t a1 < <(args 1 "${run[@]}")
+  on 1 "$moeyard" "${a1[@]}" >"$work/run.1" 2>&1 &
+  p1=$!
+  on 0 "$moeyard" "${a0[@]}"
+  rc0=$?
+  wait "$p1"; rc1=$?
+  [ "$rc1" != 0 ] && { echo "rehearse: machine 1 exited $rc1:"; tail -20 "$work/run.1"; }
+  [ "$rc0" != 0 ] && exit "$rc0"
+  exit "$rc1"
+fi
 
 step rendezvous "links ok" launch --nprocs 2 MACHINE -- rendezvous-check --cluster
 step bench "verified: yes" bench --procs 2 MACHINE --tokens 64 --hidden 256 --experts 16 --topk 4 --iters 3 --warmup 0
