@@ -52,7 +52,8 @@ public final class BenchCommand implements Callable<Integer> {
 
   @Option(names = "--procs", paramLabel = "N", description = "run the bench with N rank processes (moeyard launch starts"
       + " them; each builds the same inputs from --seed) instead of N rank threads (cpu) or N virtual ranks (cuda: one GPU,"
-      + " peers through CUDA IPC); host meetings over shared memory; sets --ranks")
+      + " peers through CUDA IPC); host meetings over shared memory; sets --ranks; with --layers [--speculate] the layer"
+      + " stack runs on the rank processes (cpu), rank 0 printing the same table")
   Integer procs;
 
   /** Set on the rank processes of --procs: this process is one rank (torchrun variables), not the launcher. */
@@ -138,13 +139,16 @@ public final class BenchCommand implements Callable<Integer> {
   int layer;
 
   @Option(names = "--layers", description = "with --trace: run layers A..B-1 one after another (A:B), every token routed by the"
-      + " trace at every layer, the combine output feeding the next layer (cpu backend); prints where rows went and the"
-      + " collectives' time")
+      + " trace at every layer, the combine output feeding the next layer (cpu backend, node relay); prints where rows went and the"
+      + " collectives' time; on rank threads (--ranks), or rank processes with --procs N [--nodes M] [--machines K"
+      + " --machine-rank I --master-addr H --master-port P], whose ranks must agree on the trace, model and placement"
+      + " (checksums of the files)")
   String layers;
 
   @Option(names = "--speculate", description = "with --layers: also run with speculative token shuffling (an affinity model"
       + " from moeyard speculate --model-out): each layer's combine moves tokens to the rank chosen for their next layer;"
-      + " the outputs must equal the run without it, bit for bit")
+      + " the outputs must equal the run without it, bit for bit (a digest of every token's final row, compared by rank 0);"
+      + " every rank derives the token assignment itself, and the ranks check that they derived the same")
   Path speculate;
 
   /**
@@ -375,6 +379,9 @@ public final class BenchCommand implements Callable<Integer> {
     if (!backend.equalsIgnoreCase("cpu")) throw new IllegalArgumentException("--layers runs on the cpu backend only, got --backend " + backend);
     if (routingOut != null) throw new IllegalArgumentException("--routing-out " + routingOut + " writes one layer's routing; --layers does not take it");
     if (iters < 1) throw new IllegalArgumentException("--iters must be at least 1, got " + iters);
+    if (!nodePath.equalsIgnoreCase("relay")) {
+      throw new IllegalArgumentException("--node-path " + nodePath + ": --layers runs the node relay only (the path that also runs across machines)");
+    }
     String[] ab = layers.split(":");
     int from;
     int to;
