@@ -405,7 +405,12 @@ public final class BenchCommand implements Callable<Integer> {
     if (h < 1) throw new IllegalArgumentException("--hidden must be at least 1, got " + h);
     int[][] phy2log = null;
     if (placement != null) {
-      io.moeyard.placement.model.Placement plan = io.moeyard.placement.format.PlacementReader.read(placement, r, e);
+      io.moeyard.placement.model.Placement plan;
+      try {
+        plan = io.moeyard.placement.format.PlacementReader.read(placement, r, e);
+      } catch (IOException | RuntimeException ex) {
+        throw unreadable("--placement", placement, ex);
+      }
       if (plan.layers() != rt.layers() || plan.experts() != e) {
         throw new IllegalArgumentException("--placement " + placement + " is " + plan.layers() + " layers x " + plan.experts()
             + " experts, the trace " + rt.layers() + " x " + e);
@@ -420,7 +425,12 @@ public final class BenchCommand implements Callable<Integer> {
     }
     io.moeyard.placement.speculate.SpeculativeShuffler shuffler = null;
     if (speculate != null) {
-      var model = io.moeyard.placement.speculate.AffinityModel.read(speculate);
+      io.moeyard.placement.speculate.AffinityModel model;
+      try {
+        model = io.moeyard.placement.speculate.AffinityModel.read(speculate);
+      } catch (IOException | RuntimeException ex) {
+        throw unreadable("--speculate", speculate, ex);
+      }
       if (model.layers() != rt.layers() || model.experts() != e) {
         throw new IllegalArgumentException("--speculate " + speculate + " models " + model.layers() + " layers x " + model.experts()
             + " experts, the trace has " + rt.layers() + " x " + e);
@@ -434,6 +444,12 @@ public final class BenchCommand implements Callable<Integer> {
           io.moeyard.placement.speculate.SpeculativeShuffler.TOLERANCE);
     }
     return new LayerRun.Inputs(rt, from, to, r, nodes, t, h, phy2log, shuffler);
+  }
+
+  /** The option's file could not be read as it should: one message naming the option and the file once. */
+  private static IllegalArgumentException unreadable(String option, Path file, Exception ex) {
+    String msg = String.valueOf(ex.getMessage());
+    return new IllegalArgumentException(option + " " + (msg.startsWith(file.toString()) ? msg : file + ": " + msg));
   }
 
   /**
@@ -551,8 +567,7 @@ public final class BenchCommand implements Callable<Integer> {
     try {
       plan = io.moeyard.placement.format.PlacementReader.read(placement, ranks, experts);
     } catch (IOException | RuntimeException ex) {
-      String msg = String.valueOf(ex.getMessage());
-      throw new IllegalArgumentException("--placement " + (msg.startsWith(placement.toString()) ? msg : placement + ": " + msg));
+      throw unreadable("--placement", placement, ex);
     }
     if (plan.experts() != experts) {
       throw new IllegalArgumentException("--placement " + placement + " places " + plan.experts() + " experts, the routing has " + experts);

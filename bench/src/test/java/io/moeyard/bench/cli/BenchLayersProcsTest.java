@@ -233,6 +233,8 @@ class BenchLayersProcsTest {
       {"--tokens 100000", "--procs", "2", "--trace", t, "--experts", e, "--layers", "1:4", "--tokens", "100000"},
       {"among 8 ranks", "--procs", "8", "--trace", t, "--experts", e, "--layers", "1:4", "--tokens", "1"},
       {"--speculate " + otherModel, "--procs", "2", "--trace", t, "--experts", e, "--layers", "1:4", "--speculate", otherModel.toString()},
+      {"--speculate " + c.trace(), "--procs", "2", "--trace", t, "--experts", e, "--layers", "1:4", "--speculate", t},  // not a model
+      {"--placement " + c.model(), "--procs", "2", "--trace", t, "--experts", e, "--layers", "1:4", "--placement", c.model().toString()},
       {"--nodes must divide --procs (2), got 3", "--procs", "2", "--nodes", "3", "--trace", t, "--experts", e, "--layers", "1:4"},
       {"--node-path direct", "--procs", "2", "--trace", t, "--experts", e, "--layers", "1:4", "--node-path", "direct"},
       {"--node-path direct", "--procs", "2", "--machines", "2", "--master-addr", "h", "--master-port", "29500", "--node-path", "direct",
