@@ -59,10 +59,15 @@ class BenchLayersProcsTest {
     return new Case(seed, trace, model, tokensPerRank);
   }
 
-  /** The layer run's options of {@code c}, less how the ranks run. */
+  /** The layer run's options of {@code c} (layers 1..LAYERS-1), less how the ranks run. */
   private static List<String> layerArgs(Case c) {
+    return layerArgs(c, LAYERS);
+  }
+
+  /** The same for layers 1..to-1. */
+  private static List<String> layerArgs(Case c, int to) {
     return new ArrayList<>(List.of("--trace", c.trace().toString(), "--experts", Integer.toString(EXPERTS), "--layers",
-        "1:" + LAYERS, "--tokens", Integer.toString(c.tokensPerRank()), "--hidden", "24", "--speculate", c.model().toString(),
+        "1:" + to, "--tokens", Integer.toString(c.tokensPerRank()), "--hidden", "24", "--speculate", c.model().toString(),
         "--iters", "1"));
   }
 
@@ -86,9 +91,9 @@ class BenchLayersProcsTest {
   }
 
   /** The rank threads' JSON for {@code c} on {@code ranks} ranks in {@code nodes} nodes. */
-  private JsonNode threads(Case c, int ranks, int nodes) throws Exception {
+  private JsonNode threads(Case c, int to, int ranks, int nodes) throws Exception {
     Path json = dir.resolve("threads.json");
-    List<String> args = layerArgs(c);
+    List<String> args = layerArgs(c, to);
     args.addAll(List.of("--ranks", Integer.toString(ranks), "--nodes", Integer.toString(nodes), "--json", json.toString()));
     Object[] r = inJvm(args);
     assertEquals(0, r[0], c.seed() + "\n" + r[1] + r[2]);
@@ -118,7 +123,7 @@ class BenchLayersProcsTest {
   @Test
   void rankProcessesMatchRankThreadsBitForBit() throws Exception {
     Case c = writeCase(3);
-    JsonNode want = threads(c, 3, 1);
+    JsonNode want = threads(c, LAYERS, 3, 1);
     Path json = dir.resolve("procs.json");
     List<String> args = layerArgs(c);
     args.addAll(List.of("--procs", "3", "--json", json.toString()));
@@ -156,7 +161,8 @@ class BenchLayersProcsTest {
   @Test
   void twoMachinesMatchRankThreadsBitForBit() throws Exception {
     Case c = writeCase(4);
-    JsonNode want = threads(c, 4, 2);
+    // two layers: six JVMs start here, and the test stays short on a busy host
+    JsonNode want = threads(c, 3, 4, 2);
     int port;
     try (var s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
       port = s.getLocalPort();
@@ -164,7 +170,7 @@ class BenchLayersProcsTest {
     Path json = dir.resolve("machines.json");
     Process[] m = new Process[2];
     for (int i = 1; i >= 0; i--) {
-      List<String> args = layerArgs(c);
+      List<String> args = layerArgs(c, 3);
       args.addAll(List.of("--procs", "2", "--machines", "2", "--machine-rank", Integer.toString(i), "--master-addr", "127.0.0.1",
           "--master-port", Integer.toString(port), "--machine-name", "pretend-" + i));
       if (i == 0) args.addAll(List.of("--json", json.toString()));
