@@ -182,7 +182,7 @@ public final class LayerRun {
    * Every rank derived the maps and the assignments itself: they compare digests of them before
    * any row moves, and all fail alike, naming the ranks, if one differs.
    */
-  private static void requireSameDerivation(Transport t, Prepared p) {
+  static void requireSameDerivation(Transport t, Prepared p) {
     long h = 0x243F6A8885A308D3L;
     for (int l = p.in().from(); l < p.in().to(); l++) {
       for (int e : p.maps()[l].physicalToLogical()) h = mix(h ^ e);

@@ -3,9 +3,12 @@ package io.moeyard.bench.run;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moeyard.engine.testkit.TestSeed;
+import io.moeyard.engine.transport.CpuWorld;
+import io.moeyard.placement.speculate.Assignments;
 import io.moeyard.placement.speculate.AffinityModel;
 import io.moeyard.placement.speculate.SpeculativeShuffler;
 import io.moeyard.placement.trace.RoutingTrace;
@@ -136,6 +139,48 @@ public class LayerRunTest {
         flipped.set(java.lang.foreign.ValueLayout.JAVA_BYTE, bit / 8, (byte) (row[bit / 8] ^ (1 << (bit % 8))));
         assertNotEquals(clean, LayerRun.rowDigest(flipped, 0, bytes), seed + ": " + bytes + " bytes, bit " + bit);
       }
+    }
+  }
+
+  @Test
+  void ranksThatDeriveDifferentAssignmentsAllFail() {
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    int ranks = 3;
+    int experts = 6;
+    int layers = 4;
+    RoutingTrace train = chainTrace(rnd, 200, layers, 2, experts);
+    RoutingTrace eval = chainTrace(rnd, ranks * 8, layers, 2, experts);
+    SpeculativeShuffler shuffler = new SpeculativeShuffler(AffinityModel.learn(List.of(train)), trivial(layers, experts), ranks,
+        SpeculativeShuffler.TOLERANCE);
+    LayerRun.Prepared p = LayerRun.prepare(new LayerRun.Inputs(eval, 1, layers, ranks, 1, 8, 8, null, shuffler), QUIET);
+    // rank 1 puts one token elsewhere at one layer of the run
+    Assignments a = p.speculative();
+    int[] rank = a.rank().clone();
+    int g = rnd.nextInt(a.tokens());
+    int l = 1 + rnd.nextInt(layers - 1);
+    rank[g * layers + l] = (rank[g * layers + l] + 1) % ranks;
+    LayerRun.Prepared other = new LayerRun.Prepared(p.in(), p.trace(), p.topology(), p.maps(), p.home(),
+        new Assignments(a.tokens(), a.layers(), a.gpus(), rank, a.predicted()));
+    java.util.concurrent.atomic.AtomicInteger failed = new java.util.concurrent.atomic.AtomicInteger();
+    try (CpuWorld w = CpuWorld.create(p.topology())) {
+      IllegalStateException e = assertThrows(IllegalStateException.class, () -> w.run(t -> {
+        try {
+          LayerRun.requireSameDerivation(t, t.rank() == 1 ? other : p);
+        } catch (IllegalStateException ex) {
+          failed.incrementAndGet();
+          throw ex;
+        }
+        return null;
+      }));
+      assertTrue(e.getMessage().contains("ranks 0 and 1 derived different"), seed + ": " + e.getMessage());
+    }
+    assertEquals(ranks, failed.get(), seed + ": every rank fails alike");
+    try (CpuWorld w = CpuWorld.create(p.topology())) {
+      w.run(t -> {
+        LayerRun.requireSameDerivation(t, p);
+        return null;
+      });
     }
   }
 }
