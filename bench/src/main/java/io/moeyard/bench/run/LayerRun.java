@@ -118,7 +118,7 @@ public final class LayerRun {
     Prepared p = prepare(in, progress);
     String world = in.ranks() + " rank threads of one JVM";
     try (CpuWorld w = CpuWorld.create(p.topology())) {
-      return w.run(t -> rankRun(t, p, iters, t.rank() == 0 ? progress : QUIET, corruptRank, world)).get(0);
+      return w.run(t -> rankRun(t, p, iters, corruptRank, world)).get(0);
     }
   }
 
@@ -135,9 +135,8 @@ public final class LayerRun {
       if (t.size() != in.ranks()) {
         throw new IllegalArgumentException("the world has " + t.size() + " ranks, the run was configured for " + in.ranks());
       }
-      PrintStream mine = t.rank() == 0 ? progress : QUIET;
-      Prepared p = prepare(in, mine);
-      return rankRun(t, p, iters, mine, corruptRank, ProcBench.world(t));
+      Prepared p = prepare(in, t.rank() == 0 ? progress : QUIET);
+      return rankRun(t, p, iters, corruptRank, ProcBench.world(t));
     }
   }
 
@@ -166,7 +165,7 @@ public final class LayerRun {
   }
 
   /** One rank's share of both runs, on any transport; rank 0 returns the result, the others null. */
-  private static Result rankRun(Transport t, Prepared p, int iters, PrintStream progress, int corruptRank, String world) {
+  private static Result rankRun(Transport t, Prepared p, int iters, int corruptRank, String world) {
     requireSameDerivation(t, p);
     Ran home = runMode(t, "home", p, p.home(), false, iters, -1);
     Ran spec = p.speculative() == null ? null : runMode(t, "speculative", p, p.speculative(), true, iters, corruptRank);
