@@ -8,6 +8,7 @@ import io.moeyard.bench.run.BenchResult;
 import io.moeyard.bench.run.CpuBench;
 import io.moeyard.bench.run.CudaBench;
 import io.moeyard.bench.run.HostMemory;
+import io.moeyard.bench.run.LayerRun;
 import io.moeyard.bench.run.TraceRouting;
 import io.moeyard.cuda.CudaAvailability;
 import io.moeyard.cuda.CudaBackend;
@@ -20,7 +21,9 @@ import io.moeyard.placement.format.PlacementWriter;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Path;
+import java.util.LinkedHashMap;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -49,7 +52,8 @@ public final class BenchCommand implements Callable<Integer> {
 
   @Option(names = "--procs", paramLabel = "N", description = "run the bench with N rank processes (moeyard launch starts"
       + " them; each builds the same inputs from --seed) instead of N rank threads (cpu) or N virtual ranks (cuda: one GPU,"
-      + " peers through CUDA IPC); host meetings over shared memory; sets --ranks")
+      + " peers through CUDA IPC); host meetings over shared memory; sets --ranks; with --layers [--speculate] the layer"
+      + " stack runs on the rank processes (cpu), rank 0 printing the same table")
   Integer procs;
 
   /** Set on the rank processes of --procs: this process is one rank (torchrun variables), not the launcher. */
@@ -135,14 +139,24 @@ public final class BenchCommand implements Callable<Integer> {
   int layer;
 
   @Option(names = "--layers", description = "with --trace: run layers A..B-1 one after another (A:B), every token routed by the"
-      + " trace at every layer, the combine output feeding the next layer (cpu backend); prints where rows went and the"
-      + " collectives' time")
+      + " trace at every layer, the combine output feeding the next layer (cpu backend, node relay); prints where rows went and the"
+      + " collectives' time; on rank threads (--ranks), or rank processes with --procs N [--nodes M] [--machines K"
+      + " --machine-rank I --master-addr H --master-port P], whose ranks must agree on the trace, model and placement"
+      + " (checksums of the files)")
   String layers;
 
   @Option(names = "--speculate", description = "with --layers: also run with speculative token shuffling (an affinity model"
       + " from moeyard speculate --model-out): each layer's combine moves tokens to the rank chosen for their next layer;"
-      + " the outputs must equal the run without it, bit for bit")
+      + " the outputs must equal the run without it, bit for bit (a digest of every token's final row, compared by rank 0);"
+      + " every rank derives the token assignment itself, and the ranks check that they derived the same")
   Path speculate;
+
+  /**
+   * Tests only: flips one bit of one final row of this rank in the --speculate run, so that the
+   * identity check must say DIFFERENT (a check that cannot fail proves nothing).
+   */
+  @Option(names = "--corrupt-final-row", hidden = true, defaultValue = "-1")
+  int corruptRank;
 
   static final class PresetNames implements Iterable<String> {
     @Override
@@ -262,7 +276,6 @@ public final class BenchCommand implements Callable<Integer> {
     String bad = null;
     if (procs < 1) bad = "--procs must be at least 1, got " + procs;
     else if (!backend.equalsIgnoreCase("cpu") && !backend.equalsIgnoreCase("cuda")) bad = "unknown --backend '" + backend + "' (cpu or cuda)";
-    else if (layers != null || speculate != null) bad = "--procs does not run --layers / --speculate";
     else if (nodes < 1 || procs % nodes != 0) bad = "--nodes must divide --procs (" + procs + "), got " + nodes;
     else if (machines < 1) bad = "--machines must be at least 1, got " + machines;
     else if (machineRank < 0 || machineRank >= machines) bad = "--machine-rank " + machineRank + " is outside [0, " + machines + ")";
@@ -281,11 +294,21 @@ public final class BenchCommand implements Callable<Integer> {
     }
     ranks = procs * machines;
     nodes = nodes * machines;
-    BenchConfig config = checkedConfig(true); // --routing-out here, once, not by every rank
-    if (config == null) return 2;
-    if (backend.equalsIgnoreCase("cuda")) {
-      int refused = cudaRefused(config); // said once here rather than by every rank process
-      if (refused != 0) return refused;
+    if (layers != null || speculate != null) {
+      // checked here, once, before any rank starts; every rank checks again and agrees on them
+      try {
+        layerInputs(ranks, nodes);
+      } catch (IllegalArgumentException | IOException ex) {
+        System.err.println("moeyard bench: " + ex.getMessage());
+        return 2;
+      }
+    } else {
+      BenchConfig config = checkedConfig(true); // --routing-out here, once, not by every rank
+      if (config == null) return 2;
+      if (backend.equalsIgnoreCase("cuda")) {
+        int refused = cudaRefused(config); // said once here rather than by every rank process
+        if (refused != 0) return refused;
+      }
     }
     // the whole command line, "bench" included, less what the launcher settles here
     java.util.Set<String> launcherOnly = java.util.Set.of("--procs", "--ranks", "--nodes", "--routing-out", "--machine-rank",
@@ -317,58 +340,21 @@ public final class BenchCommand implements Callable<Integer> {
         ranks / nodes, masterAddr == null ? "127.0.0.1" : masterAddr, port);
   }
 
-  /** --layers [--speculate]: the multi-layer run (LayerRun). */
+  /**
+   * --layers [--speculate]: the multi-layer run (LayerRun), on rank threads, or as one rank process
+   * of --procs (the launcher checked the options; every rank checks them again, alike).
+   */
   private int layerRun() throws IOException {
-    io.moeyard.bench.run.LayerRun.Result res;
+    LayerRun.Result res;
     try {
-      if (layers == null) throw new IllegalArgumentException("--speculate needs --layers A:B");
-      if (trace == null) throw new IllegalArgumentException("--layers needs --trace");
-      if (!backend.equalsIgnoreCase("cpu")) throw new IllegalArgumentException("--layers runs on the cpu backend only");
-      String[] ab = layers.split(":");
-      int from;
-      int to;
-      try {
-        from = Integer.parseInt(ab[0].trim());
-        to = Integer.parseInt(ab[ab.length - 1].trim());
-      } catch (NumberFormatException e) {
-        throw new IllegalArgumentException("--layers " + layers + ": want A:B (first layer, end layer)");
+      LayerRun.Inputs in = layerInputs(ranks != null ? ranks : 8, nodes);
+      int n = layerIters();
+      if (procsRank) {
+        res = LayerRun.runRank(in, layerAgreement(in), machines > 1, n, System.err, corruptRank);
+        if (res == null) return 0; // rank 0 reports for all
+      } else {
+        res = LayerRun.run(in, n, System.err, corruptRank);
       }
-      RoutingTrace rt = traceRouting().trace();
-      if (ab.length != 2 || from < 0 || to <= from || to > rt.layers()) {
-        throw new IllegalArgumentException("--layers " + layers + ": want A:B with 0 <= A < B <= " + rt.layers() + " (the trace's layers)");
-      }
-      int r = ranks != null ? ranks : 8;
-      if (nodes < 1 || r % nodes != 0) throw new IllegalArgumentException("--nodes must divide --ranks (" + r + "), got " + nodes);
-      int e = rt.experts();
-      int t = tokens != null ? tokens : rt.tokens() / r;
-      if (t < 1 || (long) t * r > rt.tokens()) {
-        throw new IllegalArgumentException("--tokens " + t + " x --ranks " + r + " is more than the trace's " + rt.tokens() + " tokens");
-      }
-      int h = hidden != null ? hidden : 2048;
-      int[][] phy2log = null;
-      if (placement != null) {
-        io.moeyard.placement.model.Placement plan = io.moeyard.placement.format.PlacementReader.read(placement, r, e);
-        if (plan.layers() != rt.layers() || plan.experts() != e) {
-          throw new IllegalArgumentException("--placement " + placement + " is " + plan.layers() + " layers x " + plan.experts()
-              + " experts, the trace " + rt.layers() + " x " + e);
-        }
-        phy2log = plan.phy2log();
-      } else if (e % r != 0) {
-        throw new IllegalArgumentException("the trace's " + e + " experts do not divide among --ranks " + r + ": give a --placement");
-      }
-      io.moeyard.placement.speculate.SpeculativeShuffler shuffler = null;
-      if (speculate != null) {
-        var model = io.moeyard.placement.speculate.AffinityModel.read(speculate);
-        int[][] p2l = phy2log;
-        if (p2l == null) {
-          p2l = new int[rt.layers()][e];
-          for (int[] row : p2l) for (int s = 0; s < e; s++) row[s] = s;
-        }
-        shuffler = new io.moeyard.placement.speculate.SpeculativeShuffler(model, p2l, r,
-            io.moeyard.placement.speculate.SpeculativeShuffler.TOLERANCE);
-      }
-      int n = iters == 20 ? 3 : iters; // the default suits one layer; a layer stack runs longer
-      res = io.moeyard.bench.run.LayerRun.run(rt, from, to, r, nodes, t, h, phy2log, shuffler, n, System.err);
     } catch (IllegalArgumentException | IOException ex) {
       System.err.println("moeyard bench: " + ex.getMessage());
       return 2;
@@ -378,12 +364,131 @@ public final class BenchCommand implements Callable<Integer> {
     return res.identical() ? 0 : 1;
   }
 
-  static void printLayers(io.moeyard.bench.run.LayerRun.Result res, PrintStream out) {
+  /** The default --iters suits one layer; a layer stack runs longer. */
+  private int layerIters() {
+    return iters == 20 ? 3 : iters;
+  }
+
+  /**
+   * The --layers run's inputs for {@code r} ranks in {@code nodes} nodes, every option checked:
+   * IllegalArgumentException naming the first bad value.
+   */
+  private LayerRun.Inputs layerInputs(int r, int nodes) throws IOException {
+    if (layers == null) throw new IllegalArgumentException("--speculate needs --layers A:B");
+    if (trace == null) throw new IllegalArgumentException("--layers needs --trace");
+    if (!backend.equalsIgnoreCase("cpu")) throw new IllegalArgumentException("--layers runs on the cpu backend only, got --backend " + backend);
+    if (routingOut != null) throw new IllegalArgumentException("--routing-out " + routingOut + " writes one layer's routing; --layers does not take it");
+    if (iters < 1) throw new IllegalArgumentException("--iters must be at least 1, got " + iters);
+    if (!nodePath.equalsIgnoreCase("relay")) {
+      throw new IllegalArgumentException("--node-path " + nodePath + ": --layers runs the node relay only (the path that also runs across machines)");
+    }
+    String[] ab = layers.split(":");
+    int from;
+    int to;
+    try {
+      from = Integer.parseInt(ab[0].trim());
+      to = Integer.parseInt(ab[ab.length - 1].trim());
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException("--layers " + layers + ": want A:B (first layer, end layer)");
+    }
+    RoutingTrace rt = traceRouting().trace();
+    if (ab.length != 2 || from < 0 || to <= from || to > rt.layers()) {
+      throw new IllegalArgumentException("--layers " + layers + ": want A:B with 0 <= A < B <= " + rt.layers() + " (the trace's layers)");
+    }
+    if (nodes < 1 || r % nodes != 0) throw new IllegalArgumentException("--nodes must divide --ranks (" + r + "), got " + nodes);
+    int e = rt.experts();
+    int t = tokens != null ? tokens : rt.tokens() / r;
+    if (t < 1 || (long) t * r > rt.tokens()) {
+      throw new IllegalArgumentException("--tokens " + t + " x " + r + " ranks is more than the trace's " + rt.tokens() + " tokens");
+    }
+    int h = hidden != null ? hidden : 2048;
+    if (h < 1) throw new IllegalArgumentException("--hidden must be at least 1, got " + h);
+    int[][] phy2log = null;
+    if (placement != null) {
+      io.moeyard.placement.model.Placement plan;
+      try {
+        plan = io.moeyard.placement.format.PlacementReader.read(placement, r, e);
+      } catch (IOException | RuntimeException ex) {
+        throw unreadable("--placement", placement, ex);
+      }
+      if (plan.layers() != rt.layers() || plan.experts() != e) {
+        throw new IllegalArgumentException("--placement " + placement + " is " + plan.layers() + " layers x " + plan.experts()
+            + " experts, the trace " + rt.layers() + " x " + e);
+      }
+      phy2log = plan.phy2log();
+      if (phy2log[0].length % r != 0) {
+        throw new IllegalArgumentException("--placement " + placement + " has " + phy2log[0].length + " slots per layer, not divisible by "
+            + r + " ranks");
+      }
+    } else if (e % r != 0) {
+      throw new IllegalArgumentException("the trace's " + e + " experts do not divide among " + r + " ranks: give a --placement");
+    }
+    io.moeyard.placement.speculate.SpeculativeShuffler shuffler = null;
+    if (speculate != null) {
+      io.moeyard.placement.speculate.AffinityModel model;
+      try {
+        model = io.moeyard.placement.speculate.AffinityModel.read(speculate);
+      } catch (IOException | RuntimeException ex) {
+        throw unreadable("--speculate", speculate, ex);
+      }
+      if (model.layers() != rt.layers() || model.experts() != e) {
+        throw new IllegalArgumentException("--speculate " + speculate + " models " + model.layers() + " layers x " + model.experts()
+            + " experts, the trace has " + rt.layers() + " x " + e);
+      }
+      int[][] p2l = phy2log;
+      if (p2l == null) {
+        p2l = new int[rt.layers()][e];
+        for (int[] row : p2l) for (int s = 0; s < e; s++) row[s] = s;
+      }
+      shuffler = new io.moeyard.placement.speculate.SpeculativeShuffler(model, p2l, r,
+          io.moeyard.placement.speculate.SpeculativeShuffler.TOLERANCE);
+    }
+    return new LayerRun.Inputs(rt, from, to, r, nodes, t, h, phy2log, shuffler);
+  }
+
+  /** The option's file could not be read as it should: one message naming the option and the file once. */
+  private static IllegalArgumentException unreadable(String option, Path file, Exception ex) {
+    String msg = String.valueOf(ex.getMessage());
+    return new IllegalArgumentException(option + " " + (msg.startsWith(file.toString()) ? msg : file + ": " + msg));
+  }
+
+  /**
+   * What the rank processes of a --layers run must agree on before anything is derived: the
+   * shape, and the contents of the trace, model and placement files (checksums: each machine may
+   * keep them under another path).
+   */
+  private Map<String, String> layerAgreement(LayerRun.Inputs in) throws IOException {
+    Map<String, String> m = new LinkedHashMap<>();
+    m.put("command", "bench --layers");
+    m.put("ranks", Integer.toString(in.ranks()));
+    m.put("nodes", Integer.toString(in.nodes()));
+    m.put("machines", Boolean.toString(machines > 1));
+    m.put("layers", in.from() + ":" + in.to());
+    m.put("tokens", Integer.toString(in.tokensPerRank()));
+    m.put("hidden", Integer.toString(in.hidden()));
+    m.put("iters", Integer.toString(layerIters()));
+    RoutingTrace rt = in.trace();
+    m.put("trace", rt.tokens() + " tokens x " + rt.layers() + " layers x top-" + rt.topk() + " of " + rt.experts() + " experts");
+    m.put("trace_crc32c", checksum(trace));
+    m.put("speculate_crc32c", speculate == null ? "none" : checksum(speculate));
+    m.put("placement_crc32c", placement == null ? "none" : checksum(placement));
+    m.put("corrupt_rank", Integer.toString(corruptRank));
+    return m;
+  }
+
+  private static String checksum(Path file) throws IOException {
+    java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+    crc.update(java.nio.file.Files.readAllBytes(file));
+    return String.format(Locale.ROOT, "%08x", crc.getValue());
+  }
+
+  static void printLayers(LayerRun.Result res, PrintStream out) {
     out.printf(Locale.ROOT, "moeyard bench --layers %d:%d  %d ranks (%d node%s) x %d tokens  hidden %d bf16%n", res.fromLayer(),
         res.toLayer(), res.ranks(), res.nodes(), res.nodes() == 1 ? "" : "s", res.tokensPerRank(), res.hidden());
+    out.printf(Locale.ROOT, "ranks: %s%n", res.world());
     out.printf(Locale.ROOT, "%-12s %10s %12s %12s %12s %12s %12s %12s%n", "", "coll. ms", "dispatch", "remote", "partials",
         "forwards", "all remote", "cross-node");
-    for (var m : new io.moeyard.bench.run.LayerRun.Mode[] {res.home(), res.speculative()}) {
+    for (var m : new LayerRun.Mode[] {res.home(), res.speculative()}) {
       if (m == null) continue;
       out.printf(Locale.ROOT, "%-12s %10.2f %12d %12d %12d %12d %12d %12d%n", m.name(), m.medianMs(), m.dispatchRows(),
           m.dispatchRemote(), m.combineRemote(), m.forwardRemote(), m.remote(), m.remoteNode());
@@ -393,11 +498,12 @@ public final class BenchCommand implements Callable<Integer> {
         + " crossed nodes on the path that ran (with the node relay, one row per token and remote node each way);"
         + " coll. ms = median time of the layers' dispatch + combine)");
     if (res.speculative() != null) {
-      out.printf(Locale.ROOT, "outputs with and without speculation: %s%n", res.identical() ? "identical, bit for bit" : "DIFFERENT");
+      out.printf(Locale.ROOT, "outputs with and without speculation: %s%n", res.identical()
+          ? "identical, bit for bit (every token's final row has the same digest)" : "DIFFERENT: " + res.difference());
     }
   }
 
-  static void writeLayersJson(io.moeyard.bench.run.LayerRun.Result res, Path file) throws IOException {
+  static void writeLayersJson(LayerRun.Result res, Path file) throws IOException {
     ObjectMapper om = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
     ObjectNode root = om.createObjectNode();
     ObjectNode cfg = root.putObject("config");
@@ -407,10 +513,12 @@ public final class BenchCommand implements Callable<Integer> {
     cfg.put("hidden", res.hidden());
     cfg.put("from_layer", res.fromLayer());
     cfg.put("to_layer", res.toLayer());
-    for (var m : new io.moeyard.bench.run.LayerRun.Mode[] {res.home(), res.speculative()}) {
+    cfg.put("world", res.world());
+    for (var m : new LayerRun.Mode[] {res.home(), res.speculative()}) {
       if (m == null) continue;
       ObjectNode n = root.putObject(m.name());
       n.put("collectives_median_ms", m.medianMs());
+      n.put("final_rows_digest", String.format(Locale.ROOT, "%016x", m.outputDigest()));
       ObjectNode rows = n.putObject("rows");
       rows.put("dispatch", m.dispatchRows());
       rows.put("dispatch_remote", m.dispatchRemote());
@@ -423,6 +531,7 @@ public final class BenchCommand implements Callable<Integer> {
       rows.put("remote_node", m.remoteNode());
     }
     root.put("identical", res.identical());
+    if (!res.identical()) root.put("difference", res.difference());
     PlacementWriter.writeAtomically(file, os -> om.writeValue(os, root));
   }
 
@@ -458,8 +567,7 @@ public final class BenchCommand implements Callable<Integer> {
     try {
       plan = io.moeyard.placement.format.PlacementReader.read(placement, ranks, experts);
     } catch (IOException | RuntimeException ex) {
-      String msg = String.valueOf(ex.getMessage());
-      throw new IllegalArgumentException("--placement " + (msg.startsWith(placement.toString()) ? msg : placement + ": " + msg));
+      throw unreadable("--placement", placement, ex);
     }
     if (plan.experts() != experts) {
       throw new IllegalArgumentException("--placement " + placement + " places " + plan.experts() + " experts, the routing has " + experts);

@@ -244,16 +244,22 @@ public final class CpuBench {
   }
 
   /**
-   * One timed call of {@code op} on every rank, started at a world barrier: its {@link #wallSpan}
-   * on each machine, whose ranks share a monotonic clock; the longest machine's.
+   * One timed call of {@code op} on every rank, started at a world barrier: its {@link #span}.
    */
   private static long sample(Transport t, IntConsumer op, int i) {
-    long[] span = new long[2];
     t.barrier();
-    span[0] = System.nanoTime();
+    long start = System.nanoTime();
     op.accept(i);
-    span[1] = System.nanoTime();
-    Object[] all = t.allGather(span);
+    return span(t, start, System.nanoTime());
+  }
+
+  /**
+   * A collective: every rank gives when its part of one call started and ended (after a world
+   * barrier, on its own monotonic clock), and every rank gets the call's time: the {@link #wallSpan}
+   * of each machine's ranks, which share a clock; the longest machine's.
+   */
+  static long span(Transport t, long start, long end) {
+    Object[] all = t.allGather(new long[] {start, end});
     if (!Machines.spanned(t)) return wallSpan(all);
     java.util.Map<Integer, java.util.List<Object>> byMachine = new java.util.HashMap<>();
     for (int q = 0; q < all.length; q++) byMachine.computeIfAbsent(t.machineOf(q), m -> new java.util.ArrayList<>()).add(all[q]);

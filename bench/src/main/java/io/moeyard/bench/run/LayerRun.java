@@ -14,11 +14,15 @@ import io.moeyard.engine.transport.CpuWorld;
 import io.moeyard.placement.speculate.Assignments;
 import io.moeyard.placement.speculate.SpeculativeShuffler;
 import io.moeyard.placement.trace.RoutingTrace;
+import io.moeyard.engine.transport.Transport;
+import java.io.OutputStream;
 import java.io.PrintStream;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.HashSet;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -31,18 +35,35 @@ import java.util.Set;
  * <p>The experts are cheap and deterministic (expert e passes its rows through, negated when e is
  * odd), so that a row handed to the wrong expert or token shows in the output, while the time is
  * the collectives'. Each layer's collectives are timed between world barriers (from the first rank's
- * start to the last rank's end), summed over layers; the median over {@code iters} runs is reported.
+ * start to the last rank's end; across machines on each machine's own clock, the longest machine's:
+ * {@link CpuBench#span}), summed over layers; the median over {@code iters} runs is reported.
  * A token's replica choice depends on where it sits ({@link ExpertMap#chooseSlot}), so with replicas
  * the two runs may group a token's partials differently: bit identity holds for placements without
  * replicas.
+ *
+ * <p>One rank's body ({@link #rankRun}) runs on any {@link Transport}: rank threads of this JVM
+ * ({@link #run}) or rank processes ({@link #runRank}: shared memory on one host, a
+ * {@code ClusterTransport} across machines). Ranks share nothing but the transport: what one rank
+ * needs of another's (which global token sits in a peer's row) comes through
+ * {@link Transport#allGather}, and rank 0 collects the counts and the final rows' digests.
+ *
+ * <p>The identity check compares digests, not rows: at the end of a run every rank digests the
+ * final row of each token it holds ({@link #rowDigest}, 8 bytes per token) and rank 0 compares the
+ * two runs token by token. At 8 ranks x 4096 tokens x hidden 7168 that gathers 16 bytes per token
+ * (0.5 MB in all) instead of the rows' 470 MB. Every rank derives the speculative assignment itself
+ * from the same trace and model (the shuffler is deterministic); the ranks compare digests of
+ * what they derived before any row moves, and all fail alike if one differs.
  */
 public final class LayerRun {
   private LayerRun() {}
 
-  /** Where the rows of one run went, summed over layers and ranks, and its median time. */
+  /**
+   * Where the rows of one run went, summed over layers and ranks, its median time, and the digest
+   * of its final rows ({@link #outputDigest}: equal digests, equal bits, up to a 2^-64 chance).
+   */
   public record Mode(
       String name, double medianMs, long dispatchRows, long dispatchRemote, long dispatchRemoteNode,
-      long combineRemote, long combineRemoteNode, long forwardRemote, long forwardRemoteNode) {
+      long combineRemote, long combineRemoteNode, long forwardRemote, long forwardRemoteNode, long outputDigest) {
     /** Rows that crossed ranks: dispatch rows, combine partials, shuffle forwards. */
     public long remote() {
       return dispatchRemote + combineRemote + forwardRemote;
@@ -53,38 +74,131 @@ public final class LayerRun {
     }
   }
 
-  /** Both runs (speculative may be null) and whether their outputs agree bit for bit. */
-  public record Result(int ranks, int nodes, int tokensPerRank, int hidden, int fromLayer, int toLayer,
-      Mode home, Mode speculative, boolean identical) {}
+  /**
+   * Both runs (speculative may be null), how the ranks ran ({@code world}: threads, processes,
+   * machines), and where the outputs differ ({@code difference}; null when identical).
+   */
+  public record Result(int ranks, int nodes, int tokensPerRank, int hidden, int fromLayer, int toLayer, String world,
+      Mode home, Mode speculative, String difference) {
+    /** True when both runs ended with the same bits in every token's row (or only the home run ran). */
+    public boolean identical() {
+      return difference == null;
+    }
+  }
 
   /**
+   * What a run is asked to do, as the command line gives it.
+   *
    * @param phy2log {@code [layers][slots]} of the placement in force (the trivial map when null)
    * @param shuffler the speculative shuffler, or null for the home run only
    */
+  public record Inputs(RoutingTrace trace, int from, int to, int ranks, int nodes, int tokensPerRank, int hidden,
+      int[][] phy2log, SpeculativeShuffler shuffler) {}
+
+  /**
+   * What every rank runs, derived alike by every rank from the {@link Inputs}: the trace's first
+   * ranks x tokensPerRank tokens, each layer's map, and both runs' assignments (speculative null
+   * without a shuffler).
+   */
+  record Prepared(Inputs in, RoutingTrace trace, Topology topology, ExpertMap[] maps, Assignments home, Assignments speculative) {}
+
+  private static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
+
+  /** Rank threads of this JVM. */
   public static Result run(RoutingTrace trace, int from, int to, int ranks, int nodes, int tokensPerRank, int hidden,
       int[][] phy2log, SpeculativeShuffler shuffler, int iters, PrintStream progress) {
-    int G = ranks * tokensPerRank;
+    return run(new Inputs(trace, from, to, ranks, nodes, tokensPerRank, hidden, phy2log, shuffler), iters, progress, -1);
+  }
+
+  /**
+   * Rank threads of this JVM; {@code corruptRank} (tests; -1: none) flips a bit of one final row
+   * of that rank in the speculative run, which the identity check must then report.
+   */
+  public static Result run(Inputs in, int iters, PrintStream progress, int corruptRank) {
+    Prepared p = prepare(in, progress);
+    String world = in.ranks() + " rank threads of one JVM";
+    try (CpuWorld w = CpuWorld.create(p.topology())) {
+      return w.run(t -> rankRun(t, p, iters, corruptRank, world)).get(0);
+    }
+  }
+
+  /**
+   * This process's rank of the run: joins the world the torchrun variables describe (a
+   * {@link RankTransport}; across machines when {@code machines}), agreeing on {@code agreed}
+   * first, so that ranks given different inputs are named before anything is derived or
+   * allocated. Rank 0 returns the result; the others return null.
+   */
+  public static Result runRank(Inputs in, Map<String, String> agreed, boolean machines, int iters, PrintStream progress,
+      int corruptRank) {
+    try (RankTransport joined = RankTransport.join(agreed, machines)) {
+      Transport t = joined.transport();
+      if (t.size() != in.ranks()) {
+        throw new IllegalArgumentException("the world has " + t.size() + " ranks, the run was configured for " + in.ranks());
+      }
+      Prepared p = prepare(in, t.rank() == 0 ? progress : QUIET);
+      return rankRun(t, p, iters, corruptRank, ProcBench.world(t));
+    }
+  }
+
+  static Prepared prepare(Inputs in, PrintStream progress) {
+    RoutingTrace trace = in.trace();
+    int ranks = in.ranks();
+    int G = ranks * in.tokensPerRank();
     int K = trace.topk();
     int L = trace.layers();
     int E = trace.experts();
     int[] ids = Arrays.copyOf(trace.ids(), G * L * K); // the first ranks x tokensPerRank tokens
     RoutingTrace sub = new RoutingTrace(trace.name(), G, L, K, E, ids);
-    Topology topo = new Topology(nodes, ranks / nodes);
+    Topology topo = new Topology(in.nodes(), ranks / in.nodes());
     ExpertMap[] maps = new ExpertMap[L];
-    for (int l = from; l < to; l++) maps[l] = phy2log == null ? ExpertMap.trivial(topo, E) : ExpertMap.of(topo, E, phy2log[l]);
-    progress.printf("layers %d..%d of %s: %d ranks x %d tokens, hidden %d bf16, top-%d of %d experts%n",
-        from, to - 1, trace.name(), ranks, tokensPerRank, hidden, K, E);
-    Assignments home = Assignments.home(G, L, ranks);
-    Mode[] modes = new Mode[2];
-    short[][][] outs = new short[2][][];
-    modes[0] = runMode("home", sub, from, to, maps, home, false, hidden, iters, outs, 0);
-    if (shuffler != null) {
-      progress.println("speculative shuffler: assigning tokens to ranks layer by layer...");
-      Assignments spec = shuffler.assign(sub, null);
-      modes[1] = runMode("speculative", sub, from, to, maps, spec, true, hidden, iters, outs, 1);
+    for (int l = in.from(); l < in.to(); l++) {
+      maps[l] = in.phy2log() == null ? ExpertMap.trivial(topo, E) : ExpertMap.of(topo, E, in.phy2log()[l]);
     }
-    boolean same = shuffler == null || Arrays.deepEquals(outs[0], outs[1]);
-    return new Result(ranks, nodes, tokensPerRank, hidden, from, to, modes[0], modes[1], same);
+    progress.printf("layers %d..%d of %s: %d ranks x %d tokens, hidden %d bf16, top-%d of %d experts%n",
+        in.from(), in.to() - 1, trace.name(), ranks, in.tokensPerRank(), in.hidden(), K, E);
+    Assignments spec = null;
+    if (in.shuffler() != null) {
+      progress.println("speculative shuffler: assigning tokens to ranks layer by layer...");
+      spec = in.shuffler().assign(sub, null);
+    }
+    return new Prepared(in, sub, topo, maps, Assignments.home(G, L, ranks), spec);
+  }
+
+  /** One rank's share of both runs, on any transport; rank 0 returns the result, the others null. */
+  private static Result rankRun(Transport t, Prepared p, int iters, int corruptRank, String world) {
+    requireSameDerivation(t, p);
+    Ran home = runMode(t, "home", p, p.home(), false, iters, -1);
+    Ran spec = p.speculative() == null ? null : runMode(t, "speculative", p, p.speculative(), true, iters, corruptRank);
+    if (t.rank() != 0) return null;
+    String difference = home.problem();
+    if (difference == null && spec != null) difference = spec.problem() != null ? spec.problem() : difference(home, spec);
+    Inputs in = p.in();
+    return new Result(in.ranks(), in.nodes(), in.tokensPerRank(), in.hidden(), in.from(), in.to(), world, home.mode(),
+        spec == null ? null : spec.mode(), difference);
+  }
+
+  /**
+   * Every rank derived the maps and the assignments itself: they compare digests of them before
+   * any row moves, and all fail alike, naming the ranks, if one differs.
+   */
+  static void requireSameDerivation(Transport t, Prepared p) {
+    long h = 0x243F6A8885A308D3L;
+    for (int l = p.in().from(); l < p.in().to(); l++) {
+      for (int e : p.maps()[l].physicalToLogical()) h = mix(h ^ e);
+    }
+    for (Assignments a : new Assignments[] {p.home(), p.speculative()}) {
+      if (a == null) continue;
+      for (int g = 0; g < a.tokens(); g++) {
+        for (int l = p.in().from(); l < p.in().to(); l++) h = mix(h ^ a.rank(g, l));
+      }
+    }
+    Object[] all = t.allGather(new long[] {h});
+    for (int q = 1; q < all.length; q++) {
+      if (((long[]) all[q])[0] != ((long[]) all[0])[0]) {
+        throw new IllegalStateException("ranks 0 and " + q + " derived different layer maps or token assignments from the"
+            + " same inputs (the speculative shuffler must be deterministic)");
+      }
+    }
   }
 
   /** Initial row of global token g: a pure function of g, so both runs start alike. */
@@ -97,9 +211,24 @@ public final class LayerRun {
     return (1 + (g * 7 + l * 3 + k) % 5) / 8f;
   }
 
-  private static Mode runMode(String name, RoutingTrace trace, int from, int to, ExpertMap[] maps, Assignments where,
-      boolean shuffle, int hidden, int iters, short[][][] outs, int slot) {
-    Topology topo = maps[from].topology();
+  /**
+   * One run as rank 0 sees it: its mode, every token's final-row digest and the rank holding it
+   * (-1: none), and what is wrong with where tokens ended (null: each on exactly one rank, home).
+   */
+  private record Ran(Mode mode, long[] digests, int[] holder, String problem) {}
+
+  /** How many figures each rank reports per run before its (token, digest) pairs: see {@link #countDispatch}. */
+  private static final int COUNTS = 7;
+
+  private static Ran runMode(Transport t, String name, Prepared p, Assignments where, boolean shuffle, int iters,
+      int corruptRank) {
+    Topology topo = p.topology();
+    ExpertMap[] maps = p.maps();
+    RoutingTrace trace = p.trace();
+    int from = p.in().from();
+    int to = p.in().to();
+    int hidden = p.in().hidden();
+    int r = t.rank();
     int ranks = topo.worldSize();
     int G = trace.tokens();
     int K = trace.topk();
@@ -112,86 +241,143 @@ public final class LayerRun {
     }
     int maxTokens = cap;
     long[] samples = new long[iters];
-    long[][] counts = new long[ranks][7];
-    int[][] residentsOf = new int[ranks][];
-    short[][] finalRows = new short[G][];
-    try (CpuWorld world = CpuWorld.create(topo)) {
-      world.run(t -> {
-        int r = t.rank();
-        try (Arena arena = Arena.ofShared()) {
-          RowBuffer[] x = {RowBuffer.allocate(arena, maxTokens, hidden, DType.BF16), RowBuffer.allocate(arena, maxTokens, hidden, DType.BF16)};
-          RowBuffer y = null;
-          for (int it = 0; it < iters; it++) {
-            long total = 0;
-            // tokens sit where the assignment puts them at the first layer, in global order
-            int[] res = residents(where, from, r, G);
-            for (int i = 0; i < res.length; i++) initialRow(x[0], i, res[i], hidden);
-            int cur = 0;
-            for (int l = from; l < to; l++) {
-              ExpertMap map = maps[l];
-              CommConfig cfg = CommConfig.of(maxTokens, hidden, K, DType.BF16, DType.BF16);
-              try (Communicator comm = Communicator.cpu(t, map, cfg)) {
-                if (y == null || y.rows() < comm.receiveCapacity()) y = RowBuffer.allocate(arena, comm.receiveCapacity(), hidden, DType.BF16);
-                int n = res.length;
-                int[] idx = new int[n * K];
-                float[] w = new float[n * K];
-                for (int i = 0; i < n; i++) {
-                  for (int k = 0; k < K; k++) {
-                    idx[i * K + k] = ids[(res[i] * L + l) * K + k];
-                    w[i * K + k] = weight(res[i], l, k);
-                  }
-                }
-                RowBuffer in = new RowBuffer(x[cur].segment(), 0, n, hidden, DType.BF16, null);
-                long[] span = new long[2];
-                t.barrier();
-                span[0] = System.nanoTime();
-                Dispatched d = comm.dispatch(in, new Routing(n, K, idx, w));
-                span[1] = System.nanoTime();
-                total += CpuBench.wallSpan(t.allGather(span));
-                experts(d, map, r, y);
-                if (it == 0) countDispatch(d, r, topo, counts[r]);
-                int[] next = new int[n];
-                for (int i = 0; i < n; i++) next[i] = l + 1 < to ? where.rank(res[i], l + 1) : home(res[i], G, ranks);
-                RowBuffer out = x[1 - cur];
-                residentsOf[r] = res;
-                t.barrier();
-                span[0] = System.nanoTime();
-                // the home run combines as an engine without speculation does: no shuffle step
-                Arrivals a = shuffle ? comm.combineShuffled(d, y, next, out) : null;
-                if (!shuffle) comm.combine(d, y, new RowBuffer(out.segment(), 0, n, hidden, DType.BF16, null));
-                span[1] = System.nanoTime();
-                total += CpuBench.wallSpan(t.allGather(span));
-                if (it == 0) {
-                  for (int i = 0; i < n; i++) {
-                    if (next[i] != r) counts[r][5]++;
-                    if (topo.nodeOf(next[i]) != topo.nodeOf(r)) counts[r][6]++;
-                  }
-                }
-                int[] arrived = res;
-                if (a != null) {
-                  arrived = new int[a.rows()];
-                  for (int i = 0; i < a.rows(); i++) arrived[i] = residentsOf[a.sourceRank(i)][a.sourceToken(i)];
-                }
-                t.barrier(); // every rank has read the others' residents before they change
-                res = arrived;
-                cur = 1 - cur;
+    long[] counts = new long[COUNTS];
+    long[] finals = null; // this rank's (token, digest) pairs at the end of the last iteration
+    try (Arena arena = Arena.ofShared()) {
+      RowBuffer[] x = {RowBuffer.allocate(arena, maxTokens, hidden, DType.BF16), RowBuffer.allocate(arena, maxTokens, hidden, DType.BF16)};
+      RowBuffer y = null;
+      for (int it = 0; it < iters; it++) {
+        long total = 0;
+        // tokens sit where the assignment puts them at the first layer, in global order
+        int[] res = residents(where, from, r, G);
+        for (int i = 0; i < res.length; i++) initialRow(x[0], i, res[i], hidden);
+        int cur = 0;
+        for (int l = from; l < to; l++) {
+          ExpertMap map = maps[l];
+          CommConfig cfg = CommConfig.of(maxTokens, hidden, K, DType.BF16, DType.BF16);
+          try (Communicator comm = Communicator.cpu(t, map, cfg)) {
+            if (y == null || y.rows() < comm.receiveCapacity()) y = RowBuffer.allocate(arena, comm.receiveCapacity(), hidden, DType.BF16);
+            int n = res.length;
+            int[] idx = new int[n * K];
+            float[] w = new float[n * K];
+            for (int i = 0; i < n; i++) {
+              for (int k = 0; k < K; k++) {
+                idx[i * K + k] = ids[(res[i] * L + l) * K + k];
+                w[i * K + k] = weight(res[i], l, k);
               }
             }
-            if (r == 0) samples[it] = total;
-            if (it == iters - 1) {
-              for (int i = 0; i < res.length; i++) {
-                finalRows[res[i]] = x[cur].segment().asSlice(x[cur].rowOffset(i), x[cur].rowBytes()).toArray(ValueLayout.JAVA_SHORT);
+            RowBuffer in = new RowBuffer(x[cur].segment(), 0, n, hidden, DType.BF16, null);
+            t.barrier();
+            long start = System.nanoTime();
+            Dispatched d = comm.dispatch(in, new Routing(n, K, idx, w));
+            total += CpuBench.span(t, start, System.nanoTime());
+            experts(d, map, r, y);
+            if (it == 0) countDispatch(d, r, topo, counts);
+            int[] next = new int[n];
+            for (int i = 0; i < n; i++) next[i] = l + 1 < to ? where.rank(res[i], l + 1) : home(res[i], G, ranks);
+            RowBuffer out = x[1 - cur];
+            // which global token sits in each row of every rank: arrivals name (source rank, row)
+            Object[] residentsOf = shuffle ? t.allGather(res) : null;
+            t.barrier();
+            start = System.nanoTime();
+            // the home run combines as an engine without speculation does: no shuffle step
+            Arrivals a = shuffle ? comm.combineShuffled(d, y, next, out) : null;
+            if (!shuffle) comm.combine(d, y, new RowBuffer(out.segment(), 0, n, hidden, DType.BF16, null));
+            total += CpuBench.span(t, start, System.nanoTime());
+            if (it == 0) {
+              for (int i = 0; i < n; i++) {
+                if (next[i] != r) counts[5]++;
+                if (topo.nodeOf(next[i]) != topo.nodeOf(r)) counts[6]++;
               }
             }
+            if (a != null) {
+              int[] arrived = new int[a.rows()];
+              for (int i = 0; i < a.rows(); i++) arrived[i] = ((int[]) residentsOf[a.sourceRank(i)])[a.sourceToken(i)];
+              res = arrived;
+            }
+            cur = 1 - cur;
           }
         }
-        return null;
-      });
+        samples[it] = total; // the same span on every rank
+        if (it == iters - 1) {
+          if (r == corruptRank && res.length > 0) {
+            x[cur].segment().set(ValueLayout.JAVA_BYTE, x[cur].rowOffset(0), (byte) (x[cur].segment().get(ValueLayout.JAVA_BYTE, x[cur].rowOffset(0)) ^ 1));
+          }
+          finals = new long[2 * res.length];
+          for (int i = 0; i < res.length; i++) {
+            finals[2 * i] = res[i];
+            finals[2 * i + 1] = rowDigest(x[cur].segment(), x[cur].rowOffset(i), x[cur].rowBytes());
+          }
+        }
+      }
     }
-    outs[slot] = finalRows;
-    long[] sum = new long[7];
-    for (long[] c : counts) for (int i = 0; i < 7; i++) sum[i] += c[i];
-    return new Mode(name, CpuBench.median(samples) / 1e6, sum[0], sum[1], sum[2], sum[3], sum[4], sum[5], sum[6]);
+    long[] report = new long[COUNTS + finals.length];
+    System.arraycopy(counts, 0, report, 0, COUNTS);
+    System.arraycopy(finals, 0, report, COUNTS, finals.length);
+    Object[] all = t.allGather(report);
+    if (r != 0) return null;
+    long[] sum = new long[COUNTS];
+    long[] digests = new long[G];
+    int[] holder = new int[G];
+    Arrays.fill(holder, -1);
+    String problem = null;
+    for (int q = 0; q < ranks; q++) {
+      long[] rep = (long[]) all[q];
+      for (int i = 0; i < COUNTS; i++) sum[i] += rep[i];
+      for (int i = COUNTS; i < rep.length; i += 2) {
+        int g = (int) rep[i];
+        if (holder[g] >= 0 && problem == null) problem = "the " + name + " run ends with token " + g + " on ranks " + holder[g] + " and " + q;
+        holder[g] = q;
+        digests[g] = rep[i + 1];
+      }
+    }
+    long out = 0x13198A2E03707344L;
+    for (int g = 0; g < G; g++) {
+      if (problem == null && holder[g] != home(g, G, ranks)) {
+        problem = "the " + name + " run ends with token " + g + (holder[g] < 0 ? " on no rank" : " on rank " + holder[g])
+            + ", not at home (rank " + home(g, G, ranks) + ")";
+      }
+      out = mix(out ^ digests[g]);
+    }
+    Mode mode = new Mode(name, CpuBench.median(samples) / 1e6, sum[0], sum[1], sum[2], sum[3], sum[4], sum[5], sum[6], out);
+    return new Ran(mode, digests, holder, problem);
+  }
+
+  /** Null when every token's final row has the same digest in both runs, else how many differ and the first. */
+  private static String difference(Ran home, Ran spec) {
+    int differ = 0;
+    int first = -1;
+    for (int g = 0; g < home.digests().length; g++) {
+      if (home.digests()[g] == spec.digests()[g]) continue;
+      if (differ++ == 0) first = g;
+    }
+    if (differ == 0) return null;
+    return differ + " of " + home.digests().length + " tokens' final rows differ between the runs, first token " + first
+        + " (on rank " + home.holder()[first] + ")";
+  }
+
+  /**
+   * A digest of a row's bytes. Each step is a bijection of the running state for a fixed word and
+   * of the word for a fixed state, so two rows that differ in a single 8-byte word always get
+   * different digests; rows that differ in more words collide only by chance (about 2^-64).
+   */
+  static long rowDigest(MemorySegment seg, long offset, long bytes) {
+    long h = mix(bytes);
+    long i = 0;
+    for (; i + Long.BYTES <= bytes; i += Long.BYTES) h = mix(h ^ seg.get(ValueLayout.JAVA_LONG_UNALIGNED, offset + i));
+    if (i < bytes) {
+      long tail = 0;
+      for (; i < bytes; i++) tail = tail << 8 | (seg.get(ValueLayout.JAVA_BYTE, offset + i) & 0xFF);
+      h = mix(h ^ tail);
+    }
+    return h;
+  }
+
+  /** A bijection of 64 bits that spreads every input bit over the output (xor-shifts and odd multipliers). */
+  private static long mix(long z) {
+    z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+    z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+    return z ^ (z >>> 31);
   }
 
   private static int home(int g, int tokens, int ranks) {

@@ -76,13 +76,18 @@ public final class ProcBench {
         tally.problems[p] = (String) verdicts[p];
       }
       BenchResult res = tally.result(c);
-      String over = Machines.spanned(t) ? "on " + machineCount(t) + " machines (shared memory within each, messages between)"
-          : "over shared memory";
-      return new BenchResult(c, res.backend(), t.size() + " rank processes " + over + ", " + res.device(),
+      return new BenchResult(c, res.backend(), world(t) + ", " + res.device(),
           res.dispatchBytesPerRank(), res.combineBytesPerRank(), res.dispatchWrittenBytesPerRank(), res.dispatchFused(),
           res.dispatchUnfused(), res.combineFused(), res.combineUnfused(), res.copyMedianUs(), res.copyGbps(), res.verified(),
           res.verifyNote(), null, res.rows());
     }
+  }
+
+  /** How {@code t}'s ranks run, as the tables say it: "4 rank processes over shared memory", or on how many machines. */
+  static String world(Transport t) {
+    String over = Machines.spanned(t) ? "on " + machineCount(t) + " machines (shared memory within each, messages between)"
+        : "over shared memory";
+    return t.size() + " rank processes " + over;
   }
 
   /** How many machines {@code t}'s ranks run on. */

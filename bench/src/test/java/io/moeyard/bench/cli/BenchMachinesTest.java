@@ -23,7 +23,7 @@ import org.junit.jupiter.api.io.TempDir;
  * machine 0's rank 0 prints the table and writes the JSON.
  */
 class BenchMachinesTest {
-  private static List<String> benchCommand(String... args) {
+  static List<String> benchCommand(String... args) {
     String javaExe = ProcessHandle.current().info().command().orElse("java");
     String cp = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
     List<String> cmd = new ArrayList<>(List.of(javaExe));
@@ -33,7 +33,7 @@ class BenchMachinesTest {
     return cmd;
   }
 
-  private static String finish(Process p) throws IOException, InterruptedException {
+  static String finish(Process p) throws IOException, InterruptedException {
     byte[] out;
     try (var in = p.getInputStream()) {
       out = in.readAllBytes();
