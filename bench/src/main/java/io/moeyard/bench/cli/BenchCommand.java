@@ -132,7 +132,8 @@ public final class BenchCommand implements Callable<Integer> {
   Path trace;
 
   @Option(names = "--routing-out", description = "also write the routing as a [ranks, tokens, topk] .npy"
-      + " (bench/gpu/torch_baseline.py --routing reads it: the PyTorch baseline then routes exactly as this run)")
+      + " (bench/gpu/torch_baseline.py --routing reads it: the PyTorch baseline then routes exactly as this run);"
+      + " with --machines, machine 0 writes it")
   Path routingOut;
 
   @Option(names = "--layer", description = "with --trace: the layer whose routing is used; default ${DEFAULT-VALUE}", defaultValue = "0")
@@ -241,7 +242,7 @@ public final class BenchCommand implements Callable<Integer> {
       System.err.println("moeyard bench: " + problem);
       return null;
     }
-    if (routingOut != null) {
+    if (routingOut != null && machineRank == 0) { // with --machines, the world's routing once, as its JSON
       try {
         config.writeRouting(routingOut);
       } catch (IOException | ArithmeticException e) {

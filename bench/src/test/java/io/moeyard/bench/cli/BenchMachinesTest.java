@@ -58,6 +58,7 @@ class BenchMachinesTest {
           "--master-addr", "127.0.0.1", "--master-port", Integer.toString(port), "--machine-name", "pretend-" + i,
           "--tokens", "64", "--hidden", "128", "--experts", "16", "--topk", "4", "--iters", "3", "--warmup", "0"));
       if (i == 0) args.addAll(List.of("--json", json.toString()));
+      args.addAll(List.of("--routing-out", dir.resolve("routing-" + i + ".npy").toString()));
       ProcessBuilder pb = new ProcessBuilder(benchCommand(args.toArray(String[]::new))).redirectErrorStream(true);
       pb.environment().remove("MOEYARD_JVM_OPTS");
       m[i] = pb.start();
@@ -73,6 +74,9 @@ class BenchMachinesTest {
     assertTrue(out0.contains("verified: yes (fused == reference, bit for bit (the unfused baseline does not run across machines))"), both);
     JsonNode root = new ObjectMapper().readTree(Files.readString(json));
     assertTrue(root.get("verified").asBoolean(), both);
+    // the world's routing, once: by machine 0, as its JSON
+    assertTrue(Files.size(dir.resolve("routing-0.npy")) > 0, both);
+    assertTrue(Files.notExists(dir.resolve("routing-1.npy")), "machine 1 wrote --routing-out too");
     assertTrue(root.get("dispatch").get("unfused").isNull(), root.toString());
     assertTrue(root.get("dispatch").get("fused").get("median_us").asDouble() > 0, root.toString());
     assertEquals(4, root.get("config").get("ranks").asInt());
