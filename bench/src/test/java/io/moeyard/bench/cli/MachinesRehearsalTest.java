@@ -37,18 +37,20 @@ class MachinesRehearsalTest {
     Files.writeString(moeyard, line.append(" \"$@\"\n").toString());
     Files.setPosixFilePermissions(moeyard, PosixFilePermissions.fromString("rwx------"));
 
-    ProcessBuilder pb = new ProcessBuilder("bash", script.toString()).redirectErrorStream(true);
+    Path log = dir.resolve("rehearse.log");
+    ProcessBuilder pb = new ProcessBuilder("bash", script.toString()).redirectErrorStream(true).redirectOutput(log.toFile());
     pb.environment().put("MOEYARD", moeyard.toString());
     pb.environment().remove("MOEYARD_JVM_OPTS");
     Process p = pb.start();
-    byte[] out;
-    try (var in = p.getInputStream()) {
-      out = in.readAllBytes();
-    }
     if (!p.waitFor(240, TimeUnit.SECONDS)) {
-      p.destroyForcibly();
-      throw new AssertionError("rehearse.sh hung:\n" + new String(out, StandardCharsets.UTF_8));
+      // the script's children first: bash runs its trap (which removes the namespaces) only once
+      // the command it waits for has ended
+      p.descendants().forEach(ProcessHandle::destroy);
+      p.destroy();
+      if (!p.waitFor(10, TimeUnit.SECONDS)) p.destroyForcibly();
+      throw new AssertionError("rehearse.sh hung:\n" + Files.readString(log));
     }
+    byte[] out = Files.readAllBytes(log);
     String text = new String(out, StandardCharsets.UTF_8);
     Assumptions.assumeFalse(p.exitValue() == 3, () -> "cannot rehearse machines here: " + text);
     assertEquals(0, p.exitValue(), text);
