@@ -21,8 +21,9 @@ public final class RowCopy {
       FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS,
           ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG),
       Linker.Option.critical(true)); // heap offset arrays passed without copies; short, no callbacks
-  private static final MethodHandle BLOCK = handle("moeyard_copy_block",
-      FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG),
+  private static final MethodHandle BLOCK = handle("moeyard_copy_at",
+      FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_LONG, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG,
+          ValueLayout.JAVA_LONG),
       Linker.Option.critical(false));
 
   private RowCopy() {}
@@ -45,10 +46,12 @@ public final class RowCopy {
   public static void copy(MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long bytes) {
     if (bytes <= 0) return;
     if (BLOCK != null && src.isNative() && dst.isNative()) {
-      MemorySegment from = src.asSlice(srcOff, bytes); // bounds-checked before any store
-      MemorySegment to = dst.asSlice(dstOff, bytes);
+      // bounds-checked before any store; offsets, not slices, so that a copy allocates nothing
+      java.util.Objects.checkFromIndexSize(srcOff, bytes, src.byteSize());
+      java.util.Objects.checkFromIndexSize(dstOff, bytes, dst.byteSize());
+      if (dst.isReadOnly()) throw new IllegalArgumentException("the destination segment is read-only");
       try {
-        BLOCK.invokeExact(to, from, bytes);
+        BLOCK.invokeExact(dst, dstOff, src, srcOff, bytes);
         return;
       } catch (Throwable e) {
         throw new IllegalStateException("native block copy failed", e);
