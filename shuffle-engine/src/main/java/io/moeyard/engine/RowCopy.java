@@ -67,7 +67,22 @@ public final class RowCopy {
    *     anything is copied)
    */
   public static void copyRows(MemorySegment src, long[] srcOff, MemorySegment dst, long[] dstOff, int n, long rowBytes) {
+    copyRows(src, srcOff, null, dst, dstOff, null, n, rowBytes);
+  }
+
+  /**
+   * As {@link #copyRows(MemorySegment, long[], MemorySegment, long[], int, long)}, with the
+   * caller's views of its offset arrays ({@code MemorySegment.ofArray} of exactly {@code srcOff}
+   * and {@code dstOff}, made once where the arrays are made; null: made here, per call), so that a
+   * steady state of copies allocates nothing.
+   */
+  public static void copyRows(MemorySegment src, long[] srcOff, MemorySegment srcOffView, MemorySegment dst, long[] dstOff,
+      MemorySegment dstOffView, int n, long rowBytes) {
     if (n <= 0 || rowBytes <= 0) return;
+    if (srcOffView != null && srcOffView.byteSize() != (long) Long.BYTES * srcOff.length
+        || dstOffView != null && dstOffView.byteSize() != (long) Long.BYTES * dstOff.length) {
+      throw new IllegalArgumentException("an offset view is not of its offset array (made before the array grew?)");
+    }
     long srcLimit = src.byteSize() - rowBytes;
     long dstLimit = dst.byteSize() - rowBytes;
     for (int i = 0; i < n; i++) {
@@ -78,7 +93,9 @@ public final class RowCopy {
     }
     if (COPY != null && src.isNative() && dst.isNative()) {
       try {
-        COPY.invokeExact(dst, MemorySegment.ofArray(dstOff), src, MemorySegment.ofArray(srcOff), n, rowBytes);
+        MemorySegment dstOffs = dstOffView != null ? dstOffView : MemorySegment.ofArray(dstOff);
+        MemorySegment srcOffs = srcOffView != null ? srcOffView : MemorySegment.ofArray(srcOff);
+        COPY.invokeExact(dst, dstOffs, src, srcOffs, n, rowBytes);
         return;
       } catch (Throwable e) {
         throw new IllegalStateException("native row copy failed", e);
