@@ -58,9 +58,9 @@ void moeyard_copy_rows(uint8_t *dst, const int64_t *dst_off, const uint8_t *src,
   if (lvl > 0) _mm_sfence();
 }
 
-/* One block: dst <- src, bytes long (streaming where aligned, as above). */
-void moeyard_copy_block(uint8_t *dst, const uint8_t *src, int64_t bytes) {
-  int64_t one = 0;
-  moeyard_copy_rows(dst, &one, src, &one, 1, bytes);
+/* One block: dst + dst_off <- src + src_off, bytes long (streaming where aligned, as above). The
+   offsets come as arguments so that the caller need not make a slice of each segment per copy. */
+void moeyard_copy_at(uint8_t *dst, int64_t dst_off, const uint8_t *src, int64_t src_off, int64_t bytes) {
+  moeyard_copy_rows(dst, &dst_off, src, &src_off, 1, bytes);
 }
 

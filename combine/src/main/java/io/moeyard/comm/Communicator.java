@@ -91,6 +91,8 @@ public interface Communicator extends AutoCloseable {
    * targets or an {@code into} too small for what arrives fail every rank before {@code into} is
    * written.
    *
+   * <p>The {@link Arrivals} returned are the communicator's own, valid until its next shuffled combine.
+   *
    * @param nextRank {@code [d.tokens()]} target rank of each of this rank's tokens
    * @param into rows for the tokens arriving here, combine dtype and hidden size
    */

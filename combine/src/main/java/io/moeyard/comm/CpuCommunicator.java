@@ -39,6 +39,9 @@ final class CpuCommunicator implements Communicator {
   private final PeerMemory memory;
   private final RowBuffer receive;
   private final AsyncLane lane;
+  /** Every message of this rank starts so; made once, not per call. */
+  private final String me;
+  private final ShuffledCombine shuffle;
   private long generation;
   private volatile boolean closed;
 
@@ -50,6 +53,8 @@ final class CpuCommunicator implements Communicator {
       throw new IllegalArgumentException("expert map is for " + experts.ranks() + " ranks, the world has " + transport.size());
     }
     this.rank = transport.rank();
+    this.me = "rank " + rank + ": ";
+    this.shuffle = new ShuffledCombine(transport, this::packRows);
     this.lane = new AsyncLane("moeyard-comm-rank-" + rank, "rank " + rank);
     long worst = Communicator.worstCaseReceiveRows(transport.size(), config.maxTokens(), config.topk(), experts.slotsPerRank());
     long rows = config.receiveRows() > 0 ? config.receiveRows() : worst;
@@ -142,7 +147,6 @@ final class CpuCommunicator implements Communicator {
   }
 
   private String dispatchProblem(RowBuffer x, Routing routing, RowBuffer into, boolean async) {
-    String me = "rank " + rank + ": ";
     if (closed) return me + "the communicator is closed";
     if (!async && lane.pending() > 0) return me + "a synchronous call while " + lane.pending() + " async call(s) are pending";
     if (x == null) return me + "x is null";
@@ -176,6 +180,8 @@ final class CpuCommunicator implements Communicator {
 
   /** Home rows of a shuffled combine: carved from peer memory on the first one (the room is reserved at construction). */
   private RowBuffer homeRows;
+  /** The last call's view of {@link #homeRows}, one row per token: kept while the token count stays. */
+  private RowBuffer home;
 
   @Override
   public Arrivals combineShuffled(Dispatched d, RowBuffer y, int[] nextRank, RowBuffer into) {
@@ -184,11 +190,11 @@ final class CpuCommunicator implements Communicator {
     if (problem == null && homeRows == null) {
       homeRows = memory.rows(ShuffledCombine.homeRows(config), config.hidden(), config.combineType());
     }
-    RowBuffer home = problem == null
-        ? new RowBuffer(homeRows.segment(), homeRows.offset(), d.tokens(), config.hidden(), config.combineType(), null)
-        : null;
-    combiner.combine(problem == null ? d.handle : null, y, home, problem);
-    return ShuffledCombine.deliver(transport, nextRank, into, home, this::packRows);
+    if (problem == null && (home == null || home.rows() != d.tokens())) {
+      home = new RowBuffer(homeRows.segment(), homeRows.offset(), d.tokens(), config.hidden(), config.combineType(), null);
+    }
+    combiner.combine(problem == null ? d.handle : null, y, problem == null ? home : null, problem);
+    return shuffle.deliver(nextRank, into, home);
   }
 
   /** Rows a shuffled combine packs for targets that cannot read its home (other machines): made on the first such call. */
@@ -200,7 +206,6 @@ final class CpuCommunicator implements Communicator {
   }
 
   private String combineProblem(Dispatched d, RowBuffer y, RowBuffer out, boolean async) {
-    String me = "rank " + rank + ": ";
     if (closed) return me + "the communicator is closed";
     if (!async && lane.pending() > 0) return me + "a synchronous call while " + lane.pending() + " async call(s) are pending";
     if (d == null) return me + "the dispatch result is null";

@@ -810,8 +810,12 @@ public final class CudaCommunicator implements Communicator {
     }
     RowBuffer home = new RowBuffer(shuffleHome.segment(), shuffleHome.offset(), tokens, shape.hidden(), shape.combineType(), null);
     hostCombine(d, y, home, false, problem);
-    return ShuffledCombine.deliver(transport, nextRank, into, home, this::shufflePack);
+    if (shuffle == null) shuffle = new ShuffledCombine(transport, this::shufflePack);
+    return shuffle.deliver(nextRank, into, home);
   }
+
+  /** The delivery's scratch, made on the first shuffled combine. */
+  private ShuffledCombine shuffle;
 
   /** Rows the delivery packs for targets that cannot read {@link #shuffleHome} (other machines), made on the first such call. */
   private RowBuffer shufflePack;

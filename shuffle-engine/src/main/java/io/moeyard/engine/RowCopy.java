@@ -21,8 +21,9 @@ public final class RowCopy {
       FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS,
           ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG),
       Linker.Option.critical(true)); // heap offset arrays passed without copies; short, no callbacks
-  private static final MethodHandle BLOCK = handle("moeyard_copy_block",
-      FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG),
+  private static final MethodHandle BLOCK = handle("moeyard_copy_at",
+      FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_LONG, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG,
+          ValueLayout.JAVA_LONG),
       Linker.Option.critical(false));
 
   private RowCopy() {}
@@ -45,10 +46,12 @@ public final class RowCopy {
   public static void copy(MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long bytes) {
     if (bytes <= 0) return;
     if (BLOCK != null && src.isNative() && dst.isNative()) {
-      MemorySegment from = src.asSlice(srcOff, bytes); // bounds-checked before any store
-      MemorySegment to = dst.asSlice(dstOff, bytes);
+      // bounds-checked before any store; offsets, not slices, so that a copy allocates nothing
+      java.util.Objects.checkFromIndexSize(srcOff, bytes, src.byteSize());
+      java.util.Objects.checkFromIndexSize(dstOff, bytes, dst.byteSize());
+      if (dst.isReadOnly()) throw new IllegalArgumentException("the destination segment is read-only");
       try {
-        BLOCK.invokeExact(to, from, bytes);
+        BLOCK.invokeExact(dst, dstOff, src, srcOff, bytes);
         return;
       } catch (Throwable e) {
         throw new IllegalStateException("native block copy failed", e);
@@ -64,7 +67,22 @@ public final class RowCopy {
    *     anything is copied)
    */
   public static void copyRows(MemorySegment src, long[] srcOff, MemorySegment dst, long[] dstOff, int n, long rowBytes) {
+    copyRows(src, srcOff, null, dst, dstOff, null, n, rowBytes);
+  }
+
+  /**
+   * As {@link #copyRows(MemorySegment, long[], MemorySegment, long[], int, long)}, with the
+   * caller's views of its offset arrays ({@code MemorySegment.ofArray} of exactly {@code srcOff}
+   * and {@code dstOff}, made once where the arrays are made; null: made here, per call), so that a
+   * steady state of copies allocates nothing.
+   */
+  public static void copyRows(MemorySegment src, long[] srcOff, MemorySegment srcOffView, MemorySegment dst, long[] dstOff,
+      MemorySegment dstOffView, int n, long rowBytes) {
     if (n <= 0 || rowBytes <= 0) return;
+    if (srcOffView != null && srcOffView.byteSize() != (long) Long.BYTES * srcOff.length
+        || dstOffView != null && dstOffView.byteSize() != (long) Long.BYTES * dstOff.length) {
+      throw new IllegalArgumentException("an offset view is not of its offset array (made before the array grew?)");
+    }
     long srcLimit = src.byteSize() - rowBytes;
     long dstLimit = dst.byteSize() - rowBytes;
     for (int i = 0; i < n; i++) {
@@ -75,7 +93,9 @@ public final class RowCopy {
     }
     if (COPY != null && src.isNative() && dst.isNative()) {
       try {
-        COPY.invokeExact(dst, MemorySegment.ofArray(dstOff), src, MemorySegment.ofArray(srcOff), n, rowBytes);
+        MemorySegment dstOffs = dstOffView != null ? dstOffView : MemorySegment.ofArray(dstOff);
+        MemorySegment srcOffs = srcOffView != null ? srcOffView : MemorySegment.ofArray(srcOff);
+        COPY.invokeExact(dst, dstOffs, src, srcOffs, n, rowBytes);
         return;
       } catch (Throwable e) {
         throw new IllegalStateException("native row copy failed", e);

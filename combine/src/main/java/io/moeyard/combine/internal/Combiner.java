@@ -35,6 +35,8 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
   protected final int rank;
   protected final int ranks;
   protected final int chunk;
+  /** Every message of this rank starts so; made once, not per call. */
+  private final String me;
   protected final Arena scratch = Arena.ofShared();
 
   /** Where home windows live when built for a communicator (null: this JVM's scratch, ranks of one JVM only). */
@@ -54,6 +56,7 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
     this.rank = transport.rank();
     this.ranks = transport.size();
     this.chunk = chunk;
+    this.me = "rank " + rank + ": ";
   }
 
   /**
@@ -157,7 +160,6 @@ public abstract sealed class Combiner implements AutoCloseable permits FusedComb
   }
 
   private String localProblem(DispatchHandle handle, RowBuffer expertOut, RowBuffer out) {
-    String me = "rank " + rank + ": ";
     if (!handle.isOpen()) return me + "the dispatch handle is closed";
     if (handle.transport() != transport) return me + "the dispatch handle belongs to another transport";
     if (memory == null && !transport.sharesAddressSpace()) {

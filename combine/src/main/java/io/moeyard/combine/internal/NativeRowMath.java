@@ -66,6 +66,19 @@ final class NativeRowMath {
    */
   static void sumBf16(int level, MemorySegment src, long[] off, float[] w, int[] groupEnd, int[] outEnd, int outputs, int h,
       MemorySegment dst, long dstAt, long stride, boolean stream) {
+    sumBf16(level, src, off, w, groupEnd, outEnd, outputs, h, dst, dstAt, stride, stream, null);
+  }
+
+  /**
+   * The caller's views of its arrays for {@link #sumBf16}: {@code MemorySegment.ofArray} of
+   * exactly the arrays passed (null where an array is null), kept while the arrays are, so that a
+   * steady state of sums allocates nothing.
+   */
+  record Views(MemorySegment off, MemorySegment w, MemorySegment groupEnd, MemorySegment outEnd) {}
+
+  /** As {@link #sumBf16(int, MemorySegment, long[], float[], int[], int[], int, int, MemorySegment, long, long, boolean)}, with the views of its arrays (null: made here). */
+  static void sumBf16(int level, MemorySegment src, long[] off, float[] w, int[] groupEnd, int[] outEnd, int outputs, int h,
+      MemorySegment dst, long dstAt, long stride, boolean stream, Views views) {
     if (level < 1 || level > LEVEL) throw new IllegalArgumentException("kernel level " + level + ", this CPU runs 1 to " + LEVEL);
     if (!src.isNative() || !dst.isNative()) throw new IllegalArgumentException("native sums need off-heap rows");
     if (outputs < 0 || h < 1) throw new IllegalArgumentException(outputs + " outputs of hidden " + h);
@@ -83,11 +96,16 @@ final class NativeRowMath {
       throw new IndexOutOfBoundsException(outputs + " rows of " + rowBytes + " bytes from byte " + dstAt + ", stride " + stride + ", outside " + dst);
     }
     // locals, not conditionals: as arguments of invokeExact those would be typed Object
-    MemorySegment weights = w == null ? MemorySegment.NULL : MemorySegment.ofArray(w);
-    MemorySegment outs = outEnd == null ? MemorySegment.NULL : MemorySegment.ofArray(outEnd);
+    MemorySegment weights = w == null ? MemorySegment.NULL : views != null ? views.w() : MemorySegment.ofArray(w);
+    MemorySegment outs = outEnd == null ? MemorySegment.NULL : views != null ? views.outEnd() : MemorySegment.ofArray(outEnd);
+    MemorySegment offs = views != null ? views.off() : MemorySegment.ofArray(off);
+    MemorySegment groupEnds = views != null ? views.groupEnd() : MemorySegment.ofArray(groupEnd);
+    if (views != null && (offs.byteSize() != 8L * off.length || groupEnds.byteSize() != 4L * groupEnd.length
+        || w != null && weights.byteSize() != 4L * w.length || outEnd != null && outs.byteSize() != 4L * outEnd.length)) {
+      throw new IllegalArgumentException("a view is not of its array (made before the array grew?)");
+    }
     try {
-      SUM.invokeExact(level, src, MemorySegment.ofArray(off), weights, MemorySegment.ofArray(groupEnd), outs, outputs, h,
-          dst, dstAt, stride, stream ? 1 : 0);
+      SUM.invokeExact(level, src, offs, weights, groupEnds, outs, outputs, h, dst, dstAt, stride, stream ? 1 : 0);
     } catch (Throwable e) {
       throw new IllegalStateException("native row sum failed", e);
     }

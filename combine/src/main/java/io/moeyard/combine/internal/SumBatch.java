@@ -4,6 +4,7 @@ import io.moeyard.engine.DType;
 import io.moeyard.engine.RowBuffer;
 import io.moeyard.engine.RowCopy;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 
 /**
@@ -33,6 +34,9 @@ final class SumBatch {
   private int terms;
   private int groups;
   private int outputs;
+  /** Views of the four arrays above for the host helper, remade only when an array grows (is another array). */
+  private NativeRowMath.Views views;
+  private Object[] viewed = new Object[4];
 
   // the Java path's scratch: one output's terms, and the stage for streamed outputs
   private float[] acc = new float[0];
@@ -108,8 +112,13 @@ final class SumBatch {
         && y.segment().isNative() && dst.segment().isNative()) {
       if (offsets.length < terms) offsets = new long[rows.length];
       for (int i = 0; i < terms; i++) offsets[i] = y.rowOffset(rows[i]); // NativeRowMath bounds-checks them
+      if (viewed[0] != offsets || viewed[1] != weights || viewed[2] != groupEnd || viewed[3] != outEnd) {
+        views = new NativeRowMath.Views(MemorySegment.ofArray(offsets), MemorySegment.ofArray(weights),
+            MemorySegment.ofArray(groupEnd), MemorySegment.ofArray(outEnd));
+        viewed = new Object[] {offsets, weights, groupEnd, outEnd};
+      }
       NativeRowMath.sumBf16(NativeRowMath.LEVEL, y.segment(), offsets, weighted ? weights : null, groupEnd,
-          twoLevel ? outEnd : null, outputs, y.hidden(), dst.segment(), dst.rowOffset(firstRow), dst.rowBytes(), stream);
+          twoLevel ? outEnd : null, outputs, y.hidden(), dst.segment(), dst.rowOffset(firstRow), dst.rowBytes(), stream, views);
       return;
     }
     runJava(y, weighted, dst, firstRow, stream);

@@ -50,6 +50,9 @@ final class DispatchRelay {
   /** Per node, the packed rows' offsets in x and in the message: one batched copy per message. */
   private final long[][] srcOff;
   private final long[][] dstOff;
+  /** Views of the offset arrays for the copy helper, made with them. */
+  private final MemorySegment[] srcOffView;
+  private final MemorySegment[] dstOffView;
 
   DispatchRelay(PeerMemory memory, Topology topology, int rank, int maxTokens, int topk, int hidden, DType dtype) {
     this.maxTokens = maxTokens;
@@ -72,6 +75,12 @@ final class DispatchRelay {
     this.filled = new int[topology.nodes()];
     this.srcOff = new long[topology.nodes()][maxTokens];
     this.dstOff = new long[topology.nodes()][maxTokens];
+    this.srcOffView = new MemorySegment[topology.nodes()];
+    this.dstOffView = new MemorySegment[topology.nodes()];
+    for (int m = 0; m < srcOffView.length; m++) {
+      srcOffView[m] = MemorySegment.ofArray(srcOff[m]);
+      dstOffView[m] = MemorySegment.ofArray(dstOff[m]);
+    }
   }
 
   private static long align(long b) {
@@ -134,7 +143,7 @@ final class DispatchRelay {
       }
     }
     for (int m = 0; m < lastToken.length; m++) {
-      if (filled[m] > 0) RowCopy.copyRows(x.segment(), srcOff[m], send[relayOn(m)], dstOff[m], filled[m], rowBytes);
+      if (filled[m] > 0) RowCopy.copyRows(x.segment(), srcOff[m], srcOffView[m], send[relayOn(m)], dstOff[m], dstOffView[m], filled[m], rowBytes);
     }
   }
 

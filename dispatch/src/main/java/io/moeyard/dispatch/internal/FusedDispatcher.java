@@ -34,6 +34,9 @@ import java.lang.foreign.MemorySegment;
 public final class FusedDispatcher extends Dispatcher {
   private long[] srcOff = new long[0];
   private long[] dstOff = new long[0];
+  /** Views of {@link #srcOff} and {@link #dstOff} for the copy helper, made with them. */
+  private MemorySegment srcOffView = MemorySegment.ofArray(srcOff);
+  private MemorySegment dstOffView = MemorySegment.ofArray(dstOff);
   private final int localRanks;
   /** The node-crossing buffers, or null: every row goes direct (one node, or built without them). */
   private final DispatchRelay relay;
@@ -203,7 +206,11 @@ public final class FusedDispatcher extends Dispatcher {
     if (srcOff.length < chunk) {
       srcOff = new long[chunk];
       dstOff = new long[chunk];
+      srcOffView = MemorySegment.ofArray(srcOff);
+      dstOffView = MemorySegment.ofArray(dstOff);
     }
+    MemorySegment srcOffs = srcOffView;
+    MemorySegment dstOffs = dstOffView;
     int source = plan.source;
     ChunkSchedule.forEachChunk(rank, selectionsTo, chunk, (d, from, to) -> {
       ReceiveWindow w = windows[d];
@@ -225,7 +232,7 @@ public final class FusedDispatcher extends Dispatcher {
           MemorySegment.copy(src.scales(), row * scaleBytes, dst.scales(), pos * scaleBytes, scaleBytes);
         }
       }
-      RowCopy.copyRows(src.segment(), srcOff, dst.segment(), dstOff, n, rowBytes);
+      RowCopy.copyRows(src.segment(), srcOff, srcOffs, dst.segment(), dstOff, dstOffs, n, rowBytes);
     });
   }
 

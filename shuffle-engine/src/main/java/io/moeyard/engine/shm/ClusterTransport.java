@@ -106,6 +106,17 @@ public final class ClusterTransport implements Transport, AutoCloseable {
   private final RegionTable regions;
   private final String job;
   private volatile boolean closed;
+  // sendRecv's scratch, sized for the world here: a round reuses it (peers read this rank's post
+  // decoded from bytes, never these arrays); sendRecv is synchronized, so one round at a time
+  private final long[] sendBytes;
+  private final long[] recvBytes;
+  private final MemorySegment[] shared;
+  private final Posted self;
+  private final Posted[] posted;
+  private final boolean[][] want;
+  private final MemorySegment[] linkSend;
+  private final MemorySegment[] linkRecv;
+  private final boolean[] linked;
 
   private ClusterTransport(ProcessWorld world, Arena controlArena, ControlBlock control, int[] machineOf,
       int[][] machineRanks, long timeoutNanos, String job, Path dir, long linkToken) {
@@ -122,6 +133,16 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     int m = machineOf[world.rank()];
     this.regions = new RegionTable(this, dir, job, p -> machineOf[p] == m);
     this.job = job;
+    int ranks = world.size();
+    this.sendBytes = new long[ranks];
+    this.recvBytes = new long[ranks];
+    this.shared = new MemorySegment[ranks];
+    this.self = new Posted(null, sendBytes, recvBytes, shared);
+    this.posted = new Posted[ranks];
+    this.want = new boolean[ranks][ranks];
+    this.linkSend = new MemorySegment[ranks];
+    this.linkRecv = new MemorySegment[ranks];
+    this.linked = new boolean[ranks];
   }
 
   /** Joins the world the environment describes (torchrun variables), default timeout, on {@link #thisMachine()}. */
@@ -606,9 +627,9 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     checkUsable();
     int ranks = size();
     int me = rank();
-    long[] sendBytes = new long[ranks];
-    long[] recvBytes = new long[ranks];
-    MemorySegment[] shared = new MemorySegment[ranks];
+    java.util.Arrays.fill(sendBytes, 0);
+    java.util.Arrays.fill(recvBytes, 0);
+    java.util.Arrays.fill(shared, null);
     String problem = null;
     if (send == null || recv == null || send.length != ranks || recv.length != ranks) {
       problem = "sendRecv needs one send and one receive segment per rank (" + ranks + "), got "
@@ -626,9 +647,9 @@ public final class ClusterTransport implements Transport, AutoCloseable {
         }
       }
     }
-    Object[] got = allGather(new Posted(problem, sendBytes, recvBytes, shared), POSTED);
-    Posted[] posted = new Posted[ranks];
-    for (int p = 0; p < ranks; p++) posted[p] = p == me ? new Posted(null, sendBytes, recvBytes, shared) : (Posted) got[p];
+    // a refusal is a post of its own: the codec refuses it for every rank (never on a good round)
+    Object[] got = allGather(problem == null ? self : new Posted(problem, sendBytes, recvBytes, shared), POSTED);
+    for (int p = 0; p < ranks; p++) posted[p] = p == me ? self : (Posted) got[p];
     for (int p = 0; p < ranks; p++) {
       for (int q = 0; q < ranks; q++) {
         if (posted[p].sendBytes[q] != posted[q].recvBytes[p]) {
@@ -640,7 +661,6 @@ public final class ClusterTransport implements Transport, AutoCloseable {
     // the pairs connected from now on: every pair of machines from the first round, every pair
     // within a machine from the first round that sends memory its peer cannot read; alike on
     // every rank (every rank reads the same all-gather), so that connecting is a collective
-    boolean[][] want = new boolean[ranks][ranks];
     boolean local = false;
     for (int p = 0; p < ranks; p++) {
       for (int q = 0; q < ranks; q++) {
@@ -656,9 +676,9 @@ public final class ClusterTransport implements Transport, AutoCloseable {
       throw linksBroken(e);
     }
     if (recvBytes[me] > 0) MemorySegment.copy(send[me], 0, recv[me], 0, recvBytes[me]);
-    MemorySegment[] linkSend = new MemorySegment[ranks];
-    MemorySegment[] linkRecv = new MemorySegment[ranks];
-    boolean[] linked = new boolean[ranks];
+    java.util.Arrays.fill(linkSend, null);
+    java.util.Arrays.fill(linkRecv, null);
+    java.util.Arrays.fill(linked, false);
     for (int p = 0; p < ranks; p++) {
       if (p == me) continue;
       MemorySegment from = posted[p].shared[me];
@@ -673,6 +693,12 @@ public final class ClusterTransport implements Transport, AutoCloseable {
       throw linkFailed(e);
     } catch (RuntimeException e) {
       throw linksBroken(e);
+    } finally {
+      // no reference to the caller's segments outlives the round
+      java.util.Arrays.fill(posted, null);
+      java.util.Arrays.fill(shared, null);
+      java.util.Arrays.fill(linkSend, null);
+      java.util.Arrays.fill(linkRecv, null);
     }
   }
 

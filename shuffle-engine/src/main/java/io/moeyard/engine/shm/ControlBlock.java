@@ -180,11 +180,14 @@ final class ControlBlock {
     return all;
   }
 
+  /** The rounds' backoff, reset for each wait: a rank waits in one round at a time (its transport's exchange is synchronized). */
+  private final Backoff backoff = new Backoff(SPINS, YIELDS, MIN_PARK_NANOS, MAX_PARK_NANOS);
+
   private void await(long g, long waitNanos) {
     long start = System.nanoTime();
     long deadline = start + waitNanos;
     long nextLiveness = start + LIVENESS_NANOS;
-    Backoff backoff = new Backoff(SPINS, YIELDS, MIN_PARK_NANOS, MAX_PARK_NANOS);
+    backoff.reset();
     int from = 0;
     while (true) {
       while (from < ranks && (long) LONG.getAcquire(seg, line(from)) >= g) from++;

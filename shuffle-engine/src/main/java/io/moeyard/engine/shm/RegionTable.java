@@ -28,6 +28,12 @@ final class RegionTable implements SegmentTable {
   private final String job;
   private final IntPredicate maps;
   private final Map<Integer, ShmRegion> regions = new ConcurrentHashMap<>();
+  /**
+   * The regions' values as an array, replaced whenever a region comes or goes (rarely: when a
+   * communicator is built or closed), so that {@link #find}, which every sendRecv round and
+   * encoded segment asks, walks it without making an iterator.
+   */
+  private volatile ShmRegion[] listed = new ShmRegion[0];
   /** Only {@link #create} touches it, under its transport's lock. */
   private int nextRegion;
 
@@ -85,6 +91,7 @@ final class RegionTable implements SegmentTable {
       ShmFiles.deleteQuietly(own);
       ShmRegion region = new ShmRegion(this, id, arena, mapped, rank);
       regions.put(id, region);
+      relist();
       ok = true;
       return region;
     } finally {
@@ -112,12 +119,17 @@ final class RegionTable implements SegmentTable {
   }
 
   private ShmRegion find(MemorySegment s) {
-    for (ShmRegion r : regions.values()) if (r.containsOwn(s)) return r;
+    ShmRegion[] all = listed;
+    for (int i = 0; i < all.length; i++) if (all[i].containsOwn(s)) return all[i];
     return null;
   }
 
   void forget(ShmRegion region) {
-    regions.remove(region.id, region);
+    if (regions.remove(region.id, region)) relist();
+  }
+
+  private synchronized void relist() {
+    listed = regions.values().toArray(new ShmRegion[0]);
   }
 
   /** Region id, offset and length; only segments of this rank's own files can be named. */

@@ -6,7 +6,8 @@ import java.util.concurrent.locks.LockSupport;
  * How a rank waits for its peers in a collective: spin, then yield, then park for growing
  * intervals (the shape of Agrona's backoff idle strategy). Balanced ranks meet microseconds apart,
  * where a park's wake-up latency would dominate, so waiting starts hot; more ranks than cores
- * must not starve the ranks that still have work, so it ends parked. One instance per wait.
+ * must not starve the ranks that still have work, so it ends parked. One instance per wait, or
+ * one per waiter, {@link #reset} before each wait.
  *
  * <p>The caller's slow checks (deadline, peer liveness) belong in the park phase only, which is
  * why the phases are exposed rather than hidden behind one {@code idle()}.
@@ -14,6 +15,7 @@ import java.util.concurrent.locks.LockSupport;
 public final class Backoff {
   private final int spins;
   private final int yields;
+  private final long minParkNanos;
   private final long maxParkNanos;
   private int idle;
   private long park;
@@ -30,8 +32,16 @@ public final class Backoff {
     }
     this.spins = spins;
     this.yields = yields;
+    this.minParkNanos = minParkNanos;
     this.maxParkNanos = maxParkNanos;
     this.park = minParkNanos;
+  }
+
+  /** Starts over, hot: for a waiter that keeps one instance for all its waits instead of making one per wait. */
+  public Backoff reset() {
+    idle = 0;
+    park = minParkNanos;
+    return this;
   }
 
   /** True once spinning and yielding are over: the caller checks its deadline, then {@link #park}. */

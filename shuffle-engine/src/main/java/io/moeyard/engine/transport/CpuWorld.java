@@ -121,9 +121,17 @@ public final class CpuWorld implements AutoCloseable {
 
   private final class InJvm implements Transport {
     private final int rank;
+    /** This rank's sendRecv scratch. */
+    private final PointToPoint pointToPoint;
 
     InJvm(int rank) {
       this.rank = rank;
+      this.pointToPoint = new PointToPoint(this);
+    }
+
+    @Override
+    public void sendRecv(java.lang.foreign.MemorySegment[] send, java.lang.foreign.MemorySegment[] recv) {
+      pointToPoint.run(send, recv);
     }
 
     @Override

@@ -17,7 +17,23 @@ import java.lang.foreign.MemorySegment;
  * an NCCL transport replaces with grouped {@code ncclSend}/{@code ncclRecv}.
  */
 final class PointToPoint {
-  private PointToPoint() {}
+  private final Transport t;
+  /**
+   * This rank's posts, two that alternate between rounds: on ranks of one JVM peers read the post
+   * itself after the all-gather, and a peer still in round g (copying out) has not reached round
+   * g + 1's all-gather, so this rank may fill round g + 1's post but not round g's again.
+   */
+  private final Posted[] posts;
+  private int round;
+
+  /** The scratch of {@code t}'s rounds, sized for its world here; the transport owns it. */
+  PointToPoint(Transport t) {
+    this.t = t;
+    int ranks = t.size();
+    this.posts = new Posted[] {
+        new Posted(new MemorySegment[ranks], new long[ranks], new long[ranks]),
+        new Posted(new MemorySegment[ranks], new long[ranks], new long[ranks])};
+  }
 
   /** One rank's side of a round: what it sends each peer, and how many bytes it expects from each. */
   record Posted(MemorySegment[] send, long[] sendBytes, long[] recvBytes) {}
@@ -39,20 +55,28 @@ final class PointToPoint {
     }
   };
 
+  /** A round with scratch of its own, for transports that keep none ({@link Transport#sendRecv}'s default). */
   static void run(Transport t, MemorySegment[] send, MemorySegment[] recv) {
+    new PointToPoint(t).run(send, recv);
+  }
+
+  /** One round of {@link Transport#sendRecv}; allocates nothing on ranks of one JVM but the all-gather's array. */
+  void run(MemorySegment[] send, MemorySegment[] recv) {
     int ranks = t.size();
     int me = t.rank();
     if (send.length != ranks || recv.length != ranks) {
       throw new IllegalArgumentException("sendRecv needs one send and one receive segment per rank (" + ranks + "), got "
           + send.length + " and " + recv.length);
     }
-    long[] sendBytes = new long[ranks];
-    long[] recvBytes = new long[ranks];
+    Posted mine = posts[round++ & 1];
+    long[] sendBytes = mine.sendBytes;
+    long[] recvBytes = mine.recvBytes;
     for (int q = 0; q < ranks; q++) {
+      mine.send[q] = send[q];
       sendBytes[q] = send[q] == null ? 0 : send[q].byteSize();
       recvBytes[q] = recv[q] == null ? 0 : recv[q].byteSize();
     }
-    Object[] got = t.allGather(new Posted(send, sendBytes, recvBytes), CODEC);
+    Object[] got = t.allGather(mine, CODEC);
     for (int p = 0; p < ranks; p++) {
       Posted from = (Posted) got[p];
       for (int q = 0; q < ranks; q++) {

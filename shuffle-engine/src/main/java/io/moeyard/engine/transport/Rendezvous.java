@@ -35,6 +35,8 @@ final class Rendezvous {
   private final Object[][] slots;
   private final AtomicLongArray arrivedAt;
   private final AtomicReferenceArray<Thread> sleeping;
+  /** Each rank's backoff, reset for every wait: a rank waits in one collective at a time. */
+  private final Backoff[] backoffs;
   private final AtomicInteger arrived = new AtomicInteger();
   private volatile long generation;
   private volatile String abortReason;
@@ -46,6 +48,8 @@ final class Rendezvous {
     this.slots = new Object[][] {new Object[size], new Object[size]};
     this.arrivedAt = new AtomicLongArray(size);
     this.sleeping = new AtomicReferenceArray<>(size);
+    this.backoffs = new Backoff[size];
+    for (int r = 0; r < size; r++) backoffs[r] = new Backoff(SPINS, YIELDS, MIN_PARK_NANOS, MAX_PARK_NANOS);
   }
 
   Object[] allGather(int rank, Object mine) {
@@ -70,7 +74,7 @@ final class Rendezvous {
 
   private void awaitGeneration(int rank, long gen) {
     long deadline = System.nanoTime() + timeoutNanos;
-    Backoff backoff = new Backoff(SPINS, YIELDS, MIN_PARK_NANOS, MAX_PARK_NANOS);
+    Backoff backoff = backoffs[rank].reset();
     while (generation == gen) {
       if (abortReason != null) {
         if (generation != gen) return;
