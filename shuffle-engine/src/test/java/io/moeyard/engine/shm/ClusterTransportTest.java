@@ -524,19 +524,21 @@ class ClusterTransportTest {
           shared[q] = q == me ? null : send[q];
         }
         Post post = new Post(bytes, bytes, shared);
-        int warm = 20;
-        int rounds = 1000;
-        long start = 0;
-        for (int i = 0; i < warm + rounds; i++) {
-          if (i == warm) start = threads.getCurrentThreadAllocatedBytes();
-          t.sendRecv(send, recv);
+        for (int i = 0; i < 20; i++) t.sendRecv(send, recv); // warm
+        // waits allocate now and then (a liveness check), which only adds: the least of several
+        // blocks of rounds is the round's own allocation
+        long round = Long.MAX_VALUE;
+        long gather = Long.MAX_VALUE;
+        int blocks = 5;
+        int rounds = 200;
+        for (int b = 0; b < blocks; b++) {
+          long start = threads.getCurrentThreadAllocatedBytes();
+          for (int i = 0; i < rounds; i++) t.sendRecv(send, recv);
+          round = Math.min(round, (threads.getCurrentThreadAllocatedBytes() - start) / rounds);
+          start = threads.getCurrentThreadAllocatedBytes();
+          for (int i = 0; i < rounds; i++) t.allGather(post, POST);
+          gather = Math.min(gather, (threads.getCurrentThreadAllocatedBytes() - start) / rounds);
         }
-        long round = (threads.getCurrentThreadAllocatedBytes() - start) / rounds;
-        for (int i = 0; i < warm + rounds; i++) {
-          if (i == warm) start = threads.getCurrentThreadAllocatedBytes();
-          t.allGather(post, POST);
-        }
-        long gather = (threads.getCurrentThreadAllocatedBytes() - start) / rounds;
         t.barrier();
         return new long[] {round, gather};
       }
@@ -551,7 +553,7 @@ class ClusterTransportTest {
       least = Math.min(least, f[0] - f[1]);
       figures.append(" rank ").append(r).append(": ").append(f[0]).append(" (all-gather ").append(f[1]).append(')');
     }
-    assertTrue(least <= 560, "a sendRecv round allocates " + least + " bytes more than its all-gather on every rank:" + figures);
+    assertTrue(least <= 128, "a sendRecv round allocates " + least + " bytes more than its all-gather on every rank:" + figures);
     System.out.println("sendRecv within a machine, bytes per round:" + figures);
   }
 
