@@ -160,7 +160,10 @@ public final class LayerRun {
     Assignments spec = null;
     if (in.shuffler() != null) {
       progress.println("speculative shuffler: assigning tokens to ranks layer by layer...");
-      spec = in.shuffler().assign(sub, null);
+      // the run ends after layer to-1, where tokens go home: the shuffler sees that layer as the last
+      int[] head = new int[G * in.to() * K];
+      for (int g = 0; g < G; g++) System.arraycopy(ids, g * L * K, head, g * in.to() * K, in.to() * K);
+      spec = in.shuffler().assign(new RoutingTrace(trace.name(), G, in.to(), K, E, head), null);
     }
     return new Prepared(in, sub, topo, maps, Assignments.home(G, L, ranks), spec);
   }

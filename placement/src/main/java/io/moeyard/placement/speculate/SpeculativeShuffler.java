@@ -41,8 +41,9 @@ public final class SpeculativeShuffler {
     /**
      * Rows crossing nodes first, then rows between ranks. On the node-level (relay) path a token
      * on rank r of node n sends one dispatch row to every other node that serves one of its
-     * experts and gets as many combine partials back, and its forward from its current rank c
-     * crosses nodes when c is on another node. With the predictor's probabilities p(e) and k =
+     * experts and gets as many combine partials back, its forward from its current rank c
+     * crosses nodes when c is on another node, and so does its way on after the layer when that
+     * is already known and on another node (home, after the last layer). With the predictor's probabilities p(e) and k =
      * the token's expert count at l-1 (its expected count at l), the chance that some expert
      * lands on node m is taken as {@code 1 - (1 - q(n, m))^k}, q(n, m) the probability mass of
      * the experts a token on node n is served by on m: the k choices treated as independent draws
@@ -50,8 +51,8 @@ public final class SpeculativeShuffler {
      * a little higher). An expert with a replica on node n is served there (the replica rule);
      * one without is served by each of its replicas in turn, so its mass is split over their
      * nodes by slot count. Score of (t, r): {@code k * local(t, r) - NODE_ROW_WEIGHT * (2 *
-     * sum over m != n of (1 - (1 - q(n, m))^k) + [node(c) != n])}. With one node it is exactly
-     * {@link #RANKS}.
+     * sum over m != n of (1 - (1 - q(n, m))^k) + [node(c) != n] + [node(after) != n])}. With one
+     * node it is exactly {@link #RANKS}.
      */
     NODES;
 
@@ -197,6 +198,17 @@ public final class SpeculativeShuffler {
    *     where its forward starts ({@link Objective#NODES}); or null: no preference, no forward cost
    */
   public Shuffle next(int layer, int tokens, int topk, int[] prev1, int[] prev2, int[] current) {
+    return next(layer, tokens, topk, prev1, prev2, current, null);
+  }
+
+  /**
+   * {@link #next(int, int, int, int[], int[], int[])} for a layer after which each token's rank
+   * is already known: home after the last layer, where the engine restores token order.
+   *
+   * @param after each token's rank after this layer's combine ({@link Objective#NODES} counts the
+   *     row when it is on another node), or null when not known
+   */
+  public Shuffle next(int layer, int tokens, int topk, int[] prev1, int[] prev2, int[] current, int[] after) {
     if (layer < 1 || layer >= predictor.layers()) {
       throw new IllegalArgumentException("layer " + layer + " is outside [1, " + predictor.layers() + ")");
     }
@@ -204,6 +216,11 @@ public final class SpeculativeShuffler {
       throw new IllegalArgumentException("routing arrays must hold tokens * topk = " + tokens * topk + " ids");
     }
     if (layer >= 2 && prev2 == null) throw new IllegalArgumentException("layer " + layer + " needs the routing of layer " + (layer - 2));
+    for (int[] ranks : new int[][] {current, after}) {
+      if (ranks == null) continue;
+      if (ranks.length != tokens) throw new IllegalArgumentException("rank arrays must hold one rank per token, " + tokens + ", got " + ranks.length);
+      for (int r : ranks) if (r < 0 || r >= gpus) throw new IllegalArgumentException("rank " + r + " is outside [0, " + gpus + ")");
+    }
     int E = predictor.experts(), G = gpus;
     for (int[] ids : prev2 == null ? new int[][] {prev1} : new int[][] {prev1, prev2}) {
       for (int e : ids) if (e < -1 || e >= E) throw new IllegalArgumentException("expert id " + e + " is outside [0, " + E + ")");
@@ -230,9 +247,10 @@ public final class SpeculativeShuffler {
       if (nodeRows) {
         for (int n = 0; n < N; n++) nodeCost[n] = 2 * expectedRemoteNodes(layer, n, p, n1, mass);
         int from = current != null ? topology.nodeOf(current[t]) : -1;
+        int to = after != null ? topology.nodeOf(after[t]) : -1;
         for (int r = 0; r < G; r++) {
           int n = topology.nodeOf(r);
-          double rows = nodeCost[n] + (from >= 0 && from != n ? 1 : 0);
+          double rows = nodeCost[n] + (from >= 0 && from != n ? 1 : 0) + (to >= 0 && to != n ? 1 : 0);
           score[base + r] = n1 * score[base + r] - nodeRowWeight * rows;
         }
       }
@@ -265,7 +283,8 @@ public final class SpeculativeShuffler {
 
   /**
    * Runs the shuffler over a whole trace layer by layer, as an engine would: layer 0 at home, layer
-   * l from layers l-1 and l-2. The trace may have fewer layers than the model (a prefix).
+   * l from layers l-1 and l-2, and home again after the trace's last layer. The trace may have
+   * fewer layers than the model (a prefix: its last layer is then the one before going home).
    *
    * @param layerDone called after each layer, for progress; may be null
    */
@@ -278,8 +297,10 @@ public final class SpeculativeShuffler {
     int[] rank = new int[T * L];
     int[] predicted = new int[T * L];
     int[] current = new int[T];
+    int[] home = new int[T];
     for (int t = 0; t < T; t++) {
-      current[t] = home(t, T, G);
+      home[t] = home(t, T, G);
+      current[t] = home[t];
       rank[t * L] = current[t];
       predicted[t * L] = -1;
     }
@@ -289,7 +310,7 @@ public final class SpeculativeShuffler {
     for (int l = 1; l < L; l++) {
       layer(ids, T, L, K, l - 1, prev1);
       if (l >= 2) layer(ids, T, L, K, l - 2, prev2);
-      Shuffle s = next(l, T, K, prev1, l >= 2 ? prev2 : null, current);
+      Shuffle s = next(l, T, K, prev1, l >= 2 ? prev2 : null, current, l == L - 1 ? home : null);
       for (int t = 0; t < T; t++) {
         rank[t * L + l] = s.rank()[t];
         predicted[t * L + l] = s.predicted()[t];

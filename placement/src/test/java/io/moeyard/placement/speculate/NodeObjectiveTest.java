@@ -18,7 +18,7 @@ import org.junit.jupiter.api.Test;
 class NodeObjectiveTest {
   /** A small random problem: a model, a placement (with replicas sometimes), one layer's inputs. */
   private record Problem(long seed, AffinityModel model, Placement placement, int nodes, int layer, int tokens, int topk,
-      int[] prev1, int[] prev2, int[] current, double tolerance) {
+      int[] prev1, int[] prev2, int[] current, int[] after, double tolerance) {
     static Problem random(long seed, int maxTokens) {
       SplittableRandom rnd = new SplittableRandom(seed);
       int L = 2 + rnd.nextInt(3), K = 1 + rnd.nextInt(3), E = K + 1 + rnd.nextInt(8);
@@ -43,21 +43,27 @@ class NodeObjectiveTest {
         current = new int[T];
         for (int t = 0; t < T; t++) current[t] = rnd.nextInt(G);
       }
+      int[] after = null;
+      if (rnd.nextBoolean()) {
+        after = new int[T];
+        for (int t = 0; t < T; t++) after[t] = rnd.nextInt(G);
+      }
       double[] tolerances = {0.1, 0.3, 1};
-      return new Problem(seed, AffinityModel.learn(List.of(train)), p, N, layer, T, K, prev1, prev2, current,
+      return new Problem(seed, AffinityModel.learn(List.of(train)), p, N, layer, T, K, prev1, prev2, current, after,
           tolerances[rnd.nextInt(tolerances.length)]);
     }
 
     @Override
     public String toString() {
       return "seed=" + seed + " T=" + tokens + " K=" + topk + " E=" + placement.experts() + " G=" + placement.gpus() + " nodes=" + nodes
-          + " slots=" + placement.slots() + " layer=" + layer + " tolerance=" + tolerance + " current=" + Arrays.toString(current);
+          + " slots=" + placement.slots() + " layer=" + layer + " tolerance=" + tolerance + " current=" + Arrays.toString(current) + " after=" + Arrays.toString(after);
     }
   }
 
   /**
    * The objective as its documentation states it, computed slot by slot: token t on rank r is
-   * worth k * (mass of experts with a slot on r) - weight * (2 * expected other nodes + forward).
+   * worth k * (mass of experts with a slot on r) - weight * (2 * expected other nodes + forward in
+   * + forward on).
    */
   private static double[] referenceScore(Problem pr, double weight) {
     ExpertPredictor predictor = new ExpertPredictor(pr.model());
@@ -99,8 +105,9 @@ class NodeObjectiveTest {
           }
           otherNodes += 1 - Math.pow(1 - mass, n1);
         }
-        boolean forward = pr.current() != null && pr.current()[t] / perNode != n;
-        score[t * G + r] = n1 * local - weight * (2 * otherNodes + (forward ? 1 : 0));
+        boolean forwardIn = pr.current() != null && pr.current()[t] / perNode != n;
+        boolean forwardOn = pr.after() != null && pr.after()[t] / perNode != n;
+        score[t * G + r] = n1 * local - weight * (2 * otherNodes + (forwardIn ? 1 : 0) + (forwardOn ? 1 : 0));
       }
     }
     return score;
@@ -141,7 +148,7 @@ class NodeObjectiveTest {
         int G = pr.placement().gpus(), T = pr.tokens();
         SpeculativeShuffler s = new SpeculativeShuffler(new ExpertPredictor(pr.model()), pr.placement().phy2log(), G, pr.nodes(),
             Objective.NODES, weight, pr.tolerance());
-        Shuffle got = s.next(pr.layer(), T, pr.topk(), pr.prev1(), pr.prev2(), pr.current());
+        Shuffle got = s.next(pr.layer(), T, pr.topk(), pr.prev1(), pr.prev2(), pr.current(), pr.after());
         int min = CapacityAssignment.minTokens(T, G, pr.tolerance()), max = CapacityAssignment.maxTokens(T, G, pr.tolerance());
         int[] count = new int[G];
         for (int r : got.rank()) count[r]++;
@@ -185,7 +192,8 @@ class NodeObjectiveTest {
   /**
    * 4 ranks in 2 nodes, two experts each; a token after experts {0, 1, 3} always chooses {4, 5, 2}:
    * two on rank 2 (node 1), one on rank 1 (node 0). From node 0, rank 2 holds most but costs a
-   * forward across nodes and still a row back to node 0; rank 1 leaves only node 1 to reach.
+   * forward across nodes, a row back to node 0 and, after this last layer, the way home; rank 1
+   * leaves only node 1 to reach.
    */
   @Test
   void theRankObjectiveCrossesNodesWhereTheNodeObjectiveDoesNot() {
