@@ -23,13 +23,14 @@ public final class SpeculativeShuffler {
   public static final double TOLERANCE = 0.10;
 
   /**
-   * What one row crossing nodes costs in rows between ranks of one node, in {@link Objective#NODES}.
-   * Large enough that a rank within the node never wins at the price of an expected node row
-   * (one predicted activation made local is worth one rank row), small enough that between ranks
-   * of equal node cost the rank-level gain still decides; measured in
-   * bench/results/speculate-nodes-2026-12-06.md.
+   * What one row crossing nodes is worth in rows between ranks (one predicted activation made
+   * local saves one), in {@link Objective#NODES}. The smallest of 2, 4, 8 and 16 that kept the rows
+   * crossing nodes at or below home's on all four ESFT tasks, 8 ranks in 2 and 4 nodes and 16 in 2;
+   * larger weights saved almost no more node rows and gave up more of the rank-level gain
+   * (bench/results/speculate-nodes-2026-12-06.md). Rows between machines cost an order of
+   * magnitude more than rows within one, so the weight is also about right in time.
    */
-  public static final double NODE_ROW_WEIGHT = 4;
+  public static final double NODE_ROW_WEIGHT = 8;
 
   /** What the assignment minimises. */
   public enum Objective {
