@@ -27,8 +27,7 @@ public final class SpeculativeShuffler {
    * local saves one), in {@link Objective#NODES}. The smallest of 2, 4, 8 and 16 that kept the rows
    * crossing nodes at or below home's on all four ESFT tasks, 8 ranks in 2 and 4 nodes and 16 in 2;
    * larger weights saved almost no more node rows and gave up more of the rank-level gain
-   * (bench/results/speculate-nodes-2026-12-06.md). Rows between machines cost an order of
-   * magnitude more than rows within one, so the weight is also about right in time.
+   * (bench/results/speculate-nodes-2026-12-06.md).
    */
   public static final double NODE_ROW_WEIGHT = 8;
 
@@ -40,12 +39,13 @@ public final class SpeculativeShuffler {
      */
     RANKS,
     /**
-     * Rows crossing nodes first, then rows between ranks. On the node-level (relay) path a token
-     * on rank r of node n sends one dispatch row to every other node that serves one of its
-     * experts and gets as many combine partials back, its forward from its current rank c
-     * crosses nodes when c is on another node, and so does its way on after the layer when that
-     * is already known and on another node (home, after the last layer). With the predictor's probabilities p(e) and k =
-     * the token's expert count at l-1 (its expected count at l), the chance that some expert
+     * Rows crossing nodes, each weighing {@link #NODE_ROW_WEIGHT} rows between ranks, plus rows
+     * between ranks as {@link #RANKS} counts them. On the node-level (relay) path a token on rank
+     * r of node n sends one dispatch row to every other node that serves one of its experts and
+     * gets as many combine partials back, its forward from its current rank c crosses nodes when
+     * c is on another node, and so does its way on after the layer when that is already known
+     * and on another node (home, after the last layer). With the predictor's probabilities p(e)
+     * and k = the token's expert count at l-1 (its expected count at l), the chance that some expert
      * lands on node m is taken as {@code 1 - (1 - q(n, m))^k}, q(n, m) the probability mass of
      * the experts a token on node n is served by on m: the k choices treated as independent draws
      * (the predictor gives one distribution, not a joint one; without replacement the chance is
