@@ -153,7 +153,7 @@ public final class BenchCommand implements Callable<Integer> {
 
   @Option(names = "--speculate-objective", paramLabel = "ranks|nodes", description = "with --speculate: what the token"
       + " assignment minimises: ranks = rows between ranks (expected local activations), nodes = rows crossing nodes, each"
-      + " weighing 8 rows between ranks, plus rows between ranks; default nodes when --nodes > 1, else ranks (the same with one node)")
+      + " weighing " + (int) io.moeyard.placement.speculate.SpeculativeShuffler.NODE_ROW_WEIGHT + " rows between ranks, plus rows between ranks; default nodes when --nodes > 1, else ranks (the same with one node)")
   String speculateObjective;
 
   /**
@@ -505,7 +505,8 @@ public final class BenchCommand implements Callable<Integer> {
     out.printf(Locale.ROOT, "ranks: %s%n", res.world());
     if (res.objective() != null) {
       out.printf(Locale.ROOT, "speculation objective: %s%n", res.objective() == io.moeyard.placement.speculate.SpeculativeShuffler.Objective.NODES
-          ? "nodes (rows crossing nodes, each weighing 8 rows between ranks, plus rows between ranks)" : "ranks (rows between ranks)");
+          ? "nodes (rows crossing nodes, each weighing " + (int) io.moeyard.placement.speculate.SpeculativeShuffler.NODE_ROW_WEIGHT
+          + " rows between ranks, plus rows between ranks)" : "ranks (rows between ranks)");
     }
     out.printf(Locale.ROOT, "%-12s %10s %12s %12s %12s %12s %12s %12s%n", "", "coll. ms", "dispatch", "remote", "partials",
         "forwards", "all remote", "cross-node");

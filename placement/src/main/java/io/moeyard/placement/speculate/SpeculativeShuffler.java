@@ -24,12 +24,12 @@ public final class SpeculativeShuffler {
 
   /**
    * What one row crossing nodes is worth in rows between ranks (one predicted activation made
-   * local saves one), in {@link Objective#NODES}. The smallest of 2, 4, 8 and 16 that kept the rows
-   * crossing nodes at or below home's on all four ESFT tasks, 8 ranks in 2 and 4 nodes and 16 in 2;
-   * larger weights saved almost no more node rows and gave up more of the rank-level gain
-   * (bench/results/speculate-nodes-2026-12-06.md).
+   * local saves one), in {@link Objective#NODES}. Of 2, 4, 8 and 16, the smallest that kept the
+   * rows crossing nodes below home's on all four ESFT tasks, 8 ranks in 2 and 4 nodes and 16 in 2
+   * (8 left one task at home's, give or take a few rows); larger weights save few more node rows
+   * and give up more of the rank-level gain (bench/results/speculate-nodes-2026-12-06.md).
    */
-  public static final double NODE_ROW_WEIGHT = 8;
+  public static final double NODE_ROW_WEIGHT = 16;
 
   /** What the assignment minimises. */
   public enum Objective {
