@@ -62,7 +62,8 @@ public final class SpeculateCommand implements Callable<Integer> {
 
   @Option(names = "--speculate-objective", paramLabel = "ranks|nodes",
       description = "What the assignment minimises: ranks = rows between ranks (expected local activations); nodes = rows"
-          + " crossing nodes, each weighing " + (int) SpeculativeShuffler.NODE_ROW_WEIGHT + " rows between ranks, plus rows between ranks. Default: nodes when --nodes > 1, else ranks (the same with one node).")
+          + " crossing nodes, each weighing " + (int) SpeculativeShuffler.NODE_ROW_WEIGHT + " rows between ranks, plus rows"
+          + " between ranks. Default: nodes when --nodes > 1, else ranks (the same with one node).")
   String objective;
 
   @Option(names = "--placement", paramLabel = "P.json", description = "Placement in force (sglang, eplb or vllm-ascend JSON); default: group experts from --train.")
