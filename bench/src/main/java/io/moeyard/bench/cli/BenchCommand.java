@@ -152,6 +152,11 @@ public final class BenchCommand implements Callable<Integer> {
       + " every rank derives the token assignment itself, and the ranks check that they derived the same")
   Path speculate;
 
+  @Option(names = "--speculate-objective", paramLabel = "ranks|nodes", description = "with --speculate: what the token"
+      + " assignment minimises: ranks = rows between ranks (expected local activations), nodes = rows crossing nodes, each"
+      + " weighing " + (int) io.moeyard.placement.speculate.SpeculativeShuffler.NODE_ROW_WEIGHT + " rows between ranks, plus rows between ranks; default nodes when --nodes > 1, else ranks (the same with one node)")
+  String speculateObjective;
+
   /**
    * Tests only: flips one bit of one final row of this rank in the --speculate run, so that the
    * identity check must say DIFFERENT (a check that cannot fail proves nothing).
@@ -441,10 +446,21 @@ public final class BenchCommand implements Callable<Integer> {
         p2l = new int[rt.layers()][e];
         for (int[] row : p2l) for (int s = 0; s < e; s++) row[s] = s;
       }
-      shuffler = new io.moeyard.placement.speculate.SpeculativeShuffler(model, p2l, r,
+      shuffler = new io.moeyard.placement.speculate.SpeculativeShuffler(model, p2l, r, nodes, objective(nodes),
           io.moeyard.placement.speculate.SpeculativeShuffler.TOLERANCE);
+    } else if (speculateObjective != null) {
+      throw new IllegalArgumentException("--speculate-objective " + speculateObjective + " needs --speculate");
     }
     return new LayerRun.Inputs(rt, from, to, r, nodes, t, h, phy2log, shuffler);
+  }
+
+  private io.moeyard.placement.speculate.SpeculativeShuffler.Objective objective(int nodes) {
+    if (speculateObjective == null) return io.moeyard.placement.speculate.SpeculativeShuffler.Objective.defaultFor(nodes);
+    try {
+      return io.moeyard.placement.speculate.SpeculativeShuffler.Objective.parse(speculateObjective);
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException("--speculate-objective " + speculateObjective + ": want ranks or nodes");
+    }
   }
 
   /** The option's file could not be read as it should: one message naming the option and the file once. */
@@ -472,6 +488,7 @@ public final class BenchCommand implements Callable<Integer> {
     m.put("trace", rt.tokens() + " tokens x " + rt.layers() + " layers x top-" + rt.topk() + " of " + rt.experts() + " experts");
     m.put("trace_crc32c", checksum(trace));
     m.put("speculate_crc32c", speculate == null ? "none" : checksum(speculate));
+    m.put("speculate_objective", in.shuffler() == null ? "none" : in.shuffler().objective().name().toLowerCase(Locale.ROOT));
     m.put("placement_crc32c", placement == null ? "none" : checksum(placement));
     m.put("corrupt_rank", Integer.toString(corruptRank));
     return m;
@@ -487,6 +504,11 @@ public final class BenchCommand implements Callable<Integer> {
     out.printf(Locale.ROOT, "moeyard bench --layers %d:%d  %d ranks (%d node%s) x %d tokens  hidden %d bf16%n", res.fromLayer(),
         res.toLayer(), res.ranks(), res.nodes(), res.nodes() == 1 ? "" : "s", res.tokensPerRank(), res.hidden());
     out.printf(Locale.ROOT, "ranks: %s%n", res.world());
+    if (res.objective() != null) {
+      out.printf(Locale.ROOT, "speculation objective: %s%n", res.objective() == io.moeyard.placement.speculate.SpeculativeShuffler.Objective.NODES
+          ? "nodes (rows crossing nodes, each weighing " + (int) io.moeyard.placement.speculate.SpeculativeShuffler.NODE_ROW_WEIGHT
+          + " rows between ranks, plus rows between ranks)" : "ranks (rows between ranks)");
+    }
     out.printf(Locale.ROOT, "%-12s %10s %12s %12s %12s %12s %12s %12s%n", "", "coll. ms", "dispatch", "remote", "partials",
         "forwards", "all remote", "cross-node");
     for (var m : new LayerRun.Mode[] {res.home(), res.speculative()}) {
@@ -515,6 +537,7 @@ public final class BenchCommand implements Callable<Integer> {
     cfg.put("from_layer", res.fromLayer());
     cfg.put("to_layer", res.toLayer());
     cfg.put("world", res.world());
+    if (res.objective() != null) cfg.put("speculate_objective", res.objective().name().toLowerCase(Locale.ROOT));
     for (var m : new LayerRun.Mode[] {res.home(), res.speculative()}) {
       if (m == null) continue;
       ObjectNode n = root.putObject(m.name());

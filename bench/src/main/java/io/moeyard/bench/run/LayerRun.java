@@ -76,10 +76,11 @@ public final class LayerRun {
 
   /**
    * Both runs (speculative may be null), how the ranks ran ({@code world}: threads, processes,
-   * machines), and where the outputs differ ({@code difference}; null when identical).
+   * machines), the speculative shuffler's objective (null without one), and where the outputs
+   * differ ({@code difference}; null when identical).
    */
   public record Result(int ranks, int nodes, int tokensPerRank, int hidden, int fromLayer, int toLayer, String world,
-      Mode home, Mode speculative, String difference) {
+      SpeculativeShuffler.Objective objective, Mode home, Mode speculative, String difference) {
     /** True when both runs ended with the same bits in every token's row (or only the home run ran). */
     public boolean identical() {
       return difference == null;
@@ -159,7 +160,10 @@ public final class LayerRun {
     Assignments spec = null;
     if (in.shuffler() != null) {
       progress.println("speculative shuffler: assigning tokens to ranks layer by layer...");
-      spec = in.shuffler().assign(sub, null);
+      // the run ends after layer to-1, where tokens go home: the shuffler sees that layer as the last
+      int[] head = new int[G * in.to() * K];
+      for (int g = 0; g < G; g++) System.arraycopy(ids, g * L * K, head, g * in.to() * K, in.to() * K);
+      spec = in.shuffler().assign(new RoutingTrace(trace.name(), G, in.to(), K, E, head), null);
     }
     return new Prepared(in, sub, topo, maps, Assignments.home(G, L, ranks), spec);
   }
@@ -173,7 +177,8 @@ public final class LayerRun {
     String difference = home.problem();
     if (difference == null && spec != null) difference = spec.problem() != null ? spec.problem() : difference(home, spec);
     Inputs in = p.in();
-    return new Result(in.ranks(), in.nodes(), in.tokensPerRank(), in.hidden(), in.from(), in.to(), world, home.mode(),
+    return new Result(in.ranks(), in.nodes(), in.tokensPerRank(), in.hidden(), in.from(), in.to(), world,
+        in.shuffler() == null ? null : in.shuffler().objective(), home.mode(),
         spec == null ? null : spec.mode(), difference);
   }
 

@@ -243,6 +243,10 @@ class BenchLayersProcsTest {
       {"--placement " + c.model(), "--procs", "2", "--trace", t, "--experts", e, "--layers", "1:4", "--placement", c.model().toString()},
       {"--nodes must divide --procs (2), got 3", "--procs", "2", "--nodes", "3", "--trace", t, "--experts", e, "--layers", "1:4"},
       {"--node-path direct", "--procs", "2", "--trace", t, "--experts", e, "--layers", "1:4", "--node-path", "direct"},
+      {"--speculate-objective both: want ranks or nodes", "--procs", "2", "--nodes", "2", "--trace", t, "--experts", e, "--layers", "1:4",
+          "--speculate", c.model().toString(), "--speculate-objective", "both"},
+      {"--speculate-objective nodes needs --speculate", "--procs", "2", "--trace", t, "--experts", e, "--layers", "1:4",
+          "--speculate-objective", "nodes"},
       {"--node-path direct", "--procs", "2", "--machines", "2", "--master-addr", "h", "--master-port", "29500", "--node-path", "direct",
           "--trace", t, "--experts", e, "--layers", "1:4"},
     };

@@ -9,7 +9,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.engine.transport.CpuWorld;
 import io.moeyard.placement.speculate.Assignments;
+import io.moeyard.placement.model.Placement;
 import io.moeyard.placement.speculate.AffinityModel;
+import io.moeyard.placement.speculate.SpeculationReport;
 import io.moeyard.placement.speculate.SpeculativeShuffler;
 import io.moeyard.placement.trace.RoutingTrace;
 import java.io.OutputStream;
@@ -66,6 +68,49 @@ public class LayerRunTest {
       assertEquals(0, res.home().forwardRemote(), what);
       assertTrue(res.speculative().forwardRemote() > 0, what + ": the shuffle moved no token");
     }
+  }
+
+  /**
+   * With ranks in several nodes, both objectives keep the bits, and the rows crossing nodes that
+   * the shuffler's report predicts from the assignment (SpeculationReport) are the rows the data
+   * path moved (no replicas, so the replica rule cannot differ): the objective is scored in the
+   * data path's own units.
+   */
+  @Test
+  void theReportCountsTheRowsCrossingNodesThatTheDataPathMoves() {
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    long crossed = 0, forwarded = 0;
+    for (int c = 0; c < 4; c++) {
+      int nodes = 2 + rnd.nextInt(2);
+      int ranks = nodes * (1 + rnd.nextInt(2));
+      int experts = ranks * (1 + rnd.nextInt(3));
+      int topk = 1 + rnd.nextInt(Math.min(4, experts));
+      int tokensPerRank = rnd.nextInt(4) == 0 ? 1 : 4 + rnd.nextInt(20);
+      int layers = 3 + rnd.nextInt(3);
+      RoutingTrace train = chainTrace(rnd, 300, layers, topk, experts);
+      RoutingTrace eval = chainTrace(rnd, ranks * tokensPerRank, layers, topk, experts);
+      int[][] p2l = trivial(layers, experts);
+      AffinityModel model = AffinityModel.learn(List.of(train));
+      for (SpeculativeShuffler.Objective o : SpeculativeShuffler.Objective.values()) {
+        SpeculativeShuffler shuffler = new SpeculativeShuffler(model, p2l, ranks, nodes, o, SpeculativeShuffler.TOLERANCE);
+        String what = seed + " case " + c + " " + ranks + " ranks in " + nodes + " nodes, top-" + topk + ", objective " + o;
+        LayerRun.Result res = LayerRun.run(eval, 0, layers, ranks, nodes, tokensPerRank, 8, null, shuffler, 1, QUIET);
+        assertTrue(res.identical(), what + ": " + res.difference());
+        assertEquals(o, res.objective(), what);
+        SpeculationReport r = SpeculationReport.measure(eval, new Placement(experts, ranks, p2l), shuffler.assign(eval, null), nodes, 2);
+        assertEquals(res.home().dispatchRemoteNode(), r.dispatchNodeRowsHome(), what + ": home dispatch rows crossing nodes");
+        assertEquals(res.home().combineRemoteNode(), r.dispatchNodeRowsHome(), what + ": home partials crossing nodes");
+        assertEquals(res.speculative().dispatchRemoteNode(), r.dispatchNodeRowsSpeculative(), what + ": dispatch rows crossing nodes");
+        assertEquals(res.speculative().combineRemoteNode(), r.dispatchNodeRowsSpeculative(), what + ": partials crossing nodes");
+        assertEquals(res.speculative().forwardRemoteNode(), r.forwardNodeRowsSpeculative(), what + ": forwards crossing nodes");
+        assertEquals(res.speculative().remoteNode(), r.nodeRowsSpeculative(), what);
+        crossed += r.nodeRowsHome();
+        forwarded += r.forwardNodeRowsSpeculative();
+      }
+    }
+    assertTrue(crossed > 0 && forwarded > 0, seed + ": rows crossed nodes (" + crossed + ") and tokens forwarded across them ("
+        + forwarded + ")");
   }
 
   /** The trivial placement of every layer: slot s holds expert s. */

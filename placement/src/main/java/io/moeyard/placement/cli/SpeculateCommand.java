@@ -55,6 +55,17 @@ public final class SpeculateCommand implements Callable<Integer> {
   @Option(names = "--gpus", paramLabel = "G", required = true, description = "GPUs (EP ranks).")
   int gpus;
 
+  @Option(names = "--nodes", paramLabel = "N", defaultValue = "1",
+      description = "Nodes the GPUs are spread over (G / N consecutive ranks each): the report counts rows crossing nodes, and the"
+          + " default objective keeps them down (default ${DEFAULT-VALUE}).")
+  int nodes;
+
+  @Option(names = "--speculate-objective", paramLabel = "ranks|nodes",
+      description = "What the assignment minimises: ranks = rows between ranks (expected local activations); nodes = rows"
+          + " crossing nodes, each weighing " + (int) SpeculativeShuffler.NODE_ROW_WEIGHT + " rows between ranks, plus rows"
+          + " between ranks. Default: nodes when --nodes > 1, else ranks (the same with one node).")
+  String objective;
+
   @Option(names = "--placement", paramLabel = "P.json", description = "Placement in force (sglang, eplb or vllm-ascend JSON); default: group experts from --train.")
   Path placementIn;
 
@@ -85,6 +96,9 @@ public final class SpeculateCommand implements Callable<Integer> {
   @Option(names = "--hidden", paramLabel = "H", defaultValue = "" + Network.DEFAULT_HIDDEN, description = "Hidden size for bytes (BF16 rows) (default ${DEFAULT-VALUE}).")
   int hidden;
 
+  /** The objective in force: --speculate-objective, or its default for --nodes. */
+  private SpeculativeShuffler.Objective goal;
+
   @Override
   public Integer call() throws Exception {
     PrintWriter err = spec.commandLine().getErr();
@@ -94,6 +108,12 @@ public final class SpeculateCommand implements Callable<Integer> {
   private int run(PrintWriter stdout, PrintWriter err) throws Exception {
     if (gpus <= 0) throw new BadInput("--gpus must be positive, got " + gpus);
     if (hidden <= 0) throw new BadInput("--hidden must be positive, got " + hidden);
+    if (nodes <= 0 || gpus % nodes != 0) throw new BadInput("--nodes " + nodes + " does not divide --gpus " + gpus);
+    try {
+      goal = objective == null ? SpeculativeShuffler.Objective.defaultFor(nodes) : SpeculativeShuffler.Objective.parse(objective);
+    } catch (IllegalArgumentException e) {
+      throw new BadInput("--speculate-objective " + objective + ": want ranks or nodes");
+    }
     if (experts < 0) throw new BadInput("--experts must be positive, got " + experts);
     if (placementIn != null && placementOut != null) throw new BadInput("--placement and --placement-out exclude each other: one is read, the other is grouped and written");
     if (placementIn != null && replicas != null) throw new BadInput("--replicas is for grouping; --placement " + placementIn + " already fixes the slots");
@@ -150,9 +170,9 @@ public final class SpeculateCommand implements Callable<Integer> {
         placement = ExpertGrouping.plan(trainTraces, G, P, minBalance, l -> bar.step());
       }
       model = AffinityModel.learn(trainTraces);
-      assigned = new SpeculativeShuffler(model, placement).assign(evalTrace, l -> bar.step());
+      assigned = new SpeculativeShuffler(model, placement, nodes, goal).assign(evalTrace, l -> bar.step());
     }
-    SpeculationReport r = SpeculationReport.measure(evalTrace, placement, assigned, (long) hidden * 2);
+    SpeculationReport r = SpeculationReport.measure(evalTrace, placement, assigned, nodes, (long) hidden * 2);
     long trainTokens = trainTraces.stream().mapToLong(RoutingTrace::tokens).sum();
     stdout.print(describe(r, trainTraces, evalTrace, trainTokens, placement));
     stdout.flush();
@@ -202,6 +222,10 @@ public final class SpeculateCommand implements Callable<Integer> {
     sb.append(String.format(Locale.ROOT, "trained on %s (%d tokens); placed %s (%d tokens); %d layers x %d experts, top-%d; %d GPUs, %d slots (%s)%n",
         String.join(" + ", names), trainTokens, evalTrace.name(), r.tokens(), r.layers(), p.experts(), evalTrace.topk(), r.gpus(),
         p.slots(), placementIn != null ? "placement " + placementIn : "grouped"));
+    if (r.nodes() > 1) {
+      sb.append(String.format(Locale.ROOT, "%d nodes x %d GPUs; objective: %s%n", r.nodes(), r.gpus() / r.nodes(),
+          goal.name().toLowerCase(Locale.ROOT)));
+    }
     sb.append(String.format(Locale.ROOT, "%-34s %12s %12s%n", "", "home", "speculative"));
     sb.append(String.format(Locale.ROOT, "%-34s %11.1f%% %11.1f%%   (best rank per token: %.1f%%)%n", "local activations",
         100 * r.localHome(), 100 * r.localSpeculative(), 100 * r.localBest()));
@@ -210,6 +234,15 @@ public final class SpeculateCommand implements Callable<Integer> {
     sb.append(String.format(Locale.ROOT, "%-34s %12.3f %12.3f%n", "tokens per rank max/mean", homeMaxOverMean(r), r.maxOverMeanTokens()));
     sb.append(String.format(Locale.ROOT, "%-34s %12d %12d%n", "cross-rank rows, dispatch", r.dispatchRowsHome(), r.dispatchRowsSpeculative()));
     sb.append(String.format(Locale.ROOT, "%-34s %12d %12d%n", "cross-rank rows, combine", r.combineRowsHome(), r.combineRowsSpeculative()));
+    if (r.nodes() > 1) {
+      sb.append(String.format(Locale.ROOT, "%-34s %12d %12d%n", "cross-node rows, dispatch (relay)", r.dispatchNodeRowsHome(),
+          r.dispatchNodeRowsSpeculative()));
+      sb.append(String.format(Locale.ROOT, "%-34s %12d %12d%n", "cross-node rows, combine (relay)", r.dispatchNodeRowsHome(),
+          r.dispatchNodeRowsSpeculative()));
+      sb.append(String.format(Locale.ROOT, "%-34s %12d %12d%n", "cross-node rows, forwards", 0, r.forwardNodeRowsSpeculative()));
+      sb.append(String.format(Locale.ROOT, "%-34s %12d %12d   (%+.1f%%)%n", "cross-node rows, all", r.nodeRowsHome(), r.nodeRowsSpeculative(),
+          r.nodeRowsHome() == 0 ? 0 : 100.0 * (r.nodeRowsSpeculative() - r.nodeRowsHome()) / r.nodeRowsHome()));
+    }
     sb.append(String.format(Locale.ROOT, "%-34s %12.3f %12.3f   (%+.1f%%)%n", "cross-rank GB (BF16, hidden " + hidden + ")", r.bytesHome() / 1e9,
         r.bytesSpeculative() / 1e9, r.bytesHome() == 0 ? 0 : 100.0 * (r.bytesSpeculative() - r.bytesHome()) / r.bytesHome()));
     sb.append(String.format(Locale.ROOT, "expert load balancedness on the eval trace (mean / max GPU load): mean %.3f, worst layer %.3f%n",
@@ -253,6 +286,12 @@ public final class SpeculateCommand implements Callable<Integer> {
     ObjectNode rows = j.putObject("cross_rank_rows");
     rows.putObject("home").put("dispatch", r.dispatchRowsHome()).put("combine", r.combineRowsHome());
     rows.putObject("speculative").put("dispatch", r.dispatchRowsSpeculative()).put("combine", r.combineRowsSpeculative());
+    j.put("nodes", r.nodes());
+    j.put("objective", goal.name().toLowerCase(Locale.ROOT));
+    ObjectNode nodeRows = j.putObject("cross_node_rows");
+    nodeRows.putObject("home").put("dispatch", r.dispatchNodeRowsHome()).put("combine", r.dispatchNodeRowsHome()).put("forward", 0);
+    nodeRows.putObject("speculative").put("dispatch", r.dispatchNodeRowsSpeculative()).put("combine", r.dispatchNodeRowsSpeculative())
+        .put("forward", r.forwardNodeRowsSpeculative());
     ObjectNode bytes = j.putObject("cross_rank_bytes");
     bytes.put("hidden", hidden);
     bytes.put("home", r.bytesHome());

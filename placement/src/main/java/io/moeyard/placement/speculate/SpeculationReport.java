@@ -23,6 +23,13 @@ import io.moeyard.placement.trace.RoutingTrace;
  * residual) sends one partial to the rank the token needs next, unless it is that rank: home
  * without speculation, the next layer's rank with it, and home again after the last layer, where
  * the engine restores token order.
+ *
+ * <p>Rows crossing nodes, with the ranks in {@code nodes} nodes of consecutive ranks, counted as the
+ * node-level (relay) path moves them: one dispatch row per (token, node other than its rank's)
+ * serving one of its experts, where an expert with a replica on the token's rank or node is served
+ * there and otherwise by replica {@code (rank + t) mod count} (the replica rule, with the token's
+ * index in the trace for its row), the same number of combine partials back, and one row for each
+ * token forwarded to a rank of another node (speculative only). With one node all are 0.
  */
 public record SpeculationReport(
     int tokens,
@@ -41,7 +48,21 @@ public record SpeculationReport(
     long combineRowsHome,
     long dispatchRowsSpeculative,
     long combineRowsSpeculative,
-    long rowBytes) {
+    long rowBytes,
+    int nodes,
+    long dispatchNodeRowsHome,
+    long dispatchNodeRowsSpeculative,
+    long forwardNodeRowsSpeculative) {
+
+  /** Rows crossing nodes without speculation: dispatch rows and as many combine partials. */
+  public long nodeRowsHome() {
+    return 2 * dispatchNodeRowsHome;
+  }
+
+  /** Rows crossing nodes with speculation: dispatch rows, as many combine partials, and forwards. */
+  public long nodeRowsSpeculative() {
+    return 2 * dispatchNodeRowsSpeculative + forwardNodeRowsSpeculative;
+  }
 
   public long bytesHome() {
     return (dispatchRowsHome + combineRowsHome) * rowBytes;
@@ -51,16 +72,28 @@ public record SpeculationReport(
     return (dispatchRowsSpeculative + combineRowsSpeculative) * rowBytes;
   }
 
-  /** @param rowBytes bytes of one token row (hidden x 2 for BF16) */
+  /** One node. @param rowBytes bytes of one token row (hidden x 2 for BF16) */
   public static SpeculationReport measure(RoutingTrace trace, Placement placement, Assignments spec, long rowBytes) {
+    return measure(trace, placement, spec, 1, rowBytes);
+  }
+
+  /**
+   * @param nodes nodes the ranks are spread over, {@code gpus / nodes} consecutive ranks each
+   * @param rowBytes bytes of one token row (hidden x 2 for BF16)
+   */
+  public static SpeculationReport measure(RoutingTrace trace, Placement placement, Assignments spec, int nodes, long rowBytes) {
     int T = trace.tokens(), L = trace.layers(), K = trace.topk(), G = placement.gpus(), E = placement.experts();
+    if (nodes <= 0 || G % nodes != 0) throw new IllegalArgumentException("nodes " + nodes + " do not divide the " + G + " ranks");
+    int perNode = G / nodes;
     if (spec.tokens() != T || spec.layers() != L || spec.gpus() != G) {
       throw new IllegalArgumentException("assignments [" + spec.tokens() + ", " + spec.layers() + "] on " + spec.gpus()
           + " ranks do not fit the trace [" + T + ", " + L + "] on " + G);
     }
     if (placement.layers() < L) throw new IllegalArgumentException("placement has " + placement.layers() + " layers, trace " + L);
     long acts = 0, home = 0, speculative = 0, best = 0, predicted = 0, assigned = 0, judged = 0;
-    long dispHome = 0, combHome = 0, dispSpec = 0, combSpec = 0;
+    long dispHome = 0, combHome = 0, dispSpec = 0, combSpec = 0, nodeHome = 0, nodeSpec = 0, forwardNode = 0;
+    int[] nodeMark = new int[nodes];
+    int nodeStamp = 0;
     int maxCount = 0;
     double balSum = 0, balWorst = 1;
     int[] cover = new int[G];
@@ -117,6 +150,11 @@ public record SpeculationReport(
         for (int i = 0; i < ns; i++) if (mark[servedSpec[i]] != stamp) { mark[servedSpec[i]] = stamp; senders++; }
         if (mark[s] != stamp) { mark[s] = stamp; senders++; }
         combSpec += senders - (mark[dest] == stamp ? 1 : 0);
+        if (nodes > 1) {
+          nodeHome += remoteNodes(set, n, h, t, on, replicaRanks, G, perNode, nodeMark, ++nodeStamp);
+          nodeSpec += remoteNodes(set, n, s, t, on, replicaRanks, G, perNode, nodeMark, ++nodeStamp);
+          if (dest / perNode != s / perNode) forwardNode++;
+        }
       }
       for (int r = 0; r < G; r++) maxCount = Math.max(maxCount, perRank[r]);
       double b = CostModel.balancedness(CostModel.gpuLoads(loads, phy2log, G));
@@ -125,7 +163,27 @@ public record SpeculationReport(
     }
     return new SpeculationReport(T, L, G, acts, ratio(home, acts), ratio(speculative, acts), ratio(best, acts),
         ratio(predicted, judged), ratio(assigned, judged), maxCount / ((double) T / G), balSum / L, balWorst,
-        dispHome, combHome, dispSpec, combSpec, rowBytes);
+        dispHome, combHome, dispSpec, combSpec, rowBytes, nodes, nodeHome, nodeSpec, forwardNode);
+  }
+
+  /** Nodes other than rank {@code at}'s that serve one of the token's experts, by the replica rule. */
+  private static int remoteNodes(int[] set, int n, int at, int t, boolean[] on, int[][] replicaRanks, int G, int perNode,
+      int[] mark, int stamp) {
+    int node = at / perNode, count = 0;
+    for (int i = 0; i < n; i++) {
+      int e = set[i];
+      if (on[e * G + at]) continue;
+      boolean inNode = false;
+      for (int r : replicaRanks[e]) inNode |= r / perNode == node;
+      if (inNode) continue;
+      int[] all = replicaRanks[e];
+      int m = all[(int) (((long) at + t) % all.length)] / perNode;
+      if (mark[m] != stamp) {
+        mark[m] = stamp;
+        count++;
+      }
+    }
+    return count;
   }
 
   /** The distinct ranks serving a token on rank {@code at}; returns how many, written to {@code out}. */

@@ -19,13 +19,17 @@
  *       experts chosen together on one rank, with ranks labelled so that groups tokens travel
  *       between keep their label from layer to layer. Speculation cannot make local what the
  *       placement scatters, so the placement is half the method.
- *   <li>{@link io.moeyard.placement.speculate.SpeculativeShuffler}: per layer, each rank's
- *       expected local activations for each token, then an assignment that keeps every rank within
- *       10% of the mean token count ({@link io.moeyard.placement.speculate.CapacityAssignment}),
- *       and the permutation ({@link io.moeyard.placement.speculate.Shuffle}) that lays tokens out
- *       rank by rank and restores their order at the end.
+ *   <li>{@link io.moeyard.placement.speculate.SpeculativeShuffler}: per layer, each rank's worth
+ *       for each token (its expected local activations; with ranks in several nodes, by default,
+ *       less the rows it is expected to send across nodes from there, see
+ *       {@link io.moeyard.placement.speculate.SpeculativeShuffler.Objective}), then an assignment
+ *       that keeps every rank within 10% of the mean token count
+ *       ({@link io.moeyard.placement.speculate.CapacityAssignment}), and the permutation
+ *       ({@link io.moeyard.placement.speculate.Shuffle}) that lays tokens out rank by rank and
+ *       restores their order at the end.
  *   <li>{@link io.moeyard.placement.speculate.SpeculationReport}: local activations, prediction
- *       accuracy, tokens per rank, balance and cross-rank rows, against tokens that stay home.
+ *       accuracy, tokens per rank, balance, cross-rank rows and rows crossing nodes, against
+ *       tokens that stay home.
  * </ul>
  *
  * <p>Causality is the one rule: the rank of a token at layer l is computed from its routing at

@@ -72,6 +72,29 @@ class SpeculateCommandTest {
     assertEquals(r.out().lines().skip(1).toList(), again.out().lines().skip(1).toList());
   }
 
+  @Test
+  void withNodesTheReportCountsRowsCrossingNodesAndTheDefaultObjectiveKeepsThemDown() throws IOException {
+    JsonNode[] j = new JsonNode[3];
+    String[][] extra = {{"--nodes", "1"}, {"--nodes", "2", "--speculate-objective", "ranks"}, {"--nodes", "2"}};
+    for (int i = 0; i < 3; i++) {
+      Path json = dir.resolve("r" + i + ".json");
+      List<String> a = new ArrayList<>(List.of("--train", train.toString(), "--eval", eval.toString(), "--gpus", "4", "--json", json.toString()));
+      a.addAll(List.of(extra[i]));
+      CliTest.Run r = speculate(a.toArray(String[]::new));
+      assertEquals(0, r.code(), r.err());
+      assertEquals(i > 0, r.out().contains("cross-node rows, all"), r.out());
+      j[i] = new ObjectMapper().readTree(json.toFile());
+    }
+    assertEquals("ranks", j[0].path("objective").asText());
+    assertEquals("ranks", j[1].path("objective").asText());
+    assertEquals("nodes", j[2].path("objective").asText(), "the default with nodes");
+    assertEquals(j[0].path("cross_rank_rows"), j[1].path("cross_rank_rows"), "the rank objective does not look at nodes");
+    assertEquals(0, j[0].path("cross_node_rows").path("home").path("dispatch").asLong());
+    JsonNode ranks = j[1].path("cross_node_rows").path("speculative"), nodes = j[2].path("cross_node_rows").path("speculative");
+    assertTrue(j[1].path("cross_node_rows").path("home").path("dispatch").asLong() > 0, j[1].toString());
+    assertTrue(nodes.path("forward").asLong() < ranks.path("forward").asLong(), ranks + " vs " + nodes);
+  }
+
   private void write(Path f, int[] shape, int[] data) throws IOException {
     try (OutputStream os = Files.newOutputStream(f)) {
       NpyWriter.write(os, shape, data);
@@ -112,6 +135,10 @@ class SpeculateCommandTest {
         + "[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,0,1],[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,0,1],[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,0,1]]") + "}");
     assertBad("slots (18) must be a multiple of gpus (4)", "--train", train.toString(), "--eval", eval.toString(), "--gpus", "4", "--placement", twelve.toString());
     assertBad("--replicas 18", "--train", train.toString(), "--eval", eval.toString(), "--gpus", "4", "--replicas", "18");
+    assertBad("--nodes 3 does not divide --gpus 4", "--train", train.toString(), "--eval", eval.toString(), "--gpus", "4", "--nodes", "3");
+    assertBad("--nodes 0 does not divide --gpus 4", "--train", train.toString(), "--eval", eval.toString(), "--gpus", "4", "--nodes", "0");
+    assertBad("--speculate-objective both: want ranks or nodes", "--train", train.toString(), "--eval", eval.toString(), "--gpus", "4",
+        "--speculate-objective", "both");
     assertBad("--gpus must be positive", "--train", train.toString(), "--eval", eval.toString(), "--gpus", "0");
     assertBad("no such file", "--train", dir.resolve("missing.npy").toString(), "--eval", eval.toString(), "--gpus", "4");
     assertBad("exclude each other", "--train", train.toString(), "--eval", eval.toString(), "--gpus", "4", "--placement", other.toString(),
