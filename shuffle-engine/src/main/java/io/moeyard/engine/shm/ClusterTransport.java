@@ -64,7 +64,8 @@ import java.util.Map;
  * and by the store (its connection). {@link #abort} reaches the control block and the store; a
  * rank waiting in its block also reads the store's failures every few milliseconds, so that news
  * from other machines ends every wait promptly. In {@link #sendRecv}, a peer whose connection ends
- * is named at once, one that sends nothing at the timeout, and the world fails with the name. A
+ * is named at once, one that sends nothing at half the timeout (before its machine's block names
+ * the waiting rank), and the world fails with the name. A
  * failure is final.
  *
  * <p>Owns its world (closes it), the control block's mapping and its {@code PeerLinks}; every

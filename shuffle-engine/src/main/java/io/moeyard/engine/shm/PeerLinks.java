@@ -59,6 +59,13 @@ final class PeerLinks implements AutoCloseable {
    * with its address, before that.
    */
   static final double CONNECT_SHARE = 1.0 / 3;
+  /**
+   * Share of the timeout a round waits for a silent peer (nothing moved on any link): a peer of
+   * this rank's machine waiting for this rank in the next collective names this rank at
+   * {@link ClusterTransport#MACHINE_WAIT} of the timeout, although this rank is only waiting for
+   * the silent peer on another machine; so this rank must name that peer first.
+   */
+  static final double SILENCE_SHARE = 1.0 / 2;
 
   private final int rank;
   private final int size;
@@ -329,7 +336,8 @@ final class PeerLinks implements AutoCloseable {
    * One round: writes {@code send[q]} to every linked peer q and reads {@code recv[p]} from every
    * linked peer p, all at once (a null or empty segment: nothing that way; only peers marked in
    * {@code linked} take part). Returns when every byte is written and read. A peer from which
-   * nothing moves within the timeout is named ({@link CollectiveTimeoutException}), as is one
+   * nothing moves within {@link #SILENCE_SHARE} of the timeout is named
+   * ({@link CollectiveTimeoutException}), as is one
    * whose connection ends; the world's failure, read between slices, ends the wait as it is, and
    * so does an interrupt of the thread (its status kept).
    */
@@ -388,7 +396,7 @@ final class PeerLinks implements AutoCloseable {
           checkWorld.run();
           nextCheck = now + CHECK_NANOS;
         }
-        if (pending > 0 && now - lastMove > timeoutNanos) throw stalled();
+        if (pending > 0 && now - lastMove > (long) (timeoutNanos * SILENCE_SHARE)) throw stalled();
       }
     } catch (IOException e) {
       // the selector itself failed, not a peer's connection (those are named in read/write)
@@ -499,8 +507,8 @@ final class PeerLinks implements AutoCloseable {
       for (int p = 0; p < size; p++) if (outSeg[p] != null) silent.add(p);
       what = "read nothing";
     }
-    broken = "rank(s) " + silent + " " + what + " on their links to rank " + rank + " within " + timeoutNanos / 1_000_000
-        + " ms (sendRecv)";
+    broken = "rank(s) " + silent + " " + what + " on their links to rank " + rank + " within "
+        + (long) (timeoutNanos * SILENCE_SHARE) / 1_000_000 + " ms (sendRecv)";
     return new CollectiveTimeoutException(broken, silent);
   }
 

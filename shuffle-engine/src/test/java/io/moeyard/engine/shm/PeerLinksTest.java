@@ -355,12 +355,12 @@ class PeerLinksTest {
   /**
    * Rank 1 waits for 1000 bytes from rank 0, which sends nothing ("silent"), closes its links
    * ("closes"), or stays while the world fails ("world": rank 1's check of the world throws): rank
-   * 1 names rank 0 at the timeout (300 ms), at once, or ends with the world's failure at once.
+   * 1 names rank 0 at half the timeout (300 ms of 600), at once, or ends with the world's failure at once.
    */
   @ParameterizedTest
   @ValueSource(strings = {"silent", "closes", "world"})
   void aWaitForAPeerEndsNamingItOrWithTheWorld(String how) throws Exception {
-    long timeout = TimeUnit.MILLISECONDS.toNanos(300);
+    long timeout = TimeUnit.MILLISECONDS.toNanos(600);
     AtomicBoolean worldFailed = new AtomicBoolean();
     CountDownLatch done = new CountDownLatch(1);
     List<Object> out = ranks(2, how.equals("silent") ? timeout : TIMEOUT_NANOS, () -> {
