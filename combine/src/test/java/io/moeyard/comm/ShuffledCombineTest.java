@@ -120,4 +120,64 @@ class ShuffledCombineTest {
       }
     });
   }
+
+  /**
+   * One delivery object for calls of varying size (zero tokens, everything to one rank, a rank
+   * that receives nothing): every call's arrivals and rows are that call's alone, however many
+   * rows an earlier call left in the reused arrays.
+   */
+  @Test
+  void deliveriesOfVaryingSizeEachGiveTheirOwnRows() {
+    TestSeed seed = TestSeed.fresh();
+    seed.check(() -> {
+      SplittableRandom rnd = new SplittableRandom(seed.value());
+      int ranks = 3;
+      int calls = 16;
+      int[][][] next = new int[calls][ranks][];
+      for (int c = 0; c < calls; c++) {
+        int everyoneTo = c % 4 == 1 ? rnd.nextInt(ranks) : -1;
+        for (int r = 0; r < ranks; r++) {
+          int tokens = c % 5 == 2 ? 0 : rnd.nextInt(9);
+          next[c][r] = new int[tokens];
+          for (int t = 0; t < tokens; t++) next[c][r][t] = everyoneTo >= 0 ? everyoneTo : rnd.nextInt(ranks);
+        }
+      }
+      long fill = rnd.nextLong();
+      try (CpuWorld world = CpuWorld.create(Topology.singleNode(ranks), Duration.ofSeconds(20)); Arena arena = Arena.ofShared()) {
+        world.run(t -> {
+          int r = t.rank();
+          ShuffledCombine shuffle = new ShuffledCombine(t, () -> {
+            throw new AssertionError("ranks of one JVM read each other's homes");
+          });
+          RowBuffer into = RowBuffer.allocate(arena, 8 * ranks, HIDDEN, DType.BF16);
+          Arrivals previous = null;
+          for (int c = 0; c < calls; c++) {
+            RowBuffer home = RowBuffer.allocate(arena, next[c][r].length, HIDDEN, DType.BF16);
+            Workload.fill(home, new SplittableRandom(fill + 31L * c + r));
+            Arrivals a = shuffle.deliver(next[c][r], into, home);
+            if (previous != null) assertEquals(previous, a, "the communicator's own arrivals, refilled");
+            previous = a;
+            int i = 0;
+            for (int s = 0; s < ranks; s++) {
+              RowBuffer expected = RowBuffer.allocate(arena, Math.max(1, next[c][s].length), HIDDEN, DType.BF16);
+              Workload.fill(expected, new SplittableRandom(fill + 31L * c + s));
+              for (int tok = 0; tok < next[c][s].length; tok++) {
+                if (next[c][s][tok] != r) continue;
+                assertEquals(s, a.sourceRank(i), "call " + c + " rank " + r + " row " + i);
+                assertEquals(tok, a.sourceToken(i), "call " + c + " rank " + r + " row " + i);
+                assertEquals(-1, MemorySegment.mismatch(expected.segment(), expected.rowOffset(tok),
+                    expected.rowOffset(tok) + expected.rowBytes(), into.segment(), into.rowOffset(i),
+                    into.rowOffset(i) + into.rowBytes()), "call " + c + " rank " + r + " row " + i);
+                i++;
+              }
+            }
+            assertEquals(i, a.rows(), "call " + c + " rank " + r);
+            int rows = i;
+            org.junit.jupiter.api.Assertions.assertThrows(IndexOutOfBoundsException.class, () -> a.sourceRank(rows));
+          }
+          return null;
+        });
+      }
+    });
+  }
 }
