@@ -58,4 +58,51 @@ class MachinesRehearsalTest {
       assertTrue(text.contains("rehearse: " + step + " ok"), step + ":\n" + text);
     }
   }
+
+  /**
+   * The failure steps pass only when machine 0 was still running when machine 1 was stopped:
+   * here a stand-in for moeyard passes every step but ends machine 0's long bench at once, with an
+   * error naming rank 2, before anything happens to machine 1 (a failure of its own, which the
+   * steps must not count as noticing machine 1's death).
+   */
+  @Test
+  void aMachineZeroThatFailedBeforeMachineOneWasStoppedFailsTheStep(@TempDir Path dir) throws IOException, InterruptedException {
+    Path root = Path.of(System.getProperty("user.dir")).getParent();
+    Path script = root.resolve("bench/machines/rehearse.sh");
+    Path moeyard = dir.resolve("moeyard");
+    Files.writeString(moeyard, """
+        #!/bin/bash
+        case " $* " in
+          *" --help "*) exit 0 ;;
+          *rendezvous-check*) echo "links ok"; exit 0 ;;
+          *layer-example*) echo "layer-example: rank 0 (stand-in): ok (bf16 rounding)"; exit 0 ;;
+          *" --iters 1000000 "*)
+            if [[ " $* " == *" --machine-rank 0 "* ]]; then
+              echo "verified: yes; timing 1000000 + 0 warm-up iterations of each..."
+              echo "moeyard bench: rank 2 is not there (a failure of machine 0's own)"
+              exit 1
+            fi
+            sleep 60; exit 0 ;;
+          *" bench "*) echo "verified: yes"; exit 0 ;;
+        esac
+        exit 1
+        """);
+    Files.setPosixFilePermissions(moeyard, PosixFilePermissions.fromString("rwx------"));
+    Path log = dir.resolve("rehearse.log");
+    ProcessBuilder pb = new ProcessBuilder("bash", script.toString()).redirectErrorStream(true).redirectOutput(log.toFile());
+    pb.environment().put("MOEYARD", moeyard.toString());
+    Process p = pb.start();
+    if (!p.waitFor(120, TimeUnit.SECONDS)) {
+      p.descendants().forEach(ProcessHandle::destroy);
+      p.destroy();
+      if (!p.waitFor(10, TimeUnit.SECONDS)) p.destroyForcibly();
+      throw new AssertionError("rehearse.sh hung:\n" + Files.readString(log));
+    }
+    String text = Files.readString(log);
+    Assumptions.assumeFalse(p.exitValue() == 3, () -> "cannot rehearse machines here: " + text);
+    assertTrue(text.contains("rehearse: layer-example ok"), text);
+    assertTrue(text.contains("rehearse: machine-killed FAILED"), text);
+    assertTrue(text.contains("rehearse: machine-stopped FAILED"), text);
+    assertEquals(1, p.exitValue(), text);
+  }
 }
