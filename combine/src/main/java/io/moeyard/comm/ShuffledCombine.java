@@ -191,8 +191,8 @@ public final class ShuffledCombine {
   /**
    * What each rank tells the others before rows move: targets, room in its {@code into}, its
    * combined rows, and the ranks whose rows it cannot read (ascending), which send it theirs. A
-   * rank refills its own for every delivery (ranks of one JVM read it as it is); a process
-   * transport decodes a fresh one per peer.
+   * rank refills one of its two by turns for every delivery (ranks of one JVM read it as it is);
+   * a process transport decodes a fresh one per peer.
    */
   private static final class Announcement {
     int[] nextRank;
