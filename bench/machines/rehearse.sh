@@ -51,12 +51,16 @@ if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v unshare >/d
   echo "rehearse: needs root, ip and unshare; not rehearsing here" >&2
   exit 3
 fi
+# a machine is a network namespace running commands with a /dev/shm and a host name of their own
+# (as on() does): a host that allows only part of it (namespaces, but no mounts in them) cannot rehearse
 if ! { ip netns add "$ns0" && ip netns add "$ns1" \
     && ip link add "v$tag-0" netns "$ns0" type veth peer name "v$tag-1" netns "$ns1" \
     && ip -n "$ns0" addr add "$addr0/24" dev "v$tag-0" && ip -n "$ns1" addr add "$addr1/24" dev "v$tag-1" \
     && ip -n "$ns0" link set "v$tag-0" up && ip -n "$ns1" link set "v$tag-1" up \
-    && ip -n "$ns0" link set lo up && ip -n "$ns1" link set lo up; } 2>"$work/setup.err"; then
-  echo "rehearse: this host does not allow network namespaces ($(head -c 300 "$work/setup.err")); not rehearsing here" >&2
+    && ip -n "$ns0" link set lo up && ip -n "$ns1" link set lo up \
+    && ip netns exec "$ns0" unshare --mount --uts -- sh -c 'mount -t tmpfs -o size=1m tmpfs /dev/shm && hostname probe'; \
+    } 2>"$work/setup.err"; then
+  echo "rehearse: this host does not allow the namespaces a machine needs ($(head -c 300 "$work/setup.err")); not rehearsing here" >&2
   exit 3
 fi
 

@@ -105,4 +105,28 @@ class MachinesRehearsalTest {
     assertTrue(text.contains("rehearse: machine-stopped FAILED"), text);
     assertEquals(1, p.exitValue(), text);
   }
+
+  /**
+   * A host that allows network namespaces but not a machine's own mounts in them (here an
+   * {@code unshare} that is refused, as in a container without the right to mount) cannot
+   * rehearse: exit 3 (the test above is skipped), not every step failed.
+   */
+  @Test
+  void aHostThatAllowsNamespacesButNotTheirMountsCannotRehearse(@TempDir Path dir) throws IOException, InterruptedException {
+    Path root = Path.of(System.getProperty("user.dir")).getParent();
+    Path script = root.resolve("bench/machines/rehearse.sh");
+    Path bin = Files.createDirectory(dir.resolve("bin"));
+    Path unshare = bin.resolve("unshare");
+    Files.writeString(unshare, "#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n");
+    Files.setPosixFilePermissions(unshare, PosixFilePermissions.fromString("rwx------"));
+    ProcessBuilder pb = new ProcessBuilder("bash", script.toString(), "--quick").redirectErrorStream(true);
+    pb.environment().put("PATH", bin + ":" + System.getenv("PATH"));
+    pb.environment().put("MOEYARD", "true");
+    Process p = pb.start();
+    String text = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(60, TimeUnit.SECONDS), text);
+    Assumptions.assumeFalse(text.contains("needs root, ip and unshare"), () -> "no namespaces to try here: " + text);
+    assertEquals(3, p.exitValue(), text);
+    assertTrue(text.contains("not rehearsing here"), text);
+  }
 }
