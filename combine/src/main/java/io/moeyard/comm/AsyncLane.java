@@ -17,6 +17,8 @@ public final class AsyncLane implements AutoCloseable {
   private final String owner;
   private final AtomicInteger pending = new AtomicInteger();
   private ExecutorService executor;
+  /** The lane's one thread, once started. */
+  private volatile Thread thread;
   private boolean closed;
 
   /**
@@ -52,6 +54,9 @@ public final class AsyncLane implements AutoCloseable {
    * (or queued for) collectives of their own, which the refusal's collective must not meet.
    */
   public void awaitIdle() {
+    // on the lane itself (a continuation it completed): the calls queued behind this one cannot
+    // be in a collective, and waiting for them would wait for this thread
+    if (Thread.currentThread() == thread) return;
     ExecutorService ex;
     synchronized (this) {
       ex = executor;
@@ -66,7 +71,10 @@ public final class AsyncLane implements AutoCloseable {
 
   private synchronized ExecutorService executor() {
     if (closed) throw new IllegalStateException(owner + ": the communicator is closed");
-    if (executor == null) executor = Executors.newSingleThreadExecutor(Thread.ofVirtual().name(threadName).factory());
+    if (executor == null) {
+      java.util.concurrent.ThreadFactory virtual = Thread.ofVirtual().name(threadName).factory();
+      executor = Executors.newSingleThreadExecutor(r -> thread = virtual.newThread(r));
+    }
     return executor;
   }
 
