@@ -51,12 +51,16 @@ if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v unshare >/d
   echo "rehearse: needs root, ip and unshare; not rehearsing here" >&2
   exit 3
 fi
+# a machine is a network namespace running commands with a /dev/shm and a host name of their own
+# (as on() does): a host that allows only part of it (namespaces, but no mounts in them) cannot rehearse
 if ! { ip netns add "$ns0" && ip netns add "$ns1" \
     && ip link add "v$tag-0" netns "$ns0" type veth peer name "v$tag-1" netns "$ns1" \
     && ip -n "$ns0" addr add "$addr0/24" dev "v$tag-0" && ip -n "$ns1" addr add "$addr1/24" dev "v$tag-1" \
     && ip -n "$ns0" link set "v$tag-0" up && ip -n "$ns1" link set "v$tag-1" up \
-    && ip -n "$ns0" link set lo up && ip -n "$ns1" link set lo up; } 2>"$work/setup.err"; then
-  echo "rehearse: this host does not allow network namespaces ($(head -c 300 "$work/setup.err")); not rehearsing here" >&2
+    && ip -n "$ns0" link set lo up && ip -n "$ns1" link set lo up \
+    && ip netns exec "$ns0" unshare --mount --uts -- sh -c 'mount -t tmpfs -o size=1m tmpfs /dev/shm && hostname probe'; \
+    } 2>"$work/setup.err"; then
+  echo "rehearse: this host does not allow the namespaces a machine needs ($(head -c 300 "$work/setup.err")); not rehearsing here" >&2
   exit 3
 fi
 
@@ -139,12 +143,12 @@ fi
 step rendezvous "links ok" launch --nprocs 2 MACHINE -- rendezvous-check --cluster
 step bench "verified: yes" bench --procs 2 MACHINE --tokens 64 --hidden 256 --experts 16 --topk 4 --iters 3 --warmup 0
 if [ "$quick" = 0 ]; then
-  step layer-example "ok" launch --nprocs 2 MACHINE -- layer-example
+  step layer-example "ok (bf16 rounding)" launch --nprocs 2 MACHINE -- layer-example
 
   # machine 1 fails mid-run, by SIG (KILL: it dies; STOP: it goes silent): machine 0 must fail,
   # naming one of machine 1's ranks (2 or 3), within the default timeout
   fail_machine1() {
-    local name=$1 sig=$2 p0 rc0 took
+    local name=$1 sig=$2 p0 rc0 took running=0
     port=$((port + 1))
     mapfile -t a0 < <(args 0 bench --procs 2 MACHINE --tokens 64 --hidden 256 --experts 16 --topk 4 --iters 1000000 --warmup 0)
     mapfile -t a1 < <(args 1 bench --procs 2 MACHINE --tokens 64 --hidden 256 --experts 16 --topk 4 --iters 1000000 --warmup 0)
@@ -155,14 +159,17 @@ if [ "$quick" = 0 ]; then
     sleep 2
     local t0
     t0=$(date +%s.%N)
+    # a machine 0 that already ended (or never began timing) failed on its own: that proves nothing
+    grep -q "timing" "$work/$name.0" 2>/dev/null && kill -0 "$p0" 2>/dev/null && running=1
     for p in $(ip netns pids "$ns1"); do kill "-$sig" "$p" 2>/dev/null; done
     wait "$p0"; rc0=$?
     took=$(echo "$(date +%s.%N) - $t0" | bc)
     for p in $(ip netns pids "$ns1"); do kill -9 "$p" 2>/dev/null; done
-    if [ "$rc0" != 0 ] && grep -Eq "rank [23]" "$work/$name.0" && ! grep -q LEFTOVER "$work/$name.0" && [ "$(echo "$took < 11" | bc)" = 1 ]; then
+    if [ "$running" = 1 ] && [ "$rc0" != 0 ] && grep -Eq "rank [23]" "$work/$name.0" && ! grep -q LEFTOVER "$work/$name.0" && [ "$(echo "$took < 11" | bc)" = 1 ]; then
       printf 'rehearse: %s ok (machine 0 exit %s after %.1f s: %s)\n' "$name" "$rc0" "$took" "$(grep -Eo "rank [23][^;]{0,100}" "$work/$name.0" | head -1)"
     else
-      printf 'rehearse: %s FAILED (machine 0 exit %s after %.1f s)\n' "$name" "$rc0" "$took"
+      printf 'rehearse: %s FAILED (machine 0 exit %s after %.1f s%s)\n' "$name" "$rc0" "$took" \
+        "$([ "$running" = 1 ] || echo "; it was not timing when machine 1 was stopped")"
       sed 's/^/  m0| /' "$work/$name.0" | tail -30
       failed=1
     fi

@@ -17,6 +17,8 @@ public final class AsyncLane implements AutoCloseable {
   private final String owner;
   private final AtomicInteger pending = new AtomicInteger();
   private ExecutorService executor;
+  /** The lane's one thread, once started. */
+  private volatile Thread thread;
   private boolean closed;
 
   /**
@@ -46,9 +48,33 @@ public final class AsyncLane implements AutoCloseable {
     return pending.get();
   }
 
+  /**
+   * Waits until the calls submitted so far have finished (failed or not). A synchronous call that
+   * refuses to overtake them waits here before it announces the refusal: the lane's calls are in
+   * (or queued for) collectives of their own, which the refusal's collective must not meet.
+   */
+  public void awaitIdle() {
+    // on the lane itself (a continuation it completed): the calls queued behind this one cannot
+    // be in a collective, and waiting for them would wait for this thread
+    if (Thread.currentThread() == thread) return;
+    ExecutorService ex;
+    synchronized (this) {
+      ex = executor;
+      if (ex == null || closed) return; // nothing submitted, or close waited for everything
+    }
+    try {
+      CompletableFuture.runAsync(() -> {}, ex).join(); // the lane runs calls in order: the earlier ones are done
+    } catch (java.util.concurrent.RejectedExecutionException | java.util.concurrent.CompletionException e) {
+      // closed meanwhile: close waits for the queued calls itself
+    }
+  }
+
   private synchronized ExecutorService executor() {
     if (closed) throw new IllegalStateException(owner + ": the communicator is closed");
-    if (executor == null) executor = Executors.newSingleThreadExecutor(Thread.ofVirtual().name(threadName).factory());
+    if (executor == null) {
+      java.util.concurrent.ThreadFactory virtual = Thread.ofVirtual().name(threadName).factory();
+      executor = Executors.newSingleThreadExecutor(r -> thread = virtual.newThread(r));
+    }
     return executor;
   }
 

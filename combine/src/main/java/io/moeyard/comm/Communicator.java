@@ -101,7 +101,9 @@ public interface Communicator extends AutoCloseable {
   /**
    * {@link #dispatch(RowBuffer, Routing)} on this communicator's own thread (a virtual thread: a
    * collective that waits for peers never blocks a ForkJoin worker). Async calls run in the order
-   * they are made; do not mix them with synchronous calls that are still outstanding.
+   * they are made; do not mix them with synchronous calls that are still outstanding: a
+   * synchronous call made while async calls are pending waits for them to end, then fails every
+   * rank alike.
    */
   CompletableFuture<Dispatched> dispatchAsync(RowBuffer x, Routing routing);
 

@@ -146,9 +146,19 @@ final class CpuCommunicator implements Communicator {
     return new Dispatched(this, ++generation, h);
   }
 
+  /**
+   * The refusal of a synchronous call while async calls are pending, said once they have ended:
+   * they wait for their peers in collectives of their own, which the refusal's must not meet.
+   */
+  private String overtaking(int pending) {
+    String problem = me + "a synchronous call while " + Math.max(1, pending) + " async call(s) are pending";
+    lane.awaitIdle();
+    return problem;
+  }
+
   private String dispatchProblem(RowBuffer x, Routing routing, RowBuffer into, boolean async) {
     if (closed) return me + "the communicator is closed";
-    if (!async && lane.pending() > 0) return me + "a synchronous call while " + lane.pending() + " async call(s) are pending";
+    if (!async && lane.pending() > 0) return overtaking(lane.pending());
     if (x == null) return me + "x is null";
     if (routing == null) return me + "routing is null";
     if (x.hidden() != config.hidden() || x.dtype() != config.dispatchType()) {
@@ -207,7 +217,7 @@ final class CpuCommunicator implements Communicator {
 
   private String combineProblem(Dispatched d, RowBuffer y, RowBuffer out, boolean async) {
     if (closed) return me + "the communicator is closed";
-    if (!async && lane.pending() > 0) return me + "a synchronous call while " + lane.pending() + " async call(s) are pending";
+    if (!async && lane.pending() > 0) return overtaking(lane.pending());
     if (d == null) return me + "the dispatch result is null";
     if (d.owner != this) return me + "the dispatch result belongs to another communicator";
     if (d.generation != generation) {

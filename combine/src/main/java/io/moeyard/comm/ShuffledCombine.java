@@ -67,7 +67,13 @@ public final class ShuffledCombine {
   private final int[] unreachable;
   // scratch of one delivery, sized for the world here and reused: a delivery allocates nothing
   // on ranks that share this JVM but the all-gather's array (and, between machines, the slices it sends)
-  private final Announcement mine = new Announcement();
+  /**
+   * This rank's announcements, two that alternate between deliveries: peers read the one of
+   * delivery g until its closing barrier, or, when g is refused, until they throw; a refused rank
+   * may already fill delivery g + 1's, never g's again before every peer reached g + 1's all-gather.
+   */
+  private final Announcement[] mine = {new Announcement(), new Announcement()};
+  private int deliveries;
   private final Announcement[] all;
   private final int[] arriving;
   private final int[] blockStart;
@@ -113,11 +119,10 @@ public final class ShuffledCombine {
    * arrives. The {@link Arrivals} returned are valid until the next delivery.
    */
   public Arrivals deliver(int[] nextRank, RowBuffer into, RowBuffer home) {
-    // rows outside memory peers can reach (a transport without peer memory) are sent, never named;
-    // peers read this announcement until the closing barrier, and it is refilled only after it
+    // rows outside memory peers can reach (a transport without peer memory) are sent, never named
     boolean shared = transport.reachable(home.segment());
-    mine.set(nextRank, into.rows(), shared ? home : null, shared, unreachable);
-    Object[] got = transport.allGather(mine, CODEC);
+    Announcement announced = mine[deliveries++ & 1].set(nextRank, into.rows(), shared ? home : null, shared, unreachable);
+    Object[] got = transport.allGather(announced, CODEC);
     for (int r = 0; r < ranks; r++) all[r] = (Announcement) got[r];
     java.util.Arrays.fill(arriving, 0);
     boolean messages = false;
@@ -186,8 +191,8 @@ public final class ShuffledCombine {
   /**
    * What each rank tells the others before rows move: targets, room in its {@code into}, its
    * combined rows, and the ranks whose rows it cannot read (ascending), which send it theirs. A
-   * rank refills its own for every delivery (ranks of one JVM read it as it is); a process
-   * transport decodes a fresh one per peer.
+   * rank refills one of its two by turns for every delivery (ranks of one JVM read it as it is);
+   * a process transport decodes a fresh one per peer.
    */
   private static final class Announcement {
     int[] nextRank;

@@ -615,8 +615,9 @@ public final class CudaCommunicator implements Communicator {
 
   private Dispatched hostDispatch(RowBuffer x, Routing routing, RowBuffer into, boolean async) {
     String problem = CallChecks.hostDispatch(shape, rank, closed, x, routing, into);
-    if (problem == null && !async && lane.pending() > 0) {
-      problem = "rank " + rank + ": a synchronous call while " + lane.pending() + " async call(s) are pending";
+    if (!async && lane.pending() > 0) {
+      if (problem == null) problem = "rank " + rank + ": a synchronous call while " + lane.pending() + " async call(s) are pending";
+      lane.awaitIdle(); // they wait for peers in collectives of their own, which this refusal's must not meet
     }
     DeviceRows dx = null;
     DeviceRouting dr = null;
@@ -724,8 +725,9 @@ public final class CudaCommunicator implements Communicator {
         : CallChecks.handle(me, this, generation, world.variant(), dd);
     if (problem == null) problem = CallChecks.hostCombine(shape, rank, closed, y, out, dd.receivedRows(), dd.tokens());
     if (problem == null) problem = callerProblem;
-    if (problem == null && !async && lane.pending() > 0) {
-      problem = me + "a synchronous call while " + lane.pending() + " async call(s) are pending";
+    if (!async && lane.pending() > 0) {
+      if (problem == null) problem = me + "a synchronous call while " + lane.pending() + " async call(s) are pending";
+      lane.awaitIdle(); // they wait for peers in collectives of their own, which this refusal's must not meet
     }
     DeviceRows dy = null;
     DeviceRows dout = null;

@@ -90,6 +90,11 @@ public final class RowCopy {
         throw new IndexOutOfBoundsException("row " + i + ": src offset " + srcOff[i] + ", dst offset " + dstOff[i]
             + ", " + rowBytes + " bytes, segments of " + src.byteSize() + " and " + dst.byteSize());
       }
+      // the helper reads the views, this check the arrays: a view of another array would copy unchecked rows
+      if (srcOffView != null && srcOffView.getAtIndex(ValueLayout.JAVA_LONG, i) != srcOff[i]
+          || dstOffView != null && dstOffView.getAtIndex(ValueLayout.JAVA_LONG, i) != dstOff[i]) {
+        throw new IllegalArgumentException("row " + i + ": an offset view does not hold its offset array's offsets");
+      }
     }
     if (COPY != null && src.isNative() && dst.isNative()) {
       try {

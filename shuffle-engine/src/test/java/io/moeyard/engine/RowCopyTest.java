@@ -97,4 +97,50 @@ class RowCopyTest {
       for (long i = 0; i < 256; i++) assertEquals(7, dst.get(ValueLayout.JAVA_BYTE, i));
     }
   }
+
+  /** The block copy's helper takes offsets, not slices: every bad offset still fails before a byte moves. */
+  @Test
+  void aBlockCopyOutsideEitherSegmentFailsBeforeCopyingAnything() {
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment src = arena.allocate(256, 64);
+      MemorySegment dst = arena.allocate(256, 64);
+      src.fill((byte) 1);
+      dst.fill((byte) 7);
+      long[][] bad = {{-64, 0}, {0, -64}, {200, 0}, {0, 200}, {Long.MAX_VALUE - 10, 0}, {0, Long.MAX_VALUE - 10}, {256, 256}};
+      for (long[] b : bad) {
+        assertThrows(IndexOutOfBoundsException.class, () -> RowCopy.copy(src, b[0], dst, b[1], 64), b[0] + ", " + b[1]);
+      }
+      assertThrows(IllegalArgumentException.class, () -> RowCopy.copy(src, 0, dst.asReadOnly(), 0, 64));
+      for (long i = 0; i < 256; i++) assertEquals(7, dst.get(ValueLayout.JAVA_BYTE, i));
+      RowCopy.copy(src, 192, dst, 192, 64); // the last row in bounds still copies
+      assertEquals(1, dst.get(ValueLayout.JAVA_BYTE, 255));
+    }
+  }
+
+  /**
+   * The helper reads the offsets through the caller's views, the bounds check reads the arrays:
+   * a view of another array (of the same length) must be refused, not copy from offsets nobody
+   * checked.
+   */
+  @Test
+  void aViewOfAnotherOffsetArrayIsRefusedBeforeCopyingAnything() {
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment src = arena.allocate(256, 64);
+      MemorySegment dst = arena.allocate(256, 64);
+      src.fill((byte) 1);
+      dst.fill((byte) 7);
+      long[] srcOff = {0, 64};
+      long[] dstOff = {0, 64};
+      MemorySegment otherSrc = MemorySegment.ofArray(new long[] {0, 256}); // past src's end
+      MemorySegment otherDst = MemorySegment.ofArray(new long[] {0, 128});
+      assertThrows(IllegalArgumentException.class,
+          () -> RowCopy.copyRows(src, srcOff, otherSrc, dst, dstOff, MemorySegment.ofArray(dstOff), 2, 64));
+      assertThrows(IllegalArgumentException.class,
+          () -> RowCopy.copyRows(src, srcOff, MemorySegment.ofArray(srcOff), dst, dstOff, otherDst, 2, 64));
+      for (long i = 0; i < 256; i++) assertEquals(7, dst.get(ValueLayout.JAVA_BYTE, i), "byte " + i);
+      RowCopy.copyRows(src, srcOff, MemorySegment.ofArray(srcOff), dst, dstOff, MemorySegment.ofArray(dstOff), 2, 64);
+      assertEquals(1, dst.get(ValueLayout.JAVA_BYTE, 127));
+      assertEquals(7, dst.get(ValueLayout.JAVA_BYTE, 128));
+    }
+  }
 }

@@ -184,7 +184,8 @@ public final class LayerRun {
 
   /**
    * Every rank derived the maps and the assignments itself: they compare digests of them before
-   * any row moves, and all fail alike, naming the ranks, if one differs.
+   * any row moves, and all fail alike, naming the ranks, if one differs (a
+   * {@link io.moeyard.engine.CollectiveException}: a rank process says it in one line).
    */
   static void requireSameDerivation(Transport t, Prepared p) {
     long h = 0x243F6A8885A308D3L;
@@ -200,7 +201,7 @@ public final class LayerRun {
     Object[] all = t.allGather(new long[] {h});
     for (int q = 1; q < all.length; q++) {
       if (((long[]) all[q])[0] != ((long[]) all[0])[0]) {
-        throw new IllegalStateException("ranks 0 and " + q + " derived different layer maps or token assignments from the"
+        throw new io.moeyard.engine.CollectiveException("ranks 0 and " + q + " derived different layer maps or token assignments from the"
             + " same inputs (the speculative shuffler must be deterministic)");
       }
     }

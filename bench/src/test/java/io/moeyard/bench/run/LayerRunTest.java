@@ -209,10 +209,11 @@ public class LayerRunTest {
         new Assignments(a.tokens(), a.layers(), a.gpus(), rank, a.predicted()));
     java.util.concurrent.atomic.AtomicInteger failed = new java.util.concurrent.atomic.AtomicInteger();
     try (CpuWorld w = CpuWorld.create(p.topology())) {
-      IllegalStateException e = assertThrows(IllegalStateException.class, () -> w.run(t -> {
+      // a CollectiveException: the command line says it in one line (Moeyard's handler), on every rank
+      io.moeyard.engine.CollectiveException e = assertThrows(io.moeyard.engine.CollectiveException.class, () -> w.run(t -> {
         try {
           LayerRun.requireSameDerivation(t, t.rank() == 1 ? other : p);
-        } catch (IllegalStateException ex) {
+        } catch (io.moeyard.engine.CollectiveException ex) {
           failed.incrementAndGet();
           throw ex;
         }

@@ -83,4 +83,91 @@ class SendRecvTest {
       }
     }
   }
+
+  /**
+   * The alternating posts under stress: after each all-gather one rank or another dawdles before
+   * it copies out, while the others go on to fill their next post and, every few rounds, a round
+   * is refused on every rank (the refusal skips the copies); a post reused too early would hand a
+   * slow rank the next round's sizes or segments.
+   */
+  @Test
+  void aSlowPeerReadsTheRoundItIsInWhileFastRanksPostTheNext() {
+    TestSeed seed = TestSeed.fresh();
+    int ranks = 4;
+    int rounds = 300;
+    try (CpuWorld world = CpuWorld.create(Topology.singleNode(ranks), java.time.Duration.ofSeconds(10))) {
+      seed.check(() -> world.run(t0 -> {
+        int me = t0.rank();
+        SplittableRandom rnd = new SplittableRandom(seed.value() + me);
+        Transport slow = new Transport() {
+          @Override
+          public int rank() {
+            return t0.rank();
+          }
+
+          @Override
+          public int size() {
+            return t0.size();
+          }
+
+          @Override
+          public Topology topology() {
+            return t0.topology();
+          }
+
+          @Override
+          public Object[] allGather(Object mine) {
+            Object[] got = t0.allGather(mine);
+            int d = rnd.nextInt(8);
+            if (d == 0) java.util.concurrent.locks.LockSupport.parkNanos(200_000);
+            else if (d == 1) Thread.yield();
+            return got;
+          }
+
+          @Override
+          public void abort(Throwable cause) {
+            t0.abort(cause);
+          }
+
+          @Override
+          public boolean peerStores() {
+            return t0.peerStores();
+          }
+        };
+        PointToPoint p2p = new PointToPoint(slow);
+        try (PeerMemory mem = t0.peerMemory(0)) {
+          MemorySegment[] areas = {mem.allocate(ranks * 512L, 64), mem.allocate(ranks * 512L, 64)};
+          MemorySegment in = mem.allocate(ranks * 512L, 64);
+          for (int i = 0; i < rounds; i++) {
+            MemorySegment area = areas[i % 2];
+            MemorySegment[] send = new MemorySegment[ranks];
+            MemorySegment[] recv = new MemorySegment[ranks];
+            boolean refused = i % 7 == 3;
+            for (int q = 0; q < ranks; q++) {
+              int n = size(seed.value(), i, me, q);
+              send[q] = area.asSlice(q * 512L, n);
+              for (int b = 0; b < n; b++) send[q].set(ValueLayout.JAVA_BYTE, b, payload(i, me, q, b));
+              int m = size(seed.value(), i, q, me) + (refused && me == 1 && q == 2 ? 1 : 0);
+              recv[q] = in.asSlice(q * 512L, m);
+              recv[q].fill((byte) 0x5a);
+            }
+            try {
+              p2p.run(send, recv);
+              if (refused) throw new AssertionError("round " + i + " should have been refused");
+            } catch (CollectiveException e) {
+              if (!refused) throw e;
+              continue;
+            }
+            for (int p = 0; p < ranks; p++) {
+              for (int b = 0; b < size(seed.value(), i, p, me); b++) {
+                assertEquals(payload(i, p, me, b), recv[p].get(ValueLayout.JAVA_BYTE, b), "round " + i + " from " + p + " byte " + b);
+              }
+            }
+          }
+          t0.barrier();
+        }
+        return null;
+      }));
+    }
+  }
 }
