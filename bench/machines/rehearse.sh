@@ -162,6 +162,12 @@ if [ "$quick" = 0 ]; then
     # a machine 0 that already ended (or never began timing) failed on its own: that proves nothing
     grep -q "timing" "$work/$name.0" 2>/dev/null && kill -0 "$p0" 2>/dev/null && running=1
     for p in $(ip netns pids "$ns1"); do kill "-$sig" "$p" 2>/dev/null; done
+    # machine 0 must end by itself within the timeout; 30 s is a hang, and ends it
+    for _ in $(seq 1 120); do kill -0 "$p0" 2>/dev/null || break; sleep 0.25; done
+    if kill -0 "$p0" 2>/dev/null; then
+      echo "machine 0 still running 30 s after machine 1 was stopped: a hang" >>"$work/$name.0"
+      for p in $(ip netns pids "$ns0"); do kill -9 "$p" 2>/dev/null; done
+    fi
     wait "$p0"; rc0=$?
     took=$(echo "$(date +%s.%N) - $t0" | bc)
     for p in $(ip netns pids "$ns1"); do kill -9 "$p" 2>/dev/null; done
