@@ -15,10 +15,7 @@ import io.moeyard.engine.testkit.TestSeed;
 import io.moeyard.placement.speculate.AffinityModel;
 import io.moeyard.placement.trace.NpyWriter;
 import io.moeyard.placement.trace.RoutingTrace;
-import java.io.ByteArrayOutputStream;
 import java.io.OutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -71,23 +68,11 @@ class BenchLayersProcsTest {
         "--iters", "1"));
   }
 
-  /** Runs the command line in this JVM with stdout and stderr captured: {exit code, stdout, stderr}. */
+  /** Runs {@code bench} with these arguments in this JVM, captured: {exit code, stdout, stderr}. */
   private static Object[] inJvm(List<String> args) {
-    PrintStream out = System.out;
-    PrintStream err = System.err;
-    ByteArrayOutputStream o = new ByteArrayOutputStream();
-    ByteArrayOutputStream e = new ByteArrayOutputStream();
-    try {
-      System.setOut(new PrintStream(o, true, StandardCharsets.UTF_8));
-      System.setErr(new PrintStream(e, true, StandardCharsets.UTF_8));
-      List<String> all = new ArrayList<>(List.of("bench"));
-      all.addAll(args);
-      int rc = Moeyard.commandLine().execute(all.toArray(String[]::new));
-      return new Object[] {rc, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8)};
-    } finally {
-      System.setOut(out);
-      System.setErr(err);
-    }
+    List<String> all = new ArrayList<>(List.of("bench"));
+    all.addAll(args);
+    return CudaCommandsTest.run(all.toArray(String[]::new));
   }
 
   /** The rank threads' JSON for {@code c} on {@code ranks} ranks in {@code nodes} nodes. */

@@ -14,7 +14,7 @@ import org.junit.jupiter.api.Test;
 class CudaCommandsTest {
 
   /** Runs the command line with stdout and stderr captured: {exit code, stdout, stderr}. */
-  private static Object[] run(String... args) {
+  static Object[] run(String... args) {
     PrintStream out = System.out;
     PrintStream err = System.err;
     ByteArrayOutputStream o = new ByteArrayOutputStream();
