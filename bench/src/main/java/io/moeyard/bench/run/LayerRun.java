@@ -60,9 +60,13 @@ public final class LayerRun {
   /**
    * Where the rows of one run went, summed over layers and ranks, its median time, and the digest
    * of its final rows ({@link #outputDigest}: equal digests, equal bits, up to a 2^-64 chance).
+   * The time is split into the dispatch spans and the combine spans (a shuffled combine's delivery
+   * included), each summed over layers: per run, {@code totalNs[i] == dispatchNs[i] + combineNs[i]},
+   * the same spans added up; the medians are taken apart, so theirs need not add up.
    */
   public record Mode(
-      String name, double medianMs, long dispatchRows, long dispatchRemote, long dispatchRemoteNode,
+      String name, double medianMs, double dispatchMedianMs, double combineMedianMs, long[] totalNs, long[] dispatchNs,
+      long[] combineNs, long dispatchRows, long dispatchRemote, long dispatchRemoteNode,
       long combineRemote, long combineRemoteNode, long forwardRemote, long forwardRemoteNode, long outputDigest) {
     /** Rows that crossed ranks: dispatch rows, combine partials, shuffle forwards. */
     public long remote() {
@@ -247,6 +251,8 @@ public final class LayerRun {
     }
     int maxTokens = cap;
     long[] samples = new long[iters];
+    long[] dispatchSamples = new long[iters];
+    long[] combineSamples = new long[iters];
     long[] counts = new long[COUNTS];
     long[] finals = null; // this rank's (token, digest) pairs at the end of the last iteration
     try (Arena arena = Arena.ofShared()) {
@@ -254,6 +260,8 @@ public final class LayerRun {
       RowBuffer y = null;
       for (int it = 0; it < iters; it++) {
         long total = 0;
+        long dispatchTotal = 0;
+        long combineTotal = 0;
         // tokens sit where the assignment puts them at the first layer, in global order
         int[] res = residents(where, from, r, G);
         for (int i = 0; i < res.length; i++) initialRow(x[0], i, res[i], hidden);
@@ -276,7 +284,9 @@ public final class LayerRun {
             t.barrier();
             long start = System.nanoTime();
             Dispatched d = comm.dispatch(in, new Routing(n, K, idx, w));
-            total += CpuBench.span(t, start, System.nanoTime());
+            long span = CpuBench.span(t, start, System.nanoTime());
+            total += span;
+            dispatchTotal += span;
             experts(d, map, r, y);
             if (it == 0) countDispatch(d, r, topo, counts);
             int[] next = new int[n];
@@ -289,7 +299,9 @@ public final class LayerRun {
             // the home run combines as an engine without speculation does: no shuffle step
             Arrivals a = shuffle ? comm.combineShuffled(d, y, next, out) : null;
             if (!shuffle) comm.combine(d, y, new RowBuffer(out.segment(), 0, n, hidden, DType.BF16, null));
-            total += CpuBench.span(t, start, System.nanoTime());
+            span = CpuBench.span(t, start, System.nanoTime());
+            total += span;
+            combineTotal += span;
             if (it == 0) {
               for (int i = 0; i < n; i++) {
                 if (next[i] != r) counts[5]++;
@@ -305,6 +317,8 @@ public final class LayerRun {
           }
         }
         samples[it] = total; // the same span on every rank
+        dispatchSamples[it] = dispatchTotal;
+        combineSamples[it] = combineTotal;
         if (it == iters - 1) {
           if (r == corruptRank && res.length > 0) {
             x[cur].segment().set(ValueLayout.JAVA_BYTE, x[cur].rowOffset(0), (byte) (x[cur].segment().get(ValueLayout.JAVA_BYTE, x[cur].rowOffset(0)) ^ 1));
@@ -345,7 +359,8 @@ public final class LayerRun {
       }
       out = mix(out ^ digests[g]);
     }
-    Mode mode = new Mode(name, CpuBench.median(samples) / 1e6, sum[0], sum[1], sum[2], sum[3], sum[4], sum[5], sum[6], out);
+    Mode mode = new Mode(name, CpuBench.median(samples) / 1e6, CpuBench.median(dispatchSamples) / 1e6,
+        CpuBench.median(combineSamples) / 1e6, samples, dispatchSamples, combineSamples, sum[0], sum[1], sum[2], sum[3], sum[4], sum[5], sum[6], out);
     return new Ran(mode, digests, holder, problem);
   }
 
