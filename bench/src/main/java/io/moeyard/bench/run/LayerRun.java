@@ -255,9 +255,20 @@ public final class LayerRun {
     long[] combineSamples = new long[iters];
     long[] counts = new long[COUNTS];
     long[] finals = null; // this rank's (token, digest) pairs at the end of the last iteration
+    // one communicator per layer for all the runs, as an engine keeps its own: built anew for
+    // every run, each call would be a communicator's first, paying for the first touch of its
+    // peer memory inside the timed spans (more of it in a shuffled combine, whose home rows are
+    // peer memory too)
+    Communicator[] comms = new Communicator[to];
     try (Arena arena = Arena.ofShared()) {
       RowBuffer[] x = {RowBuffer.allocate(arena, maxTokens, hidden, DType.BF16), RowBuffer.allocate(arena, maxTokens, hidden, DType.BF16)};
-      RowBuffer y = null;
+      CommConfig cfg = CommConfig.of(maxTokens, hidden, K, DType.BF16, DType.BF16);
+      int receiveRows = 0;
+      for (int l = from; l < to; l++) {
+        comms[l] = Communicator.cpu(t, maps[l], cfg);
+        receiveRows = Math.max(receiveRows, comms[l].receiveCapacity());
+      }
+      RowBuffer y = RowBuffer.allocate(arena, receiveRows, hidden, DType.BF16);
       for (int it = 0; it < iters; it++) {
         long total = 0;
         long dispatchTotal = 0;
@@ -268,53 +279,50 @@ public final class LayerRun {
         int cur = 0;
         for (int l = from; l < to; l++) {
           ExpertMap map = maps[l];
-          CommConfig cfg = CommConfig.of(maxTokens, hidden, K, DType.BF16, DType.BF16);
-          try (Communicator comm = Communicator.cpu(t, map, cfg)) {
-            if (y == null || y.rows() < comm.receiveCapacity()) y = RowBuffer.allocate(arena, comm.receiveCapacity(), hidden, DType.BF16);
-            int n = res.length;
-            int[] idx = new int[n * K];
-            float[] w = new float[n * K];
-            for (int i = 0; i < n; i++) {
-              for (int k = 0; k < K; k++) {
-                idx[i * K + k] = ids[(res[i] * L + l) * K + k];
-                w[i * K + k] = weight(res[i], l, k);
-              }
+          Communicator comm = comms[l];
+          int n = res.length;
+          int[] idx = new int[n * K];
+          float[] w = new float[n * K];
+          for (int i = 0; i < n; i++) {
+            for (int k = 0; k < K; k++) {
+              idx[i * K + k] = ids[(res[i] * L + l) * K + k];
+              w[i * K + k] = weight(res[i], l, k);
             }
-            RowBuffer in = new RowBuffer(x[cur].segment(), 0, n, hidden, DType.BF16, null);
-            t.barrier();
-            long start = System.nanoTime();
-            Dispatched d = comm.dispatch(in, new Routing(n, K, idx, w));
-            long span = CpuBench.span(t, start, System.nanoTime());
-            total += span;
-            dispatchTotal += span;
-            experts(d, map, r, y);
-            if (it == 0) countDispatch(d, r, topo, counts);
-            int[] next = new int[n];
-            for (int i = 0; i < n; i++) next[i] = l + 1 < to ? where.rank(res[i], l + 1) : home(res[i], G, ranks);
-            RowBuffer out = x[1 - cur];
-            // which global token sits in each row of every rank: arrivals name (source rank, row)
-            Object[] residentsOf = shuffle ? t.allGather(res) : null;
-            t.barrier();
-            start = System.nanoTime();
-            // the home run combines as an engine without speculation does: no shuffle step
-            Arrivals a = shuffle ? comm.combineShuffled(d, y, next, out) : null;
-            if (!shuffle) comm.combine(d, y, new RowBuffer(out.segment(), 0, n, hidden, DType.BF16, null));
-            span = CpuBench.span(t, start, System.nanoTime());
-            total += span;
-            combineTotal += span;
-            if (it == 0) {
-              for (int i = 0; i < n; i++) {
-                if (next[i] != r) counts[5]++;
-                if (topo.nodeOf(next[i]) != topo.nodeOf(r)) counts[6]++;
-              }
-            }
-            if (a != null) {
-              int[] arrived = new int[a.rows()];
-              for (int i = 0; i < a.rows(); i++) arrived[i] = ((int[]) residentsOf[a.sourceRank(i)])[a.sourceToken(i)];
-              res = arrived;
-            }
-            cur = 1 - cur;
           }
+          RowBuffer in = new RowBuffer(x[cur].segment(), 0, n, hidden, DType.BF16, null);
+          t.barrier();
+          long start = System.nanoTime();
+          Dispatched d = comm.dispatch(in, new Routing(n, K, idx, w));
+          long span = CpuBench.span(t, start, System.nanoTime());
+          total += span;
+          dispatchTotal += span;
+          experts(d, map, r, y);
+          if (it == 0) countDispatch(d, r, topo, counts);
+          int[] next = new int[n];
+          for (int i = 0; i < n; i++) next[i] = l + 1 < to ? where.rank(res[i], l + 1) : home(res[i], G, ranks);
+          RowBuffer out = x[1 - cur];
+          // which global token sits in each row of every rank: arrivals name (source rank, row)
+          Object[] residentsOf = shuffle ? t.allGather(res) : null;
+          t.barrier();
+          start = System.nanoTime();
+          // the home run combines as an engine without speculation does: no shuffle step
+          Arrivals a = shuffle ? comm.combineShuffled(d, y, next, out) : null;
+          if (!shuffle) comm.combine(d, y, new RowBuffer(out.segment(), 0, n, hidden, DType.BF16, null));
+          span = CpuBench.span(t, start, System.nanoTime());
+          total += span;
+          combineTotal += span;
+          if (it == 0) {
+            for (int i = 0; i < n; i++) {
+              if (next[i] != r) counts[5]++;
+              if (topo.nodeOf(next[i]) != topo.nodeOf(r)) counts[6]++;
+            }
+          }
+          if (a != null) {
+            int[] arrived = new int[a.rows()];
+            for (int i = 0; i < a.rows(); i++) arrived[i] = ((int[]) residentsOf[a.sourceRank(i)])[a.sourceToken(i)];
+            res = arrived;
+          }
+          cur = 1 - cur;
         }
         samples[it] = total; // the same span on every rank
         dispatchSamples[it] = dispatchTotal;
@@ -330,6 +338,8 @@ public final class LayerRun {
           }
         }
       }
+    } finally {
+      for (Communicator c : comms) if (c != null) c.close();
     }
     long[] report = new long[COUNTS + finals.length];
     System.arraycopy(counts, 0, report, 0, COUNTS);
