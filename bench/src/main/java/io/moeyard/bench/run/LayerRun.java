@@ -37,6 +37,9 @@ import java.util.Set;
  * the collectives'. Each layer's collectives are timed between world barriers (from the first rank's
  * start to the last rank's end; across machines on each machine's own clock, the longest machine's:
  * {@link CpuBench#span}), summed over layers; the median over {@code iters} runs is reported.
+ * Each mode keeps one communicator per layer for all its runs, so that only its first run pays
+ * for the first touch of their peer memory, and both modes run {@code iters} times untimed before
+ * either is timed, so that the home run, timed first, does not pay for the JVM's warm-up alone.
  * A token's replica choice depends on where it sits ({@link ExpertMap#chooseSlot}), so with replicas
  * the two runs may group a token's partials differently: bit identity holds for placements without
  * replicas.
@@ -175,6 +178,10 @@ public final class LayerRun {
   /** One rank's share of both runs, on any transport; rank 0 returns the result, the others null. */
   private static Result rankRun(Transport t, Prepared p, int iters, int corruptRank, String world) {
     requireSameDerivation(t, p);
+    // both modes run untimed first, as many times as they are timed: the JVM's compilation is
+    // then as warm for the home run, timed first, as for the speculative one, timed after it
+    runMode(t, "home", p, p.home(), false, iters, -1);
+    if (p.speculative() != null) runMode(t, "speculative", p, p.speculative(), true, iters, -1);
     Ran home = runMode(t, "home", p, p.home(), false, iters, -1);
     Ran spec = p.speculative() == null ? null : runMode(t, "speculative", p, p.speculative(), true, iters, corruptRank);
     if (t.rank() != 0) return null;
