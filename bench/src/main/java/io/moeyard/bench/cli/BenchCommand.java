@@ -509,17 +509,20 @@ public final class BenchCommand implements Callable<Integer> {
           ? "nodes (rows crossing nodes, each weighing " + (int) io.moeyard.placement.speculate.SpeculativeShuffler.NODE_ROW_WEIGHT
           + " rows between ranks, plus rows between ranks)" : "ranks (rows between ranks)");
     }
-    out.printf(Locale.ROOT, "%-12s %10s %12s %12s %12s %12s %12s %12s%n", "", "coll. ms", "dispatch", "remote", "partials",
-        "forwards", "all remote", "cross-node");
+    out.printf(Locale.ROOT, "%-12s %10s %10s %10s %12s %12s %12s %12s %12s %12s%n", "", "coll. ms", "disp. ms", "comb. ms",
+        "dispatch", "remote", "partials", "forwards", "all remote", "cross-node");
     for (var m : new LayerRun.Mode[] {res.home(), res.speculative()}) {
       if (m == null) continue;
-      out.printf(Locale.ROOT, "%-12s %10.2f %12d %12d %12d %12d %12d %12d%n", m.name(), m.medianMs(), m.dispatchRows(),
+      out.printf(Locale.ROOT, "%-12s %10.2f %10.2f %10.2f %12d %12d %12d %12d %12d %12d%n", m.name(), m.medianMs(),
+          m.dispatchMedianMs(), m.combineMedianMs(), m.dispatchRows(),
           m.dispatchRemote(), m.combineRemote(), m.forwardRemote(), m.remote(), m.remoteNode());
     }
     out.println("(rows summed over layers and ranks: dispatch = rows received, remote = of those from another rank, partials ="
         + " combine rows sent to another rank, forwards = tokens moved to their next rank; cross-node = dispatch rows, partials and forwards that"
         + " crossed nodes on the path that ran (with the node relay, one row per token and remote node each way);"
-        + " coll. ms = median time of the layers' dispatch + combine)");
+        + " coll. ms = median time of the layers' dispatch + combine; disp. ms, comb. ms = median of the dispatch spans, of the"
+        + " combine spans (a shuffled combine's delivery included), each summed over layers: medians taken apart, they need not add"
+        + " up to coll. ms)");
     if (res.speculative() != null) {
       out.printf(Locale.ROOT, "outputs with and without speculation: %s%n", res.identical()
           ? "identical, bit for bit (every token's final row has the same digest)" : "DIFFERENT: " + res.difference());
@@ -542,6 +545,8 @@ public final class BenchCommand implements Callable<Integer> {
       if (m == null) continue;
       ObjectNode n = root.putObject(m.name());
       n.put("collectives_median_ms", m.medianMs());
+      n.put("dispatch_median_ms", m.dispatchMedianMs());
+      n.put("combine_median_ms", m.combineMedianMs());
       n.put("final_rows_digest", String.format(Locale.ROOT, "%016x", m.outputDigest()));
       ObjectNode rows = n.putObject("rows");
       rows.put("dispatch", m.dispatchRows());

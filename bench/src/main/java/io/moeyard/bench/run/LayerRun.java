@@ -37,6 +37,9 @@ import java.util.Set;
  * the collectives'. Each layer's collectives are timed between world barriers (from the first rank's
  * start to the last rank's end; across machines on each machine's own clock, the longest machine's:
  * {@link CpuBench#span}), summed over layers; the median over {@code iters} runs is reported.
+ * Each mode keeps one communicator per layer for all its runs, so that only its first run pays
+ * for the first touch of their peer memory, and both modes run {@code iters} times untimed before
+ * either is timed, so that the home run, timed first, does not pay for the JVM's warm-up alone.
  * A token's replica choice depends on where it sits ({@link ExpertMap#chooseSlot}), so with replicas
  * the two runs may group a token's partials differently: bit identity holds for placements without
  * replicas.
@@ -60,9 +63,13 @@ public final class LayerRun {
   /**
    * Where the rows of one run went, summed over layers and ranks, its median time, and the digest
    * of its final rows ({@link #outputDigest}: equal digests, equal bits, up to a 2^-64 chance).
+   * The time is split into the dispatch spans and the combine spans (a shuffled combine's delivery
+   * included), each summed over layers: per run, {@code totalNs[i] == dispatchNs[i] + combineNs[i]},
+   * the same spans added up; the medians are taken apart, so theirs need not add up.
    */
   public record Mode(
-      String name, double medianMs, long dispatchRows, long dispatchRemote, long dispatchRemoteNode,
+      String name, double medianMs, double dispatchMedianMs, double combineMedianMs, long[] totalNs, long[] dispatchNs,
+      long[] combineNs, long dispatchRows, long dispatchRemote, long dispatchRemoteNode,
       long combineRemote, long combineRemoteNode, long forwardRemote, long forwardRemoteNode, long outputDigest) {
     /** Rows that crossed ranks: dispatch rows, combine partials, shuffle forwards. */
     public long remote() {
@@ -171,6 +178,10 @@ public final class LayerRun {
   /** One rank's share of both runs, on any transport; rank 0 returns the result, the others null. */
   private static Result rankRun(Transport t, Prepared p, int iters, int corruptRank, String world) {
     requireSameDerivation(t, p);
+    // both modes run untimed first, as many times as they are timed: the JVM's compilation is
+    // then as warm for the home run, timed first, as for the speculative one, timed after it
+    runMode(t, "home", p, p.home(), false, iters, -1);
+    if (p.speculative() != null) runMode(t, "speculative", p, p.speculative(), true, iters, -1);
     Ran home = runMode(t, "home", p, p.home(), false, iters, -1);
     Ran spec = p.speculative() == null ? null : runMode(t, "speculative", p, p.speculative(), true, iters, corruptRank);
     if (t.rank() != 0) return null;
@@ -247,64 +258,82 @@ public final class LayerRun {
     }
     int maxTokens = cap;
     long[] samples = new long[iters];
+    long[] dispatchSamples = new long[iters];
+    long[] combineSamples = new long[iters];
     long[] counts = new long[COUNTS];
     long[] finals = null; // this rank's (token, digest) pairs at the end of the last iteration
+    // one communicator per layer for all the runs, as an engine keeps its own: built anew for
+    // every run, each call would be a communicator's first, paying for the first touch of its
+    // peer memory inside the timed spans (more of it in a shuffled combine, whose home rows are
+    // peer memory too)
+    Communicator[] comms = new Communicator[to];
     try (Arena arena = Arena.ofShared()) {
       RowBuffer[] x = {RowBuffer.allocate(arena, maxTokens, hidden, DType.BF16), RowBuffer.allocate(arena, maxTokens, hidden, DType.BF16)};
-      RowBuffer y = null;
+      CommConfig cfg = CommConfig.of(maxTokens, hidden, K, DType.BF16, DType.BF16);
+      int receiveRows = 0;
+      for (int l = from; l < to; l++) {
+        comms[l] = Communicator.cpu(t, maps[l], cfg);
+        receiveRows = Math.max(receiveRows, comms[l].receiveCapacity());
+      }
+      RowBuffer y = RowBuffer.allocate(arena, receiveRows, hidden, DType.BF16);
       for (int it = 0; it < iters; it++) {
         long total = 0;
+        long dispatchTotal = 0;
+        long combineTotal = 0;
         // tokens sit where the assignment puts them at the first layer, in global order
         int[] res = residents(where, from, r, G);
         for (int i = 0; i < res.length; i++) initialRow(x[0], i, res[i], hidden);
         int cur = 0;
         for (int l = from; l < to; l++) {
           ExpertMap map = maps[l];
-          CommConfig cfg = CommConfig.of(maxTokens, hidden, K, DType.BF16, DType.BF16);
-          try (Communicator comm = Communicator.cpu(t, map, cfg)) {
-            if (y == null || y.rows() < comm.receiveCapacity()) y = RowBuffer.allocate(arena, comm.receiveCapacity(), hidden, DType.BF16);
-            int n = res.length;
-            int[] idx = new int[n * K];
-            float[] w = new float[n * K];
-            for (int i = 0; i < n; i++) {
-              for (int k = 0; k < K; k++) {
-                idx[i * K + k] = ids[(res[i] * L + l) * K + k];
-                w[i * K + k] = weight(res[i], l, k);
-              }
+          Communicator comm = comms[l];
+          int n = res.length;
+          int[] idx = new int[n * K];
+          float[] w = new float[n * K];
+          for (int i = 0; i < n; i++) {
+            for (int k = 0; k < K; k++) {
+              idx[i * K + k] = ids[(res[i] * L + l) * K + k];
+              w[i * K + k] = weight(res[i], l, k);
             }
-            RowBuffer in = new RowBuffer(x[cur].segment(), 0, n, hidden, DType.BF16, null);
-            t.barrier();
-            long start = System.nanoTime();
-            Dispatched d = comm.dispatch(in, new Routing(n, K, idx, w));
-            total += CpuBench.span(t, start, System.nanoTime());
-            experts(d, map, r, y);
-            if (it == 0) countDispatch(d, r, topo, counts);
-            int[] next = new int[n];
-            for (int i = 0; i < n; i++) next[i] = l + 1 < to ? where.rank(res[i], l + 1) : home(res[i], G, ranks);
-            RowBuffer out = x[1 - cur];
-            // which global token sits in each row of every rank: arrivals name (source rank, row)
-            Object[] residentsOf = shuffle ? t.allGather(res) : null;
-            t.barrier();
-            start = System.nanoTime();
-            // the home run combines as an engine without speculation does: no shuffle step
-            Arrivals a = shuffle ? comm.combineShuffled(d, y, next, out) : null;
-            if (!shuffle) comm.combine(d, y, new RowBuffer(out.segment(), 0, n, hidden, DType.BF16, null));
-            total += CpuBench.span(t, start, System.nanoTime());
-            if (it == 0) {
-              for (int i = 0; i < n; i++) {
-                if (next[i] != r) counts[5]++;
-                if (topo.nodeOf(next[i]) != topo.nodeOf(r)) counts[6]++;
-              }
-            }
-            if (a != null) {
-              int[] arrived = new int[a.rows()];
-              for (int i = 0; i < a.rows(); i++) arrived[i] = ((int[]) residentsOf[a.sourceRank(i)])[a.sourceToken(i)];
-              res = arrived;
-            }
-            cur = 1 - cur;
           }
+          RowBuffer in = new RowBuffer(x[cur].segment(), 0, n, hidden, DType.BF16, null);
+          t.barrier();
+          long start = System.nanoTime();
+          Dispatched d = comm.dispatch(in, new Routing(n, K, idx, w));
+          long span = CpuBench.span(t, start, System.nanoTime());
+          total += span;
+          dispatchTotal += span;
+          experts(d, map, r, y);
+          if (it == 0) countDispatch(d, r, topo, counts);
+          int[] next = new int[n];
+          for (int i = 0; i < n; i++) next[i] = l + 1 < to ? where.rank(res[i], l + 1) : home(res[i], G, ranks);
+          RowBuffer out = x[1 - cur];
+          // which global token sits in each row of every rank: arrivals name (source rank, row)
+          Object[] residentsOf = shuffle ? t.allGather(res) : null;
+          t.barrier();
+          start = System.nanoTime();
+          // the home run combines as an engine without speculation does: no shuffle step
+          Arrivals a = shuffle ? comm.combineShuffled(d, y, next, out) : null;
+          if (!shuffle) comm.combine(d, y, new RowBuffer(out.segment(), 0, n, hidden, DType.BF16, null));
+          span = CpuBench.span(t, start, System.nanoTime());
+          total += span;
+          combineTotal += span;
+          if (it == 0) {
+            for (int i = 0; i < n; i++) {
+              if (next[i] != r) counts[5]++;
+              if (topo.nodeOf(next[i]) != topo.nodeOf(r)) counts[6]++;
+            }
+          }
+          if (a != null) {
+            int[] arrived = new int[a.rows()];
+            for (int i = 0; i < a.rows(); i++) arrived[i] = ((int[]) residentsOf[a.sourceRank(i)])[a.sourceToken(i)];
+            res = arrived;
+          }
+          cur = 1 - cur;
         }
         samples[it] = total; // the same span on every rank
+        dispatchSamples[it] = dispatchTotal;
+        combineSamples[it] = combineTotal;
         if (it == iters - 1) {
           if (r == corruptRank && res.length > 0) {
             x[cur].segment().set(ValueLayout.JAVA_BYTE, x[cur].rowOffset(0), (byte) (x[cur].segment().get(ValueLayout.JAVA_BYTE, x[cur].rowOffset(0)) ^ 1));
@@ -316,6 +345,8 @@ public final class LayerRun {
           }
         }
       }
+    } finally {
+      for (Communicator c : comms) if (c != null) c.close();
     }
     long[] report = new long[COUNTS + finals.length];
     System.arraycopy(counts, 0, report, 0, COUNTS);
@@ -345,7 +376,8 @@ public final class LayerRun {
       }
       out = mix(out ^ digests[g]);
     }
-    Mode mode = new Mode(name, CpuBench.median(samples) / 1e6, sum[0], sum[1], sum[2], sum[3], sum[4], sum[5], sum[6], out);
+    Mode mode = new Mode(name, CpuBench.median(samples) / 1e6, CpuBench.median(dispatchSamples) / 1e6,
+        CpuBench.median(combineSamples) / 1e6, samples, dispatchSamples, combineSamples, sum[0], sum[1], sum[2], sum[3], sum[4], sum[5], sum[6], out);
     return new Ran(mode, digests, holder, problem);
   }
 

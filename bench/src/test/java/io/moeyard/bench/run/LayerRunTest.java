@@ -71,6 +71,47 @@ public class LayerRunTest {
   }
 
   /**
+   * The time split: in every run of both modes the dispatch spans and the combine spans, each
+   * summed over layers, add up to the run's total exactly (the same spans), every part took time,
+   * and each reported median is the median of its runs.
+   */
+  @Test
+  void theDispatchAndCombineSpansAddUpToTheTotal() {
+    TestSeed seed = TestSeed.fresh();
+    SplittableRandom rnd = seed.random();
+    int ranks = 2 + rnd.nextInt(3);
+    int experts = ranks * (1 + rnd.nextInt(4));
+    int topk = 1 + rnd.nextInt(Math.min(3, experts));
+    int tokensPerRank = 5 + rnd.nextInt(30);
+    int layers = 4;
+    int iters = 2 + rnd.nextInt(3);
+    RoutingTrace train = chainTrace(rnd, 400, layers, topk, experts);
+    RoutingTrace eval = chainTrace(rnd, ranks * tokensPerRank, layers, topk, experts);
+    SpeculativeShuffler shuffler = new SpeculativeShuffler(AffinityModel.learn(List.of(train)), trivial(layers, experts), ranks,
+        SpeculativeShuffler.TOLERANCE);
+    LayerRun.Result res = LayerRun.run(eval, 0, layers, ranks, 1, tokensPerRank, 16, null, shuffler, iters, QUIET);
+    for (LayerRun.Mode m : new LayerRun.Mode[] {res.home(), res.speculative()}) {
+      String what = seed + " " + m.name();
+      assertEquals(iters, m.totalNs().length, what);
+      assertEquals(iters, m.dispatchNs().length, what);
+      assertEquals(iters, m.combineNs().length, what);
+      for (int i = 0; i < iters; i++) {
+        assertTrue(m.dispatchNs()[i] > 0 && m.combineNs()[i] > 0, what + " run " + i + ": a part took no time");
+        assertEquals(m.totalNs()[i], m.dispatchNs()[i] + m.combineNs()[i], what + " run " + i);
+      }
+      assertEquals(median(m.totalNs()) / 1e6, m.medianMs(), 0, what);
+      assertEquals(median(m.dispatchNs()) / 1e6, m.dispatchMedianMs(), 0, what);
+      assertEquals(median(m.combineNs()) / 1e6, m.combineMedianMs(), 0, what);
+    }
+  }
+
+  private static double median(long[] v) {
+    long[] s = v.clone();
+    java.util.Arrays.sort(s);
+    return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2.0;
+  }
+
+  /**
    * With ranks in several nodes, both objectives keep the bits, and the rows crossing nodes that
    * the shuffler's report predicts from the assignment (SpeculationReport) are the rows the data
    * path moved (no replicas, so the replica rule cannot differ): the objective is scored in the
