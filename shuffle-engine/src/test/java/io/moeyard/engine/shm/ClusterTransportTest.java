@@ -525,19 +525,17 @@ class ClusterTransportTest {
         }
         Post post = new Post(bytes, bytes, shared);
         for (int i = 0; i < 20; i++) t.sendRecv(send, recv); // warm
-        // waits allocate now and then (a liveness check), which only adds: the least of several
-        // blocks of rounds is the round's own allocation
+        // waits allocate now and then (a liveness check, more often on a busy host), which only
+        // adds: the least of many single rounds is the round's own allocation
         long round = Long.MAX_VALUE;
         long gather = Long.MAX_VALUE;
-        int blocks = 5;
-        int rounds = 200;
-        for (int b = 0; b < blocks; b++) {
+        for (int i = 0; i < 500; i++) {
           long start = threads.getCurrentThreadAllocatedBytes();
-          for (int i = 0; i < rounds; i++) t.sendRecv(send, recv);
-          round = Math.min(round, (threads.getCurrentThreadAllocatedBytes() - start) / rounds);
+          t.sendRecv(send, recv);
+          round = Math.min(round, threads.getCurrentThreadAllocatedBytes() - start);
           start = threads.getCurrentThreadAllocatedBytes();
-          for (int i = 0; i < rounds; i++) t.allGather(post, POST);
-          gather = Math.min(gather, (threads.getCurrentThreadAllocatedBytes() - start) / rounds);
+          t.allGather(post, POST);
+          gather = Math.min(gather, threads.getCurrentThreadAllocatedBytes() - start);
         }
         t.barrier();
         return new long[] {round, gather};
