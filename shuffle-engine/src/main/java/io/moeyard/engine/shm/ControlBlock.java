@@ -249,18 +249,7 @@ final class ControlBlock {
   }
 
   private void checkPeers(long g) {
-    for (int p : missing(g)) {
-      // a peer may publish round g, leave the round and close its transport between missing(g)
-      // and the check: it left after the round, which is no failure of it. Its close comes after
-      // its publication, so a rank that sees the close sees the round too.
-      if (gone(p) && (long) LONG.getAcquire(seg, line(p)) < g) checkAlive(p, "while rank " + me() + " waited for it");
-    }
-  }
-
-  /** Whether peer p closed its transport or its process is gone. */
-  private boolean gone(int p) {
-    ProcessHandle h = peers[p];
-    return (long) LONG.getAcquire(seg, line(p) + 16) != 0 || (h != null && !h.isAlive());
+    for (int p : missing(g)) checkAlive(p, g, "while rank " + me() + " waited for it");
   }
 
   /**
@@ -268,19 +257,25 @@ final class ControlBlock {
    * is gone (not only the ones a round waits for: a device stream may wait for any of them).
    */
   void checkPeers() {
-    for (int p = 0; p < ranks; p++) if (p != rank) checkAlive(p, "while rank " + me() + " was not in a collective");
+    for (int p = 0; p < ranks; p++) if (p != rank) checkAlive(p, 0, "while rank " + me() + " was not in a collective");
   }
 
-  /** Fails the world naming peer p when it left or its process is gone; {@code when} says what this rank was doing. */
-  private void checkAlive(int p, String when) {
+  /**
+   * Fails the world naming peer p when it left or its process is gone, unless it published round
+   * {@code g} first (0: between rounds); {@code when} says what this rank was doing. A peer may
+   * publish the round a rank waits in, leave it and close its transport between the rank's scan
+   * for missing peers and this check: no failure of it. Its close comes after its publication, so
+   * a rank that sees the close sees the round too.
+   */
+  private void checkAlive(int p, long g, String when) {
     int w = worldRanks[p];
-    if ((long) LONG.getAcquire(seg, line(p) + 16) != 0) {
-      fail("rank " + w + " left the world (it closed its transport) " + when, List.of(w));
-    }
+    boolean left = (long) LONG.getAcquire(seg, line(p) + 16) != 0;
     ProcessHandle h = peers[p];
-    if (h != null && !h.isAlive()) {
-      fail("rank " + w + " (pid " + h.pid() + ") died: its process is gone, " + when, List.of(w));
-    }
+    boolean died = h != null && !h.isAlive();
+    if (!left && !died) return;
+    if (g > 0 && (long) LONG.getAcquire(seg, line(p)) >= g) return;
+    if (left) fail("rank " + w + " left the world (it closed its transport) " + when, List.of(w));
+    fail("rank " + w + " (pid " + h.pid() + ") died: its process is gone, " + when, List.of(w));
   }
 
   private void timeout(long g, long waitNanos) {
